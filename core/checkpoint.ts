@@ -1,0 +1,87 @@
+/**
+ * Checkpoints: one file holding a JSON header (iteration, rng state, anything the trainer needs)
+ * and float32 tensors by name, written to a temporary name and renamed, so that a crash
+ * mid-write never leaves a corrupt checkpoint behind.
+ *
+ * Layout: 8 bytes magic `MISSLCK1`, uint32 LE header length, UTF-8 JSON header, zero padding to
+ * a multiple of 4, then every tensor's float32 data in header order.
+ *
+ * @module
+ */
+import type { tf } from "../deps.ts";
+
+const MAGIC = "MISSLCK1";
+
+/** One stored tensor. */
+export interface StoredTensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** A loaded checkpoint. */
+export interface Checkpoint<M> {
+  meta: M;
+  tensors: Map<string, StoredTensor>;
+}
+
+/** Write `tensors` and `meta` to `path` atomically. */
+export async function saveCheckpoint<M>(
+  path: string,
+  meta: M,
+  tensors: Map<string, tf.Tensor>,
+): Promise<void> {
+  const entries: Array<{ name: string; shape: number[]; data: Float32Array }> = [];
+  for (const [name, t] of tensors) {
+    entries.push({ name, shape: t.shape, data: (await t.data()) as Float32Array });
+  }
+  const header = new TextEncoder().encode(JSON.stringify({
+    meta,
+    tensors: entries.map(({ name, shape }) => ({ name, shape })),
+  }));
+  const pad = (4 - ((12 + header.length) % 4)) % 4;
+  const total = entries.reduce((s, e) => s + e.data.length, 0);
+  const bytes = new Uint8Array(12 + header.length + pad + 4 * total);
+  bytes.set(new TextEncoder().encode(MAGIC), 0);
+  new DataView(bytes.buffer).setUint32(8, header.length, true);
+  bytes.set(header, 12);
+  const floats = new Float32Array(bytes.buffer, 12 + header.length + pad, total);
+  let offset = 0;
+  for (const e of entries) {
+    floats.set(e.data, offset);
+    offset += e.data.length;
+  }
+  await writeFileAtomic(path, bytes);
+}
+
+/** Read a checkpoint written by {@linkcode saveCheckpoint}. */
+export async function loadCheckpoint<M>(path: string): Promise<Checkpoint<M>> {
+  const bytes = await Deno.readFile(path);
+  if (bytes.length < 12 || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) {
+    throw new Error(`Cannot read checkpoint "${path}": not a checkpoint file`);
+  }
+  const hlen = new DataView(bytes.buffer, bytes.byteOffset).getUint32(8, true);
+  if (12 + hlen > bytes.length) throw new Error(`Cannot read checkpoint "${path}": truncated`);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + hlen))) as {
+    meta: M;
+    tensors: Array<{ name: string; shape: number[] }>;
+  };
+  const pad = (4 - ((12 + hlen) % 4)) % 4;
+  let offset = 12 + hlen + pad;
+  const tensors = new Map<string, StoredTensor>();
+  for (const { name, shape } of header.tensors) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (offset + 4 * n > bytes.length) throw new Error(`Cannot read checkpoint "${path}": truncated`);
+    const data = new Float32Array(bytes.slice(offset, offset + 4 * n).buffer);
+    tensors.set(name, { shape, data });
+    offset += 4 * n;
+  }
+  return { meta: header.meta, tensors };
+}
+
+/** Write `data` to a temporary file beside `path`, then rename it over `path`. */
+export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+  else await Deno.writeFile(tmp, data);
+  await Deno.rename(tmp, path);
+}

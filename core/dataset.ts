@@ -1,0 +1,81 @@
+/**
+ * The dataset interface: decoded 2D slices for training and 3D volumes for evaluation, split by
+ * patient. Data are held as typed arrays; the trainer builds tensors per batch.
+ *
+ * @module
+ */
+import type { z } from "../deps.ts";
+import { Registry } from "./registry.ts";
+
+/** A set of 2D slices of one size, stored contiguously (slice-major, row-major, 1 channel). */
+export interface SliceSet {
+  /** Number of slices. */
+  count: number;
+  /** Slice height in pixels. */
+  height: number;
+  /** Slice width in pixels. */
+  width: number;
+  /** Intensities, `count * height * width` values, roughly in [0, 1]. */
+  images: Float32Array;
+  /** Labels in `[0, numClasses)`, same layout as `images`; `null` for unlabeled sets. */
+  labels: Uint8Array | null;
+  /** The patient id of each slice (slices of one patient never cross splits). */
+  patients: string[];
+}
+
+/** A 3D volume for evaluation: `depth` slices of `height x width`, stacked back. */
+export interface Volume {
+  /** Unique id (e.g. `patient003_frame01`). */
+  id: string;
+  /** The patient it belongs to. */
+  patient: string;
+  /** `[depth, height, width]`. */
+  shape: [number, number, number];
+  /** Voxel spacing in mm, `[depth, height, width]`, when known. */
+  spacing?: [number, number, number];
+  /** Intensities, `depth * height * width` values. */
+  image: Float32Array;
+  /** Labels, same layout as `image`. */
+  label: Uint8Array;
+}
+
+/** A segmentation dataset split by patient. */
+export interface SegmentationDataset {
+  /** Dataset plugin id. */
+  id: string;
+  /** Class names, index = label value; index 0 is background. */
+  classNames: string[];
+  /** Labeled training slices. */
+  labeled: SliceSet;
+  /** Unlabeled training slices (labels, if any, are never used). */
+  unlabeled: SliceSet;
+  /** Validation volumes. */
+  validation: Volume[];
+  /** Test volumes, when the dataset has a test split. */
+  test?: Volume[];
+  /** Patient ids of each split, as written to the run directory. */
+  splits: Record<string, string[]>;
+}
+
+/** What a dataset factory gets besides its own options. */
+export interface DatasetContext {
+  /** The run's seed (for splits and procedural data). */
+  seed: number;
+  /** Directory of the recipe file, to resolve relative paths. */
+  baseDir: string;
+  /** Progress messages (loading, caching). */
+  log?: (message: string) => void;
+}
+
+/** A dataset plugin. */
+export interface DatasetFactory<O = Record<string, unknown>> {
+  readonly id: string;
+  readonly description: string;
+  /** Strict schema of the plugin's options (everything in the recipe entry but `type`). */
+  readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
+  /** Load (or generate) the data. */
+  load(options: O, context: DatasetContext): Promise<SegmentationDataset>;
+}
+
+/** All dataset plugins, by id. */
+export const datasets: Registry<DatasetFactory<any>> = new Registry("dataset");

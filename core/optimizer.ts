@@ -1,0 +1,116 @@
+/**
+ * Adam (with PyTorch-style L2 weight decay) over named variables, and learning-rate schedules.
+ * The optimizer's moments are plain named variables so that checkpoints can hold them.
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+
+/** Options of {@linkcode Adam}. */
+export interface AdamOptions {
+  /** @default {0.9} */
+  beta1?: number;
+  /** @default {0.999} */
+  beta2?: number;
+  /** @default {1e-8} */
+  epsilon?: number;
+  /** L2 penalty added to the gradient, as in `torch.optim.Adam`. @default {0} */
+  weightDecay?: number;
+}
+
+/** Adam over a fixed set of named variables. */
+export class Adam {
+  readonly #vars: Map<string, tf.Variable>;
+  readonly #m = new Map<string, tf.Variable>();
+  readonly #v = new Map<string, tf.Variable>();
+  readonly #b1: number;
+  readonly #b2: number;
+  readonly #eps: number;
+  readonly #wd: number;
+  /** Steps taken so far (bias correction). */
+  step = 0;
+
+  constructor(variables: Map<string, tf.Variable>, options: AdamOptions = {}) {
+    this.#vars = variables;
+    this.#b1 = options.beta1 ?? 0.9;
+    this.#b2 = options.beta2 ?? 0.999;
+    this.#eps = options.epsilon ?? 1e-8;
+    this.#wd = options.weightDecay ?? 0;
+    for (const [name, v] of variables) {
+      this.#m.set(name, tf.variable(tf.zerosLike(v), false, `adam/m/${name}`));
+      this.#v.set(name, tf.variable(tf.zerosLike(v), false, `adam/v/${name}`));
+    }
+  }
+
+  /** Apply one update with learning rate `lr` from gradients keyed like the variables. */
+  apply(grads: Record<string, tf.Tensor>, lr: number): void {
+    this.step++;
+    const c1 = 1 - this.#b1 ** this.step;
+    const c2 = 1 - this.#b2 ** this.step;
+    const stepSize = lr / c1;
+    tf.tidy(() => {
+      for (const [name, variable] of this.#vars) {
+        let g = grads[name];
+        if (g === undefined) continue;
+        if (this.#wd > 0) g = tf.add(g, tf.mul(variable, this.#wd));
+        const m = this.#m.get(name)!;
+        const v = this.#v.get(name)!;
+        const mNew = tf.add(tf.mul(m, this.#b1), tf.mul(g, 1 - this.#b1));
+        const vNew = tf.add(tf.mul(v, this.#b2), tf.mul(tf.square(g), 1 - this.#b2));
+        m.assign(mNew);
+        v.assign(vNew);
+        const denom = tf.add(tf.sqrt(tf.div(vNew, c2)), this.#eps);
+        variable.assign(tf.sub(variable, tf.mul(tf.div(mNew, denom), stepSize)));
+      }
+    });
+  }
+
+  /** The moments, by unique name, for checkpoints. */
+  stateVariables(): Map<string, tf.Variable> {
+    return new Map([...this.#m, ...this.#v].map(([k, v]) => [v.name || k, v]));
+  }
+
+  dispose(): void {
+    for (const v of this.#m.values()) v.dispose();
+    for (const v of this.#v.values()) v.dispose();
+    this.#m.clear();
+    this.#v.clear();
+  }
+}
+
+/** A learning-rate schedule (recipe `optimizer.schedule`). */
+export interface ScheduleOptions {
+  type: "constant" | "step" | "cosine";
+  /** Linear warm-up iterations from 0 to `lr`. */
+  warmup: number;
+  /** Iterations between decays (`step`); default: a third of the run. */
+  stepSize?: number;
+  /** Decay factor (`step`). */
+  gamma: number;
+  /** Final learning rate (`cosine`). */
+  minLr: number;
+}
+
+/** Learning rate at 0-based `iteration` of `total`. */
+export function learningRate(
+  base: number,
+  schedule: ScheduleOptions,
+  iteration: number,
+  total: number,
+): number {
+  if (schedule.warmup > 0 && iteration < schedule.warmup) {
+    return base * (iteration + 1) / schedule.warmup;
+  }
+  const t = iteration - schedule.warmup;
+  const span = Math.max(total - schedule.warmup, 1);
+  switch (schedule.type) {
+    case "constant":
+      return base;
+    case "step": {
+      const size = schedule.stepSize ?? Math.max(Math.ceil(span / 3), 1);
+      return base * schedule.gamma ** Math.floor(t / size);
+    }
+    case "cosine":
+      return schedule.minLr + (base - schedule.minLr) * 0.5 * (1 + Math.cos(Math.PI * t / span));
+  }
+}

@@ -1,0 +1,576 @@
+/**
+ * The trainer: iteration-based semi-supervised training. Each step draws a labeled and an
+ * unlabeled batch, runs the network once over `[x_l, x_u, T(x_u)]`, shares those predictions
+ * among all regularizers, and minimises `w_sup * L_sup + lambda * ramp(t) * sum_i w_i L_i` with
+ * Adam and a learning-rate schedule. Validation runs on 3D volumes; the best checkpoint is kept
+ * by validation mean Dice.
+ *
+ * @module
+ */
+import { tf, YAML } from "../deps.ts";
+import { initBackend } from "./backend.ts";
+import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
+import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
+import { UserError } from "./errors.ts";
+import { diceScores, meanPerClass } from "./metrics.ts";
+import { models, type SegmentationModel } from "./model.ts";
+import { Adam, learningRate } from "./optimizer.ts";
+import { Progress } from "./progress.ts";
+import { type Recipe, validatePluginOptions } from "./recipe.ts";
+import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
+import { Rng, type RngState } from "./rng.ts";
+import { type InvertibleTransform, transforms } from "./transform.ts";
+import { crossEntropy } from "../plugins/losses/cross_entropy.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+import { sampleRandomAffine, warpAffine } from "../plugins/transforms/affine.ts";
+
+/** Options of {@linkcode Trainer.create}. */
+export interface TrainerOptions {
+  /** Directory of the recipe file (relative dataset paths). @default {Deno.cwd()} */
+  baseDir?: string;
+  /** The run directory; `null` writes nothing (e.g. `eval`, benchmarks). @default {runs/<name>/<time>-seed<N>} */
+  out?: string | null;
+  /** The resolved recipe to write into the run directory. @default {the recipe} */
+  resolved?: Record<string, unknown>;
+  /** Show progress on standard error. @default {true} */
+  progress?: boolean;
+  /** Messages (loading, validation), default to standard error. */
+  log?: (line: string) => void;
+}
+
+/** Evaluation of one split. */
+export interface Evaluation {
+  /** Mean Dice over volumes, by class name. */
+  dice: Record<string, number>;
+  /** Mean of `dice` over the foreground classes. */
+  dice_mean: number;
+  /** Per volume: Dice by class name. */
+  per_volume: Record<string, { dice: Record<string, number> }>;
+}
+
+/** What `summary.json` holds. */
+export interface Summary extends Evaluation {
+  method: string;
+  dataset: string;
+  seed: number;
+  iterations: number;
+  seconds: number;
+  backend: string;
+  params: number;
+  /** Best validation mean Dice and its iteration (the `best.ckpt` weights). */
+  best: { iteration: number; dice_mean: number };
+  /** Which network `dice` describes (`student`, or `teacher` for mean teacher). */
+  evaluated: string;
+  /** The other network's evaluation, where there is one (mean teacher's student). */
+  student?: Evaluation;
+}
+
+interface CheckpointMeta {
+  iteration: number;
+  rng: RngState;
+  adamStep: number;
+  best: { iteration: number; dice_mean: number };
+  seconds: number;
+}
+
+interface NamedRegularizer {
+  name: string;
+  weight: number;
+  instance: Regularizer;
+}
+
+/** Sigmoid ramp-up `exp(-5 (1 - t/L)^2)` (Laine & Aila; SSL4MIS). */
+export function sigmoidRampUp(iteration: number, length: number): number {
+  if (length <= 0 || iteration >= length) return 1;
+  const t = 1 - Math.max(iteration, 0) / length;
+  return Math.exp(-5 * t * t);
+}
+
+/** Trains one recipe. Build it with {@linkcode Trainer.create}; free it with `dispose()`. */
+export class Trainer {
+  readonly recipe: Recipe;
+  readonly dataset: SegmentationDataset;
+  readonly model: SegmentationModel;
+  readonly transform: InvertibleTransform;
+  readonly regularizers: NamedRegularizer[];
+  readonly backend: string;
+  readonly runDir: string | null;
+  /** 0-based index of the next iteration. */
+  iteration = 0;
+  readonly #optimizer: Adam;
+  readonly #rng: Rng;
+  readonly #log: (line: string) => void;
+  readonly #progress: boolean;
+  readonly #needsUnlabeled: boolean;
+  #best = { iteration: 0, dice_mean: -1 };
+  #seconds = 0;
+  #metricsFile: Deno.FsFile | null = null;
+
+  private constructor(init: {
+    recipe: Recipe;
+    dataset: SegmentationDataset;
+    model: SegmentationModel;
+    transform: InvertibleTransform;
+    regularizers: NamedRegularizer[];
+    backend: string;
+    runDir: string | null;
+    log: (line: string) => void;
+    progress: boolean;
+  }) {
+    this.recipe = init.recipe;
+    this.dataset = init.dataset;
+    this.model = init.model;
+    this.transform = init.transform;
+    this.regularizers = init.regularizers;
+    this.backend = init.backend;
+    this.runDir = init.runDir;
+    this.#log = init.log;
+    this.#progress = init.progress;
+    this.#rng = new Rng(init.recipe.seed * 7919 + 17);
+    const o = init.recipe.optimizer;
+    this.#optimizer = new Adam(init.model.trainable, {
+      beta1: o.beta1,
+      beta2: o.beta2,
+      epsilon: o.epsilon,
+      weightDecay: o.weightDecay,
+    });
+    this.#needsUnlabeled = init.regularizers.some((r) => r.instance.needsUnlabeled) &&
+      init.recipe.trainer.unlabeledBatch > 0;
+  }
+
+  /**
+   * Build everything a run needs from a validated recipe: backend, plugin modules, dataset,
+   * model, transform, regularizers. The run directory is created only once all of that worked.
+   */
+  static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
+    const log = options.log ?? ((line: string) => console.error(line));
+    const baseDir = options.baseDir ?? Deno.cwd();
+    registerBuiltins();
+    await loadPluginModules(recipe.plugins);
+    const parsed = validatePluginOptions(recipe, "<recipe>");
+    const backend = await initBackend(recipe.backend, { threads: recipe.threads });
+    const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
+      seed: recipe.seed,
+      baseDir,
+      log,
+    });
+    checkDataset(dataset, recipe);
+    const numClasses = dataset.classNames.length;
+    const modelFactory = models.get(recipe.model.type);
+    const createModel = (name: string) =>
+      modelFactory.create(parsed.model, {
+        inChannels: 1,
+        numClasses,
+        seed: recipe.seed,
+        name,
+      });
+    const model = createModel("student");
+    const transform = transforms.get(recipe.transform.type).create(parsed.transform);
+    const regs: NamedRegularizer[] = [];
+    const names = new Set<string>();
+    for (const r of parsed.regularizers) {
+      let name = r.name ?? r.type;
+      for (let k = 2; names.has(name) || name === "sup" || name === "loss"; k++) {
+        name = `${r.name ?? r.type}${k}`;
+      }
+      names.add(name);
+      const instance = regularizers.get(r.type).create(r.options, {
+        model,
+        numClasses,
+        seed: recipe.seed,
+        createModel,
+      });
+      regs.push({ name, weight: r.weight, instance });
+    }
+    let runDir: string | null = null;
+    if (options.out !== null) {
+      runDir = options.out ?? defaultRunDir(recipe);
+      await prepareRunDir(runDir);
+      await Deno.writeTextFile(
+        `${runDir}/recipe.yaml`,
+        YAML.stringify(options.resolved ?? recipe),
+      );
+      await Deno.writeTextFile(`${runDir}/splits.json`, JSON.stringify(dataset.splits, null, 2));
+    }
+    const trainer = new Trainer({
+      recipe,
+      dataset,
+      model,
+      transform,
+      regularizers: regs,
+      backend,
+      runDir,
+      log,
+      progress: options.progress ?? true,
+    });
+    log(
+      `backend ${backend} | dataset ${dataset.id}: ${dataset.labeled.count} labeled, ` +
+        `${dataset.unlabeled.count} unlabeled slices, ${dataset.validation.length} validation ` +
+        `volumes | model ${recipe.model.type} ${model.paramCount} parameters` +
+        (runDir ? ` | run ${runDir}` : ""),
+    );
+    return trainer;
+  }
+
+  /** Every regularizer's and the trainer's own tensors to checkpoint, by unique name. */
+  #stateTensors(): Map<string, tf.Tensor> {
+    const out = new Map<string, tf.Tensor>();
+    for (const [k, v] of this.model.trainable) out.set(k, v);
+    for (const [k, v] of this.model.state) out.set(k, v);
+    for (const [k, v] of this.#optimizer.stateVariables()) out.set(k, v);
+    for (const r of this.regularizers) {
+      for (const [k, v] of r.instance.stateTensors?.() ?? []) out.set(`${r.name}/${k}`, v);
+    }
+    return out;
+  }
+
+  /** Save a checkpoint (`latest.ckpt` or `best.ckpt`) in the run directory. */
+  async saveCheckpoint(file: "latest.ckpt" | "best.ckpt"): Promise<void> {
+    if (this.runDir === null) return;
+    const meta: CheckpointMeta = {
+      iteration: this.iteration,
+      rng: this.#rng.getState(),
+      adamStep: this.#optimizer.step,
+      best: this.#best,
+      seconds: this.#seconds,
+    };
+    await saveCheckpoint(`${this.runDir}/${file}`, meta, this.#stateTensors());
+  }
+
+  /** Restore weights (and, unless `weightsOnly`, the training state) from a checkpoint file. */
+  async loadCheckpoint(path: string, options: { weightsOnly?: boolean } = {}): Promise<void> {
+    const ckpt = await loadCheckpoint<CheckpointMeta>(path);
+    const targets = this.#stateTensors();
+    for (const [name, target] of targets) {
+      const stored = ckpt.tensors.get(name);
+      if (stored === undefined) {
+        if (options.weightsOnly && name.startsWith("adam/")) continue;
+        throw new UserError(`Checkpoint "${path}" has no tensor "${name}"`);
+      }
+      if (stored.shape.join("x") !== target.shape.join("x")) {
+        throw new UserError(
+          `Checkpoint "${path}": "${name}" has shape ${stored.shape}, the model ${target.shape}`,
+        );
+      }
+      (target as tf.Variable).assign(tf.tensor(stored.data, stored.shape));
+    }
+    if (!options.weightsOnly) {
+      this.iteration = ckpt.meta.iteration;
+      this.#rng.setState(ckpt.meta.rng);
+      this.#optimizer.step = ckpt.meta.adamStep;
+      this.#best = ckpt.meta.best;
+      this.#seconds = ckpt.meta.seconds;
+    }
+  }
+
+  /** Draw a batch of `n` slices (augmented), as tensors. */
+  #batch(set: SliceSet, n: number, withLabels: boolean): { x: tf.Tensor4D; y?: tf.Tensor3D } {
+    const { height: h, width: w } = set;
+    const hw = h * w;
+    const images = new Float32Array(n * hw);
+    const labels = withLabels ? new Float32Array(n * hw) : null;
+    for (let i = 0; i < n; i++) {
+      const k = this.#rng.int(set.count);
+      images.set(set.images.subarray(k * hw, (k + 1) * hw), i * hw);
+      if (labels) {
+        const src = set.labels!.subarray(k * hw, (k + 1) * hw);
+        for (let j = 0; j < hw; j++) labels[i * hw + j] = src[j];
+      }
+    }
+    const aug = this.recipe.augmentation;
+    return tf.tidy(() => {
+      let x = tf.tensor4d(images, [n, h, w, 1]);
+      let y = labels ? tf.tensor4d(labels, [n, h, w, 1]) : undefined;
+      if (aug.rotation > 0 || aug.flip) {
+        const m = sampleRandomAffine(this.#rng, n, {
+          rotation: aug.rotation,
+          shear: 0,
+          scale: [1, 1],
+          translate: 0,
+          flipProbability: aug.flip ? 0.5 : 0,
+        });
+        x = warpAffine(x, m, "bilinear");
+        if (y) y = warpAffine(y, m, "nearest");
+      }
+      return {
+        x,
+        y: y ? tf.cast(tf.reshape(y, [n, h, w]), "int32") as tf.Tensor3D : undefined,
+      };
+    });
+  }
+
+  /** Run one training iteration; returns the loss terms (unweighted) and the total. */
+  async step(): Promise<Record<string, number>> {
+    const t0 = performance.now();
+    const r = this.recipe;
+    const it = this.iteration;
+    const total = r.trainer.iterations;
+    const lr = learningRate(r.optimizer.lr, r.optimizer.schedule, it, total);
+    const ramp = r.rampUp.type === "sigmoid" ? sigmoidRampUp(it, r.rampUp.iterations ?? total) : 1;
+    const labeled = this.#batch(this.dataset.labeled, r.trainer.labeledBatch, true);
+    const useU = this.#needsUnlabeled;
+    const bu = r.trainer.unlabeledBatch;
+    const unlabeled = useU ? this.#batch(this.dataset.unlabeled, bu, false) : null;
+    const [, h, w] = labeled.x.shape;
+    const params = useU ? this.transform.sample(this.#rng, bu, h, w) : null;
+    const dropoutSeed = this.#rng.nextUint32() % 1_000_000;
+    const terms = new Map<string, tf.Tensor>();
+    const vars = [...this.model.trainable.values()];
+    const { value, grads } = tf.variableGrads(() => {
+      const xl = labeled.x;
+      let logitsL: tf.Tensor4D;
+      let context: StepContext | null = null;
+      if (useU) {
+        const xu = unlabeled!.x;
+        const xt = this.transform.apply(xu, params);
+        const logits = this.model.apply(tf.concat([xl, xu, xt], 0), {
+          training: true,
+          seed: dropoutSeed,
+        });
+        const bl = xl.shape[0];
+        const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
+        logitsL = ll;
+        context = {
+          iteration: it,
+          iterations: total,
+          numClasses: this.dataset.classNames.length,
+          xLabeled: xl,
+          yLabeled: labeled.y!,
+          xUnlabeled: xu,
+          xTransformed: xt,
+          logitsLabeled: ll,
+          logitsUnlabeled: lu,
+          logitsTransformed: lt,
+          probsUnlabeled: tf.softmax(lu) as tf.Tensor4D,
+          probsTransformedBack: this.transform.invert(tf.softmax(lt) as tf.Tensor4D, params),
+          validMask: this.transform.validMask(params, h, w),
+          transform: this.transform,
+          transformParams: params,
+          model: this.model,
+        };
+      } else {
+        logitsL = this.model.apply(xl, { training: true, seed: dropoutSeed });
+      }
+      const sup = crossEntropy(logitsL, labeled.y!);
+      terms.set("sup", tf.keep(sup));
+      let loss = tf.mul(sup, r.supervised.weight) as tf.Scalar;
+      if (context !== null) {
+        for (const reg of this.regularizers) {
+          const term = reg.instance.loss(context);
+          terms.set(reg.name, tf.keep(term));
+          loss = tf.add(loss, tf.mul(term, r.lambda * ramp * reg.weight));
+        }
+      }
+      return loss;
+    }, vars);
+    const names = [...this.model.trainable.keys()];
+    const byName: Record<string, tf.Tensor> = {};
+    vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
+    this.#optimizer.apply(byName, lr);
+    const values: Record<string, number> = { loss: (await value.data())[0] };
+    for (const [name, t] of terms) values[name] = (await t.data())[0];
+    tf.dispose([value, ...Object.values(grads), ...terms.values(), labeled.x, labeled.y!]);
+    if (unlabeled) tf.dispose(unlabeled.x);
+    for (const [name, v] of Object.entries(values)) {
+      if (!Number.isFinite(v)) {
+        throw new UserError(
+          `Training stopped at iteration ${it + 1}: loss term "${name}" is ${v}` +
+            (this.runDir ? `; the last good checkpoint is in ${this.runDir}` : ""),
+        );
+      }
+    }
+    for (const reg of this.regularizers) {
+      reg.instance.onStepEnd?.({ iteration: it, model: this.model });
+    }
+    this.iteration++;
+    const seconds = (performance.now() - t0) / 1000;
+    this.#seconds += seconds;
+    values.lr = lr;
+    if (r.rampUp.type !== "none") values.ramp = ramp;
+    return values;
+  }
+
+  /** Predicted labels of one volume (slice by slice), with `model` (default: the student). */
+  predictVolume(volume: Volume, model: SegmentationModel = this.model, batch = 8): Uint8Array {
+    const [d, h, w] = volume.shape;
+    const out = new Uint8Array(d * h * w);
+    for (let s = 0; s < d; s += batch) {
+      const n = Math.min(batch, d - s);
+      const pred = tf.tidy(() => {
+        const x = tf.tensor4d(volume.image.subarray(s * h * w, (s + n) * h * w), [n, h, w, 1]);
+        return tf.argMax(model.apply(x, { training: false }), 3);
+      });
+      out.set(pred.dataSync() as unknown as ArrayLike<number>, s * h * w);
+      pred.dispose();
+    }
+    return out;
+  }
+
+  /** 3D Dice per foreground class on a split (default: validation), averaged over volumes. */
+  evaluate(
+    split: "validation" | "test" = "validation",
+    model: SegmentationModel = this.evaluationModel(),
+  ): Evaluation {
+    const volumes = split === "test" ? this.dataset.test : this.dataset.validation;
+    if (!volumes || volumes.length === 0) {
+      throw new UserError(`Dataset "${this.dataset.id}" has no ${split} volumes`);
+    }
+    const classes = this.dataset.classNames.slice(1);
+    const rows: number[][] = [];
+    const perVolume: Evaluation["per_volume"] = {};
+    for (const v of volumes) {
+      const scores = diceScores(this.predictVolume(v, model), v.label, this.dataset.classNames.length);
+      rows.push(scores);
+      perVolume[v.id] = { dice: Object.fromEntries(classes.map((c, i) => [c, scores[i]])) };
+    }
+    const mean = meanPerClass(rows);
+    return {
+      dice: Object.fromEntries(classes.map((c, i) => [c, mean[i]])),
+      dice_mean: mean.reduce((a, b) => a + b, 0) / Math.max(mean.length, 1),
+      per_volume: perVolume,
+    };
+  }
+
+  /** The network to evaluate and checkpoint as "the" result (a mean teacher's teacher). */
+  evaluationModel(): SegmentationModel {
+    for (const r of this.regularizers) {
+      const m = (r.instance as { evaluationModel?: () => SegmentationModel }).evaluationModel?.();
+      if (m) return m;
+    }
+    return this.model;
+  }
+
+  /** Train to the end (from the current iteration), validating and checkpointing on the way. */
+  async run(): Promise<Summary> {
+    const r = this.recipe;
+    const total = r.trainer.iterations;
+    const validateEvery = r.trainer.validateEvery ?? total;
+    const progress = new Progress(total, { every: r.trainer.logEvery, enabled: this.#progress });
+    const startIteration = this.iteration;
+    if (this.runDir) {
+      this.#metricsFile = await Deno.open(`${this.runDir}/metrics.jsonl`, {
+        append: true,
+        create: true,
+      });
+    }
+    try {
+      while (this.iteration < total) {
+        const values = await this.step();
+        await this.#appendMetrics({ iteration: this.iteration, ...values, seconds: this.#seconds });
+        const shown = Object.fromEntries(
+          Object.entries(values).filter(([k]) => k !== "lr" && k !== "ramp"),
+        );
+        progress.update(this.iteration, shown, startIteration);
+        if (this.iteration % validateEvery === 0 || this.iteration === total) {
+          const ev = this.evaluate("validation");
+          await this.#appendMetrics({
+            iteration: this.iteration,
+            val_dice: ev.dice,
+            val_dice_mean: ev.dice_mean,
+          });
+          progress.message(
+            `iteration ${this.iteration}: validation Dice ${formatDice(ev.dice)} mean ${
+              ev.dice_mean.toFixed(4)
+            }`,
+          );
+          if (ev.dice_mean > this.#best.dice_mean) {
+            this.#best = { iteration: this.iteration, dice_mean: ev.dice_mean };
+            await this.saveCheckpoint("best.ckpt");
+          }
+        }
+        const every = r.trainer.checkpointEvery;
+        if (every !== undefined && this.iteration % every === 0) {
+          await this.saveCheckpoint("latest.ckpt");
+        }
+      }
+      progress.done();
+      await this.saveCheckpoint("latest.ckpt");
+      const final = this.evaluate("validation");
+      const evaluated = this.evaluationModel() === this.model ? "student" : "teacher";
+      const summary: Summary = {
+        method: r.method,
+        dataset: this.dataset.id,
+        seed: r.seed,
+        iterations: this.iteration,
+        seconds: Math.round(this.#seconds * 100) / 100,
+        backend: this.backend,
+        params: this.model.paramCount,
+        evaluated,
+        ...final,
+        best: this.#best,
+      };
+      if (evaluated !== "student") summary.student = this.evaluate("validation", this.model);
+      if (this.runDir) {
+        await writeFileAtomic(`${this.runDir}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
+      }
+      return summary;
+    } finally {
+      this.#metricsFile?.close();
+      this.#metricsFile = null;
+    }
+  }
+
+  async #appendMetrics(record: Record<string, unknown>): Promise<void> {
+    if (!this.#metricsFile) return;
+    await this.#metricsFile.write(new TextEncoder().encode(JSON.stringify(record) + "\n"));
+  }
+
+  /** Free the model, the optimizer state and every plugin. */
+  dispose(): void {
+    for (const r of this.regularizers) r.instance.dispose?.();
+    this.#optimizer.dispose();
+    this.model.dispose();
+  }
+}
+
+/** `RV 0.8123 Myo 0.7012 LV 0.9001`. */
+export function formatDice(dice: Record<string, number>): string {
+  return Object.entries(dice).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ");
+}
+
+/** A module specifier for a plugin path (absolute or relative file path, or URL). */
+export function pluginSpecifier(path: string): string {
+  if (/^(https?|file|npm|jsr|data):/.test(path)) return path;
+  const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  return new URL(`file://${abs}`).href;
+}
+
+/** Import plugin modules (each registers its plugins on import). */
+export async function loadPluginModules(paths: string[]): Promise<void> {
+  for (const path of paths) {
+    try {
+      await import(pluginSpecifier(path));
+    } catch (error) {
+      throw new UserError(`Cannot load plugin module "${path}": ${(error as Error).message}`);
+    }
+  }
+}
+
+function checkDataset(d: SegmentationDataset, recipe: Recipe): void {
+  if (d.labeled.count === 0) throw new UserError(`Dataset "${d.id}" has no labeled slices`);
+  if (d.validation.length === 0) throw new UserError(`Dataset "${d.id}" has no validation volumes`);
+  const needsU = recipe.regularizers.length > 0 && recipe.trainer.unlabeledBatch > 0;
+  if (needsU && d.unlabeled.count === 0) {
+    throw new UserError(`Dataset "${d.id}" has no unlabeled slices, but the recipe has regularizers`);
+  }
+}
+
+function defaultRunDir(recipe: Recipe): string {
+  const now = new Date();
+  const p = (n: number) => String(n).padStart(2, "0");
+  const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-` +
+    `${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
+  const name = (recipe.name ?? recipe.method).replace(/[^A-Za-z0-9._-]+/g, "_");
+  return `${recipe.output.dir}/${name}/${stamp}-seed${recipe.seed}`;
+}
+
+async function prepareRunDir(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const probe = `${dir}/.write-test`;
+    await Deno.writeTextFile(probe, "ok");
+    await Deno.remove(probe);
+  } catch (error) {
+    throw new UserError(`Cannot write the run directory "${dir}": ${(error as Error).message}`);
+  }
+}

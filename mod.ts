@@ -1,0 +1,81 @@
+/**
+ * Semi-supervised medical image segmentation with mutual-information regularisation
+ * (Peng, Pedersoli, Desrosiers, MIDL 2020) on TensorFlow.js.
+ *
+ * Import this module by URL from another Deno program; every dependency carries a full `npm:`
+ * specifier, so no import map is needed.
+ *
+ * @example
+ * ```ts
+ * import { parseRecipe, Trainer } from "./mod.ts";
+ * const recipe = parseRecipe({
+ *   method: "ours-kl",
+ *   backend: "wasm",
+ *   dataset: { type: "phantom", patients: 6, slicesPerPatient: 2, size: 32,
+ *              split: { labeled: 2, unlabeled: 2, validation: 2 } },
+ *   model: { type: "unet", base: 4, depth: 3 },
+ *   regularizers: [{ type: "kl", weight: 1 }],
+ *   trainer: { iterations: 1, labeledBatch: 2, unlabeledBatch: 2 },
+ * }, "<inline>");
+ * const trainer = await Trainer.create(recipe, { out: null, progress: false });
+ * console.log(await trainer.step());
+ * trainer.dispose();
+ * ```
+ *
+ * @module
+ */
+export { tf, z } from "./deps.ts";
+
+export { UserError } from "./core/errors.ts";
+export { Registry, type RegisterOptions } from "./core/registry.ts";
+export { Rng, type RngState } from "./core/rng.ts";
+export { BACKENDS, type BackendName, initBackend } from "./core/backend.ts";
+export {
+  type DatasetContext,
+  type DatasetFactory,
+  datasets,
+  type SegmentationDataset,
+  type SliceSet,
+  type Volume,
+} from "./core/dataset.ts";
+export { type ModelContext, type ModelFactory, models, type SegmentationModel } from "./core/model.ts";
+export {
+  type Interpolation,
+  type InvertibleTransform,
+  type TransformFactory,
+  transforms,
+} from "./core/transform.ts";
+export {
+  type Regularizer,
+  type RegularizerContext,
+  type RegularizerFactory,
+  regularizers,
+  type StepContext,
+  type StepEndContext,
+} from "./core/regularizer.ts";
+export { type LoadedRecipe, loadRecipe, parseRecipe, type Recipe, validatePluginOptions } from "./core/recipe.ts";
+export { type Evaluation, sigmoidRampUp, type Summary, Trainer, type TrainerOptions } from "./core/trainer.ts";
+export { diceScores, meanPerClass } from "./core/metrics.ts";
+export { Adam, type AdamOptions, learningRate, type ScheduleOptions } from "./core/optimizer.ts";
+export { loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
+
+export { registerBuiltins } from "./plugins/mod.ts";
+export { registerWasmTrainingKernels } from "./plugins/kernels/wasm_training.ts";
+export { crossEntropy } from "./plugins/losses/cross_entropy.ts";
+export { klConsistency, type KlConsistencyOptions } from "./plugins/regularizers/kl_consistency.ts";
+export {
+  type Affine,
+  affineTransform,
+  type AffineTransform,
+  composeAffine,
+  composeTransforms,
+  invertAffine,
+  sampleRandomAffine,
+  warpAffine,
+} from "./plugins/transforms/affine.ts";
+export { unetModel, type UNetOptions } from "./plugins/models/unet.ts";
+export { generatePhantomPatient, phantomDataset, type PhantomOptions } from "./plugins/datasets/phantom.ts";
+export {
+  mutualInformation,
+  type MutualInformationOptions,
+} from "./plugins/regularizers/mutual_information.ts";

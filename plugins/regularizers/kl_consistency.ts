@@ -1,0 +1,78 @@
+/**
+ * Pixel-wise KL consistency, the paper's Eq. 8: `KL(f(x) || T^-1(f(T(x))))`, averaged over the
+ * valid pixels of the unlabeled batch.
+ *
+ * @module
+ */
+import { tf, z } from "../../deps.ts";
+import type { RegularizerFactory } from "../../core/regularizer.ts";
+import { maskedMean, stopSides } from "./_masked.ts";
+
+/** Options of {@linkcode klConsistency}. */
+export interface KlConsistencyOptions {
+  /** Probabilities are clamped to at least `eps` before the logarithm. @default {1e-8} */
+  eps?: number;
+  /** `[B, H, W, 1]` mask of the pixels to average over. @default {all pixels} */
+  mask?: tf.Tensor;
+}
+
+/**
+ * Mean over pixels of `sum_c p_c (log p_c - log q_c)` for probability maps `p`, `q`
+ * `[B, H, W, C]`, in nats.
+ *
+ * @example
+ * ```ts
+ * import { tf } from "../../deps.ts";
+ * import { klConsistency } from "./kl_consistency.ts";
+ * const p = tf.tensor4d([0.5, 0.5], [1, 1, 1, 2]);
+ * const q = tf.tensor4d([0.9, 0.1], [1, 1, 1, 2]);
+ * klConsistency(p, q); // 0.5 ln(0.5/0.9) + 0.5 ln(0.5/0.1) = 0.5108
+ * ```
+ */
+export function klConsistency(
+  p: tf.Tensor4D,
+  q: tf.Tensor4D,
+  options: KlConsistencyOptions = {},
+): tf.Scalar {
+  const eps = options.eps ?? 1e-8;
+  return tf.tidy(() => {
+    const logP = tf.log(tf.maximum(p, eps));
+    const logQ = tf.log(tf.maximum(q, eps));
+    const perPixel = tf.sum(tf.mul(p, tf.sub(logP, logQ)), 3);
+    return maskedMean(perPixel, options.mask);
+  });
+}
+
+/** Recipe options of the `kl` regularizer. */
+export const klOptions = z.object({
+  /**
+   * `forward`: KL(f(x) || T^-1 f(T x)) as in Eq. 8; `reverse`: KL(T^-1 f(T x) || f(x)).
+   * @default {"forward"}
+   */
+  direction: z.enum(["forward", "reverse"]).default("forward"),
+  /**
+   * Which side gets no gradient: `source` = f(x), `target` = T^-1 f(T x). @default {"none"}
+   */
+  stopGradient: z.enum(["none", "source", "target"]).default("none"),
+  /** Leave out pixels the inverse warp brought in from outside. @default {true} */
+  mask: z.boolean().default(true),
+  /** Clamp of probabilities before the logarithm. @default {1e-8} */
+  eps: z.number().gt(0).lt(0.1).default(1e-8),
+}).strict();
+
+/** The `kl` regularizer plugin (Eq. 8). */
+export const klRegularizer: RegularizerFactory<z.infer<typeof klOptions>> = {
+  id: "kl",
+  description: "Pixel-wise KL consistency between f(x) and T^-1(f(T(x))) (paper Eq. 8)",
+  options: klOptions,
+  create: (options) => ({
+    id: "kl",
+    needsUnlabeled: true,
+    loss(ctx) {
+      const [p, q] = stopSides(ctx.probsUnlabeled, ctx.probsTransformedBack, options.stopGradient);
+      const mask = options.mask ? ctx.validMask : undefined;
+      const [a, b] = options.direction === "forward" ? [p, q] : [q, p];
+      return klConsistency(a as tf.Tensor4D, b as tf.Tensor4D, { eps: options.eps, mask });
+    },
+  }),
+};

@@ -1,0 +1,151 @@
+import { tf } from "../../deps.ts";
+
+/**
+ * Affine maps per image in normalised coordinates (PyTorch `affine_grid`, `align_corners=False`):
+ * the output pixel at normalised `(u, v)` samples the input at `(a u + b v + tx, c u + d v + ty)`.
+ * Six numbers per image: `[a, b, tx, c, d, ty]`.
+ */
+export type Affine = Float64Array;
+
+/** The identity for `batch` images. */
+export function identityAffine(batch: number): Affine {
+  const m = new Float64Array(6 * batch);
+  for (let i = 0; i < batch; i++) {
+    m[6 * i] = 1;
+    m[6 * i + 4] = 1;
+  }
+  return m;
+}
+
+/** `first` then `second` applied to an image: sampling maps compose as `first ∘ second`. */
+export function composeAffine(first: Affine, second: Affine): Affine {
+  // T2(T1(x))(p) = T1(x)(A2 p) = x(A1 A2 p): the sampling map of the composition is A1 A2.
+  const out = new Float64Array(first.length);
+  for (let i = 0; i < first.length; i += 6) {
+    const [a1, b1, x1, c1, d1, y1] = first.subarray(i, i + 6);
+    const [a2, b2, x2, c2, d2, y2] = second.subarray(i, i + 6);
+    out[i] = a1 * a2 + b1 * c2;
+    out[i + 1] = a1 * b2 + b1 * d2;
+    out[i + 2] = a1 * x2 + b1 * y2 + x1;
+    out[i + 3] = c1 * a2 + d1 * c2;
+    out[i + 4] = c1 * b2 + d1 * d2;
+    out[i + 5] = c1 * x2 + d1 * y2 + y1;
+  }
+  return out;
+}
+
+/** The inverse sampling maps. */
+export function invertAffine(m: Affine): Affine {
+  const out = new Float64Array(m.length);
+  for (let i = 0; i < m.length; i += 6) {
+    const [a, b, tx, c, d, ty] = m.subarray(i, i + 6);
+    const det = a * d - b * c;
+    if (Math.abs(det) < 1e-12) throw new Error("Cannot invert a singular affine map");
+    const ia = d / det, ib = -b / det, ic = -c / det, id = a / det;
+    out[i] = ia;
+    out[i + 1] = ib;
+    out[i + 2] = -(ia * tx + ib * ty);
+    out[i + 3] = ic;
+    out[i + 4] = id;
+    out[i + 5] = -(ic * tx + id * ty);
+  }
+  return out;
+}
+
+/** Source pixel coordinates `(sx, sy)` of output pixel `(i, j)` of image `n`. */
+function source(m: Affine, n: number, i: number, j: number, h: number, w: number): [number, number] {
+  const u = (2 * j + 1) / w - 1;
+  const v = (2 * i + 1) / h - 1;
+  const o = 6 * n;
+  const su = m[o] * u + m[o + 1] * v + m[o + 2];
+  const sv = m[o + 3] * u + m[o + 4] * v + m[o + 5];
+  return [((su + 1) * w - 1) / 2, ((sv + 1) * h - 1) / 2];
+}
+
+/** Gather indices and weights of a warp, computed once per batch on the host. */
+interface WarpPlan {
+  indices: Int32Array;
+  weights: Float32Array;
+  corners: number;
+}
+
+function plan(m: Affine, b: number, h: number, w: number, nearest: boolean): WarpPlan {
+  const n = b * h * w;
+  const corners = nearest ? 1 : 4;
+  const indices = new Int32Array(corners * n);
+  const weights = new Float32Array(corners * n);
+  let p = 0;
+  for (let bi = 0; bi < b; bi++) {
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < w; j++, p++) {
+        const [sx, sy] = source(m, bi, i, j, h, w);
+        if (nearest) {
+          const x = Math.round(sx), y = Math.round(sy);
+          if (x >= 0 && x < w && y >= 0 && y < h) {
+            indices[p] = (bi * h + y) * w + x;
+            weights[p] = 1;
+          }
+          continue;
+        }
+        const x0 = Math.floor(sx), y0 = Math.floor(sy);
+        const fx = sx - x0, fy = sy - y0;
+        const cs: Array<[number, number, number]> = [
+          [x0, y0, (1 - fx) * (1 - fy)],
+          [x0 + 1, y0, fx * (1 - fy)],
+          [x0, y0 + 1, (1 - fx) * fy],
+          [x0 + 1, y0 + 1, fx * fy],
+        ];
+        for (let k = 0; k < 4; k++) {
+          const [x, y, wt] = cs[k];
+          if (x >= 0 && x < w && y >= 0 && y < h && wt > 0) {
+            indices[k * n + p] = (bi * h + y) * w + x;
+            weights[k * n + p] = wt;
+          }
+        }
+      }
+    }
+  }
+  return { indices, weights, corners };
+}
+
+/**
+ * Warp `x` `[B, H, W, C]` by the sampling maps `m` (bilinear or nearest, zeros outside).
+ * Differentiable in `x`: the gradient of the gather is a segment sum.
+ */
+export function warpAffine(
+  x: tf.Tensor4D,
+  m: Affine,
+  interpolation: "bilinear" | "nearest" = "bilinear",
+): tf.Tensor4D {
+  const [b, h, w, c] = x.shape;
+  if (m.length !== 6 * b) throw new Error(`warpAffine: ${m.length / 6} maps for ${b} images`);
+  const { indices, weights, corners } = plan(m, b, h, w, interpolation === "nearest");
+  return tf.tidy(() => {
+    const flat = tf.reshape(x, [b * h * w, c]);
+    const idx = tf.tensor1d(indices, "int32");
+    const wts = tf.tensor2d(weights, [corners * b * h * w, 1]);
+    const gathered = tf.mul(tf.gather(flat, idx), wts);
+    const summed = corners === 1
+      ? gathered
+      : tf.sum(tf.reshape(gathered, [corners, b * h * w, c]), 0);
+    return tf.reshape(summed, [b, h, w, c]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * `[B, H, W, 1]` mask: 1 where the sampling map `m` reads only pixels inside the image (all
+ * bilinear corners inside, up to half a pixel of tolerance), else 0.
+ */
+export function validMaskAffine(m: Affine, b: number, h: number, w: number): tf.Tensor4D {
+  const out = new Float32Array(b * h * w);
+  let p = 0;
+  for (let bi = 0; bi < b; bi++) {
+    for (let i = 0; i < h; i++) {
+      for (let j = 0; j < w; j++, p++) {
+        const [sx, sy] = source(m, bi, i, j, h, w);
+        out[p] = sx >= -1e-6 && sx <= w - 1 + 1e-6 && sy >= -1e-6 && sy <= h - 1 + 1e-6 ? 1 : 0;
+      }
+    }
+  }
+  return tf.tensor4d(out, [b, h, w, 1]);
+}

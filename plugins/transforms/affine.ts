@@ -1,0 +1,172 @@
+/**
+ * Random invertible affine transforms (rotation, shear, scale cascade; flips) applied to images
+ * with a bilinear warp (zeros outside) and inverted exactly on predictions.
+ *
+ * @module
+ */
+import { tf, z } from "../../deps.ts";
+import type { Rng } from "../../core/rng.ts";
+import type {
+  Interpolation,
+  InvertibleTransform,
+  TransformFactory,
+} from "../../core/transform.ts";
+import { type Affine, composeAffine, identityAffine, invertAffine, validMaskAffine, warpAffine } from "./_warp.ts";
+
+export type { Affine } from "./_warp.ts";
+export { composeAffine, identityAffine, invertAffine, validMaskAffine, warpAffine } from "./_warp.ts";
+
+/** A transform whose parameters are one affine sampling map per image. */
+export interface AffineTransform extends InvertibleTransform<Affine> {
+  /** Draw the maps (the parameters) for `batch` images. */
+  sample(rng: Rng, batch: number, height?: number, width?: number): Affine;
+  /** Marker: the parameters are affine sampling maps. */
+  readonly [AFFINE]: true;
+}
+
+/** Marks transforms whose parameters are affine maps, so that cascades fuse into one warp. */
+const AFFINE = Symbol.for("mi-ssl.affine");
+
+/** Build an {@linkcode AffineTransform} from a sampler of maps. */
+export function affineTransform(id: string, sampler: (rng: Rng, batch: number) => Affine): AffineTransform {
+  return {
+    id,
+    [AFFINE]: true,
+    sample: (rng, batch) => sampler(rng, batch),
+    apply: (x: tf.Tensor4D, m: Affine, interpolation: Interpolation = "bilinear") =>
+      warpAffine(x, m, interpolation),
+    invert: (y: tf.Tensor4D, m: Affine) => warpAffine(y, invertAffine(m), "bilinear"),
+    validMask: (m: Affine, height: number, width: number) =>
+      validMaskAffine(invertAffine(m), m.length / 6, height, width),
+  };
+}
+
+const DEG = Math.PI / 180;
+
+
+/** Options of the `affine` transform. */
+export const affineOptions = z.object({
+  /** Rotation drawn uniformly in [-rotation, rotation] degrees. @default {30} */
+  rotation: z.number().min(0).max(180).default(30),
+  /** Shear drawn uniformly in [-shear, shear] degrees. @default {10} */
+  shear: z.number().min(0).max(45).default(10),
+  /** Scale drawn uniformly in [min, max]. @default {[0.8, 1.2]} */
+  scale: z.tuple([z.number().gt(0).max(10), z.number().gt(0).max(10)]).default([0.8, 1.2])
+    .refine(([a, b]) => a <= b, "scale must be [min, max] with min <= max"),
+  /** Translation drawn uniformly in [-translate, translate] (fraction of the half side). @default {0} */
+  translate: z.number().min(0).max(1).default(0),
+  /** Probability of a left-right flip. @default {0} */
+  flipProbability: z.number().min(0).max(1).default(0),
+}).strict();
+
+/** Parsed options of the `affine` transform. */
+export type AffineOptions = z.infer<typeof affineOptions>;
+
+/**
+ * The IIC matrix `[[cos a * s, -sin(a + sh) * s], [sin a * s, cos(a + sh) * s]]`, with a
+ * translation and an optional flip, for each image.
+ */
+export function sampleRandomAffine(rng: Rng, batch: number, o: AffineOptions): Affine {
+  const m = new Float64Array(6 * batch);
+  for (let i = 0; i < batch; i++) {
+    const a = rng.uniform(-o.rotation, o.rotation) * DEG;
+    const sh = rng.uniform(-o.shear, o.shear) * DEG;
+    const s = rng.uniform(o.scale[0], o.scale[1]);
+    const tx = rng.uniform(-o.translate, o.translate);
+    const ty = rng.uniform(-o.translate, o.translate);
+    const flip = o.flipProbability > 0 && rng.next() < o.flipProbability ? -1 : 1;
+    m.set([
+      Math.cos(a) * s * flip,
+      -Math.sin(a + sh) * s,
+      tx,
+      Math.sin(a) * s * flip,
+      Math.cos(a + sh) * s,
+      ty,
+    ], 6 * i);
+  }
+  return m;
+}
+
+/** The `affine` transform plugin. */
+export const affineTransformPlugin: TransformFactory<AffineOptions, Affine> = {
+  id: "affine",
+  description: "Random rotation, shear and scale cascade (IIC matrix), bilinear, zeros outside",
+  options: affineOptions,
+  create: (o) => affineTransform("affine", (rng, b) => sampleRandomAffine(rng, b, o)),
+};
+
+/** Options of the `flip` transform. */
+export const flipOptions = z.object({
+  /** Probability of a left-right flip. @default {0.5} */
+  horizontal: z.number().min(0).max(1).default(0.5),
+  /** Probability of an up-down flip. @default {0.5} */
+  vertical: z.number().min(0).max(1).default(0.5),
+  /** Probability of a rotation by a multiple of 90 degrees (uniform over 90/180/270). @default {0} */
+  rotate90: z.number().min(0).max(1).default(0),
+}).strict();
+
+/** The `flip` transform plugin: exact flips and 90-degree rotations. */
+export const flipTransformPlugin: TransformFactory<z.infer<typeof flipOptions>, Affine> = {
+  id: "flip",
+  description: "Random exact flips and 90-degree rotations (no interpolation error)",
+  options: flipOptions,
+  create: (o) =>
+    affineTransform("flip", (rng, batch) => {
+      const m = identityAffine(batch);
+      for (let i = 0; i < batch; i++) {
+        const fx = rng.next() < o.horizontal ? -1 : 1;
+        const fy = rng.next() < o.vertical ? -1 : 1;
+        const quarter = rng.next() < o.rotate90 ? 1 + rng.int(3) : 0;
+        const cos = [1, 0, -1, 0][quarter], sin = [0, 1, 0, -1][quarter];
+        m.set([cos * fx, -sin * fy, 0, sin * fx, cos * fy, 0], 6 * i);
+      }
+      return m;
+    }),
+};
+
+/** Options of the `compose` transform. */
+export const composeOptions = z.object({
+  /** Transforms applied in order (each `{ type, ...options }`), inverted in reverse order. */
+  transforms: z.array(z.object({ type: z.string() }).passthrough()).min(1),
+}).strict();
+
+/**
+ * Compose transforms: `apply` runs them in order and `invert` in reverse order. Affine parts are
+ * fused into one map, so a cascade costs one warp.
+ */
+export function composeTransforms(parts: InvertibleTransform[]): InvertibleTransform {
+  const allAffine = parts.every((p) => isAffine(p));
+  if (allAffine) {
+    return affineTransform("compose", (rng, batch) => {
+      let m = identityAffine(batch);
+      for (const p of parts) m = composeAffine(m, (p as AffineTransform).sample(rng, batch));
+      return m;
+    });
+  }
+  return {
+    id: "compose",
+    sample: (rng, b, h, w) => parts.map((p) => p.sample(rng, b, h, w)),
+    apply: (x, params, interpolation) =>
+      tf.tidy(() =>
+        parts.reduce((y, p, i) => p.apply(y, (params as unknown[])[i], interpolation), x)
+      ),
+    invert: (y, params) =>
+      tf.tidy(() =>
+        parts.reduceRight((z, p, i) => p.invert(z, (params as unknown[])[i]), y)
+      ),
+    validMask: (params, h, w) =>
+      tf.tidy(() => {
+        // A pixel is valid when it is valid for every part, mapped back through later parts.
+        let mask: tf.Tensor4D | null = null;
+        for (let i = parts.length - 1; i >= 0; i--) {
+          const mi = parts[i].validMask((params as unknown[])[i], h, w);
+          mask = mask === null ? mi : tf.mul(mi, parts[i].invert(mask, (params as unknown[])[i]));
+        }
+        return tf.cast(tf.greater(mask!, 0.999), "float32") as tf.Tensor4D;
+      }),
+  };
+}
+
+function isAffine(t: InvertibleTransform): t is AffineTransform {
+  return (t as { [AFFINE]?: boolean })[AFFINE] === true;
+}
