@@ -6,7 +6,7 @@
  * @module
  */
 import { Command, CommanderError } from "./deps.ts";
-import { BACKENDS, type BackendName } from "./core/backend.ts";
+import { type BackendName, BACKENDS } from "./core/backend.ts";
 import { UserError } from "./core/errors.ts";
 import { datasets } from "./core/dataset.ts";
 import { models } from "./core/model.ts";
@@ -28,7 +28,6 @@ function printTable(summary: Pick<Summary, "dice" | "dice_mean">, title: string)
   for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${(100 * v).toFixed(2)}`);
   console.log(`${"mean".padEnd(width)}  ${(100 * summary.dice_mean).toFixed(2)}`);
 }
-
 
 /** Build the CLI program (exported for tests). */
 export function buildProgram(): Command {
@@ -111,7 +110,12 @@ export function buildProgram(): Command {
     .action(async (opts: { json?: boolean; plugin: string[] }) => {
       registerBuiltins();
       await loadPluginModules(opts.plugin);
-      const kinds = { dataset: datasets, model: models, transform: transforms, regularizer: regularizers };
+      const kinds = {
+        dataset: datasets,
+        model: models,
+        transform: transforms,
+        regularizer: regularizers,
+      };
       const out: Record<string, Array<{ id: string; description: string; options: unknown }>> = {};
       for (const [kind, registry] of Object.entries(kinds)) {
         out[kind] = registry.entries().map((e) => ({
@@ -170,7 +174,10 @@ export function buildProgram(): Command {
         const split = opts.split === "test" ? "test" : "validation";
         const ev = trainer.evaluate(split);
         if (opts.json) console.log(JSON.stringify(ev, null, 2));
-        else printTable(ev, `${runDir} (${opts.checkpoint}.ckpt) on ${split}: ${formatDice(ev.dice)}`);
+        else {printTable(
+            ev,
+            `${runDir} (${opts.checkpoint}.ckpt) on ${split}: ${formatDice(ev.dice)}`,
+          );}
       } finally {
         trainer.dispose();
       }
@@ -181,7 +188,9 @@ export function buildProgram(): Command {
     .allowUnknownOption(true)
     .action(() => {
       console.log(
-        JSON.stringify({ status: "not implemented yet: the benchmark arrives with the speed issue" }),
+        JSON.stringify({
+          status: "not implemented yet: the benchmark arrives with the speed issue",
+        }),
       );
     });
 
@@ -192,7 +201,6 @@ function dirname(path: string): string {
   const i = path.lastIndexOf("/");
   return i <= 0 ? (i === 0 ? "/" : ".") : path.slice(0, i);
 }
-
 
 /** A one-line description of each field of a zod object schema. */
 function describeOptions(schema: unknown): Record<string, string> {
@@ -237,7 +245,6 @@ export async function main(args: string[]): Promise<number> {
     throw error;
   }
 }
-
 
 if (import.meta.main) {
   Deno.exit(await main(Deno.args));

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-import-prefix -- this file is the one place that names packages.
 /**
  * Every external dependency of the framework, with a full versioned `npm:` specifier.
  *

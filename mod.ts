@@ -27,9 +27,9 @@
 export { tf, z } from "./deps.ts";
 
 export { UserError } from "./core/errors.ts";
-export { Registry, type RegisterOptions } from "./core/registry.ts";
+export { type RegisterOptions, Registry } from "./core/registry.ts";
 export { Rng, type RngState } from "./core/rng.ts";
-export { BACKENDS, type BackendName, initBackend } from "./core/backend.ts";
+export { type BackendName, BACKENDS, initBackend } from "./core/backend.ts";
 export {
   type DatasetContext,
   type DatasetFactory,
@@ -38,7 +38,12 @@ export {
   type SliceSet,
   type Volume,
 } from "./core/dataset.ts";
-export { type ModelContext, type ModelFactory, models, type SegmentationModel } from "./core/model.ts";
+export {
+  type ModelContext,
+  type ModelFactory,
+  models,
+  type SegmentationModel,
+} from "./core/model.ts";
 export {
   type Interpolation,
   type InvertibleTransform,
@@ -53,8 +58,20 @@ export {
   type StepContext,
   type StepEndContext,
 } from "./core/regularizer.ts";
-export { type LoadedRecipe, loadRecipe, parseRecipe, type Recipe, validatePluginOptions } from "./core/recipe.ts";
-export { type Evaluation, sigmoidRampUp, type Summary, Trainer, type TrainerOptions } from "./core/trainer.ts";
+export {
+  type LoadedRecipe,
+  loadRecipe,
+  parseRecipe,
+  type Recipe,
+  validatePluginOptions,
+} from "./core/recipe.ts";
+export {
+  type Evaluation,
+  sigmoidRampUp,
+  type Summary,
+  Trainer,
+  type TrainerOptions,
+} from "./core/trainer.ts";
 export { diceScores, meanPerClass } from "./core/metrics.ts";
 export { Adam, type AdamOptions, learningRate, type ScheduleOptions } from "./core/optimizer.ts";
 export { loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
@@ -65,8 +82,8 @@ export { crossEntropy } from "./plugins/losses/cross_entropy.ts";
 export { klConsistency, type KlConsistencyOptions } from "./plugins/regularizers/kl_consistency.ts";
 export {
   type Affine,
-  affineTransform,
   type AffineTransform,
+  affineTransform,
   composeAffine,
   composeTransforms,
   invertAffine,
@@ -74,7 +91,11 @@ export {
   warpAffine,
 } from "./plugins/transforms/affine.ts";
 export { unetModel, type UNetOptions } from "./plugins/models/unet.ts";
-export { generatePhantomPatient, phantomDataset, type PhantomOptions } from "./plugins/datasets/phantom.ts";
+export {
+  generatePhantomPatient,
+  phantomDataset,
+  type PhantomOptions,
+} from "./plugins/datasets/phantom.ts";
 export {
   mutualInformation,
   type MutualInformationOptions,

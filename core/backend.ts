@@ -38,7 +38,7 @@ async function importNode(name: "tensorflow" | "tensorflow-gpu"): Promise<void> 
 export interface InitBackendOptions {
   /** Threads for wasm (only where the threaded build can run). */
   threads?: number;
-  /** Whether `auto` may try tfjs-node(-gpu) first. @default {true} */
+  /** Whether `auto` may try tfjs-node(-gpu) first (when its binding is installed). @default {true} */
   probeNode?: boolean;
 }
 
@@ -65,8 +65,9 @@ export async function initBackend(
     await setBackend("tensorflow");
     return tf.getBackend();
   }
-  if (name === "auto" && (options.probeNode ?? true) && Deno.env.get("MISSL_PROBE_TFJS_NODE") === "1") {
+  if (name === "auto" && (options.probeNode ?? true)) {
     for (const n of ["tensorflow-gpu", "tensorflow"] as const) {
+      if (!nodeBindingInstalled(n)) continue;
       try {
         await importNode(n);
         await setBackend("tensorflow");
@@ -88,6 +89,40 @@ export async function initBackend(
     await setBackend(target);
   }
   return tf.getBackend();
+}
+
+/**
+ * Whether tfjs-node(-gpu)'s native binding is on disk (in `node_modules` beside the working
+ * directory or in Deno's npm cache). `auto` imports the package only then: importing it where
+ * it was never installed would make Deno download a package whose binding cannot work.
+ */
+export function nodeBindingInstalled(name: "tensorflow" | "tensorflow-gpu"): boolean {
+  const [scope, rest] = NODE_PACKAGES[name].slice(1).split("/");
+  const [pkg, version] = rest.split("@");
+  const env = (k: string) => {
+    try {
+      return Deno.env.get(k);
+    } catch {
+      return undefined;
+    }
+  };
+  const home = env("HOME") ?? "";
+  const denoDir = env("DENO_DIR") ?? `${env("XDG_CACHE_HOME") ?? `${home}/.cache`}/deno`;
+  const roots = [
+    `${Deno.cwd()}/node_modules/@${scope}/${pkg}`,
+    `${denoDir}/npm/registry.npmjs.org/@${scope}/${pkg}/${version}`,
+  ];
+  for (const root of roots) {
+    for (const napi of ["napi-v8", "napi-v9", "napi-v7", "napi-v6"]) {
+      try {
+        Deno.statSync(`${root}/lib/${napi}/tfjs_binding.node`);
+        return true;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return false;
 }
 
 async function setBackend(name: string): Promise<void> {

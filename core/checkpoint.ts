@@ -70,7 +70,9 @@ export async function loadCheckpoint<M>(path: string): Promise<Checkpoint<M>> {
   const tensors = new Map<string, StoredTensor>();
   for (const { name, shape } of header.tensors) {
     const n = shape.reduce((a, b) => a * b, 1);
-    if (offset + 4 * n > bytes.length) throw new Error(`Cannot read checkpoint "${path}": truncated`);
+    if (offset + 4 * n > bytes.length) {
+      throw new Error(`Cannot read checkpoint "${path}": truncated`);
+    }
     const data = new Float32Array(bytes.slice(offset, offset + 4 * n).buffer);
     tensors.set(name, { shape, data });
     offset += 4 * n;

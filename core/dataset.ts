@@ -78,4 +78,6 @@ export interface DatasetFactory<O = Record<string, unknown>> {
 }
 
 /** All dataset plugins, by id. */
+// Plugins of one kind have different option types; each validates its own options.
+// deno-lint-ignore no-explicit-any
 export const datasets: Registry<DatasetFactory<any>> = new Registry("dataset");

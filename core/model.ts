@@ -45,4 +45,6 @@ export interface ModelFactory<O = Record<string, unknown>> {
 }
 
 /** All model plugins, by id. */
+// Plugins of one kind have different option types; each validates its own options.
+// deno-lint-ignore no-explicit-any
 export const models: Registry<ModelFactory<any>> = new Registry("model");

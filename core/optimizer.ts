@@ -37,8 +37,10 @@ export class Adam {
     this.#eps = options.epsilon ?? 1e-8;
     this.#wd = options.weightDecay ?? 0;
     for (const [name, v] of variables) {
-      this.#m.set(name, tf.variable(tf.zerosLike(v), false, `adam/m/${name}`));
-      this.#v.set(name, tf.variable(tf.zerosLike(v), false, `adam/v/${name}`));
+      const zeros = tf.zerosLike(v);
+      this.#m.set(name, tf.variable(zeros, false, `adam/m/${name}`));
+      this.#v.set(name, tf.variable(zeros, false, `adam/v/${name}`));
+      zeros.dispose();
     }
   }
 

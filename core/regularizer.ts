@@ -63,6 +63,11 @@ export interface Regularizer {
   loss(context: StepContext): tf.Scalar;
   /** Called after the optimizer step, outside any gradient tape (e.g. EMA updates). */
   onStepEnd?(context: StepEndContext): void;
+  /**
+   * The network to evaluate and checkpoint as the run's result instead of the student (a mean
+   * teacher's teacher). The trainer reports the student too.
+   */
+  evaluationModel?(): SegmentationModel;
   /** Tensors to save in checkpoints (e.g. a teacher's weights), by unique name. */
   stateTensors?(): Map<string, tf.Variable>;
   /** Free what the regularizer owns. */
@@ -87,4 +92,6 @@ export interface RegularizerFactory<O = Record<string, unknown>> {
 }
 
 /** All regularizer plugins, by id. */
+// Plugins of one kind have different option types; each validates its own options.
+// deno-lint-ignore no-explicit-any
 export const regularizers: Registry<RegularizerFactory<any>> = new Registry("regularizer");

@@ -252,7 +252,9 @@ export class Trainer {
           `Checkpoint "${path}": "${name}" has shape ${stored.shape}, the model ${target.shape}`,
         );
       }
-      (target as tf.Variable).assign(tf.tensor(stored.data, stored.shape));
+      const value = tf.tensor(stored.data, stored.shape);
+      (target as tf.Variable).assign(value);
+      value.dispose();
     }
     if (!options.weightsOnly) {
       this.iteration = ckpt.meta.iteration;
@@ -419,7 +421,11 @@ export class Trainer {
     const rows: number[][] = [];
     const perVolume: Evaluation["per_volume"] = {};
     for (const v of volumes) {
-      const scores = diceScores(this.predictVolume(v, model), v.label, this.dataset.classNames.length);
+      const scores = diceScores(
+        this.predictVolume(v, model),
+        v.label,
+        this.dataset.classNames.length,
+      );
       rows.push(scores);
       perVolume[v.id] = { dice: Object.fromEntries(classes.map((c, i) => [c, scores[i]])) };
     }
@@ -434,7 +440,7 @@ export class Trainer {
   /** The network to evaluate and checkpoint as "the" result (a mean teacher's teacher). */
   evaluationModel(): SegmentationModel {
     for (const r of this.regularizers) {
-      const m = (r.instance as { evaluationModel?: () => SegmentationModel }).evaluationModel?.();
+      const m = r.instance.evaluationModel?.();
       if (m) return m;
     }
     return this.model;
@@ -501,7 +507,10 @@ export class Trainer {
       };
       if (evaluated !== "student") summary.student = this.evaluate("validation", this.model);
       if (this.runDir) {
-        await writeFileAtomic(`${this.runDir}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
+        await writeFileAtomic(
+          `${this.runDir}/summary.json`,
+          JSON.stringify(summary, null, 2) + "\n",
+        );
       }
       return summary;
     } finally {
@@ -551,7 +560,9 @@ function checkDataset(d: SegmentationDataset, recipe: Recipe): void {
   if (d.validation.length === 0) throw new UserError(`Dataset "${d.id}" has no validation volumes`);
   const needsU = recipe.regularizers.length > 0 && recipe.trainer.unlabeledBatch > 0;
   if (needsU && d.unlabeled.count === 0) {
-    throw new UserError(`Dataset "${d.id}" has no unlabeled slices, but the recipe has regularizers`);
+    throw new UserError(
+      `Dataset "${d.id}" has no unlabeled slices, but the recipe has regularizers`,
+    );
   }
 }
 

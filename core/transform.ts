@@ -36,4 +36,6 @@ export interface TransformFactory<O = Record<string, unknown>, P = unknown> {
 }
 
 /** All transform plugins, by id. */
+// Plugins of one kind have different option types; each validates its own options.
+// deno-lint-ignore no-explicit-any
 export const transforms: Registry<TransformFactory<any, any>> = new Registry("transform");

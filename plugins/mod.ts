@@ -8,7 +8,7 @@ import { UserError } from "../core/errors.ts";
 import { models } from "../core/model.ts";
 import { regularizers } from "../core/regularizer.ts";
 import { type TransformFactory, transforms } from "../core/transform.ts";
-import { z } from "../deps.ts";
+import type { z } from "../deps.ts";
 import { phantomDataset } from "./datasets/phantom.ts";
 import { unetModel } from "./models/unet.ts";
 import { klRegularizer } from "./regularizers/kl_consistency.ts";

@@ -24,5 +24,7 @@ export async function assertNoLeak(fn: () => unknown | Promise<unknown>): Promis
 
 /** A `[B, H, W, C]` random probability map from a seed. */
 export function randomProbs(shape: [number, number, number, number], seed: number): tf.Tensor4D {
-  return tf.tidy(() => tf.softmax(tf.mul(tf.randomNormal(shape, 0, 1, "float32", seed), 2)) as tf.Tensor4D);
+  return tf.tidy(() =>
+    tf.softmax(tf.mul(tf.randomNormal(shape, 0, 1, "float32", seed), 2)) as tf.Tensor4D
+  );
 }

@@ -40,7 +40,9 @@ function bruteForceMI(
       const pj = J[0].map((_, e) => J.reduce((s, row) => s + row[e], 0));
       let I = 0;
       for (let a = 0; a < c; a++) {
-        for (let e = 0; e < c; e++) I += J[a][e] * (Math.log(J[a][e]) - Math.log(pi[a]) - Math.log(pj[e]));
+        for (let e = 0; e < c; e++) {
+          I += J[a][e] * (Math.log(J[a][e]) - Math.log(pi[a]) - Math.log(pj[e]));
+        }
       }
       total += I;
       count++;
@@ -51,7 +53,10 @@ function bruteForceMI(
 
 function oneHot(labels: number[], shape: [number, number, number], c: number): tf.Tensor4D {
   return tf.tidy(() =>
-    tf.reshape(tf.cast(tf.oneHot(tf.tensor1d(labels, "int32"), c), "float32"), [...shape, c]) as tf.Tensor4D
+    tf.reshape(tf.cast(tf.oneHot(tf.tensor1d(labels, "int32"), c), "float32"), [
+      ...shape,
+      c,
+    ]) as tf.Tensor4D
   );
 }
 
@@ -61,7 +66,11 @@ for (const r of [0, 1, 2, 3]) {
     const p = randomProbs(shape, 10 + r);
     const q = randomProbs(shape, 20 + r);
     const got = mutualInformation(p, q, { radius: r }).dataSync()[0];
-    assertClose(got, bruteForceMI(p.dataSync() as Float32Array, q.dataSync() as Float32Array, shape, r), 1e-4);
+    assertClose(
+      got,
+      bruteForceMI(p.dataSync() as Float32Array, q.dataSync() as Float32Array, shape, r),
+      1e-4,
+    );
     tf.dispose([p, q]);
   });
 }
@@ -126,7 +135,14 @@ Deno.test("mutualInformation() is invariant to permuting one side's classes (uns
   // And the unsymmetrised form equals a brute-force loop too.
   assertClose(
     mutualInformation(p, q, { ...opts, radius: 1 }).dataSync()[0],
-    bruteForceMI(p.dataSync() as Float32Array, q.dataSync() as Float32Array, [2, 6, 6, 4], 1, 1.1920929e-7, false),
+    bruteForceMI(
+      p.dataSync() as Float32Array,
+      q.dataSync() as Float32Array,
+      [2, 6, 6, 4],
+      1,
+      1.1920929e-7,
+      false,
+    ),
     1e-4,
   );
   tf.dispose([p, q, perm, qPerm, pPerm]);
@@ -138,7 +154,12 @@ Deno.test("mutualInformation() respects the valid-pixel mask", () => {
   const maskArr = Array.from({ length: 25 }, (_, i) => (i % 5 < 3 ? 1 : 0));
   const mask = tf.tensor4d(maskArr, [1, 5, 5, 1]);
   const pm = tf.mul(p, mask) as tf.Tensor4D, qm = tf.mul(q, mask) as tf.Tensor4D;
-  const expected = bruteForceMI(pm.dataSync() as Float32Array, qm.dataSync() as Float32Array, [1, 5, 5, 3], 1);
+  const expected = bruteForceMI(pm.dataSync() as Float32Array, qm.dataSync() as Float32Array, [
+    1,
+    5,
+    5,
+    3,
+  ], 1);
   assertClose(mutualInformation(p, q, { mask }).dataSync()[0], expected, 1e-4);
   tf.dispose([p, q, mask, pm, qm]);
 });
@@ -155,7 +176,8 @@ Deno.test("mutualInformation() gradient matches finite differences", () => {
     plus[i] += h;
     minus[i] -= h;
     const fd = tf.tidy(() =>
-      (f(tf.tensor(plus, logits.shape)).dataSync()[0] - f(tf.tensor(minus, logits.shape)).dataSync()[0]) / (2 * h)
+      (f(tf.tensor(plus, logits.shape)).dataSync()[0] -
+        f(tf.tensor(minus, logits.shape)).dataSync()[0]) / (2 * h)
     );
     assertClose(g[i], fd, 5e-3, `d/dlogit[${i}]`);
   }
@@ -166,9 +188,11 @@ Deno.test("mutualInformation() leaks no tensors, with and without gradients", as
   const q = randomProbs([2, 6, 6, 4], 62);
   await assertNoLeak(() => {
     tf.dispose(mutualInformation(p, q, { radius: 2 }));
-    tf.dispose(tf.grads((a: tf.Tensor, b: tf.Tensor) =>
-      mutualInformation(a as tf.Tensor4D, b as tf.Tensor4D)
-    )([p, q]));
+    tf.dispose(
+      tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        mutualInformation(a as tf.Tensor4D, b as tf.Tensor4D)
+      )([p, q]),
+    );
   });
   tf.dispose([p, q]);
 });

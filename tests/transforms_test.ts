@@ -114,7 +114,14 @@ Deno.test("a composed cascade inverts in reverse order", () => {
   const x = smooth(2, 32, 32, 1);
   const p = t.sample(rng, 2, 32, 32);
   const back = t.invert(t.apply(x, p), p);
-  const err = tf.max(tf.slice(tf.mul(tf.abs(tf.sub(back, x)), t.validMask(p, 32, 32)), [0, 6, 6, 0], [2, 20, 20, 1]))
+  const err = tf.max(
+    tf.slice(tf.mul(tf.abs(tf.sub(back, x)), t.validMask(p, 32, 32)), [0, 6, 6, 0], [
+      2,
+      20,
+      20,
+      1,
+    ]),
+  )
     .dataSync()[0];
   assert.ok(err < 0.08, `error ${err}`);
 });

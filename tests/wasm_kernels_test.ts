@@ -8,74 +8,10 @@ import {
 type Pad = "same" | "valid" | number | [[0, 0], [number, number], [number, number], [0, 0]];
 type Shape4 = [number, number, number, number];
 
-/**
- * The npm build of tfjs-core registers no gradient functions (the union `@tensorflow/tfjs`
- * package does that), so `tf.grad` knows none. These two mirror tfjs-core's `Conv2D_grad` and
- * `GatherV2_grad` (batchDims 0), enough for the gradients under test.
- */
-function ensureGradients(): void {
-  if (tf.getGradient(tf.Conv2D) === undefined) {
-    tf.registerGradient({
-      kernelName: tf.Conv2D,
-      inputsToSave: ["x", "filter"],
-      gradFunc: (grad, saved, attrs) => {
-        const dy = grad as tf.Tensor4D;
-        const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
-        const { strides, pad, dataFormat } = attrs as unknown as tf.Conv2DAttrs;
-        return {
-          x: () =>
-            tf.engine().runKernel(tf.Conv2DBackpropInput, { dy, filter }, {
-              strides,
-              pad,
-              dataFormat,
-              inputShape: x.shape,
-            } as unknown as tf.NamedAttrMap) as tf.Tensor,
-          filter: () =>
-            tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, {
-              strides,
-              pad,
-              dataFormat,
-              filterShape: filter.shape,
-            } as unknown as tf.NamedAttrMap) as tf.Tensor,
-        };
-      },
-    });
-  }
-  if (tf.getGradient(tf.GatherV2) === undefined) {
-    tf.registerGradient({
-      kernelName: tf.GatherV2,
-      inputsToSave: ["x", "indices"],
-      gradFunc: (dy, saved, attrs) => {
-        const [x, indices] = saved;
-        const axis = tf.util.parseAxisParam((attrs as unknown as tf.GatherV2Attrs).axis, x.shape)[0];
-        return {
-          x: () => {
-            const outer = x.shape.slice(0, axis);
-            const inner = x.shape.slice(axis + 1);
-            const values = tf.reshape(dy as tf.Tensor, [...outer, indices.size, ...inner]);
-            const perm = [outer.length, ...outer.map((_, i) => i)];
-            for (let i = 0; i < inner.length; i++) perm.push(outer.length + 1 + i);
-            const moved = tf.transpose(values, perm);
-            const sums = tf.unsortedSegmentSum(
-              moved,
-              tf.reshape(indices, [indices.size]) as tf.Tensor1D,
-              x.shape[axis],
-            );
-            const undo = perm.map((_, i) => perm.indexOf(i));
-            return tf.transpose(sums, undo);
-          },
-          indices: () => indices,
-        };
-      },
-    });
-  }
-}
-
 await tf.setBackend("wasm");
 await tf.ready();
 registerWasmTrainingKernels();
 registerWasmTrainingKernels(); // idempotent
-ensureGradients();
 
 /** Seeded standard normal numbers, identical on every backend. */
 function normal(shape: number[], seed: number): Float32Array {
@@ -150,6 +86,8 @@ const convCases: ConvCase[] = [
   { x: [3, 7, 9, 3], k: 5, co: 5, stride: 1, pad: "same" },
   { x: [3, 7, 9, 3], k: 3, co: 5, stride: 1, pad: [[0, 0], [2, 0], [1, 2], [0, 0]] },
   { x: [1, 7, 9, 3], k: 3, co: 5, stride: 2, pad: [[0, 0], [0, 1], [2, 1], [0, 0]] },
+  { x: [2, 8, 6, 3], k: 2, co: 4, stride: 2, pad: "valid" },
+  { x: [1, 6, 9, 5], k: 3, co: 2, stride: 3, pad: "same" },
 ];
 
 function describe(c: ConvCase): string {
@@ -176,7 +114,9 @@ for (const [i, c] of convCases.entries()) {
   Deno.test(`Conv2DBackpropFilter on wasm matches cpu for ${describe(c)}`, async () => {
     const d = convData(c, 10 * i);
     await assertBackendsAgree(() =>
-      tf.grad((w: tf.Tensor) => tf.conv2d(tf.tensor4d(d.x, c.x), w as tf.Tensor4D, c.stride, c.pad))(
+      tf.grad((w: tf.Tensor) =>
+        tf.conv2d(tf.tensor4d(d.x, c.x), w as tf.Tensor4D, c.stride, c.pad)
+      )(
         tf.tensor4d(d.filter, d.filterShape),
         tf.tensor4d(d.dy, d.dyShape),
       )
@@ -327,7 +267,7 @@ Deno.test("The gradient of gather along axis 1 on wasm matches cpu", async () =>
   );
 });
 
-Deno.test("The stride-1 conv gradients on wasm run on the XNNPACK Conv2D kernel", async () => {
+Deno.test("The fast conv gradients on wasm run on the XNNPACK Conv2D kernel", async () => {
   await tf.setBackend("wasm");
   const original = tf.getKernel(tf.Conv2D, "wasm")!;
   let calls = 0;
@@ -349,7 +289,20 @@ Deno.test("The stride-1 conv gradients on wasm run on the XNNPACK Conv2D kernel"
     assert.equal(calls - before, 2, "the filter gradient makes one Conv2D call");
     const dx = tf.grad((x: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w, 1, "same"))(x, dy);
     assert.equal(calls - before, 4, "the input gradient makes one Conv2D call");
-    tf.dispose([x, w, dy, dw, dx]);
+    const up = tf.conv2dTranspose(
+      dy,
+      tf.tensor4d(normal([2, 2, 3, 6], 18), [2, 2, 3, 6]),
+      [
+        2,
+        16,
+        16,
+        3,
+      ],
+      2,
+      "valid",
+    );
+    assert.equal(calls - before, 5, "a 2x2 stride-2 conv2dTranspose makes one Conv2D call");
+    tf.dispose([x, w, dy, dw, dx, up]);
   } finally {
     tf.unregisterKernel(tf.Conv2D, "wasm");
     tf.registerKernel(original);
@@ -362,6 +315,7 @@ Deno.test("The wasm training kernels leak neither tensors nor backend data", asy
   const x = tf.tensor4d(normal([2, 7, 9, 3], 18), [2, 7, 9, 3]);
   const w = tf.tensor4d(normal([3, 3, 3, 4], 19), [3, 3, 3, 4]);
   const w2 = tf.tensor4d(normal([2, 2, 3, 4], 20), [2, 2, 3, 4]);
+  const dyUp = tf.tensor4d(normal([2, 4, 4, 4], 22), [2, 4, 4, 4]);
   const g = tf.tensor2d(normal([5, 3], 21), [5, 3]);
   const indices = tf.tensor1d([0, 4, 4, 2], "int32");
   const step = () => {
@@ -370,6 +324,7 @@ Deno.test("The wasm training kernels leak neither tensors nor backend data", asy
       tf.grad((x: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w, 1, "same"))(x),
       tf.grad((w: tf.Tensor) => tf.conv2d(x, w as tf.Tensor4D, 2, "valid"))(w2), // cropped
       tf.grad((x: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w, 2, "same"))(x), // original kernel
+      tf.conv2dTranspose(dyUp, w2, [2, 8, 8, 3], 2, "valid"), // non-overlapping blocks
       tf.grad((g: tf.Tensor) => tf.gather(g, indices))(g),
     ];
     tf.dispose(results);
@@ -382,5 +337,5 @@ Deno.test("The wasm training kernels leak neither tensors nor backend data", asy
     assert.equal(tf.memory().numTensors, tensors, "tensor count grew");
     assert.equal(backend.numDataIds(), dataIds, "backend data count grew");
   }
-  tf.dispose([x, w, w2, g, indices]);
+  tf.dispose([x, w, w2, dyUp, g, indices]);
 });

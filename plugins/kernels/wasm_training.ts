@@ -96,10 +96,13 @@ function filterGradByConv(
   const right = kw + (wo - 1) * sw - w - left;
   const xT = run("Transpose", backend, { x }, { perm: [3, 1, 2, 0] });
   const dyT = run("Transpose", backend, { x: dy }, { perm: [1, 2, 0, 3] });
-  let grad = conv(backend, xT, dyT, [top, Math.max(bottom, 0), left, Math.max(right, 0)], [
-    sh,
-    sw,
-  ]);
+  const pads: [number, number, number, number] = [
+    top,
+    Math.max(bottom, 0),
+    left,
+    Math.max(right, 0),
+  ];
+  let grad = conv(backend, xT, dyT, pads, [sh, sw]);
   dispose(backend, xT, dyT);
   if (grad.shape[1] !== kh || grad.shape[2] !== kw) {
     const cropped = run("Slice", backend, { x: grad }, {
@@ -118,7 +121,7 @@ function filterGradByConv(
  * The filter gradient as a plain loop over the wasm heap, for any layout, stride and padding.
  * Exported for tests; it is what {@linkcode registerWasmTrainingKernels} falls back to.
  */
-export function conv2DBackpropFilterLoop(args: KernelArgs): TensorInfo {
+export function conv2DBackpropFilterLoop(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const backend = args.backend as Backend;
   const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
   const attrs = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
@@ -183,8 +186,9 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
   const info = conv2DBackpropFilterInfo(x, args.attrs as unknown as tf.Conv2DBackpropFilterAttrs);
   const fast = info.dataFormat === "channelsLast" && x.dtype === "float32" &&
     dy.dtype === "float32" && sizeOf(x.shape) > 0 && sizeOf(dy.shape) > 0 &&
-    dy.shape[1] === info.outHeight && dy.shape[2] === info.outWidth &&
-    info.padInfo.top >= 0 && info.padInfo.left >= 0;
+    dy.shape[0] === info.batchSize && dy.shape[1] === info.outHeight &&
+    dy.shape[2] === info.outWidth && dy.shape[3] === info.outChannels &&
+    x.shape[3] === info.filterShape[2] && info.padInfo.top >= 0 && info.padInfo.left >= 0;
   return fast ? filterGradByConv(backend, x, dy, info) : conv2DBackpropFilterLoop(args);
 }
 
@@ -322,7 +326,8 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
  * Registers `Conv2DBackpropFilter`, `Conv2DBackpropInput` and `UnsortedSegmentSum` for the
  * "wasm" backend (NHWC, float32). Safe to call more than once. Call it after
  * `await tf.setBackend("wasm")`; a kernel wasm already had is kept and used for the cases this
- * module does not accelerate (`Conv2DBackpropInput` with strides other than 1).
+ * module does not accelerate (`Conv2DBackpropInput` with strides other than 1, except a filter
+ * the size of the stride without padding, as in a 2x2 stride-2 `conv2dTranspose`).
  */
 export function registerWasmTrainingKernels(): void {
   for (const [kernelName, kernelFunc] of kernels) {

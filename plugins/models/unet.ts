@@ -95,7 +95,9 @@ class UNet implements SegmentationModel {
 
   #var(name: string, shape: number[], values: Float32Array, trainable = true): void {
     const full = `${this.#prefix}/${name}`;
-    const v = tf.variable(tf.tensor(values, shape, "float32"), trainable, full);
+    const init = tf.tensor(values, shape, "float32");
+    const v = tf.variable(init, trainable, full);
+    init.dispose();
     (trainable ? this.trainable : this.state).set(full, v);
   }
 
@@ -126,7 +128,10 @@ class UNet implements SegmentationModel {
     let normed: tf.Tensor4D;
     if (training) {
       const { mean, variance } = tf.moments(y, [0, 1, 2]);
-      normed = tf.add(tf.mul(tf.mul(tf.sub(y, mean), tf.rsqrt(tf.add(variance, BN_EPS))), gamma), beta);
+      normed = tf.add(
+        tf.mul(tf.mul(tf.sub(y, mean), tf.rsqrt(tf.add(variance, BN_EPS))), gamma),
+        beta,
+      );
       const n = y.shape[0] * y.shape[1] * y.shape[2];
       const m = this.#opts.bnMomentum;
       const unbiased = tf.mul(variance, n / Math.max(n - 1, 1));

@@ -50,7 +50,9 @@ export function mutualInformation(
 ): tf.Scalar {
   const r = options.radius ?? 1;
   const eps = options.eps ?? 1.1920929e-7;
-  if (!Number.isInteger(r) || r < 0) throw new Error(`mutualInformation: radius must be an integer >= 0, got ${r}`);
+  if (!Number.isInteger(r) || r < 0) {
+    throw new Error(`mutualInformation: radius must be an integer >= 0, got ${r}`);
+  }
   if (p.shape.join() !== q.shape.join()) {
     throw new Error(`mutualInformation: shapes differ, ${p.shape} vs ${q.shape}`);
   }
@@ -70,16 +72,24 @@ export function mutualInformation(
       }
     }
     const n = b * h * w;
-    const stack = tf.reshape(shifted.length === 1 ? shifted[0] : tf.concat(shifted, 3), [n, k * k * c]);
+    const stack = tf.reshape(shifted.length === 1 ? shifted[0] : tf.concat(shifted, 3), [
+      n,
+      k * k * c,
+    ]);
     // [C, K*C] -> [K, C, C]: joint[d][i][j] = sum_x p_i(x) q_j(x + d)
     const prod = tf.matMul(tf.reshape(pm, [n, c]), stack, true, false);
     let joint = tf.transpose(tf.reshape(prod, [c, k * k, c]), [1, 0, 2]);
-    if (options.symmetrize ?? true) joint = tf.div(tf.add(joint, tf.transpose(joint, [0, 2, 1])), 2);
+    if (options.symmetrize ?? true) {
+      joint = tf.div(tf.add(joint, tf.transpose(joint, [0, 2, 1])), 2);
+    }
     joint = tf.div(joint, tf.sum(joint, [1, 2], true));
     joint = tf.maximum(joint, eps);
     const pi = tf.sum(joint, 2, true);
     const pj = tf.sum(joint, 1, true);
-    const perD = tf.sum(tf.mul(joint, tf.sub(tf.sub(tf.log(joint), tf.log(pi)), tf.log(pj))), [1, 2]);
+    const perD = tf.sum(tf.mul(joint, tf.sub(tf.sub(tf.log(joint), tf.log(pi)), tf.log(pj))), [
+      1,
+      2,
+    ]);
     return tf.mean(perD) as tf.Scalar;
   });
 }
@@ -101,7 +111,8 @@ export const miOptions = z.object({
 /** The `mi` regularizer plugin: minimises `-I(f(x); T^-1 f(T x))`. */
 export const miRegularizer: RegularizerFactory<z.infer<typeof miOptions>> = {
   id: "mi",
-  description: "Mutual information between f(x) and T^-1(f(T(x))) over a window of displacements (Eq. 5-7); minimises -MI",
+  description:
+    "Mutual information between f(x) and T^-1(f(T(x))) over a window of displacements (Eq. 5-7); minimises -MI",
   options: miOptions,
   create: (options) => ({
     id: "mi",

@@ -53,7 +53,14 @@ export function invertAffine(m: Affine): Affine {
 }
 
 /** Source pixel coordinates `(sx, sy)` of output pixel `(i, j)` of image `n`. */
-function source(m: Affine, n: number, i: number, j: number, h: number, w: number): [number, number] {
+function source(
+  m: Affine,
+  n: number,
+  i: number,
+  j: number,
+  h: number,
+  w: number,
+): [number, number] {
   const u = (2 * j + 1) / w - 1;
   const v = (2 * i + 1) / h - 1;
   const o = 6 * n;

@@ -6,15 +6,24 @@
  */
 import { tf, z } from "../../deps.ts";
 import type { Rng } from "../../core/rng.ts";
-import type {
-  Interpolation,
-  InvertibleTransform,
-  TransformFactory,
-} from "../../core/transform.ts";
-import { type Affine, composeAffine, identityAffine, invertAffine, validMaskAffine, warpAffine } from "./_warp.ts";
+import type { Interpolation, InvertibleTransform, TransformFactory } from "../../core/transform.ts";
+import {
+  type Affine,
+  composeAffine,
+  identityAffine,
+  invertAffine,
+  validMaskAffine,
+  warpAffine,
+} from "./_warp.ts";
 
 export type { Affine } from "./_warp.ts";
-export { composeAffine, identityAffine, invertAffine, validMaskAffine, warpAffine } from "./_warp.ts";
+export {
+  composeAffine,
+  identityAffine,
+  invertAffine,
+  validMaskAffine,
+  warpAffine,
+} from "./_warp.ts";
 
 /** A transform whose parameters are one affine sampling map per image. */
 export interface AffineTransform extends InvertibleTransform<Affine> {
@@ -28,7 +37,10 @@ export interface AffineTransform extends InvertibleTransform<Affine> {
 const AFFINE = Symbol.for("mi-ssl.affine");
 
 /** Build an {@linkcode AffineTransform} from a sampler of maps. */
-export function affineTransform(id: string, sampler: (rng: Rng, batch: number) => Affine): AffineTransform {
+export function affineTransform(
+  id: string,
+  sampler: (rng: Rng, batch: number) => Affine,
+): AffineTransform {
   return {
     id,
     [AFFINE]: true,
@@ -42,7 +54,6 @@ export function affineTransform(id: string, sampler: (rng: Rng, batch: number) =
 }
 
 const DEG = Math.PI / 180;
-
 
 /** Options of the `affine` transform. */
 export const affineOptions = z.object({
@@ -151,9 +162,7 @@ export function composeTransforms(parts: InvertibleTransform[]): InvertibleTrans
         parts.reduce((y, p, i) => p.apply(y, (params as unknown[])[i], interpolation), x)
       ),
     invert: (y, params) =>
-      tf.tidy(() =>
-        parts.reduceRight((z, p, i) => p.invert(z, (params as unknown[])[i]), y)
-      ),
+      tf.tidy(() => parts.reduceRight((z, p, i) => p.invert(z, (params as unknown[])[i]), y)),
     validMask: (params, h, w) =>
       tf.tidy(() => {
         // A pixel is valid when it is valid for every part, mapped back through later parts.

@@ -1,0 +1,183 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
+const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+async function cli(
+  args: string[],
+  cwd = ROOT,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", CLI, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+const TINY = `method: tiny
+backend: wasm
+dataset: { type: phantom, patients: 4, slicesPerPatient: 2, size: 32, split: { labeled: 1, unlabeled: 1, validation: 2 } }
+model: { type: unet, base: 4, depth: 3 }
+regularizers: [{ type: kl }]
+trainer: { iterations: 2, labeledBatch: 2, unlabeledBatch: 2 }
+`;
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const BAD: Array<[string, string, RegExp]> = [
+  [
+    "unknown plugin id",
+    TINY.replace("type: kl", "type: klx"),
+    /regularizers\[0\]\.type.*Unknown regularizer "klx"; known regularizers: .*kl/,
+  ],
+  [
+    "wrong type",
+    TINY.replace("iterations: 2", "iterations: two"),
+    /trainer\.iterations: expected an integer/,
+  ],
+  [
+    "missing required field",
+    TINY.replace("iterations: 2, ", ""),
+    /missing required field trainer\.iterations/,
+  ],
+  [
+    "unknown key",
+    TINY.replace("iterations: 2", "iteratons: 2, iterations: 2"),
+    /unknown key "iteratons" in trainer/,
+  ],
+  ["unknown backend", TINY.replace("backend: wasm", "backend: gpu"), /backend: expected one of/],
+  ["unknown model option", TINY.replace("base: 4", "bsae: 4"), /unknown key "bsae" in model/],
+];
+
+for (const [what, text, pattern] of BAD) {
+  Deno.test(`run with a recipe with ${what} exits 2 with one message and writes no run directory`, async () => {
+    await withDir(async (dir) => {
+      await Deno.writeTextFile(`${dir}/r.yaml`, text);
+      const res = await cli(["run", `${dir}/r.yaml`, "--out", `${dir}/run`]);
+      assert.equal(res.code, 2, res.stderr);
+      assert.match(res.stderr, pattern);
+      assert.match(res.stderr, /r\.yaml/);
+      assert.doesNotMatch(res.stderr, /\n\s+at /, "no stack trace");
+      await assert.rejects(() => Deno.stat(`${dir}/run`));
+    });
+  });
+}
+
+Deno.test("run with a missing recipe file or an extends cycle exits 2", async () => {
+  await withDir(async (dir) => {
+    let res = await cli(["run", `${dir}/nope.yaml`]);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /nope\.yaml.*not found/);
+    await Deno.writeTextFile(`${dir}/a.yaml`, "extends: b.yaml\n" + TINY);
+    await Deno.writeTextFile(`${dir}/b.yaml`, "extends: a.yaml\n");
+    res = await cli(["validate", `${dir}/a.yaml`]);
+    assert.equal(res.code, 2);
+    assert.match(res.stderr, /extends cycle/);
+  });
+});
+
+Deno.test("run --backend with an unknown backend exits 2 naming the known ones", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/r.yaml`, TINY);
+    const res = await cli(["run", `${dir}/r.yaml`, "--backend", "cuda", "--out", `${dir}/run`]);
+    assert.equal(res.code, 2);
+    assert.match(
+      res.stderr,
+      /Unknown backend "cuda"; known backends: auto, wasm, cpu, tensorflow, tensorflow-gpu/,
+    );
+  });
+});
+
+Deno.test("backend tensorflow without tfjs-node installed exits 2 with install instructions", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/r.yaml`, TINY);
+    const res = await cli([
+      "run",
+      `${dir}/r.yaml`,
+      "--backend",
+      "tensorflow",
+      "--out",
+      `${dir}/run`,
+    ]);
+    assert.equal(res.code, 2, res.stderr);
+    assert.match(res.stderr, /Cannot use backend "tensorflow".*tfjs-node.*Install/s);
+  });
+});
+
+Deno.test("validate accepts every recipe in recipes/", async () => {
+  const files: string[] = [];
+  const walk = async (d: string) => {
+    for await (const e of Deno.readDir(d)) {
+      if (e.isDirectory) await walk(`${d}/${e.name}`);
+      else if (e.name.endsWith(".yaml")) files.push(`${d}/${e.name}`);
+    }
+  };
+  await walk(`${ROOT}/recipes`);
+  const res = await cli(["validate", ...files]);
+  assert.equal(res.code, 0, res.stderr);
+  assert.equal(res.stdout.trim().split("\n").length, files.length);
+});
+
+Deno.test("plugins lists every kind with ids and options", async () => {
+  const res = await cli(["plugins", "--json"]);
+  assert.equal(res.code, 0, res.stderr);
+  const out = JSON.parse(res.stdout);
+  assert.ok(out.regularizer.some((e: { id: string }) => e.id === "mi"));
+  const unet = out.model.find((e: { id: string }) => e.id === "unet");
+  assert.match(unet.options.base, /number = 16/);
+});
+
+Deno.test("run trains, prints a Dice table and eval re-evaluates the checkpoint", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/r.yaml`, TINY);
+    const res = await cli([
+      "run",
+      `${dir}/r.yaml`,
+      "--out",
+      `${dir}/run`,
+      "--set",
+      "trainer.iterations=3",
+      "--seed",
+      "4",
+    ]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.match(res.stdout, /RV\s+\d+\.\d+\nMyo\s+\d+\.\d+\nLV\s+\d+\.\d+\nmean/);
+    const summary = JSON.parse(await Deno.readTextFile(`${dir}/run/summary.json`));
+    assert.equal(summary.iterations, 3);
+    assert.equal(summary.seed, 4);
+    const recipe = await Deno.readTextFile(`${dir}/run/recipe.yaml`);
+    assert.match(recipe, /iterations: 3/);
+    const ev = await cli(["eval", `${dir}/run`, "--checkpoint", "latest", "--json"]);
+    assert.equal(ev.code, 0, ev.stderr);
+    const evaluation = JSON.parse(ev.stdout);
+    assert.deepEqual(evaluation.dice, summary.dice);
+  });
+});
+
+Deno.test("--help works for the program and every command", async () => {
+  for (
+    const args of [["--help"], ["run", "--help"], ["validate", "--help"], ["eval", "--help"], [
+      "plugins",
+      "--help",
+    ]]
+  ) {
+    const res = await cli(args);
+    assert.equal(res.code, 0, `${args}: ${res.stderr}`);
+    assert.match(res.stdout, /Usage:/);
+  }
+});
