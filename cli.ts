@@ -238,8 +238,8 @@ export async function main(args: string[]): Promise<number> {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? 0 : 2;
     }
-    if (error instanceof UserError) {
-      console.error(`error: ${error.message}`);
+    if (error instanceof UserError || (error as Error)?.name === "UserError") {
+      console.error(`error: ${(error as Error).message}`);
       return 2;
     }
     throw error;

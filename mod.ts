@@ -100,3 +100,22 @@ export {
   mutualInformation,
   type MutualInformationOptions,
 } from "./plugins/regularizers/mutual_information.ts";
+export {
+  mseConsistency,
+  type MseConsistencyOptions,
+  mseRegularizer,
+} from "./plugins/regularizers/mse_consistency.ts";
+export {
+  entropyMinRegularizer,
+  meanEntropy,
+  type MeanEntropyOptions,
+} from "./plugins/regularizers/entropy_minimization.ts";
+export {
+  emaDecay,
+  MeanTeacher,
+  type MeanTeacherOptions,
+  meanTeacherRegularizer,
+} from "./plugins/regularizers/mean_teacher.ts";
+export { klRegularizer } from "./plugins/regularizers/kl_consistency.ts";
+export { miRegularizer } from "./plugins/regularizers/mutual_information.ts";
+export { stopGradient } from "./core/ops.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import type { z } from "../deps.ts";
-import { Registry } from "./registry.ts";
+import { type Registry, sharedRegistry } from "./registry.ts";
 
 /** A set of 2D slices of one size, stored contiguously (slice-major, row-major, 1 channel). */
 export interface SliceSet {
@@ -80,4 +80,4 @@ export interface DatasetFactory<O = Record<string, unknown>> {
 /** All dataset plugins, by id. */
 // Plugins of one kind have different option types; each validates its own options.
 // deno-lint-ignore no-explicit-any
-export const datasets: Registry<DatasetFactory<any>> = new Registry("dataset");
+export const datasets: Registry<DatasetFactory<any>> = sharedRegistry("dataset");

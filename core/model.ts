@@ -5,7 +5,23 @@
  * @module
  */
 import type { tf, z } from "../deps.ts";
-import { Registry } from "./registry.ts";
+import { type Registry, sharedRegistry } from "./registry.ts";
+
+/** Options of {@linkcode SegmentationModel.apply}. */
+export interface ApplyOptions {
+  /**
+   * Use batch statistics, update the running statistics and apply dropout. @default {false}
+   */
+  training?: boolean;
+  /** Seed of the dropout masks. */
+  seed?: number;
+  /**
+   * Sizes of consecutive groups of the batch (summing to B) whose batch-norm statistics are
+   * computed separately, as if each group went through the network on its own, while the
+   * convolutions still run once over the whole batch. @default {one group}
+   */
+  groups?: number[];
+}
 
 /** A segmentation network mapping `[B, H, W, C_in]` images to `[B, H, W, numClasses]` logits. */
 export interface SegmentationModel {
@@ -15,11 +31,8 @@ export interface SegmentationModel {
   readonly state: Map<string, tf.Variable>;
   /** Number of trainable scalars. */
   readonly paramCount: number;
-  /**
-   * Forward pass. `training` uses batch statistics, updates the running statistics and applies
-   * dropout (drawing its randomness from `seed` when given).
-   */
-  apply(x: tf.Tensor4D, options?: { training?: boolean; seed?: number }): tf.Tensor4D;
+  /** Forward pass: `[B, H, W, C_in]` images to `[B, H, W, numClasses]` logits. */
+  apply(x: tf.Tensor4D, options?: ApplyOptions): tf.Tensor4D;
   /** Free every variable. */
   dispose(): void;
 }
@@ -47,4 +60,4 @@ export interface ModelFactory<O = Record<string, unknown>> {
 /** All model plugins, by id. */
 // Plugins of one kind have different option types; each validates its own options.
 // deno-lint-ignore no-explicit-any
-export const models: Registry<ModelFactory<any>> = new Registry("model");
+export const models: Registry<ModelFactory<any>> = sharedRegistry("model");

@@ -135,6 +135,13 @@ const trainerSchema = z.object({
   validateEvery: count(1, MAX_ITERATIONS).optional(),
   logEvery: count(1, MAX_ITERATIONS).default(10),
   checkpointEvery: count(1, MAX_ITERATIONS).optional(),
+  /**
+   * Batch-norm statistics of the one forward pass over `[x_l, x_u, T(x_u)]`: `per-group`
+   * normalises each of the three groups with its own statistics (as separate forward passes
+   * would, like the reference code); `joint` uses one set over the whole batch (the PyTorch
+   * peer's single `model(cat(...))`).
+   */
+  batchNormStatistics: z.enum(["per-group", "joint"]).default("per-group"),
 }).strict().transform((t) => ({ ...t, validateEvery: t.validateEvery ?? t.iterations }));
 
 const scheduleSchema = z.object({

@@ -82,3 +82,21 @@ export class Registry<T extends Identified> {
     return this.#entries.delete(id);
   }
 }
+
+const SHARED = Symbol.for("mi-ssl.registries");
+
+/**
+ * The process-wide registry for `kind`. Registries live on `globalThis`, so a plugin that imports
+ * `mod.ts` from another URL (a release URL while the CLI runs from a checkout) still registers
+ * into the registries the trainer reads.
+ */
+export function sharedRegistry<T extends Identified>(kind: string): Registry<T> {
+  const g = globalThis as unknown as Record<symbol, Map<string, Registry<Identified>>>;
+  const all = g[SHARED] ??= new Map();
+  let registry = all.get(kind);
+  if (registry === undefined) {
+    registry = new Registry<Identified>(kind);
+    all.set(kind, registry);
+  }
+  return registry as unknown as Registry<T>;
+}

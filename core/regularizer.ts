@@ -8,7 +8,7 @@
 import type { tf, z } from "../deps.ts";
 import type { SegmentationModel } from "./model.ts";
 import type { InvertibleTransform } from "./transform.ts";
-import { Registry } from "./registry.ts";
+import { type Registry, sharedRegistry } from "./registry.ts";
 
 /**
  * Everything one training step computed that regularizers may share. Tensors here belong to the
@@ -94,4 +94,4 @@ export interface RegularizerFactory<O = Record<string, unknown>> {
 /** All regularizer plugins, by id. */
 // Plugins of one kind have different option types; each validates its own options.
 // deno-lint-ignore no-explicit-any
-export const regularizers: Registry<RegularizerFactory<any>> = new Registry("regularizer");
+export const regularizers: Registry<RegularizerFactory<any>> = sharedRegistry("regularizer");

@@ -325,11 +325,12 @@ export class Trainer {
       if (useU) {
         const xu = unlabeled!.x;
         const xt = this.transform.apply(xu, params);
+        const bl = xl.shape[0];
         const logits = this.model.apply(tf.concat([xl, xu, xt], 0), {
           training: true,
           seed: dropoutSeed,
+          groups: r.trainer.batchNormStatistics === "per-group" ? [bl, bu, bu] : undefined,
         });
-        const bl = xl.shape[0];
         const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
         logitsL = ll;
         context = {

@@ -6,7 +6,7 @@
  */
 import type { tf, z } from "../deps.ts";
 import type { Rng } from "./rng.ts";
-import { Registry } from "./registry.ts";
+import { type Registry, sharedRegistry } from "./registry.ts";
 
 /** Interpolation used by {@linkcode InvertibleTransform.apply}. */
 export type Interpolation = "bilinear" | "nearest";
@@ -38,4 +38,4 @@ export interface TransformFactory<O = Record<string, unknown>, P = unknown> {
 /** All transform plugins, by id. */
 // Plugins of one kind have different option types; each validates its own options.
 // deno-lint-ignore no-explicit-any
-export const transforms: Registry<TransformFactory<any, any>> = new Registry("transform");
+export const transforms: Registry<TransformFactory<any, any>> = sharedRegistry("transform");

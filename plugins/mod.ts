@@ -13,6 +13,9 @@ import { phantomDataset } from "./datasets/phantom.ts";
 import { unetModel } from "./models/unet.ts";
 import { klRegularizer } from "./regularizers/kl_consistency.ts";
 import { miRegularizer } from "./regularizers/mutual_information.ts";
+import { mseRegularizer } from "./regularizers/mse_consistency.ts";
+import { entropyMinRegularizer } from "./regularizers/entropy_minimization.ts";
+import { meanTeacherRegularizer } from "./regularizers/mean_teacher.ts";
 import {
   affineTransformPlugin,
   composeOptions,
@@ -50,6 +53,9 @@ export function registerBuiltins(): void {
   models.register(unetModel, { override: true });
   regularizers.register(klRegularizer, { override: true });
   regularizers.register(miRegularizer, { override: true });
+  regularizers.register(mseRegularizer, { override: true });
+  regularizers.register(entropyMinRegularizer, { override: true });
+  regularizers.register(meanTeacherRegularizer, { override: true });
   transforms.register(affineTransformPlugin, { override: true });
   transforms.register(flipTransformPlugin, { override: true });
   transforms.register(composeTransformPlugin, { override: true });

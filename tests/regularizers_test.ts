@@ -39,6 +39,19 @@ function regularizerContext(model: SegmentationModel): RegularizerContext {
   return { model, numClasses: C, seed: 1, createModel: (name) => makeModel(name, 99) };
 }
 
+/**
+ * Run `fn` with a fresh student; afterwards dispose every variable (student, teachers), so that
+ * a failing test does not leave names registered for the next ones.
+ */
+async function withStudent(fn: (model: SegmentationModel) => unknown): Promise<void> {
+  const model = makeModel("student");
+  try {
+    await fn(model);
+  } finally {
+    tf.disposeVariables();
+  }
+}
+
 const transform = affineTransformPlugin.create(affineOptions.parse({ rotation: 30 }));
 
 /** A step context built the way the trainer builds one (2 labeled, 2 unlabeled 8x8 images). */
@@ -217,166 +230,169 @@ Deno.test("plugin options are strict and have the documented defaults", () => {
   assert.equal(meanTeacherRegularizer.id, "mean-teacher");
 });
 
-Deno.test("the mse plugin computes the masked MSE of p and q from the step context", () => {
-  const model = makeModel("student");
-  const reg = mseRegularizer.create(mseOptions.parse({}), regularizerContext(model));
-  const unmasked = mseRegularizer.create(
-    mseOptions.parse({ mask: false }),
-    regularizerContext(model),
-  );
-  assert.equal(reg.needsUnlabeled, true);
-  tf.tidy(() => {
-    const ctx = stepContext(model);
-    assert.ok(ctx.validMask.min().dataSync()[0] === 0, "the test transform masks some pixels");
-    const p = ctx.probsUnlabeled, q = ctx.probsTransformedBack;
-    const expected = mseConsistency(p, q, { mask: ctx.validMask }).dataSync()[0];
-    assertClose(reg.loss(ctx).dataSync()[0], expected, 1e-6);
-    assertClose(unmasked.loss(ctx).dataSync()[0], mseConsistency(p, q).dataSync()[0], 1e-6);
-  });
-  model.dispose();
-});
+Deno.test("the mse plugin computes the masked MSE of p and q from the step context", () =>
+  withStudent((model) => {
+    const reg = mseRegularizer.create(mseOptions.parse({}), regularizerContext(model));
+    const unmasked = mseRegularizer.create(
+      mseOptions.parse({ mask: false }),
+      regularizerContext(model),
+    );
+    assert.equal(reg.needsUnlabeled, true);
+    tf.tidy(() => {
+      const ctx = stepContext(model);
+      assert.ok(ctx.validMask.min().dataSync()[0] === 0, "the test transform masks some pixels");
+      const p = ctx.probsUnlabeled, q = ctx.probsTransformedBack;
+      const expected = mseConsistency(p, q, { mask: ctx.validMask }).dataSync()[0];
+      assertClose(reg.loss(ctx).dataSync()[0], expected, 1e-6);
+      assertClose(unmasked.loss(ctx).dataSync()[0], mseConsistency(p, q).dataSync()[0], 1e-6);
+    });
+  }));
 
-Deno.test("the mse plugin's stopGradient option blocks the chosen side", () => {
-  const model = makeModel("student");
-  const rc = regularizerContext(model);
-  tf.tidy(() => {
-    const ctx = stepContext(model);
-    const p = ctx.probsUnlabeled, q = ctx.probsTransformedBack;
-    const gradsFor = (stop: "none" | "source" | "target") => {
-      const reg = mseRegularizer.create(mseOptions.parse({ stopGradient: stop }), rc);
-      return tf.grads((a: tf.Tensor, b: tf.Tensor) =>
-        reg.loss({
-          ...ctx,
-          probsUnlabeled: a as tf.Tensor4D,
-          probsTransformedBack: b as tf.Tensor4D,
-        })
-      )([p, q]).map((g) => tf.sum(tf.abs(g)).dataSync()[0]);
-    };
-    const [np, nq] = gradsFor("none");
-    assert.ok(np > 0 && nq > 0);
-    const [sp, sq] = gradsFor("source");
-    assert.equal(sp, 0);
-    assertClose(sq, nq, 1e-6);
-    const [tp, tq] = gradsFor("target");
-    assertClose(tp, np, 1e-6);
-    assert.equal(tq, 0);
-  });
-  model.dispose();
-});
+Deno.test("the mse plugin's stopGradient option blocks the chosen side", () =>
+  withStudent((model) => {
+    const rc = regularizerContext(model);
+    tf.tidy(() => {
+      const ctx = stepContext(model);
+      const p = ctx.probsUnlabeled, q = ctx.probsTransformedBack;
+      const gradsFor = (stop: "none" | "source" | "target") => {
+        const reg = mseRegularizer.create(mseOptions.parse({ stopGradient: stop }), rc);
+        return tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+          reg.loss({
+            ...ctx,
+            probsUnlabeled: a as tf.Tensor4D,
+            probsTransformedBack: b as tf.Tensor4D,
+          })
+        )([p, q]).map((g) => tf.sum(tf.abs(g)).dataSync()[0]);
+      };
+      const [np, nq] = gradsFor("none");
+      assert.ok(np > 0 && nq > 0);
+      const [sp, sq] = gradsFor("source");
+      assert.equal(sp, 0);
+      assertClose(sq, nq, 1e-6);
+      const [tp, tq] = gradsFor("target");
+      assertClose(tp, np, 1e-6);
+      assert.equal(tq, 0);
+    });
+  }));
 
-Deno.test("the entropy-min plugin computes H(p), and H(p) + masked H(q) when asked", () => {
-  const model = makeModel("student");
-  const plain = entropyMinRegularizer.create(
-    entropyMinOptions.parse({}),
-    regularizerContext(model),
-  );
-  const both = entropyMinRegularizer.create(
-    entropyMinOptions.parse({ includeTransformed: true }),
-    regularizerContext(model),
-  );
-  assert.equal(plain.needsUnlabeled, true);
-  tf.tidy(() => {
-    const ctx = stepContext(model);
-    const hp = meanEntropy(ctx.probsUnlabeled).dataSync()[0];
-    const hq = meanEntropy(ctx.probsTransformedBack, { mask: ctx.validMask }).dataSync()[0];
-    assert.ok(hp > 0 && hp <= Math.log(C) + 1e-6);
-    assertClose(plain.loss(ctx).dataSync()[0], hp, 1e-6);
-    assertClose(both.loss(ctx).dataSync()[0], hp + hq, 1e-6);
-  });
-  model.dispose();
-});
+Deno.test("the entropy-min plugin computes H(p), and H(p) + masked H(q) when asked", () =>
+  withStudent((model) => {
+    const plain = entropyMinRegularizer.create(
+      entropyMinOptions.parse({}),
+      regularizerContext(model),
+    );
+    const both = entropyMinRegularizer.create(
+      entropyMinOptions.parse({ includeTransformed: true }),
+      regularizerContext(model),
+    );
+    assert.equal(plain.needsUnlabeled, true);
+    tf.tidy(() => {
+      const ctx = stepContext(model);
+      const hp = meanEntropy(ctx.probsUnlabeled).dataSync()[0];
+      const hq = meanEntropy(ctx.probsTransformedBack, { mask: ctx.validMask }).dataSync()[0];
+      assert.ok(hp > 0 && hp <= Math.log(C) + 1e-6);
+      assertClose(plain.loss(ctx).dataSync()[0], hp, 1e-6);
+      assertClose(both.loss(ctx).dataSync()[0], hp + hq, 1e-6);
+    });
+  }));
 
 // ---------------------------------------------------------------------------------------------
 // Mean teacher
 
-Deno.test("the mean teacher starts as a non-trainable copy of the student named teacher/", () => {
-  const model = makeModel("student");
-  const differs = makeModel("other", 99);
-  assert.notDeepEqual(snapshot(differs), snapshot(model), "seeds 1 and 99 give other weights");
-  differs.dispose();
-  const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), regularizerContext(model));
-  assert.deepEqual(snapshot(mt.teacher), snapshot(model));
-  assert.equal(mt.teacher.trainable.size, model.trainable.size);
-  assert.equal(mt.teacher.state.size, model.state.size);
-  for (const [name, v] of [...mt.teacher.trainable, ...mt.teacher.state]) {
-    assert.ok(name.startsWith("teacher/"), name);
-    assert.equal(v.trainable, false, `${name} is not trainable`);
-  }
-  for (const v of model.trainable.values()) assert.equal(v.trainable, true);
-  assert.equal(mt.evaluationModel(), mt.teacher);
-  const state = mt.stateTensors();
-  assert.equal(state.size, model.trainable.size + model.state.size);
-  assert.deepEqual(
-    [...state.keys()].sort(),
-    [...mt.teacher.trainable.keys(), ...mt.teacher.state.keys()].sort(),
-  );
-  mt.dispose();
-  mt.dispose();
-  model.dispose();
-});
-
-Deno.test("the mean teacher frees its teacher on dispose", () => {
-  const model = makeModel("student");
-  const before = tf.memory().numTensors;
-  const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), regularizerContext(model));
-  assert.ok(tf.memory().numTensors > before);
-  mt.dispose();
-  assert.equal(tf.memory().numTensors, before);
-  // The names are free again.
-  meanTeacherRegularizer.create(meanTeacherOptions.parse({}), regularizerContext(model)).dispose();
-  model.dispose();
-});
-
-Deno.test("a second mean teacher in the same run is a user error", () => {
-  const model = makeModel("student");
-  const rc = regularizerContext(model);
-  const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc);
-  const before = tf.memory().numTensors;
-  assert.throws(() => meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc), UserError);
-  mt.dispose();
-  model.dispose();
-  assert.ok(tf.memory().numTensors < before);
-});
-
-Deno.test("the mean-teacher loss compares T^-1 student(T x) with the teacher's prediction of x", () => {
-  const model = makeModel("student");
-  const rc = regularizerContext(model);
-  const mse = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc);
-  const teacher = mse.teacher;
-  // Make the teacher differ from the student so that the loss is not trivially about p vs q.
-  for (const v of teacher.trainable.values()) {
-    v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.3, "float32", 3))));
-  }
-  tf.tidy(() => {
-    const ctx = stepContext(model);
-    const target = tf.softmax(teacher.apply(ctx.xUnlabeled, { training: false })) as tf.Tensor4D;
-    const q = ctx.probsTransformedBack;
-    const expected = mseConsistency(q, target, { mask: ctx.validMask }).dataSync()[0];
-    assert.ok(expected > 0);
-    assertClose(mse.loss(ctx).dataSync()[0], expected, 1e-6);
-    // Not the student's own p: the teacher is the target.
-    const own = mseConsistency(q, ctx.probsUnlabeled, { mask: ctx.validMask }).dataSync()[0];
-    assert.ok(Math.abs(own - expected) > 1e-6);
-  });
-  // The KL form: KL(teacher(x) || T^-1 student(T x)), with and without the mask, on the same
-  // teacher weights (the instances' teachers are replaced by copies of `teacher`).
-  mse.dispose();
-  for (const mask of [true, false]) {
-    const kl = meanTeacherRegularizer.create(
-      meanTeacherOptions.parse({ consistency: "kl", mask }),
-      rc,
+Deno.test("the mean teacher starts as a non-trainable copy of the student named teacher/", () =>
+  withStudent((model) => {
+    const differs = makeModel("other", 99);
+    assert.notDeepEqual(snapshot(differs), snapshot(model), "seeds 1 and 99 give other weights");
+    differs.dispose();
+    const mt = meanTeacherRegularizer.create(
+      meanTeacherOptions.parse({}),
+      regularizerContext(model),
     );
+    assert.deepEqual(snapshot(mt.teacher), snapshot(model));
+    assert.equal(mt.teacher.trainable.size, model.trainable.size);
+    assert.equal(mt.teacher.state.size, model.state.size);
+    for (const [name, v] of [...mt.teacher.trainable, ...mt.teacher.state]) {
+      assert.ok(name.startsWith("teacher/"), name);
+      assert.equal(v.trainable, false, `${name} is not trainable`);
+    }
+    for (const v of model.trainable.values()) assert.equal(v.trainable, true);
+    assert.equal(mt.evaluationModel(), mt.teacher);
+    const state = mt.stateTensors();
+    assert.equal(state.size, model.trainable.size + model.state.size);
+    assert.deepEqual(
+      [...state.keys()].sort(),
+      [...mt.teacher.trainable.keys(), ...mt.teacher.state.keys()].sort(),
+    );
+    mt.dispose();
+    mt.dispose();
+  }));
+
+Deno.test("the mean teacher frees its teacher on dispose", () =>
+  withStudent((model) => {
+    const before = tf.memory().numTensors;
+    const mt = meanTeacherRegularizer.create(
+      meanTeacherOptions.parse({}),
+      regularizerContext(model),
+    );
+    assert.ok(tf.memory().numTensors > before);
+    mt.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    // The names are free again.
+    meanTeacherRegularizer.create(meanTeacherOptions.parse({}), regularizerContext(model))
+      .dispose();
+  }));
+
+Deno.test("a second mean teacher in the same run is a user error", () =>
+  withStudent((model) => {
+    const rc = regularizerContext(model);
+    const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc);
+    assert.throws(
+      () => meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc),
+      (e) => e instanceof UserError && /only one mean-teacher/.test(e.message),
+    );
+    // The first one is intact.
+    assert.deepEqual(snapshot(mt.teacher), snapshot(model));
+    mt.dispose();
+  }));
+
+Deno.test("the mean-teacher loss compares T^-1 student(T x) with the teacher's prediction of x", () =>
+  withStudent((model) => {
+    const rc = regularizerContext(model);
+    const mse = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc);
+    const teacher = mse.teacher;
+    // Make the teacher differ from the student so that the loss is not trivially about p vs q.
+    for (const v of teacher.trainable.values()) {
+      v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.3, "float32", 3))));
+    }
     tf.tidy(() => {
       const ctx = stepContext(model);
-      const target = tf.softmax(kl.teacher.apply(ctx.xUnlabeled)) as tf.Tensor4D;
-      const m = mask ? ctx.validMask : undefined;
-      const expected = klConsistency(target, ctx.probsTransformedBack, { mask: m }).dataSync()[0];
-      assertClose(kl.loss(ctx).dataSync()[0], expected, 1e-6);
+      const target = tf.softmax(teacher.apply(ctx.xUnlabeled, { training: false })) as tf.Tensor4D;
+      const q = ctx.probsTransformedBack;
+      const expected = mseConsistency(q, target, { mask: ctx.validMask }).dataSync()[0];
+      assert.ok(expected > 0);
+      assertClose(mse.loss(ctx).dataSync()[0], expected, 1e-6);
+      // Not the student's own p: the teacher is the target.
+      const own = mseConsistency(q, ctx.probsUnlabeled, { mask: ctx.validMask }).dataSync()[0];
+      assert.ok(Math.abs(own - expected) > 1e-6);
     });
-    kl.dispose();
-  }
-  model.dispose();
-});
+    // The KL form: KL(teacher(x) || T^-1 student(T x)), with and without the mask, on the same
+    // teacher weights (the instances' teachers are replaced by copies of `teacher`).
+    mse.dispose();
+    for (const mask of [true, false]) {
+      const kl = meanTeacherRegularizer.create(
+        meanTeacherOptions.parse({ consistency: "kl", mask }),
+        rc,
+      );
+      tf.tidy(() => {
+        const ctx = stepContext(model);
+        const target = tf.softmax(kl.teacher.apply(ctx.xUnlabeled)) as tf.Tensor4D;
+        const m = mask ? ctx.validMask : undefined;
+        const expected = klConsistency(target, ctx.probsTransformedBack, { mask: m }).dataSync()[0];
+        assertClose(kl.loss(ctx).dataSync()[0], expected, 1e-6);
+      });
+      kl.dispose();
+    }
+  }));
 
 /** Closed form of the teacher after K steps: `sum_t w_t s_t` over the history `s_0..s_K`. */
 function closedFormEma(history: Float32Array[], alphas: number[]): Float64Array {
@@ -395,112 +411,122 @@ for (const { decay, warmup } of [{ decay: 0.8, warmup: true }, { decay: 0.9, war
   Deno.test(
     `the mean teacher equals the closed-form EMA of the student's history (decay ${decay}, ` +
       `warm-up ${warmup})`,
-    () => {
-      const steps = 7;
-      const alphas = Array.from({ length: steps }, (_, t) => emaDecay(t + 1, decay, warmup));
-      if (warmup) {
-        // The warm-up rule, then the cap: 1/2, 2/3, 3/4, 0.8, 0.8, ...
-        assertClose(alphas[0], 0.5, 1e-12);
-        assertClose(alphas[1], 2 / 3, 1e-12);
-        assertClose(alphas[6], 0.8, 1e-12);
-      } else {
-        assert.ok(alphas.every((a) => a === decay));
-      }
-      const model = makeModel("student");
-      const mt = meanTeacherRegularizer.create(
-        meanTeacherOptions.parse({ decay, warmup }),
-        regularizerContext(model),
-      );
-      const vars = [...model.trainable, ...model.state];
-      const history = new Map<string, Float32Array[]>();
-      for (const [name, v] of vars) history.set(localName(name), [v.dataSync() as Float32Array]);
-      const rng = new Rng(123);
-      for (let it = 0; it < steps; it++) {
-        for (const [name, v] of vars) {
-          const values = Float32Array.from({ length: v.size }, () => rng.uniform(-2, 2));
-          tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
-          history.get(localName(name))!.push(values);
+    () =>
+      withStudent((model) => {
+        const steps = 7;
+        const alphas = Array.from({ length: steps }, (_, t) => emaDecay(t + 1, decay, warmup));
+        if (warmup) {
+          // The warm-up rule, then the cap: 1/2, 2/3, 3/4, 0.8, 0.8, ...
+          assertClose(alphas[0], 0.5, 1e-12);
+          assertClose(alphas[1], 2 / 3, 1e-12);
+          assertClose(alphas[6], 0.8, 1e-12);
+        } else {
+          assert.ok(alphas.every((a) => a === decay));
         }
-        mt.onStepEnd({ iteration: it, model });
-      }
-      const teacher = snapshot(mt.teacher);
-      assert.equal(teacher.size, history.size);
-      for (const [name, h] of history) {
-        const expected = closedFormEma(h, alphas);
-        const got = teacher.get(name)!;
-        for (let i = 0; i < got.length; i++) {
-          assertClose(got[i], expected[i], 1e-5, `${name}[${i}]`);
+        const mt = meanTeacherRegularizer.create(
+          meanTeacherOptions.parse({ decay, warmup }),
+          regularizerContext(model),
+        );
+        const vars = [...model.trainable, ...model.state];
+        const history = new Map<string, Float32Array[]>();
+        for (const [name, v] of vars) history.set(localName(name), [v.dataSync() as Float32Array]);
+        const rng = new Rng(123);
+        for (let it = 0; it < steps; it++) {
+          for (const [name, v] of vars) {
+            const values = Float32Array.from({ length: v.size }, () => rng.uniform(-2, 2));
+            tf.tidy(() => v.assign(tf.tensor(values, v.shape)));
+            history.get(localName(name))!.push(values);
+          }
+          mt.onStepEnd({ iteration: it, model });
         }
-      }
-      mt.dispose();
-      model.dispose();
-    },
+        const teacher = snapshot(mt.teacher);
+        assert.equal(teacher.size, history.size);
+        for (const [name, h] of history) {
+          const expected = closedFormEma(h, alphas);
+          const got = teacher.get(name)!;
+          for (let i = 0; i < got.length; i++) {
+            assertClose(got[i], expected[i], 1e-5, `${name}[${i}]`);
+          }
+        }
+        mt.dispose();
+      }),
   );
 }
 
-Deno.test("mean-teacher gradients reach the student's variables and never the teacher's", () => {
-  const model = makeModel("student");
-  const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), regularizerContext(model));
-  for (const v of mt.teacher.trainable.values()) {
-    v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.3, "float32", 4))));
-  }
-  const teacherBefore = snapshot(mt.teacher);
-  const vars = [...model.trainable.values()];
-  const x = tf.randomUniform([2, 8, 8, 1], 0, 1, "float32", 11) as tf.Tensor4D;
-  const params = transform.sample(new Rng(12), 2, 8, 8);
-  const withContext = (use: (ctx: StepContext) => tf.Scalar) => () =>
-    tf.tidy(() => {
-      const ctx = stepContext(model, 13);
-      const xt = transform.apply(x, params);
-      const q = transform.invert(
-        tf.softmax(model.apply(xt, { training: false })) as tf.Tensor4D,
-        params,
-      );
-      return use({
-        ...ctx,
-        xUnlabeled: x,
-        xTransformed: xt,
-        probsTransformedBack: q,
-        validMask: transform.validMask(params, 8, 8),
-        transformParams: params,
+Deno.test("mean-teacher gradients reach the student's variables and never the teacher's", () =>
+  withStudent((model) => {
+    const mt = meanTeacherRegularizer.create(
+      meanTeacherOptions.parse({}),
+      regularizerContext(model),
+    );
+    for (const v of mt.teacher.trainable.values()) {
+      v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.3, "float32", 4))));
+    }
+    const teacherBefore = snapshot(mt.teacher);
+    const vars = [...model.trainable.values()];
+    const x = tf.randomUniform([2, 8, 8, 1], 0, 1, "float32", 11) as tf.Tensor4D;
+    const params = transform.sample(new Rng(12), 2, 8, 8);
+    const withContext = (use: (ctx: StepContext) => tf.Scalar) => () =>
+      tf.tidy(() => {
+        const ctx = stepContext(model, 13);
+        const xt = transform.apply(x, params);
+        const q = transform.invert(
+          tf.softmax(model.apply(xt, { training: false })) as tf.Tensor4D,
+          params,
+        );
+        return use({
+          ...ctx,
+          xUnlabeled: x,
+          xTransformed: xt,
+          probsTransformedBack: q,
+          validMask: transform.validMask(params, 8, 8),
+          transformParams: params,
+        });
       });
-    });
-  const { value, grads } = tf.variableGrads(withContext((ctx) => mt.loss(ctx)), vars);
-  assert.ok(value.dataSync()[0] > 0);
-  assert.deepEqual(Object.keys(grads).sort(), [...model.trainable.keys()].sort());
-  let nonZero = 0;
-  for (const [name, g] of Object.entries(grads)) {
-    const norm = tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]);
-    assert.ok(Number.isFinite(norm), name);
-    if (norm > 0) nonZero++;
-  }
-  assert.ok(nonZero >= vars.length - 2, `${nonZero} of ${vars.length} gradients are non-zero`);
-  // The same gradients as with the teacher's prediction as a constant target.
-  const target = tf.tidy(() => tf.softmax(mt.teacher.apply(x, { training: false })));
-  const reference = tf.variableGrads(
-    withContext((ctx) =>
-      mseConsistency(ctx.probsTransformedBack, target as tf.Tensor4D, { mask: ctx.validMask })
-    ),
-    vars,
-  );
-  assertClose(value.dataSync()[0], reference.value.dataSync()[0], 1e-6);
-  for (const [name, g] of Object.entries(grads)) {
-    const d = tf.tidy(() => tf.max(tf.abs(tf.sub(g, reference.grads[name]))).dataSync()[0]);
-    assert.ok(d < 1e-6, `${name}: max difference ${d}`);
-  }
-  // Over every registered trainable variable (no list), the teacher's still get nothing.
-  const all = tf.variableGrads(withContext((ctx) => mt.loss(ctx)));
-  for (const name of [...mt.teacher.trainable.keys(), ...mt.teacher.state.keys()]) {
-    assert.ok(all.grads[name] == null, `${name} got a gradient`);
-  }
-  assert.deepEqual(snapshot(mt.teacher), teacherBefore, "the loss left the teacher unchanged");
-  tf.dispose([value, x, target, reference.value, all.value]);
-  tf.dispose(Object.values(grads));
-  tf.dispose(Object.values(reference.grads));
-  tf.dispose(Object.values(all.grads));
-  mt.dispose();
-  model.dispose();
-});
+    const { value, grads } = tf.variableGrads(withContext((ctx) => mt.loss(ctx)), vars);
+    assert.ok(value.dataSync()[0] > 0);
+    assert.deepEqual(Object.keys(grads).sort(), [...model.trainable.keys()].sort());
+    let nonZero = 0;
+    for (const [name, g] of Object.entries(grads)) {
+      const norm = tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]);
+      assert.ok(Number.isFinite(norm), name);
+      if (norm > 0) nonZero++;
+    }
+    assert.equal(nonZero, vars.length, `${nonZero} of ${vars.length} gradients are non-zero`);
+    // The same gradients as with the teacher's prediction as a constant target.
+    const target = tf.tidy(() => tf.softmax(mt.teacher.apply(x, { training: false })));
+    const reference = tf.variableGrads(
+      withContext((ctx) =>
+        mseConsistency(ctx.probsTransformedBack, target as tf.Tensor4D, { mask: ctx.validMask })
+      ),
+      vars,
+    );
+    assertClose(value.dataSync()[0], reference.value.dataSync()[0], 1e-6);
+    for (const [name, g] of Object.entries(grads)) {
+      const d = tf.tidy(() => tf.max(tf.abs(tf.sub(g, reference.grads[name]))).dataSync()[0]);
+      assert.ok(d < 1e-6, `${name}: max difference ${d}`);
+    }
+    // Over every registered trainable variable (no list), the teacher's still get nothing.
+    const all = tf.variableGrads(withContext((ctx) => mt.loss(ctx)));
+    for (const name of [...mt.teacher.trainable.keys(), ...mt.teacher.state.keys()]) {
+      assert.ok(all.grads[name] == null, `${name} got a gradient`);
+    }
+    // Even when asked for explicitly, the teacher's weights get zero gradient (stopGradient).
+    const teacherVars = [...mt.teacher.trainable.values()];
+    for (const v of teacherVars) v.trainable = true;
+    const forced = tf.variableGrads(withContext((ctx) => mt.loss(ctx)), teacherVars);
+    for (const v of teacherVars) v.trainable = false;
+    for (const [name, g] of Object.entries(forced.grads)) {
+      assert.equal(tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]), 0, `${name} got a gradient`);
+    }
+    assert.deepEqual(snapshot(mt.teacher), teacherBefore, "the loss left the teacher unchanged");
+    tf.dispose([value, x, target, reference.value, all.value, forced.value]);
+    tf.dispose(Object.values(grads));
+    tf.dispose(Object.values(reference.grads));
+    tf.dispose(Object.values(all.grads));
+    tf.dispose(Object.values(forced.grads));
+    mt.dispose();
+  }));
 
 // ---------------------------------------------------------------------------------------------
 // Leaks
@@ -518,44 +544,42 @@ Deno.test("the pure losses leak no tensors, with and without gradients", async (
   tf.dispose([p, q, mask]);
 });
 
-Deno.test("the mse and entropy-min plugins leak no tensors", async () => {
-  const model = makeModel("student");
-  const rc = regularizerContext(model);
-  const regs = [
-    mseRegularizer.create(mseOptions.parse({}), rc),
-    mseRegularizer.create(mseOptions.parse({ stopGradient: "target", mask: false }), rc),
-    entropyMinRegularizer.create(entropyMinOptions.parse({}), rc),
-    entropyMinRegularizer.create(entropyMinOptions.parse({ includeTransformed: true }), rc),
-  ];
-  const ctx = stepContext(model);
-  await assertNoLeak(() => {
-    for (const reg of regs) tf.dispose(reg.loss(ctx));
-  });
-  tf.dispose(Object.values(ctx).filter((v) => v instanceof tf.Tensor) as tf.Tensor[]);
-  model.dispose();
-});
-
-Deno.test("the mean teacher leaks no tensors in create, loss, gradients and onStepEnd", async () => {
-  const model = makeModel("student");
-  const rc = regularizerContext(model);
-  await assertNoLeak(() => {
-    meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc).dispose();
-  });
-  for (const consistency of ["mse", "kl"] as const) {
-    const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({ consistency }), rc);
+Deno.test("the mse and entropy-min plugins leak no tensors", () =>
+  withStudent(async (model) => {
+    const rc = regularizerContext(model);
+    const regs = [
+      mseRegularizer.create(mseOptions.parse({}), rc),
+      mseRegularizer.create(mseOptions.parse({ stopGradient: "target", mask: false }), rc),
+      entropyMinRegularizer.create(entropyMinOptions.parse({}), rc),
+      entropyMinRegularizer.create(entropyMinOptions.parse({ includeTransformed: true }), rc),
+    ];
     const ctx = stepContext(model);
-    let it = 0;
     await assertNoLeak(() => {
-      tf.dispose(mt.loss(ctx));
-      const { value, grads } = tf.variableGrads(
-        () => tf.tidy(() => mt.loss(stepContext(model, 5, true))),
-        [...model.trainable.values()],
-      );
-      tf.dispose([value, ...Object.values(grads)]);
-      mt.onStepEnd({ iteration: it++, model });
+      for (const reg of regs) tf.dispose(reg.loss(ctx));
     });
     tf.dispose(Object.values(ctx).filter((v) => v instanceof tf.Tensor) as tf.Tensor[]);
-    mt.dispose();
-  }
-  model.dispose();
-});
+  }));
+
+Deno.test("the mean teacher leaks no tensors in create, loss, gradients and onStepEnd", () =>
+  withStudent(async (model) => {
+    const rc = regularizerContext(model);
+    await assertNoLeak(() => {
+      meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc).dispose();
+    });
+    for (const consistency of ["mse", "kl"] as const) {
+      const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({ consistency }), rc);
+      const ctx = stepContext(model);
+      let it = 0;
+      await assertNoLeak(() => {
+        tf.dispose(mt.loss(ctx));
+        const { value, grads } = tf.variableGrads(
+          () => tf.tidy(() => mt.loss(stepContext(model, 5, true))),
+          [...model.trainable.values()],
+        );
+        tf.dispose([value, ...Object.values(grads)]);
+        mt.onStepEnd({ iteration: it++, model });
+      });
+      tf.dispose(Object.values(ctx).filter((v) => v instanceof tf.Tensor) as tf.Tensor[]);
+      mt.dispose();
+    }
+  }));

@@ -7,7 +7,12 @@
  * @module
  */
 import { tf, z } from "../../deps.ts";
-import type { ModelContext, ModelFactory, SegmentationModel } from "../../core/model.ts";
+import type {
+  ApplyOptions,
+  ModelContext,
+  ModelFactory,
+  SegmentationModel,
+} from "../../core/model.ts";
 import { Rng } from "../../core/rng.ts";
 
 /** Options of the U-Net plugin. */
@@ -35,6 +40,53 @@ export const unetOptions = z.object({
 export type UNetOptions = z.infer<typeof unetOptions>;
 
 const BN_EPS = 1e-5;
+
+/**
+ * Batch normalisation without the affine part, with statistics over `[batch, H, W]` of each
+ * group of consecutive images (one group when `groups` is undefined). Returns the normalised
+ * features and the statistics averaged over groups (for the running averages).
+ */
+function groupNorm(
+  y: tf.Tensor4D,
+  groups?: number[],
+): { normed: tf.Tensor4D; mean: tf.Tensor; variance: tf.Tensor; count: number } {
+  const [b, h, w, c] = y.shape;
+  if (groups === undefined || groups.length <= 1) {
+    const { mean, variance } = tf.moments(y, [0, 1, 2]);
+    const normed = tf.mul(tf.sub(y, mean), tf.rsqrt(tf.add(variance, BN_EPS))) as tf.Tensor4D;
+    return { normed, mean, variance, count: b * h * w };
+  }
+  if (groups.every((g) => g === groups[0])) {
+    // Equal groups: one reshape, statistics over all but the group and channel axes.
+    const g = groups.length;
+    const y5 = tf.reshape(y, [g, b / g, h, w, c]);
+    const { mean, variance } = tf.moments(y5, [1, 2, 3], true);
+    const normed = tf.reshape(
+      tf.mul(tf.sub(y5, mean), tf.rsqrt(tf.add(variance, BN_EPS))),
+      [b, h, w, c],
+    ) as tf.Tensor4D;
+    return {
+      normed,
+      mean: tf.mean(tf.reshape(mean, [g, c]), 0),
+      variance: tf.mean(tf.reshape(variance, [g, c]), 0),
+      count: (b / g) * h * w,
+    };
+  }
+  const parts = tf.split(y, groups, 0).map((part) => {
+    const { mean, variance } = tf.moments(part, [0, 1, 2]);
+    return {
+      normed: tf.mul(tf.sub(part, mean), tf.rsqrt(tf.add(variance, BN_EPS))),
+      mean,
+      variance,
+    };
+  });
+  return {
+    normed: tf.concat(parts.map((p) => p.normed), 0) as tf.Tensor4D,
+    mean: tf.mean(tf.stack(parts.map((p) => p.mean)), 0),
+    variance: tf.mean(tf.stack(parts.map((p) => p.variance)), 0),
+    count: Math.min(...groups) * h * w,
+  };
+}
 
 /** Kaiming-normal (fan-in, ReLU gain) initial values from a seeded generator. */
 function heNormal(rng: Rng, shape: number[], fanIn: number): Float32Array {
@@ -118,7 +170,7 @@ class UNet implements SegmentationModel {
     return (this.trainable.get(full) ?? this.state.get(full))!;
   }
 
-  #convBnRelu(x: tf.Tensor4D, name: string, training: boolean): tf.Tensor4D {
+  #convBnRelu(x: tf.Tensor4D, name: string, training: boolean, groups?: number[]): tf.Tensor4D {
     const y = tf.conv2d(x, this.#get(`${name}/kernel`) as tf.Tensor4D, 1, "same");
     if (!this.#opts.batchNorm) return tf.relu(tf.add(y, this.#get(`${name}/bias`)));
     const gamma = this.#get(`${name}/gamma`);
@@ -127,14 +179,10 @@ class UNet implements SegmentationModel {
     const movingVar = this.#get(`${name}/movingVar`);
     let normed: tf.Tensor4D;
     if (training) {
-      const { mean, variance } = tf.moments(y, [0, 1, 2]);
-      normed = tf.add(
-        tf.mul(tf.mul(tf.sub(y, mean), tf.rsqrt(tf.add(variance, BN_EPS))), gamma),
-        beta,
-      );
-      const n = y.shape[0] * y.shape[1] * y.shape[2];
+      const { normed: n, mean, variance, count } = groupNorm(y, groups);
+      normed = tf.add(tf.mul(n, gamma), beta);
       const m = this.#opts.bnMomentum;
-      const unbiased = tf.mul(variance, n / Math.max(n - 1, 1));
+      const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
       this.#bnUpdates.push(
         [movingMean, tf.add(tf.mul(movingMean, 1 - m), tf.mul(mean, m))],
         [movingVar, tf.add(tf.mul(movingVar, 1 - m), tf.mul(unbiased, m))],
@@ -160,8 +208,12 @@ class UNet implements SegmentationModel {
     }
   }
 
-  apply(x: tf.Tensor4D, options: { training?: boolean; seed?: number } = {}): tf.Tensor4D {
+  apply(x: tf.Tensor4D, options: ApplyOptions = {}): tf.Tensor4D {
     const training = options.training ?? false;
+    const groups = options.groups;
+    if (groups !== undefined && groups.reduce((a, b) => a + b, 0) !== x.shape[0]) {
+      throw new Error(`U-Net: groups ${groups} do not add up to the batch of ${x.shape[0]}`);
+    }
     const levels = this.#opts.depth;
     const factor = 2 ** (levels - 1);
     if (x.shape[1] % factor !== 0 || x.shape[2] % factor !== 0) {
@@ -176,22 +228,24 @@ class UNet implements SegmentationModel {
       let h = x;
       for (let k = 0; k < levels; k++) {
         if (k > 0) h = tf.maxPool(h, 2, 2, "valid");
-        h = this.#convBnRelu(h, `down${k}/conv0`, training);
+        h = this.#convBnRelu(h, `down${k}/conv0`, training, groups);
         const rate = this.#dropout[k];
         if (training && rate > 0) {
           const seed = options.seed === undefined ? undefined : options.seed * 31 + k;
           h = tf.dropout(h, rate, undefined, seed) as tf.Tensor4D;
         }
-        h = this.#convBnRelu(h, `down${k}/conv1`, training);
+        h = this.#convBnRelu(h, `down${k}/conv1`, training, groups);
         skips.push(h);
       }
       skips.pop();
       for (let k = levels - 2; k >= 0; k--) {
         h = this.#upsample(h, k);
-        if (this.#opts.upsampling !== "transpose") h = this.#convBnRelu(h, `up${k}/conv`, training);
+        if (this.#opts.upsampling !== "transpose") {
+          h = this.#convBnRelu(h, `up${k}/conv`, training, groups);
+        }
         h = tf.concat([skips[k], h], 3);
-        h = this.#convBnRelu(h, `up${k}/block0`, training);
-        h = this.#convBnRelu(h, `up${k}/block1`, training);
+        h = this.#convBnRelu(h, `up${k}/block0`, training, groups);
+        h = this.#convBnRelu(h, `up${k}/block1`, training, groups);
       }
       const out = tf.add(
         tf.conv2d(h, this.#get("head/kernel") as tf.Tensor4D, 1, "valid"),

@@ -68,11 +68,16 @@ export const klRegularizer: RegularizerFactory<z.infer<typeof klOptions>> = {
   create: (options) => ({
     id: "kl",
     needsUnlabeled: true,
-    loss(ctx) {
-      const [p, q] = stopSides(ctx.probsUnlabeled, ctx.probsTransformedBack, options.stopGradient);
-      const mask = options.mask ? ctx.validMask : undefined;
-      const [a, b] = options.direction === "forward" ? [p, q] : [q, p];
-      return klConsistency(a as tf.Tensor4D, b as tf.Tensor4D, { eps: options.eps, mask });
-    },
+    loss: (ctx) =>
+      tf.tidy(() => {
+        const [p, q] = stopSides(
+          ctx.probsUnlabeled,
+          ctx.probsTransformedBack,
+          options.stopGradient,
+        );
+        const mask = options.mask ? ctx.validMask : undefined;
+        const [a, b] = options.direction === "forward" ? [p, q] : [q, p];
+        return klConsistency(a as tf.Tensor4D, b as tf.Tensor4D, { eps: options.eps, mask });
+      }),
   }),
 };

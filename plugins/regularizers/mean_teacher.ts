@@ -178,7 +178,9 @@ export function emaUpdate(pairs: VariablePair[], alpha: number): void {
  * ```
  */
 export class MeanTeacher implements Regularizer {
+  /** The plugin id. */
   readonly id = "mean-teacher";
+  /** The loss needs `x_u` and `T^-1 f(T x_u)`. */
   readonly needsUnlabeled = true;
   /** The EMA network (owned by this instance). */
   readonly teacher: SegmentationModel;
@@ -186,6 +188,10 @@ export class MeanTeacher implements Regularizer {
   readonly #pairs: VariablePair[];
   #disposed = false;
 
+  /**
+   * Build the teacher with `context.createModel("teacher")` and copy the student's trainable
+   * and state variables into it. Throws a {@linkcode UserError} when a teacher already exists.
+   */
   constructor(options: MeanTeacherOptions, context: RegularizerContext) {
     this.#options = options;
     let teacher: SegmentationModel;
@@ -229,7 +235,10 @@ export class MeanTeacher implements Regularizer {
     });
   }
 
-  /** EMA update of every teacher variable after optimizer step `iteration + 1`. */
+  /**
+   * EMA update of every teacher variable after optimizer step `iteration + 1`, from the student
+   * the instance was created for (`context.model`, the same network as `ctx.model`).
+   */
   onStepEnd(ctx: StepEndContext): void {
     emaUpdate(this.#pairs, emaDecay(ctx.iteration + 1, this.#options.decay, this.#options.warmup));
   }
@@ -254,6 +263,7 @@ export class MeanTeacher implements Regularizer {
 
 /** The mean-teacher plugin's type: a regularizer factory whose instances are {@linkcode MeanTeacher}s. */
 export interface MeanTeacherFactory extends RegularizerFactory<MeanTeacherOptions> {
+  /** A new {@linkcode MeanTeacher} for the student `context.model`. */
   create(options: MeanTeacherOptions, context: RegularizerContext): MeanTeacher;
 }
 

@@ -63,9 +63,15 @@ export const mseRegularizer: RegularizerFactory<z.infer<typeof mseOptions>> = {
     id: "mse",
     needsUnlabeled: true,
     loss(ctx) {
-      const [p, q] = stopSides(ctx.probsUnlabeled, ctx.probsTransformedBack, options.stopGradient);
-      return mseConsistency(p as tf.Tensor4D, q as tf.Tensor4D, {
-        mask: options.mask ? ctx.validMask : undefined,
+      return tf.tidy(() => {
+        const [p, q] = stopSides(
+          ctx.probsUnlabeled,
+          ctx.probsTransformedBack,
+          options.stopGradient,
+        );
+        return mseConsistency(p as tf.Tensor4D, q as tf.Tensor4D, {
+          mask: options.mask ? ctx.validMask : undefined,
+        });
       });
     },
   }),

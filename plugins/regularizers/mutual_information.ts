@@ -117,14 +117,19 @@ export const miRegularizer: RegularizerFactory<z.infer<typeof miOptions>> = {
   create: (options) => ({
     id: "mi",
     needsUnlabeled: true,
-    loss(ctx) {
-      const [p, q] = stopSides(ctx.probsUnlabeled, ctx.probsTransformedBack, options.stopGradient);
-      return tf.neg(mutualInformation(p as tf.Tensor4D, q as tf.Tensor4D, {
-        radius: options.radius,
-        eps: options.eps,
-        symmetrize: options.symmetrize,
-        mask: options.mask ? ctx.validMask : undefined,
-      })) as tf.Scalar;
-    },
+    loss: (ctx) =>
+      tf.tidy(() => {
+        const [p, q] = stopSides(
+          ctx.probsUnlabeled,
+          ctx.probsTransformedBack,
+          options.stopGradient,
+        );
+        return tf.neg(mutualInformation(p as tf.Tensor4D, q as tf.Tensor4D, {
+          radius: options.radius,
+          eps: options.eps,
+          symmetrize: options.symmetrize,
+          mask: options.mask ? ctx.validMask : undefined,
+        })) as tf.Scalar;
+      }),
   }),
 };
