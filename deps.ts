@@ -18,3 +18,14 @@ export * as YAML from "npm:yaml@2.9.1";
 export { z } from "npm:zod@3.25.76";
 export type { ZodError, ZodIssue, ZodTypeAny } from "npm:zod@3.25.76";
 export { Command, CommanderError, Option } from "npm:commander@12.1.0";
+// Medical image formats (plugins/io). nifti-reader-js parses NIfTI headers; fast-png decodes and
+// encodes PNG slices. h5wasm instantiates its HDF5 WebAssembly module as soon as it is imported,
+// so it is loaded on first use only, through this function.
+export * as niftiReader from "npm:nifti-reader-js@0.8.0";
+export { decode as decodePng, encode as encodePng } from "npm:fast-png@8.0.0";
+/** The h5wasm module (HDF5 compiled to WebAssembly), imported on first call. */
+export type H5wasm = typeof import("npm:h5wasm@0.10.3").default;
+/** Import h5wasm on first use (importing it starts its WebAssembly module). */
+export async function loadH5wasm(): Promise<H5wasm> {
+  return (await import("npm:h5wasm@0.10.3")).default;
+}

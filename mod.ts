@@ -119,3 +119,31 @@ export {
 export { klRegularizer } from "./plugins/regularizers/kl_consistency.ts";
 export { miRegularizer } from "./plugins/regularizers/mutual_information.ts";
 export { stopGradient } from "./core/ops.ts";
+export {
+  readVolume,
+  type ReadVolumeOptions,
+  stripVolumeExtension,
+  volumeFormat,
+  writeVolume,
+  type WriteVolumeOptions,
+} from "./plugins/io/volume.ts";
+export type { VolumeData, VoxelArray, VoxelType } from "./plugins/io/volume_data.ts";
+export {
+  type NiftiVolume,
+  type NiftiWriteOptions,
+  readNifti,
+  writeNifti,
+} from "./plugins/io/nifti.ts";
+export {
+  type MetaImageVolume,
+  type MetaImageWriteOptions,
+  type MetElementType,
+  readMetaImage,
+  writeMetaImage,
+} from "./plugins/io/metaimage.ts";
+export { readHdf5, readHdf5Datasets, readSsl4misHdf5, writeHdf5 } from "./plugins/io/hdf5.ts";
+export { listPngSlices, readPng, readPngSliceFolder, writePng } from "./plugins/io/png_slices.ts";
+export { acdcDataset, type AcdcOptions } from "./plugins/datasets/acdc.ts";
+export { promise12Dataset, type Promise12Options } from "./plugins/datasets/promise12.ts";
+export { spleenDataset, type SpleenOptions } from "./plugins/datasets/spleen.ts";
+export { folderDataset, type FolderOptions } from "./plugins/datasets/folder.ts";

@@ -86,6 +86,7 @@ Deno.test("a good recipe gets its defaults", async () => {
       unlabeledBatch: 4,
       validateEvery: 50,
       logEvery: 10,
+      batchNormStatistics: "per-group",
     },
     optimizer: {
       type: "adam",
