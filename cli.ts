@@ -8,25 +8,56 @@
 import { Command, CommanderError } from "./deps.ts";
 import { type BackendName, BACKENDS } from "./core/backend.ts";
 import { UserError } from "./core/errors.ts";
-import { datasets } from "./core/dataset.ts";
+import { datasets, type Volume } from "./core/dataset.ts";
+import { datasetOverride, exportPrediction } from "./core/export.ts";
 import { models } from "./core/model.ts";
 import { loadRecipe, validatePluginOptions } from "./core/recipe.ts";
 import { regularizers } from "./core/regularizer.ts";
 import { transforms } from "./core/transform.ts";
-import { formatDice, loadPluginModules, type Summary, Trainer } from "./core/trainer.ts";
+import {
+  formatDice,
+  InterruptedError,
+  loadPluginModules,
+  readRunInfo,
+  type Summary,
+  Trainer,
+} from "./core/trainer.ts";
 import { registerBuiltins } from "./plugins/mod.ts";
+import { addBenchCommand } from "./bench/ours_kl_step.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-function printTable(summary: Pick<Summary, "dice" | "dice_mean">, title: string): void {
+/** The per-class table: Dice (%) and, where evaluated, HD95 (`n/a` where undefined). */
+function printTable(
+  summary: Pick<Summary, "dice" | "dice_mean"> & Partial<Summary>,
+  title: string,
+): void {
   const rows = Object.entries(summary.dice);
   const width = Math.max(10, ...rows.map(([k]) => k.length));
+  const hd = summary.hd95;
+  const cell = (v: number | null | undefined) =>
+    typeof v === "number" && Number.isFinite(v) ? v.toFixed(2) : "n/a";
+  const line = (name: string, dice: number, h?: number) =>
+    console.log(
+      `${name.padEnd(width)}  ${(100 * dice).toFixed(2).padStart(8)}` +
+        (hd ? `  ${cell(h).padStart(9)}` : ""),
+    );
   console.log(`\n${title}`);
-  console.log(`${"class".padEnd(width)}  Dice`);
-  for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${(100 * v).toFixed(2)}`);
-  console.log(`${"mean".padEnd(width)}  ${(100 * summary.dice_mean).toFixed(2)}`);
+  console.log(
+    `${"class".padEnd(width)}  ${"Dice (%)".padStart(8)}` +
+      (hd ? `  ${`HD95 ${summary.hd95_unit === "voxels" ? "(vx)" : "(mm)"}`.padStart(9)}` : ""),
+  );
+  for (const [k, v] of rows) line(k, v, hd?.[k]);
+  line("mean", summary.dice_mean, summary.hd95_mean);
+  const undef = Object.entries(summary.hd95_undefined ?? {}).filter(([, n]) => n > 0);
+  if (undef.length) {
+    console.log(
+      `HD95 undefined (class in only one of prediction and truth), left out of the mean: ` +
+        undef.map(([k, n]) => `${k} ${n}`).join(", ") + " volume(s)",
+    );
+  }
 }
 
 /** Build the CLI program (exported for tests). */
@@ -41,15 +72,20 @@ export function buildProgram(): Command {
     .showHelpAfterError(false);
 
   program.command("run")
-    .description("Train a recipe and evaluate it on the validation volumes")
-    .argument("<recipe>", "YAML recipe file")
+    .description(
+      "Train a recipe and evaluate it on the validation volumes (Ctrl-C writes a checkpoint; " +
+        "--resume continues)",
+    )
+    .argument("[recipe]", "YAML recipe file")
+    .option("--resume <run-dir>", "continue an interrupted run from its latest checkpoint")
     .option("--set <path=value>", "override a recipe field (repeatable)", collect, [])
     .option("--out <dir>", "run directory (default runs/<recipe>/<time>-seed<N>)")
     .option("--seed <n>", "random seed (same as --set seed=N)")
     .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`)
     .option("--quiet", "no progress bar")
-    .action(async (file: string, opts: {
+    .action(async (file: string | undefined, opts: {
       set: string[];
+      resume?: string;
       out?: string;
       seed?: string;
       backend?: string;
@@ -65,15 +101,32 @@ export function buildProgram(): Command {
         }
         set.push(`backend=${opts.backend}`);
       }
-      const loaded = await loadRecipe(file, { set });
       registerBuiltins();
-      await loadPluginModules(loaded.recipe.plugins);
-      validatePluginOptions(loaded.recipe, loaded.file);
-      const trainer = await Trainer.create(loaded.recipe, {
-        baseDir: dirname(loaded.file),
-        out: opts.out,
-        resolved: loaded.resolved,
-        progress: !opts.quiet,
+      let trainer: Trainer;
+      if (opts.resume !== undefined) {
+        if (file !== undefined || opts.out !== undefined) {
+          throw new UserError("--resume takes the run directory alone (no recipe, no --out)");
+        }
+        trainer = await Trainer.resume(opts.resume, { set, progress: !opts.quiet });
+        console.error(`resuming ${opts.resume} at iteration ${trainer.iteration}`);
+      } else {
+        if (file === undefined) throw new UserError("run needs a recipe file (or --resume DIR)");
+        const loaded = await loadRecipe(file, { set });
+        await loadPluginModules(loaded.recipe.plugins);
+        validatePluginOptions(loaded.recipe, loaded.file);
+        trainer = await Trainer.create(loaded.recipe, {
+          baseDir: dirname(loaded.file),
+          recipeFile: loaded.file,
+          out: opts.out,
+          resolved: loaded.resolved,
+          progress: !opts.quiet,
+        });
+      }
+      const signals = ["SIGINT", "SIGTERM"] as const;
+      const handlers = signals.map((signal) => {
+        const handler = () => trainer.requestStop(signal);
+        Deno.addSignalListener(signal, handler);
+        return [signal, handler] as const;
       });
       try {
         const summary = await trainer.run();
@@ -85,6 +138,7 @@ export function buildProgram(): Command {
         );
         if (trainer.runDir) console.log(`\nrun directory: ${trainer.runDir}`);
       } finally {
+        for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
         trainer.dispose();
       }
     });
@@ -145,11 +199,18 @@ export function buildProgram(): Command {
     .option("--checkpoint <name>", "best | latest", "best")
     .option("--set <path=value>", "override a field of the run's recipe (repeatable)", collect, [])
     .option("--json", "print the evaluation as JSON")
+    .option(
+      "--data <recipe|dir>",
+      "evaluate on another dataset: a recipe's dataset section, or a data folder as the run's dataset root",
+    )
+    .option("--export <dir>", "write each volume's prediction as <dir>/<volume id>_pred.nii.gz")
     .action(async (runDir: string, opts: {
       split: string;
       checkpoint: string;
       set: string[];
       json?: boolean;
+      data?: string;
+      export?: string;
     }) => {
       if (!["val", "validation", "test"].includes(opts.split)) {
         throw new UserError(`Unknown split "${opts.split}"; known splits: val, test`);
@@ -163,16 +224,25 @@ export function buildProgram(): Command {
       } catch {
         throw new UserError(`Cannot evaluate "${runDir}": ${ckpt} does not exist`);
       }
-      const loaded = await loadRecipe(`${runDir}/recipe.yaml`, { set: opts.set });
+      const set = opts.data ? [await datasetOverride(opts.data), ...opts.set] : opts.set;
+      const loaded = await loadRecipe(`${runDir}/recipe.yaml`, { set });
       const trainer = await Trainer.create(loaded.recipe, {
-        baseDir: dirname(loaded.file),
+        // relative dataset paths of the recipe are relative to where it came from
+        baseDir: (await readRunInfo(runDir)).baseDir,
         out: null,
         progress: false,
       });
       try {
         await trainer.loadCheckpoint(ckpt, { weightsOnly: true });
         const split = opts.split === "test" ? "test" : "validation";
-        const ev = trainer.evaluate(split);
+        const predictions: [Volume, Uint8Array][] = [];
+        const ev = trainer.evaluate(split, undefined, {
+          onPrediction: opts.export ? (v, p) => predictions.push([v, p]) : undefined,
+        });
+        for (const [v, p] of predictions) await exportPrediction(opts.export!, v, p);
+        if (opts.export && !opts.json) {
+          console.log(`${predictions.length} predictions written to ${opts.export}`);
+        }
         if (opts.json) console.log(JSON.stringify(ev, null, 2));
         else {printTable(
             ev,
@@ -183,16 +253,7 @@ export function buildProgram(): Command {
       }
     });
 
-  program.command("bench")
-    .description("Time one Ours (KL) training step (the speed issue will fill this in)")
-    .allowUnknownOption(true)
-    .action(() => {
-      console.log(
-        JSON.stringify({
-          status: "not implemented yet: the benchmark arrives with the speed issue",
-        }),
-      );
-    });
+  addBenchCommand(program);
 
   return program;
 }
@@ -237,6 +298,10 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? 0 : 2;
+    }
+    if (error instanceof InterruptedError) {
+      console.error(error.message);
+      return error.exitCode;
     }
     if (error instanceof UserError || (error as Error)?.name === "UserError") {
       console.error(`error: ${(error as Error).message}`);

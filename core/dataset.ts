@@ -33,6 +33,13 @@ export interface Volume {
   shape: [number, number, number];
   /** Voxel spacing in mm, `[depth, height, width]`, when known. */
   spacing?: [number, number, number];
+  /**
+   * 4 x 4 voxel-to-world matrix (row-major, NIfTI RAS+ millimetres) of **this** grid, when the
+   * source file has one: it maps voxel indices fastest axis first, `(column, row, slice)`, to
+   * world coordinates, the resizing and slice-axis permutation of preprocessing included, so
+   * that a prediction written with it overlays the source image.
+   */
+  affine?: number[][];
   /** Intensities, `depth * height * width` values. */
   image: Float32Array;
   /** Labels, same layout as `image`. */

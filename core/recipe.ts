@@ -142,6 +142,11 @@ const trainerSchema = z.object({
    * peer's single `model(cat(...))`).
    */
   batchNormStatistics: z.enum(["per-group", "joint"]).default("per-group"),
+  /**
+   * What a NaN or infinite loss term does: `stop` the run (the last checkpoint stays the good
+   * one), or `skip` the step without updating anything (counted in `summary.json`).
+   */
+  nonFinite: z.enum(["stop", "skip"]).default("stop"),
 }).strict().transform((t) => ({ ...t, validateEvery: t.validateEvery ?? t.iterations }));
 
 const scheduleSchema = z.object({

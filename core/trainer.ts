@@ -12,11 +12,11 @@ import { initBackend } from "./backend.ts";
 import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
 import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
 import { UserError } from "./errors.ts";
-import { diceScores, meanPerClass } from "./metrics.ts";
+import { diceScores, hd95, meanPerClass, nanMeanPerClass } from "./metrics.ts";
 import { models, type SegmentationModel } from "./model.ts";
 import { Adam, learningRate } from "./optimizer.ts";
 import { Progress } from "./progress.ts";
-import { type Recipe, validatePluginOptions } from "./recipe.ts";
+import { loadRecipe, type Recipe, validatePluginOptions } from "./recipe.ts";
 import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { type InvertibleTransform, transforms } from "./transform.ts";
@@ -32,6 +32,8 @@ export interface TrainerOptions {
   out?: string | null;
   /** The resolved recipe to write into the run directory. @default {the recipe} */
   resolved?: Record<string, unknown>;
+  /** The recipe file the run came from (written to `run.json`). */
+  recipeFile?: string;
   /** Show progress on standard error. @default {true} */
   progress?: boolean;
   /** Messages (loading, validation), default to standard error. */
@@ -44,8 +46,25 @@ export interface Evaluation {
   dice: Record<string, number>;
   /** Mean of `dice` over the foreground classes. */
   dice_mean: number;
-  /** Per volume: Dice by class name. */
-  per_volume: Record<string, { dice: Record<string, number> }>;
+  /**
+   * Mean HD95 (95th percentile symmetric surface distance, {@linkcode hd95}) by class name,
+   * over the volumes where it is defined (`NaN`, `null` in JSON, when it is defined in none).
+   */
+  hd95: Record<string, number>;
+  /** Mean of the defined values of `hd95` over the foreground classes. */
+  hd95_mean: number;
+  /** `mm` when every volume records its spacing, else `voxels` (of the evaluated grid). */
+  hd95_unit: "mm" | "voxels";
+  /** By class: volumes whose HD95 is undefined (the class in only one of prediction and truth). */
+  hd95_undefined: Record<string, number>;
+  /** Per volume: Dice and HD95 (`NaN` / `null` where undefined) by class name. */
+  per_volume: Record<string, { dice: Record<string, number>; hd95: Record<string, number> }>;
+}
+
+/** Options of {@linkcode Trainer.evaluate}. */
+export interface EvaluateOptions {
+  /** Called with each volume and its predicted labels (`--export`). */
+  onPrediction?: (volume: Volume, prediction: Uint8Array) => void;
 }
 
 /** What `summary.json` holds. */
@@ -59,6 +78,8 @@ export interface Summary extends Evaluation {
   params: number;
   /** Best validation mean Dice and its iteration (the `best.ckpt` weights). */
   best: { iteration: number; dice_mean: number };
+  /** Steps skipped because a loss term was not finite (`trainer.nonFinite: skip`). */
+  skipped_steps: number;
   /** Which network `dice` describes (`student`, or `teacher` for mean teacher). */
   evaluated: string;
   /** The other network's evaluation, where there is one (mean teacher's student). */
@@ -69,6 +90,7 @@ interface CheckpointMeta {
   iteration: number;
   rng: RngState;
   adamStep: number;
+  skippedSteps?: number;
   best: { iteration: number; dice_mean: number };
   seconds: number;
 }
@@ -77,6 +99,25 @@ interface NamedRegularizer {
   name: string;
   weight: number;
   instance: Regularizer;
+}
+
+/** A loss term became NaN or infinite (`trainer.nonFinite: stop`). */
+export class NonFiniteLossError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = "UserError";
+  }
+}
+
+/** The run stopped on SIGINT/SIGTERM after writing a checkpoint. */
+export class InterruptedError extends Error {
+  /** The exit code: 130 for SIGINT, 143 for SIGTERM. */
+  readonly exitCode: number;
+  constructor(readonly signal: "SIGINT" | "SIGTERM", message: string) {
+    super(message);
+    this.name = "InterruptedError";
+    this.exitCode = signal === "SIGINT" ? 130 : 143;
+  }
 }
 
 /** Sigmoid ramp-up `exp(-5 (1 - t/L)^2)` (Laine & Aila; SSL4MIS). */
@@ -97,6 +138,9 @@ export class Trainer {
   readonly runDir: string | null;
   /** 0-based index of the next iteration. */
   iteration = 0;
+  /** Steps skipped because a loss term was not finite (`trainer.nonFinite: skip`). */
+  skippedSteps = 0;
+  #stopSignal: "SIGINT" | "SIGTERM" | null = null;
   readonly #optimizer: Adam;
   readonly #rng: Rng;
   readonly #log: (line: string) => void;
@@ -191,6 +235,8 @@ export class Trainer {
         YAML.stringify(options.resolved ?? recipe),
       );
       await Deno.writeTextFile(`${runDir}/splits.json`, JSON.stringify(dataset.splits, null, 2));
+      const info = { baseDir: await Deno.realPath(baseDir), recipe: options.recipeFile ?? null };
+      await Deno.writeTextFile(`${runDir}/run.json`, JSON.stringify(info, null, 2) + "\n");
     }
     const trainer = new Trainer({
       recipe,
@@ -209,6 +255,67 @@ export class Trainer {
         `volumes | model ${recipe.model.type} ${model.paramCount} parameters` +
         (runDir ? ` | run ${runDir}` : ""),
     );
+    return trainer;
+  }
+
+  /** Copies of the non-trainable model state (batch-norm statistics), to undo a bad step. */
+  #snapshotState(): Map<string, tf.Tensor> {
+    const out = new Map<string, tf.Tensor>();
+    for (const [k, v] of this.model.state) out.set(k, tf.clone(v));
+    return out;
+  }
+
+  #restoreState(snapshot: Map<string, tf.Tensor>): void {
+    for (const [k, v] of snapshot) this.model.state.get(k)!.assign(v);
+  }
+
+  /**
+   * Continue an interrupted run from `<runDir>/latest.ckpt`: the run's own `recipe.yaml`, its
+   * weights, optimizer moments, plugin state (EMA teacher), rng state (data order, transforms)
+   * and schedule position. `metrics.jsonl` is cut back to the checkpoint's iteration, so that the
+   * finished run's metrics equal those of an uninterrupted one.
+   */
+  static async resume(
+    runDir: string,
+    options: Omit<TrainerOptions, "out" | "resolved" | "baseDir"> & { set?: string[] } = {},
+  ): Promise<Trainer> {
+    const ckpt = `${runDir}/latest.ckpt`;
+    try {
+      await Deno.stat(ckpt);
+    } catch {
+      throw new UserError(`Cannot resume "${runDir}": it has no latest.ckpt`);
+    }
+    const info = await readRunInfo(runDir);
+    const loaded = await loadRecipe(`${runDir}/recipe.yaml`, { set: options.set });
+    const trainer = await Trainer.create(loaded.recipe, {
+      ...options,
+      baseDir: info.baseDir,
+      recipeFile: info.recipe ?? undefined,
+      out: runDir,
+      resolved: loaded.resolved,
+    });
+    try {
+      await trainer.loadCheckpoint(ckpt);
+      const metrics = `${runDir}/metrics.jsonl`;
+      let text = "";
+      try {
+        text = await Deno.readTextFile(metrics);
+      } catch {
+        // no metrics yet
+      }
+      const kept = text.split("\n").filter((line) => {
+        if (line.trim() === "") return false;
+        try {
+          return (JSON.parse(line) as { iteration: number }).iteration <= trainer.iteration;
+        } catch {
+          return false; // a line cut by a crash
+        }
+      });
+      await writeFileAtomic(metrics, kept.map((l) => l + "\n").join(""));
+    } catch (error) {
+      trainer.dispose();
+      throw error;
+    }
     return trainer;
   }
 
@@ -231,6 +338,7 @@ export class Trainer {
       iteration: this.iteration,
       rng: this.#rng.getState(),
       adamStep: this.#optimizer.step,
+      skippedSteps: this.skippedSteps,
       best: this.#best,
       seconds: this.#seconds,
     };
@@ -260,6 +368,7 @@ export class Trainer {
       this.iteration = ckpt.meta.iteration;
       this.#rng.setState(ckpt.meta.rng);
       this.#optimizer.step = ckpt.meta.adamStep;
+      this.skippedSteps = ckpt.meta.skippedSteps ?? 0;
       this.#best = ckpt.meta.best;
       this.#seconds = ckpt.meta.seconds;
     }
@@ -316,6 +425,7 @@ export class Trainer {
     const [, h, w] = labeled.x.shape;
     const params = useU ? this.transform.sample(this.#rng, bu, h, w) : null;
     const dropoutSeed = this.#rng.nextUint32() % 1_000_000;
+    const stateBefore = this.#snapshotState();
     const terms = new Map<string, tf.Tensor>();
     const vars = [...this.model.trainable.values()];
     const { value, grads } = tf.variableGrads(() => {
@@ -366,22 +476,33 @@ export class Trainer {
       }
       return loss;
     }, vars);
-    const names = [...this.model.trainable.keys()];
-    const byName: Record<string, tf.Tensor> = {};
-    vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
-    this.#optimizer.apply(byName, lr);
     const values: Record<string, number> = { loss: (await value.data())[0] };
     for (const [name, t] of terms) values[name] = (await t.data())[0];
+    const bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
+    if (bad === undefined) {
+      const names = [...this.model.trainable.keys()];
+      const byName: Record<string, tf.Tensor> = {};
+      vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
+      this.#optimizer.apply(byName, lr);
+    }
     tf.dispose([value, ...Object.values(grads), ...terms.values(), labeled.x, labeled.y!]);
     if (unlabeled) tf.dispose(unlabeled.x);
-    for (const [name, v] of Object.entries(values)) {
-      if (!Number.isFinite(v)) {
-        throw new UserError(
-          `Training stopped at iteration ${it + 1}: loss term "${name}" is ${v}` +
-            (this.runDir ? `; the last good checkpoint is in ${this.runDir}` : ""),
+    if (bad !== undefined) {
+      // The weights were not updated; the forward pass may have left non-finite batch-norm
+      // statistics behind, so they are restored too.
+      this.#restoreState(stateBefore);
+      if (r.trainer.nonFinite === "stop") {
+        tf.dispose([...stateBefore.values()]);
+        throw new NonFiniteLossError(
+          `Training stopped at iteration ${it + 1}: loss term "${bad[0]}" is ${bad[1]}` +
+            (this.runDir
+              ? `; the last good checkpoint is in ${this.runDir} (resume with --resume)`
+              : ""),
         );
       }
+      this.skippedSteps++;
     }
+    tf.dispose([...stateBefore.values()]);
     for (const reg of this.regularizers) {
       reg.instance.onStepEnd?.({ iteration: it, model: this.model });
     }
@@ -409,10 +530,14 @@ export class Trainer {
     return out;
   }
 
-  /** 3D Dice per foreground class on a split (default: validation), averaged over volumes. */
+  /**
+   * 3D Dice and HD95 per foreground class on a split (default: validation), averaged over
+   * volumes (HD95 over the volumes where it is defined).
+   */
   evaluate(
     split: "validation" | "test" = "validation",
     model: SegmentationModel = this.evaluationModel(),
+    options: EvaluateOptions = {},
   ): Evaluation {
     const volumes = split === "test" ? this.dataset.test : this.dataset.validation;
     if (!volumes || volumes.length === 0) {
@@ -420,20 +545,28 @@ export class Trainer {
     }
     const classes = this.dataset.classNames.slice(1);
     const rows: number[][] = [];
+    const hdRows: number[][] = [];
     const perVolume: Evaluation["per_volume"] = {};
+    const byClass = (values: number[]) => Object.fromEntries(classes.map((c, i) => [c, values[i]]));
     for (const v of volumes) {
-      const scores = diceScores(
-        this.predictVolume(v, model),
-        v.label,
-        this.dataset.classNames.length,
-      );
+      const pred = this.predictVolume(v, model);
+      options.onPrediction?.(v, pred);
+      const scores = diceScores(pred, v.label, this.dataset.classNames.length);
+      const hd = classes.map((_, i) => hd95(pred, v.label, v.shape, v.spacing, i + 1));
       rows.push(scores);
-      perVolume[v.id] = { dice: Object.fromEntries(classes.map((c, i) => [c, scores[i]])) };
+      hdRows.push(hd);
+      perVolume[v.id] = { dice: byClass(scores), hd95: byClass(hd) };
     }
     const mean = meanPerClass(rows);
+    const hdMean = nanMeanPerClass(hdRows);
+    const defined = hdMean.mean.filter((x) => !Number.isNaN(x));
     return {
-      dice: Object.fromEntries(classes.map((c, i) => [c, mean[i]])),
+      dice: byClass(mean),
       dice_mean: mean.reduce((a, b) => a + b, 0) / Math.max(mean.length, 1),
+      hd95: byClass(hdMean.mean),
+      hd95_mean: defined.length ? defined.reduce((a, b) => a + b, 0) / defined.length : NaN,
+      hd95_unit: volumes.every((v) => v.spacing) ? "mm" : "voxels",
+      hd95_undefined: byClass(hdMean.undefinedCount),
       per_volume: perVolume,
     };
   }
@@ -445,6 +578,14 @@ export class Trainer {
       if (m) return m;
     }
     return this.model;
+  }
+
+  /**
+   * Ask the run to stop after the current step: it writes `latest.ckpt` and `run()` rejects with
+   * an {@linkcode InterruptedError}.
+   */
+  requestStop(signal: "SIGINT" | "SIGTERM" = "SIGINT"): void {
+    this.#stopSignal ??= signal;
   }
 
   /** Train to the end (from the current iteration), validating and checkpointing on the way. */
@@ -489,6 +630,17 @@ export class Trainer {
         if (every !== undefined && this.iteration % every === 0) {
           await this.saveCheckpoint("latest.ckpt");
         }
+        if (this.#stopSignal !== null && this.iteration < total) {
+          await this.saveCheckpoint("latest.ckpt");
+          progress.done();
+          throw new InterruptedError(
+            this.#stopSignal,
+            `Interrupted by ${this.#stopSignal} after iteration ${this.iteration}` +
+              (this.runDir
+                ? `; checkpoint written. Resume with: deno task run --resume ${this.runDir}`
+                : ""),
+          );
+        }
       }
       progress.done();
       await this.saveCheckpoint("latest.ckpt");
@@ -505,6 +657,7 @@ export class Trainer {
         evaluated,
         ...final,
         best: this.#best,
+        skipped_steps: this.skippedSteps,
       };
       if (evaluated !== "student") summary.student = this.evaluate("validation", this.model);
       if (this.runDir) {
@@ -530,6 +683,23 @@ export class Trainer {
     for (const r of this.regularizers) r.instance.dispose?.();
     this.#optimizer.dispose();
     this.model.dispose();
+  }
+}
+
+/** What `run.json` in a run directory holds. */
+export interface RunInfo {
+  /** Directory relative dataset paths of the recipe are resolved against. */
+  baseDir: string;
+  /** The recipe file the run came from, when known. */
+  recipe: string | null;
+}
+
+/** Read `<runDir>/run.json` (defaults for runs without one). */
+export async function readRunInfo(runDir: string): Promise<RunInfo> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${runDir}/run.json`)) as RunInfo;
+  } catch {
+    return { baseDir: runDir, recipe: null };
   }
 }
 

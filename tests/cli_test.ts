@@ -156,7 +156,9 @@ Deno.test("run trains, prints a Dice table and eval re-evaluates the checkpoint"
       "4",
     ]);
     assert.equal(res.code, 0, res.stderr);
-    assert.match(res.stdout, /RV\s+\d+\.\d+\nMyo\s+\d+\.\d+\nLV\s+\d+\.\d+\nmean/);
+    const row = String.raw`\s+\d+\.\d+\s+(\d+\.\d+|n/a)\n`;
+    assert.match(res.stdout, new RegExp(`Dice \\(%\\)\\s+HD95 \\(mm\\)\n`));
+    assert.match(res.stdout, new RegExp(`RV${row}Myo${row}LV${row}mean`));
     const summary = JSON.parse(await Deno.readTextFile(`${dir}/run/summary.json`));
     assert.equal(summary.iterations, 3);
     assert.equal(summary.seed, 4);

@@ -87,6 +87,7 @@ Deno.test("a good recipe gets its defaults", async () => {
       validateEvery: 50,
       logEvery: 10,
       batchNormStatistics: "per-group",
+      nonFinite: "stop",
     },
     optimizer: {
       type: "adam",

@@ -15,7 +15,7 @@ import { UserError } from "../../core/errors.ts";
 import type { PreparedCase } from "./_preprocess.ts";
 
 const MAGIC = "MISSLC01";
-const FORMAT = 1;
+const FORMAT = 2; // 2: the header carries the affine
 
 /** Size and modification time of each source file of a case. */
 export type SourceSignature = [string, number, number][];
@@ -164,6 +164,7 @@ export class CaseCache {
       patient: string;
       shape: [number, number, number];
       spacing?: [number, number, number];
+      affine?: number[][];
       hasLabel: boolean;
       source: SourceSignature;
       crc: number;
@@ -191,6 +192,7 @@ export class CaseCache {
         patient: header.patient,
         shape: header.shape,
         spacing: header.spacing,
+        ...(header.affine ? { affine: header.affine } : {}),
         image: new Float32Array(buffer, offset, n),
         label: header.hasLabel ? new Uint8Array(buffer, offset + n * 4, n) : null,
       },
@@ -212,6 +214,7 @@ export class CaseCache {
       patient: value.patient,
       shape: value.shape,
       spacing: value.spacing,
+      affine: value.affine,
       hasLabel: label !== null,
       source,
       crc,

@@ -113,6 +113,8 @@ export interface PreparedCase {
   shape: [number, number, number];
   /** Voxel spacing in mm of the resized grid, `[slice, row, column]`, when known. */
   spacing?: [number, number, number];
+  /** Voxel-to-world matrix of the resized grid (NIfTI RAS+), when the source has one. */
+  affine?: number[][];
   /** Intensities (in [0, 1] with `minmax`). */
   image: Float32Array;
   /** Labels in `[0, classes)`, or `null` for an unlabeled case. */
@@ -349,6 +351,7 @@ export function prepareCase(
   }
   const scale = (old: number, from: number, to: number) =>
     from > 1 && to > 1 ? (old * (from - 1)) / (to - 1) : (old * from) / to;
+  const affine = sourceAffine(raw, im.shape);
   return {
     id: ids.id,
     patient: ids.patient,
@@ -356,9 +359,58 @@ export function prepareCase(
     spacing: spacingKnown
       ? [spacing[0], scale(spacing[1], h, geometry.rh), scale(spacing[2], w, geometry.rw)]
       : undefined,
+    ...(affine
+      ? {
+        affine: resampledAffine(affine, order, geometry, [
+          scale(1, h, geometry.rh),
+          scale(1, w, geometry.rw),
+        ]),
+      }
+      : {}),
     image: outImage,
     label: outLabel,
   };
+}
+
+/**
+ * The source image's voxel-to-world matrix in NIfTI's RAS+ convention, or `undefined` when the
+ * format has none (HDF5, PNG) or when squeezing to 3D dropped one of its last three axes.
+ * MetaImage affines (ITK's LPS+) are flipped to RAS+.
+ */
+function sourceAffine(raw: RawCase, shape3d: number[]): number[][] | undefined {
+  const a = raw.image.affine;
+  if (!a || a.length < 3 || raw.image.spacingKnown === false) return undefined;
+  const s = raw.image.shape;
+  if (s.length > 3 && s.slice(-3).join() !== shape3d.join()) return undefined;
+  const rows = [0, 1, 2].map((r) => [0, 1, 2, 3].map((c) => a[r][c] ?? 0));
+  if (volumeFormat(raw.imagePath) === "metaimage") {
+    for (const r of [0, 1]) rows[r] = rows[r].map((v) => (v === 0 ? 0 : -v));
+  }
+  return [...rows, [0, 0, 0, 1]];
+}
+
+/**
+ * The voxel-to-world matrix of the preprocessed grid: `affine` (source voxel indices, fastest
+ * first) times the map from a preprocessed voxel `(column, row, slice)` to the source voxel it
+ * was sampled from (slice axis moved first by `order`, in-plane scaled by `factors` =
+ * `[row, column]` source voxels per output voxel, shifted by the padding of `geometry`).
+ */
+function resampledAffine(
+  affine: number[][],
+  order: number[],
+  geometry: SliceGeometry,
+  factors: [number, number],
+): number[][] {
+  const [fy, fx] = factors;
+  const m = [0, 1, 2, 3].map(() => [0, 0, 0, 0]);
+  m[3][3] = 1;
+  // Source axis fastest first = 2 - (its slowest-first index order[p]).
+  m[2 - order[0]][2] = 1;
+  m[2 - order[1]][1] = fy;
+  m[2 - order[1]][3] = -fy * geometry.top;
+  m[2 - order[2]][0] = fx;
+  m[2 - order[2]][3] = -fx * geometry.left;
+  return affine.map((row) => [0, 1, 2, 3].map((c) => row.reduce((s, v, k) => s + v * m[k][c], 0)));
 }
 
 /** Options of {@linkcode loadCases}. */
@@ -499,6 +551,7 @@ export function assembleDataset(input: AssembleInput): SegmentationDataset {
       patient: c.patient,
       shape: c.shape,
       ...(c.spacing ? { spacing: c.spacing } : {}),
+      ...(c.affine ? { affine: c.affine } : {}),
       image: c.image,
       label: c.label!,
     }));

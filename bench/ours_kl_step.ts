@@ -1,0 +1,295 @@
+/**
+ * The training-step benchmark (`deno task bench`): times one full Ours (KL) training step, the
+ * same work as the PyTorch peer `ours_kl_step_torch.py`, through the project's own
+ * {@linkcode Trainer} (U-Net, affine transform, MI + KL regularizers, Adam), so it measures the
+ * real training code path.
+ *
+ * The data are an in-memory dataset of random images and labels (`bench-random`): a labeled
+ * batch plus the unlabeled batch seen twice (x and T(x)) go through the network once; the loss
+ * is cross-entropy + lambda (MI + KL); Adam updates every weight.
+ *
+ * ```sh
+ * deno task bench --size 128 --labeled 4 --unlabeled 4 --base 16 --depth 5 --steps 5
+ * ```
+ *
+ * @module
+ */
+import { type Command, tf, tfWasm, z } from "../deps.ts";
+import { datasets, type SegmentationDataset } from "../core/dataset.ts";
+import { parseRecipe } from "../core/recipe.ts";
+import { Rng } from "../core/rng.ts";
+import { Trainer } from "../core/trainer.ts";
+import { type BackendName, BACKENDS } from "../core/backend.ts";
+import { UserError } from "../core/errors.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+
+/** Options of {@linkcode benchOursKlStep} (the peer's flags, plus the backend). */
+export interface BenchOptions {
+  /** Image side. @default {128} */
+  size?: number;
+  /** Labeled batch. @default {4} */
+  labeled?: number;
+  /** Unlabeled batch (seen twice: x and T(x)). @default {4} */
+  unlabeled?: number;
+  /** U-Net width of the first level. @default {16} */
+  base?: number;
+  /** U-Net levels. @default {5} */
+  depth?: number;
+  /** Classes. @default {4} */
+  classes?: number;
+  /** Timed steps (the median is reported). @default {5} */
+  steps?: number;
+  /** Untimed warm-up steps. @default {1} */
+  warmup?: number;
+  /** Backend. @default {"wasm"} */
+  backend?: BackendName;
+  /** wasm threads (used where the threaded build runs). @default {1} */
+  threads?: number;
+  /** Weight of MI + KL. @default {0.1} */
+  lam?: number;
+  /** Batch-norm statistics: the trainer's default `per-group`, or the peer's `joint`. */
+  bnStatistics?: "per-group" | "joint";
+  /** Seed of the weights and of the random data. @default {0} */
+  seed?: number;
+}
+
+/** What {@linkcode benchOursKlStep} measures (one JSON line on the command line). */
+export interface BenchResult {
+  impl: string;
+  backend: string;
+  threads: number;
+  params: number;
+  size: number;
+  labeled: number;
+  unlabeled: number;
+  base: number;
+  depth: number;
+  /** Forward pass of the labeled batch in inference mode, ms (median of 3). */
+  forward_ms: number;
+  /** Median of the timed training steps, ms. */
+  step_ms_median: number;
+  /** Every timed step, ms. */
+  step_ms: number[];
+  /** Peak resident set size of the process, MiB. */
+  peak_rss_mb: number;
+  /** Live tensors after the timed steps (model, optimizer state: constant in `steps`). */
+  tensors_after: number;
+}
+
+const randomOptions = z.object({
+  size: z.number().int().min(1),
+  labeled: z.number().int().min(1),
+  unlabeled: z.number().int().min(1),
+  classes: z.number().int().min(2),
+  seed: z.number().int(),
+}).strict();
+
+/** A dataset of uniform random images and labels, held in memory. */
+const randomDataset = {
+  id: "bench-random",
+  description: "Uniform random images and labels in memory (benchmarks)",
+  options: randomOptions,
+  load: (o: z.infer<typeof randomOptions>): Promise<SegmentationDataset> => {
+    const rng = new Rng(o.seed + 1);
+    const hw = o.size * o.size;
+    const images = (n: number) => Float32Array.from({ length: n * hw }, () => rng.next());
+    const labels = (n: number) => Uint8Array.from({ length: n * hw }, () => rng.int(o.classes));
+    const set = (n: number, withLabels: boolean, prefix: string) => ({
+      count: n,
+      height: o.size,
+      width: o.size,
+      images: images(n),
+      labels: withLabels ? labels(n) : null,
+      patients: Array.from({ length: n }, (_, i) => `${prefix}${i}`),
+    });
+    return Promise.resolve({
+      id: "bench-random",
+      classNames: Array.from({ length: o.classes }, (_, i) => `c${i}`),
+      labeled: set(o.labeled, true, "l"),
+      unlabeled: set(o.unlabeled, false, "u"),
+      validation: [{
+        id: "v0",
+        patient: "v0",
+        shape: [1, o.size, o.size],
+        image: images(1),
+        label: labels(1),
+      }],
+      splits: { labeled: ["l"], unlabeled: ["u"], validation: ["v0"] },
+    });
+  },
+};
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Peak resident set size in MiB (VmHWM where /proc is readable, else the current RSS). */
+function peakRssMb(): number {
+  try {
+    const status = Deno.readTextFileSync("/proc/self/status");
+    const m = status.match(/^VmHWM:\s+(\d+)\s+kB/m);
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // no /proc: fall back to the current RSS
+  }
+  return Deno.memoryUsage().rss / 2 ** 20;
+}
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+/**
+ * Build a {@linkcode Trainer} for Ours (KL) on random data and time its training step after
+ * `warmup` untimed steps, plus an inference forward pass of the labeled batch.
+ */
+export async function benchOursKlStep(options: BenchOptions = {}): Promise<BenchResult> {
+  const o = {
+    size: 128,
+    labeled: 4,
+    unlabeled: 4,
+    base: 16,
+    depth: 5,
+    classes: 4,
+    steps: 5,
+    warmup: 1,
+    backend: "wasm" as BackendName,
+    threads: 1,
+    lam: 0.1,
+    bnStatistics: "per-group" as const,
+    seed: 0,
+    ...options,
+  };
+  registerBuiltins();
+  datasets.register(randomDataset, { override: true });
+  const recipe = parseRecipe({
+    method: "ours-kl",
+    seed: o.seed,
+    backend: o.backend,
+    threads: o.threads,
+    dataset: {
+      type: "bench-random",
+      size: o.size,
+      labeled: o.labeled,
+      unlabeled: o.unlabeled,
+      classes: o.classes,
+      seed: o.seed,
+    },
+    model: { type: "unet", base: o.base, depth: o.depth },
+    // The peer's T: rotation 20 degrees, shear 10 degrees, scale [0.9, 1.1], bilinear.
+    transform: { type: "affine", rotation: 20, shear: 10, scale: [0.9, 1.1] },
+    augmentation: { rotation: 0, flip: false },
+    lambda: o.lam,
+    regularizers: [{ type: "mi", weight: 1, radius: 1 }, { type: "kl", weight: 1 }],
+    trainer: {
+      iterations: o.warmup + o.steps + 1,
+      labeledBatch: o.labeled,
+      unlabeledBatch: o.unlabeled,
+      batchNormStatistics: o.bnStatistics,
+    },
+    optimizer: { lr: 1e-3 },
+  }, "<bench>");
+  const trainer = await Trainer.create(recipe, { out: null, progress: false, log: () => {} });
+  try {
+    // Forward of the labeled batch in inference mode, as the peer times it (after one call).
+    const xl = tf.tidy(() => tf.randomUniform([o.labeled, o.size, o.size, 1], 0, 1, "float32", 7));
+    const forward = () => {
+      const t = performance.now();
+      const y = trainer.model.apply(xl as tf.Tensor4D, { training: false });
+      y.dataSync();
+      y.dispose();
+      return performance.now() - t;
+    };
+    forward();
+    const forwardMs = median([forward(), forward(), forward()]);
+    xl.dispose();
+    for (let i = 0; i < o.warmup; i++) await trainer.step();
+    const times: number[] = [];
+    for (let i = 0; i < o.steps; i++) {
+      const t = performance.now();
+      await trainer.step();
+      times.push(performance.now() - t);
+    }
+    const tensorsAfter = tf.memory().numTensors;
+    return {
+      impl: `tfjs-${tf.version_core}`,
+      backend: trainer.backend,
+      threads: effectiveThreads(trainer.backend),
+      params: trainer.model.paramCount,
+      size: o.size,
+      labeled: o.labeled,
+      unlabeled: o.unlabeled,
+      base: o.base,
+      depth: o.depth,
+      forward_ms: round1(forwardMs),
+      step_ms_median: round1(median(times)),
+      step_ms: times.map(round1),
+      peak_rss_mb: round1(peakRssMb()),
+      tensors_after: tensorsAfter,
+    };
+  } finally {
+    trainer.dispose();
+  }
+}
+
+/** Threads the backend really computes with (1 unless the wasm threaded build is running). */
+function effectiveThreads(backend: string): number {
+  if (backend !== "wasm") return 1;
+  try {
+    return tfWasm.getThreadsCount();
+  } catch {
+    return 1;
+  }
+}
+
+function positiveInt(name: string, min = 1): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) {
+      throw new UserError(`bench: --${name} must be an integer >= ${min}, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+/** Add the `bench` command to the CLI program. */
+export function addBenchCommand(program: Command): void {
+  program.command("bench")
+    .description(
+      "Time one Ours (KL) training step (the PyTorch peer's work) and print one JSON line",
+    )
+    .option("--size <n>", "image side", positiveInt("size"), 128)
+    .option("--labeled <n>", "labeled batch", positiveInt("labeled"), 4)
+    .option(
+      "--unlabeled <n>",
+      "unlabeled batch (seen twice: x and T(x))",
+      positiveInt("unlabeled"),
+      4,
+    )
+    .option("--base <n>", "U-Net width of the first level", positiveInt("base"), 16)
+    .option("--depth <n>", "U-Net levels", positiveInt("depth"), 5)
+    .option("--classes <n>", "classes", positiveInt("classes", 2), 4)
+    .option("--steps <n>", "timed steps (median reported)", positiveInt("steps"), 5)
+    .option("--warmup <n>", "untimed warm-up steps", positiveInt("warmup", 0), 1)
+    .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`, "wasm")
+    .option("--threads <n>", "wasm threads", positiveInt("threads"), 1)
+    .option("--lam <x>", "weight of MI + KL", parseFloat, 0.1)
+    .option("--bn-statistics <mode>", "per-group (the trainer's default) | joint (the peer's)")
+    .action(async (opts: BenchOptions & { bnStatistics?: string; backend: string }) => {
+      if (!BACKENDS.includes(opts.backend as BackendName)) {
+        throw new UserError(
+          `Unknown backend "${opts.backend}"; known backends: ${BACKENDS.join(", ")}`,
+        );
+      }
+      const bn = opts.bnStatistics ?? "per-group";
+      if (bn !== "per-group" && bn !== "joint") {
+        throw new UserError(`bench: --bn-statistics must be per-group or joint, got "${bn}"`);
+      }
+      const result = await benchOursKlStep({
+        ...opts,
+        backend: opts.backend as BackendName,
+        bnStatistics: bn,
+      });
+      console.log(JSON.stringify(result));
+    });
+}

@@ -1,0 +1,96 @@
+/**
+ * Per-kernel profile of the benchmark's training step: wraps every kernel registered for the
+ * active backend with a timer and prints each kernel's share of the timed steps.
+ *
+ * ```sh
+ * deno run --allow-read --allow-env --allow-sys bench/profile_kernels.ts [--size 128 ...]
+ * ```
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import { benchOursKlStep } from "./ours_kl_step.ts";
+
+const args = Object.fromEntries(
+  Deno.args.join(" ").split("--").filter((s) => s.trim()).map((s) => {
+    const [k, v] = s.trim().split(/\s+/);
+    return [k, isNaN(Number(v)) ? v : Number(v)];
+  }),
+);
+
+const stats = new Map<string, { ms: number; calls: number }>();
+let wrapped = false;
+let recording = false;
+const stack: string[] = [];
+const nested: number[] = [];
+
+/** Wrap the kernels of `backend` once it is active. */
+function wrap(backend: string): void {
+  if (wrapped) return;
+  wrapped = true;
+  for (const config of tf.getKernelsForBackend(backend)) {
+    const inner = config.kernelFunc;
+    tf.unregisterKernel(config.kernelName, backend);
+    tf.registerKernel({
+      ...config,
+      kernelFunc: (a) => {
+        if (!recording) return inner(a);
+        // Exclusive time: a kernel that runs other kernels (the training kernels run Conv2D,
+        // Transpose, ...) is charged only for its own work; nested calls are listed as
+        // "name<parent".
+        const key = stack.length
+          ? `${config.kernelName}<${stack[stack.length - 1]}`
+          : config.kernelName;
+        stack.push(config.kernelName);
+        nested.push(0);
+        const t = performance.now();
+        const out = inner(a);
+        const dt = performance.now() - t;
+        stack.pop();
+        const children = nested.pop()!;
+        if (nested.length) nested[nested.length - 1] += dt;
+        const s = stats.get(key) ?? { ms: 0, calls: 0 };
+        s.ms += dt - children;
+        s.calls++;
+        stats.set(key, s);
+        return out;
+      },
+    });
+  }
+}
+
+// Start recording after the forward timing and the warm-up steps: hook Trainer.step through
+// the engine's kernel dispatch by watching the step count.
+const { Trainer } = await import("../core/trainer.ts");
+const step = Trainer.prototype.step;
+let calls = 0;
+const warmup = (args.warmup as number | undefined) ?? 1;
+let stepMs = 0;
+Trainer.prototype.step = async function (this: InstanceType<typeof Trainer>) {
+  wrap(tf.getBackend());
+  calls++;
+  recording = calls > warmup;
+  const t = performance.now();
+  const out = await step.call(this);
+  if (recording) stepMs += performance.now() - t;
+  recording = false;
+  return out;
+};
+const result = await benchOursKlStep({ ...args, steps: (args.steps as number) ?? 3 });
+const steps = result.step_ms.length;
+const rows = [...stats.entries()].sort((a, b) => b[1].ms - a[1].ms);
+const total = rows.reduce((s, [, v]) => s + v.ms, 0);
+console.log(JSON.stringify(result));
+console.log(
+  `step ${(stepMs / steps).toFixed(0)} ms (with profiling), kernels ${
+    (total / steps).toFixed(0)
+  } ms = ${(100 * total / stepMs).toFixed(1)}% of it`,
+);
+console.log("kernel                                      ms/step  share  calls/step");
+for (const [name, v] of rows.slice(0, 40)) {
+  console.log(
+    `${name.padEnd(42)} ${(v.ms / steps).toFixed(1).padStart(8)} ${
+      (100 * v.ms / stepMs).toFixed(1).padStart(5)
+    }% ${(v.calls / steps).toFixed(0).padStart(6)}`,
+  );
+}
