@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { tf } from "../deps.ts";
-import { loadCheckpoint, saveCheckpoint } from "../core/checkpoint.ts";
+import { loadCheckpoint } from "../core/checkpoint.ts";
 import { UserError } from "../core/errors.ts";
 import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { regularizers } from "../core/regularizer.ts";
