@@ -1,5 +1,5 @@
 /**
- * Command-line interface: `run`, `validate`, `plugins`, `eval`, `bench`.
+ * Command-line interface: `run`, `validate`, `plugins`, `eval`, `bench`, `sweep`, `table`, `plot`.
  *
  * Errors the user can fix end with one message on standard error and exit code 2.
  *
@@ -24,6 +24,7 @@ import {
 } from "./core/trainer.ts";
 import { registerBuiltins } from "./plugins/mod.ts";
 import { addBenchCommand } from "./bench/ours_kl_step.ts";
+import { addResultCommands, runSweep } from "./core/results_cli.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -76,21 +77,32 @@ export function buildProgram(): Command {
       "Train a recipe and evaluate it on the validation volumes (Ctrl-C writes a checkpoint; " +
         "--resume continues)",
     )
-    .argument("[recipe]", "YAML recipe file")
+    .argument("[recipes...]", "YAML recipe file(s)")
     .option("--resume <run-dir>", "continue an interrupted run from its latest checkpoint")
     .option("--set <path=value>", "override a recipe field (repeatable)", collect, [])
-    .option("--out <dir>", "run directory (default runs/<recipe>/<time>-seed<N>)")
+    .option(
+      "--out <dir>",
+      "run directory (default runs/<recipe>/<time>-seed<N>); with several runs, their base",
+    )
     .option("--seed <n>", "random seed (same as --set seed=N)")
+    .option("--seeds <list>", "several seeds (1,2,3 or 1-3): runs <out>/<recipe name>/seed<N>")
+    .option("--jobs <n>", "with several runs: parallel subprocesses (needs --allow-run=deno)")
     .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`)
     .option("--quiet", "no progress bar")
-    .action(async (file: string | undefined, opts: {
+    .action(async (files: string[], opts: {
       set: string[];
       resume?: string;
       out?: string;
       seed?: string;
+      seeds?: string;
+      jobs?: string;
       backend?: string;
       quiet?: boolean;
     }) => {
+      if (files.length > 1 || opts.seeds !== undefined || opts.jobs !== undefined) {
+        return await runSweep(files, opts, main); // several runs: core/results_cli.ts
+      }
+      const file: string | undefined = files[0];
       const set = [...opts.set];
       if (opts.seed !== undefined) set.push(`seed=${opts.seed}`);
       if (opts.backend !== undefined) {
@@ -254,6 +266,7 @@ export function buildProgram(): Command {
     });
 
   addBenchCommand(program);
+  addResultCommands(program);
 
   return program;
 }

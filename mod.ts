@@ -66,13 +66,23 @@ export {
   validatePluginOptions,
 } from "./core/recipe.ts";
 export {
+  type EvaluateOptions,
   type Evaluation,
   sigmoidRampUp,
   type Summary,
   Trainer,
   type TrainerOptions,
 } from "./core/trainer.ts";
-export { diceScores, meanPerClass } from "./core/metrics.ts";
+export {
+  diceScores,
+  hd95,
+  meanPerClass,
+  nanMeanPerClass,
+  percentile,
+  squaredDistanceTransform,
+  surfaceVoxels,
+} from "./core/metrics.ts";
+export { datasetOverride, exportPrediction, predictionFileName } from "./core/export.ts";
 export { Adam, type AdamOptions, learningRate, type ScheduleOptions } from "./core/optimizer.ts";
 export { loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
 

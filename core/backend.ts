@@ -5,10 +5,11 @@
  *
  * @module
  */
-import { tf } from "../deps.ts";
+import { tf, tfWasm } from "../deps.ts";
 import "../deps.ts";
 import { UserError } from "./errors.ts";
 import { registerWasmTrainingKernels } from "../plugins/kernels/wasm_training.ts";
+import { enableWasmThreads, withPthreadWorkers } from "../plugins/kernels/wasm_threads.ts";
 
 /** Backends a recipe or the CLI can ask for. */
 export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu"] as const;
@@ -79,11 +80,10 @@ export async function initBackend(
   }
   const target = name === "auto" ? "wasm" : name;
   if (target === "wasm") {
-    if (options.threads !== undefined) {
-      const { setThreadsCount } = await import("../deps.ts").then((m) => m.tfWasm);
-      setThreadsCount(options.threads);
+    if (options.threads !== undefined && !enableWasmThreads(options.threads)) {
+      tfWasm.setThreadsCount(options.threads);
     }
-    await setBackend("wasm");
+    await withPthreadWorkers(() => setBackend("wasm"));
     registerWasmTrainingKernels();
   } else {
     await setBackend(target);

@@ -244,14 +244,41 @@ export function hd95(
         `${truth.length} reference labels`,
     );
   }
-  const a = new Uint8Array(n), b = new Uint8Array(n);
+  // Bounding box of both masks, grown by one voxel: distances between voxels of the box only
+  // involve features inside it, so the transform on the box is exact, and much smaller.
   let na = 0, nb = 0;
-  for (let i = 0; i < n; i++) {
-    if (pred[i] === classId) (a[i] = 1), na++;
-    if (truth[i] === classId) (b[i] = 1), nb++;
+  const lo = [d, h, w], hi = [-1, -1, -1];
+  for (let z = 0, i = 0; z < d; z++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++, i++) {
+        const inA = pred[i] === classId, inB = truth[i] === classId;
+        if (!inA && !inB) continue;
+        if (inA) na++;
+        if (inB) nb++;
+        if (z < lo[0]) lo[0] = z;
+        if (z > hi[0]) hi[0] = z;
+        if (y < lo[1]) lo[1] = y;
+        if (y > hi[1]) hi[1] = y;
+        if (x < lo[2]) lo[2] = x;
+        if (x > hi[2]) hi[2] = x;
+      }
+    }
   }
   if (na === 0 && nb === 0) return 0;
   if (na === 0 || nb === 0) return NaN;
+  const from = lo.map((v) => Math.max(v - 1, 0));
+  const box = hi.map((v, k) => Math.min(v + 1, shape[k] - 1) - from[k] + 1);
+  const a = new Uint8Array(box[0] * box[1] * box[2]), b = new Uint8Array(a.length);
+  for (let z = 0, j = 0; z < box[0]; z++) {
+    for (let y = 0; y < box[1]; y++) {
+      const row = ((z + from[0]) * h + y + from[1]) * w + from[2];
+      for (let x = 0; x < box[2]; x++, j++) {
+        if (pred[row + x] === classId) a[j] = 1;
+        if (truth[row + x] === classId) b[j] = 1;
+      }
+    }
+  }
+  shape = box;
   const sa = surfaceVoxels(a, shape), sb = surfaceVoxels(b, shape);
   const sp = spacing ?? [1, 1, 1];
   const distances = new Float64Array(count(sa) + count(sb));

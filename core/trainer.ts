@@ -630,6 +630,8 @@ export class Trainer {
         if (every !== undefined && this.iteration % every === 0) {
           await this.saveCheckpoint("latest.ckpt");
         }
+        // Training is synchronous compute: give pending events (SIGINT/SIGTERM) a turn.
+        await new Promise((resolve) => setTimeout(resolve, 0));
         if (this.#stopSignal !== null && this.iteration < total) {
           await this.saveCheckpoint("latest.ckpt");
           progress.done();

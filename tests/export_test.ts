@@ -9,7 +9,10 @@ import {
   sliceGeometry,
 } from "../plugins/datasets/_preprocess.ts";
 import { readVolume } from "../plugins/io/volume.ts";
-import { assertClose } from "./_helpers.ts";
+import { tf } from "../deps.ts";
+import { UserError } from "../core/errors.ts";
+import { unetModel, unetOptions } from "../plugins/models/unet.ts";
+import { assertClose, useWasm } from "./_helpers.ts";
 
 const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -183,5 +186,26 @@ Deno.test("prepared volumes carry the source affine composed with resizing and p
     assert.deepEqual(second[0].affine, first[0].affine);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a U-Net input whose sides its depth cannot halve is a UserError naming dataset.size", async () => {
+  await useWasm();
+  const model = unetModel.create(unetOptions.parse({ base: 2, depth: 3 }), {
+    inChannels: 1,
+    numClasses: 2,
+    seed: 1,
+    name: "t",
+  });
+  const x = tf.zeros([1, 30, 30, 1]) as tf.Tensor4D;
+  try {
+    assert.throws(() => model.apply(x), (e: unknown) => {
+      assert.ok(e instanceof UserError);
+      assert.match((e as Error).message, /divisible by 4.*dataset\.size to a multiple of 4/);
+      return true;
+    });
+  } finally {
+    x.dispose();
+    model.dispose();
   }
 });

@@ -126,6 +126,13 @@ Deno.test("hd95() matches an O(n^2) computation on random 3D masks with anisotro
   const p = box(shape, [1, 2, 3], [4, 6, 5]);
   const t = box(shape, [2, 3, 2], [3, 7, 7]);
   assertClose(hd95(p, t, shape, sp, 1), bruteHd95(p, t, shape, sp, 1), 1e-9);
+  // Masks on the volume's border (surface there) and small ones far from it (cropped box).
+  const q = box(shape, [0, 0, 8], [2, 5, 4]);
+  const r = box(shape, [0, 1, 9], [3, 3, 3]);
+  assertClose(hd95(q, r, shape, sp, 1), bruteHd95(q, r, shape, sp, 1), 1e-9);
+  const u = box(shape, [3, 5, 5], [2, 2, 2]);
+  const v = box(shape, [2, 4, 6], [2, 3, 1]);
+  assertClose(hd95(u, v, shape, sp, 1), bruteHd95(u, v, shape, sp, 1), 1e-9);
 });
 
 Deno.test("hd95() of two cubes shifted by k voxels along one axis is k * spacing", () => {

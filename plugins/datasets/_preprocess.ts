@@ -588,8 +588,11 @@ export async function resolveRoot(
   try {
     info = await Deno.stat(path);
   } catch {
+    const relative = resolve(root) !== path
+      ? ` (a relative root is resolved against the recipe's folder "${baseDir}")`
+      : "";
     throw new UserError(
-      `Cannot load dataset "${datasetId}": the data folder "${path}" does not exist`,
+      `Cannot load dataset "${datasetId}": the data folder "${path}" does not exist${relative}`,
     );
   }
   if (!info.isDirectory) {

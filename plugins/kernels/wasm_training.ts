@@ -315,11 +315,42 @@ function unsortedSegmentSum(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Identity and same-type Cast
+
+/**
+ * A new tensor on the same data (reference counted), as the cpu backend does. The wasm backend
+ * copies instead, and the engine clones every tensor it saves for the backward pass through
+ * `Identity`, which doubled the memory of the forward pass and cost a copy each.
+ */
+function identity(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { x } = args.inputs as { x: TensorInfo };
+  if (x.dtype === "string") return fallback(tf.Identity, args);
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+/** `Cast` to the type the tensor already has shares its data like {@linkcode identity}. */
+function cast(args: KernelArgs): TensorInfo {
+  const { x } = args.inputs as { x: TensorInfo };
+  const { dtype } = args.attrs as unknown as tf.CastAttrs;
+  return dtype === x.dtype ? identity(args) : fallback(tf.Cast, args);
+}
+
+function fallback(name: string, args: KernelArgs): TensorInfo {
+  const original = originals.get(name);
+  if (original === undefined) throw new Error(`wasm training kernels: no ${name}`);
+  return original.kernelFunc(args) as TensorInfo;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.Conv2DBackpropFilter, conv2DBackpropFilter as tf.KernelFunc],
   [tf.Conv2DBackpropInput, conv2DBackpropInput as tf.KernelFunc],
   [tf.UnsortedSegmentSum, unsortedSegmentSum as tf.KernelFunc],
+  [tf.Identity, identity as tf.KernelFunc],
+  [tf.Cast, cast as tf.KernelFunc],
 ];
 
 /**

@@ -13,7 +13,9 @@ import type {
   ModelFactory,
   SegmentationModel,
 } from "../../core/model.ts";
+import { UserError } from "../../core/errors.ts";
 import { Rng } from "../../core/rng.ts";
+import { batchNormRelu, batchNormReluAvailable } from "../kernels/batch_norm_relu.ts";
 
 /** Options of the U-Net plugin. */
 export const unetOptions = z.object({
@@ -178,19 +180,52 @@ class UNet implements SegmentationModel {
     const movingMean = this.#get(`${name}/movingMean`);
     const movingVar = this.#get(`${name}/movingVar`);
     let normed: tf.Tensor4D;
+    if (training && batchNormReluAvailable()) {
+      // One fused kernel (statistics, normalisation, affine, ReLU) with its own gradient.
+      const { y: out, mean, variance } = batchNormRelu(
+        y,
+        gamma as tf.Tensor1D,
+        beta as tf.Tensor1D,
+        {
+          groups: groups !== undefined && groups.length > 1 ? groups : undefined,
+          epsilon: BN_EPS,
+        },
+      );
+      const g = groups !== undefined && groups.length > 1 ? groups : [y.shape[0]];
+      const count = Math.min(...g) * y.shape[1] * y.shape[2];
+      this.#updateRunningStatistics(
+        movingMean,
+        movingVar,
+        tf.mean(mean, 0),
+        tf.mean(variance, 0),
+        count,
+      );
+      return out;
+    }
     if (training) {
       const { normed: n, mean, variance, count } = groupNorm(y, groups);
       normed = tf.add(tf.mul(n, gamma), beta);
-      const m = this.#opts.bnMomentum;
-      const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
-      this.#bnUpdates.push(
-        [movingMean, tf.add(tf.mul(movingMean, 1 - m), tf.mul(mean, m))],
-        [movingVar, tf.add(tf.mul(movingVar, 1 - m), tf.mul(unbiased, m))],
-      );
+      this.#updateRunningStatistics(movingMean, movingVar, mean, variance, count);
     } else {
       normed = tf.batchNorm(y, movingMean, movingVar, beta, gamma, BN_EPS) as tf.Tensor4D;
     }
     return tf.relu(normed);
+  }
+
+  /** Queue the running averages' update from batch statistics over `count` values each. */
+  #updateRunningStatistics(
+    movingMean: tf.Variable,
+    movingVar: tf.Variable,
+    mean: tf.Tensor,
+    variance: tf.Tensor,
+    count: number,
+  ): void {
+    const m = this.#opts.bnMomentum;
+    const unbiased = tf.mul(variance, count / Math.max(count - 1, 1));
+    this.#bnUpdates.push(
+      [movingMean, tf.add(tf.mul(movingMean, 1 - m), tf.mul(mean, m))],
+      [movingVar, tf.add(tf.mul(movingVar, 1 - m), tf.mul(unbiased, m))],
+    );
   }
 
   #upsample(x: tf.Tensor4D, k: number): tf.Tensor4D {
@@ -217,9 +252,10 @@ class UNet implements SegmentationModel {
     const levels = this.#opts.depth;
     const factor = 2 ** (levels - 1);
     if (x.shape[1] % factor !== 0 || x.shape[2] % factor !== 0) {
-      throw new Error(
+      throw new UserError(
         `U-Net of depth ${levels} needs image sides divisible by ${factor}, got ` +
-          `${x.shape[1]}x${x.shape[2]}`,
+          `${x.shape[1]}x${x.shape[2]}; set dataset.size to a multiple of ${factor} ` +
+          `(or lower model.depth)`,
       );
     }
     this.#bnUpdates = [];

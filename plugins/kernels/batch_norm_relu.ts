@@ -1,0 +1,285 @@
+/**
+ * Training-mode batch normalisation (no running statistics inside) fused with the ReLU that
+ * follows it, as one kernel with its own gradient kernel, for the `wasm` and `cpu` backends.
+ *
+ * Composed from tfjs ops, a training batch norm is `moments` (a transpose and two reductions),
+ * four broadcasting element-wise ops and a ReLU, and its gradient is a dozen more, with
+ * broadcast gradients reduced through `Sum` and every intermediate kept for the backward pass.
+ * Here the forward pass is two sweeps over the data (statistics, then normalise + scale + shift
+ * + ReLU) and keeps only its input and output for the backward pass, which is two sweeps too
+ * (per-channel sums, then the input gradient). Statistics and sums are accumulated in float64.
+ *
+ * Statistics may be per group of consecutive images (`groups`), as if each group went through
+ * the network alone.
+ *
+ * ```ts
+ * import { batchNormRelu } from "./batch_norm_relu.ts";
+ * const { y, mean, variance } = batchNormRelu(x, gamma, beta, { groups: [4, 4, 4] });
+ * ```
+ *
+ * @module
+ */
+import { tf } from "../../deps.ts";
+
+/** Kernel name of the forward pass: outputs `[y, mean, variance]`. */
+export const BATCH_NORM_RELU = "MiSslBatchNormRelu";
+/** Kernel name of the backward pass: outputs `[dx, dgamma, dbeta]`. */
+export const BATCH_NORM_RELU_GRAD = "MiSslBatchNormReluGrad";
+
+/** Attributes of both kernels. */
+export interface BatchNormReluAttrs {
+  /** Sizes of consecutive groups of images with their own statistics (sum: the batch). */
+  groups: number[];
+  /** Added to the variance. */
+  epsilon: number;
+  /** Apply a ReLU to the output. */
+  relu: boolean;
+}
+
+type TensorInfo = tf.TensorInfo;
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/** Access to float32 data of tensors and creation of outputs, per backend. */
+interface Memory {
+  /** Allocate the outputs first (the wasm heap may move), then view the inputs. */
+  alloc(shape: number[]): TensorInfo;
+  view(info: TensorInfo): Float32Array;
+}
+
+function memoryOf(backend: unknown): Memory {
+  const b = backend as unknown as {
+    makeOutput?: (shape: number[], dtype: string) => TensorInfo;
+    typedArrayFromHeap?: (info: TensorInfo) => Float32Array;
+    data?: { get(id: unknown): { values: Float32Array } };
+    makeTensorInfo?: (shape: number[], dtype: string, values?: Float32Array) => TensorInfo;
+  };
+  if (b.makeOutput && b.typedArrayFromHeap) {
+    return {
+      alloc: (shape) => b.makeOutput!(shape, "float32"),
+      view: (info) => b.typedArrayFromHeap!(info),
+    };
+  }
+  return {
+    alloc: (shape) => b.makeTensorInfo!(shape, "float32", new Float32Array(sizeOf(shape))),
+    view: (info) => b.data!.get(info.dataId).values,
+  };
+}
+
+function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function checkFloat(name: string, ...infos: TensorInfo[]): void {
+  for (const info of infos) {
+    if (info.dtype !== "float32") throw new Error(`${name}: float32 tensors only`);
+  }
+}
+
+/** Pixels per group and the channel count of `[B, H, W, C]` data split by `groups`. */
+function layout(shape: readonly number[], groups: number[]): { c: number; pixels: number[] } {
+  const c = shape[shape.length - 1];
+  const perImage = sizeOf(shape) / (shape[0] * c);
+  if (groups.reduce((a, b) => a + b, 0) !== shape[0]) {
+    throw new Error(`batchNormRelu: groups ${groups} do not add up to the batch ${shape[0]}`);
+  }
+  return { c, pixels: groups.map((g) => g * perImage) };
+}
+
+function forwardKernel(args: KernelArgs): TensorInfo[] {
+  const { x, gamma, beta } = args.inputs as Record<string, TensorInfo>;
+  const { groups, epsilon, relu } = args.attrs as unknown as BatchNormReluAttrs;
+  checkFloat(BATCH_NORM_RELU, x, gamma, beta);
+  const { c, pixels } = layout(x.shape, groups);
+  const g = groups.length;
+  const mem = memoryOf(args.backend);
+  const out = mem.alloc(x.shape);
+  const meanInfo = mem.alloc([g, c]);
+  const varInfo = mem.alloc([g, c]);
+  const xv = mem.view(x), ov = mem.view(out);
+  const gv = mem.view(gamma), bv = mem.view(beta);
+  const mv = mem.view(meanInfo), vv = mem.view(varInfo);
+  const sum = new Float64Array(c);
+  const scale = new Float32Array(c), shift = new Float32Array(c);
+  let start = 0;
+  for (let k = 0; k < g; k++) {
+    const end = start + pixels[k] * c;
+    const n = pixels[k];
+    sum.fill(0);
+    for (let i = start; i < end; i += c) {
+      for (let j = 0; j < c; j++) sum[j] += xv[i + j];
+    }
+    for (let j = 0; j < c; j++) sum[j] /= n;
+    const mean = Float64Array.from(sum);
+    sum.fill(0);
+    for (let i = start; i < end; i += c) {
+      for (let j = 0; j < c; j++) {
+        const d = xv[i + j] - mean[j];
+        sum[j] += d * d;
+      }
+    }
+    for (let j = 0; j < c; j++) {
+      const variance = sum[j] / n;
+      const rstd = 1 / Math.sqrt(variance + epsilon);
+      mv[k * c + j] = mean[j];
+      vv[k * c + j] = variance;
+      scale[j] = gv[j] * rstd;
+      shift[j] = bv[j] - mean[j] * gv[j] * rstd;
+    }
+    if (relu) {
+      for (let i = start; i < end; i += c) {
+        for (let j = 0; j < c; j++) {
+          const z = xv[i + j] * scale[j] + shift[j];
+          ov[i + j] = z > 0 ? z : 0;
+        }
+      }
+    } else {
+      for (let i = start; i < end; i += c) {
+        for (let j = 0; j < c; j++) ov[i + j] = xv[i + j] * scale[j] + shift[j];
+      }
+    }
+    start = end;
+  }
+  return [out, meanInfo, varInfo];
+}
+
+function backwardKernel(args: KernelArgs): TensorInfo[] {
+  const { dy, x, gamma, y, mean, variance } = args.inputs as Record<string, TensorInfo>;
+  const { groups, epsilon, relu } = args.attrs as unknown as BatchNormReluAttrs;
+  checkFloat(BATCH_NORM_RELU_GRAD, dy, x, gamma, y, mean, variance);
+  const { c, pixels } = layout(x.shape, groups);
+  const g = groups.length;
+  const mem = memoryOf(args.backend);
+  const dx = mem.alloc(x.shape);
+  const dgamma = mem.alloc([c]);
+  const dbeta = mem.alloc([c]);
+  const dyv = mem.view(dy), xv = mem.view(x), yv = mem.view(y), gv = mem.view(gamma);
+  const mv = mem.view(mean), vv = mem.view(variance);
+  const dxv = mem.view(dx), dgv = mem.view(dgamma), dbv = mem.view(dbeta);
+  const s1 = new Float64Array(c), s2 = new Float64Array(c);
+  const totalG = new Float64Array(c), totalB = new Float64Array(c);
+  const mu = new Float32Array(c), rstd = new Float32Array(c);
+  const a = new Float32Array(c), b = new Float32Array(c), k0 = new Float32Array(c);
+  let start = 0;
+  for (let k = 0; k < g; k++) {
+    const end = start + pixels[k] * c;
+    const n = pixels[k];
+    for (let j = 0; j < c; j++) {
+      mu[j] = mv[k * c + j];
+      rstd[j] = 1 / Math.sqrt(vv[k * c + j] + epsilon);
+    }
+    s1.fill(0);
+    s2.fill(0);
+    // s1 = sum dz, s2 = sum dz * xhat, with dz = dy * [y > 0] (the ReLU's mask).
+    for (let i = start; i < end; i += c) {
+      for (let j = 0; j < c; j++) {
+        const d = relu && !(yv[i + j] > 0) ? 0 : dyv[i + j];
+        s1[j] += d;
+        s2[j] += d * (xv[i + j] - mu[j]) * rstd[j];
+      }
+    }
+    // dx = gamma rstd (dz - s1 / n - xhat s2 / n) = a dz + b (x - mu) + k0
+    for (let j = 0; j < c; j++) {
+      totalB[j] += s1[j];
+      totalG[j] += s2[j];
+      a[j] = gv[j] * rstd[j];
+      b[j] = -a[j] * rstd[j] * s2[j] / n;
+      k0[j] = -a[j] * s1[j] / n;
+    }
+    for (let i = start; i < end; i += c) {
+      for (let j = 0; j < c; j++) {
+        const d = relu && !(yv[i + j] > 0) ? 0 : dyv[i + j];
+        dxv[i + j] = a[j] * d + b[j] * (xv[i + j] - mu[j]) + k0[j];
+      }
+    }
+    start = end;
+  }
+  for (let j = 0; j < c; j++) {
+    dgv[j] = totalG[j];
+    dbv[j] = totalB[j];
+  }
+  return [dx, dgamma, dbeta];
+}
+
+let registered = false;
+
+/** Register both kernels for `wasm` and `cpu`, and the gradient (idempotent). */
+export function registerBatchNormRelu(): void {
+  if (registered) return;
+  registered = true;
+  for (const backendName of ["wasm", "cpu"]) {
+    for (
+      const [kernelName, kernelFunc] of [
+        [BATCH_NORM_RELU, forwardKernel],
+        [BATCH_NORM_RELU_GRAD, backwardKernel],
+      ] as const
+    ) {
+      if (tf.getKernel(kernelName, backendName) === undefined) {
+        tf.registerKernel({ kernelName, backendName, kernelFunc: kernelFunc as tf.KernelFunc });
+      }
+    }
+  }
+  if (tf.getGradient(BATCH_NORM_RELU) === undefined) {
+    tf.registerGradient({
+      kernelName: BATCH_NORM_RELU,
+      inputsToSave: ["x", "gamma"],
+      outputsToSave: [true, true, true],
+      gradFunc: (dys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+        const dy = Array.isArray(dys) ? dys[0] : dys;
+        const [x, gamma, y, mean, variance] = saved;
+        const [dx, dgamma, dbeta] = tf.engine().runKernel(
+          BATCH_NORM_RELU_GRAD,
+          { dy, x, gamma, y, mean, variance } as unknown as tf.NamedTensorMap,
+          attrs,
+        ) as tf.Tensor[];
+        return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
+      },
+    });
+  }
+}
+
+/** Whether the fused kernels run on the active backend. */
+export function batchNormReluAvailable(): boolean {
+  registerBatchNormRelu();
+  return tf.getKernel(BATCH_NORM_RELU, tf.getBackend()) !== undefined;
+}
+
+/** Options of {@linkcode batchNormRelu}. */
+export interface BatchNormReluOptions {
+  /** Sizes of consecutive groups of images with their own statistics. @default {[B]} */
+  groups?: number[];
+  /** @default {1e-5} */
+  epsilon?: number;
+  /** @default {true} */
+  relu?: boolean;
+}
+
+/**
+ * `relu(gamma * (x - mean) / sqrt(variance + epsilon) + beta)` with the batch statistics of
+ * `x` (`[B, H, W, C]`) over all axes but the last, per group of images; differentiable in `x`,
+ * `gamma` and `beta`. Also returns the biased statistics, `[G, C]` (for running averages).
+ */
+export function batchNormRelu(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  options: BatchNormReluOptions = {},
+): { y: tf.Tensor4D; mean: tf.Tensor2D; variance: tf.Tensor2D } {
+  registerBatchNormRelu();
+  const attrs: BatchNormReluAttrs = {
+    groups: options.groups ?? [x.shape[0]],
+    epsilon: options.epsilon ?? 1e-5,
+    relu: options.relu ?? true,
+  };
+  const [y, mean, variance] = tf.engine().runKernel(
+    BATCH_NORM_RELU,
+    { x, gamma, beta } as unknown as tf.NamedTensorMap,
+    attrs as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor[];
+  return {
+    y: y as tf.Tensor4D,
+    mean: mean as tf.Tensor2D,
+    variance: variance as tf.Tensor2D,
+  };
+}

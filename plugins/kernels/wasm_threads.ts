@@ -1,0 +1,147 @@
+/**
+ * Multithreading for the TensorFlow.js wasm backend under Deno.
+ *
+ * `@tensorflow/tfjs-backend-wasm` ships a threaded SIMD build (Emscripten pthreads, XNNPACK's
+ * thread pool), but never uses it here: its `WASM_HAS_MULTITHREAD_SUPPORT` flag is hard-wired to
+ * `false` whenever tfjs-core's `IS_NODE` is true, which it is under Deno (Deno defines
+ * `process`). Forcing the flag is not enough: Emscripten, seeing `process`, takes its Node.js
+ * path, replaces the global `Worker` by `worker_threads.Worker`, and hands it a `blob:` URL that
+ * Node's (and Deno's) `worker_threads` refuse; the worker script itself would then also take the
+ * Node.js path (`require`, `parentPort`).
+ *
+ * {@linkcode enableWasmThreads} makes it work with Deno's own web workers: during the backend's
+ * initialisation the global `Worker` is a small adapter that gives Emscripten the Node.js-style
+ * API it expects on the main thread (`on("message")`, `unref()`), and runs each pthread in a
+ * module web worker whose bootstrap hides `process` (so that the worker side takes Emscripten's
+ * web-worker path) and provides `importScripts` for the main script Emscripten sends as a Blob.
+ * Shared `WebAssembly.Memory` and `WebAssembly.Module` cross to the workers by structured clone.
+ *
+ * @module
+ */
+import os from "node:os";
+import { tf, tfWasm } from "../../deps.ts";
+
+/**
+ * The bootstrap of each pthread worker (a module worker). It receives the `blob:` URL of
+ * Emscripten's worker script in its own URL's hash, hides `process`, defines `importScripts`,
+ * and serialises the incoming messages so that the asynchronous read of the main script (a
+ * Blob) completes before the script's synchronous `importScripts` needs it.
+ */
+const BOOTSTRAP = `
+delete globalThis.process;
+let mainScript = "";
+let handler = null;
+let queue = Promise.resolve();
+globalThis.importScripts = () => { (0, eval)(mainScript); };
+Object.defineProperty(globalThis, "onmessage", {
+  configurable: true,
+  get: () => handler,
+  set: (fn) => { handler = fn; },
+});
+globalThis.addEventListener("message", (e) => {
+  queue = queue.then(async () => {
+    const d = e.data;
+    if (d && d.cmd === "load" && typeof d.urlOrBlob !== "string") {
+      mainScript = await d.urlOrBlob.text();
+    } else if (d && d.cmd === "load") {
+      mainScript = await (await fetch(d.urlOrBlob)).text();
+    }
+    if (handler) handler(e);
+  });
+});
+const workerScript = decodeURIComponent(location.hash.slice(1));
+(0, eval)(await (await fetch(workerScript)).text());
+`;
+
+let bootstrapUrl: string | null = null;
+
+/** Emscripten's view of a Node.js `worker_threads.Worker`, backed by a Deno web worker. */
+class PthreadWorker {
+  readonly #worker: Worker;
+  onmessage: ((e: { data: unknown }) => void) | null = null;
+  onerror: ((e: unknown) => void) | null = null;
+
+  constructor(url: string | URL) {
+    bootstrapUrl ??= URL.createObjectURL(new Blob([BOOTSTRAP], { type: "text/javascript" }));
+    this.#worker = new DenoWorker(`${bootstrapUrl}#${encodeURIComponent(String(url))}`, {
+      type: "module",
+    });
+  }
+
+  on(event: string, listener: (arg: unknown) => void): this {
+    if (event === "message") {
+      this.#worker.addEventListener("message", (e) => listener((e as MessageEvent).data));
+    } else if (event === "error") {
+      this.#worker.addEventListener("error", (e) => listener(e));
+    }
+    return this;
+  }
+
+  postMessage(message: unknown, transfer?: Transferable[]): void {
+    this.#worker.postMessage(message, transfer ?? []);
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
+
+  ref(): void {}
+  unref(): void {}
+}
+
+const DenoWorker = globalThis.Worker;
+
+let enabled: number | null = null;
+
+/**
+ * Make the next `tf.setBackend("wasm")` load the threaded SIMD build with `threads` threads
+ * (the calling thread counts as one). Must be called before the wasm backend is first
+ * initialised; returns false (and changes nothing) when that already happened, when `threads`
+ * is below 2, or when this runtime lacks shared WebAssembly memory or SIMD.
+ */
+export function enableWasmThreads(threads: number): boolean {
+  if (threads < 2) return false;
+  if (enabled !== null) return enabled === threads;
+  // Too late once the wasm backend exists (`tf.getBackend()` would itself initialise one).
+  if ((tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm) {
+    return false;
+  }
+  if (typeof SharedArrayBuffer === "undefined") return false;
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+  } catch {
+    return false;
+  }
+  tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
+  tfWasm.setThreadsCount(threads);
+  enabled = threads;
+  return true;
+}
+
+/**
+ * Run `init` (the wasm backend's initialisation) with the global `Worker` replaced by the
+ * pthread adapter, so that Emscripten's `global.Worker = worker_threads.Worker` has no effect
+ * and its `new Worker(url)` makes a {@linkcode PthreadWorker}. Restores `Worker` afterwards.
+ */
+export async function withPthreadWorkers<T>(init: () => Promise<T>): Promise<T> {
+  if (enabled === null) return await init();
+  const descriptor = Object.getOwnPropertyDescriptor(globalThis, "Worker");
+  // The backend caps its thread pool at half the logical cores (assuming two hyperthreads per
+  // core), which Emscripten reads from `os.cpus()` on its Node.js path: report enough cores
+  // for the requested count while the module initialises.
+  const cpus = os.cpus;
+  const wanted = enabled;
+  const core = { model: "", speed: 0, times: { user: 0, nice: 0, sys: 0, idle: 0, irq: 0 } };
+  os.cpus = () => Array.from({ length: 2 * wanted }, () => core);
+  Object.defineProperty(globalThis, "Worker", {
+    configurable: true,
+    get: () => PthreadWorker,
+    set: () => {},
+  });
+  try {
+    return await init();
+  } finally {
+    if (descriptor) Object.defineProperty(globalThis, "Worker", descriptor);
+    os.cpus = cpus;
+  }
+}

@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { decodePng } from "../deps.ts";
+import {
+  binPoints,
+  learningCurvesSvg,
+  niceTicks,
+  overlayPanel,
+  parseMetrics,
+  plotRuns,
+} from "../core/plot.ts";
+import { Trainer } from "../core/trainer.ts";
+import { tinyRecipe } from "./_tiny.ts";
+
+const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** A well-formedness check of SVG text: one root, every tag closed in order. */
+function assertWellFormedSvg(text: string): void {
+  assert.match(text, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*>/);
+  assert.match(text.trim(), /<\/svg>$/);
+  const stack: string[] = [];
+  for (const m of text.matchAll(/<(\/?)([a-zA-Z]+)([^>]*?)(\/?)>/g)) {
+    const [, closing, name, attrs, self] = m;
+    assert.doesNotMatch(attrs, /[<&](?!amp;|lt;|gt;|quot;)/, `bad attribute text in <${name}>`);
+    if (self) continue;
+    if (closing) assert.equal(stack.pop(), name, `</${name}> closes the wrong tag`);
+    else stack.push(name);
+  }
+  assert.deepEqual(stack, [], "unclosed tags");
+  assert.doesNotMatch(text, /NaN|undefined|Infinity/);
+}
+
+async function tinyRun(dir: string, extra: Record<string, unknown>): Promise<void> {
+  const trainer = await Trainer.create(
+    tinyRecipe({
+      trainer: { iterations: 4, labeledBatch: 2, unlabeledBatch: 2, validateEvery: 2 },
+      ...extra,
+    }),
+    { out: dir, progress: false, log: () => {} },
+  );
+  try {
+    await trainer.run();
+  } finally {
+    trainer.dispose();
+  }
+}
+
+Deno.test("plot: learning curves (SVG) and overlays (PNG) of two tiny phantom runs", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await tinyRun(`${root}/ours/seed3`, {});
+    await tinyRun(`${root}/partial/seed3`, { method: "partial", regularizers: [] });
+    const out = `${root}/plots`;
+    const files = await plotRuns([`${root}/*/seed3`], { out, slices: 2, log: () => {} });
+    const names = files.map((f) => f.slice(out.length + 1));
+    assert.ok(names.includes("learning-curves.svg"));
+    assert.ok(names.includes("overlays.svg"));
+    const pngs = names.filter((n) => n.endsWith(".png"));
+    assert.equal(pngs.length, 2, names.join(" "));
+
+    const svg = await Deno.readTextFile(`${out}/learning-curves.svg`);
+    assertWellFormedSvg(svg);
+    for (const title of ["loss (total)", "sup (supervised)", "mi", "kl", "validation Dice mean"]) {
+      assert.ok(svg.includes(`>${title}</text>`), title);
+    }
+    assert.ok(svg.includes(">ours-kl</text>") && svg.includes(">partial</text>"), "legend");
+    assert.ok((svg.match(/<polyline /g) ?? []).length >= 4);
+
+    for (const png of pngs) {
+      const bytes = await Deno.readFile(`${out}/${png}`);
+      assert.deepEqual([...bytes.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+      const img = decodePng(bytes);
+      // 32x32 slices upscaled 8 times: ground truth + 2 methods, 4 px apart
+      assert.equal(img.height, 256);
+      assert.equal(img.width, 3 * 256 + 2 * 4);
+      assert.equal(img.channels, 3);
+      assert.match(img.text.Description, /ground truth \| ours-kl \| partial/);
+      // the ground truth panel holds contour colours (not only grey)
+      let coloured = 0;
+      for (let y = 0; y < 256; y++) {
+        for (let x = 0; x < 256; x++) {
+          const i = (y * img.width + x) * 3;
+          if (img.data[i] !== img.data[i + 1] || img.data[i + 1] !== img.data[i + 2]) coloured++;
+        }
+      }
+      assert.ok(coloured > 50, `ground truth contours: ${coloured} coloured pixels`);
+    }
+    const overlays = await Deno.readTextFile(`${out}/overlays.svg`);
+    assertWellFormedSvg(overlays);
+    for (const png of pngs) assert.ok(overlays.includes(`href="${png}"`));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("plot CLI writes the learning curves of a run without loading checkpoints", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await tinyRun(`${root}/run`, {});
+    const res = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-R",
+        "-W",
+        "-E",
+        CLI,
+        "plot",
+        `${root}/run`,
+        "--out",
+        `${root}/p`,
+        "--no-overlays",
+      ],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(res.code, 0, new TextDecoder().decode(res.stderr));
+    assert.equal(new TextDecoder().decode(res.stdout).trim(), `${root}/p/learning-curves.svg`);
+    assertWellFormedSvg(await Deno.readTextFile(`${root}/p/learning-curves.svg`));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("plot helpers: metrics parsing, binning, ticks, contours", () => {
+  const c = parseMetrics(
+    [
+      '{"iteration":1,"loss":2,"sup":1.5,"kl":0.5,"lr":0.001,"seconds":1}',
+      '{"iteration":2,"val_dice":{"RV":0.5},"val_dice_mean":0.5}',
+      '{"iteration":3,"loss":1,', // cut by a crash
+    ].join("\n"),
+    "x",
+  );
+  assert.deepEqual(c.terms, { loss: [[1, 2]], sup: [[1, 1.5]], kl: [[1, 0.5]] });
+  assert.deepEqual(c.validation, { mean: [[2, 0.5]], RV: [[2, 0.5]] });
+  const pts = Array.from({ length: 1000 }, (_, i) => [i, i % 2] as [number, number]);
+  const binned = binPoints(pts, 100);
+  assert.equal(binned.length, 100);
+  assert.ok(binned.every(([, y]) => Math.abs(y - 0.5) < 1e-12));
+  assert.deepEqual(niceTicks(0, 1), [0, 0.2, 0.4, 0.6000000000000001, 0.8, 1]);
+  assert.deepEqual(niceTicks(-3, 97, 5), [-20, 0, 20, 40, 60, 80, 100]);
+  assert.ok(learningCurvesSvg([c]).includes(">kl</text>"));
+  // a 3x3 square of class 1 in a 5x5 slice: its ring is red, its centre and the outside grey
+  const label = new Uint8Array(25);
+  for (let y = 1; y <= 3; y++) for (let x = 1; x <= 3; x++) label[y * 5 + x] = 1;
+  const p = overlayPanel({ shape: [1, 5, 5], image: new Float32Array(25).fill(0.5) }, label, 0, 1);
+  const rgb = (x: number, y: number) => [...p.data.subarray((y * 5 + x) * 3, (y * 5 + x) * 3 + 3)];
+  assert.deepEqual(rgb(1, 1), [255, 48, 48]);
+  assert.deepEqual(rgb(2, 2), [0, 0, 0]); // grey of a constant image: lo = hi -> 0
+  assert.deepEqual(rgb(0, 0), [0, 0, 0]);
+});

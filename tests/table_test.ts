@@ -1,0 +1,205 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { buildTable, expandGlob, formatTable, loadRuns, type ResultTable } from "../core/table.ts";
+import { assertClose } from "./_helpers.ts";
+
+const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+type Dice = Record<string, number>;
+
+/** Write a fabricated `summary.json` (per_volume: volume id -> per-class Dice). */
+async function fakeRun(
+  dir: string,
+  method: string,
+  seed: number,
+  dice: Dice,
+  perVolume: Record<string, Dice>,
+  dataset = "acdc",
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const values = Object.values(dice);
+  const summary = {
+    method,
+    dataset,
+    seed,
+    iterations: 10,
+    seconds: 1,
+    backend: "wasm",
+    params: 1,
+    dice,
+    dice_mean: values.reduce((a, b) => a + b, 0) / values.length,
+    per_volume: Object.fromEntries(
+      Object.entries(perVolume).map(([k, d]) => [k, { dice: d, hd95: {} }]),
+    ),
+    best: { iteration: 10, dice_mean: 0 },
+    evaluated: "student",
+  };
+  await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(summary));
+}
+
+const c = (rv: number, myo: number, lv: number): Dice => ({ RV: rv, Myo: myo, LV: lv });
+
+/**
+ * Two seeds of ours-kl and partial, one of mean-teacher, two validation volumes each.
+ * Mean foreground Dice per volume (percent):
+ *   ours-kl      s1: v1 80, v2 70    s2: v1 90, v2 75
+ *   partial      s1: v1 70, v2 65    s2: v1 85, v2 60   -> differences 10, 5, 5, 15
+ *   mean-teacher s1: v1 70, v2 50                      -> differences 10, 20
+ */
+async function fabricate(root: string): Promise<void> {
+  await fakeRun(`${root}/ours/seed1`, "ours-kl", 1, c(0.80, 0.70, 0.90), {
+    v1: c(0.7, 0.8, 0.9),
+    v2: c(0.5, 0.7, 0.9),
+  });
+  await fakeRun(`${root}/ours/seed2`, "ours-kl", 2, c(0.84, 0.74, 0.92), {
+    v1: c(0.8, 0.9, 1.0),
+    v2: c(0.75, 0.75, 0.75),
+  });
+  await fakeRun(`${root}/partial/seed1`, "partial", 1, c(0.70, 0.60, 0.80), {
+    v1: c(0.6, 0.7, 0.8),
+    v2: c(0.65, 0.65, 0.65),
+  });
+  await fakeRun(`${root}/partial/seed2`, "partial", 2, c(0.74, 0.66, 0.86), {
+    v1: c(0.85, 0.85, 0.85),
+    v2: c(0.5, 0.6, 0.7),
+  });
+  await fakeRun(`${root}/mt/seed1`, "mean-teacher", 1, c(0.78, 0.68, 0.88), {
+    v1: c(0.7, 0.7, 0.7),
+    v2: c(0.5, 0.5, 0.5),
+  });
+  // an unfinished run: left out with a note
+  await Deno.mkdir(`${root}/mt/seed2`, { recursive: true });
+  await Deno.writeTextFile(`${root}/mt/seed2/recipe.yaml`, "method: mean-teacher\n");
+}
+
+async function withRuns(fn: (root: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir();
+  try {
+    await fabricate(root);
+    await fn(root);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+Deno.test("table: mean (std) over seeds and paired t-tests match a hand computation", async () => {
+  await withRuns(async (root) => {
+    const notes: string[] = [];
+    const runs = await loadRuns([root], (l) => notes.push(l));
+    assert.equal(runs.length, 5);
+    assert.match(notes.join("\n"), /mt\/seed2 has no summary\.json/);
+    const table = buildTable(runs);
+    assert.equal(table.baseline, "ours-kl");
+    assert.deepEqual(table.rows.map((r) => r.method), ["partial", "mean-teacher", "ours-kl"]);
+    const [partial, mt, ours] = table.rows.map((r) => r.datasets.acdc);
+    // by hand: RV of ours-kl = 80, 84 -> mean 82, sample std sqrt((4 + 4) / 1) = 2.828
+    assertClose(ours.dice.RV.mean, 82, 1e-12);
+    assertClose(ours.dice.RV.std, Math.sqrt(8), 1e-12);
+    assertClose(ours.dice.LV.std, Math.sqrt(2), 1e-12);
+    // mean of ours-kl: 80 and 83.333 -> 81.667, std 3.333 / sqrt(2)
+    assertClose(ours.dice_mean.mean, (80 + 250 / 3) / 2, 1e-12);
+    assertClose(ours.dice_mean.std, (250 / 3 - 80) / Math.SQRT2, 1e-12);
+    assertClose(partial.dice.Myo.std, Math.sqrt(18), 1e-12);
+    assert.ok(Number.isNaN(mt.dice.RV.std), "one seed: no std");
+    // differences 10, 5, 5, 15: mean 8.75, sd sqrt(68.75 / 3), t = 8.75 / (sd / sqrt(4))
+    assert.equal(partial.test!.n, 4);
+    assertClose(partial.test!.mean_diff, 8.75, 1e-9);
+    assertClose(partial.test!.t, 8.75 / (Math.sqrt(68.75 / 3) / 2), 1e-9);
+    assertClose(partial.test!.p, 0.017676423501258684, 1e-7); // scipy.stats.ttest_rel, greater
+    // mean-teacher has seed 1 only: pairs (v1, 1) and (v2, 1), differences 10 and 20
+    assert.equal(mt.test!.n, 2);
+    assertClose(mt.test!.t, 3, 1e-9);
+    assertClose(mt.test!.p, 0.5 - Math.atan(3) / Math.PI, 1e-9); // t with 1 df is Cauchy
+    assert.equal(ours.test, null);
+
+    const md = formatTable(table, "md");
+    const lines = md.split("\n");
+    assert.match(
+      lines[0],
+      /\| method +\| seeds \| +RV \| +Myo \| +LV \| +mean \| p \(ours-kl >\) \|/,
+    );
+    const row = (m: string) =>
+      lines.find((l) => l.startsWith(`| ${m} `))!.split("|").slice(1, -1).map((s) => s.trim());
+    assert.deepEqual(row("ours-kl"), [
+      "ours-kl",
+      "2",
+      "82.00 (2.83)",
+      "72.00 (2.83)",
+      "91.00 (1.41)",
+      "81.67 (2.36)",
+      "-",
+    ]);
+    assert.deepEqual(row("partial"), [
+      "partial",
+      "2",
+      "72.00 (2.83)",
+      "63.00 (4.24)",
+      "83.00 (4.24)",
+      "72.67 (3.77)",
+      "0.0177",
+    ]);
+    assert.deepEqual(row("mean-teacher"), [
+      "mean-teacher",
+      "1",
+      "78.00",
+      "68.00",
+      "88.00",
+      "78.00",
+      "0.1024",
+    ]);
+    assert.match(md, /one-sided paired t-test of ours-kl > method/);
+
+    const csv = formatTable(table, "csv").trim().split("\n");
+    assert.equal(csv[0], "method,seeds,RV,Myo,LV,mean,p (ours-kl >)");
+    assert.equal(csv[1], "partial,2,72.00 (2.83),63.00 (4.24),83.00 (4.24),72.67 (3.77),0.0177");
+
+    const json = JSON.parse(formatTable(table, "json")) as ResultTable;
+    assert.equal(json.rows[1].datasets.acdc.dice.RV.std, null); // NaN -> null
+    assert.deepEqual(json.rows[0].datasets.acdc.seeds, [1, 2]);
+  });
+});
+
+Deno.test("table: another baseline, several datasets, globs", async () => {
+  await withRuns(async (root) => {
+    await fakeRun(`${root}/spleen-ours/seed1`, "ours-kl", 1, { spleen: 0.9 }, {
+      s1: { spleen: 0.9 },
+    }, "spleen");
+    const paths = await expandGlob(`${root}/*/seed1`);
+    assert.equal(paths.length, 4);
+    const runs = await loadRuns(paths, () => {});
+    const table = buildTable(runs, { baseline: "partial" });
+    assert.deepEqual(table.datasets.map((d) => d.id), ["acdc", "spleen"]);
+    const md = formatTable(table, "md").split("\n")[0];
+    // one foreground class: the mean column only
+    assert.match(md, /acdc RV \|.*acdc mean \| acdc p \(partial >\) \|.*spleen mean \|/);
+    assert.doesNotMatch(md, /spleen spleen/);
+    const ours = table.rows.find((r) => r.method === "ours-kl")!;
+    // seed 1 only: differences 10 and 5 -> partial is lower, so H1 (partial > ours) has p > 0.5
+    assert.ok(ours.datasets.acdc.test!.p > 0.5);
+    assert.equal(ours.datasets.spleen.test, null); // no partial run on spleen
+    assert.throws(() => buildTable(runs, { baseline: "x" }), /baseline method "x"/);
+  });
+});
+
+Deno.test("table CLI: csv from a glob; an unknown baseline exits 2", async () => {
+  await withRuns(async (root) => {
+    const run = (args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-read", "--allow-env", CLI, "table", ...args],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    let out = await run([`${root}/*/seed*`, "--format", "csv"]);
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.match(
+      stdout,
+      /^method,seeds,RV,Myo,LV,mean,p \(ours-kl >\)\npartial,2,72\.00 \(2\.83\)/,
+    );
+    out = await run([root, "--baseline", "nope"]);
+    assert.equal(out.code, 2);
+    assert.match(new TextDecoder().decode(out.stderr), /baseline method "nope".*ours-kl/);
+  });
+});
