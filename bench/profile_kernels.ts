@@ -47,9 +47,14 @@ function wrap(backend: string): void {
         // Exclusive time: a kernel that runs other kernels (the training kernels run Conv2D,
         // Transpose, ...) is charged only for its own work; nested calls are listed as
         // "name<parent".
-        const key = stack.length
+        const shapes = args.shapes
+          ? ` ${
+            Object.values(a.inputs).map((t) => (t as tf.TensorInfo).shape.join("x")).join(",")
+          }`
+          : "";
+        const key = (stack.length
           ? `${config.kernelName}<${stack[stack.length - 1]}`
-          : config.kernelName;
+          : config.kernelName) + shapes;
         stack.push(config.kernelName);
         nested.push(0);
         const t = clock();

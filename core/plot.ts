@@ -10,7 +10,7 @@ import { encodePng, YAML } from "../deps.ts";
 import type { Volume } from "./dataset.ts";
 import { UserError } from "./errors.ts";
 import { loadRecipe } from "./recipe.ts";
-import { findRunDirs } from "./table.ts";
+import { findRunDirs, PAPER_METHOD_ORDER } from "./table.ts";
 import { readRunInfo, Trainer } from "./trainer.ts";
 
 /** Line colours (Tableau 10). */
@@ -381,8 +381,8 @@ async function describeRun(dir: string): Promise<{ method: string; seed: number 
 
 /**
  * Write `learning-curves.svg` and, for runs with a `best.ckpt`, `overlay-<k>-<volume>-z<slice>.png`
- * (ground truth, then one panel per method: its lowest seed) and `overlays.svg` (the PNGs with
- * their labels) into `options.out`. Returns the files written.
+ * (ground truth, then one panel per method, in the paper's order: its lowest seed) and
+ * `overlays.svg` (the PNGs with their labels) into `options.out`. Returns the files written.
  */
 export async function plotRuns(paths: string[], options: PlotOptions): Promise<string[]> {
   const log = options.log ?? ((line: string) => console.error(line));
@@ -394,6 +394,15 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
     const { method, seed } = await describeRun(dir);
     infos.push({ dir, method, seed, label: method });
   }
+  // the paper's order (as in the table), then by seed
+  const rank = (m: string) => {
+    const i = PAPER_METHOD_ORDER.indexOf(m);
+    return i < 0 ? PAPER_METHOD_ORDER.length : i;
+  };
+  infos.sort((a, b) =>
+    rank(a.method) - rank(b.method) || (a.method < b.method ? -1 : a.method > b.method ? 1 : 0) ||
+    a.seed - b.seed
+  );
   const seedsOf = new Map<string, number>();
   for (const i of infos) seedsOf.set(i.method, (seedsOf.get(i.method) ?? 0) + 1);
   for (const i of infos) if (seedsOf.get(i.method)! > 1) i.label = `${i.method} s${i.seed}`;
@@ -417,7 +426,7 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
   if (options.noOverlays) return files;
   // one run per method: its lowest seed with a best.ckpt
   const chosen = new Map<string, RunInfoForPlot>();
-  for (const i of [...infos].sort((a, b) => a.seed - b.seed)) {
+  for (const i of infos) {
     if (chosen.has(i.method)) continue;
     try {
       await Deno.stat(`${i.dir}/best.ckpt`);

@@ -185,9 +185,7 @@ export function addResultCommands(program: Command): void {
       if (opts.baseline === undefined && table.baseline === null) {
         console.error("note: no ours-kl run, so no t-test (choose a method with --baseline)");
       }
-      Deno.stdout.writeSync(
-        new TextEncoder().encode(formatTable(table, opts.format as "md" | "csv" | "json")),
-      );
+      console.log(formatTable(table, opts.format as "md" | "csv" | "json").trimEnd());
     });
 
   program.command("plot")

@@ -331,7 +331,13 @@ async function runParallel(
         }).spawn();
         children.add(child);
         const pipes = [child.stdout, child.stderr].map((s) =>
-          s.pipeTo(new WritableStream({ write: (chunk) => void out.writeSync(chunk) }))
+          s.pipeTo(
+            new WritableStream({
+              write: async (chunk) => {
+                for (let off = 0; off < chunk.length;) off += await out.write(chunk.subarray(off));
+              },
+            }),
+          )
         );
         code = (await child.status).code;
         await Promise.allSettled(pipes);

@@ -13,6 +13,7 @@ function bruteForceMI(
   r: number,
   eps = 1.1920929e-7,
   symmetrize = true,
+  marginalWeight = 1,
 ): number {
   let total = 0;
   let count = 0;
@@ -41,7 +42,7 @@ function bruteForceMI(
       let I = 0;
       for (let a = 0; a < c; a++) {
         for (let e = 0; e < c; e++) {
-          I += J[a][e] * (Math.log(J[a][e]) - Math.log(pi[a]) - Math.log(pj[e]));
+          I += J[a][e] * (Math.log(J[a][e]) - marginalWeight * (Math.log(pi[a]) + Math.log(pj[e])));
         }
       }
       total += I;
@@ -194,5 +195,25 @@ Deno.test("mutualInformation() leaks no tensors, with and without gradients", as
       )([p, q]),
     );
   });
+  tf.dispose([p, q]);
+});
+
+Deno.test("mutualInformation() with a marginal weight equals the brute-force IIC form", () => {
+  const shape: [number, number, number, number] = [2, 5, 5, 3];
+  const p = randomProbs(shape, 71);
+  const q = randomProbs(shape, 72);
+  for (const w of [0.5, 2]) {
+    const got = mutualInformation(p, q, { radius: 1, marginalWeight: w }).dataSync()[0];
+    const expected = bruteForceMI(
+      p.dataSync() as Float32Array,
+      q.dataSync() as Float32Array,
+      shape,
+      1,
+      1.1920929e-7,
+      true,
+      w,
+    );
+    assertClose(got, expected, 1e-4, `weight ${w}`);
+  }
   tf.dispose([p, q]);
 });

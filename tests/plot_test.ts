@@ -75,7 +75,7 @@ Deno.test("plot: learning curves (SVG) and overlays (PNG) of two tiny phantom ru
       assert.equal(img.height, 256);
       assert.equal(img.width, 3 * 256 + 2 * 4);
       assert.equal(img.channels, 3);
-      assert.match(img.text.Description, /ground truth \| ours-kl \| partial/);
+      assert.match(img.text.Description, /ground truth \| partial \| ours-kl/); // paper order
       // the ground truth panel holds contour colours (not only grey)
       let coloured = 0;
       for (let y = 0; y < 256; y++) {

@@ -19,6 +19,7 @@
  * @module
  */
 import { tf, type tfWasm } from "../../deps.ts";
+import { gemmConv2D, gemmConvFilterGrad, gemmConvInputGrad } from "./wasm_conv.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -189,6 +190,10 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
     dy.shape[0] === info.batchSize && dy.shape[1] === info.outHeight &&
     dy.shape[2] === info.outWidth && dy.shape[3] === info.outChannels &&
     x.shape[3] === info.filterShape[2] && info.padInfo.top >= 0 && info.padInfo.left >= 0;
+  if (fast) {
+    const out = gemmConvFilterGrad(backend, x, dy, info);
+    if (out !== null) return out;
+  }
   return fast ? filterGradByConv(backend, x, dy, info) : conv2DBackpropFilterLoop(args);
 }
 
@@ -267,7 +272,8 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   const { strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw } = info;
   const { top, bottom, left, right } = info.padInfo;
   if (usable && sh === 1 && sw === 1) {
-    const out = inputGradByConv(backend, dy, filter, info);
+    const out = gemmConvInputGrad(backend, dy, filter, info) ??
+      inputGradByConv(backend, dy, filter, info);
     if (out !== null) return out;
   }
   if (
@@ -315,6 +321,28 @@ function unsortedSegmentSum(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Conv2D
+
+/** Forward convolution: the SIMD GEMM kernels where they apply, else XNNPACK. */
+function conv2D(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+  const { strides, pad, dataFormat, dilations, dimRoundingMode } = args
+    .attrs as unknown as tf.Conv2DAttrs;
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    strides,
+    dilations,
+    pad,
+    dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(dataFormat),
+  );
+  return gemmConv2D(backend, x, filter, info) ?? fallback(tf.Conv2D, args);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Identity and same-type Cast
 
 /**
@@ -349,6 +377,7 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.Conv2DBackpropFilter, conv2DBackpropFilter as tf.KernelFunc],
   [tf.Conv2DBackpropInput, conv2DBackpropInput as tf.KernelFunc],
   [tf.UnsortedSegmentSum, unsortedSegmentSum as tf.KernelFunc],
+  [tf.Conv2D, conv2D as tf.KernelFunc],
   [tf.Identity, identity as tf.KernelFunc],
   [tf.Cast, cast as tf.KernelFunc],
 ];

@@ -22,6 +22,12 @@ export interface MutualInformationOptions {
    * both sides alike. @default {true}
    */
   symmetrize?: boolean;
+  /**
+   * IIC's `lambda_ent`: the weight of the marginal terms,
+   * `I = sum P (log P - w log rowsum - w log colsum)`; 1 is the plain MI, above 1 pushes towards
+   * balanced class marginals, below 1 away from them. @default {1}
+   */
+  marginalWeight?: number;
 }
 
 /**
@@ -86,10 +92,12 @@ export function mutualInformation(
     joint = tf.maximum(joint, eps);
     const pi = tf.sum(joint, 2, true);
     const pj = tf.sum(joint, 1, true);
-    const perD = tf.sum(tf.mul(joint, tf.sub(tf.sub(tf.log(joint), tf.log(pi)), tf.log(pj))), [
-      1,
-      2,
-    ]);
+    const wm = options.marginalWeight ?? 1;
+    const logMarginals = tf.add(tf.log(pi), tf.log(pj));
+    const perD = tf.sum(
+      tf.mul(joint, tf.sub(tf.log(joint), wm === 1 ? logMarginals : tf.mul(logMarginals, wm))),
+      [1, 2],
+    );
     return tf.mean(perD) as tf.Scalar;
   });
 }
@@ -106,6 +114,8 @@ export const miOptions = z.object({
   eps: z.number().gt(0).lt(0.01).default(1.1920929e-7),
   /** Symmetrise each joint as IIC does. @default {true} */
   symmetrize: z.boolean().default(true),
+  /** IIC's `lambda_ent`, the weight of the marginal terms (1 = plain MI). @default {1} */
+  marginalWeight: z.number().min(0).max(10).default(1),
 }).strict();
 
 /** The `mi` regularizer plugin: minimises `-I(f(x); T^-1 f(T x))`. */
@@ -128,6 +138,7 @@ export const miRegularizer: RegularizerFactory<z.infer<typeof miOptions>> = {
           radius: options.radius,
           eps: options.eps,
           symmetrize: options.symmetrize,
+          marginalWeight: options.marginalWeight,
           mask: options.mask ? ctx.validMask : undefined,
         })) as tf.Scalar;
       }),

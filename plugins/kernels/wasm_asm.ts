@@ -1,0 +1,362 @@
+/**
+ * A minimal WebAssembly assembler: enough of the binary format to build, at run time, a module
+ * of SIMD compute kernels that imports the tfjs wasm backend's memory and works on its tensors
+ * in place. Only the instructions the kernels use are here.
+ *
+ * ```ts
+ * import { Fn, buildModule } from "./wasm_asm.ts";
+ * const f = new Fn(["i32", "i32"], []);
+ * // ... f.localGet(0) ...
+ * const bytes = buildModule({ memory: { shared: false }, functions: [{ name: "f", fn: f }] });
+ * ```
+ *
+ * @module
+ */
+
+/** Value types. */
+export type ValType = "i32" | "f32" | "f64" | "v128";
+
+const TYPE_CODE: Record<ValType, number> = { i32: 0x7f, f32: 0x7d, f64: 0x7c, v128: 0x7b };
+
+function uleb(n: number, out: number[]): void {
+  n >>>= 0;
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+}
+
+function sleb(n: number, out: number[]): void {
+  n |= 0;
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+/** A function body under construction; locals are numbered after the parameters. */
+export class Fn {
+  readonly params: ValType[];
+  readonly results: ValType[];
+  readonly locals: ValType[] = [];
+  readonly code: number[] = [];
+
+  constructor(params: ValType[], results: ValType[] = []) {
+    this.params = params;
+    this.results = results;
+  }
+
+  /** A new local of type `t`; returns its index. */
+  local(t: ValType): number {
+    this.locals.push(t);
+    return this.params.length + this.locals.length - 1;
+  }
+
+  #op(...bytes: number[]): this {
+    this.code.push(...bytes);
+    return this;
+  }
+
+  #simd(op: number): this {
+    this.code.push(0xfd);
+    uleb(op, this.code);
+    return this;
+  }
+
+  #mem(op: number[], align: number, offset: number): this {
+    this.code.push(...op);
+    uleb(align, this.code);
+    uleb(offset, this.code);
+    return this;
+  }
+
+  // control
+  block(): this {
+    return this.#op(0x02, 0x40);
+  }
+  loop(): this {
+    return this.#op(0x03, 0x40);
+  }
+  if(): this {
+    return this.#op(0x04, 0x40);
+  }
+  else(): this {
+    return this.#op(0x05);
+  }
+  end(): this {
+    return this.#op(0x0b);
+  }
+  br(depth: number): this {
+    this.code.push(0x0c);
+    uleb(depth, this.code);
+    return this;
+  }
+  brIf(depth: number): this {
+    this.code.push(0x0d);
+    uleb(depth, this.code);
+    return this;
+  }
+  select(): this {
+    return this.#op(0x1b);
+  }
+  drop(): this {
+    return this.#op(0x1a);
+  }
+
+  // locals
+  get(i: number): this {
+    this.code.push(0x20);
+    uleb(i, this.code);
+    return this;
+  }
+  set(i: number): this {
+    this.code.push(0x21);
+    uleb(i, this.code);
+    return this;
+  }
+  tee(i: number): this {
+    this.code.push(0x22);
+    uleb(i, this.code);
+    return this;
+  }
+
+  // i32
+  i32(n: number): this {
+    this.code.push(0x41);
+    sleb(n, this.code);
+    return this;
+  }
+  i32Eqz(): this {
+    return this.#op(0x45);
+  }
+  i32Eq(): this {
+    return this.#op(0x46);
+  }
+  i32Ne(): this {
+    return this.#op(0x47);
+  }
+  i32LtS(): this {
+    return this.#op(0x48);
+  }
+  i32LtU(): this {
+    return this.#op(0x49);
+  }
+  i32GtS(): this {
+    return this.#op(0x4a);
+  }
+  i32GeS(): this {
+    return this.#op(0x4e);
+  }
+  i32GeU(): this {
+    return this.#op(0x4f);
+  }
+  i32Add(): this {
+    return this.#op(0x6a);
+  }
+  i32Sub(): this {
+    return this.#op(0x6b);
+  }
+  i32Mul(): this {
+    return this.#op(0x6c);
+  }
+  i32Shl(): this {
+    return this.#op(0x74);
+  }
+  i32ShrU(): this {
+    return this.#op(0x76);
+  }
+  i32Load(offset = 0): this {
+    return this.#mem([0x28], 2, offset);
+  }
+  i32Store(offset = 0): this {
+    return this.#mem([0x36], 2, offset);
+  }
+
+  // f32 / f64 scalars
+  f32(x: number): this {
+    this.code.push(0x43);
+    const b = new Uint8Array(new Float32Array([x]).buffer);
+    this.code.push(...b);
+    return this;
+  }
+  f32Load(offset = 0): this {
+    return this.#mem([0x2a], 2, offset);
+  }
+  f32Store(offset = 0): this {
+    return this.#mem([0x38], 2, offset);
+  }
+  f32Add(): this {
+    return this.#op(0x92);
+  }
+  f32Sub(): this {
+    return this.#op(0x93);
+  }
+  f32Mul(): this {
+    return this.#op(0x94);
+  }
+  f32Max(): this {
+    return this.#op(0x97);
+  }
+  f32Gt(): this {
+    return this.#op(0x5e);
+  }
+  f64Load(offset = 0): this {
+    return this.#mem([0x2b], 3, offset);
+  }
+  f64Store(offset = 0): this {
+    return this.#mem([0x39], 3, offset);
+  }
+
+  // v128
+  v128Load(offset = 0): this {
+    return this.#mem([0xfd, 0x00], 4, offset);
+  }
+  v128Store(offset = 0): this {
+    return this.#mem([0xfd, 0x0b], 4, offset);
+  }
+  /** Load one f32 and splat it to four lanes. */
+  v128Load32Splat(offset = 0): this {
+    return this.#mem([0xfd, 0x09], 2, offset);
+  }
+  /** Load two f32 and widen... not used: kept minimal. */
+  v128Const0(): this {
+    this.code.push(0xfd, 0x0c);
+    for (let i = 0; i < 16; i++) this.code.push(0);
+    return this;
+  }
+  f32x4Splat(): this {
+    return this.#simd(0x13);
+  }
+  f32x4ExtractLane(lane: number): this {
+    this.#simd(0x1f);
+    this.code.push(lane);
+    return this;
+  }
+  f32x4Gt(): this {
+    return this.#simd(0x44);
+  }
+  v128And(): this {
+    return this.#simd(0x4e);
+  }
+  f32x4Add(): this {
+    return this.#simd(0xe4);
+  }
+  f32x4Sub(): this {
+    return this.#simd(0xe5);
+  }
+  f32x4Mul(): this {
+    return this.#simd(0xe6);
+  }
+  f32x4Div(): this {
+    return this.#simd(0xe7);
+  }
+  f32x4Max(): this {
+    return this.#simd(0xe9);
+  }
+  f32x4Sqrt(): this {
+    return this.#simd(0xe3);
+  }
+  /** Relaxed fused multiply-add `a * b + c` (stack: a, b, c). */
+  f32x4RelaxedMadd(): this {
+    return this.#simd(0x105);
+  }
+  f64x2Add(): this {
+    return this.#simd(0xf0);
+  }
+  /** The low two f32 lanes as f64. */
+  f64x2PromoteLowF32x4(): this {
+    return this.#simd(0x5f);
+  }
+  /** Swap the lane pairs: `[c, d, a, b]` of `[a, b, c, d]` (i8x16.shuffle of one vector). */
+  v128SwapHalves(): this {
+    // shuffle needs two operands: the caller pushes the vector twice.
+    this.code.push(0xfd, 0x0d);
+    for (let i = 8; i < 16; i++) this.code.push(i);
+    for (let i = 0; i < 8; i++) this.code.push(i);
+    return this;
+  }
+}
+
+/** A function of a module, exported under `name`. */
+export interface ModuleFunction {
+  name: string;
+  fn: Fn;
+}
+
+/** Build the bytes of a module with one imported memory (`env.memory`) and `functions`. */
+export function buildModule(spec: {
+  memory: { shared: boolean };
+  functions: ModuleFunction[];
+}): Uint8Array {
+  const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  const section = (id: number, body: number[]) => {
+    out.push(id);
+    uleb(body.length, out);
+    out.push(...body);
+  };
+  const name = (s: string, into: number[]) => {
+    const b = new TextEncoder().encode(s);
+    uleb(b.length, into);
+    into.push(...b);
+  };
+  // types: one per function
+  const types: number[] = [];
+  uleb(spec.functions.length, types);
+  for (const { fn } of spec.functions) {
+    types.push(0x60);
+    uleb(fn.params.length, types);
+    for (const p of fn.params) types.push(TYPE_CODE[p]);
+    uleb(fn.results.length, types);
+    for (const r of fn.results) types.push(TYPE_CODE[r]);
+  }
+  section(1, types);
+  // import env.memory
+  const imports: number[] = [];
+  uleb(1, imports);
+  name("env", imports);
+  name("memory", imports);
+  imports.push(0x02);
+  if (spec.memory.shared) {
+    imports.push(0x03);
+    uleb(0, imports);
+    uleb(65536, imports);
+  } else {
+    imports.push(0x00);
+    uleb(0, imports);
+  }
+  section(2, imports);
+  const funcs: number[] = [];
+  uleb(spec.functions.length, funcs);
+  spec.functions.forEach((_, i) => uleb(i, funcs));
+  section(3, funcs);
+  const exports: number[] = [];
+  uleb(spec.functions.length, exports);
+  spec.functions.forEach(({ name: n }, i) => {
+    name(n, exports);
+    exports.push(0x00);
+    uleb(i, exports);
+  });
+  section(7, exports);
+  const code: number[] = [];
+  uleb(spec.functions.length, code);
+  for (const { fn } of spec.functions) {
+    const body: number[] = [];
+    uleb(fn.locals.length, body);
+    for (const t of fn.locals) {
+      uleb(1, body);
+      body.push(TYPE_CODE[t]);
+    }
+    body.push(...fn.code, 0x0b);
+    uleb(body.length, code);
+    code.push(...body);
+  }
+  section(10, code);
+  return new Uint8Array(out);
+}

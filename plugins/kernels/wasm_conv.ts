@@ -1,0 +1,315 @@
+/**
+ * Stride-1 NHWC convolutions (forward, input gradient, filter gradient) for the wasm backend on
+ * the SIMD matrix-product kernels of {@linkcode "./wasm_gemm.ts"}, run on the backend's heap.
+ * Each function returns `null` where it does not apply (the caller then uses XNNPACK or the
+ * other formulations in `wasm_training.ts`).
+ *
+ * @module
+ */
+import type { tf, tfWasm } from "../../deps.ts";
+import { type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
+import { parallelFor, workerCount } from "./wasm_pool.ts";
+
+type Backend = tfWasm.BackendWasm;
+type TensorInfo = tf.TensorInfo;
+type Conv2DInfo = tf.backend_util.Conv2DInfo;
+
+interface WasmModule {
+  _malloc(size: number): number;
+  _free(ptr: number): void;
+  HEAPU8: Uint8Array;
+  asm?: { memory?: WebAssembly.Memory };
+  wasmMemory?: WebAssembly.Memory;
+}
+
+/** Floats of the zero buffer: the largest channel count the kernels take. */
+const ZERO_FLOATS = 4096;
+
+interface State {
+  module: WasmModule;
+  kernels: GemmKernels;
+  memory: WebAssembly.Memory;
+  zero: number;
+  /** Pixel tables by geometry (pointer into the heap), most recent last. */
+  tables: Map<string, number>;
+}
+
+let state: State | null = null;
+let disabled = false;
+
+/** Switch the GEMM kernels off (tests compare both paths) or back on. */
+export function setGemmConvEnabled(enabled: boolean): void {
+  disabled = !enabled;
+}
+
+function getState(backend: Backend): State | null {
+  if (disabled) return null;
+  const module = (backend as unknown as { wasm: WasmModule }).wasm;
+  if (state !== null && state.module === module) return state;
+  const memory = module.asm?.memory ?? module.wasmMemory;
+  if (!(memory instanceof WebAssembly.Memory)) return null;
+  let kernels: GemmKernels;
+  try {
+    kernels = instantiateGemm(memory);
+  } catch {
+    disabled = true;
+    return null;
+  }
+  const zero = module._malloc(ZERO_FLOATS * 4);
+  module.HEAPU8.fill(0, zero, zero + ZERO_FLOATS * 4);
+  state = { module, kernels, memory, zero, tables: new Map() };
+  return state;
+}
+
+/** The kernels in use on `backend` (for tests and the benchmark), or null. */
+export function gemmKernels(backend: Backend): GemmKernels | null {
+  return getState(backend)?.kernels ?? null;
+}
+
+function offsetOf(backend: Backend, info: TensorInfo): number {
+  return (backend as unknown as { dataIdMap: { get(id: unknown): { memoryOffset: number } } })
+    .dataIdMap.get(info.dataId).memoryOffset;
+}
+
+const MAX_TABLES = 24;
+
+/**
+ * `table[p, t]`: the input pixel read by output pixel `p` (`[n, ho, wo]`, row-major) under filter
+ * tap `t` (`[kh, kw]`), or -1 in the padding; input pixels `[n, h, w]`.
+ */
+function pixelTable(
+  s: State,
+  n: number,
+  h: number,
+  w: number,
+  ho: number,
+  wo: number,
+  kh: number,
+  kw: number,
+  top: number,
+  left: number,
+): number {
+  const key = [n, h, w, ho, wo, kh, kw, top, left].join(",");
+  const hit = s.tables.get(key);
+  if (hit !== undefined) {
+    s.tables.delete(key);
+    s.tables.set(key, hit);
+    return hit;
+  }
+  const taps = kh * kw;
+  const count = n * ho * wo * taps;
+  const ptr = s.module._malloc(count * 4);
+  if (s.tables.size >= MAX_TABLES) {
+    const [oldKey, oldPtr] = s.tables.entries().next().value!;
+    s.module._free(oldPtr);
+    s.tables.delete(oldKey);
+  }
+  s.tables.set(key, ptr);
+  const table = new Int32Array(s.module.HEAPU8.buffer, ptr, count);
+  let q = 0;
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < ho; y++) {
+      for (let x = 0; x < wo; x++) {
+        for (let r = 0; r < kh; r++) {
+          const sy = y + r - top;
+          for (let c = 0; c < kw; c++) {
+            const sx = x + c - left;
+            table[q++] = sy >= 0 && sy < h && sx >= 0 && sx < w ? (b * h + sy) * w + sx : -1;
+          }
+        }
+      }
+    }
+  }
+  return ptr;
+}
+
+/**
+ * Weights packed for the forward kernel: `bp[o / 8][t][i][o % 8] = weight(t, i, o)` for `taps`
+ * taps, `ci` reduction channels and `co` outputs (a multiple of 8).
+ */
+function packWeights(
+  backend: Backend,
+  taps: number,
+  ci: number,
+  co: number,
+  source: Float32Array,
+  map: (t: number, i: number, o: number) => number,
+): TensorInfo {
+  const packed = backend.makeOutput([co / 8, taps, ci, 8], "float32");
+  const out = backend.typedArrayFromHeap(packed) as Float32Array;
+  let q = 0;
+  for (let nb = 0; nb < co / 8; nb++) {
+    for (let t = 0; t < taps; t++) {
+      for (let i = 0; i < ci; i++) {
+        for (let j = 0; j < 8; j++) out[q++] = source[map(t, i, nb * 8 + j)];
+      }
+    }
+  }
+  return packed;
+}
+
+/** Byte addresses of the input pixel of each (output pixel, tap) of `x` (`ci` channels). */
+function pointerTable(
+  backend: Backend,
+  s: State,
+  table: number,
+  count: number,
+  x: TensorInfo,
+  ci: number,
+): TensorInfo {
+  const ptrs = backend.makeOutput([count], "int32");
+  s.kernels.makePointers(
+    table,
+    offsetOf(backend, ptrs),
+    count,
+    offsetOf(backend, x),
+    s.zero,
+    ci * 4,
+  );
+  return ptrs;
+}
+
+function usable(...infos: TensorInfo[]): boolean {
+  return infos.every((t) => t.dtype === "float32" && t.shape.every((d) => d > 0));
+}
+
+/** Forward `Conv2D` (NHWC, stride 1, dilation 1, `co % 8 == 0`), or null. */
+export function gemmConv2D(
+  backend: Backend,
+  x: TensorInfo,
+  filter: TensorInfo,
+  info: Conv2DInfo,
+): TensorInfo | null {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
+  const { outHeight: ho, outWidth: wo, filterHeight: kh, filterWidth: kw } = info;
+  if (
+    info.dataFormat !== "channelsLast" || info.strideHeight !== 1 || info.strideWidth !== 1 ||
+    info.dilationHeight !== 1 || info.dilationWidth !== 1 || co % 8 !== 0 || ci > ZERO_FLOATS ||
+    !usable(x, filter)
+  ) return null;
+  const s = getState(backend);
+  if (s === null) return null;
+  const taps = kh * kw;
+  const out = backend.makeOutput([n, ho, wo, co], "float32");
+  const wv = backend.typedArrayFromHeap(filter) as Float32Array;
+  const packed = packWeights(backend, taps, ci, co, wv, (t, i, o) => (t * ci + i) * co + o);
+  const table = pixelTable(s, n, h, w, ho, wo, kh, kw, info.padInfo.top, info.padInfo.left);
+  const ptrs = pointerTable(backend, s, table, n * ho * wo * taps, x, ci);
+  runRows(
+    s,
+    ci % 4 === 0 ? "fwd4" : "fwd",
+    [
+      offsetOf(backend, ptrs),
+      offsetOf(backend, packed),
+      offsetOf(backend, out),
+    ],
+    n * ho * wo,
+    [ci, taps, co, s.zero],
+  );
+  backend.disposeData(packed.dataId);
+  backend.disposeData(ptrs.dataId);
+  return out;
+}
+
+/** `Conv2DBackpropInput` for stride 1 as a forward convolution with the flipped filter. */
+export function gemmConvInputGrad(
+  backend: Backend,
+  dy: TensorInfo,
+  filter: TensorInfo,
+  info: Conv2DInfo,
+): TensorInfo | null {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
+  const { filterHeight: kh, filterWidth: kw } = info;
+  const ho = dy.shape[1], wo = dy.shape[2];
+  const top = kh - 1 - info.padInfo.top, left = kw - 1 - info.padInfo.left;
+  if (
+    info.dataFormat !== "channelsLast" || info.strideHeight !== 1 || info.strideWidth !== 1 ||
+    info.dilationHeight !== 1 || info.dilationWidth !== 1 || ci % 8 !== 0 || co > ZERO_FLOATS ||
+    top < 0 || left < 0 || !usable(dy, filter)
+  ) return null;
+  const s = getState(backend);
+  if (s === null) return null;
+  const taps = kh * kw;
+  const out = backend.makeOutput([n, h, w, ci], "float32");
+  const wv = backend.typedArrayFromHeap(filter) as Float32Array;
+  // tap t = (r, c) of the flipped filter reads weight (kh-1-r, kw-1-c); reduction over co.
+  const packed = packWeights(backend, taps, co, ci, wv, (t, o, i) => {
+    const r = kh - 1 - Math.floor(t / kw), c = kw - 1 - (t % kw);
+    return ((r * kw + c) * ci + i) * co + o;
+  });
+  const table = pixelTable(s, n, ho, wo, h, w, kh, kw, top, left);
+  const ptrs = pointerTable(backend, s, table, n * h * w * taps, dy, co);
+  runRows(
+    s,
+    co % 4 === 0 ? "fwd4" : "fwd",
+    [
+      offsetOf(backend, ptrs),
+      offsetOf(backend, packed),
+      offsetOf(backend, out),
+    ],
+    n * h * w,
+    [co, taps, ci, s.zero],
+  );
+  backend.disposeData(packed.dataId);
+  backend.disposeData(ptrs.dataId);
+  return out;
+}
+
+/** `Conv2DBackpropFilter` for stride 1 (`ci % 4 == 0`, `co % 8 == 0`), or null. */
+export function gemmConvFilterGrad(
+  backend: Backend,
+  x: TensorInfo,
+  dy: TensorInfo,
+  info: Conv2DInfo,
+): TensorInfo | null {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
+  const { outHeight: ho, outWidth: wo, filterHeight: kh, filterWidth: kw } = info;
+  if (
+    info.dataFormat !== "channelsLast" || info.strideHeight !== 1 || info.strideWidth !== 1 ||
+    info.dilationHeight !== 1 || info.dilationWidth !== 1 || ci % 4 !== 0 || co % 8 !== 0 ||
+    dy.shape[1] !== ho || dy.shape[2] !== wo || !usable(x, dy)
+  ) return null;
+  const s = getState(backend);
+  if (s === null) return null;
+  const taps = kh * kw;
+  const table = pixelTable(s, n, h, w, ho, wo, kh, kw, info.padInfo.top, info.padInfo.left);
+  const pixels = n * ho * wo;
+  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(pixels / 1024)));
+  const outs = Array.from({ length: parts }, () => backend.makeOutput([kh, kw, ci, co], "float32"));
+  for (const o of outs) (backend.typedArrayFromHeap(o) as Float32Array).fill(0);
+  const ptrs = pointerTable(backend, s, table, pixels * taps, x, ci);
+  const po = offsetOf(backend, ptrs), dyo = offsetOf(backend, dy);
+  const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * pixels) / parts));
+  parallelFor(
+    s.kernels,
+    "wgrad",
+    outs.map((o, k) => [po, dyo, offsetOf(backend, o), bounds[k], bounds[k + 1], ci, taps, co]),
+  );
+  backend.disposeData(ptrs.dataId);
+  if (parts > 1) {
+    const total = backend.typedArrayFromHeap(outs[0]) as Float32Array;
+    for (let k = 1; k < parts; k++) {
+      const part = backend.typedArrayFromHeap(outs[k]) as Float32Array;
+      for (let i = 0; i < total.length; i++) total[i] += part[i];
+      backend.disposeData(outs[k].dataId);
+    }
+  }
+  return outs[0];
+}
+
+/** Split output rows `[0, rows)` among the threads and run the forward kernel. */
+function runRows(
+  s: State,
+  kind: "fwd" | "fwd4",
+  pointers: number[],
+  rows: number,
+  dims: number[],
+): void {
+  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(rows / 256)));
+  const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * rows) / parts));
+  parallelFor(
+    s.kernels,
+    kind,
+    Array.from({ length: parts }, (_, k) => [...pointers, bounds[k], bounds[k + 1], ...dims]),
+  );
+}
