@@ -48,13 +48,11 @@ function wrap(backend: string): void {
         // Transpose, ...) is charged only for its own work; nested calls are listed as
         // "name<parent".
         const shapes = args.shapes
-          ? ` ${
-            Object.values(a.inputs).map((t) => (t as tf.TensorInfo).shape.join("x")).join(",")
-          }`
+          ? ` ${Object.values(a.inputs).map((t) => (t as tf.TensorInfo).shape.join("x")).join(",")}`
           : "";
-        const key = (stack.length
-          ? `${config.kernelName}<${stack[stack.length - 1]}`
-          : config.kernelName) + shapes;
+        const key =
+          (stack.length ? `${config.kernelName}<${stack[stack.length - 1]}` : config.kernelName) +
+          shapes;
         stack.push(config.kernelName);
         nested.push(0);
         const t = clock();
@@ -98,9 +96,9 @@ console.log(JSON.stringify(result));
 console.log(
   `step ${(stepMs / steps).toFixed(0)} ms ${
     args.clock === "wall" ? "wall" : "CPU"
-  } time (with profiling), kernels ${
-    (total / steps).toFixed(0)
-  } ms = ${(100 * total / stepMs).toFixed(1)}% of it`,
+  } time (with profiling), kernels ${(total / steps).toFixed(0)} ms = ${
+    (100 * total / stepMs).toFixed(1)
+  }% of it`,
 );
 console.log("kernel                                      ms/step  share  calls/step");
 for (const [name, v] of rows.slice(0, 40)) {

@@ -124,7 +124,7 @@ export function addResultCommands(program: Command): void {
       jobName: string;
     }) => {
       const runs = await planRuns(files, {
-        set: opts.set,
+        set: [...opts.set, ...(opts.backend ? [`backend=${opts.backend}`] : [])],
         seeds: opts.seeds !== undefined ? parseSeeds(opts.seeds) : undefined,
         out: opts.runs,
       });

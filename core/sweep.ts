@@ -226,7 +226,9 @@ export async function runMany(files: string[], options: RunManyOptions): Promise
   const log = options.log ?? ((line: string) => console.error(line));
   const jobs = options.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new UserError("--jobs must be a positive integer");
-  const runs = await planRuns(files, options);
+  // the backend is checked with the recipes, before anything runs
+  const set = [...(options.set ?? []), ...(options.backend ? [`backend=${options.backend}`] : [])];
+  const runs = await planRuns(files, { ...options, set });
   const result: RunManyResult = { runs, skipped: [], failed: [] };
   const todo: Array<{ run: PlannedRun; state: RunState }> = [];
   for (const run of runs) {

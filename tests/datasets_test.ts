@@ -861,3 +861,16 @@ Deno.test("labels outside the class range are a UserError naming the file and th
 Deno.test("dataset tests clean up their temporary folder", async () => {
   await Deno.remove(tmp, { recursive: true });
 });
+
+Deno.test("splitPatients with labeled: all labels the whole training pool", () => {
+  const s = splitPatients({
+    datasetId: "x",
+    pool: ["a", "b", "c", "d", "e"],
+    validationPool: ["v1", "v2"],
+    split: { labeled: "all", unlabeled: 0 },
+    seed: 3,
+  });
+  assert.deepEqual(s.labeled, ["a", "b", "c", "d", "e"]);
+  assert.deepEqual(s.unlabeled, []);
+  assert.deepEqual(s.validation, ["v1", "v2"]);
+});

@@ -10,8 +10,8 @@ import { Rng } from "../../core/rng.ts";
 
 /** Patient counts of each split, as given in a recipe. */
 export interface SplitOptions {
-  /** Labeled training patients. */
-  labeled: number;
+  /** Labeled training patients, or `all` of the training pool (full supervision). */
+  labeled: number | "all";
   /** Unlabeled training patients. @default all training patients not labeled */
   unlabeled?: number;
   /**
@@ -31,7 +31,10 @@ export function splitOptionsSchema(
   defaultLabeled: number,
 ): z.ZodType<SplitOptions, z.ZodTypeDef, unknown> {
   return z.object({
-    labeled: z.number().int().min(1, "split.labeled must be at least 1").default(defaultLabeled),
+    labeled: z.union([
+      z.number().int().min(1, "split.labeled must be at least 1"),
+      z.literal("all"),
+    ]).default(defaultLabeled),
     unlabeled: z.number().int().min(0, "split.unlabeled must not be negative").optional(),
     validation: z.number().int().min(1, "split.validation must be at least 1").optional(),
     test: z.number().int().min(0, "split.test must not be negative").optional(),
@@ -151,13 +154,14 @@ export function splitPatients(request: SplitRequest): PatientSplit {
     }
     labeled = sorted(request.labeledPatients);
   } else {
-    if (split.labeled > train.length) {
+    const count = split.labeled === "all" ? train.length : split.labeled;
+    if (count > train.length) {
       throw fail(
         `split.labeled is ${split.labeled}, but the training pool has ${train.length} ` +
           `patients`,
       );
     }
-    labeled = train.slice(0, split.labeled);
+    labeled = train.slice(0, count);
   }
   const isLabeled = new Set(labeled);
   const rest = train.filter((p) => !isLabeled.has(p));

@@ -132,11 +132,13 @@ function packWeights(
   taps: number,
   ci: number,
   co: number,
-  source: Float32Array,
+  filter: TensorInfo,
   map: (t: number, i: number, o: number) => number,
 ): TensorInfo {
   const packed = backend.makeOutput([co / 8, taps, ci, 8], "float32");
+  // Views only after the allocation: it may grow (and detach) the heap.
   const out = backend.typedArrayFromHeap(packed) as Float32Array;
+  const source = backend.typedArrayFromHeap(filter) as Float32Array;
   let q = 0;
   for (let nb = 0; nb < co / 8; nb++) {
     for (let t = 0; t < taps; t++) {
@@ -153,18 +155,22 @@ function pointerTable(
   backend: Backend,
   s: State,
   table: number,
-  count: number,
+  pixels: number,
+  taps: number,
   x: TensorInfo,
   ci: number,
+  tapMajor = false,
 ): TensorInfo {
-  const ptrs = backend.makeOutput([count], "int32");
+  const ptrs = backend.makeOutput([pixels * taps], "int32");
   s.kernels.makePointers(
     table,
     offsetOf(backend, ptrs),
-    count,
+    pixels,
+    taps,
     offsetOf(backend, x),
     s.zero,
     ci * 4,
+    tapMajor ? 1 : 0,
   );
   return ptrs;
 }
@@ -191,10 +197,9 @@ export function gemmConv2D(
   if (s === null) return null;
   const taps = kh * kw;
   const out = backend.makeOutput([n, ho, wo, co], "float32");
-  const wv = backend.typedArrayFromHeap(filter) as Float32Array;
-  const packed = packWeights(backend, taps, ci, co, wv, (t, i, o) => (t * ci + i) * co + o);
+  const packed = packWeights(backend, taps, ci, co, filter, (t, i, o) => (t * ci + i) * co + o);
   const table = pixelTable(s, n, h, w, ho, wo, kh, kw, info.padInfo.top, info.padInfo.left);
-  const ptrs = pointerTable(backend, s, table, n * ho * wo * taps, x, ci);
+  const ptrs = pointerTable(backend, s, table, n * ho * wo, taps, x, ci);
   runRows(
     s,
     ci % 4 === 0 ? "fwd4" : "fwd",
@@ -231,14 +236,13 @@ export function gemmConvInputGrad(
   if (s === null) return null;
   const taps = kh * kw;
   const out = backend.makeOutput([n, h, w, ci], "float32");
-  const wv = backend.typedArrayFromHeap(filter) as Float32Array;
   // tap t = (r, c) of the flipped filter reads weight (kh-1-r, kw-1-c); reduction over co.
-  const packed = packWeights(backend, taps, co, ci, wv, (t, o, i) => {
+  const packed = packWeights(backend, taps, co, ci, filter, (t, o, i) => {
     const r = kh - 1 - Math.floor(t / kw), c = kw - 1 - (t % kw);
     return ((r * kw + c) * ci + i) * co + o;
   });
   const table = pixelTable(s, n, ho, wo, h, w, kh, kw, top, left);
-  const ptrs = pointerTable(backend, s, table, n * h * w * taps, dy, co);
+  const ptrs = pointerTable(backend, s, table, n * h * w, taps, dy, co);
   runRows(
     s,
     co % 4 === 0 ? "fwd4" : "fwd",
@@ -277,13 +281,16 @@ export function gemmConvFilterGrad(
   const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(pixels / 1024)));
   const outs = Array.from({ length: parts }, () => backend.makeOutput([kh, kw, ci, co], "float32"));
   for (const o of outs) (backend.typedArrayFromHeap(o) as Float32Array).fill(0);
-  const ptrs = pointerTable(backend, s, table, pixels * taps, x, ci);
+  const ptrs = pointerTable(backend, s, table, pixels, taps, x, ci, true);
   const po = offsetOf(backend, ptrs), dyo = offsetOf(backend, dy);
   const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * pixels) / parts));
   parallelFor(
     s.kernels,
     "wgrad",
-    outs.map((o, k) => [po, dyo, offsetOf(backend, o), bounds[k], bounds[k + 1], ci, taps, co]),
+    outs.map((
+      o,
+      k,
+    ) => [po, dyo, offsetOf(backend, o), bounds[k], bounds[k + 1], ci, taps, co, pixels]),
   );
   backend.disposeData(ptrs.dataId);
   if (parts > 1) {

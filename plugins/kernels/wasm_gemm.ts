@@ -46,24 +46,31 @@ function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
 }
 
 /**
- * `make_ptrs(idx, out, count, x, zero, ci4)`: `out[k] = idx[k] < 0 ? zero : x + idx[k] * ci4`,
- * the byte address of the input pixel of each (output pixel, tap) pair.
+ * `make_ptrs(idx, out, pixels, taps, x, zero, ci4, tapMajor)`: the byte address of the input
+ * pixel of each (output pixel, tap) pair, `idx[p, t] < 0 ? zero : x + idx[p, t] * ci4`, stored at
+ * `out[p, t]`, or at `out[t, p]` when `tapMajor` is 1.
  */
 function makePointers(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [IDX, OUT, COUNT, X, ZERO, CI4] = [0, 1, 2, 3, 4, 5];
-  const k = f.local("i32"), j = f.local("i32");
-  f.block();
-  f.get(COUNT).i32(0).i32GeS().i32Eqz().brIf(0);
-  f.get(COUNT).i32Eqz().brIf(0);
-  f.loop();
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [IDX, OUT, PIXELS, TAPS, X, ZERO, CI4, TAP_MAJOR] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const p = f.local("i32"), t = f.local("i32"), j = f.local("i32"), k = f.local("i32");
+  f.block().loop();
+  f.get(p).get(PIXELS).i32GeS().brIf(1);
+  f.i32(0).set(t);
+  f.block().loop();
+  f.get(t).get(TAPS).i32GeS().brIf(1);
   f.get(IDX).get(k).i32(2).i32Shl().i32Add().i32Load().set(j);
-  f.get(OUT).get(k).i32(2).i32Shl().i32Add();
+  // destination index: tapMajor ? t * pixels + p : k
+  f.get(OUT);
+  f.get(t).get(PIXELS).i32Mul().get(p).i32Add().get(k).get(TAP_MAJOR).select();
+  f.i32(2).i32Shl().i32Add();
   f.get(ZERO).get(X).get(j).get(CI4).i32Mul().i32Add().get(j).i32(0).i32LtS().select();
   f.i32Store();
-  f.get(k).i32(1).i32Add().tee(k).get(COUNT).i32LtS().brIf(0);
-  f.end();
-  f.end();
+  f.get(k).i32(1).i32Add().set(k);
+  f.get(t).i32(1).i32Add().set(t).br(0);
+  f.end().end();
+  f.get(p).i32(1).i32Add().set(p).br(0);
+  f.end().end();
   return f;
 }
 
@@ -151,21 +158,29 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
 }
 
 /**
- * `conv_wgrad(ptrs, dy, dw, p0, p1, ci, taps, co)`: adds to `dw[t, i, o]` (layout
- * `[taps, ci, co]`) the sum over pixels `p` in `[p0, p1)` of `ptrs[p, t][i] * dy[p, o]`
- * (`ci` a multiple of 4, `co` of 8).
+ * `conv_wgrad(ptrs, dy, dw, p0, p1, ci, taps, co, pixels)`: adds to `dw[t, i, o]` (layout
+ * `[taps, ci, co]`) the sum over pixels `p` in `[p0, p1)` of `ptrs[t, p][i] * dy[p, o]`
+ * (`ptrs` tap-major over `pixels` pixels, `ci` a multiple of 4, `co` of 8).
  */
 function convFilterGrad(fma: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, DY, DW, P0, P1, CI, TAPS, CO] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const pc = f.local("i32"), pe = f.local("i32"), t = f.local("i32"), i0 = f.local("i32");
   const nb = f.local("i32"), p = f.local("i32"), ptr = f.local("i32"), i4 = f.local("i32");
-  const dwp = f.local("i32"), dyp = f.local("i32"), ip = f.local("i32");
-  const co4 = f.local("i32"), taps4 = f.local("i32");
+  const dwp = f.local("i32"), dyp = f.local("i32"), ip = f.local("i32"), ptr1 = f.local("i32");
+  const co4 = f.local("i32"), dyp1 = f.local("i32");
   const acc = Array.from({ length: 8 }, () => f.local("v128"));
   const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
   f.get(CO).i32(2).i32Shl().set(co4);
-  f.get(TAPS).i32(2).i32Shl().set(taps4);
+  const body = (ptrLocal: number, dyLocal: number) => {
+    f.get(dyLocal).v128Load(0).set(b0);
+    f.get(dyLocal).v128Load(16).set(b1);
+    for (let r = 0; r < 4; r++) {
+      f.get(ptrLocal).v128Load32Splat(4 * r).set(a);
+      madd(f, fma, a, b0, acc[2 * r]);
+      madd(f, fma, a, b1, acc[2 * r + 1]);
+    }
+  };
   // for (pc = p0; pc < p1; pc += PC)
   f.get(P0).set(pc);
   f.block().loop();
@@ -189,22 +204,26 @@ function convFilterGrad(fma: boolean): Fn {
     f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(0).set(acc[2 * r]);
     f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(16).set(acc[2 * r + 1]);
   }
-  // ip = ptrs + (pc * taps + t) * 4; dyp = dy + pc * co4 + nb * 32
-  f.get(PTRS).get(pc).get(TAPS).i32Mul().get(t).i32Add().i32(2).i32Shl().i32Add().set(ip);
+  // ip = ptrs + (t * pixels + pc) * 4; dyp = dy + pc * co4 + nb * 32
+  f.get(PTRS).get(t).get(PIXELS).i32Mul().get(pc).i32Add().i32(2).i32Shl().i32Add().set(ip);
   f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
   f.get(pc).set(p);
-  f.loop();
-  f.get(ip).i32Load().get(i4).i32Add().set(ptr);
-  f.get(dyp).v128Load(0).set(b0);
-  f.get(dyp).v128Load(16).set(b1);
-  for (let r = 0; r < 4; r++) {
-    f.get(ptr).v128Load32Splat(4 * r).set(a);
-    madd(f, fma, a, b0, acc[2 * r]);
-    madd(f, fma, a, b1, acc[2 * r + 1]);
-  }
-  f.get(ip).get(taps4).i32Add().set(ip);
-  f.get(dyp).get(co4).i32Add().set(dyp);
-  f.get(p).i32(1).i32Add().tee(p).get(pe).i32LtS().brIf(0);
+  // pairs of pixels
+  f.block().loop();
+  f.get(p).i32(1).i32Add().get(pe).i32GeS().brIf(1);
+  f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
+  f.get(ip).i32Load(4).get(i4).i32Add().set(ptr1);
+  f.get(dyp).get(co4).i32Add().set(dyp1);
+  body(ptr, dyp);
+  body(ptr1, dyp1);
+  f.get(ip).i32(8).i32Add().set(ip);
+  f.get(dyp1).get(co4).i32Add().set(dyp);
+  f.get(p).i32(2).i32Add().set(p).br(0);
+  f.end().end();
+  // the last pixel of an odd count
+  f.get(p).get(pe).i32LtS().if();
+  f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
+  body(ptr, dyp);
   f.end();
   for (let r = 0; r < 4; r++) {
     f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r]).v128Store(0);
@@ -225,7 +244,16 @@ function convFilterGrad(fma: boolean): Fn {
 export interface GemmKernels {
   /** Whether the kernels use fused multiply-add. */
   readonly fma: boolean;
-  makePointers(idx: number, out: number, count: number, x: number, zero: number, ci4: number): void;
+  makePointers(
+    idx: number,
+    out: number,
+    pixels: number,
+    taps: number,
+    x: number,
+    zero: number,
+    ci4: number,
+    tapMajor: number,
+  ): void;
   /** Forward kernel for any `ci`. */
   convForward(
     ptrs: number,
@@ -259,6 +287,7 @@ export interface GemmKernels {
     ci: number,
     taps: number,
     co: number,
+    pixels: number,
   ): void;
 }
 
