@@ -1,10 +1,16 @@
 /**
  * Per-kernel profile of the benchmark's training step: wraps every kernel registered for the
- * active backend with a timer and prints each kernel's share of the timed steps.
+ * active backend with a timer and prints each kernel's share of the timed steps. A kernel that
+ * runs other kernels (the training kernels) is charged its own time only; nested calls show as
+ * `inner<outer`.
  *
  * ```sh
  * deno run --allow-read --allow-env --allow-sys bench/profile_kernels.ts [--size 128 ...]
  * ```
+ *
+ * Takes the benchmark's options (`--size`, `--labeled`, `--unlabeled`, `--base`, `--depth`,
+ * `--steps`, `--warmup`, `--threads`, ...) plus `--clock cpu|wall` (default `cpu`: process CPU
+ * time, which other processes on the machine disturb less) and `--shapes 1` (per input shape).
  *
  * @module
  */
@@ -78,7 +84,7 @@ const step = Trainer.prototype.step;
 let calls = 0;
 const warmup = (args.warmup as number | undefined) ?? 1;
 let stepMs = 0;
-Trainer.prototype.step = async function (this: InstanceType<typeof Trainer>) {
+Trainer.prototype.step = async function (this: typeof Trainer.prototype) {
   wrap(tf.getBackend());
   calls++;
   recording = calls > warmup;
@@ -108,3 +114,5 @@ for (const [name, v] of rows.slice(0, 40)) {
     }% ${(v.calls / steps).toFixed(0).padStart(6)}`,
   );
 }
+// Helper threads (--threads 2) would keep the process alive.
+Deno.exit(0);

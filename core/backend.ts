@@ -10,6 +10,8 @@ import "../deps.ts";
 import { UserError } from "./errors.ts";
 import { registerWasmTrainingKernels } from "../plugins/kernels/wasm_training.ts";
 import { enableWasmThreads, withPthreadWorkers } from "../plugins/kernels/wasm_threads.ts";
+import { setKernelThreads } from "../plugins/kernels/wasm_pool.ts";
+import { installLowMemoryGradients } from "./gradients.ts";
 
 /** Backends a recipe or the CLI can ask for. */
 export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu"] as const;
@@ -54,6 +56,7 @@ export async function initBackend(
   if (!BACKENDS.includes(name)) {
     throw new UserError(`Unknown backend "${name}"; known backends: ${BACKENDS.join(", ")}`);
   }
+  installLowMemoryGradients();
   if (name === "tensorflow" || name === "tensorflow-gpu") {
     try {
       await importNode(name);
@@ -85,6 +88,7 @@ export async function initBackend(
     }
     await withPthreadWorkers(() => setBackend("wasm"));
     registerWasmTrainingKernels();
+    setKernelThreads(tfWasm.getThreadsCount());
   } else {
     await setBackend(target);
   }

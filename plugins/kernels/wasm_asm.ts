@@ -169,6 +169,12 @@ export class Fn {
   i32Shl(): this {
     return this.#op(0x74);
   }
+  i32DivU(): this {
+    return this.#op(0x6e);
+  }
+  i32RemU(): this {
+    return this.#op(0x70);
+  }
   i32ShrU(): this {
     return this.#op(0x76);
   }
@@ -241,6 +247,16 @@ export class Fn {
   }
   f32x4Gt(): this {
     return this.#simd(0x44);
+  }
+  f32x4Eq(): this {
+    return this.#simd(0x41);
+  }
+  /** `a & ~b` (stack: a, b). */
+  v128AndNot(): this {
+    return this.#simd(0x4f);
+  }
+  v128Or(): this {
+    return this.#simd(0x50);
   }
   v128And(): this {
     return this.#simd(0x4e);

@@ -8,7 +8,7 @@
  */
 import type { tf, tfWasm } from "../../deps.ts";
 import { type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
-import { parallelFor, workerCount } from "./wasm_pool.ts";
+import { ensurePool, parallelFor, workerCount } from "./wasm_pool.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -55,9 +55,10 @@ function getState(backend: Backend): State | null {
     disabled = true;
     return null;
   }
-  const zero = module._malloc(ZERO_FLOATS * 4);
+  const zero = module._malloc(ZERO_FLOATS * 4) >>> 0;
   module.HEAPU8.fill(0, zero, zero + ZERO_FLOATS * 4);
   state = { module, kernels, memory, zero, tables: new Map() };
+  ensurePool(kernels, (bytes) => module._malloc(bytes) >>> 0);
   return state;
 }
 
@@ -98,7 +99,7 @@ function pixelTable(
   }
   const taps = kh * kw;
   const count = n * ho * wo * taps;
-  const ptr = s.module._malloc(count * 4);
+  const ptr = s.module._malloc(count * 4) >>> 0;
   if (s.tables.size >= MAX_TABLES) {
     const [oldKey, oldPtr] = s.tables.entries().next().value!;
     s.module._free(oldPtr);
@@ -179,19 +180,25 @@ function usable(...infos: TensorInfo[]): boolean {
   return infos.every((t) => t.dtype === "float32" && t.shape.every((d) => d > 0));
 }
 
-/** Forward `Conv2D` (NHWC, stride 1, dilation 1, `co % 8 == 0`), or null. */
+/**
+ * Forward `Conv2D` (NHWC, stride 1, dilation 1, `co % 8 == 0`), optionally fused with a bias
+ * `[co]` and a ReLU (`FusedConv2D`), or null.
+ */
 export function gemmConv2D(
   backend: Backend,
   x: TensorInfo,
   filter: TensorInfo,
   info: Conv2DInfo,
+  epilogue: { bias?: TensorInfo; relu?: boolean } = {},
 ): TensorInfo | null {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
   const { outHeight: ho, outWidth: wo, filterHeight: kh, filterWidth: kw } = info;
+  const bias = epilogue.bias;
   if (
     info.dataFormat !== "channelsLast" || info.strideHeight !== 1 || info.strideWidth !== 1 ||
     info.dilationHeight !== 1 || info.dilationWidth !== 1 || co % 8 !== 0 || ci > ZERO_FLOATS ||
-    !usable(x, filter)
+    !usable(x, filter) ||
+    (bias !== undefined && (bias.dtype !== "float32" || sizeOf(bias.shape) !== co))
   ) return null;
   const s = getState(backend);
   if (s === null) return null;
@@ -209,11 +216,24 @@ export function gemmConv2D(
       offsetOf(backend, out),
     ],
     n * ho * wo,
-    [ci, taps, co, s.zero],
+    [
+      ci,
+      taps,
+      co,
+      s.zero,
+      bias === undefined ? 0 : offsetOf(backend, bias),
+      epilogue.relu ? 1 : 0,
+    ],
   );
   backend.disposeData(packed.dataId);
   backend.disposeData(ptrs.dataId);
   return out;
+}
+
+function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
 }
 
 /** `Conv2DBackpropInput` for stride 1 as a forward convolution with the flipped filter. */
@@ -252,14 +272,14 @@ export function gemmConvInputGrad(
       offsetOf(backend, out),
     ],
     n * h * w,
-    [co, taps, ci, s.zero],
+    [co, taps, ci, s.zero, 0, 0],
   );
   backend.disposeData(packed.dataId);
   backend.disposeData(ptrs.dataId);
   return out;
 }
 
-/** `Conv2DBackpropFilter` for stride 1 (`ci % 4 == 0`, `co % 8 == 0`), or null. */
+/** `Conv2DBackpropFilter` for stride 1 (`co % 8 == 0`), or null. */
 export function gemmConvFilterGrad(
   backend: Backend,
   x: TensorInfo,
@@ -270,32 +290,68 @@ export function gemmConvFilterGrad(
   const { outHeight: ho, outWidth: wo, filterHeight: kh, filterWidth: kw } = info;
   if (
     info.dataFormat !== "channelsLast" || info.strideHeight !== 1 || info.strideWidth !== 1 ||
-    info.dilationHeight !== 1 || info.dilationWidth !== 1 || ci % 4 !== 0 || co % 8 !== 0 ||
+    info.dilationHeight !== 1 || info.dilationWidth !== 1 || co % 8 !== 0 ||
     dy.shape[1] !== ho || dy.shape[2] !== wo || !usable(x, dy)
   ) return null;
   const s = getState(backend);
   if (s === null) return null;
   const taps = kh * kw;
-  const table = pixelTable(s, n, h, w, ho, wo, kh, kw, info.padInfo.top, info.padInfo.left);
   const pixels = n * ho * wo;
   const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(pixels / 1024)));
   const outs = Array.from({ length: parts }, () => backend.makeOutput([kh, kw, ci, co], "float32"));
   for (const o of outs) (backend.typedArrayFromHeap(o) as Float32Array).fill(0);
+  if (ci % 4 === 0) {
+    // by output rows, no pointer table
+    const rows = n * ho;
+    const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * rows) / parts));
+    const rch = Math.max(1, Math.floor(512 / wo));
+    const { top, left } = info.padInfo;
+    const xo = offsetOf(backend, x), dyo = offsetOf(backend, dy);
+    parallelFor(
+      s.kernels,
+      "wgradRows",
+      outs.map((o, k) => [
+        xo,
+        dyo,
+        offsetOf(backend, o),
+        bounds[k],
+        bounds[k + 1],
+        rch,
+        h,
+        w,
+        wo,
+        ho,
+        ci,
+        co,
+        kh,
+        kw,
+        top,
+        left,
+      ]),
+    );
+    return sumParts(backend, outs);
+  }
+  const table = pixelTable(s, n, h, w, ho, wo, kh, kw, info.padInfo.top, info.padInfo.left);
   const ptrs = pointerTable(backend, s, table, pixels, taps, x, ci, true);
   const po = offsetOf(backend, ptrs), dyo = offsetOf(backend, dy);
   const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * pixels) / parts));
   parallelFor(
     s.kernels,
-    "wgrad",
+    "wgradAny",
     outs.map((
       o,
       k,
     ) => [po, dyo, offsetOf(backend, o), bounds[k], bounds[k + 1], ci, taps, co, pixels]),
   );
   backend.disposeData(ptrs.dataId);
-  if (parts > 1) {
+  return sumParts(backend, outs);
+}
+
+/** Add the partial filter gradients of the threads into the first; free the others. */
+function sumParts(backend: Backend, outs: TensorInfo[]): TensorInfo {
+  if (outs.length > 1) {
     const total = backend.typedArrayFromHeap(outs[0]) as Float32Array;
-    for (let k = 1; k < parts; k++) {
+    for (let k = 1; k < outs.length; k++) {
       const part = backend.typedArrayFromHeap(outs[k]) as Float32Array;
       for (let i = 0; i < total.length; i++) total[i] += part[i];
       backend.disposeData(outs[k].dataId);

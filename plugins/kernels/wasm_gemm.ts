@@ -75,14 +75,27 @@ function makePointers(): Fn {
 }
 
 /**
- * `conv_fwd(ptrs, bp, out, m0, m1, ci, taps, co, zero)`: rows `[m0, m1)` of
+ * `conv_fwd(ptrs, bp, out, m0, m1, ci, taps, co, zero, bias, relu)`: rows `[m0, m1)` of
  * `out[p, o] = sum_t sum_i ptrs[p, t][i] * bp[o / 8][t][i][o % 8]`, where `ptrs[p, t]` is the byte
  * address of the input pixel (channels contiguous) and `bp` the weights packed by blocks of 8
- * output channels (`co` a multiple of 8). With `unroll`, `ci` must be a multiple of 4.
+ * output channels (`co` a multiple of 8), plus `bias[o]` (float32, when `bias` is not 0), then
+ * `max(., 0)` when `relu` is 1. With `unroll`, `ci` must be a multiple of 4.
  */
 function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, BP, OUT, M0, M1, CI, TAPS, CO, ZERO] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [PTRS, BP, OUT, M0, M1, CI, TAPS, CO, ZERO, BIAS, RELU] = [
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+  ];
   const mc = f.local("i32"), mcEnd = f.local("i32"), m = f.local("i32");
   const nb = f.local("i32"), nbs = f.local("i32"), t = f.local("i32"), i = f.local("i32");
   const kb = f.local("i32"), k32 = f.local("i32"), co4 = f.local("i32"), o = f.local("i32");
@@ -139,6 +152,19 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
   f.end();
   f.get(t).i32(1).i32Add().set(t).br(0);
   f.end().end();
+  // epilogue: + bias[o] (when bias != 0), then max(., 0) (when relu != 0)
+  f.get(BIAS).if();
+  f.get(BIAS).get(nb).i32(5).i32Shl().i32Add().v128Load(0).set(b0);
+  f.get(BIAS).get(nb).i32(5).i32Shl().i32Add().v128Load(16).set(b1);
+  for (let r = 0; r < mr; r++) {
+    f.get(acc[2 * r]).get(b0).f32x4Add().set(acc[2 * r]);
+    f.get(acc[2 * r + 1]).get(b1).f32x4Add().set(acc[2 * r + 1]);
+  }
+  f.end();
+  f.get(RELU).if();
+  f.v128Const0().set(a);
+  for (const r of acc) f.get(r).get(a).f32x4Max().set(r);
+  f.end();
   // store the valid rows
   for (let r = 0; r < mr; r++) {
     f.get(m).i32(r).i32Add().get(mcEnd).i32LtS().if();
@@ -240,10 +266,195 @@ function convFilterGrad(fma: boolean): Fn {
   return f;
 }
 
+/**
+ * `conv_wgrad_any(ptrs, dy, dw, p0, p1, ci, taps, co, pixels)`: {@linkcode convFilterGrad} for
+ * any `ci` (`co` a multiple of 8): tiles of 4 consecutive (tap, channel) rows of `dw`, each with
+ * its own pointer row, for the first layer's single input channel.
+ */
+function convFilterGradAny(fma: boolean): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const pc = f.local("i32"), pe = f.local("i32"), m0 = f.local("i32"), rows = f.local("i32");
+  const nb = f.local("i32"), p = f.local("i32"), po = f.local("i32"), dyp = f.local("i32");
+  const co4 = f.local("i32"), m = f.local("i32"), addr = f.local("i32");
+  const rb = Array.from({ length: 4 }, () => f.local("i32"));
+  const ch = Array.from({ length: 4 }, () => f.local("i32"));
+  const acc = Array.from({ length: 8 }, () => f.local("v128"));
+  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  f.get(CO).i32(2).i32Shl().set(co4);
+  f.get(TAPS).get(CI).i32Mul().set(rows);
+  f.get(P0).set(pc);
+  f.block().loop(); // pixel chunks
+  f.get(pc).get(P1).i32GeS().brIf(1);
+  f.get(pc).i32(WGRAD_PC).i32Add().set(pe);
+  f.get(pe).get(P1).i32GtS().if().get(P1).set(pe).end();
+  f.i32(0).set(m0);
+  f.block().loop(); // row tiles
+  f.get(m0).get(rows).i32GeS().brIf(1);
+  for (let r = 0; r < 4; r++) {
+    // row m = min(m0 + r, m0): invalid rows repeat row m0 and are not stored
+    f.get(m0).i32(r).i32Add().set(m);
+    f.get(m).get(rows).i32GeS().if().get(m0).set(m).end();
+    f.get(PTRS).get(m).get(CI).i32DivU().get(PIXELS).i32Mul().i32(2).i32Shl().i32Add().set(rb[r]);
+    f.get(m).get(CI).i32RemU().i32(2).i32Shl().set(ch[r]);
+  }
+  f.i32(0).set(nb);
+  f.block().loop(); // output channels by 8
+  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
+  for (let r = 0; r < 4; r++) {
+    f.get(m0).i32(r).i32Add().set(m);
+    f.get(m).get(rows).i32LtS().if();
+    f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
+    f.get(addr).v128Load(0).set(acc[2 * r]);
+    f.get(addr).v128Load(16).set(acc[2 * r + 1]);
+    f.else();
+    f.v128Const0().set(acc[2 * r]);
+    f.v128Const0().set(acc[2 * r + 1]);
+    f.end();
+  }
+  f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
+  f.get(pc).i32(2).i32Shl().set(po);
+  f.get(pc).set(p);
+  f.loop();
+  f.get(dyp).v128Load(0).set(b0);
+  f.get(dyp).v128Load(16).set(b1);
+  for (let r = 0; r < 4; r++) {
+    f.get(rb[r]).get(po).i32Add().i32Load().get(ch[r]).i32Add().v128Load32Splat().set(a);
+    madd(f, fma, a, b0, acc[2 * r]);
+    madd(f, fma, a, b1, acc[2 * r + 1]);
+  }
+  f.get(po).i32(4).i32Add().set(po);
+  f.get(dyp).get(co4).i32Add().set(dyp);
+  f.get(p).i32(1).i32Add().tee(p).get(pe).i32LtS().brIf(0);
+  f.end();
+  for (let r = 0; r < 4; r++) {
+    f.get(m0).i32(r).i32Add().set(m);
+    f.get(m).get(rows).i32LtS().if();
+    f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
+    f.get(addr).get(acc[2 * r]).v128Store(0);
+    f.get(addr).get(acc[2 * r + 1]).v128Store(16);
+    f.end();
+  }
+  f.get(nb).i32(1).i32Add().set(nb).br(0);
+  f.end().end();
+  f.get(m0).i32(4).i32Add().set(m0).br(0);
+  f.end().end();
+  f.get(pe).set(pc).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `conv_wgrad_rows(x, dy, dw, r0, r1, rch, h, w, wo, ho, ci, co, kh, kw, top, left)`: the filter
+ * gradient of a stride-1 convolution without a pointer table: over output rows `[r0, r1)` (image
+ * x output row, `ho` per image) in chunks of `rch` rows, each tap reads a contiguous run of input
+ * pixels per output row (the columns that fall in the padding are skipped: they add zero).
+ * Adds into `dw` (`[kh, kw, ci, co]`); `ci` a multiple of 4, `co` of 8.
+ */
+function convFilterGradRows(fma: boolean): Fn {
+  const f = new Fn(Array.from({ length: 16 }, () => "i32" as const));
+  const [X, DY, DW, R0, R1, RCH, H, W, WO, HO, CI, CO, KH, KW, TOP, LEFT] = Array.from(
+    { length: 16 },
+    (_, i) => i,
+  );
+  const rc = f.local("i32"), rce = f.local("i32"), tr = f.local("i32"), tc = f.local("i32");
+  const x0 = f.local("i32"), x1 = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32");
+  const row = f.local("i32"), sy = f.local("i32"), b = f.local("i32"), y = f.local("i32");
+  const ptr = f.local("i32"), dyp = f.local("i32"), cnt = f.local("i32"), dwp = f.local("i32");
+  const ci4 = f.local("i32"), co4 = f.local("i32");
+  const acc = Array.from({ length: 8 }, () => f.local("v128"));
+  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  f.get(CI).i32(2).i32Shl().set(ci4);
+  f.get(CO).i32(2).i32Shl().set(co4);
+  f.get(R0).set(rc);
+  f.block().loop(); // row chunks
+  f.get(rc).get(R1).i32GeS().brIf(1);
+  f.get(rc).get(RCH).i32Add().set(rce);
+  f.get(rce).get(R1).i32GtS().if().get(R1).set(rce).end();
+  f.i32(0).set(tr);
+  f.block().loop(); // filter rows
+  f.get(tr).get(KH).i32GeS().brIf(1);
+  f.i32(0).set(tc);
+  f.block().loop(); // filter columns
+  f.get(tc).get(KW).i32GeS().brIf(1);
+  // output columns whose input column x + tc - left is inside [0, w)
+  f.get(LEFT).get(tc).i32Sub().set(x0);
+  f.get(x0).i32(0).i32LtS().if().i32(0).set(x0).end();
+  f.get(W).get(LEFT).i32Add().get(tc).i32Sub().set(x1);
+  f.get(x1).get(WO).i32GtS().if().get(WO).set(x1).end();
+  f.block();
+  f.get(x0).get(x1).i32GeS().brIf(0);
+  f.i32(0).set(i0);
+  f.block().loop(); // input channels by 4
+  f.get(i0).get(CI).i32GeS().brIf(1);
+  f.i32(0).set(nb);
+  f.block().loop(); // output channels by 8
+  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
+  // dwp = dw + (((tr * kw + tc) * ci + i0) * co + nb * 8) * 4
+  f.get(DW).get(tr).get(KW).i32Mul().get(tc).i32Add().get(CI).i32Mul().get(i0).i32Add()
+    .get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
+  for (let r = 0; r < 4; r++) {
+    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(0).set(acc[2 * r]);
+    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(16).set(acc[2 * r + 1]);
+  }
+  f.get(rc).set(row);
+  f.block().loop(); // output rows of the chunk
+  f.get(row).get(rce).i32GeS().brIf(1);
+  f.get(row).get(HO).i32DivU().set(b);
+  f.get(row).get(HO).i32RemU().set(y);
+  f.get(y).get(tr).i32Add().get(TOP).i32Sub().set(sy);
+  f.block();
+  f.get(sy).i32(0).i32LtS().brIf(0);
+  f.get(sy).get(H).i32GeS().brIf(0);
+  // ptr = x + (((b * h + sy) * w + x0 + tc - left) * ci + i0) * 4
+  f.get(X).get(b).get(H).i32Mul().get(sy).i32Add().get(W).i32Mul().get(x0).i32Add().get(tc)
+    .i32Add().get(LEFT).i32Sub().get(ci4).i32Mul().i32Add().get(i0).i32(2).i32Shl().i32Add()
+    .set(ptr);
+  // dyp = dy + (row * wo + x0) * co4 + nb * 32
+  f.get(DY).get(row).get(WO).i32Mul().get(x0).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5)
+    .i32Shl().i32Add().set(dyp);
+  f.get(x1).get(x0).i32Sub().set(cnt);
+  f.loop();
+  f.get(dyp).v128Load(0).set(b0);
+  f.get(dyp).v128Load(16).set(b1);
+  for (let r = 0; r < 4; r++) {
+    f.get(ptr).v128Load32Splat(4 * r).set(a);
+    madd(f, fma, a, b0, acc[2 * r]);
+    madd(f, fma, a, b1, acc[2 * r + 1]);
+  }
+  f.get(ptr).get(ci4).i32Add().set(ptr);
+  f.get(dyp).get(co4).i32Add().set(dyp);
+  f.get(cnt).i32(-1).i32Add().tee(cnt).brIf(0);
+  f.end();
+  f.end(); // skipped row
+  f.get(row).i32(1).i32Add().set(row).br(0);
+  f.end().end();
+  for (let r = 0; r < 4; r++) {
+    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r]).v128Store(0);
+    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r + 1]).v128Store(16);
+  }
+  f.get(nb).i32(1).i32Add().set(nb).br(0);
+  f.end().end();
+  f.get(i0).i32(4).i32Add().set(i0).br(0);
+  f.end().end();
+  f.end(); // empty column range
+  f.get(tc).i32(1).i32Add().set(tc).br(0);
+  f.end().end();
+  f.get(tr).i32(1).i32Add().set(tr).br(0);
+  f.end().end();
+  f.get(rce).set(rc).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The compiled kernels, bound to one memory. */
 export interface GemmKernels {
   /** Whether the kernels use fused multiply-add. */
   readonly fma: boolean;
+  /** The compiled module (helper threads instantiate it on the same shared memory). */
+  readonly module: WebAssembly.Module;
+  /** The memory the kernels work on. */
+  readonly memory: WebAssembly.Memory;
   makePointers(
     idx: number,
     out: number,
@@ -265,6 +476,8 @@ export interface GemmKernels {
     taps: number,
     co: number,
     zero: number,
+    bias: number,
+    relu: number,
   ): void;
   /** Forward kernel for `ci % 4 == 0`. */
   convForward4(
@@ -277,8 +490,24 @@ export interface GemmKernels {
     taps: number,
     co: number,
     zero: number,
+    bias: number,
+    relu: number,
   ): void;
   convFilterGrad(
+    ptrs: number,
+    dy: number,
+    dw: number,
+    p0: number,
+    p1: number,
+    ci: number,
+    taps: number,
+    co: number,
+    pixels: number,
+  ): void;
+  /** Filter gradient without a pointer table (`ci % 4 == 0`), by output rows. */
+  convFilterGradRows(...args: number[]): void;
+  /** Filter gradient for any `ci`. */
+  convFilterGradAny(
     ptrs: number,
     dy: number,
     dw: number,
@@ -300,6 +529,8 @@ export function gemmModuleBytes(shared: boolean, fma = hasRelaxedSimd()): Uint8A
       { name: "conv_fwd", fn: convForward(fma, FWD_MR, false) },
       { name: "conv_fwd4", fn: convForward(fma, FWD_MR, true) },
       { name: "conv_wgrad", fn: convFilterGrad(fma) },
+      { name: "conv_wgrad_any", fn: convFilterGradAny(fma) },
+      { name: "conv_wgrad_rows", fn: convFilterGradRows(fma) },
     ],
   });
 }
@@ -313,9 +544,13 @@ export function instantiateGemm(memory: WebAssembly.Memory): GemmKernels {
   const e = instance.exports as Record<string, (...args: number[]) => void>;
   return {
     fma,
+    module,
+    memory,
     makePointers: e.make_ptrs,
     convForward: e.conv_fwd,
     convForward4: e.conv_fwd4,
     convFilterGrad: e.conv_wgrad,
+    convFilterGradAny: e.conv_wgrad_any,
+    convFilterGradRows: e.conv_wgrad_rows,
   };
 }

@@ -20,6 +20,7 @@
  */
 import { tf, type tfWasm } from "../../deps.ts";
 import { gemmConv2D, gemmConvFilterGrad, gemmConvInputGrad } from "./wasm_conv.ts";
+import { miscKernelsFor } from "./wasm_misc.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -342,6 +343,164 @@ function conv2D(args: KernelArgs): TensorInfo {
   return gemmConv2D(backend, x, filter, info) ?? fallback(tf.Conv2D, args);
 }
 
+/** Conv2D + bias + ReLU (or linear) on the GEMM kernels where they apply, else XNNPACK. */
+function fusedConv2D(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, TensorInfo>;
+  const attrs = args.attrs as unknown as tf.FusedConv2DAttrs;
+  if (preluActivationWeights != null || !["linear", "relu"].includes(attrs.activation)) {
+    return fallback(tf.FusedConv2D, args);
+  }
+  const info = tf.backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    attrs.strides,
+    attrs.dilations,
+    attrs.pad,
+    attrs.dimRoundingMode,
+    false,
+    tf.backend_util.convertConv2DDataFormat(attrs.dataFormat),
+  );
+  return gemmConv2D(backend, x, filter, info, {
+    bias: bias ?? undefined,
+    relu: attrs.activation === "relu",
+  }) ?? fallback(tf.FusedConv2D, args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data movement: Concat, SplitV, nearest x2 upsampling and its gradient, MaxPoolGrad 2x2
+
+function heapOffset(backend: Backend, info: TensorInfo): number {
+  return (backend as unknown as { dataIdMap: { get(id: unknown): { memoryOffset: number } } })
+    .dataIdMap.get(info.dataId).memoryOffset;
+}
+
+/** Concat of float32 tensors along any axis as strided row copies. */
+function concat(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const inputs = Object.values(args.inputs) as TensorInfo[];
+  const k = miscKernelsFor(backend);
+  const rank = inputs[0]?.shape.length ?? 0;
+  if (
+    k === null || inputs.length < 2 || rank === 0 ||
+    inputs.some((t) => t.dtype !== "float32" || t.shape.length !== rank || sizeOf(t.shape) === 0)
+  ) return fallback(tf.Concat, args);
+  const axis = tf.util.parseAxisParam((args.attrs as { axis: number }).axis, inputs[0].shape)[0];
+  const outShape = tf.backend_util.computeOutShape(inputs.map((t) => t.shape), axis);
+  const outer = sizeOf(outShape.slice(0, axis));
+  const inner = sizeOf(outShape.slice(axis + 1));
+  const out = backend.makeOutput(outShape, "float32");
+  const dst = heapOffset(backend, out);
+  const rowBytes = 4 * outShape[axis] * inner;
+  let at = 0;
+  for (const t of inputs) {
+    const bytes = 4 * t.shape[axis] * inner;
+    k.copyRows(heapOffset(backend, t), dst + at, outer, bytes, bytes, rowBytes);
+    at += bytes;
+  }
+  return out;
+}
+
+/** SplitV of a float32 tensor along any axis as strided row copies. */
+function splitV(args: KernelArgs): TensorInfo[] {
+  const backend = args.backend as Backend;
+  const { x } = args.inputs as { x: TensorInfo };
+  const { numOrSizeSplits, axis } = args.attrs as unknown as tf.SplitVAttrs;
+  const k = miscKernelsFor(backend);
+  if (k === null || x.dtype !== "float32" || sizeOf(x.shape) === 0) {
+    return fallback(tf.SplitV, args) as unknown as TensorInfo[];
+  }
+  const $axis = tf.util.parseAxisParam(axis, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, $axis);
+  const outer = sizeOf(x.shape.slice(0, $axis));
+  const inner = sizeOf(x.shape.slice($axis + 1));
+  const outs = sizes.map((size) => {
+    const shape = [...x.shape];
+    shape[$axis] = size;
+    return backend.makeOutput(shape, "float32");
+  });
+  const src = heapOffset(backend, x);
+  const rowBytes = 4 * x.shape[$axis] * inner;
+  let at = 0;
+  outs.forEach((out, i) => {
+    const bytes = 4 * sizes[i] * inner;
+    if (bytes > 0) k.copyRows(src + at, heapOffset(backend, out), outer, bytes, rowBytes, bytes);
+    at += bytes;
+  });
+  return outs;
+}
+
+/** Nearest x2 upsampling (no corner alignment, no half-pixel centres), channels % 4 == 0. */
+function resizeNearestNeighbor(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { images } = args.inputs as { images: TensorInfo };
+  const { alignCorners, halfPixelCenters, size } = args
+    .attrs as unknown as tf.ResizeNearestNeighborAttrs;
+  const k = miscKernelsFor(backend);
+  const [b, h, w, c] = images.shape;
+  if (
+    k === null || images.dtype !== "float32" || alignCorners || halfPixelCenters ||
+    images.shape.length !== 4 || size[0] !== 2 * h || size[1] !== 2 * w || c % 4 !== 0 ||
+    sizeOf(images.shape) === 0
+  ) return fallback(tf.ResizeNearestNeighbor, args);
+  const out = backend.makeOutput([b, 2 * h, 2 * w, c], "float32");
+  k.up2(heapOffset(backend, images), heapOffset(backend, out), b * h, w, 4 * c, 0);
+  return out;
+}
+
+/** The gradient of {@linkcode resizeNearestNeighbor}: sums of 2x2 blocks. */
+function resizeNearestNeighborGrad(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { images, dy } = args.inputs as { images: TensorInfo; dy: TensorInfo };
+  const { alignCorners, halfPixelCenters } = args
+    .attrs as unknown as tf.ResizeNearestNeighborGradAttrs;
+  const k = miscKernelsFor(backend);
+  const [b, h, w, c] = images.shape;
+  if (
+    k === null || dy.dtype !== "float32" || alignCorners || halfPixelCenters ||
+    images.shape.length !== 4 || dy.shape[1] !== 2 * h || dy.shape[2] !== 2 * w ||
+    dy.shape[3] !== c || c % 4 !== 0 || sizeOf(images.shape) === 0
+  ) return fallback(tf.ResizeNearestNeighborGrad, args);
+  const out = backend.makeOutput([b, h, w, c], "float32");
+  k.up2(heapOffset(backend, dy), heapOffset(backend, out), b * h, w, 4 * c, 1);
+  return out;
+}
+
+/** The gradient of 2x2 stride-2 valid max pooling (first maximum of each window). */
+function maxPoolGrad(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
+  const { filterSize, strides, pad, dimRoundingMode } = args
+    .attrs as unknown as tf.MaxPoolGradAttrs;
+  const k = miscKernelsFor(backend);
+  const info = tf.backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    filterSize,
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+  );
+  const [b, h, w, c] = input.shape;
+  if (
+    k === null || input.dtype !== "float32" || dy.dtype !== "float32" ||
+    info.filterHeight !== 2 || info.filterWidth !== 2 || info.strideHeight !== 2 ||
+    info.strideWidth !== 2 || info.padInfo.top !== 0 || info.padInfo.left !== 0 || h % 2 !== 0 ||
+    w % 2 !== 0 || c % 4 !== 0 || dy.shape[1] !== h / 2 || dy.shape[2] !== w / 2 ||
+    sizeOf(input.shape) === 0
+  ) return fallback(tf.MaxPoolGrad, args);
+  const out = backend.makeOutput(input.shape, "float32");
+  k.maxPool2Grad(
+    heapOffset(backend, input),
+    heapOffset(backend, dy),
+    heapOffset(backend, out),
+    (b * h) / 2,
+    w / 2,
+    4 * c,
+  );
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Identity and same-type Cast
 
@@ -378,6 +537,12 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.Conv2DBackpropInput, conv2DBackpropInput as tf.KernelFunc],
   [tf.UnsortedSegmentSum, unsortedSegmentSum as tf.KernelFunc],
   [tf.Conv2D, conv2D as tf.KernelFunc],
+  [tf.FusedConv2D, fusedConv2D as tf.KernelFunc],
+  [tf.Concat, concat as tf.KernelFunc],
+  [tf.SplitV, splitV as unknown as tf.KernelFunc],
+  [tf.ResizeNearestNeighbor, resizeNearestNeighbor as tf.KernelFunc],
+  [tf.ResizeNearestNeighborGrad, resizeNearestNeighborGrad as tf.KernelFunc],
+  [tf.MaxPoolGrad, maxPoolGrad as tf.KernelFunc],
   [tf.Identity, identity as tf.KernelFunc],
   [tf.Cast, cast as tf.KernelFunc],
 ];

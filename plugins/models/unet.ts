@@ -173,6 +173,22 @@ class UNet implements SegmentationModel {
   }
 
   #convBnRelu(x: tf.Tensor4D, name: string, training: boolean, groups?: number[]): tf.Tensor4D {
+    if (!training && this.#opts.batchNorm) {
+      // Inference: the batch norm folds into the convolution's weights and a bias, and the
+      // ReLU into the same kernel (one pass over the output).
+      const scale = tf.mul(
+        this.#get(`${name}/gamma`),
+        tf.rsqrt(tf.add(this.#get(`${name}/movingVar`), BN_EPS)),
+      );
+      return tf.fused.conv2d({
+        x,
+        filter: tf.mul(this.#get(`${name}/kernel`), scale) as tf.Tensor4D,
+        strides: 1,
+        pad: "same",
+        bias: tf.sub(this.#get(`${name}/beta`), tf.mul(this.#get(`${name}/movingMean`), scale)),
+        activation: "relu",
+      });
+    }
     const y = tf.conv2d(x, this.#get(`${name}/kernel`) as tf.Tensor4D, 1, "same");
     if (!this.#opts.batchNorm) return tf.relu(tf.add(y, this.#get(`${name}/bias`)));
     const gamma = this.#get(`${name}/gamma`);

@@ -1,0 +1,279 @@
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { tf } from "../deps.ts";
+import { useWasm } from "./_helpers.ts";
+import { gemmKernels, setGemmConvEnabled } from "../plugins/kernels/wasm_conv.ts";
+import { benchOursKlStep } from "../bench/ours_kl_step.ts";
+
+await useWasm();
+
+type Shape4 = [number, number, number, number];
+type Pad = "same" | "valid" | [[0, 0], [number, number], [number, number], [0, 0]];
+
+/** Seeded standard normal numbers, identical on every backend. */
+function normal(shape: number[], seed: number): Float32Array {
+  return tf.tidy(() => tf.randomNormal(shape, 0, 1, "float32", seed).dataSync() as Float32Array);
+}
+
+/** Runs `f` on cpu and on wasm; asserts equal shapes and max |wasm - cpu| <= tol * max |cpu|. */
+async function assertBackendsAgree(f: () => tf.Tensor | tf.Tensor[], tol = 1e-5): Promise<void> {
+  const results: { shape: number[]; values: Float32Array }[][] = [];
+  for (const backend of ["cpu", "wasm"]) {
+    await tf.setBackend(backend);
+    const out = tf.tidy(() => {
+      const r = f();
+      return Array.isArray(r) ? r : [r];
+    });
+    results.push(out.map((t) => ({ shape: t.shape, values: t.dataSync() as Float32Array })));
+    tf.dispose(out);
+  }
+  await tf.setBackend("wasm");
+  const [cpu, wasm] = results;
+  assert.equal(wasm.length, cpu.length);
+  cpu.forEach((expected, k) => {
+    assert.deepEqual(wasm[k].shape, expected.shape, `output ${k}: shapes differ`);
+    let scale = 0, err = 0;
+    for (let i = 0; i < expected.values.length; i++) {
+      scale = Math.max(scale, Math.abs(expected.values[i]));
+      err = Math.max(err, Math.abs(wasm[k].values[i] - expected.values[i]));
+    }
+    if (expected.values.length > 0) assert.ok(scale > 0, `output ${k}: the reference is all zeros`);
+    assert.ok(err <= tol * scale, `output ${k}: max abs error ${err} exceeds ${tol} * ${scale}`);
+  });
+}
+
+Deno.test("the SIMD GEMM kernels are in use on wasm", () => {
+  assert.notEqual(gemmKernels(tf.backend() as never), null);
+});
+
+interface GemmCase {
+  x: Shape4;
+  k: number;
+  co: number;
+  pad: Pad;
+}
+
+// Output channels a multiple of 8 (the GEMM kernels' tiles); input channels 1 (the first
+// layer's filter gradient), odd, a multiple of 4 or not; filters 1x1 to 5x5; odd image sizes.
+const gemmCases: GemmCase[] = [
+  { x: [2, 9, 7, 8], k: 3, co: 16, pad: "same" },
+  { x: [3, 5, 6, 4], k: 3, co: 8, pad: "valid" },
+  { x: [1, 6, 6, 12], k: 5, co: 24, pad: "same" },
+  { x: [2, 5, 5, 1], k: 3, co: 16, pad: "same" },
+  { x: [2, 5, 7, 3], k: 3, co: 8, pad: "same" },
+  { x: [2, 5, 5, 16], k: 1, co: 8, pad: "valid" },
+  { x: [2, 7, 9, 5], k: 3, co: 8, pad: [[0, 0], [2, 0], [1, 2], [0, 0]] },
+  { x: [13, 4, 5, 8], k: 3, co: 32, pad: "same" },
+];
+
+for (const c of gemmCases) {
+  const name = `${c.x.join("x")}, ${c.k}x${c.k} filter, ${c.x[3]} -> ${c.co} channels, ${
+    typeof c.pad === "string" ? c.pad : JSON.stringify(c.pad.slice(1, 3))
+  } padding`;
+  Deno.test(`GEMM conv2d and both its gradients match cpu (${name})`, async () => {
+    const fShape: Shape4 = [c.k, c.k, c.x[3], c.co];
+    const xv = normal(c.x, 1), fv = normal(fShape, 2);
+    await assertBackendsAgree(() => {
+      const x = tf.tensor4d(xv, c.x), f = tf.tensor4d(fv, fShape);
+      const y = tf.conv2d(x, f, 1, c.pad);
+      const w = tf.randomNormal(y.shape, 0, 1, "float32", 3);
+      const [dx, df] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, c.pad), w))
+      )([x, f]);
+      return [y, dx, df];
+    });
+  });
+}
+
+Deno.test("GEMM fused conv2d with bias and ReLU matches cpu", async () => {
+  const xv = normal([2, 6, 5, 4], 4), fv = normal([3, 3, 4, 16], 5), bv = normal([16], 6);
+  await assertBackendsAgree(() => {
+    const x = tf.tensor4d(xv, [2, 6, 5, 4]), f = tf.tensor4d(fv, [3, 3, 4, 16]);
+    const bias = tf.tensor1d(bv);
+    return [
+      tf.fused.conv2d({ x, filter: f, strides: 1, pad: "same", bias, activation: "relu" }),
+      tf.fused.conv2d({ x, filter: f, strides: 1, pad: "valid", bias }),
+      tf.fused.conv2d({ x, filter: f, strides: 1, pad: "same", activation: "relu" }),
+    ];
+  });
+});
+
+Deno.test("the GEMM and XNNPACK convolutions agree on wasm", () => {
+  tf.tidy(() => {
+    const x = tf.randomNormal([3, 11, 10, 16], 0, 1, "float32", 7) as tf.Tensor4D;
+    const f = tf.randomNormal([3, 3, 16, 32], 0, 1, "float32", 8) as tf.Tensor4D;
+    const a = tf.conv2d(x, f, 1, "same").dataSync();
+    setGemmConvEnabled(false);
+    try {
+      const b = tf.conv2d(x, f, 1, "same").dataSync();
+      let err = 0;
+      for (let i = 0; i < a.length; i++) err = Math.max(err, Math.abs(a[i] - b[i]));
+      assert.ok(err < 1e-4, `max abs difference ${err}`);
+    } finally {
+      setGemmConvEnabled(true);
+    }
+  });
+});
+
+Deno.test("Concat and SplitV on wasm match cpu along every axis", async () => {
+  const a = normal([2, 3, 4, 8], 1), b = normal([2, 3, 4, 3], 2), c = normal([1, 3, 4, 8], 3);
+  await assertBackendsAgree(() => {
+    const ta = tf.tensor4d(a, [2, 3, 4, 8]);
+    return [
+      tf.concat([ta, tf.tensor4d(b, [2, 3, 4, 3])], 3),
+      tf.concat([ta, tf.tensor4d(c, [1, 3, 4, 8])], 0),
+      tf.concat([ta, ta, ta], 1),
+      ...tf.split(ta, [3, 5], 3),
+      ...tf.split(ta, [1, 1], 0),
+      ...tf.split(ta, [2, 1, 0], 1),
+      ...tf.split(ta, 2, 2),
+    ];
+  });
+});
+
+Deno.test("nearest x2 upsampling on wasm matches cpu, and its gradient sums 2x2 blocks", async () => {
+  const xv = normal([3, 3, 5, 8], 1);
+  await assertBackendsAgree(() =>
+    tf.image.resizeNearestNeighbor(tf.tensor4d(xv, [3, 3, 5, 8]), [6, 10])
+  );
+  // The cpu backend's ResizeNearestNeighborGrad is wrong for batches of more than one image:
+  // compare with the definition instead.
+  tf.tidy(() => {
+    const dy = tf.randomNormal([3, 6, 10, 8], 0, 1, "float32", 2);
+    const g = tf.grad((x: tf.Tensor) =>
+      tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [6, 10]), dy))
+    )(tf.tensor4d(xv, [3, 3, 5, 8]));
+    const expected = tf.sum(tf.reshape(dy, [3, 3, 2, 5, 2, 8]), [2, 4]);
+    const e = expected.dataSync(), a = g.dataSync();
+    for (let i = 0; i < e.length; i++) assert.ok(Math.abs(a[i] - e[i]) < 1e-5, `at ${i}`);
+  });
+});
+
+Deno.test("the gradient of 2x2 max pooling on wasm matches cpu, ties included", async () => {
+  const xv = normal([2, 6, 4, 8], 1), dyv = normal([2, 3, 2, 8], 2);
+  await assertBackendsAgree(() =>
+    tf.grad((x: tf.Tensor) =>
+      tf.sum(
+        tf.mul(tf.maxPool(tf.relu(x) as tf.Tensor4D, 2, 2, "valid"), tf.tensor(dyv, [2, 3, 2, 8])),
+      )
+    )(tf.tensor4d(xv, [2, 6, 4, 8]))
+  );
+});
+
+Deno.test("Identity and same-type Cast share data on wasm; other casts convert", () => {
+  tf.tidy(() => {
+    const x = tf.tensor1d([1.5, -2.25, 3]);
+    const before = tf.memory().numDataBuffers;
+    const y = tf.clone(x), z = tf.cast(x, "float32");
+    assert.equal(tf.memory().numDataBuffers, before);
+    assert.deepEqual([...y.dataSync()], [1.5, -2.25, 3]);
+    assert.deepEqual([...z.dataSync()], [1.5, -2.25, 3]);
+    assert.deepEqual([...tf.cast(x, "int32").dataSync()], [1, -2, 3]);
+    x.dispose();
+    assert.deepEqual([...y.dataSync()], [1.5, -2.25, 3], "the clone outlives its source");
+  });
+});
+
+Deno.test("back-propagation frees as it goes and gives tfjs's gradients", () => {
+  const engine = tf.engine() as unknown as {
+    gradients: (...a: unknown[]) => { value: tf.Tensor; grads: tf.Tensor[] };
+  };
+  const original = Object.getPrototypeOf(engine).gradients as typeof engine.gradients;
+  const x = tf.randomNormal([2, 8, 8, 4], 0, 1, "float32", 1);
+  const w = tf.randomNormal([3, 3, 4, 8], 0, 1, "float32", 2);
+  const f = () =>
+    tf.sum(tf.square(tf.relu(tf.conv2d(tf.mul(x, x) as tf.Tensor4D, w as tf.Tensor4D, 1, "same"))));
+  try {
+    const mine = tf.tidy(() => engine.gradients(f, [x, w]).grads.map((g) => g.dataSync()));
+    const ref = tf.tidy(() => original.call(engine, f, [x, w]).grads.map((g) => g.dataSync()));
+    assert.deepEqual(mine, ref);
+    // higher-order gradients still work
+    const g2 = tf.tidy(() =>
+      tf.grad((a: tf.Tensor) => tf.sum(tf.grad((b: tf.Tensor) => tf.sum(tf.pow(b, 3)))(a)))(
+        tf.tensor1d([1, 2]),
+      ).dataSync()
+    );
+    assert.deepEqual([...g2], [6, 12]);
+    const before = tf.memory().numTensors;
+    const { value, grads } = engine.gradients(f, [x, w]);
+    tf.dispose([value, ...grads]);
+    assert.equal(tf.memory().numTensors, before);
+  } finally {
+    tf.dispose([x, w]);
+  }
+});
+
+Deno.test("the step benchmark measures the trainer and leaks no tensors across steps", async () => {
+  const options = { size: 32, labeled: 2, unlabeled: 2, base: 4, depth: 3, warmup: 1 };
+  const one = await benchOursKlStep({ ...options, steps: 1 });
+  const three = await benchOursKlStep({ ...options, steps: 3 });
+  assert.equal(one.backend, "wasm");
+  assert.equal(three.step_ms.length, 3);
+  assert.equal(one.tensors_after, three.tensors_after);
+  // U-Net 4x3 with 1 input channel and 4 classes: the PyTorch peer's UNet(4, 3, 4) has 8304
+  assert.equal(one.params, 8304);
+  for (const k of ["forward_ms", "step_ms_median", "peak_rss_mb"] as const) {
+    assert.ok(one[k] > 0, k);
+  }
+});
+
+Deno.test({
+  name: "the threaded wasm build runs the training step with 2 threads under Deno",
+  // a child process: the backend's thread count is fixed once it is initialised
+  fn: async () => {
+    const cli = fileURLToPath(new URL("../cli.ts", import.meta.url));
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-env",
+        "--allow-sys",
+        cli,
+        "bench",
+        ...["--size", "32", "--base", "4", "--depth", "3", "--steps", "2", "--threads", "2"],
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const result = JSON.parse(stdout.trim().split("\n").pop()!);
+    assert.equal(result.threads, 2);
+    assert.equal(result.backend, "wasm");
+    assert.ok(result.step_ms_median > 0);
+  },
+});
+
+Deno.test("the fused Adam update follows Adam with L2 weight decay on wasm and cpu", async () => {
+  const { Adam } = await import("../core/optimizer.ts");
+  for (const backend of ["wasm", "cpu"]) {
+    await tf.setBackend(backend);
+    const w0 = [0.5, -1, 2], g1 = [0.1, -0.2, 0.3], g2 = [-0.4, 0.5, 0.05];
+    const w = tf.variable(tf.tensor1d(w0), true, `adam-test-${backend}`);
+    const adam = new Adam(new Map([["w", w]]), { weightDecay: 0.01 });
+    for (const g of [g1, g2]) {
+      const gt = tf.tensor1d(g);
+      adam.apply({ w: gt }, 0.1);
+      gt.dispose();
+    }
+    // reference, in doubles
+    const wr = [...w0], m = [0, 0, 0], v = [0, 0, 0];
+    [g1, g2].forEach((g, k) => {
+      const t = k + 1, c1 = 1 - 0.9 ** t, c2 = 1 - 0.999 ** t;
+      for (let i = 0; i < 3; i++) {
+        const gi = g[i] + 0.01 * wr[i];
+        m[i] = 0.9 * m[i] + 0.1 * gi;
+        v[i] = 0.999 * v[i] + 0.001 * gi * gi;
+        wr[i] -= (m[i] / (Math.sqrt(v[i] / c2) + 1e-8)) * (0.1 / c1);
+      }
+    });
+    const got = w.dataSync();
+    for (let i = 0; i < 3; i++) {
+      assert.ok(Math.abs(got[i] - wr[i]) < 1e-6, `${backend}: ${got[i]} vs ${wr[i]}`);
+    }
+    adam.dispose();
+    w.dispose();
+  }
+  await tf.setBackend("wasm");
+});
