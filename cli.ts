@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { dirname } from "node:path";
 import { Command, CommanderError } from "./deps.ts";
 import { type BackendName, BACKENDS } from "./core/backend.ts";
 import { UserError } from "./core/errors.ts";
@@ -269,11 +270,6 @@ export function buildProgram(): Command {
   addResultCommands(program);
 
   return program;
-}
-
-function dirname(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i <= 0 ? (i === 0 ? "/" : ".") : path.slice(0, i);
 }
 
 /** A one-line description of each field of a zod object schema. */

@@ -6,7 +6,6 @@
  * @module
  */
 import { tf, tfWasm } from "../deps.ts";
-import "../deps.ts";
 import { UserError } from "./errors.ts";
 import { registerWasmTrainingKernels } from "../plugins/kernels/wasm_training.ts";
 import { enableWasmThreads, withPthreadWorkers } from "../plugins/kernels/wasm_threads.ts";

@@ -639,14 +639,23 @@ export async function readList(path: string): Promise<string[] | null> {
 
 /** The options every file-based plugin shares (see {@linkcode commonOptionFields}). */
 export interface CommonDatasetOptions {
+  /** Data folder (relative paths are resolved against the recipe's folder). */
   root: string;
+  /** Side of the square slices. @default the plugin's (256; spleen 512) */
   size: number;
+  /** How slices are brought to `size x size`. @default "stretch" */
   fit: Fit;
+  /** Per-volume intensity normalisation. @default "minmax" */
   normalize: "minmax" | "none";
+  /** Through-plane axis (`auto`: the one with the largest spacing). @default "auto" */
   sliceAxis: "auto" | 0 | 1 | 2;
+  /** Patients per split (defaults: see each plugin). */
   split: SplitOptions;
+  /** Explicit labeled patients, instead of a seeded draw. */
   labeledPatients?: string[];
+  /** Cache folder, or `false`. @default `<root>/.cache-missl`, or a tmp folder if read-only */
   cache?: string | false;
+  /** Seed of the split. @default the run seed */
   seed?: number;
 }
 

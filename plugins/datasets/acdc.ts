@@ -28,42 +28,20 @@ import { readSsl4misHdf5 } from "../io/hdf5.ts";
 import { readNifti } from "../io/nifti.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import {
+  type CommonDatasetOptions,
   commonOptionFields,
-  type Fit,
   type LayoutCase,
   listNames,
   loadSplitDataset,
   readList,
   resolveRoot,
 } from "./_preprocess.ts";
-import { type SplitOptions, splitOptionsSchema } from "./_split.ts";
+import { splitOptionsSchema } from "./_split.ts";
 
 /** Options of the `acdc` dataset. */
-export interface AcdcOptions {
-  /** Data folder (relative paths are resolved against the recipe's folder). */
-  root: string;
+export interface AcdcOptions extends CommonDatasetOptions {
   /** Layout: `auto` picks `hdf5` when `<root>/data` holds `.h5` files. @default "auto" */
   format: "auto" | "hdf5" | "nifti";
-  /** Side of the square slices. @default {256} */
-  size: number;
-  /** How slices are brought to `size x size`. @default "stretch" */
-  fit: Fit;
-  /** Per-volume intensity normalisation. @default "minmax" */
-  normalize: "minmax" | "none";
-  /** Through-plane axis (NIfTI layout). @default "auto" */
-  sliceAxis: "auto" | 0 | 1 | 2;
-  /**
-   * Patients per split. @default {{ labeled: 7 }}: 7 labeled patients (SSL4MIS's "10%"), the
-   * other training patients unlabeled, `val.list` (or 10 patients) for validation, `test.list`
-   * (or none) for test.
-   */
-  split: SplitOptions;
-  /** Explicit labeled patients (`patient001`), instead of a seeded draw. */
-  labeledPatients?: string[];
-  /** Cache folder, or `false`. @default `<root>/.cache-missl`, or a tmp folder if read-only */
-  cache?: string | false;
-  /** Seed of the split. @default the run seed */
-  seed?: number;
 }
 
 /** Strict schema of {@linkcode AcdcOptions}. */

@@ -16,20 +16,18 @@ import type { DatasetContext, DatasetFactory, SegmentationDataset } from "../../
 import { UserError } from "../../core/errors.ts";
 import { stripVolumeExtension, volumeFormat } from "../io/volume.ts";
 import {
+  type CommonDatasetOptions,
   commonOptionFields,
-  type Fit,
   type LayoutCase,
   listNames,
   loadSplitDataset,
   pairCase,
   resolveRoot,
 } from "./_preprocess.ts";
-import { type SplitOptions, splitOptionsSchema } from "./_split.ts";
+import { splitOptionsSchema } from "./_split.ts";
 
 /** Options of the `folder` dataset. */
-export interface FolderOptions {
-  /** Data folder (relative paths are resolved against the recipe's folder). */
-  root: string;
+export interface FolderOptions extends CommonDatasetOptions {
   /** Sub-folder of the images. @default "images" */
   images: string;
   /** Sub-folder of the labels. @default "labels" */
@@ -40,25 +38,6 @@ export interface FolderOptions {
   patientPattern?: string;
   /** CT-style intensity window `[lo, hi]` applied before normalising. */
   window?: [number, number];
-  /** Side of the square slices. @default {256} */
-  size: number;
-  /** How slices are brought to `size x size`. @default "stretch" */
-  fit: Fit;
-  /** Per-volume intensity normalisation. @default "minmax" */
-  normalize: "minmax" | "none";
-  /** Through-plane axis. @default "auto" */
-  sliceAxis: "auto" | 0 | 1 | 2;
-  /**
-   * Patients per split: `labeled` is required; unlabeled defaults to the rest, validation to
-   * a fifth of the patients (at least 1), test to none.
-   */
-  split: SplitOptions;
-  /** Explicit labeled patients. */
-  labeledPatients?: string[];
-  /** Cache folder, or `false`. @default `<root>/.cache-missl`, or a tmp folder if read-only */
-  cache?: string | false;
-  /** Seed of the split. @default the run seed */
-  seed?: number;
 }
 
 /** Strict schema of {@linkcode FolderOptions}. */

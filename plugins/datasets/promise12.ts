@@ -21,38 +21,20 @@ import type { DatasetContext, DatasetFactory, SegmentationDataset } from "../../
 import { UserError } from "../../core/errors.ts";
 import { listPngSlices, type PngSliceGroup, readPngSliceGroup } from "../io/png_slices.ts";
 import {
+  type CommonDatasetOptions,
   commonOptionFields,
-  type Fit,
   type LayoutCase,
   listNames,
   loadSplitDataset,
   pairCase,
   resolveRoot,
 } from "./_preprocess.ts";
-import { type SplitOptions, splitOptionsSchema } from "./_split.ts";
+import { splitOptionsSchema } from "./_split.ts";
 
 /** Options of the `promise12` dataset. */
-export interface Promise12Options {
-  /** Data folder (relative paths are resolved against the recipe's folder). */
-  root: string;
+export interface Promise12Options extends CommonDatasetOptions {
   /** Layout: `auto` picks `png` when `img/` or `train/img/` exists. @default "auto" */
   format: "auto" | "mhd" | "png";
-  /** Side of the square slices. @default {256} */
-  size: number;
-  /** How slices are brought to `size x size`. @default "stretch" */
-  fit: Fit;
-  /** Per-volume intensity normalisation. @default "minmax" */
-  normalize: "minmax" | "none";
-  /** Through-plane axis. @default "auto" */
-  sliceAxis: "auto" | 0 | 1 | 2;
-  /** Patients per split. @default {{ labeled: 7 }} (validation: 10, or the `val/` folder) */
-  split: SplitOptions;
-  /** Explicit labeled patients (`Case00`). */
-  labeledPatients?: string[];
-  /** Cache folder, or `false`. @default `<root>/.cache-missl`, or a tmp folder if read-only */
-  cache?: string | false;
-  /** Seed of the split. @default the run seed */
-  seed?: number;
 }
 
 /** Strict schema of {@linkcode Promise12Options}. */

@@ -16,38 +16,20 @@ import type { DatasetContext, DatasetFactory, SegmentationDataset } from "../../
 import { UserError } from "../../core/errors.ts";
 import { stripVolumeExtension, volumeFormat } from "../io/volume.ts";
 import {
+  type CommonDatasetOptions,
   commonOptionFields,
-  type Fit,
   type LayoutCase,
   listNames,
   loadSplitDataset,
   pairCase,
   resolveRoot,
 } from "./_preprocess.ts";
-import { type SplitOptions, splitOptionsSchema } from "./_split.ts";
+import { splitOptionsSchema } from "./_split.ts";
 
 /** Options of the `spleen` dataset. */
-export interface SpleenOptions {
-  /** The Task09_Spleen folder (relative paths are resolved against the recipe's folder). */
-  root: string;
+export interface SpleenOptions extends CommonDatasetOptions {
   /** CT window `[lo, hi]` in HU, applied before normalising; `null` for none. @default {[-160, 240]} */
   window: [number, number] | null;
-  /** Side of the square slices (the paper keeps 512). @default {512} */
-  size: number;
-  /** How slices are brought to `size x size`. @default "stretch" */
-  fit: Fit;
-  /** Per-volume intensity normalisation. @default "minmax" */
-  normalize: "minmax" | "none";
-  /** Through-plane axis. @default "auto" */
-  sliceAxis: "auto" | 0 | 1 | 2;
-  /** Patients per split. @default {{ labeled: 4 }} (validation 5, unlabeled the rest) */
-  split: SplitOptions;
-  /** Explicit labeled patients (`spleen_2`). */
-  labeledPatients?: string[];
-  /** Cache folder, or `false`. @default `<root>/.cache-missl`, or a tmp folder if read-only */
-  cache?: string | false;
-  /** Seed of the split. @default the run seed */
-  seed?: number;
 }
 
 /** Strict schema of {@linkcode SpleenOptions}. */
