@@ -316,6 +316,15 @@ export async function main(args: string[]): Promise<number> {
       console.error(`error: ${(error as Error).message}`);
       return 2;
     }
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      console.error(
+        `error: this run was not granted a permission it needs: ${(error as Error).message}\n` +
+          `deno task run grants a run only what its recipes need (README, "Permissions"); ` +
+          `grant more with --grant, e.g. deno task run --grant read=/data recipe.yaml, or run ` +
+          `deno run <flags> cli.ts run ... yourself`,
+      );
+      return 2;
+    }
     throw error;
   }
 }

@@ -75,6 +75,25 @@ export interface DatasetContext {
 }
 
 /** A dataset plugin. */
+/**
+ * The files a dataset touches with given options: what `deno task run` grants the run (and
+ * nothing else on disk besides the recipes, the package cache and the run folder).
+ */
+export interface DatasetAccess {
+  /** Files and folders `load` reads (absolute). */
+  read: string[];
+  /** Folders `load` may write, e.g. its cache (absolute). */
+  write: string[];
+}
+
+/** What {@linkcode DatasetFactory.access} resolves paths against. */
+export interface DatasetAccessContext {
+  /** Directory of the recipe file, as in {@linkcode DatasetContext}. */
+  baseDir: string;
+  /** The temporary folder (`$TMPDIR`, else `/tmp`). */
+  tmpDir: string;
+}
+
 export interface DatasetFactory<O = Record<string, unknown>> {
   readonly id: string;
   readonly description: string;
@@ -82,6 +101,13 @@ export interface DatasetFactory<O = Record<string, unknown>> {
   readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
   /** Load (or generate) the data. */
   load(options: O, context: DatasetContext): Promise<SegmentationDataset>;
+  /**
+   * The files and folders `load` reads and writes with `options` (a pure function: it must not
+   * touch the disk). `deno task run` calls it, for the built-in datasets only, to grant a run
+   * exactly these; a dataset from a plugin module gets no file access unless the user grants it
+   * (`deno task run --grant read=/data ...`). Omit it for data that needs no files.
+   */
+  access?(options: O, context: DatasetAccessContext): DatasetAccess;
 }
 
 /** All dataset plugins, by id. */

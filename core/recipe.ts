@@ -233,6 +233,8 @@ export interface LoadedRecipe {
    * `$${`, so loading the written file gives the same recipe.
    */
   resolved: Record<string, unknown>;
+  /** Absolute paths of the files read: the recipe, then each file of its `extends:` chain. */
+  files: string[];
 }
 
 /** Options of {@linkcode loadRecipe}. */
@@ -782,12 +784,12 @@ interface ChainFile {
 async function loadChain(
   file: ChainFile,
   stack: ChainFile[],
-): Promise<{ raw: Record<string, unknown>; pluginsDir?: string }> {
+): Promise<{ raw: Record<string, unknown>; pluginsDir?: string; files: string[] }> {
   const referrer = stack[stack.length - 1];
   const raw = await readRecipeFile(file.abs, file.display, referrer);
   const dir = dirname(file.abs);
   const ownPluginsDir = hasKey(raw, "plugins") ? dir : undefined;
-  if (!hasKey(raw, "extends")) return { raw, pluginsDir: ownPluginsDir };
+  if (!hasKey(raw, "extends")) return { raw, pluginsDir: ownPluginsDir, files: [file.abs] };
 
   const target = raw.extends;
   delete raw.extends;
@@ -821,6 +823,7 @@ async function loadChain(
   return {
     raw: deepMerge(loaded.raw, raw) as Record<string, unknown>,
     pluginsDir: ownPluginsDir ?? loaded.pluginsDir,
+    files: [file.abs, ...loaded.files],
   };
 }
 
@@ -1093,7 +1096,7 @@ export async function loadRecipe(
 ): Promise<LoadedRecipe> {
   const file = resolve(path);
   const display = path;
-  const { raw: merged, pluginsDir } = await loadChain({ abs: file, display }, []);
+  const { raw: merged, pluginsDir, files } = await loadChain({ abs: file, display }, []);
   delete merged.extends;
 
   let dirForPlugins = pluginsDir ?? dirname(file);
@@ -1119,5 +1122,10 @@ export async function loadRecipe(
   resolvePlugins(resolved, dirForPlugins);
 
   const recipe = parseRecipe(resolved, display);
-  return { recipe, file, resolved: escapeInterpolation(resolved) as Record<string, unknown> };
+  return {
+    recipe,
+    file,
+    resolved: escapeInterpolation(resolved) as Record<string, unknown>,
+    files,
+  };
 }

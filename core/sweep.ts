@@ -209,6 +209,40 @@ export async function permissionFlags(
   return flags;
 }
 
+/**
+ * The permission flags `deno task run` (core/launcher.ts) gave this process, passed on in
+ * `MISSL_PERMISSION_FLAGS` so that each `--jobs` child gets the same, or `null`.
+ */
+function inheritedFlags(): string[] | null {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get("MISSL_PERMISSION_FLAGS");
+  } catch {
+    return null; // not granted: not launched by deno task run
+  }
+  if (!text) return null;
+  try {
+    const flags = JSON.parse(text);
+    if (Array.isArray(flags) && flags.every((f) => typeof f === "string" && f.startsWith("--"))) {
+      return flags;
+    }
+  } catch {
+    // fall through
+  }
+  return null;
+}
+
+/** This Deno's executable when it may be run, else `deno` from the PATH when that may, else null. */
+async function runnableDeno(): Promise<string | null> {
+  const exec = Deno.execPath();
+  for (const command of [exec, "deno"]) {
+    if ((await Deno.permissions.query({ name: "run", command })).state === "granted") {
+      return command;
+    }
+  }
+  return null;
+}
+
 function cliPath(): string {
   const url = new URL("../cli.ts", import.meta.url);
   return url.protocol === "file:" ? decodeURIComponent(url.pathname) : url.href;
@@ -278,8 +312,8 @@ async function runParallel(
   log: (line: string) => void,
   result: RunManyResult,
 ): Promise<RunManyResult> {
-  const deno = Deno.execPath();
-  if ((await Deno.permissions.query({ name: "run", command: deno })).state !== "granted") {
+  const deno = await runnableDeno();
+  if (deno === null) {
     throw new UserError(
       "--jobs runs each recipe in its own deno process, which needs the permission to run " +
         "deno: call the CLI with --allow-run=deno, e.g. deno run --allow-read --allow-write " +
@@ -288,7 +322,7 @@ async function runParallel(
   }
   const cli = cliPath();
   const dirs = todo.map((t) => t.run.dir);
-  const flags = await permissionFlags({
+  const flags = inheritedFlags() ?? await permissionFlags({
     read: [Deno.cwd(), cli.replace(/\/[^/]*$/, ""), ...todo.map((t) => t.run.recipe), ...dirs],
     write: dirs,
   });

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { dirname, resolve } from "node:path";
 import { tf, YAML } from "../deps.ts";
 import { initBackend } from "./backend.ts";
 import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
@@ -235,7 +236,8 @@ export class Trainer {
         YAML.stringify(options.resolved ?? recipe),
       );
       await Deno.writeTextFile(`${runDir}/splits.json`, JSON.stringify(dataset.splits, null, 2));
-      const info = { baseDir: await Deno.realPath(baseDir), recipe: options.recipeFile ?? null };
+      const realBase = await realFolder(baseDir, options.recipeFile);
+      const info = { baseDir: realBase, recipe: options.recipeFile ?? null };
       await Deno.writeTextFile(`${runDir}/run.json`, JSON.stringify(info, null, 2) + "\n");
     }
     const trainer = new Trainer({
@@ -736,6 +738,25 @@ function checkDataset(d: SegmentationDataset, recipe: Recipe): void {
     throw new UserError(
       `Dataset "${d.id}" has no unlabeled slices, but the recipe has regularizers`,
     );
+  }
+}
+
+/**
+ * The real path of `baseDir`, found through the recipe file inside it when there is one: a
+ * least-privilege run may read the recipe file but not list its folder.
+ */
+async function realFolder(baseDir: string, recipeFile?: string): Promise<string> {
+  if (recipeFile !== undefined && resolve(dirname(recipeFile)) === resolve(baseDir)) {
+    try {
+      return dirname(await Deno.realPath(recipeFile));
+    } catch {
+      // gone or unreadable: fall through
+    }
+  }
+  try {
+    return await Deno.realPath(baseDir);
+  } catch {
+    return resolve(baseDir);
   }
 }
 

@@ -20,7 +20,14 @@
 import { resolve } from "node:path";
 import { z } from "../../deps.ts";
 import { UserError } from "../../core/errors.ts";
-import type { DatasetContext, SegmentationDataset, SliceSet, Volume } from "../../core/dataset.ts";
+import type {
+  DatasetAccess,
+  DatasetAccessContext,
+  DatasetContext,
+  SegmentationDataset,
+  SliceSet,
+  Volume,
+} from "../../core/dataset.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import { readHdf5Datasets } from "../io/hdf5.ts";
 import { readVolume, volumeFormat } from "../io/volume.ts";
@@ -635,6 +642,24 @@ export async function readList(path: string): Promise<string[] | null> {
     throw new UserError(`Cannot read "${path}": ${(error as Error).message}`);
   }
   return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith("#"));
+}
+
+/**
+ * What a file-based dataset touches (its `access`): it reads `root`, and reads and writes its
+ * cache, which is the `cache` option, or else `<root>/.cache-missl` or `<tmp>/missl-cache/...`
+ * (the first that can be written, decided when loading: both are granted).
+ */
+export function fileDatasetAccess(
+  options: Pick<CommonDatasetOptions, "root" | "cache">,
+  context: DatasetAccessContext,
+): DatasetAccess {
+  const root = resolve(context.baseDir, options.root);
+  const caches = options.cache === false
+    ? []
+    : options.cache !== undefined
+    ? [resolve(context.baseDir, options.cache)]
+    : [resolve(root, ".cache-missl"), resolve(context.tmpDir, "missl-cache")];
+  return { read: [root, ...caches], write: caches };
 }
 
 /** The options every file-based plugin shares (see {@linkcode commonOptionFields}). */

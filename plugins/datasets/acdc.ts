@@ -30,6 +30,7 @@ import type { VolumeData } from "../io/volume_data.ts";
 import {
   type CommonDatasetOptions,
   commonOptionFields,
+  fileDatasetAccess,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -280,6 +281,7 @@ export const acdcDataset: DatasetFactory<AcdcOptions> = {
   description:
     "ACDC cardiac MRI (RV, Myo, LV): SSL4MIS HDF5 or challenge NIfTI layout, split by patient",
   options: acdcOptions,
+  access: fileDatasetAccess,
   async load(options: AcdcOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("acdc", options.root, context.baseDir);
     let format = options.format;

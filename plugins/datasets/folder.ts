@@ -10,14 +10,21 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { z } from "../../deps.ts";
-import type { DatasetContext, DatasetFactory, SegmentationDataset } from "../../core/dataset.ts";
+import type {
+  DatasetAccess,
+  DatasetAccessContext,
+  DatasetContext,
+  DatasetFactory,
+  SegmentationDataset,
+} from "../../core/dataset.ts";
 import { UserError } from "../../core/errors.ts";
 import { stripVolumeExtension, volumeFormat } from "../io/volume.ts";
 import {
   type CommonDatasetOptions,
   commonOptionFields,
+  fileDatasetAccess,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -97,6 +104,13 @@ export const folderDataset: DatasetFactory<FolderOptions> = {
   id: "folder",
   description: "Image / label volume pairs matched by name (images/X + labels/X, any format)",
   options: folderOptions,
+  access(options: FolderOptions, context: DatasetAccessContext): DatasetAccess {
+    // images / labels are joined to root and may point beside it ("../labels")
+    const access = fileDatasetAccess(options, context);
+    const root = resolve(context.baseDir, options.root);
+    access.read.push(join(root, options.images), join(root, options.labels));
+    return access;
+  },
   async load(options: FolderOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("folder", options.root, context.baseDir);
     const imageDir = join(root, options.images), labelDir = join(root, options.labels);

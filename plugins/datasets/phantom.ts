@@ -367,6 +367,7 @@ export const phantomDataset: DatasetFactory<PhantomOptions> = {
   id: "phantom",
   description: "Procedural short-axis cardiac MRI phantom (RV, Myo, LV), generated from the seed",
   options: phantomOptions,
+  access: () => ({ read: [], write: [] }), // generated in memory
   load(options: PhantomOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const start = performance.now();
     const seed = options.seed ?? context.seed;

@@ -23,6 +23,7 @@ import { listPngSlices, type PngSliceGroup, readPngSliceGroup } from "../io/png_
 import {
   type CommonDatasetOptions,
   commonOptionFields,
+  fileDatasetAccess,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -113,6 +114,7 @@ export const promise12Dataset: DatasetFactory<Promise12Options> = {
   id: "promise12",
   description: "PROMISE12 prostate MRI: MetaImage cases or PNG slice folders, split by patient",
   options: promise12Options,
+  access: fileDatasetAccess,
   async load(options: Promise12Options, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("promise12", options.root, context.baseDir);
     let format = options.format;

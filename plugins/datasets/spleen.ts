@@ -18,6 +18,7 @@ import { stripVolumeExtension, volumeFormat } from "../io/volume.ts";
 import {
   type CommonDatasetOptions,
   commonOptionFields,
+  fileDatasetAccess,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -110,6 +111,7 @@ export const spleenDataset: DatasetFactory<SpleenOptions> = {
   id: "spleen",
   description: "MSD Task09 spleen CT (NIfTI), windowed and min-max normalised, split by patient",
   options: spleenOptions,
+  access: fileDatasetAccess,
   async load(options: SpleenOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("spleen", options.root, context.baseDir);
     const pairs = await msdPairs("spleen", root);

@@ -1,0 +1,457 @@
+/**
+ * The least-privilege launcher behind `deno task run`: it reads the recipes (never importing
+ * their plugin modules), works out what the run needs, and starts `cli.ts run` in a child Deno
+ * process granted only that:
+ *
+ * - **read**: the recipe files (with their `extends:` chain), Deno's npm package cache, the files of the recipe's local `plugins:`, the dataset's data
+ *   and cache folders (as the built-in dataset plugin declares them, see
+ *   {@linkcode DatasetFactory.access}) and the run folder;
+ * - **write**: the run folder (`--out`, else the recipe's `output.dir`; the run directory with
+ *   `--resume`) and the dataset's cache folders;
+ * - **env**: the variables the recipes name (`${VAR}`), `TMPDIR`, `HOME`, `DENO_DIR`,
+ *   `XDG_CACHE_HOME` (to find an installed tfjs-node) and the two the `yaml` package looks up;
+ * - **import**: the hosts of the recipe's remote `plugins:` (`https://...`);
+ * - **run**: `deno` only, with `--jobs N` > 1;
+ * - no network, no system information, no FFI (except for the native tfjs-node backend, whose
+ *   addon cannot be sandboxed: it gets ffi, env and sys).
+ *
+ * `--grant kind=value[,value]` (repeatable) adds to a kind, e.g. `--grant read=/data` for a
+ * dataset from a plugin module, whose files the launcher cannot know. To run with other
+ * permissions altogether, call `deno run <flags> cli.ts run ...` directly.
+ *
+ * @module
+ */
+import { dirname, isAbsolute, resolve } from "node:path";
+import { Command, CommanderError } from "../deps.ts";
+import { nodeBindingInstalled } from "./backend.ts";
+import { datasets } from "./dataset.ts";
+import { UserError } from "./errors.ts";
+import { loadRecipe, type Recipe } from "./recipe.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+
+/** Environment variables every run may read (besides the recipe's): see the module doc. */
+export const BASE_ENV = [
+  "TMPDIR", // the dataset cache's fallback folder
+  "HOME", // where Deno's cache is, to tell whether tfjs-node is installed (core/backend.ts)
+  "DENO_DIR",
+  "XDG_CACHE_HOME",
+  "LOG_TOKENS", // looked up by the `yaml` package when parsing
+  "LOG_STREAM",
+] as const;
+
+/** Name of the variable through which a `--jobs` run passes its permissions to its children. */
+export const PERMISSIONS_ENV = "MISSL_PERMISSION_FLAGS";
+
+/** The kinds of `--grant`. */
+export const GRANT_KINDS = ["read", "write", "env", "net", "import", "sys", "run", "ffi"] as const;
+export type GrantKind = typeof GRANT_KINDS[number];
+
+/** What a run is granted, by kind: a list of values, or `true` for everything of that kind. */
+export type Grants = Partial<Record<GrantKind, string[] | true>>;
+
+/** The `run` arguments the launcher understands (those of `cli.ts run`, plus `--grant`). */
+export interface LaunchArgs {
+  recipes: string[];
+  resume?: string;
+  set: string[];
+  out?: string;
+  seed?: string;
+  seeds?: string;
+  jobs?: string;
+  backend?: string;
+  quiet?: boolean;
+  grant: string[];
+}
+
+/** Where the framework and the package cache are (found once per launch). */
+export interface LaunchEnvironment {
+  /** The working directory that relative paths are resolved against. */
+  cwd: string;
+  /** Folder of `cli.ts`, or its URL when the framework is imported by URL. */
+  frameworkDir: string;
+  /** Deno's npm package cache, when known. */
+  npmCache?: string;
+  /** The temporary folder. */
+  tmpDir: string;
+  /** Environment lookup. */
+  env: (name: string) => string | undefined;
+  /** Whether tfjs-node(-gpu)'s native binding is installed (so that `auto` would load it). */
+  nativeBackend?: boolean;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** Parse the arguments of `run` as `cli.ts run` does (plus `--grant`). */
+export function parseLaunchArgs(args: string[]): LaunchArgs {
+  let parsed: LaunchArgs | undefined;
+  const program = new Command()
+    .name("mi-ssl run")
+    .exitOverride()
+    .showHelpAfterError(false)
+    .helpOption(false)
+    .allowUnknownOption(false)
+    .argument("[recipes...]")
+    .option("--resume <run-dir>")
+    .option("--set <path=value>", "", collect, [])
+    .option("--out <dir>")
+    .option("--seed <n>")
+    .option("--seeds <list>")
+    .option("--jobs <n>")
+    .option("--backend <name>")
+    .option("--quiet")
+    .option("--grant <kind=values>", "", collect, [])
+    .option("-h, --help")
+    .action((recipes: string[], opts: Omit<LaunchArgs, "recipes"> & { help?: boolean }) => {
+      parsed = { ...opts, recipes };
+    });
+  program.configureOutput({ writeErr: () => {}, writeOut: () => {} });
+  try {
+    program.parse(args, { from: "user" });
+  } catch (error) {
+    if (error instanceof CommanderError) throw new UserError(error.message.replace(/^error: /, ""));
+    throw error;
+  }
+  return parsed!;
+}
+
+/** `--grant kind=a,b` values, merged by kind; `--grant net` (no value) grants the whole kind. */
+export function parseGrants(specs: string[]): Grants {
+  const grants: Grants = {};
+  for (const spec of specs) {
+    const eq = spec.indexOf("=");
+    const kind = (eq < 0 ? spec : spec.slice(0, eq)).trim() as GrantKind;
+    if (!GRANT_KINDS.includes(kind)) {
+      throw new UserError(
+        `--grant "${spec}": unknown kind "${kind}"; kinds: ${GRANT_KINDS.join(", ")} ` +
+          `(e.g. --grant read=/data/acdc)`,
+      );
+    }
+    if (eq < 0) {
+      grants[kind] = true;
+      continue;
+    }
+    const values = spec.slice(eq + 1).split(",").map((v) => v.trim()).filter((v) => v !== "");
+    if (values.length === 0) throw new UserError(`--grant "${spec}": no value after "="`);
+    const had = grants[kind];
+    if (had !== true) grants[kind] = [...(had ?? []), ...values];
+  }
+  return grants;
+}
+
+/** Add `values` to `grants[kind]` (no-op when the kind is granted wholly). */
+function add(grants: Grants, kind: GrantKind, ...values: string[]): void {
+  const had = grants[kind];
+  if (had === true) return;
+  const list = had ?? [];
+  for (const v of values) if (!list.includes(v)) list.push(v);
+  grants[kind] = list;
+}
+
+/** Whether `spec` is a URL or other scheme-qualified specifier (`https:`, `npm:`, `file:`). */
+function isUrlLike(spec: string): boolean {
+  return /^[A-Za-z][A-Za-z\d+.-]+:/.test(spec);
+}
+
+/** The grants of one plugin module: read for a local file, import for a remote host. */
+function pluginGrants(grants: Grants, spec: string, cwd: string): void {
+  if (!isUrlLike(spec)) {
+    add(grants, "read", isAbsolute(spec) ? spec : resolve(cwd, spec));
+    return;
+  }
+  const url = new URL(spec);
+  if (url.protocol === "file:") add(grants, "read", decodeURIComponent(url.pathname));
+  else if (url.protocol === "http:" || url.protocol === "https:") add(grants, "import", url.host);
+  // npm: / jsr: packages are fetched by Deno itself; nothing to grant
+}
+
+/** The grants of one loaded recipe: its files, the variables it names, its plugins and data. */
+function recipeGrants(
+  grants: Grants,
+  recipe: Recipe,
+  baseDir: string,
+  launch: LaunchEnvironment,
+  notes: string[],
+): void {
+  for (const spec of recipe.plugins) pluginGrants(grants, spec, launch.cwd);
+  const native = recipe.backend === "tensorflow" || recipe.backend === "tensorflow-gpu" ||
+    (recipe.backend === "auto" && launch.nativeBackend);
+  if (native) {
+    // A native addon runs with the rights of the whole process whatever Deno grants; loading
+    // it needs FFI, and libtensorflow reads its environment and system information.
+    grants.ffi = true;
+    grants.env = true;
+    grants.sys = true;
+    add(grants, "read", resolve(launch.cwd, "node_modules"));
+    const note = `backend ${recipe.backend} loads tfjs-node's native addon, which cannot be ` +
+      `sandboxed: the run is granted ffi, env and sys`;
+    if (!notes.includes(note)) notes.push(note);
+  }
+  const type = recipe.dataset.type;
+  const factory = datasets.has(type) ? datasets.get(type) : undefined;
+  const { type: _type, ...raw } = recipe.dataset;
+  if (factory === undefined) {
+    notes.push(
+      `dataset "${type}" comes from a plugin module, so the launcher cannot tell which files ` +
+        `it reads; grant them with --grant read=<folder> (and --grant write=<folder> for a cache)`,
+    );
+    return;
+  }
+  if (!factory.access) return;
+  const parsed = factory.options.safeParse(raw);
+  if (!parsed.success) return; // the run itself reports the bad options
+  const access = factory.access(parsed.data, { baseDir, tmpDir: launch.tmpDir });
+  add(grants, "read", ...access.read);
+  add(grants, "write", ...access.write);
+}
+
+/** What a run with `args` needs, plus what `--grant` adds; `notes` says what it cannot know. */
+export interface LaunchPlan {
+  grants: Grants;
+  notes: string[];
+}
+
+/**
+ * Work out the permissions of `cli.ts run <args>` from the recipes (or the run directory of
+ * `--resume`) without importing any plugin module.
+ *
+ * @throws {UserError} For a recipe that cannot be loaded (the same message as the run's).
+ */
+export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
+  registerBuiltins();
+  const grants: Grants = {};
+  const notes: string[] = [];
+  const recorded = new Set<string>();
+  const env = (name: string) => {
+    recorded.add(name);
+    return launch.env(name);
+  };
+  // Deno loads the framework's own modules without a read grant; only a framework imported
+  // by URL needs its host.
+  if (launch.frameworkDir.startsWith("http:") || launch.frameworkDir.startsWith("https:")) {
+    add(grants, "import", new URL(launch.frameworkDir).host);
+  }
+  if (launch.npmCache) add(grants, "read", launch.npmCache);
+  const set = [...args.set];
+  if (args.seed !== undefined) set.push(`seed=${args.seed}`);
+  if (args.backend !== undefined) set.push(`backend=${args.backend}`);
+
+  if (args.resume !== undefined) {
+    const dir = resolve(launch.cwd, args.resume);
+    add(grants, "read", dir);
+    add(grants, "write", dir);
+    let info: { baseDir?: string; recipe?: string | null } = {};
+    try {
+      info = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
+    } catch {
+      // an older run or none: the run itself reports what is missing
+    }
+    if (info.recipe) add(grants, "read", info.recipe);
+    try {
+      const loaded = await loadRecipe(`${dir}/recipe.yaml`, { set, env });
+      recipeGrants(grants, loaded.recipe, info.baseDir ?? dir, launch, notes);
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error;
+      // not resumable as it is: the run reports why
+    }
+  } else {
+    if (args.recipes.length === 0) {
+      throw new UserError("run needs a recipe file (or --resume DIR)");
+    }
+    for (const file of args.recipes) {
+      const loaded = await loadRecipe(file, { set, env });
+      add(grants, "read", ...loaded.files);
+      recipeGrants(grants, loaded.recipe, dirname(loaded.file), launch, notes);
+      const out = resolve(launch.cwd, args.out ?? loaded.recipe.output.dir);
+      add(grants, "read", out);
+      add(grants, "write", out);
+    }
+  }
+  add(grants, "env", ...recorded, ...BASE_ENV);
+  const several = args.recipes.length > 1 || args.seeds !== undefined ||
+    args.jobs !== undefined;
+  if (several && args.jobs !== undefined && Number(args.jobs) > 1) {
+    add(grants, "run", "deno");
+    add(grants, "env", PERMISSIONS_ENV);
+  }
+  const extra = parseGrants(args.grant);
+  for (const kind of GRANT_KINDS) {
+    const value = extra[kind];
+    if (value === true) grants[kind] = true;
+    else if (value) {
+      add(
+        grants,
+        kind,
+        ...value.map((v) => pathLike(kind) ? resolve(launch.cwd, v) : v),
+      );
+    }
+  }
+  return { grants, notes };
+}
+
+function pathLike(kind: GrantKind): boolean {
+  return kind === "read" || kind === "write" || kind === "ffi";
+}
+
+/**
+ * Deno permission flags for `grants` (`--no-prompt` first: a missing permission is an error,
+ * never a question).
+ *
+ * @throws {UserError} For a value with a comma, which Deno's flag syntax cannot carry.
+ */
+export function grantFlags(grants: Grants): string[] {
+  const flags = ["--no-prompt"];
+  for (const kind of GRANT_KINDS) {
+    const value = grants[kind];
+    if (value === undefined) continue;
+    if (value === true) {
+      flags.push(`--allow-${kind}`);
+      continue;
+    }
+    if (value.length === 0) continue;
+    for (const v of value) {
+      if (v.includes(",")) {
+        throw new UserError(
+          `Cannot grant ${kind} "${v}": Deno's permission flags cannot carry a comma; rename it ` +
+            `or run deno run <your flags> cli.ts run ... directly`,
+        );
+      }
+    }
+    flags.push(`--allow-${kind}=${value.join(",")}`);
+  }
+  return flags;
+}
+
+/** One line per kind, for the log: what the run is granted. */
+export function describeGrants(grants: Grants): string {
+  const parts: string[] = [];
+  for (const kind of GRANT_KINDS) {
+    const value = grants[kind];
+    if (value === true) parts.push(`${kind}: all`);
+    else if (value?.length) parts.push(`${kind}: ${value.join(", ")}`);
+  }
+  const none = GRANT_KINDS.filter((k) =>
+    grants[k] === undefined || (grants[k] as string[]).length === 0
+  );
+  return `permissions of this run (deno task run): ${parts.join("; ")}` +
+    (none.length ? `; none of ${none.join(", ")}` : "");
+}
+
+/** Drop `--grant X` / `--grant=X` from `args` (the child's CLI does not know it). */
+export function withoutGrants(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--") {
+      out.push(...args.slice(i));
+      break;
+    }
+    if (args[i] === "--grant") {
+      i++;
+      continue;
+    }
+    if (args[i].startsWith("--grant=")) continue;
+    out.push(args[i]);
+  }
+  return out;
+}
+
+/** Deno's npm cache folder, from `deno info --json`, or `undefined`. */
+export async function npmCacheDir(deno: string = Deno.execPath()): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command(deno, {
+      args: ["info", "--json"],
+      stdout: "piped",
+      stderr: "null",
+    })
+      .output();
+    if (!out.success) return undefined;
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as { npmCache?: string };
+    return info.npmCache;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The deno executable the launcher may start: its own (`Deno.execPath()`) when granted, else
+ * `deno` from the PATH (`--allow-run=deno` names that one, and it may be a link to the former).
+ */
+async function denoCommand(): Promise<string> {
+  const exec = Deno.execPath();
+  const state = await Deno.permissions.query({ name: "run", command: exec });
+  return state.state === "granted" ? exec : "deno";
+}
+
+function cliFile(): string {
+  const url = new URL("../cli.ts", import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname) : url.href;
+}
+
+/**
+ * `deno task run ...`: plan the permissions, then run `cli.ts run` with them, forwarding
+ * SIGINT / SIGTERM; returns the child's exit code.
+ */
+export async function launch(args: string[]): Promise<number> {
+  const parsed = parseLaunchArgs(args);
+  if ((parsed as { help?: boolean }).help) {
+    args = ["--help"];
+  }
+  const deno = await denoCommand();
+  const cli = cliFile();
+  const env = (name: string) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  };
+  const plan = (parsed as { help?: boolean }).help
+    ? { grants: {}, notes: [] }
+    : await planLaunch(parsed, {
+      cwd: Deno.cwd(),
+      frameworkDir: cli.startsWith("/") ? dirname(cli) : new URL(".", cli).href,
+      npmCache: await npmCacheDir(deno),
+      tmpDir: env("TMPDIR") || "/tmp",
+      env,
+      nativeBackend: nodeBindingInstalled("tensorflow") || nodeBindingInstalled("tensorflow-gpu"),
+    });
+  const flags = grantFlags(plan.grants);
+  console.error(describeGrants(plan.grants));
+  for (const note of plan.notes) console.error(`note: ${note}`);
+  const childEnv: Record<string, string> = {};
+  if (plan.grants.run) childEnv[PERMISSIONS_ENV] = JSON.stringify(flags);
+  const child = new Deno.Command(deno, {
+    args: ["run", ...flags, cli, "run", ...withoutGrants(args)],
+    env: childEnv,
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  const forward = (signal: "SIGINT" | "SIGTERM") => () => {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+  };
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((s) => [s, forward(s)] as const);
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  try {
+    return (await child.status).code;
+  } finally {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await launch(Deno.args));
+  } catch (error) {
+    if (error instanceof UserError) {
+      console.error(`error: ${error.message}`);
+      Deno.exit(2);
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * The least-privilege launcher behind `deno task run` (core/launcher.ts): the permissions it
+ * works out from a recipe, and a hostile plugin run through it.
+ */
+import assert from "node:assert/strict";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { UserError } from "../core/errors.ts";
+import {
+  BASE_ENV,
+  grantFlags,
+  type LaunchEnvironment,
+  npmCacheDir,
+  parseGrants,
+  parseLaunchArgs,
+  PERMISSIONS_ENV,
+  planLaunch,
+  withoutGrants,
+} from "../core/launcher.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const LAUNCHER = join(ROOT, "core", "launcher.ts");
+
+function environment(vars: Record<string, string> = {}): LaunchEnvironment {
+  return {
+    cwd: ROOT,
+    frameworkDir: ROOT,
+    npmCache: "/cache/deno/npm",
+    tmpDir: "/tmpx",
+    env: (name) => vars[name],
+  };
+}
+
+Deno.test("launcher: --grant values merge by kind; unknown kinds and empty values are errors", () => {
+  assert.deepEqual(parseGrants(["read=/a,/b", "read=/c", "net", "env=FOO"]), {
+    read: ["/a", "/b", "/c"],
+    net: true,
+    env: ["FOO"],
+  });
+  assert.throws(() => parseGrants(["everything=/"]), UserError);
+  assert.throws(() => parseGrants(["read="]), UserError);
+});
+
+Deno.test("launcher: flags are --no-prompt plus one --allow-<kind> per granted kind", () => {
+  assert.deepEqual(grantFlags({ read: ["/a", "/b"], write: [], env: ["X"], net: true }), [
+    "--no-prompt",
+    "--allow-read=/a,/b",
+    "--allow-env=X",
+    "--allow-net",
+  ]);
+  // Deno's flag syntax splits on commas: such a path is refused, not silently split
+  assert.throws(() => grantFlags({ read: ["/data/a,b"] }), UserError);
+});
+
+Deno.test("launcher: --grant is removed from the child's arguments, the rest kept in order", () => {
+  assert.deepEqual(
+    withoutGrants(["r.yaml", "--grant", "read=/x", "--set", "a=1", "--grant=net", "--quiet"]),
+    ["r.yaml", "--set", "a=1", "--quiet"],
+  );
+  const parsed = parseLaunchArgs(["a.yaml", "b.yaml", "--seeds", "1-2", "--grant", "net"]);
+  assert.deepEqual(parsed.recipes, ["a.yaml", "b.yaml"]);
+  assert.equal(parsed.seeds, "1-2");
+  assert.deepEqual(parsed.grant, ["net"]);
+  assert.throws(() => parseLaunchArgs(["a.yaml", "--no-such-option"]), UserError);
+});
+
+Deno.test("launcher: an ACDC recipe gets its files, data, cache, run folder and named variables only", async () => {
+  const args = parseLaunchArgs(["recipes/acdc-cpu/ours-kl.yaml", "--out", "runs-x"]);
+  const { grants, notes } = await planLaunch(args, environment({ ACDC_ROOT: "/data/acdc" }));
+  assert.deepEqual(notes, []);
+  const read = grants.read as string[];
+  for (
+    const f of ["acdc-cpu/ours-kl.yaml", "acdc/ours-kl.yaml", "acdc/base.yaml"]
+  ) assert.ok(read.includes(join(ROOT, "recipes", f)), `reads ${f}`);
+  assert.ok(read.includes("/data/acdc"), "reads the data root the variable names");
+  assert.ok(read.includes("/cache/deno/npm"), "reads the npm cache");
+  assert.ok(!read.includes(ROOT), "not the whole project");
+  assert.deepEqual(grants.write, [
+    "/data/acdc/.cache-missl",
+    "/tmpx/missl-cache",
+    join(ROOT, "runs-x"),
+  ]);
+  assert.deepEqual(
+    [...(grants.env as string[])].sort(),
+    ["ACDC_ROOT", "MISSL_BACKEND", ...BASE_ENV].sort(),
+  );
+  for (const kind of ["net", "run", "sys", "ffi", "import"] as const) {
+    assert.equal(grants[kind], undefined, `no ${kind}`);
+  }
+});
+
+Deno.test("launcher: cache: false writes only the run folder; --jobs 2 may run deno", async () => {
+  const args = parseLaunchArgs([
+    "recipes/acdc-cpu/partial.yaml",
+    "recipes/acdc-cpu/full.yaml",
+    "--set",
+    "dataset.cache=false",
+    "--set",
+    "dataset.root=/data/acdc",
+    "--jobs",
+    "2",
+  ]);
+  const { grants } = await planLaunch(args, environment());
+  assert.deepEqual(grants.write, [join(ROOT, "runs")]);
+  assert.deepEqual(grants.run, ["deno"]);
+  assert.ok((grants.env as string[]).includes(PERMISSIONS_ENV));
+});
+
+Deno.test("launcher: plugins: a local file is readable, a remote one's host importable", async () => {
+  const args = parseLaunchArgs([
+    "recipes/ours-kl.yaml",
+    "--set",
+    "plugins=[../examples/smoothness.ts, https://example.org:8443/x/plugin.ts, npm:some-plugin@1]",
+  ]);
+  const { grants } = await planLaunch(args, environment());
+  assert.ok((grants.read as string[]).includes(join(ROOT, "examples", "smoothness.ts")));
+  assert.deepEqual(grants.import, ["example.org:8443"]);
+  // the phantom is generated: no data folder, no cache
+  assert.deepEqual(grants.write, [join(ROOT, "runs")]);
+});
+
+Deno.test("launcher: a dataset from a plugin module gets a note asking for --grant", async () => {
+  const args = parseLaunchArgs([
+    "recipes/ours-kl.yaml",
+    "--set",
+    "dataset={type: my-data, root: /elsewhere}",
+    "--grant",
+    "read=/elsewhere",
+  ]);
+  const { grants, notes } = await planLaunch(args, environment());
+  assert.equal(notes.length, 1);
+  assert.match(notes[0], /my-data.*--grant read=/);
+  assert.ok((grants.read as string[]).includes("/elsewhere"));
+});
+
+Deno.test("launcher: --resume reads and writes the run directory and the recorded recipe", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      join(dir, "recipe.yaml"),
+      "method: partial\ndataset: { type: acdc, root: data }\ntrainer: { iterations: 2 }\n",
+    );
+    await Deno.writeTextFile(
+      join(dir, "run.json"),
+      JSON.stringify({ baseDir: "/recipes", recipe: "/recipes/a.yaml" }),
+    );
+    const { grants } = await planLaunch(parseLaunchArgs(["--resume", dir]), environment());
+    const read = grants.read as string[];
+    assert.ok(read.includes(dir) && read.includes("/recipes/a.yaml"));
+    assert.ok(read.includes("/recipes/data"), "the data root is resolved against baseDir");
+    assert.deepEqual(grants.write, [dir, "/recipes/data/.cache-missl", "/tmpx/missl-cache"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launcher: backend tensorflow is granted ffi, env and sys (a native addon)", async () => {
+  const args = parseLaunchArgs(["recipes/ours-kl.yaml", "--backend", "tensorflow"]);
+  const { grants, notes } = await planLaunch(args, environment());
+  assert.equal(grants.ffi, true);
+  assert.equal(grants.env, true);
+  assert.equal(grants.sys, true);
+  assert.match(notes.join("\n"), /native addon/);
+});
+
+Deno.test({
+  name:
+    "launcher: a hostile plugin run through deno task run cannot read, write, reach the net or read the environment beyond its grants",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const secret = join(dir, "secret.txt");
+      await Deno.writeTextFile(secret, "s3cr3t");
+      const plugin = join(dir, "hostile.ts");
+      await Deno.writeTextFile(
+        plugin,
+        `const report: Record<string, string> = {};
+const attempt = async (name: string, f: () => unknown) => {
+  try { await f(); report[name] = "allowed"; } catch (e) { report[name] = (e as Error).name; }
+};
+await attempt("read", () => Deno.readTextFileSync(${JSON.stringify(secret)}));
+await attempt("write", () => Deno.writeTextFileSync(${JSON.stringify(join(dir, "x.txt"))}, "x"));
+await attempt("env", () => Deno.env.get("HOSTILE_SECRET"));
+await attempt("net", () => Deno.connect({ hostname: "127.0.0.1", port: 9 }));
+await attempt("run", () => new Deno.Command("true").outputSync());
+await attempt("sys", () => Deno.hostname());
+console.error("HOSTILE " + JSON.stringify(report));
+`,
+      );
+      const out = join(dir, "run");
+      const command = (extra: string[]) =>
+        new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-read",
+            "--allow-env",
+            "--allow-run=deno",
+            LAUNCHER,
+            "recipes/ours-kl.yaml",
+            "--set",
+            `plugins=[${plugin}]`,
+            "--set",
+            "trainer.iterations=1",
+            "--out",
+            out,
+            "--quiet",
+            ...extra,
+          ],
+          cwd: ROOT,
+          env: { HOSTILE_SECRET: "yes" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const report = (stderr: Uint8Array) => {
+        const line = new TextDecoder().decode(stderr).split("\n").find((l) =>
+          l.startsWith("HOSTILE ")
+        );
+        assert.ok(line, new TextDecoder().decode(stderr));
+        return JSON.parse(line.slice(8)) as Record<string, string>;
+      };
+      const first = await command([]);
+      assert.equal(first.code, 0, new TextDecoder().decode(first.stderr));
+      assert.deepEqual(report(first.stderr), {
+        read: "NotCapable",
+        write: "NotCapable",
+        env: "NotCapable",
+        net: "NotCapable",
+        run: "NotCapable",
+        sys: "NotCapable",
+      });
+      // the run itself wrote its folder
+      await Deno.stat(join(out, "summary.json"));
+      // what the user grants on the command line, and only that, is added
+      await Deno.remove(out, { recursive: true });
+      const second = await command(["--grant", `read=${secret}`, "--grant", "env=HOSTILE_SECRET"]);
+      assert.equal(second.code, 0, new TextDecoder().decode(second.stderr));
+      const r = report(second.stderr);
+      assert.equal(r.read, "allowed");
+      assert.equal(r.env, "allowed");
+      assert.equal(r.write, "NotCapable");
+      assert.equal(r.net, "NotCapable");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "launcher: --jobs 2 children get the same narrowed permissions and finish",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const result = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-read",
+          "--allow-env",
+          "--allow-run=deno",
+          LAUNCHER,
+          "recipes/partial.yaml",
+          "--seeds",
+          "1,2",
+          "--jobs",
+          "2",
+          "--set",
+          "trainer.iterations=1",
+          "--out",
+          dir,
+          "--quiet",
+        ],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(result.stderr);
+      assert.equal(result.code, 0, text);
+      for (const seed of [1, 2]) {
+        await Deno.stat(join(dir, "partial", `seed${seed}`, "summary.json"));
+        const log = await Deno.readTextFile(join(dir, "partial", `seed${seed}`, "run.log"));
+        assert.doesNotMatch(log, /not granted|NotCapable/);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "launcher: a permission the run lacks ends in a clean message naming it, exit 2",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      // the run folder may be written but not read back: the checkpoint's rename needs read
+      const result = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--no-prompt",
+          `--allow-read=${join(ROOT, "recipes")},${await npmCacheDir()}`,
+          "--allow-env=MISSL_BACKEND,LOG_TOKENS,LOG_STREAM",
+          `--allow-write=${dir}`,
+          join(ROOT, "cli.ts"),
+          "run",
+          "recipes/partial.yaml",
+          "--set",
+          "trainer.iterations=1",
+          "--out",
+          join(dir, "run"),
+          "--quiet",
+        ],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(result.stderr);
+      assert.equal(result.code, 2, text);
+      assert.match(text, /not granted a permission it needs: Requires read access/);
+      assert.match(text, /--grant/);
+      assert.doesNotMatch(text, /^\s+at /m, "no stack trace");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
