@@ -75,6 +75,8 @@ export interface LaunchEnvironment {
   tmpDir: string;
   /** Environment lookup. */
   env: (name: string) => string | undefined;
+  /** `node_modules` folders in use (beside the working directory or the framework). */
+  nodeModules?: string[];
   /** Whether tfjs-node(-gpu)'s native binding is installed (so that `auto` would load it). */
   nativeBackend?: boolean;
 }
@@ -233,6 +235,8 @@ export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): P
     add(grants, "import", new URL(launch.frameworkDir).host);
   }
   if (launch.npmCache) add(grants, "read", launch.npmCache);
+  // with "nodeModulesDir", npm packages (and tfjs's .wasm files) live in a node_modules folder
+  for (const dir of launch.nodeModules ?? []) add(grants, "read", dir);
   const set = [...args.set];
   if (args.seed !== undefined) set.push(`seed=${args.seed}`);
   if (args.backend !== undefined) set.push(`backend=${args.backend}`);
@@ -356,6 +360,16 @@ export function withoutGrants(args: string[]): string[] {
   return out;
 }
 
+function existingFolders(paths: string[]): string[] {
+  return [...new Set(paths)].filter((p) => {
+    try {
+      return Deno.statSync(p).isDirectory;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** Deno's npm cache folder, from `deno info --json`, or `undefined`. */
 export async function npmCacheDir(deno: string = Deno.execPath()): Promise<string | undefined> {
   try {
@@ -414,6 +428,10 @@ export async function launch(args: string[]): Promise<number> {
       npmCache: await npmCacheDir(deno),
       tmpDir: env("TMPDIR") || "/tmp",
       env,
+      nodeModules: existingFolders([
+        resolve(Deno.cwd(), "node_modules"),
+        ...(cli.startsWith("/") ? [resolve(dirname(cli), "node_modules")] : []),
+      ]),
       nativeBackend: nodeBindingInstalled("tensorflow") || nodeBindingInstalled("tensorflow-gpu"),
     });
   const flags = grantFlags(plan.grants);
