@@ -26,7 +26,8 @@ import { Command, CommanderError } from "../deps.ts";
 import { nodeBindingInstalled } from "./backend.ts";
 import { datasets } from "./dataset.ts";
 import { UserError } from "./errors.ts";
-import { loadRecipe, type Recipe } from "./recipe.ts";
+import { isUrlLike, loadRecipe, type Recipe } from "./recipe.ts";
+import { cliPath, runnableDeno } from "./sweep.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
 /** Environment variables every run may read (besides the recipe's): see the module doc. */
@@ -149,11 +150,6 @@ function add(grants: Grants, kind: GrantKind, ...values: string[]): void {
   const list = had ?? [];
   for (const v of values) if (!list.includes(v)) list.push(v);
   grants[kind] = list;
-}
-
-/** Whether `spec` is a URL or other scheme-qualified specifier (`https:`, `npm:`, `file:`). */
-function isUrlLike(spec: string): boolean {
-  return /^[A-Za-z][A-Za-z\d+.-]+:/.test(spec);
 }
 
 /** The grants of one plugin module: read for a local file, import for a remote host. */
@@ -388,21 +384,6 @@ export async function npmCacheDir(deno: string = Deno.execPath()): Promise<strin
 }
 
 /**
- * The deno executable the launcher may start: its own (`Deno.execPath()`) when granted, else
- * `deno` from the PATH (`--allow-run=deno` names that one, and it may be a link to the former).
- */
-async function denoCommand(): Promise<string> {
-  const exec = Deno.execPath();
-  const state = await Deno.permissions.query({ name: "run", command: exec });
-  return state.state === "granted" ? exec : "deno";
-}
-
-function cliFile(): string {
-  const url = new URL("../cli.ts", import.meta.url);
-  return url.protocol === "file:" ? decodeURIComponent(url.pathname) : url.href;
-}
-
-/**
  * `deno task run ...`: plan the permissions, then run `cli.ts run` with them, forwarding
  * SIGINT / SIGTERM; returns the child's exit code.
  */
@@ -411,8 +392,8 @@ export async function launch(args: string[]): Promise<number> {
   if ((parsed as { help?: boolean }).help) {
     args = ["--help"];
   }
-  const deno = await denoCommand();
-  const cli = cliFile();
+  const deno = await runnableDeno() ?? "deno";
+  const cli = cliPath();
   const env = (name: string) => {
     try {
       return Deno.env.get(name);

@@ -1048,7 +1048,7 @@ function escapeInterpolation(value: unknown): unknown {
 }
 
 /** Whether `spec` is a URL or other scheme-qualified specifier (`https:`, `npm:`, `file:`). */
-function isUrlLike(spec: string): boolean {
+export function isUrlLike(spec: string): boolean {
   return /^[A-Za-z][A-Za-z\d+.-]+:/.test(spec);
 }
 

@@ -232,8 +232,11 @@ function inheritedFlags(): string[] | null {
   return null;
 }
 
-/** This Deno's executable when it may be run, else `deno` from the PATH when that may, else null. */
-async function runnableDeno(): Promise<string | null> {
+/**
+ * This Deno's executable when it may be run, else `deno` from the PATH when that may (what
+ * `--allow-run=deno` names; it may be a link to the former), else null.
+ */
+export async function runnableDeno(): Promise<string | null> {
   const exec = Deno.execPath();
   for (const command of [exec, "deno"]) {
     if ((await Deno.permissions.query({ name: "run", command })).state === "granted") {
@@ -243,7 +246,8 @@ async function runnableDeno(): Promise<string | null> {
   return null;
 }
 
-function cliPath(): string {
+/** The path of cli.ts (its URL when the framework is imported by URL). */
+export function cliPath(): string {
   const url = new URL("../cli.ts", import.meta.url);
   return url.protocol === "file:" ? decodeURIComponent(url.pathname) : url.href;
 }

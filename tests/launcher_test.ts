@@ -21,6 +21,17 @@ import {
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const LAUNCHER = join(ROOT, "core", "launcher.ts");
 
+/** `deno task run <args>`, i.e. the launcher with the task's own permissions. */
+function taskRun(args: string[], env: Record<string, string> = {}): Promise<Deno.CommandOutput> {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", "--allow-run=deno", LAUNCHER, ...args],
+    cwd: ROOT,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
 function environment(vars: Record<string, string> = {}): LaunchEnvironment {
   return {
     cwd: ROOT,
@@ -189,28 +200,17 @@ console.error("HOSTILE " + JSON.stringify(report));
       );
       const out = join(dir, "run");
       const command = (extra: string[]) =>
-        new Deno.Command(Deno.execPath(), {
-          args: [
-            "run",
-            "--allow-read",
-            "--allow-env",
-            "--allow-run=deno",
-            LAUNCHER,
-            "recipes/ours-kl.yaml",
-            "--set",
-            `plugins=[${plugin}]`,
-            "--set",
-            "trainer.iterations=1",
-            "--out",
-            out,
-            "--quiet",
-            ...extra,
-          ],
-          cwd: ROOT,
-          env: { HOSTILE_SECRET: "yes" },
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
+        taskRun([
+          "recipes/ours-kl.yaml",
+          "--set",
+          `plugins=[${plugin}]`,
+          "--set",
+          "trainer.iterations=1",
+          "--out",
+          out,
+          "--quiet",
+          ...extra,
+        ], { HOSTILE_SECRET: "yes" });
       const report = (stderr: Uint8Array) => {
         const line = new TextDecoder().decode(stderr).split("\n").find((l) =>
           l.startsWith("HOSTILE ")
@@ -250,28 +250,18 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir();
     try {
-      const result = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-read",
-          "--allow-env",
-          "--allow-run=deno",
-          LAUNCHER,
-          "recipes/partial.yaml",
-          "--seeds",
-          "1,2",
-          "--jobs",
-          "2",
-          "--set",
-          "trainer.iterations=1",
-          "--out",
-          dir,
-          "--quiet",
-        ],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+      const result = await taskRun([
+        "recipes/partial.yaml",
+        "--seeds",
+        "1,2",
+        "--jobs",
+        "2",
+        "--set",
+        "trainer.iterations=1",
+        "--out",
+        dir,
+        "--quiet",
+      ]);
       const text = new TextDecoder().decode(result.stderr);
       assert.equal(result.code, 0, text);
       for (const seed of [1, 2]) {
