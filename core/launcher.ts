@@ -10,7 +10,8 @@
  *   `--resume`) and the dataset's cache folders;
  * - **env**: the variables the recipes name (`${VAR}`), `TMPDIR`, `HOME`, `DENO_DIR`,
  *   `XDG_CACHE_HOME` (to find an installed tfjs-node) and the two the `yaml` package looks up;
- * - **import**: the hosts of the recipe's remote `plugins:` (`https://...`);
+ * - **import**: the hosts of the recipe's remote `plugins:` (`https://...`); without any,
+ *   `--no-remote` (Deno would otherwise import from its default hosts);
  * - **run**: `deno` only, with `--jobs N` > 1;
  * - no network, no system information, no FFI (except for the native tfjs-node backend, whose
  *   addon cannot be sandboxed: it gets ffi, env and sys).
@@ -302,6 +303,12 @@ function pathLike(kind: GrantKind): boolean {
  */
 export function grantFlags(grants: Grants): string[] {
   const flags = ["--no-prompt"];
+  // Without an --allow-import list Deno 2 still imports from a default list of hosts
+  // (deno.land, jsr.io, esm.sh, ...): no remote plugin means no remote module at all.
+  const imports = grants.import;
+  if (imports === undefined || (imports !== true && imports.length === 0)) {
+    flags.push("--no-remote");
+  }
   for (const kind of GRANT_KINDS) {
     const value = grants[kind];
     if (value === undefined) continue;

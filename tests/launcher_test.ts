@@ -55,9 +55,14 @@ Deno.test("launcher: --grant values merge by kind; unknown kinds and empty value
 Deno.test("launcher: flags are --no-prompt plus one --allow-<kind> per granted kind", () => {
   assert.deepEqual(grantFlags({ read: ["/a", "/b"], write: [], env: ["X"], net: true }), [
     "--no-prompt",
+    "--no-remote", // no remote plugin: not even Deno's default import hosts
     "--allow-read=/a,/b",
     "--allow-env=X",
     "--allow-net",
+  ]);
+  assert.deepEqual(grantFlags({ import: ["example.org:443"] }), [
+    "--no-prompt",
+    "--allow-import=example.org:443",
   ]);
   // Deno's flag syntax splits on commas: such a path is refused, not silently split
   assert.throws(() => grantFlags({ read: ["/data/a,b"] }), UserError);
@@ -195,6 +200,13 @@ await attempt("env", () => Deno.env.get("HOSTILE_SECRET"));
 await attempt("net", () => Deno.connect({ hostname: "127.0.0.1", port: 9 }));
 await attempt("run", () => new Deno.Command("true").outputSync());
 await attempt("sys", () => Deno.hostname());
+try {
+  await import(["https://deno.land/std@0.200.0/", "path/mod.ts"].join(""));
+  report.import = "allowed";
+} catch (e) {
+  // refused before any request, or (had it been allowed) a network error
+  report.import = /--no-remote|import access/.test(String(e)) ? "refused" : "attempted";
+}
 console.error("HOSTILE " + JSON.stringify(report));
 `,
       );
@@ -227,6 +239,7 @@ console.error("HOSTILE " + JSON.stringify(report));
         net: "NotCapable",
         run: "NotCapable",
         sys: "NotCapable",
+        import: "refused",
       });
       // the run itself wrote its folder
       await Deno.stat(join(out, "summary.json"));
