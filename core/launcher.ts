@@ -110,6 +110,10 @@ export function parseLaunchArgs(args: string[]): LaunchArgs {
     .action((recipes: string[], opts: Omit<LaunchArgs, "recipes"> & { help?: boolean }) => {
       parsed = { ...opts, recipes };
     });
+  return parseWith(program, args, () => parsed!);
+}
+
+function parseWith<T>(program: Command, args: string[], result: () => T): T {
   program.configureOutput({ writeErr: () => {}, writeOut: () => {} });
   try {
     program.parse(args, { from: "user" });
@@ -117,7 +121,7 @@ export function parseLaunchArgs(args: string[]): LaunchArgs {
     if (error instanceof CommanderError) throw new UserError(error.message.replace(/^error: /, ""));
     throw error;
   }
-  return parsed!;
+  return result();
 }
 
 /** `--grant kind=a,b` values, merged by kind; `--grant net` (no value) grants the whole kind. */
@@ -218,22 +222,8 @@ export interface LaunchPlan {
  * @throws {UserError} For a recipe that cannot be loaded (the same message as the run's).
  */
 export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
-  registerBuiltins();
-  const grants: Grants = {};
-  const notes: string[] = [];
-  const recorded = new Set<string>();
-  const env = (name: string) => {
-    recorded.add(name);
-    return launch.env(name);
-  };
-  // Deno loads the framework's own modules without a read grant; only a framework imported
-  // by URL needs its host.
-  if (launch.frameworkDir.startsWith("http:") || launch.frameworkDir.startsWith("https:")) {
-    add(grants, "import", new URL(launch.frameworkDir).host);
-  }
-  if (launch.npmCache) add(grants, "read", launch.npmCache);
-  // with "nodeModulesDir", npm packages (and tfjs's .wasm files) live in a node_modules folder
-  for (const dir of launch.nodeModules ?? []) add(grants, "read", dir);
+  const plan = new Planner(launch);
+  const { grants } = plan;
   const set = [...args.set];
   if (args.seed !== undefined) set.push(`seed=${args.seed}`);
   if (args.backend !== undefined) set.push(`backend=${args.backend}`);
@@ -242,53 +232,176 @@ export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): P
     const dir = resolve(launch.cwd, args.resume);
     add(grants, "read", dir);
     add(grants, "write", dir);
-    let info: { baseDir?: string; recipe?: string | null } = {};
-    try {
-      info = JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
-    } catch {
-      // an older run or none: the run itself reports what is missing
-    }
+    const info = await plan.runInfo(dir);
     if (info.recipe) add(grants, "read", info.recipe);
-    try {
-      const loaded = await loadRecipe(`${dir}/recipe.yaml`, { set, env });
-      recipeGrants(grants, loaded.recipe, info.baseDir ?? dir, launch, notes);
-    } catch (error) {
-      if (!(error instanceof UserError)) throw error;
-      // not resumable as it is: the run reports why
-    }
+    await plan.runRecipe(dir, set, info.baseDir ?? dir);
   } else {
     if (args.recipes.length === 0) {
       throw new UserError("run needs a recipe file (or --resume DIR)");
     }
     for (const file of args.recipes) {
-      const loaded = await loadRecipe(file, { set, env });
+      const loaded = await loadRecipe(file, { set, env: plan.env });
       add(grants, "read", ...loaded.files);
-      recipeGrants(grants, loaded.recipe, dirname(loaded.file), launch, notes);
+      plan.recipe(loaded.recipe, dirname(loaded.file));
       const out = resolve(launch.cwd, args.out ?? loaded.recipe.output.dir);
       add(grants, "read", out);
       add(grants, "write", out);
     }
   }
-  add(grants, "env", ...recorded, ...BASE_ENV);
   const several = args.recipes.length > 1 || args.seeds !== undefined ||
     args.jobs !== undefined;
   if (several && args.jobs !== undefined && Number(args.jobs) > 1) {
     add(grants, "run", "deno");
     add(grants, "env", PERMISSIONS_ENV);
   }
-  const extra = parseGrants(args.grant);
-  for (const kind of GRANT_KINDS) {
-    const value = extra[kind];
-    if (value === true) grants[kind] = true;
-    else if (value) {
-      add(
-        grants,
-        kind,
-        ...value.map((v) => pathLike(kind) ? resolve(launch.cwd, v) : v),
-      );
+  return plan.finish(args.grant);
+}
+
+/** The arguments of `eval` (those of `cli.ts eval`, plus `--grant`). */
+export interface EvalArgs {
+  runDir: string;
+  set: string[];
+  data?: string;
+  export?: string;
+  grant: string[];
+}
+
+/** Parse the arguments of `eval` as `cli.ts eval` does (plus `--grant`). */
+export function parseEvalArgs(args: string[]): EvalArgs {
+  let parsed: EvalArgs | undefined;
+  const program = new Command()
+    .name("mi-ssl eval")
+    .exitOverride()
+    .showHelpAfterError(false)
+    .helpOption(false)
+    .argument("[run-dir]")
+    .option("--split <split>")
+    .option("--checkpoint <name>")
+    .option("--set <path=value>", "", collect, [])
+    .option("--json")
+    .option("--data <recipe|dir>")
+    .option("--export <dir>")
+    .option("--grant <kind=values>", "", collect, [])
+    .option("-h, --help")
+    .action((runDir: string | undefined, opts: Omit<EvalArgs, "runDir">) => {
+      parsed = { ...opts, runDir: runDir ?? "" };
+    });
+  return parseWith(program, args, () => parsed!);
+}
+
+/**
+ * Work out the permissions of `cli.ts eval <args>`: read the run directory, the dataset (the
+ * run's, or the one `--data` names) and its cache, write the `--export` folder and the cache.
+ */
+export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
+  const plan = new Planner(launch);
+  const { grants } = plan;
+  if (args.runDir === "") throw new UserError("eval needs a run directory");
+  const dir = resolve(launch.cwd, args.runDir);
+  add(grants, "read", dir);
+  const set = [...args.set];
+  if (args.data !== undefined) {
+    const data = resolve(launch.cwd, args.data);
+    add(grants, "read", data);
+    let isDir = false;
+    try {
+      isDir = (await Deno.stat(data)).isDirectory;
+    } catch {
+      // the evaluation reports it
+    }
+    if (isDir) set.unshift(`dataset.root=${JSON.stringify(data)}`);
+    else {
+      try {
+        const loaded = await loadRecipe(data, { env: plan.env });
+        add(grants, "read", ...loaded.files);
+        const dataset = { ...loaded.recipe.dataset } as Record<string, unknown>;
+        const base = dirname(loaded.file);
+        if (typeof dataset.root === "string") dataset.root = resolve(base, dataset.root);
+        if (typeof dataset.cache === "string") dataset.cache = resolve(base, dataset.cache);
+        set.unshift(`dataset=${JSON.stringify(dataset)}`);
+      } catch (error) {
+        if (!(error instanceof UserError)) throw error;
+      }
     }
   }
-  return { grants, notes };
+  const info = await plan.runInfo(dir);
+  await plan.runRecipe(dir, set, info.baseDir ?? dir);
+  if (args.export !== undefined) {
+    const out = resolve(launch.cwd, args.export);
+    add(grants, "read", out);
+    add(grants, "write", out);
+  }
+  return plan.finish(args.grant);
+}
+
+/** The grants being worked out, and the variables the recipes looked up. */
+class Planner {
+  readonly grants: Grants = {};
+  readonly notes: string[] = [];
+  readonly #recorded = new Set<string>();
+  readonly #launch: LaunchEnvironment;
+
+  constructor(launch: LaunchEnvironment) {
+    registerBuiltins();
+    this.#launch = launch;
+    // Deno loads the framework's own modules without a read grant; only a framework imported
+    // by URL needs its host.
+    if (launch.frameworkDir.startsWith("http:") || launch.frameworkDir.startsWith("https:")) {
+      add(this.grants, "import", new URL(launch.frameworkDir).host);
+    }
+    if (launch.npmCache) add(this.grants, "read", launch.npmCache);
+    // with "nodeModulesDir", npm packages (and tfjs's .wasm files) live in a node_modules folder
+    for (const dir of launch.nodeModules ?? []) add(this.grants, "read", dir);
+  }
+
+  /** Environment lookup for recipes, recording each name. */
+  readonly env = (name: string): string | undefined => {
+    this.#recorded.add(name);
+    return this.#launch.env(name);
+  };
+
+  /** A loaded recipe's plugins, backend and dataset. */
+  recipe(recipe: Recipe, baseDir: string): void {
+    recipeGrants(this.grants, recipe, baseDir, this.#launch, this.notes);
+  }
+
+  /** `run.json` of a run directory (empty when missing: the command reports that). */
+  async runInfo(dir: string): Promise<{ baseDir?: string; recipe?: string | null }> {
+    try {
+      return JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
+    } catch {
+      return {};
+    }
+  }
+
+  /** The recipe of a run directory (when it cannot be loaded the command reports why). */
+  async runRecipe(dir: string, set: string[], baseDir: string): Promise<void> {
+    try {
+      const loaded = await loadRecipe(`${dir}/recipe.yaml`, { set, env: this.env });
+      this.recipe(loaded.recipe, baseDir);
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error;
+    }
+  }
+
+  /** Add the base variables and the user's `--grant`s. */
+  finish(grantSpecs: string[]): LaunchPlan {
+    const { grants } = this;
+    add(grants, "env", ...this.#recorded, ...BASE_ENV);
+    const extra = parseGrants(grantSpecs);
+    for (const kind of GRANT_KINDS) {
+      const value = extra[kind];
+      if (value === true) grants[kind] = true;
+      else if (value) {
+        add(
+          grants,
+          kind,
+          ...value.map((v) => pathLike(kind) ? resolve(this.#launch.cwd, v) : v),
+        );
+      }
+    }
+    return { grants, notes: this.notes };
+  }
 }
 
 function pathLike(kind: GrantKind): boolean {
@@ -331,7 +444,7 @@ export function grantFlags(grants: Grants): string[] {
 }
 
 /** One line per kind, for the log: what the run is granted. */
-export function describeGrants(grants: Grants): string {
+export function describeGrants(grants: Grants, command = "run"): string {
   const parts: string[] = [];
   for (const kind of GRANT_KINDS) {
     const value = grants[kind];
@@ -341,7 +454,7 @@ export function describeGrants(grants: Grants): string {
   const none = GRANT_KINDS.filter((k) =>
     grants[k] === undefined || (grants[k] as string[]).length === 0
   );
-  return `permissions of this run (deno task run): ${parts.join("; ")}` +
+  return `permissions of this ${command} (deno task ${command}): ${parts.join("; ")}` +
     (none.length ? `; none of ${none.join(", ")}` : "");
 }
 
@@ -391,14 +504,16 @@ export async function npmCacheDir(deno: string = Deno.execPath()): Promise<strin
 }
 
 /**
- * `deno task run ...`: plan the permissions, then run `cli.ts run` with them, forwarding
- * SIGINT / SIGTERM; returns the child's exit code.
+ * `deno task run ...` / `deno task eval ...` (`args` starts with the command): plan the
+ * permissions, then run `cli.ts <command>` with them, forwarding SIGINT / SIGTERM; returns the
+ * child's exit code.
  */
 export async function launch(args: string[]): Promise<number> {
-  const parsed = parseLaunchArgs(args);
-  if ((parsed as { help?: boolean }).help) {
-    args = ["--help"];
+  const [command, ...rest] = args;
+  if (command !== "run" && command !== "eval") {
+    throw new UserError(`the launcher runs "run" or "eval", not "${command ?? ""}"`);
   }
+  const help = rest.includes("-h") || rest.includes("--help");
   const deno = await runnableDeno() ?? "deno";
   const cli = cliPath();
   const env = (name: string) => {
@@ -408,27 +523,30 @@ export async function launch(args: string[]): Promise<number> {
       return undefined;
     }
   };
-  const plan = (parsed as { help?: boolean }).help
+  const environment: LaunchEnvironment = {
+    cwd: Deno.cwd(),
+    frameworkDir: cli.startsWith("/") ? dirname(cli) : new URL(".", cli).href,
+    npmCache: await npmCacheDir(deno),
+    tmpDir: env("TMPDIR") || "/tmp",
+    env,
+    nodeModules: existingFolders([
+      resolve(Deno.cwd(), "node_modules"),
+      ...(cli.startsWith("/") ? [resolve(dirname(cli), "node_modules")] : []),
+    ]),
+    nativeBackend: nodeBindingInstalled("tensorflow") || nodeBindingInstalled("tensorflow-gpu"),
+  };
+  const plan: LaunchPlan = help
     ? { grants: {}, notes: [] }
-    : await planLaunch(parsed, {
-      cwd: Deno.cwd(),
-      frameworkDir: cli.startsWith("/") ? dirname(cli) : new URL(".", cli).href,
-      npmCache: await npmCacheDir(deno),
-      tmpDir: env("TMPDIR") || "/tmp",
-      env,
-      nodeModules: existingFolders([
-        resolve(Deno.cwd(), "node_modules"),
-        ...(cli.startsWith("/") ? [resolve(dirname(cli), "node_modules")] : []),
-      ]),
-      nativeBackend: nodeBindingInstalled("tensorflow") || nodeBindingInstalled("tensorflow-gpu"),
-    });
+    : command === "run"
+    ? await planLaunch(parseLaunchArgs(rest), environment)
+    : await planEval(parseEvalArgs(rest), environment);
   const flags = grantFlags(plan.grants);
-  console.error(describeGrants(plan.grants));
+  if (!help) console.error(describeGrants(plan.grants, command));
   for (const note of plan.notes) console.error(`note: ${note}`);
   const childEnv: Record<string, string> = {};
   if (plan.grants.run) childEnv[PERMISSIONS_ENV] = JSON.stringify(flags);
   const child = new Deno.Command(deno, {
-    args: ["run", ...flags, cli, "run", ...withoutGrants(args)],
+    args: ["run", ...flags, cli, command, ...(help ? ["--help"] : withoutGrants(rest))],
     env: childEnv,
     stdin: "inherit",
     stdout: "inherit",

@@ -11,9 +11,11 @@ import {
   grantFlags,
   type LaunchEnvironment,
   npmCacheDir,
+  parseEvalArgs,
   parseGrants,
   parseLaunchArgs,
   PERMISSIONS_ENV,
+  planEval,
   planLaunch,
   withoutGrants,
 } from "../core/launcher.ts";
@@ -24,7 +26,7 @@ const LAUNCHER = join(ROOT, "core", "launcher.ts");
 /** `deno task run <args>`, i.e. the launcher with the task's own permissions. */
 function taskRun(args: string[], env: Record<string, string> = {}): Promise<Deno.CommandOutput> {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-env", "--allow-run=deno", LAUNCHER, ...args],
+    args: ["run", "--allow-read", "--allow-env", "--allow-run=deno", LAUNCHER, "run", ...args],
     cwd: ROOT,
     env,
     stdout: "piped",
@@ -165,6 +167,40 @@ Deno.test("launcher: --resume reads and writes the run directory and the recorde
     assert.ok(read.includes(dir) && read.includes("/recipes/a.yaml"));
     assert.ok(read.includes("/recipes/data"), "the data root is resolved against baseDir");
     assert.deepEqual(grants.write, [dir, "/recipes/data/.cache-missl", "/tmpx/missl-cache"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launcher: eval reads the run and the --data recipe's dataset, writes only --export", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      join(dir, "recipe.yaml"),
+      "method: partial\ndataset: { type: phantom }\ntrainer: { iterations: 2 }\n",
+    );
+    const args = parseEvalArgs([
+      dir,
+      "--data",
+      "recipes/acdc-cpu/partial.yaml",
+      "--export",
+      "preds",
+      "--checkpoint",
+      "latest",
+    ]);
+    const { grants } = await planEval(args, environment({ ACDC_ROOT: "/data/acdc" }));
+    const read = grants.read as string[];
+    assert.ok(read.includes(dir));
+    assert.ok(read.includes(join(ROOT, "recipes", "acdc", "base.yaml")));
+    assert.ok(read.includes("/data/acdc"), "the --data recipe's dataset replaces the run's");
+    assert.deepEqual(grants.write, [
+      "/data/acdc/.cache-missl",
+      "/tmpx/missl-cache",
+      join(ROOT, "preds"),
+    ]);
+    // without --export nothing but the dataset cache is writable
+    const plain = await planEval(parseEvalArgs([dir]), environment());
+    assert.deepEqual(plain.grants.write ?? [], []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
