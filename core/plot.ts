@@ -118,12 +118,14 @@ export function niceTicks(lo: number, hi: number, n = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const norm = raw / mag;
   const step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
+  // integer multiples of the step, rounded, so that no tick reads -1.4e-16 instead of 0
+  const tick = (k: number) => Number((k * step).toPrecision(12)) || 0;
+  let k0 = Math.floor(lo / step);
+  let k1 = Math.ceil(hi / step);
+  if (tick(k0) > lo) k0--;
+  if (tick(k1) < hi) k1++;
   const ticks: number[] = [];
-  for (let t = Math.floor(lo / step) * step; t <= hi + step * 1e-9; t += step) {
-    ticks.push(Math.abs(t) < step * 1e-9 ? 0 : t);
-  }
-  if (ticks[0] > lo) ticks.unshift(ticks[0] - step);
-  if (ticks[ticks.length - 1] < hi) ticks.push(ticks[ticks.length - 1] + step);
+  for (let k = k0; k <= k1; k++) ticks.push(tick(k));
   return ticks;
 }
 

@@ -138,7 +138,9 @@ Deno.test("plot helpers: metrics parsing, binning, ticks, contours", () => {
   const binned = binPoints(pts, 100);
   assert.equal(binned.length, 100);
   assert.ok(binned.every(([, y]) => Math.abs(y - 0.5) < 1e-12));
-  assert.deepEqual(niceTicks(0, 1), [0, 0.2, 0.4, 0.6000000000000001, 0.8, 1]);
+  assert.deepEqual(niceTicks(0, 1), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+  // a maximum a hair below 0 still ends on a tick that reads 0
+  assert.deepEqual(niceTicks(-0.6529, -1.4e-16), [-0.7, -0.6, -0.5, -0.4, -0.3, -0.2, -0.1, 0]);
   assert.deepEqual(niceTicks(-3, 97, 5), [-20, 0, 20, 40, 60, 80, 100]);
   assert.ok(learningCurvesSvg([c]).includes(">kl</text>"));
   // a 3x3 square of class 1 in a 5x5 slice: its ring is red, its centre and the outside grey
