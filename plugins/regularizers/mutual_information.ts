@@ -24,8 +24,11 @@ export interface MutualInformationOptions {
   symmetrize?: boolean;
   /**
    * IIC's `lambda_ent`: the weight of the marginal terms,
-   * `I = sum P (log P - w log rowsum - w log colsum)`; 1 is the plain MI, above 1 pushes towards
-   * balanced class marginals, below 1 away from them. @default {1}
+   * `I = sum P (log P - w log rowsum - w log colsum) = w (H(rows) + H(cols)) - H(P)`; 1 is the
+   * plain MI. For a symmetrised joint, 0.5 leaves minus the conditional entropy `-H(j | i)`:
+   * consistent, confident predictions with no pull on the class proportions; above 0.5 the
+   * term also pulls the predicted class proportions towards uniform, below 0.5 away from it
+   * (0 collapses to one class). @default {1}
    */
   marginalWeight?: number;
 }
