@@ -115,6 +115,38 @@ Deno.test("mutualInformation() of identical one-hot maps equals the marginal ent
   tf.dispose(p);
 });
 
+Deno.test("mutualInformation() with marginal weight 0.5 is minus the conditional entropy", () => {
+  // Identical one-hot maps: the plain MI is the marginal entropy (it rewards balanced classes),
+  // while w = 0.5 leaves -H(j | i) = 0 whatever the class proportions.
+  const labels = [0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 2];
+  const p = oneHot(labels, [1, 3, 4], 3);
+  // (the eps clamp of the six empty cells costs ~1e-5)
+  assertClose(mutualInformation(p, p, { radius: 0, marginalWeight: 0.5 }).dataSync()[0], 0, 1e-4);
+  assert.ok(mutualInformation(p, p, { radius: 0 }).dataSync()[0] > 0.7);
+  // Random maps: -H(j | i) of the symmetrised joint, computed here by hand.
+  const a = randomProbs([1, 4, 4, 3], 81), b = randomProbs([1, 4, 4, 3], 82);
+  const pa = a.arraySync()[0].flat(), pb = b.arraySync()[0].flat();
+  const J = [0, 1, 2].map((i) =>
+    [0, 1, 2].map((j) => {
+      let s = 0;
+      for (let x = 0; x < pa.length; x++) s += (pa[x][i] * pb[x][j] + pa[x][j] * pb[x][i]) / 2;
+      return s;
+    })
+  );
+  const total = J.flat().reduce((x, y) => x + y, 0);
+  let conditional = 0;
+  for (let i = 0; i < 3; i++) {
+    const row = J[i].reduce((x, y) => x + y, 0) / total;
+    for (let j = 0; j < 3; j++) conditional -= (J[i][j] / total) * Math.log(J[i][j] / total / row);
+  }
+  assertClose(
+    mutualInformation(a, b, { radius: 0, marginalWeight: 0.5 }).dataSync()[0],
+    -conditional,
+    1e-4,
+  );
+  tf.dispose([p, a, b]);
+});
+
 Deno.test("mutualInformation() is invariant to permuting one side's classes (unsymmetrised)", () => {
   const p = randomProbs([2, 6, 6, 4], 31);
   const q = randomProbs([2, 6, 6, 4], 32);
