@@ -61,7 +61,15 @@ export async function exportPrediction(
  *
  * @throws {UserError} When `data` does not exist, or the recipe has no dataset.
  */
-export async function datasetOverride(data: string): Promise<string> {
+export async function datasetOverride(
+  data: string,
+  options: {
+    /** Environment lookup for the recipe's `${VAR}`s. @default {Deno.env.get} */
+    env?: (name: string) => string | undefined;
+    /** Receives the recipe files read (the recipe and its `extends:` chain). */
+    files?: string[];
+  } = {},
+): Promise<string> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(data);
@@ -69,7 +77,8 @@ export async function datasetOverride(data: string): Promise<string> {
     throw new UserError(`--data: "${data}" does not exist (give a recipe file or a data folder)`);
   }
   if (info.isDirectory) return `dataset.root=${JSON.stringify(resolve(data))}`;
-  const loaded = await loadRecipe(data);
+  const loaded = await loadRecipe(data, { env: options.env });
+  options.files?.push(...loaded.files);
   const dataset = { ...(loaded.resolved.dataset as Record<string, unknown> | undefined) };
   if (!dataset.type) throw new UserError(`--data: recipe "${data}" has no dataset section`);
   const base = dirname(loaded.file);

@@ -26,6 +26,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { Command, CommanderError } from "../deps.ts";
 import { nodeBindingInstalled } from "./backend.ts";
 import { datasets } from "./dataset.ts";
+import { datasetOverride } from "./export.ts";
 import { UserError } from "./errors.ts";
 import { isUrlLike, loadRecipe, type Recipe } from "./recipe.ts";
 import { cliPath, runnableDeno } from "./sweep.ts";
@@ -303,25 +304,12 @@ export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promi
   if (args.data !== undefined) {
     const data = resolve(launch.cwd, args.data);
     add(grants, "read", data);
-    let isDir = false;
     try {
-      isDir = (await Deno.stat(data)).isDirectory;
-    } catch {
-      // the evaluation reports it
-    }
-    if (isDir) set.unshift(`dataset.root=${JSON.stringify(data)}`);
-    else {
-      try {
-        const loaded = await loadRecipe(data, { env: plan.env });
-        add(grants, "read", ...loaded.files);
-        const dataset = { ...loaded.recipe.dataset } as Record<string, unknown>;
-        const base = dirname(loaded.file);
-        if (typeof dataset.root === "string") dataset.root = resolve(base, dataset.root);
-        if (typeof dataset.cache === "string") dataset.cache = resolve(base, dataset.cache);
-        set.unshift(`dataset=${JSON.stringify(dataset)}`);
-      } catch (error) {
-        if (!(error instanceof UserError)) throw error;
-      }
+      const files: string[] = [];
+      set.unshift(await datasetOverride(data, { env: plan.env, files }));
+      add(grants, "read", ...files);
+    } catch (error) {
+      if (!(error instanceof UserError)) throw error; // the evaluation reports it
     }
   }
   const info = await plan.runInfo(dir);
