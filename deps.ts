@@ -18,7 +18,7 @@ export * as YAML from "npm:yaml@2.9.1";
 export { z } from "npm:zod@3.25.76";
 export type { ZodError, ZodIssue, ZodTypeAny } from "npm:zod@3.25.76";
 export { Command, CommanderError, Option } from "npm:commander@12.1.0";
-// Medical image formats (plugins/io). nifti-reader-js parses NIfTI headers; fast-png decodes and
+// Medical image formats (io/). nifti-reader-js parses NIfTI headers; fast-png decodes and
 // encodes PNG slices. h5wasm instantiates its HDF5 WebAssembly module as soon as it is imported,
 // so it is loaded on first use only, through this function.
 export * as niftiReader from "npm:nifti-reader-js@0.8.0";

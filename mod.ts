@@ -29,7 +29,7 @@ export { tf, z } from "./deps.ts";
 export { UserError } from "./core/errors.ts";
 export { type RegisterOptions, Registry } from "./core/registry.ts";
 export { Rng, type RngState } from "./core/rng.ts";
-export { type BackendName, BACKENDS, initBackend } from "./core/backend.ts";
+export { type BackendName, BACKENDS, initBackend } from "./runtime/backend.ts";
 export {
   type DatasetContext,
   type DatasetFactory,
@@ -82,12 +82,16 @@ export {
   squaredDistanceTransform,
   surfaceVoxels,
 } from "./core/metrics.ts";
-export { datasetOverride, exportPrediction, predictionFileName } from "./core/export.ts";
+export { datasetOverride, exportPrediction, predictionFileName } from "./app/export.ts";
 export { Adam, type AdamOptions, learningRate, type ScheduleOptions } from "./core/optimizer.ts";
 export { loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
 
 export { registerBuiltins } from "./plugins/mod.ts";
-export { registerWasmTrainingKernels } from "./plugins/kernels/wasm_training.ts";
+export { type LossContext, losses, type LossFactory, type SupervisedLoss } from "./core/loss.ts";
+export { crossEntropyLoss } from "./plugins/losses/cross_entropy.ts";
+export { diceCeLoss, diceLoss, softDice, type SoftDiceOptions } from "./plugins/losses/dice.ts";
+export { type AffineSampling } from "./core/warp.ts";
+export { registerWasmTrainingKernels } from "./runtime/kernels/wasm_training.ts";
 export { crossEntropy } from "./plugins/losses/cross_entropy.ts";
 export { klConsistency, type KlConsistencyOptions } from "./plugins/regularizers/kl_consistency.ts";
 export {
@@ -136,24 +140,24 @@ export {
   volumeFormat,
   writeVolume,
   type WriteVolumeOptions,
-} from "./plugins/io/volume.ts";
-export type { VolumeData, VoxelArray, VoxelType } from "./plugins/io/volume_data.ts";
-export {
-  type NiftiVolume,
-  type NiftiWriteOptions,
-  readNifti,
-  writeNifti,
-} from "./plugins/io/nifti.ts";
+} from "./io/volume.ts";
+export type { VolumeData, VoxelArray, VoxelType } from "./io/volume_data.ts";
+export { type NiftiVolume, type NiftiWriteOptions, readNifti, writeNifti } from "./io/nifti.ts";
 export {
   type MetaImageVolume,
   type MetaImageWriteOptions,
   type MetElementType,
   readMetaImage,
   writeMetaImage,
-} from "./plugins/io/metaimage.ts";
-export { readHdf5, readHdf5Datasets, readSsl4misHdf5, writeHdf5 } from "./plugins/io/hdf5.ts";
-export { listPngSlices, readPng, readPngSliceFolder, writePng } from "./plugins/io/png_slices.ts";
+} from "./io/metaimage.ts";
+export { readHdf5, readHdf5Datasets, readSsl4misHdf5, writeHdf5 } from "./io/hdf5.ts";
+export { listPngSlices, readPng, readPngSliceFolder, writePng } from "./io/png_slices.ts";
 export { acdcDataset, type AcdcOptions } from "./plugins/datasets/acdc.ts";
 export { promise12Dataset, type Promise12Options } from "./plugins/datasets/promise12.ts";
 export { spleenDataset, type SpleenOptions } from "./plugins/datasets/spleen.ts";
 export { folderDataset, type FolderOptions } from "./plugins/datasets/folder.ts";
+
+// Library users get the built-in plugins with no extra call; a plugin registered under a
+// built-in id before this module was imported is kept.
+import { registerBuiltins as registerBuiltinPlugins } from "./plugins/mod.ts";
+registerBuiltinPlugins();

@@ -19,7 +19,7 @@ import { datasets, type SegmentationDataset } from "../core/dataset.ts";
 import { parseRecipe } from "../core/recipe.ts";
 import { Rng } from "../core/rng.ts";
 import { Trainer } from "../core/trainer.ts";
-import { type BackendName, BACKENDS } from "../core/backend.ts";
+import { type BackendName, BACKENDS } from "../runtime/backend.ts";
 import { UserError } from "../core/errors.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 

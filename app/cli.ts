@@ -6,15 +6,16 @@
  * @module
  */
 import { dirname } from "node:path";
-import { Command, CommanderError } from "./deps.ts";
-import { type BackendName, BACKENDS } from "./core/backend.ts";
-import { UserError } from "./core/errors.ts";
-import { datasets, type Volume } from "./core/dataset.ts";
-import { datasetOverride, exportPrediction } from "./core/export.ts";
-import { models } from "./core/model.ts";
-import { loadRecipe, validatePluginOptions } from "./core/recipe.ts";
-import { regularizers } from "./core/regularizer.ts";
-import { transforms } from "./core/transform.ts";
+import { Command, CommanderError } from "../deps.ts";
+import { type BackendName, BACKENDS } from "../runtime/backend.ts";
+import { UserError } from "../core/errors.ts";
+import { datasets, type Volume } from "../core/dataset.ts";
+import { datasetOverride, exportPrediction } from "./export.ts";
+import { models } from "../core/model.ts";
+import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
+import { regularizers } from "../core/regularizer.ts";
+import { transforms } from "../core/transform.ts";
+import { losses } from "../core/loss.ts";
 import {
   formatDice,
   InterruptedError,
@@ -22,10 +23,10 @@ import {
   readRunInfo,
   type Summary,
   Trainer,
-} from "./core/trainer.ts";
-import { registerBuiltins } from "./plugins/mod.ts";
-import { addBenchCommand } from "./bench/ours_kl_step.ts";
-import { addResultCommands, runSweep } from "./core/results_cli.ts";
+} from "../core/trainer.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+import { addBenchCommand } from "./bench.ts";
+import { addResultCommands, runSweep } from "./results_cli.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -64,6 +65,7 @@ function printTable(
 
 /** Build the CLI program (exported for tests). */
 export function buildProgram(): Command {
+  registerBuiltins();
   const program = new Command()
     .name("mi-ssl")
     .description(
@@ -101,7 +103,7 @@ export function buildProgram(): Command {
       quiet?: boolean;
     }) => {
       if (files.length > 1 || opts.seeds !== undefined || opts.jobs !== undefined) {
-        return await runSweep(files, opts, main); // several runs: core/results_cli.ts
+        return await runSweep(files, opts, main); // several runs: app/results_cli.ts
       }
       const file: string | undefined = files[0];
       const set = [...opts.set];
@@ -182,6 +184,7 @@ export function buildProgram(): Command {
         model: models,
         transform: transforms,
         regularizer: regularizers,
+        loss: losses,
       };
       const out: Record<string, Array<{ id: string; description: string; options: unknown }>> = {};
       for (const [kind, registry] of Object.entries(kinds)) {
@@ -196,7 +199,7 @@ export function buildProgram(): Command {
         return;
       }
       for (const [kind, entries] of Object.entries(out)) {
-        console.log(`${kind}s:`);
+        console.log(`${kind === "loss" ? "losses" : `${kind}s`}:`);
         for (const e of entries) {
           console.log(`  ${e.id}  ${e.description}`);
           const o = e.options as Record<string, string>;
@@ -321,7 +324,7 @@ export async function main(args: string[]): Promise<number> {
         `error: this run was not granted a permission it needs: ${(error as Error).message}\n` +
           `deno task run grants a run only what its recipes need (README, "Permissions"); ` +
           `grant more with --grant, e.g. deno task run --grant read=/data recipe.yaml, or run ` +
-          `deno run <flags> cli.ts run ... yourself`,
+          `deno run <flags> app/cli.ts run ... yourself`,
       );
       return 2;
     }

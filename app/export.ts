@@ -12,10 +12,10 @@
  * @module
  */
 import { dirname, join, resolve } from "node:path";
-import type { Volume } from "./dataset.ts";
-import { UserError } from "./errors.ts";
-import { loadRecipe } from "./recipe.ts";
-import { writeVolume } from "../plugins/io/volume.ts";
+import type { Volume } from "../core/dataset.ts";
+import { UserError } from "../core/errors.ts";
+import { loadRecipe } from "../core/recipe.ts";
+import { writeVolume } from "../io/volume.ts";
 
 /** The file name of a volume's exported prediction: `<volume id>_pred.nii.gz`. */
 export function predictionFileName(volumeId: string): string {

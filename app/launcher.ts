@@ -1,6 +1,6 @@
 /**
  * The least-privilege launcher behind `deno task run`: it reads the recipes (never importing
- * their plugin modules), works out what the run needs, and starts `cli.ts run` in a child Deno
+ * their plugin modules), works out what the run needs, and starts `app/cli.ts run` in a child Deno
  * process granted only that:
  *
  * - **read**: the recipe files (with their `extends:` chain), Deno's npm package cache, the files of the recipe's local `plugins:`, the dataset's data
@@ -18,24 +18,24 @@
  *
  * `--grant kind=value[,value]` (repeatable) adds to a kind, e.g. `--grant read=/data` for a
  * dataset from a plugin module, whose files the launcher cannot know. To run with other
- * permissions altogether, call `deno run <flags> cli.ts run ...` directly.
+ * permissions altogether, call `deno run <flags> app/cli.ts run ...` directly.
  *
  * @module
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import { Command, CommanderError } from "../deps.ts";
-import { nodeBindingInstalled } from "./backend.ts";
-import { datasets } from "./dataset.ts";
+import { nodeBindingInstalled } from "../runtime/backend.ts";
+import { datasets } from "../core/dataset.ts";
 import { datasetOverride } from "./export.ts";
-import { UserError } from "./errors.ts";
-import { isUrlLike, loadRecipe, type Recipe } from "./recipe.ts";
+import { UserError } from "../core/errors.ts";
+import { isUrlLike, loadRecipe, type Recipe } from "../core/recipe.ts";
 import { cliPath, runnableDeno } from "./sweep.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
 /** Environment variables every run may read (besides the recipe's): see the module doc. */
 export const BASE_ENV = [
   "TMPDIR", // the dataset cache's fallback folder
-  "HOME", // where Deno's cache is, to tell whether tfjs-node is installed (core/backend.ts)
+  "HOME", // where Deno's cache is, to tell whether tfjs-node is installed (runtime/backend.ts)
   "DENO_DIR",
   "XDG_CACHE_HOME",
   "LOG_TOKENS", // looked up by the `yaml` package when parsing
@@ -52,7 +52,7 @@ export type GrantKind = typeof GRANT_KINDS[number];
 /** What a run is granted, by kind: a list of values, or `true` for everything of that kind. */
 export type Grants = Partial<Record<GrantKind, string[] | true>>;
 
-/** The `run` arguments the launcher understands (those of `cli.ts run`, plus `--grant`). */
+/** The `run` arguments the launcher understands (those of `app/cli.ts run`, plus `--grant`). */
 export interface LaunchArgs {
   recipes: string[];
   resume?: string;
@@ -70,7 +70,7 @@ export interface LaunchArgs {
 export interface LaunchEnvironment {
   /** The working directory that relative paths are resolved against. */
   cwd: string;
-  /** Folder of `cli.ts`, or its URL when the framework is imported by URL. */
+  /** The framework's root folder (above `app/cli.ts`), or its URL when imported by URL. */
   frameworkDir: string;
   /** Deno's npm package cache, when known. */
   npmCache?: string;
@@ -88,7 +88,7 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-/** Parse the arguments of `run` as `cli.ts run` does (plus `--grant`). */
+/** Parse the arguments of `run` as `app/cli.ts run` does (plus `--grant`). */
 export function parseLaunchArgs(args: string[]): LaunchArgs {
   let parsed: LaunchArgs | undefined;
   const program = new Command()
@@ -217,7 +217,7 @@ export interface LaunchPlan {
 }
 
 /**
- * Work out the permissions of `cli.ts run <args>` from the recipes (or the run directory of
+ * Work out the permissions of `app/cli.ts run <args>` from the recipes (or the run directory of
  * `--resume`) without importing any plugin module.
  *
  * @throws {UserError} For a recipe that cannot be loaded (the same message as the run's).
@@ -258,7 +258,7 @@ export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): P
   return plan.finish(args.grant);
 }
 
-/** The arguments of `eval` (those of `cli.ts eval`, plus `--grant`). */
+/** The arguments of `eval` (those of `app/cli.ts eval`, plus `--grant`). */
 export interface EvalArgs {
   runDir: string;
   set: string[];
@@ -267,7 +267,7 @@ export interface EvalArgs {
   grant: string[];
 }
 
-/** Parse the arguments of `eval` as `cli.ts eval` does (plus `--grant`). */
+/** Parse the arguments of `eval` as `app/cli.ts eval` does (plus `--grant`). */
 export function parseEvalArgs(args: string[]): EvalArgs {
   let parsed: EvalArgs | undefined;
   const program = new Command()
@@ -291,7 +291,7 @@ export function parseEvalArgs(args: string[]): EvalArgs {
 }
 
 /**
- * Work out the permissions of `cli.ts eval <args>`: read the run directory, the dataset (the
+ * Work out the permissions of `app/cli.ts eval <args>`: read the run directory, the dataset (the
  * run's, or the one `--data` names) and its cache, write the `--export` folder and the cache.
  */
 export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
@@ -422,7 +422,7 @@ export function grantFlags(grants: Grants): string[] {
       if (v.includes(",")) {
         throw new UserError(
           `Cannot grant ${kind} "${v}": Deno's permission flags cannot carry a comma; rename it ` +
-            `or run deno run <your flags> cli.ts run ... directly`,
+            `or run deno run <your flags> app/cli.ts run ... directly`,
         );
       }
     }
@@ -493,7 +493,7 @@ export async function npmCacheDir(deno: string = Deno.execPath()): Promise<strin
 
 /**
  * `deno task run ...` / `deno task eval ...` (`args` starts with the command): plan the
- * permissions, then run `cli.ts <command>` with them, forwarding SIGINT / SIGTERM; returns the
+ * permissions, then run `app/cli.ts <command>` with them, forwarding SIGINT / SIGTERM; returns the
  * child's exit code.
  */
 export async function launch(args: string[]): Promise<number> {
@@ -513,13 +513,14 @@ export async function launch(args: string[]): Promise<number> {
   };
   const environment: LaunchEnvironment = {
     cwd: Deno.cwd(),
-    frameworkDir: cli.startsWith("/") ? dirname(cli) : new URL(".", cli).href,
+    // the repository root (cli.ts is in app/)
+    frameworkDir: cli.startsWith("/") ? dirname(dirname(cli)) : new URL("..", cli).href,
     npmCache: await npmCacheDir(deno),
     tmpDir: env("TMPDIR") || "/tmp",
     env,
     nodeModules: existingFolders([
       resolve(Deno.cwd(), "node_modules"),
-      ...(cli.startsWith("/") ? [resolve(dirname(cli), "node_modules")] : []),
+      ...(cli.startsWith("/") ? [resolve(dirname(cli), "..", "node_modules")] : []),
     ]),
     nativeBackend: nodeBindingInstalled("tensorflow") || nodeBindingInstalled("tensorflow-gpu"),
   };

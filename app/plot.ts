@@ -7,11 +7,11 @@
  * @module
  */
 import { encodePng, YAML } from "../deps.ts";
-import type { Volume } from "./dataset.ts";
-import { UserError } from "./errors.ts";
-import { loadRecipe } from "./recipe.ts";
+import type { Volume } from "../core/dataset.ts";
+import { UserError } from "../core/errors.ts";
+import { loadRecipe } from "../core/recipe.ts";
 import { findRunDirs, PAPER_METHOD_ORDER } from "./table.ts";
-import { readRunInfo, Trainer } from "./trainer.ts";
+import { readRunInfo, Trainer } from "../core/trainer.ts";
 
 /** Line colours (Tableau 10). */
 export const PALETTE = [

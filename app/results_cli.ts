@@ -6,7 +6,7 @@
  * @module
  */
 import type { Command } from "../deps.ts";
-import { UserError } from "./errors.ts";
+import { UserError } from "../core/errors.ts";
 import { plotRuns } from "./plot.ts";
 import { parseSeeds, planRuns, runMany, runState, slurmScript } from "./sweep.ts";
 import { buildTable, formatTable, loadRuns } from "./table.ts";

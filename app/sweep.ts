@@ -1,14 +1,14 @@
 /**
  * Several recipes x several seeds: deterministic run directories
  * (`<output.dir>/<recipe name>/seed<N>`, or `<--out>/<recipe name>/seed<N>`), run one after
- * another in this process or as parallel `deno run ... cli.ts run` subprocesses, finished runs
+ * another in this process or as parallel `deno run ... app/cli.ts run` subprocesses, finished runs
  * skipped and interrupted ones resumed; and the same set as a Slurm array job script.
  *
  * @module
  */
-import { loadRecipe, validatePluginOptions } from "./recipe.ts";
-import { UserError } from "./errors.ts";
-import { InterruptedError, loadPluginModules } from "./trainer.ts";
+import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
+import { UserError } from "../core/errors.ts";
+import { InterruptedError, loadPluginModules } from "../core/trainer.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
 /** One run of a sweep. */
@@ -210,7 +210,7 @@ export async function permissionFlags(
 }
 
 /**
- * The permission flags `deno task run` (core/launcher.ts) gave this process, passed on in
+ * The permission flags `deno task run` (app/launcher.ts) gave this process, passed on in
  * `MISSL_PERMISSION_FLAGS` so that each `--jobs` child gets the same, or `null`.
  */
 function inheritedFlags(): string[] | null {
@@ -246,16 +246,16 @@ export async function runnableDeno(): Promise<string | null> {
   return null;
 }
 
-/** The path of cli.ts (its URL when the framework is imported by URL). */
+/** The path of app/cli.ts (its URL when the framework is imported by URL). */
 export function cliPath(): string {
-  const url = new URL("../cli.ts", import.meta.url);
+  const url = new URL("./cli.ts", import.meta.url);
   return url.protocol === "file:" ? decodeURIComponent(url.pathname) : url.href;
 }
 
 /**
  * Run every (recipe, seed) of `files` x `seeds` in its own directory: finished runs are skipped,
  * interrupted ones (a `latest.ckpt`, no `summary.json`) resumed. With `jobs` > 1, up to `jobs`
- * `deno run ... cli.ts run` subprocesses at a time, each with this process's permissions and its
+ * `deno run ... app/cli.ts run` subprocesses at a time, each with this process's permissions and its
  * output in `<run dir>/run.log`.
  *
  * @throws {InterruptedError} On SIGINT / SIGTERM, once the running runs have checkpointed.
@@ -321,7 +321,7 @@ async function runParallel(
     throw new UserError(
       "--jobs runs each recipe in its own deno process, which needs the permission to run " +
         "deno: call the CLI with --allow-run=deno, e.g. deno run --allow-read --allow-write " +
-        "--allow-env --allow-run=deno cli.ts run ... --jobs 2 (or use --jobs 1)",
+        "--allow-env --allow-run=deno app/cli.ts run ... --jobs 2 (or use --jobs 1)",
     );
   }
   const cli = cliPath();

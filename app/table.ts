@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { UserError } from "./errors.ts";
+import { UserError } from "../core/errors.ts";
 import { mean, pairedTTestGreater, sampleStd } from "./stats.ts";
-import type { Summary } from "./trainer.ts";
+import type { Summary } from "../core/trainer.ts";
 
 /** The fields of `summary.json` a table reads. */
 export type RunSummary = Pick<

@@ -16,8 +16,8 @@
  */
 import process from "node:process";
 import { tf } from "../deps.ts";
-import { benchOursKlStep } from "./ours_kl_step.ts";
-import { registerBatchNormRelu } from "../plugins/kernels/batch_norm_relu.ts";
+import { benchOursKlStep } from "../app/bench.ts";
+import { registerBatchNormRelu } from "../runtime/kernels/batch_norm_relu.ts";
 
 const args = Object.fromEntries(
   Deno.args.join(" ").split("--").filter((s) => s.trim()).map((s) => {

@@ -20,6 +20,7 @@ import { datasets } from "./dataset.ts";
 import { models } from "./model.ts";
 import { transforms } from "./transform.ts";
 import { regularizers } from "./regularizer.ts";
+import { losses } from "./loss.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -119,9 +120,9 @@ const augmentationSchema = z.object({
 }).strict();
 
 const supervisedSchema = z.object({
-  type: z.enum(["cross-entropy"]).default("cross-entropy"),
+  type: z.string().min(1, "expected a non-empty plugin id").default("cross-entropy"),
   weight: num({ min: 0 }).default(1),
-}).strict();
+}).passthrough();
 
 const rampUpSchema = z.object({
   type: z.enum(["none", "sigmoid"]).default("none"),
@@ -259,6 +260,8 @@ export interface PluginOptions {
   transform: unknown;
   /** Each regularizer: its id, weight, name (defaults to the id) and parsed options. */
   regularizers: Array<{ type: string; weight: number; name: string; options: unknown }>;
+  /** The supervised loss: its id (in `losses`), weight and parsed options. */
+  supervised: { type: string; weight: number; options: unknown };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -614,7 +617,8 @@ function omit(entry: Record<string, unknown>, keys: string[]): Record<string, un
 /**
  * Check each plugin's options against its own schema: `dataset.type` in `datasets`,
  * `model.type` in `models`, `transform.type` in `transforms`, `regularizers[i].type` in
- * `regularizers`. Plugins must be registered (plugin modules imported) before the call.
+ * `regularizers`, `supervised.type` in `losses`. Plugins must be registered (plugin modules
+ * imported, `registerBuiltins()` called) before the call.
  *
  * @param recipe A validated recipe.
  * @param source The recipe's file (or `"<inline>"`), used in messages.
@@ -625,23 +629,30 @@ function omit(entry: Record<string, unknown>, keys: string[]): Record<string, un
  */
 export function validatePluginOptions(recipe: Recipe, source: string): PluginOptions {
   const problems: string[] = [];
-  const lookup = <T>(get: () => T, path: string): T | undefined => {
+  const lookup = <T>(
+    registry: { get(id: string): T; ids(): string[] },
+    id: string,
+    path: string,
+  ): T | undefined => {
     try {
-      return get();
+      return registry.get(id);
     } catch (error) {
       if (error instanceof UserError) {
-        problems.push(`${path}: ${error.message}`);
+        const guess = closest(id, registry.ids());
+        problems.push(
+          `${path}: ${error.message}` + (guess === undefined ? "" : ` (did you mean "${guess}"?)`),
+        );
         return undefined;
       }
       throw error;
     }
   };
   const single = (
-    registry: { get(id: string): { options: ZodTypeAny } },
+    registry: { get(id: string): { options: ZodTypeAny }; ids(): string[] },
     key: "dataset" | "model" | "transform",
   ): unknown => {
     const entry = recipe[key] as Record<string, unknown>;
-    const factory = lookup(() => registry.get(String(entry.type)), `${key}.type`);
+    const factory = lookup(registry, String(entry.type), `${key}.type`);
     if (factory === undefined) return undefined;
     return parseOptions(factory.options, omit(entry, ["type"]), [key], ["type"], problems);
   };
@@ -650,7 +661,7 @@ export function validatePluginOptions(recipe: Recipe, source: string): PluginOpt
   const transform = single(transforms, "transform");
   const regs: PluginOptions["regularizers"] = recipe.regularizers.map((entry, i) => {
     const record = entry as Record<string, unknown>;
-    const factory = lookup(() => regularizers.get(entry.type), `regularizers[${i}].type`);
+    const factory = lookup(regularizers, entry.type, `regularizers[${i}].type`);
     const options = factory === undefined ? undefined : parseOptions(
       factory.options,
       omit(record, ["type", "weight", "name"]),
@@ -660,8 +671,21 @@ export function validatePluginOptions(recipe: Recipe, source: string): PluginOpt
     );
     return { type: entry.type, weight: entry.weight, name: entry.name ?? entry.type, options };
   });
+  const sup = recipe.supervised as Record<string, unknown> & Recipe["supervised"];
+  const lossFactory = lookup(losses, sup.type, "supervised.type");
+  const supervised = {
+    type: sup.type,
+    weight: sup.weight,
+    options: lossFactory === undefined ? undefined : parseOptions(
+      lossFactory.options,
+      omit(sup, ["type", "weight"]),
+      ["supervised"],
+      ["type", "weight"],
+      problems,
+    ),
+  };
   if (problems.length > 0) throw recipeError(source, problems);
-  return { dataset, model, transform, regularizers: regs };
+  return { dataset, model, transform, regularizers: regs, supervised };
 }
 
 /** A reason, without location, thrown by the helpers below and wrapped by `loadRecipe`. */

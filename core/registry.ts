@@ -33,8 +33,11 @@ export interface Identified {
 export class Registry<T extends Identified> {
   readonly #entries = new Map<string, T>();
 
-  /** @param kind What the registry holds, used in error messages ("regularizer"). */
-  constructor(readonly kind: string) {}
+  /**
+   * @param kind What the registry holds, used in error messages ("regularizer").
+   * @param plural Its plural in messages. @default {`${kind}s`}
+   */
+  constructor(readonly kind: string, readonly plural: string = `${kind}s`) {}
 
   /** Add `entry`; a taken id is an error unless `options.override` is set. */
   register(entry: T, options: RegisterOptions = {}): T {
@@ -61,7 +64,7 @@ export class Registry<T extends Identified> {
     const entry = this.#entries.get(id);
     if (entry === undefined) {
       throw new UserError(
-        `Unknown ${this.kind} "${id}"; known ${this.kind}s: ${this.ids().join(", ") || "(none)"}`,
+        `Unknown ${this.kind} "${id}"; known ${this.plural}: ${this.ids().join(", ") || "(none)"}`,
       );
     }
     return entry;
@@ -90,12 +93,12 @@ const SHARED = Symbol.for("mi-ssl.registries");
  * `mod.ts` from another URL (a release URL while the CLI runs from a checkout) still registers
  * into the registries the trainer reads.
  */
-export function sharedRegistry<T extends Identified>(kind: string): Registry<T> {
+export function sharedRegistry<T extends Identified>(kind: string, plural?: string): Registry<T> {
   const g = globalThis as unknown as Record<symbol, Map<string, Registry<Identified>>>;
   const all = g[SHARED] ??= new Map();
   let registry = all.get(kind);
   if (registry === undefined) {
-    registry = new Registry<Identified>(kind);
+    registry = new Registry<Identified>(kind, plural);
     all.set(kind, registry);
   }
   return registry as unknown as Registry<T>;

@@ -9,7 +9,7 @@
  */
 import { dirname, resolve } from "node:path";
 import { tf, YAML } from "../deps.ts";
-import { initBackend } from "./backend.ts";
+import { initBackend } from "../runtime/backend.ts";
 import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
 import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
 import { UserError } from "./errors.ts";
@@ -21,9 +21,8 @@ import { loadRecipe, type Recipe, validatePluginOptions } from "./recipe.ts";
 import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { type InvertibleTransform, transforms } from "./transform.ts";
-import { crossEntropy } from "../plugins/losses/cross_entropy.ts";
-import { registerBuiltins } from "../plugins/mod.ts";
-import { sampleRandomAffine, warpAffine } from "../plugins/transforms/affine.ts";
+import { losses, type SupervisedLoss } from "./loss.ts";
+import { sampleRandomAffine, warpAffine } from "./warp.ts";
 
 /** Options of {@linkcode Trainer.create}. */
 export interface TrainerOptions {
@@ -135,6 +134,8 @@ export class Trainer {
   readonly model: SegmentationModel;
   readonly transform: InvertibleTransform;
   readonly regularizers: NamedRegularizer[];
+  /** The supervised loss (`supervised.type` of the recipe). */
+  readonly supervisedLoss: SupervisedLoss;
   readonly backend: string;
   readonly runDir: string | null;
   /** 0-based index of the next iteration. */
@@ -157,6 +158,7 @@ export class Trainer {
     model: SegmentationModel;
     transform: InvertibleTransform;
     regularizers: NamedRegularizer[];
+    supervisedLoss: SupervisedLoss;
     backend: string;
     runDir: string | null;
     log: (line: string) => void;
@@ -167,6 +169,7 @@ export class Trainer {
     this.model = init.model;
     this.transform = init.transform;
     this.regularizers = init.regularizers;
+    this.supervisedLoss = init.supervisedLoss;
     this.backend = init.backend;
     this.runDir = init.runDir;
     this.#log = init.log;
@@ -186,11 +189,12 @@ export class Trainer {
   /**
    * Build everything a run needs from a validated recipe: backend, plugin modules, dataset,
    * model, transform, regularizers. The run directory is created only once all of that worked.
+   * The plugins must be registered before: importing `mod.ts` registers the built-in ones (or
+   * call `registerBuiltins()` from `plugins/mod.ts`); the trainer itself registers nothing.
    */
   static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
     const log = options.log ?? ((line: string) => console.error(line));
     const baseDir = options.baseDir ?? Deno.cwd();
-    registerBuiltins();
     await loadPluginModules(recipe.plugins);
     const parsed = validatePluginOptions(recipe, "<recipe>");
     const backend = await initBackend(recipe.backend, { threads: recipe.threads });
@@ -209,6 +213,9 @@ export class Trainer {
         seed: recipe.seed,
         name,
       });
+    const supervisedLoss = losses.get(parsed.supervised.type).create(parsed.supervised.options, {
+      numClasses,
+    });
     const model = createModel("student");
     const transform = transforms.get(recipe.transform.type).create(parsed.transform);
     const regs: NamedRegularizer[] = [];
@@ -246,6 +253,7 @@ export class Trainer {
       model,
       transform,
       regularizers: regs,
+      supervisedLoss,
       backend,
       runDir,
       log,
@@ -466,7 +474,7 @@ export class Trainer {
       } else {
         logitsL = this.model.apply(xl, { training: true, seed: dropoutSeed });
       }
-      const sup = crossEntropy(logitsL, labeled.y!);
+      const sup = this.supervisedLoss(logitsL, labeled.y!);
       terms.set("sup", tf.keep(sup));
       let loss = tf.mul(sup, r.supervised.weight) as tf.Scalar;
       if (context !== null) {

@@ -1,4 +1,11 @@
-import { tf } from "../../deps.ts";
+/**
+ * Affine sampling maps and the bilinear / nearest warp they drive: the geometry behind the
+ * trainer's augmentation and the `affine`, `flip` and `compose` transform plugins.
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import type { Rng } from "./rng.ts";
 
 /**
  * Affine maps per image in normalised coordinates (PyTorch `affine_grid`, `align_corners=False`):
@@ -155,4 +162,45 @@ export function validMaskAffine(m: Affine, b: number, h: number, w: number): tf.
     }
   }
   return tf.tensor4d(out, [b, h, w, 1]);
+}
+
+/** The ranges {@linkcode sampleRandomAffine} draws from (the `affine` transform's options). */
+export interface AffineSampling {
+  /** Rotation drawn uniformly in [-rotation, rotation] degrees. */
+  rotation: number;
+  /** Shear drawn uniformly in [-shear, shear] degrees. */
+  shear: number;
+  /** Scale drawn uniformly in [min, max]. */
+  scale: readonly [number, number];
+  /** Translation drawn uniformly in [-translate, translate] (fraction of the half side). */
+  translate: number;
+  /** Probability of a left-right flip. */
+  flipProbability: number;
+}
+
+const DEG = Math.PI / 180;
+
+/**
+ * The IIC matrix `[[cos a * s, -sin(a + sh) * s], [sin a * s, cos(a + sh) * s]]`, with a
+ * translation and an optional flip, for each image.
+ */
+export function sampleRandomAffine(rng: Rng, batch: number, o: AffineSampling): Affine {
+  const m = new Float64Array(6 * batch);
+  for (let i = 0; i < batch; i++) {
+    const a = rng.uniform(-o.rotation, o.rotation) * DEG;
+    const sh = rng.uniform(-o.shear, o.shear) * DEG;
+    const s = rng.uniform(o.scale[0], o.scale[1]);
+    const tx = rng.uniform(-o.translate, o.translate);
+    const ty = rng.uniform(-o.translate, o.translate);
+    const flip = o.flipProbability > 0 && rng.next() < o.flipProbability ? -1 : 1;
+    m.set([
+      Math.cos(a) * s * flip,
+      -Math.sin(a + sh) * s,
+      tx,
+      Math.sin(a) * s * flip,
+      Math.cos(a + sh) * s,
+      ty,
+    ], 6 * i);
+  }
+  return m;
 }

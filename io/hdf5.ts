@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { type H5wasm, loadH5wasm } from "../../deps.ts";
+import { type H5wasm, loadH5wasm } from "../deps.ts";
 import { readBytes, readError, writeBytes, writeError } from "./_util.ts";
 import type { VolumeData, VoxelArray } from "./volume_data.ts";
 import { voxelCount } from "./volume_data.ts";

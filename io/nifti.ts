@@ -12,7 +12,7 @@
  * @module
  */
 import { gunzipSync, gzipSync } from "node:zlib";
-import { niftiReader } from "../../deps.ts";
+import { niftiReader } from "../deps.ts";
 import {
   bytesOf,
   convertVoxels,

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { decodePng, encodePng } from "../../deps.ts";
+import { decodePng, encodePng } from "../deps.ts";
 import { basename, joinPath, readBytes, readError, writeBytes, writeError } from "./_util.ts";
 import type { VolumeData, VoxelArray } from "./volume_data.ts";
 

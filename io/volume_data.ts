@@ -1,6 +1,6 @@
 /**
  * The in-memory form of an image volume read from (or written to) a file, shared by every
- * format reader in `plugins/io`.
+ * format reader in `io/`.
  *
  * Axis order: `shape` and `spacing` are **row-major, slowest axis first**, the order in which
  * the voxels lie in `data`: `data[(k * shape[1] + j) * shape[2] + i]` for a 3D volume. NIfTI and

@@ -5,7 +5,9 @@
  */
 import { datasets } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
+import { losses } from "../core/loss.ts";
 import { models } from "../core/model.ts";
+import type { Registry } from "../core/registry.ts";
 import { regularizers } from "../core/regularizer.ts";
 import { type TransformFactory, transforms } from "../core/transform.ts";
 import type { z } from "../deps.ts";
@@ -14,6 +16,8 @@ import { acdcDataset } from "./datasets/acdc.ts";
 import { promise12Dataset } from "./datasets/promise12.ts";
 import { spleenDataset } from "./datasets/spleen.ts";
 import { folderDataset } from "./datasets/folder.ts";
+import { crossEntropyLoss } from "./losses/cross_entropy.ts";
+import { diceCeLoss, diceLoss } from "./losses/dice.ts";
 import { unetModel } from "./models/unet.ts";
 import { klRegularizer } from "./regularizers/kl_consistency.ts";
 import { miRegularizer } from "./regularizers/mutual_information.ts";
@@ -47,24 +51,24 @@ export const composeTransformPlugin: TransformFactory<z.infer<typeof composeOpti
     })),
 };
 
-let registered = false;
-
-/** Register every built-in plugin (idempotent). */
+/**
+ * Register every built-in plugin. Idempotent, and an id already registered (a user plugin that
+ * registered `unet`, say, before this call) is kept, not replaced. The trainer does not call it:
+ * `mod.ts` does at import, and so do the CLI and the launcher.
+ */
 export function registerBuiltins(): void {
-  if (registered) return;
-  registered = true;
-  datasets.register(phantomDataset, { override: true });
-  datasets.register(acdcDataset, { override: true });
-  datasets.register(promise12Dataset, { override: true });
-  datasets.register(spleenDataset, { override: true });
-  datasets.register(folderDataset, { override: true });
-  models.register(unetModel, { override: true });
-  regularizers.register(klRegularizer, { override: true });
-  regularizers.register(miRegularizer, { override: true });
-  regularizers.register(mseRegularizer, { override: true });
-  regularizers.register(entropyMinRegularizer, { override: true });
-  regularizers.register(meanTeacherRegularizer, { override: true });
-  transforms.register(affineTransformPlugin, { override: true });
-  transforms.register(flipTransformPlugin, { override: true });
-  transforms.register(composeTransformPlugin, { override: true });
+  const add = <T extends { id: string }>(registry: Registry<T>, entries: T[]) => {
+    for (const entry of entries) if (!registry.has(entry.id)) registry.register(entry);
+  };
+  add(datasets, [phantomDataset, acdcDataset, promise12Dataset, spleenDataset, folderDataset]);
+  add(models, [unetModel]);
+  add(regularizers, [
+    klRegularizer,
+    miRegularizer,
+    mseRegularizer,
+    entropyMinRegularizer,
+    meanTeacherRegularizer,
+  ]);
+  add(transforms, [affineTransformPlugin, flipTransformPlugin, composeTransformPlugin]);
+  add(losses, [crossEntropyLoss, diceLoss, diceCeLoss]);
 }

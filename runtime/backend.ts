@@ -6,10 +6,10 @@
  * @module
  */
 import { tf, tfWasm } from "../deps.ts";
-import { UserError } from "./errors.ts";
-import { registerWasmTrainingKernels } from "../plugins/kernels/wasm_training.ts";
-import { enableWasmThreads, withPthreadWorkers } from "../plugins/kernels/wasm_threads.ts";
-import { setKernelThreads } from "../plugins/kernels/wasm_pool.ts";
+import { UserError } from "../core/errors.ts";
+import { registerWasmTrainingKernels } from "./kernels/wasm_training.ts";
+import { enableWasmThreads, withPthreadWorkers } from "./kernels/wasm_threads.ts";
+import { setKernelThreads } from "./kernels/wasm_pool.ts";
 import { installLowMemoryGradients } from "./gradients.ts";
 
 /** Backends a recipe or the CLI can ask for. */

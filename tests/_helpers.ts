@@ -1,5 +1,5 @@
 import { tf } from "../deps.ts";
-import { initBackend } from "../core/backend.ts";
+import { initBackend } from "../runtime/backend.ts";
 import assert from "node:assert/strict";
 
 /** Use the wasm backend (with our training kernels), once per test process. */

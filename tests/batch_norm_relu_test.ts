@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
-import { batchNormRelu } from "../plugins/kernels/batch_norm_relu.ts";
+import { batchNormRelu } from "../runtime/kernels/batch_norm_relu.ts";
 
 await useWasm();
 

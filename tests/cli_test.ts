@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 async function cli(

@@ -11,10 +11,10 @@ import {
   sliceGeometry,
 } from "../plugins/datasets/_preprocess.ts";
 import { splitPatients } from "../plugins/datasets/_split.ts";
-import { writeHdf5 } from "../plugins/io/hdf5.ts";
-import { writeMetaImage } from "../plugins/io/metaimage.ts";
-import { writeNifti } from "../plugins/io/nifti.ts";
-import { writePng } from "../plugins/io/png_slices.ts";
+import { writeHdf5 } from "../io/hdf5.ts";
+import { writeMetaImage } from "../io/metaimage.ts";
+import { writeNifti } from "../io/nifti.ts";
+import { writePng } from "../io/png_slices.ts";
 
 const SHARED = new URL("../../shared/data/", import.meta.url).pathname;
 const ACDC = Deno.env.get("ACDC_ROOT") ?? `${SHARED}acdc`;

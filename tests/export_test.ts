@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { datasetOverride, exportPrediction, predictionFileName } from "../core/export.ts";
+import { datasetOverride, exportPrediction, predictionFileName } from "../app/export.ts";
 import {
   type Fit,
   loadCases,
@@ -8,13 +8,17 @@ import {
   type RawCase,
   sliceGeometry,
 } from "../plugins/datasets/_preprocess.ts";
-import { readVolume } from "../plugins/io/volume.ts";
+import { readVolume } from "../io/volume.ts";
 import { tf } from "../deps.ts";
 import { UserError } from "../core/errors.ts";
 import { unetModel, unetOptions } from "../plugins/models/unet.ts";
 import { assertClose, useWasm } from "./_helpers.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+// The trainer registers no plugins: the built-ins come from here.
+registerBuiltins();
+
+const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

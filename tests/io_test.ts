@@ -1,22 +1,17 @@
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { UserError } from "../core/errors.ts";
-import { readNifti, writeNifti } from "../plugins/io/nifti.ts";
+import { readNifti, writeNifti } from "../io/nifti.ts";
 import {
   MET_ELEMENT_TYPES,
   type MetElementType,
   readMetaImage,
   writeMetaImage,
-} from "../plugins/io/metaimage.ts";
-import { readHdf5, readSsl4misHdf5, writeHdf5 } from "../plugins/io/hdf5.ts";
-import { listPngSlices, readPng, readPngSliceFolder, writePng } from "../plugins/io/png_slices.ts";
-import {
-  readVolume,
-  stripVolumeExtension,
-  volumeFormat,
-  writeVolume,
-} from "../plugins/io/volume.ts";
-import { type VolumeData, VOXEL_ARRAYS, type VoxelType } from "../plugins/io/volume_data.ts";
+} from "../io/metaimage.ts";
+import { readHdf5, readSsl4misHdf5, writeHdf5 } from "../io/hdf5.ts";
+import { listPngSlices, readPng, readPngSliceFolder, writePng } from "../io/png_slices.ts";
+import { readVolume, stripVolumeExtension, volumeFormat, writeVolume } from "../io/volume.ts";
+import { type VolumeData, VOXEL_ARRAYS, type VoxelType } from "../io/volume_data.ts";
 
 const SHARED = new URL("../../shared/data/", import.meta.url).pathname;
 const HIPPOCAMPUS = Deno.env.get("HIPPOCAMPUS_ROOT") ?? `${SHARED}hippocampus`;

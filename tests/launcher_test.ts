@@ -1,5 +1,5 @@
 /**
- * The least-privilege launcher behind `deno task run` (core/launcher.ts): the permissions it
+ * The least-privilege launcher behind `deno task run` (app/launcher.ts): the permissions it
  * works out from a recipe, and a hostile plugin run through it.
  */
 import assert from "node:assert/strict";
@@ -18,10 +18,10 @@ import {
   planEval,
   planLaunch,
   withoutGrants,
-} from "../core/launcher.ts";
+} from "../app/launcher.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const LAUNCHER = join(ROOT, "core", "launcher.ts");
+const LAUNCHER = join(ROOT, "app", "launcher.ts");
 
 /** `deno task run <args>`, i.e. the launcher with the task's own permissions. */
 function taskRun(args: string[], env: Record<string, string> = {}): Promise<Deno.CommandOutput> {
@@ -337,7 +337,7 @@ Deno.test({
           `--allow-read=${join(ROOT, "recipes")},${await npmCacheDir()}`,
           "--allow-env=MISSL_BACKEND,LOG_TOKENS,LOG_STREAM",
           `--allow-write=${dir}`,
-          join(ROOT, "cli.ts"),
+          join(ROOT, "app", "cli.ts"),
           "run",
           "recipes/partial.yaml",
           "--set",

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
-import { crossEntropy } from "../plugins/losses/cross_entropy.ts";
+import { crossEntropy, crossEntropyLoss } from "../plugins/losses/cross_entropy.ts";
+import { diceCeLoss, diceLoss, softDice } from "../plugins/losses/dice.ts";
 import { klConsistency } from "../plugins/regularizers/kl_consistency.ts";
 import { stopGradient } from "../core/ops.ts";
 import { assertClose, assertNoLeak, randomProbs, useWasm } from "./_helpers.ts";
@@ -70,4 +71,66 @@ Deno.test("losses leak no tensors", async () => {
     tf.dispose(tf.grad((l: tf.Tensor) => klConsistency(tf.softmax(l) as tf.Tensor4D, q))(p));
   });
   tf.dispose([p, q, y]);
+});
+
+// Two pixels, three classes: logits chosen so that the softmax is easy to write down.
+// pixel 0: logits [0, 0, ln 2] -> p = [1/4, 1/4, 1/2], label 2
+// pixel 1: logits [ln 3, 0, 0] -> p = [3/5, 1/5, 1/5], label 1
+const HAND_LOGITS = [0, 0, Math.log(2), Math.log(3), 0, 0];
+const HAND_LABELS = [2, 1];
+
+Deno.test("dice loss equals 1 - mean foreground soft Dice computed by hand", () => {
+  const logits = tf.tensor4d(HAND_LOGITS, [1, 1, 2, 3]);
+  const labels = tf.tensor3d(HAND_LABELS, [1, 1, 2], "int32");
+  // class 1: sum p g = 1/5, sum p = 1/4 + 1/5, sum g = 1 -> Dice = (2/5) / (29/20) = 8/29
+  // class 2: sum p g = 1/2, sum p = 1/2 + 1/5, sum g = 1 -> Dice = 1 / (17/10) = 10/17
+  const expected = 1 - (8 / 29 + 10 / 17) / 2;
+  const loss = diceLoss.create(diceLoss.options.parse({ smooth: 0 }), { numClasses: 3 });
+  assertClose(loss(logits, labels).dataSync()[0], expected, 1e-6);
+  // the default smooth (1e-5) barely moves it
+  assertClose(softDice(logits, labels).dataSync()[0], expected, 1e-4);
+  // with background: class 0 has sum p g = 0 -> Dice 0
+  assertClose(
+    softDice(logits, labels, { smooth: 0, includeBackground: true }).dataSync()[0],
+    1 - (0 + 8 / 29 + 10 / 17) / 3,
+    1e-6,
+  );
+  // a mask that keeps pixel 0 only: class 1 Dice = 0 / (1/4) = 0, class 2 = 1 / (3/2) = 2/3
+  const mask = tf.tensor4d([1, 0], [1, 1, 2, 1]);
+  assertClose(loss(logits, labels, mask).dataSync()[0], 1 - (0 + 2 / 3) / 2, 1e-6);
+  tf.dispose([logits, labels, mask]);
+});
+
+Deno.test("dice-ce is diceWeight * dice + ceWeight * cross-entropy, by hand", () => {
+  const logits = tf.tensor4d(HAND_LOGITS, [1, 1, 2, 3]);
+  const labels = tf.tensor3d(HAND_LABELS, [1, 1, 2], "int32");
+  const dice = 1 - (8 / 29 + 10 / 17) / 2;
+  const ce = (-Math.log(1 / 2) - Math.log(1 / 5)) / 2;
+  const loss = diceCeLoss.create(
+    diceCeLoss.options.parse({ smooth: 0, diceWeight: 2, ceWeight: 0.5 }),
+    { numClasses: 3 },
+  );
+  assertClose(loss(logits, labels).dataSync()[0], 2 * dice + 0.5 * ce, 1e-6);
+  const ceOnly = crossEntropyLoss.create({}, { numClasses: 3 });
+  assertClose(ceOnly(logits, labels).dataSync()[0], ce, 1e-6);
+  // masked cross-entropy: the mean over the pixels the mask keeps
+  const mask = tf.tensor4d([0, 1], [1, 1, 2, 1]);
+  assertClose(ceOnly(logits, labels, mask).dataSync()[0], -Math.log(1 / 5), 1e-6);
+  tf.dispose([logits, labels, mask]);
+});
+
+Deno.test("dice and dice-ce leak no tensors and have gradients", async () => {
+  const logits = tf.randomNormal([2, 4, 4, 3], 0, 1, "float32", 7) as tf.Tensor4D;
+  const labels = tf.randomUniform([2, 4, 4], 0, 3, "int32", 8) as tf.Tensor3D;
+  const dice = diceLoss.create(diceLoss.options.parse({}), { numClasses: 3 });
+  const diceCe = diceCeLoss.create(diceCeLoss.options.parse({}), { numClasses: 3 });
+  await assertNoLeak(() => {
+    for (const f of [dice, diceCe]) {
+      tf.dispose(f(logits, labels));
+      const g = tf.grad((l: tf.Tensor) => f(l as tf.Tensor4D, labels))(logits);
+      assert.ok(tf.tidy(() => tf.sum(tf.abs(g)).dataSync()[0]) > 0);
+      tf.dispose(g);
+    }
+  });
+  tf.dispose([logits, labels]);
 });

@@ -8,11 +8,15 @@ import {
   overlayPanel,
   parseMetrics,
   plotRuns,
-} from "../core/plot.ts";
+} from "../app/plot.ts";
 import { Trainer } from "../core/trainer.ts";
 import { tinyRecipe } from "./_tiny.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+// The trainer registers no plugins: the built-ins come from here.
+registerBuiltins();
+
+const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 /** A well-formedness check of SVG text: one root, every tag closed in order. */

@@ -8,6 +8,10 @@ import { datasets } from "../core/dataset.ts";
 import { models } from "../core/model.ts";
 import { transforms } from "../core/transform.ts";
 import { regularizers } from "../core/regularizer.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+
+// The trainer registers no plugins: the built-ins come from here.
+registerBuiltins();
 
 const MINIMAL = `
 method: ours-kl
@@ -446,8 +450,8 @@ Deno.test("bad input: wrong types, missing fields, bad numbers, unknown enums", 
       "augmentation.rotation: expected a number >= 0 and <= 180, got 270",
       `augmentation.flip: expected true or false, got "yes"`,
     ]],
-    [MINIMAL + "supervised: {type: dice}\n", [
-      `supervised.type: expected one of "cross-entropy", got "dice"`,
+    [MINIMAL + "supervised: {type: dice, weight: -1}\n", [
+      "supervised.weight: expected a number >= 0, got -1",
     ]],
     [MINIMAL + "optimizer: {lr: 0, schedule: {gamma: 1.5, type: cosin}}\n", [
       "optimizer.lr: expected a number > 0, got 0",
@@ -604,6 +608,7 @@ Deno.test("validatePluginOptions checks each plugin's options", async () => {
         { type: ids.reg, weight: 2, name: ids.reg, options: { radius: 1 } },
         { type: ids.reg, weight: 1, name: "wide", options: { radius: 3 } },
       ],
+      supervised: { type: "cross-entropy", weight: 1, options: {} },
     });
 
     // Unknown ids: the registry's message, prefixed with the location.
@@ -646,4 +651,35 @@ Deno.test("validatePluginOptions checks each plugin's options", async () => {
     transforms.unregister(ids.transform);
     regularizers.unregister(ids.reg);
   }
+});
+
+Deno.test("supervised.type is checked against the losses registry, with its options", async () => {
+  const base = {
+    method: "x",
+    dataset: { type: "phantom" },
+    model: { type: "unet" },
+    trainer: { iterations: 1 },
+  };
+  const ok = parseRecipe({
+    ...base,
+    supervised: { type: "dice-ce", weight: 0.5, diceWeight: 2 },
+  }, "<inline>");
+  assert.deepEqual(validatePluginOptions(ok, "<inline>").supervised, {
+    type: "dice-ce",
+    weight: 0.5,
+    options: { diceWeight: 2, ceWeight: 1, smooth: 1e-5, includeBackground: false },
+  });
+  const typo = parseRecipe({ ...base, supervised: { type: "dise" } }, "<inline>");
+  await assertRecipeError(
+    () => validatePluginOptions(typo, "r.yaml"),
+    "r.yaml",
+    `supervised.type: Unknown loss "dise"; known losses: cross-entropy, dice, dice-ce ` +
+      `(did you mean "dice"?)`,
+  );
+  const badKey = parseRecipe({ ...base, supervised: { type: "dice", smoth: 1 } }, "<inline>");
+  await assertRecipeError(
+    () => validatePluginOptions(badKey, "r.yaml"),
+    "r.yaml",
+    `unknown key "smoth" in supervised (did you mean "smooth"?)`,
+  );
 });

@@ -5,6 +5,7 @@ import { datasets } from "../core/dataset.ts";
 import { models } from "../core/model.ts";
 import { regularizers } from "../core/regularizer.ts";
 import { transforms } from "../core/transform.ts";
+import { losses } from "../core/loss.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
 Deno.test("Registry returns what was registered, sorted by id", () => {
@@ -42,4 +43,21 @@ Deno.test("the built-in plugins are registered once per kind", () => {
   assert.ok(models.has("unet"));
   for (const id of ["kl", "mi"]) assert.ok(regularizers.has(id), id);
   for (const id of ["affine", "flip", "compose"]) assert.ok(transforms.has(id), id);
+  for (const id of ["cross-entropy", "dice", "dice-ce"]) assert.ok(losses.has(id), id);
+});
+
+Deno.test("registerBuiltins keeps a user plugin registered under a built-in id", () => {
+  registerBuiltins();
+  const builtin = models.get("unet");
+  models.unregister("unet");
+  const mine = { ...builtin, description: "my own unet" };
+  models.register(mine);
+  try {
+    registerBuiltins();
+    assert.equal(models.get("unet"), mine);
+  } finally {
+    models.unregister("unet");
+    registerBuiltins();
+  }
+  assert.equal(models.get("unet"), builtin);
 });

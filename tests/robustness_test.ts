@@ -10,7 +10,7 @@ import { registerBuiltins } from "../plugins/mod.ts";
 import { tinyRecipe } from "./_tiny.ts";
 import { z } from "../deps.ts";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const MOD = new URL("../mod.ts", import.meta.url).href;
 const quiet = { progress: false, log: () => {} };
 

@@ -7,7 +7,7 @@ import {
   sampleStd,
   studentTCdf,
   studentTSurvival,
-} from "../core/stats.ts";
+} from "../app/stats.ts";
 import { assertClose } from "./_helpers.ts";
 
 Deno.test("lnGamma matches factorials and Gamma(1/2) = sqrt(pi)", () => {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { parseSeeds, planRuns, runArgs, shellQuote, slurmScript } from "../core/sweep.ts";
+import { parseSeeds, planRuns, runArgs, shellQuote, slurmScript } from "../app/sweep.ts";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 const TINY = (name: string, method: string, regs: string) =>

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { buildTable, expandGlob, formatTable, loadRuns, type ResultTable } from "../core/table.ts";
+import { buildTable, expandGlob, formatTable, loadRuns, type ResultTable } from "../app/table.ts";
 import { assertClose } from "./_helpers.ts";
 
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 type Dice = Record<string, number>;

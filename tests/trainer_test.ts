@@ -6,6 +6,12 @@ import { loadCheckpoint } from "../core/checkpoint.ts";
 import { diceScores } from "../core/metrics.ts";
 import { tinyRecipe } from "./_tiny.ts";
 import { assertClose } from "./_helpers.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+import { losses as lossRegistry } from "../core/loss.ts";
+import { z } from "../deps.ts";
+
+// The trainer registers no plugins: the built-ins come from here.
+registerBuiltins();
 
 async function losses(seed: number, steps: number): Promise<number[][]> {
   const trainer = await Trainer.create(tinyRecipe({ seed }), {
@@ -192,4 +198,39 @@ Deno.test("diceScores() follows the definition and the empty-case rule", () => {
   const pred = new Uint8Array([1, 1, 0, 3]);
   const truth = new Uint8Array([0, 1, 1, 0]);
   assert.deepEqual(diceScores(pred, truth, 4), [0.5, 1, 0]);
+});
+
+Deno.test("the trainer takes its supervised loss from the losses registry", async () => {
+  lossRegistry.register({
+    id: "test-constant-loss",
+    description: "0.25 + 0 * logits, to see which loss the trainer ran",
+    options: z.object({ value: z.number().default(0.25) }).strict(),
+    create: (o: { value: number }) => (logits: tf.Tensor4D) =>
+      tf.add(tf.mul(tf.mean(logits), 0), o.value) as tf.Scalar,
+  });
+  try {
+    const recipe = tinyRecipe({ supervised: { type: "test-constant-loss", value: 0.5 } });
+    const trainer = await Trainer.create(recipe, { out: null, progress: false, log: () => {} });
+    try {
+      const v = await trainer.step();
+      assertClose(v.sup, 0.5, 1e-6);
+    } finally {
+      trainer.dispose();
+    }
+    for (const type of ["dice", "dice-ce"]) {
+      const t = await Trainer.create(tinyRecipe({ supervised: { type } }), {
+        out: null,
+        progress: false,
+        log: () => {},
+      });
+      try {
+        const v = await t.step();
+        assert.ok(Number.isFinite(v.sup) && v.sup > 0, `${type}: ${v.sup}`);
+      } finally {
+        t.dispose();
+      }
+    }
+  } finally {
+    lossRegistry.unregister("test-constant-loss");
+  }
 });

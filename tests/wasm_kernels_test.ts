@@ -3,7 +3,7 @@ import { tf } from "../deps.ts";
 import {
   conv2DBackpropFilterLoop,
   registerWasmTrainingKernels,
-} from "../plugins/kernels/wasm_training.ts";
+} from "../runtime/kernels/wasm_training.ts";
 
 type Pad = "same" | "valid" | number | [[0, 0], [number, number], [number, number], [0, 0]];
 type Shape4 = [number, number, number, number];

@@ -2,8 +2,12 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
-import { gemmKernels, setGemmConvEnabled } from "../plugins/kernels/wasm_conv.ts";
-import { benchOursKlStep } from "../bench/ours_kl_step.ts";
+import { gemmKernels, setGemmConvEnabled } from "../runtime/kernels/wasm_conv.ts";
+import { benchOursKlStep } from "../app/bench.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+
+// The trainer registers no plugins: the built-ins come from here.
+registerBuiltins();
 
 await useWasm();
 
@@ -221,7 +225,7 @@ Deno.test({
   name: "the threaded wasm build runs the training step with 2 threads under Deno",
   // a child process: the backend's thread count is fixed once it is initialised
   fn: async () => {
-    const cli = fileURLToPath(new URL("../cli.ts", import.meta.url));
+    const cli = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",

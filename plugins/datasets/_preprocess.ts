@@ -28,9 +28,9 @@ import type {
   SliceSet,
   Volume,
 } from "../../core/dataset.ts";
-import type { VolumeData } from "../io/volume_data.ts";
-import { readHdf5Datasets } from "../io/hdf5.ts";
-import { readVolume, volumeFormat } from "../io/volume.ts";
+import type { VolumeData } from "../../io/volume_data.ts";
+import { readHdf5Datasets } from "../../io/hdf5.ts";
+import { readVolume, volumeFormat } from "../../io/volume.ts";
 import { CaseCache, resolveCacheDir, type SourceSignature, sourceSignature } from "./_cache.ts";
 import { type PatientSplit, type SplitOptions, splitPatients } from "./_split.ts";
 

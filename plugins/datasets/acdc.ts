@@ -24,9 +24,9 @@ import { join } from "node:path";
 import { z } from "../../deps.ts";
 import type { DatasetContext, DatasetFactory, SegmentationDataset } from "../../core/dataset.ts";
 import { UserError } from "../../core/errors.ts";
-import { readSsl4misHdf5 } from "../io/hdf5.ts";
-import { readNifti } from "../io/nifti.ts";
-import type { VolumeData } from "../io/volume_data.ts";
+import { readSsl4misHdf5 } from "../../io/hdf5.ts";
+import { readNifti } from "../../io/nifti.ts";
+import type { VolumeData } from "../../io/volume_data.ts";
 import {
   type CommonDatasetOptions,
   commonOptionFields,

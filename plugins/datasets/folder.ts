@@ -20,7 +20,7 @@ import type {
   SegmentationDataset,
 } from "../../core/dataset.ts";
 import { UserError } from "../../core/errors.ts";
-import { stripVolumeExtension, volumeFormat } from "../io/volume.ts";
+import { stripVolumeExtension, volumeFormat } from "../../io/volume.ts";
 import {
   type CommonDatasetOptions,
   commonOptionFields,

@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { z } from "../../deps.ts";
 import type { DatasetContext, DatasetFactory, SegmentationDataset } from "../../core/dataset.ts";
 import { UserError } from "../../core/errors.ts";
-import { listPngSlices, type PngSliceGroup, readPngSliceGroup } from "../io/png_slices.ts";
+import { listPngSlices, type PngSliceGroup, readPngSliceGroup } from "../../io/png_slices.ts";
 import {
   type CommonDatasetOptions,
   commonOptionFields,

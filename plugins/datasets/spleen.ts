@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { z } from "../../deps.ts";
 import type { DatasetContext, DatasetFactory, SegmentationDataset } from "../../core/dataset.ts";
 import { UserError } from "../../core/errors.ts";
-import { stripVolumeExtension, volumeFormat } from "../io/volume.ts";
+import { stripVolumeExtension, volumeFormat } from "../../io/volume.ts";
 import {
   type CommonDatasetOptions,
   commonOptionFields,

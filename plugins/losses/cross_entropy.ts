@@ -1,13 +1,14 @@
 /**
- * Supervised pixel-wise cross-entropy, `L_sup` of the paper.
+ * Supervised pixel-wise cross-entropy, `L_sup` of the paper (the `cross-entropy` loss plugin).
  *
  * @module
  */
-import { tf } from "../../deps.ts";
+import { tf, z } from "../../deps.ts";
+import type { LossFactory } from "../../core/loss.ts";
 
 /**
  * Mean pixel-wise cross-entropy of `logits` `[B, H, W, C]` against integer `labels` `[B, H, W]`,
- * in nats.
+ * in nats. With `mask` `[B, H, W, 1]`, the mask-weighted mean (0 when the mask is empty).
  *
  * @example
  * ```ts
@@ -18,11 +19,29 @@ import { tf } from "../../deps.ts";
  * crossEntropy(logits, labels); // log(4)
  * ```
  */
-export function crossEntropy(logits: tf.Tensor4D, labels: tf.Tensor3D): tf.Scalar {
+export function crossEntropy(
+  logits: tf.Tensor4D,
+  labels: tf.Tensor3D,
+  mask?: tf.Tensor4D,
+): tf.Scalar {
   return tf.tidy(() => {
     const c = logits.shape[3];
     const oneHot = tf.oneHot(tf.cast(labels, "int32"), c);
     const logp = tf.logSoftmax(logits, 3);
-    return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, logp), 3))) as tf.Scalar;
+    const perPixel = tf.neg(tf.sum(tf.mul(oneHot, logp), 3));
+    if (mask === undefined) return tf.mean(perPixel) as tf.Scalar;
+    const m = tf.reshape(mask, perPixel.shape);
+    return tf.div(tf.sum(tf.mul(perPixel, m)), tf.maximum(tf.sum(m), 1e-12)) as tf.Scalar;
   });
 }
+
+/** Options of the `cross-entropy` loss (none). */
+export const crossEntropyOptions = z.object({}).strict();
+
+/** The `cross-entropy` loss plugin. */
+export const crossEntropyLoss: LossFactory<z.infer<typeof crossEntropyOptions>> = {
+  id: "cross-entropy",
+  description: "Mean pixel-wise cross-entropy (the paper's L_sup)",
+  options: crossEntropyOptions,
+  create: () => crossEntropy,
+};

@@ -15,7 +15,7 @@ import type {
 } from "../../core/model.ts";
 import { UserError } from "../../core/errors.ts";
 import { Rng } from "../../core/rng.ts";
-import { batchNormRelu, batchNormReluAvailable } from "../kernels/batch_norm_relu.ts";
+import { batchNormRelu, batchNormReluAvailable } from "../../runtime/kernels/batch_norm_relu.ts";
 
 /** Options of the U-Net plugin. */
 export const unetOptions = z.object({

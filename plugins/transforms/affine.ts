@@ -12,18 +12,20 @@ import {
   composeAffine,
   identityAffine,
   invertAffine,
+  sampleRandomAffine,
   validMaskAffine,
   warpAffine,
-} from "./_warp.ts";
+} from "../../core/warp.ts";
 
-export type { Affine } from "./_warp.ts";
+export type { Affine } from "../../core/warp.ts";
 export {
   composeAffine,
   identityAffine,
   invertAffine,
+  sampleRandomAffine,
   validMaskAffine,
   warpAffine,
-} from "./_warp.ts";
+} from "../../core/warp.ts";
 
 /** A transform whose parameters are one affine sampling map per image. */
 export interface AffineTransform extends InvertibleTransform<Affine> {
@@ -53,8 +55,6 @@ export function affineTransform(
   };
 }
 
-const DEG = Math.PI / 180;
-
 /** Options of the `affine` transform. */
 export const affineOptions = z.object({
   /** Rotation drawn uniformly in [-rotation, rotation] degrees. @default {30} */
@@ -70,33 +70,8 @@ export const affineOptions = z.object({
   flipProbability: z.number().min(0).max(1).default(0),
 }).strict();
 
-/** Parsed options of the `affine` transform. */
+/** Parsed options of the `affine` transform (the same fields as {@linkcode AffineSampling}). */
 export type AffineOptions = z.infer<typeof affineOptions>;
-
-/**
- * The IIC matrix `[[cos a * s, -sin(a + sh) * s], [sin a * s, cos(a + sh) * s]]`, with a
- * translation and an optional flip, for each image.
- */
-export function sampleRandomAffine(rng: Rng, batch: number, o: AffineOptions): Affine {
-  const m = new Float64Array(6 * batch);
-  for (let i = 0; i < batch; i++) {
-    const a = rng.uniform(-o.rotation, o.rotation) * DEG;
-    const sh = rng.uniform(-o.shear, o.shear) * DEG;
-    const s = rng.uniform(o.scale[0], o.scale[1]);
-    const tx = rng.uniform(-o.translate, o.translate);
-    const ty = rng.uniform(-o.translate, o.translate);
-    const flip = o.flipProbability > 0 && rng.next() < o.flipProbability ? -1 : 1;
-    m.set([
-      Math.cos(a) * s * flip,
-      -Math.sin(a + sh) * s,
-      tx,
-      Math.sin(a) * s * flip,
-      Math.cos(a + sh) * s,
-      ty,
-    ], 6 * i);
-  }
-  return m;
-}
 
 /** The `affine` transform plugin. */
 export const affineTransformPlugin: TransformFactory<AffineOptions, Affine> = {

@@ -1,0 +1,39 @@
+/**
+ * The supervised-loss interface: `L_sup` of the objective, computed on the labeled batch. A loss
+ * plugin is a factory (id, description, options schema) whose `create` returns the loss function;
+ * recipes pick one with `supervised: { type: <id>, weight: w, ...options }`.
+ *
+ * @module
+ */
+import type { tf, z } from "../deps.ts";
+import { type Registry, sharedRegistry } from "./registry.ts";
+
+/**
+ * A supervised loss: the mean loss of `logits` `[B, H, W, C]` against integer `labels`
+ * `[B, H, W]`, as a scalar. `mask` `[B, H, W, 1]` (optional) weights the pixels (0 leaves a pixel
+ * out). Runs synchronously inside the trainer's `tidy` and gradient tape.
+ */
+export type SupervisedLoss = (
+  logits: tf.Tensor4D,
+  labels: tf.Tensor3D,
+  mask?: tf.Tensor4D,
+) => tf.Scalar;
+
+/** What a loss factory gets besides its own options. */
+export interface LossContext {
+  /** Number of classes (the channels of the logits). */
+  numClasses: number;
+}
+
+/** A supervised-loss plugin. */
+export interface LossFactory<O = Record<string, unknown>> {
+  readonly id: string;
+  readonly description: string;
+  readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
+  create(options: O, context: LossContext): SupervisedLoss;
+}
+
+/** All supervised-loss plugins, by id. */
+// Plugins of one kind have different option types; each validates its own options.
+// deno-lint-ignore no-explicit-any
+export const losses: Registry<LossFactory<any>> = sharedRegistry("loss", "losses");
