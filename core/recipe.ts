@@ -1,7 +1,8 @@
 /**
  * Recipes: the YAML files that describe one training run, validated strictly.
  *
- * {@linkcode loadRecipe} reads a recipe file, follows its `extends:` chain (deep merge), applies
+ * {@linkcode loadRecipe} reads a recipe file, follows its `extends:` chain (deep merge; a mapping
+ * with `$replace: true`, or with a `type` other than the base's, replaces the base's), applies
  * command-line `--set path=value` overrides, expands `${VAR}` / `${VAR:-default}` references and
  * validates the result with {@linkcode recipeSchema}. {@linkcode validatePluginOptions} then checks
  * the options of the dataset, model, transform and regularizer plugins against their own schemas.
@@ -789,12 +790,46 @@ function describeYamlError(error: { message: string; linePos?: { line: number; c
   return pos ? `line ${pos.line}, column ${pos.col}: ${first}` : `invalid YAML: ${first}`;
 }
 
-/** Mappings merge key by key; arrays, scalars and null replace. */
+/** The key that makes a mapping replace the base's instead of merging into it. */
+export const REPLACE_KEY = "$replace";
+
+/**
+ * Mappings merge key by key; arrays, scalars and null replace. A mapping replaces the base's
+ * whole (no key of the base's survives) when it says `$replace: true`, or when both have a
+ * `type` and they differ (a `dataset` of another type shares no options with the base's).
+ */
 function deepMerge(base: unknown, override: unknown): unknown {
   if (!isPlainObject(base) || !isPlainObject(override)) return cloneData(override);
+  if (override[REPLACE_KEY] === true) return cloneData(override);
+  if (
+    hasKey(base, "type") && hasKey(override, "type") && typeof override.type === "string" &&
+    base.type !== override.type
+  ) {
+    return cloneData(override);
+  }
   const out = cloneData(base) as Record<string, unknown>;
   for (const key of Object.keys(override)) {
     setKey(out, key, hasKey(out, key) ? deepMerge(out[key], override[key]) : override[key]);
+  }
+  return out;
+}
+
+/** Drop every `$replace` key once the chain is merged (a value other than a boolean is an error). */
+function stripReplaceMarkers(value: unknown, path: PathSegment[]): unknown {
+  if (Array.isArray(value)) return value.map((item, i) => stripReplaceMarkers(item, [...path, i]));
+  if (!isPlainObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    if (key === REPLACE_KEY) {
+      if (typeof value[key] !== "boolean") {
+        throw new Problem(
+          `${formatPath([...path, key])}: expected true (replace the base's mapping) or false, ` +
+            `got ${describeValue(value[key])}`,
+        );
+      }
+      continue;
+    }
+    setKey(out, key, stripReplaceMarkers(value[key], [...path, key]));
   }
   return out;
 }
@@ -1096,7 +1131,8 @@ function defaultEnv(name: string): string | undefined {
 
 /**
  * Load a recipe file: read the YAML, follow `extends:` (deep merge: mappings merge key by key,
- * lists and scalars replace), apply `--set` overrides, expand `${VAR}` / `${VAR:-default}` in
+ * lists and scalars replace; a mapping with `$replace: true`, or whose `type` differs from the
+ * base's, replaces the base's mapping whole), apply `--set` overrides, expand `${VAR}` / `${VAR:-default}` in
  * every string value (`$${` is a literal `${`; a value that is exactly one reference, like
  * `iterations: ${ITERS}`, takes the number or boolean its text spells), resolve relative
  * `plugins` paths (against the file that wrote the list; a list set with `--set` against the
@@ -1120,8 +1156,15 @@ export async function loadRecipe(
 ): Promise<LoadedRecipe> {
   const file = resolve(path);
   const display = path;
-  const { raw: merged, pluginsDir, files } = await loadChain({ abs: file, display }, []);
-  delete merged.extends;
+  const { raw: chained, pluginsDir, files } = await loadChain({ abs: file, display }, []);
+  delete chained.extends;
+  let merged: Record<string, unknown>;
+  try {
+    merged = stripReplaceMarkers(chained, []) as Record<string, unknown>;
+  } catch (error) {
+    if (!(error instanceof Problem)) throw error;
+    throw recipeError(display, error.message);
+  }
 
   let dirForPlugins = pluginsDir ?? dirname(file);
   for (const spec of options.set ?? []) {

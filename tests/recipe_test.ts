@@ -199,6 +199,43 @@ optimizer: {schedule: {warmup: 7}}
   assert.deepEqual(resolved.plugins, recipe.plugins);
 });
 
+Deno.test("extends: a dataset of another type, or $replace: true, replaces the base's mapping", async () => {
+  registerBuiltins();
+  const dir = await tempRecipes({
+    "mine.yaml": `
+extends: ${join(Deno.cwd(), "recipes/ours-kl.yaml")}
+dataset:
+  type: folder
+  root: ./data
+  split: { labeled: 2, validation: 1 }
+model: { $replace: true, type: unet, base: 4 }
+`,
+    "bad.yaml": `
+extends: ${join(Deno.cwd(), "recipes/ours-kl.yaml")}
+model: { $replace: yes please, type: unet }
+`,
+  });
+  const { recipe, resolved } = await loadRecipe(join(dir, "mine.yaml"), { env: noEnv });
+  // nothing of the phantom's options (patients, slicesPerPatient, size) is left
+  assert.deepEqual(recipe.dataset, {
+    type: "folder",
+    root: "./data",
+    split: { labeled: 2, validation: 1 },
+  });
+  // $replace: the base's depth, batchNorm and upsampling are gone; the marker itself too
+  assert.deepEqual(recipe.model, { type: "unet", base: 4 });
+  assert.equal(JSON.stringify(resolved).includes("$replace"), false);
+  // the rest still merges: the base's regularizers and trainer are kept
+  assert.deepEqual(recipe.regularizers.map((r) => r.type), ["mi", "kl"]);
+  assert.equal(recipe.trainer.iterations, 500);
+  validatePluginOptions(recipe, "mine.yaml"); // no "unknown key patients"
+  await assertRecipeError(
+    () => loadRecipe(join(dir, "bad.yaml"), { env: noEnv }),
+    join(dir, "bad.yaml"),
+    "model.$replace: expected true",
+  );
+});
+
 Deno.test("extends: errors name the chain and the file", async () => {
   const dir = await tempRecipes({
     "a.yaml": "extends: b.yaml\n" + MINIMAL,
