@@ -24,12 +24,18 @@ import {
   type Summary,
   Trainer,
 } from "../core/trainer.ts";
+import { formatDuration } from "../core/progress.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
 import { addResultCommands, runSweep } from "./results_cli.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** `12.3 s` under a minute, else `5m09s` / `1h02m`. */
+export function formatSeconds(seconds: number): string {
+  return seconds < 59.95 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
 }
 
 /** The per-class table: Dice (%) and, where evaluated, HD95 (`n/a` where undefined). */
@@ -148,7 +154,10 @@ export function buildProgram(): Command {
         printTable(
           summary,
           `${summary.method} on ${summary.dataset}, seed ${summary.seed}: ${summary.iterations} ` +
-            `iterations in ${summary.seconds.toFixed(1)} s (${summary.evaluated}; best mean ` +
+            `iterations in ${formatSeconds(summary.seconds_wall)} ` +
+            `(training ${formatSeconds(summary.seconds_train)}, validation ` +
+            `${formatSeconds(summary.seconds_validation)}, data ` +
+            `${formatSeconds(summary.seconds_data)}; ${summary.evaluated}; best mean ` +
             `${(100 * summary.best.dice_mean).toFixed(2)} at iteration ${summary.best.iteration})`,
         );
         if (trainer.runDir) console.log(`\nrun directory: ${trainer.runDir}`);

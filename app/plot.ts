@@ -73,7 +73,7 @@ export function parseMetrics(text: string, label: string): RunCurves {
       continue;
     }
     for (const [k, v] of Object.entries(rec)) {
-      if (["iteration", "seconds", "lr", "ramp"].includes(k)) continue;
+      if (["iteration", "seconds", "lr", "ramp"].includes(k) || k.startsWith("seconds_")) continue;
       push(terms, k, it, v);
     }
   }

@@ -73,7 +73,17 @@ export interface Summary extends Evaluation {
   dataset: string;
   seed: number;
   iterations: number;
-  seconds: number;
+  /** Seconds spent in training steps (forward, backward, optimizer update). */
+  seconds_train: number;
+  /** Seconds spent evaluating on the validation volumes (during and at the end of training). */
+  seconds_validation: number;
+  /** Seconds spent loading (or generating) the dataset, cache reads included. */
+  seconds_data: number;
+  /**
+   * Wall-clock seconds of the run, from the start of {@linkcode Trainer.create} to the summary
+   * (backend start-up, data, training, validations, checkpoints), summed over resumed sessions.
+   */
+  seconds_wall: number;
   backend: string;
   params: number;
   /** Best validation mean Dice and its iteration (the `best.ckpt` weights). */
@@ -92,7 +102,12 @@ interface CheckpointMeta {
   adamStep: number;
   skippedSteps?: number;
   best: { iteration: number; dice_mean: number };
-  seconds: number;
+  /** Training seconds (`seconds` in checkpoints written before the other times existed). */
+  secondsTrain?: number;
+  seconds?: number;
+  secondsValidation?: number;
+  secondsData?: number;
+  secondsWall?: number;
 }
 
 interface NamedRegularizer {
@@ -149,7 +164,11 @@ export class Trainer {
   readonly #progress: boolean;
   readonly #needsUnlabeled: boolean;
   #best = { iteration: 0, dice_mean: -1 };
-  #seconds = 0;
+  /** Seconds of training steps, validations and data loading, over every session of the run. */
+  #seconds = { train: 0, validation: 0, data: 0 };
+  /** Wall seconds of earlier sessions (a resumed run), and when this one started. */
+  #wallBefore = 0;
+  readonly #wallStart: number;
   #metricsFile: Deno.FsFile | null = null;
 
   private constructor(init: {
@@ -163,6 +182,8 @@ export class Trainer {
     runDir: string | null;
     log: (line: string) => void;
     progress: boolean;
+    wallStart: number;
+    secondsData: number;
   }) {
     this.recipe = init.recipe;
     this.dataset = init.dataset;
@@ -174,6 +195,8 @@ export class Trainer {
     this.runDir = init.runDir;
     this.#log = init.log;
     this.#progress = init.progress;
+    this.#wallStart = init.wallStart;
+    this.#seconds.data = init.secondsData;
     this.#rng = new Rng(init.recipe.seed * 7919 + 17);
     const o = init.recipe.optimizer;
     this.#optimizer = new Adam(init.model.trainable, {
@@ -193,16 +216,19 @@ export class Trainer {
    * call `registerBuiltins()` from `plugins/mod.ts`); the trainer itself registers nothing.
    */
   static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
+    const wallStart = performance.now();
     const log = options.log ?? ((line: string) => console.error(line));
     const baseDir = options.baseDir ?? Deno.cwd();
     await loadPluginModules(recipe.plugins);
     const parsed = validatePluginOptions(recipe, "<recipe>");
     const backend = await initBackend(recipe.backend, { threads: recipe.threads });
+    const dataStart = performance.now();
     const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
       seed: recipe.seed,
       baseDir,
       log,
     });
+    const secondsData = (performance.now() - dataStart) / 1000;
     checkDataset(dataset, recipe);
     const numClasses = dataset.classNames.length;
     const modelFactory = models.get(recipe.model.type);
@@ -258,6 +284,8 @@ export class Trainer {
       runDir,
       log,
       progress: options.progress ?? true,
+      wallStart,
+      secondsData,
     });
     log(
       `backend ${backend} | dataset ${dataset.id}: ${dataset.labeled.count} labeled, ` +
@@ -350,7 +378,10 @@ export class Trainer {
       adamStep: this.#optimizer.step,
       skippedSteps: this.skippedSteps,
       best: this.#best,
-      seconds: this.#seconds,
+      secondsTrain: this.#seconds.train,
+      secondsValidation: this.#seconds.validation,
+      secondsData: this.#seconds.data,
+      secondsWall: this.wallSeconds(),
     };
     await saveCheckpoint(`${this.runDir}/${file}`, meta, this.#stateTensors());
   }
@@ -380,7 +411,13 @@ export class Trainer {
       this.#optimizer.step = ckpt.meta.adamStep;
       this.skippedSteps = ckpt.meta.skippedSteps ?? 0;
       this.#best = ckpt.meta.best;
-      this.#seconds = ckpt.meta.seconds;
+      // this session's data loading adds to the earlier sessions'
+      this.#seconds = {
+        train: ckpt.meta.secondsTrain ?? ckpt.meta.seconds ?? 0,
+        validation: ckpt.meta.secondsValidation ?? 0,
+        data: (ckpt.meta.secondsData ?? 0) + this.#seconds.data,
+      };
+      this.#wallBefore = ckpt.meta.secondsWall ?? 0;
     }
   }
 
@@ -517,8 +554,7 @@ export class Trainer {
       reg.instance.onStepEnd?.({ iteration: it, model: this.model });
     }
     this.iteration++;
-    const seconds = (performance.now() - t0) / 1000;
-    this.#seconds += seconds;
+    this.#seconds.train += (performance.now() - t0) / 1000;
     values.lr = lr;
     if (r.rampUp.type !== "none") values.ramp = ramp;
     return values;
@@ -548,6 +584,19 @@ export class Trainer {
     split: "validation" | "test" = "validation",
     model: SegmentationModel = this.evaluationModel(),
     options: EvaluateOptions = {},
+  ): Evaluation {
+    const t0 = performance.now();
+    try {
+      return this.#evaluate(split, model, options);
+    } finally {
+      if (split === "validation") this.#seconds.validation += (performance.now() - t0) / 1000;
+    }
+  }
+
+  #evaluate(
+    split: "validation" | "test",
+    model: SegmentationModel,
+    options: EvaluateOptions,
   ): Evaluation {
     const volumes = split === "test" ? this.dataset.test : this.dataset.validation;
     if (!volumes || volumes.length === 0) {
@@ -581,6 +630,22 @@ export class Trainer {
     };
   }
 
+  /** Wall-clock seconds of the run so far (earlier sessions of a resumed run included). */
+  wallSeconds(): number {
+    return this.#wallBefore + (performance.now() - this.#wallStart) / 1000;
+  }
+
+  /** Seconds so far, as `metrics.jsonl` and `summary.json` record them (rounded to 0.01 s). */
+  times(): Pick<Summary, "seconds_train" | "seconds_validation" | "seconds_data" | "seconds_wall"> {
+    const r = (x: number) => Math.round(x * 100) / 100;
+    return {
+      seconds_train: r(this.#seconds.train),
+      seconds_validation: r(this.#seconds.validation),
+      seconds_data: r(this.#seconds.data),
+      seconds_wall: r(this.wallSeconds()),
+    };
+  }
+
   /** The network to evaluate and checkpoint as "the" result (a mean teacher's teacher). */
   evaluationModel(): SegmentationModel {
     for (const r of this.regularizers) {
@@ -605,6 +670,8 @@ export class Trainer {
     const validateEvery = r.trainer.validateEvery ?? total;
     const progress = new Progress(total, { every: r.trainer.logEvery, enabled: this.#progress });
     const startIteration = this.iteration;
+    /** The validation of the final weights, when the loop made it (it is not repeated). */
+    let last: Evaluation | null = null;
     if (this.runDir) {
       this.#metricsFile = await Deno.open(`${this.runDir}/metrics.jsonl`, {
         append: true,
@@ -614,13 +681,14 @@ export class Trainer {
     try {
       while (this.iteration < total) {
         const values = await this.step();
-        await this.#appendMetrics({ iteration: this.iteration, ...values, seconds: this.#seconds });
+        await this.#appendMetrics({ iteration: this.iteration, ...values, ...this.times() });
         const shown = Object.fromEntries(
           Object.entries(values).filter(([k]) => k !== "lr" && k !== "ramp"),
         );
         progress.update(this.iteration, shown, startIteration);
         if (this.iteration % validateEvery === 0 || this.iteration === total) {
           const ev = this.evaluate("validation");
+          if (this.iteration === total) last = ev;
           await this.#appendMetrics({
             iteration: this.iteration,
             val_dice: ev.dice,
@@ -656,14 +724,16 @@ export class Trainer {
       }
       progress.done();
       await this.saveCheckpoint("latest.ckpt");
-      const final = this.evaluate("validation");
+      // The loop validated the final weights already (unless a resumed run had no step left).
+      const final = last ?? this.evaluate("validation");
       const evaluated = this.evaluationModel() === this.model ? "student" : "teacher";
+      const student = evaluated !== "student" ? this.evaluate("validation", this.model) : null;
       const summary: Summary = {
         method: r.method,
         dataset: this.dataset.id,
         seed: r.seed,
         iterations: this.iteration,
-        seconds: Math.round(this.#seconds * 100) / 100,
+        ...this.times(),
         backend: this.backend,
         params: this.model.paramCount,
         evaluated,
@@ -671,7 +741,7 @@ export class Trainer {
         best: this.#best,
         skipped_steps: this.skippedSteps,
       };
-      if (evaluated !== "student") summary.student = this.evaluate("validation", this.model);
+      if (student) summary.student = student;
       if (this.runDir) {
         await writeFileAtomic(
           `${this.runDir}/summary.json`,

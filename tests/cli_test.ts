@@ -160,6 +160,13 @@ Deno.test("run trains, prints a Dice table and eval re-evaluates the checkpoint"
     assert.match(res.stdout, new RegExp(`Dice \\(%\\)\\s+HD95 \\(mm\\)\n`));
     assert.match(res.stdout, new RegExp(`RV${row}Myo${row}LV${row}mean`));
     const summary = JSON.parse(await Deno.readTextFile(`${dir}/run/summary.json`));
+    // the final line gives the wall time first, then where it went
+    const times = res.stdout.match(
+      /: 3 iterations in (\d+\.\d) s \(training (\d+\.\d) s, validation (\d+\.\d) s, data (\d+\.\d) s/,
+    );
+    assert.ok(times, res.stdout);
+    assert.equal(Number(times[1]), Number(summary.seconds_wall.toFixed(1)));
+    assert.ok(Number(times[1]) >= Number(times[2]) + Number(times[3]) - 0.2, times[0]);
     assert.equal(summary.iterations, 3);
     assert.equal(summary.seed, 4);
     const recipe = await Deno.readTextFile(`${dir}/run/recipe.yaml`);

@@ -130,7 +130,7 @@ Deno.test("plot CLI writes the learning curves of a run without loading checkpoi
 Deno.test("plot helpers: metrics parsing, binning, ticks, contours", () => {
   const c = parseMetrics(
     [
-      '{"iteration":1,"loss":2,"sup":1.5,"kl":0.5,"lr":0.001,"seconds":1}',
+      '{"iteration":1,"loss":2,"sup":1.5,"kl":0.5,"lr":0.001,"seconds_train":1,"seconds_wall":2}',
       '{"iteration":2,"val_dice":{"RV":0.5},"val_dice_mean":0.5}',
       '{"iteration":3,"loss":1,', // cut by a crash
     ].join("\n"),

@@ -137,9 +137,18 @@ Deno.test("a run writes the recipe, metrics, checkpoints and summary", async () 
     const written = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
     assert.deepEqual(written.dice, summary.dice);
     assert.deepEqual(Object.keys(written.dice), ["RV", "Myo", "LV"]);
-    for (const k of ["method", "dataset", "seed", "iterations", "seconds", "dice_mean"]) {
+    for (const k of ["method", "dataset", "seed", "iterations", "dice_mean"]) {
       assert.ok(k in written, k);
     }
+    // where the time went: training steps, validations, data, and the wall clock over all of it
+    const times = ["seconds_train", "seconds_validation", "seconds_data", "seconds_wall"];
+    for (const k of times) assert.ok(written[k] >= 0, `${k} = ${written[k]}`);
+    assert.ok(written.seconds_train > 0 && written.seconds_validation > 0);
+    assert.ok(
+      written.seconds_wall + 0.02 >=
+        written.seconds_train + written.seconds_validation + written.seconds_data,
+      JSON.stringify(written),
+    );
     assert.equal(written.iterations, 4);
     const lines = (await Deno.readTextFile(`${out}/metrics.jsonl`)).trim().split("\n").map((l) =>
       JSON.parse(l)
@@ -147,7 +156,9 @@ Deno.test("a run writes the recipe, metrics, checkpoints and summary", async () 
     const steps = lines.filter((l) => "loss" in l);
     assert.deepEqual(steps.map((l) => l.iteration), [1, 2, 3, 4]);
     for (const l of steps) {
-      for (const k of ["sup", "mi", "kl", "lr", "seconds"]) assert.ok(k in l, k);
+      for (const k of ["sup", "mi", "kl", "lr", "seconds_train", "seconds_wall"]) {
+        assert.ok(k in l, k);
+      }
     }
     assert.equal(lines.filter((l) => "val_dice_mean" in l).length, 2);
     const ckpt = await loadCheckpoint<{ iteration: number }>(`${out}/latest.ckpt`);
@@ -159,6 +170,36 @@ Deno.test("a run writes the recipe, metrics, checkpoints and summary", async () 
   } finally {
     trainer.dispose();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the final weights are validated once (each network once with a mean teacher)", async () => {
+  for (const teacher of [false, true]) {
+    const trainer = await Trainer.create(
+      tinyRecipe(
+        teacher ? { regularizers: [{ type: "mean-teacher", weight: 1 }], method: "mt" } : {},
+      ),
+      { out: null, progress: false, log: () => {} },
+    );
+    try {
+      const calls: string[] = [];
+      const evaluate = trainer.evaluate.bind(trainer);
+      trainer.evaluate = (split, model, options) => {
+        const m = model ?? trainer.evaluationModel();
+        calls.push(`${trainer.iteration}:${m === trainer.model ? "student" : "teacher"}`);
+        return evaluate(split, model, options);
+      };
+      const summary = await trainer.run();
+      // validateEvery 2 of 4 iterations: at 2 and at 4; the summary reuses the one at 4
+      assert.deepEqual(
+        calls,
+        teacher ? ["2:teacher", "4:teacher", "4:student"] : ["2:student", "4:student"],
+      );
+      assert.equal(summary.evaluated, teacher ? "teacher" : "student");
+      assert.equal(summary.student !== undefined, teacher);
+    } finally {
+      trainer.dispose();
+    }
   }
 });
 
