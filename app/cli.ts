@@ -21,6 +21,7 @@ import {
   InterruptedError,
   loadPluginModules,
   readRunInfo,
+  runFinished,
   type Summary,
   Trainer,
 } from "../core/trainer.ts";
@@ -127,6 +128,17 @@ export function buildProgram(): Command {
       if (opts.resume !== undefined) {
         if (file !== undefined || opts.out !== undefined) {
           throw new UserError("--resume takes the run directory alone (no recipe, no --out)");
+        }
+        if (await runFinished(opts.resume)) {
+          // Finished means finished: nothing is re-evaluated or rewritten (exit 0, like a sweep
+          // that skips finished runs). A longer run is a new run.
+          const s = JSON.parse(await Deno.readTextFile(`${opts.resume}/summary.json`));
+          console.log(
+            `${opts.resume} is finished (${s.iterations} iterations, mean Dice ` +
+              `${(100 * s.dice_mean).toFixed(2)} %): nothing to resume. deno task eval ` +
+              `${opts.resume} re-evaluates it; to train longer, start a new run with --out`,
+          );
+          return;
         }
         trainer = await Trainer.resume(opts.resume, { set, progress: !opts.quiet });
         console.error(`resuming ${opts.resume} at iteration ${trainer.iteration}`);

@@ -36,6 +36,12 @@ export interface TrainerOptions {
   recipeFile?: string;
   /** Show progress on standard error. @default {true} */
   progress?: boolean;
+  /**
+   * `out` is the run being resumed ({@linkcode Trainer.resume} sets it). Without it, an `out`
+   * that already holds a run (a checkpoint, metrics or a summary) is refused: runs are never
+   * overwritten.
+   */
+  resuming?: boolean;
   /** Messages (loading, validation), default to standard error. */
   log?: (line: string) => void;
 }
@@ -217,6 +223,7 @@ export class Trainer {
    */
   static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
     const wallStart = performance.now();
+    if (options.out && !options.resuming) await refuseExistingRun(options.out);
     const log = options.log ?? ((line: string) => console.error(line));
     const baseDir = options.baseDir ?? Deno.cwd();
     await loadPluginModules(recipe.plugins);
@@ -323,6 +330,11 @@ export class Trainer {
     } catch {
       throw new UserError(`Cannot resume "${runDir}": it has no latest.ckpt`);
     }
+    if (await runFinished(runDir)) {
+      throw new UserError(
+        `"${runDir}" is a finished run (it has summary.json): there is nothing to resume`,
+      );
+    }
     const info = await readRunInfo(runDir);
     const loaded = await loadRecipe(`${runDir}/recipe.yaml`, { set: options.set });
     const trainer = await Trainer.create(loaded.recipe, {
@@ -331,6 +343,7 @@ export class Trainer {
       recipeFile: info.recipe ?? undefined,
       out: runDir,
       resolved: loaded.resolved,
+      resuming: true,
     });
     try {
       await trainer.loadCheckpoint(ckpt);
@@ -836,6 +849,48 @@ async function realFolder(baseDir: string, recipeFile?: string): Promise<string>
   } catch {
     return resolve(baseDir);
   }
+}
+
+/** The files that make a folder a run (what a new run would overwrite or append to). */
+const RUN_FILES = ["summary.json", "latest.ckpt", "best.ckpt", "metrics.jsonl"];
+
+/** Whether `runDir` holds a finished run (`summary.json`). */
+export async function runFinished(runDir: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(`${runDir}/summary.json`)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuse a run directory that already holds a run: its summary and checkpoints would be
+ * replaced and its metrics appended to. (A folder left by a run that died before writing any
+ * of {@linkcode RUN_FILES}, e.g. while loading data, holds nothing to lose and is reused.)
+ *
+ * @throws {UserError} Naming `--resume` for an unfinished run, a new folder for either.
+ */
+async function refuseExistingRun(dir: string): Promise<void> {
+  const found: string[] = [];
+  for (const f of RUN_FILES) {
+    try {
+      await Deno.stat(`${dir}/${f}`);
+      found.push(f);
+    } catch {
+      // absent (or unreadable: the run reports that when it writes)
+    }
+  }
+  if (found.length === 0) return;
+  if (found.includes("summary.json")) {
+    throw new UserError(
+      `"${dir}" already holds a finished run (${found.join(", ")}); runs are never ` +
+        `overwritten: give --out a new folder (deno task eval ${dir} re-evaluates this one)`,
+    );
+  }
+  throw new UserError(
+    `"${dir}" already holds a run (${found.join(", ")}); runs are never overwritten: ` +
+      `continue it with deno task run --resume ${dir}, or give --out a new folder`,
+  );
 }
 
 function defaultRunDir(recipe: Recipe): string {

@@ -178,6 +178,39 @@ Deno.test("run trains, prints a Dice table and eval re-evaluates the checkpoint"
   });
 });
 
+Deno.test("a run folder is never overwritten: --out on a run exits 2 naming --resume; --resume on a finished run says so", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/r.yaml`, TINY);
+    const run = `${dir}/run`;
+    const first = await cli(["run", `${dir}/r.yaml`, "--out", run, "--quiet"]);
+    assert.equal(first.code, 0, first.stderr);
+    const files = ["summary.json", "metrics.jsonl", "latest.ckpt", "best.ckpt", "recipe.yaml"];
+    const snapshot = async () =>
+      await Promise.all(files.map(async (f) => [f, await Deno.readFile(`${run}/${f}`)]));
+    const before = await snapshot();
+
+    const again = await cli(["run", `${dir}/r.yaml`, "--out", run, "--set", "seed=9", "--quiet"]);
+    assert.equal(again.code, 2, again.stderr);
+    assert.match(again.stderr, /already holds a finished run.*never overwritten.*new folder/);
+    assert.deepEqual(await snapshot(), before);
+
+    const resumed = await cli(["run", "--resume", run, "--quiet"]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(
+      resumed.stdout,
+      /is finished \(2 iterations, mean Dice [\d.]+ %\): nothing to resume/,
+    );
+    assert.doesNotMatch(resumed.stdout + resumed.stderr, /Dice \(%\)/); // no re-evaluation
+    assert.deepEqual(await snapshot(), before);
+
+    // an interrupted run (a checkpoint, no summary): --out points to --resume
+    await Deno.remove(`${run}/summary.json`);
+    const cut = await cli(["run", `${dir}/r.yaml`, "--out", run, "--quiet"]);
+    assert.equal(cut.code, 2, cut.stderr);
+    assert.match(cut.stderr, /already holds a run .*--resume .*run.*or give --out a new folder/);
+  });
+});
+
 Deno.test("--help works for the program and every command", async () => {
   for (
     const args of [["--help"], ["run", "--help"], ["validate", "--help"], ["eval", "--help"], [
