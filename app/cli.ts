@@ -34,6 +34,20 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+const GRANT_FLAG = "--grant <kind=values>";
+const GRANT_HELP = "deno task run / eval only: grant the run more than its recipe needs " +
+  "(repeatable; kinds read, write, env, net, import, sys, run, ffi), e.g. --grant read=/data " +
+  '--grant import=example.com (README, "Permissions")';
+
+/** `--grant` reaching the CLI itself: it was started without the launcher, so nothing grants. */
+function refuseGrant(grants: string[]): void {
+  if (grants.length === 0) return;
+  throw new UserError(
+    "--grant is read by deno task run / deno task eval (the launcher); started with deno run, " +
+      "give Deno's own --allow-<kind> flags instead",
+  );
+}
+
 /** `12.3 s` under a minute, else `5m09s` / `1h02m`. */
 export function formatSeconds(seconds: number): string {
   return seconds < 59.95 ? `${seconds.toFixed(1)} s` : formatDuration(seconds);
@@ -99,7 +113,9 @@ export function buildProgram(): Command {
     .option("--jobs <n>", "with several runs: parallel subprocesses (needs --allow-run=deno)")
     .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`)
     .option("--quiet", "no progress bar")
+    .option(GRANT_FLAG, GRANT_HELP, collect, [])
     .action(async (files: string[], opts: {
+      grant: string[];
       set: string[];
       resume?: string;
       out?: string;
@@ -109,6 +125,7 @@ export function buildProgram(): Command {
       backend?: string;
       quiet?: boolean;
     }) => {
+      refuseGrant(opts.grant);
       if (files.length > 1 || opts.seeds !== undefined || opts.jobs !== undefined) {
         return await runSweep(files, opts, main); // several runs: app/results_cli.ts
       }
@@ -241,7 +258,9 @@ export function buildProgram(): Command {
       "evaluate on another dataset: a recipe's dataset section, or a data folder as the run's dataset root",
     )
     .option("--export <dir>", "write each volume's prediction as <dir>/<volume id>_pred.nii.gz")
+    .option(GRANT_FLAG, GRANT_HELP, collect, [])
     .action(async (runDir: string, opts: {
+      grant: string[];
       split: string;
       checkpoint: string;
       set: string[];
@@ -249,6 +268,7 @@ export function buildProgram(): Command {
       data?: string;
       export?: string;
     }) => {
+      refuseGrant(opts.grant);
       if (!["val", "validation", "test"].includes(opts.split)) {
         throw new UserError(`Unknown split "${opts.split}"; known splits: val, test`);
       }
@@ -343,7 +363,7 @@ export async function main(args: string[]): Promise<number> {
     if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
       console.error(
         `error: this run was not granted a permission it needs: ${(error as Error).message}\n` +
-          `deno task run grants a run only what its recipes need (README, "Permissions"); ` +
+          `deno task run / eval grant a run only what its recipes need (README, "Permissions"); ` +
           `grant more with --grant, e.g. deno task run --grant read=/data recipe.yaml, or run ` +
           `deno run <flags> app/cli.ts run ... yourself`,
       );

@@ -3,14 +3,17 @@
  * their plugin modules), works out what the run needs, and starts `app/cli.ts run` in a child Deno
  * process granted only that:
  *
- * - **read**: the recipe files (with their `extends:` chain), Deno's npm package cache, the files of the recipe's local `plugins:`, the dataset's data
+ * - **read**: the recipe files (with their `extends:` chain), Deno's npm package cache, the local
+ *   files of each plugin's static import graph (`deno info --json`: the plugin, the framework's
+ *   `mod.ts` and what it imports, ...), the dataset's data
  *   and cache folders (as the built-in dataset plugin declares them, see
  *   {@linkcode DatasetFactory.access}) and the run folder;
  * - **write**: the run folder (`--out`, else the recipe's `output.dir`; the run directory with
  *   `--resume`) and the dataset's cache folders;
  * - **env**: the variables the recipes name (`${VAR}`), `TMPDIR`, `HOME`, `DENO_DIR`,
  *   `XDG_CACHE_HOME` (to find an installed tfjs-node) and the two the `yaml` package looks up;
- * - **import**: the hosts of the recipe's remote `plugins:` (`https://...`); without any,
+ * - **import**: the hosts of the remote modules in the plugins' import graphs (`https://...`);
+ *   without any,
  *   `--no-remote` (Deno would otherwise import from its default hosts);
  * - **run**: `deno` only, with `--jobs N` > 1;
  * - no network, no system information, no FFI (except for the native tfjs-node backend, whose
@@ -23,6 +26,7 @@
  * @module
  */
 import { dirname, isAbsolute, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "../deps.ts";
 import { nodeBindingInstalled } from "../runtime/backend.ts";
 import { datasets } from "../core/dataset.ts";
@@ -82,6 +86,12 @@ export interface LaunchEnvironment {
   nodeModules?: string[];
   /** Whether tfjs-node(-gpu)'s native binding is installed (so that `auto` would load it). */
   nativeBackend?: boolean;
+  /**
+   * The static import graph of a plugin module (its specifier: an absolute path or a URL): the
+   * specifiers of every module in it, or `undefined` when it cannot be worked out (then only
+   * the plugin itself is granted). @default {@linkcode moduleGraph} (`deno info --json`)
+   */
+  moduleGraph?: (specifier: string) => Promise<string[] | undefined>;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -158,27 +168,87 @@ function add(grants: Grants, kind: GrantKind, ...values: string[]): void {
   grants[kind] = list;
 }
 
-/** The grants of one plugin module: read for a local file, import for a remote host. */
-function pluginGrants(grants: Grants, spec: string, cwd: string): void {
+/** The grant a module specifier needs: read for a local file, import for a remote host. */
+function moduleGrant(grants: Grants, spec: string, cwd: string): void {
   if (!isUrlLike(spec)) {
     add(grants, "read", isAbsolute(spec) ? spec : resolve(cwd, spec));
     return;
   }
-  const url = new URL(spec);
-  if (url.protocol === "file:") add(grants, "read", decodeURIComponent(url.pathname));
+  let url: URL;
+  try {
+    url = new URL(spec);
+  } catch {
+    return; // not a URL Deno could import either: the run reports it
+  }
+  if (url.protocol === "file:") add(grants, "read", fileURLToPath(url));
   else if (url.protocol === "http:" || url.protocol === "https:") add(grants, "import", url.host);
-  // npm: / jsr: packages are fetched by Deno itself; nothing to grant
+  // npm: / jsr: / node: modules are fetched or provided by Deno itself; nothing to grant
+}
+
+/**
+ * The grants of one plugin module and of its static import graph: a dynamically imported
+ * plugin's own imports (the framework's `mod.ts` among them) are read from disk under the run's
+ * permissions, so each local module of the graph is readable and each remote host importable;
+ * nothing else is.
+ */
+async function pluginGrants(
+  grants: Grants,
+  spec: string,
+  launch: LaunchEnvironment,
+  graphFiles: Set<string>,
+): Promise<void> {
+  moduleGrant(grants, spec, launch.cwd);
+  const own = new Set(asList(grants.read));
+  const specifier = isUrlLike(spec) || isAbsolute(spec) ? spec : resolve(launch.cwd, spec);
+  const graph = await (launch.moduleGraph ?? moduleGraph)(specifier);
+  for (const module of graph ?? []) moduleGrant(grants, module, launch.cwd);
+  for (const file of asList(grants.read)) if (!own.has(file)) graphFiles.add(file);
+}
+
+function asList(value: string[] | true | undefined): string[] {
+  return Array.isArray(value) ? value : [];
+}
+
+/**
+ * Every module of the static import graph of `specifier` (an absolute path or a URL), from
+ * `deno info --json` (which also fetches a remote plugin's modules into Deno's cache, as the run
+ * would), redirects included; `undefined` when `deno info` fails (e.g. a missing file or no
+ * network: the run then reports the problem itself).
+ */
+export async function moduleGraph(
+  specifier: string,
+  deno: string = Deno.execPath(),
+): Promise<string[] | undefined> {
+  try {
+    const out = await new Deno.Command(deno, {
+      args: ["info", "--json", specifier],
+      stdout: "piped",
+      stderr: "null",
+      stdin: "null",
+    }).output();
+    if (!out.success) return undefined;
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules?: Array<{ specifier: string }>;
+      redirects?: Record<string, string>;
+    };
+    const specifiers = (info.modules ?? []).map((m) => m.specifier);
+    for (const [from, to] of Object.entries(info.redirects ?? {})) specifiers.push(from, to);
+    return specifiers;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The grants of one loaded recipe: its files, the variables it names, its plugins and data. */
-function recipeGrants(
+async function recipeGrants(
   grants: Grants,
   recipe: Recipe,
   baseDir: string,
   launch: LaunchEnvironment,
   notes: string[],
-): void {
-  for (const spec of recipe.plugins) pluginGrants(grants, spec, launch.cwd);
+  graphFiles: Set<string>,
+): Promise<void> {
+  for (const spec of recipe.plugins) await pluginGrants(grants, spec, launch, graphFiles);
   const native = recipe.backend === "tensorflow" || recipe.backend === "tensorflow-gpu" ||
     (recipe.backend === "auto" && launch.nativeBackend);
   if (native) {
@@ -214,6 +284,8 @@ function recipeGrants(
 export interface LaunchPlan {
   grants: Grants;
   notes: string[];
+  /** The read grants that are modules of the plugins' import graphs (summed up in the log). */
+  graphFiles?: string[];
 }
 
 /**
@@ -243,7 +315,7 @@ export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): P
     for (const file of args.recipes) {
       const loaded = await loadRecipe(file, { set, env: plan.env });
       add(grants, "read", ...loaded.files);
-      plan.recipe(loaded.recipe, dirname(loaded.file));
+      await plan.recipe(loaded.recipe, dirname(loaded.file));
       const out = resolve(launch.cwd, args.out ?? loaded.recipe.output.dir);
       add(grants, "read", out);
       add(grants, "write", out);
@@ -326,6 +398,7 @@ export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promi
 class Planner {
   readonly grants: Grants = {};
   readonly notes: string[] = [];
+  readonly graphFiles = new Set<string>();
   readonly #recorded = new Set<string>();
   readonly #launch: LaunchEnvironment;
 
@@ -349,8 +422,8 @@ class Planner {
   };
 
   /** A loaded recipe's plugins, backend and dataset. */
-  recipe(recipe: Recipe, baseDir: string): void {
-    recipeGrants(this.grants, recipe, baseDir, this.#launch, this.notes);
+  async recipe(recipe: Recipe, baseDir: string): Promise<void> {
+    await recipeGrants(this.grants, recipe, baseDir, this.#launch, this.notes, this.graphFiles);
   }
 
   /** `run.json` of a run directory (empty when missing: the command reports that). */
@@ -366,7 +439,7 @@ class Planner {
   async runRecipe(dir: string, set: string[], baseDir: string): Promise<void> {
     try {
       const loaded = await loadRecipe(`${dir}/recipe.yaml`, { set, env: this.env });
-      this.recipe(loaded.recipe, baseDir);
+      await this.recipe(loaded.recipe, baseDir);
     } catch (error) {
       if (!(error instanceof UserError)) throw error;
     }
@@ -388,7 +461,7 @@ class Planner {
         );
       }
     }
-    return { grants, notes: this.notes };
+    return { grants, notes: this.notes, graphFiles: [...this.graphFiles] };
   }
 }
 
@@ -431,13 +504,24 @@ export function grantFlags(grants: Grants): string[] {
   return flags;
 }
 
-/** One line per kind, for the log: what the run is granted. */
-export function describeGrants(grants: Grants, command = "run"): string {
+/**
+ * One line per kind, for the log: what the run is granted. The read grants in `graphFiles`
+ * (the modules a plugin imports) are counted rather than listed.
+ */
+export function describeGrants(grants: Grants, command = "run", graphFiles: string[] = []): string {
   const parts: string[] = [];
+  const summed = new Set(graphFiles);
   for (const kind of GRANT_KINDS) {
     const value = grants[kind];
     if (value === true) parts.push(`${kind}: all`);
-    else if (value?.length) parts.push(`${kind}: ${value.join(", ")}`);
+    else if (value?.length) {
+      const shown = kind === "read" ? value.filter((v) => !summed.has(v)) : value;
+      const hidden = value.length - shown.length;
+      parts.push(
+        `${kind}: ${shown.join(", ")}` +
+          (hidden ? `, and the ${hidden} local modules the plugins import` : ""),
+      );
+    }
   }
   const none = GRANT_KINDS.filter((k) =>
     grants[k] === undefined || (grants[k] as string[]).length === 0
@@ -523,6 +607,7 @@ export async function launch(args: string[]): Promise<number> {
       ...(cli.startsWith("/") ? [resolve(dirname(cli), "..", "node_modules")] : []),
     ]),
     nativeBackend: nodeBindingInstalled("tensorflow") || nodeBindingInstalled("tensorflow-gpu"),
+    moduleGraph: (specifier) => moduleGraph(specifier, deno),
   };
   const plan: LaunchPlan = help
     ? { grants: {}, notes: [] }
@@ -530,7 +615,7 @@ export async function launch(args: string[]): Promise<number> {
     ? await planLaunch(parseLaunchArgs(rest), environment)
     : await planEval(parseEvalArgs(rest), environment);
   const flags = grantFlags(plan.grants);
-  if (!help) console.error(describeGrants(plan.grants, command));
+  if (!help) console.error(describeGrants(plan.grants, command, plan.graphFiles));
   for (const note of plan.notes) console.error(`note: ${note}`);
   const childEnv: Record<string, string> = {};
   if (plan.grants.run) childEnv[PERMISSIONS_ENV] = JSON.stringify(flags);

@@ -816,7 +816,19 @@ export async function loadPluginModules(paths: string[]): Promise<void> {
     try {
       await import(pluginSpecifier(path));
     } catch (error) {
-      throw new UserError(`Cannot load plugin module "${path}": ${(error as Error).message}`);
+      const message = (error as Error).message;
+      // A permission error names the flag Deno would want; under deno task run the way to
+      // give it is --grant (Deno reports a refused import as a TypeError, hence the text test).
+      const denied = error instanceof Deno.errors.NotCapable ||
+        error instanceof Deno.errors.PermissionDenied ||
+        /Requires (read|import|net|env|write|run|sys|ffi) access/.test(message);
+      throw new UserError(
+        `Cannot load plugin module "${path}": ${message}` +
+          (denied
+            ? `\nUnder deno task run / eval, grant it with --grant, e.g. --grant read=<file or ` +
+              `folder> or --grant import=<host> (README, "Permissions")`
+            : ""),
+      );
     }
   }
 }

@@ -4,12 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { UserError } from "../core/errors.ts";
 import {
   BASE_ENV,
+  describeGrants,
   grantFlags,
   type LaunchEnvironment,
+  moduleGraph,
   npmCacheDir,
   parseEvalArgs,
   parseGrants,
@@ -41,8 +43,23 @@ function environment(vars: Record<string, string> = {}): LaunchEnvironment {
     npmCache: "/cache/deno/npm",
     tmpDir: "/tmpx",
     env: (name) => vars[name],
+    moduleGraph: () => Promise.resolve(undefined),
   };
 }
+
+/** `deno task <args>` in the repository, as a user types it. */
+function denoTask(args: string[], cwd = ROOT): Promise<Deno.CommandOutput> {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["task", ...args],
+    cwd,
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
+const toFileUrl = (path: string) => pathToFileURL(path).href;
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 Deno.test("launcher: --grant values merge by kind; unknown kinds and empty values are errors", () => {
   assert.deepEqual(parseGrants(["read=/a,/b", "read=/c", "net", "env=FOO"]), {
@@ -135,6 +152,151 @@ Deno.test("launcher: plugins: a local file is readable, a remote one's host impo
   assert.deepEqual(grants.import, ["example.org:8443"]);
   // the phantom is generated: no data folder, no cache
   assert.deepEqual(grants.write, [join(ROOT, "runs")]);
+});
+
+Deno.test("launcher: a plugin's static import graph is granted, file by file and host by host, and nothing else", async () => {
+  const graph = [
+    "file:///repo/examples/smoothness.ts",
+    "file:///repo/mod.ts",
+    "file:///repo/core/a%20b.ts",
+    "https://cdn.example.com/lib/x.ts",
+    "npm:/zod@3.25.76",
+    "node:path",
+  ];
+  const asked: string[] = [];
+  const args = parseLaunchArgs([
+    "recipes/ours-kl.yaml",
+    "--set",
+    "plugins=[/repo/examples/smoothness.ts]",
+  ]);
+  const plan = await planLaunch(args, {
+    ...environment(),
+    moduleGraph: (specifier) => {
+      asked.push(specifier);
+      return Promise.resolve(graph);
+    },
+  });
+  assert.deepEqual(asked, ["/repo/examples/smoothness.ts"]);
+  const read = plan.grants.read as string[];
+  for (const f of ["/repo/examples/smoothness.ts", "/repo/mod.ts", "/repo/core/a b.ts"]) {
+    assert.ok(read.includes(f), f);
+  }
+  assert.ok(!read.includes("/repo") && !read.includes("/repo/core"), "files, not folders");
+  assert.deepEqual(plan.grants.import, ["cdn.example.com"]);
+  assert.equal(plan.grants.net, undefined);
+  assert.deepEqual([...plan.graphFiles!].sort(), ["/repo/core/a b.ts", "/repo/mod.ts"]);
+  // the log counts them instead of listing them
+  const line = describeGrants(plan.grants, "run", plan.graphFiles);
+  assert.match(line, /and the 2 local modules the plugins import/);
+  assert.doesNotMatch(line, /a b\.ts/);
+});
+
+Deno.test("launcher: deno info gives the example plugin's graph, mod.ts and the framework's modules in it", async () => {
+  const graph = await moduleGraph(join(ROOT, "examples", "smoothness.ts"));
+  assert.ok(graph, "deno info failed");
+  const files = graph.filter((s) => s.startsWith("file:")).map((s) => fileURLToPath(s));
+  assert.ok(files.includes(join(ROOT, "mod.ts")));
+  assert.ok(files.includes(join(ROOT, "deps.ts")));
+  // a missing plugin: just itself (the run reports it missing, not a permission)
+  const missing = join(ROOT, "examples", "no-such-plugin.ts");
+  assert.deepEqual(await moduleGraph(missing), [toFileUrl(missing)]);
+});
+
+Deno.test({
+  name:
+    "launcher: deno task run trains the README's plugin example, and a plugin outside the repository that imports mod.ts by URL",
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      const tiny = [
+        "--set",
+        "trainer.iterations=1",
+        "--set",
+        "dataset.size=32",
+        "--set",
+        "dataset.slicesPerPatient=2",
+        "--quiet",
+      ];
+      const example = await denoTask([
+        "run",
+        "examples/smoothness.yaml",
+        ...tiny,
+        "--out",
+        join(dir, "example"),
+      ]);
+      assert.equal(example.code, 0, text(example.stderr));
+      const summary = JSON.parse(await Deno.readTextFile(join(dir, "example", "summary.json")));
+      assert.equal(summary.method, "ours-kl+smoothness");
+
+      // a plugin of one's own, in a folder of one's own
+      const mine = join(dir, "mine");
+      await Deno.mkdir(mine);
+      await Deno.writeTextFile(
+        join(mine, "tv.ts"),
+        `import { regularizers, tf, z } from ${JSON.stringify(toFileUrl(join(ROOT, "mod.ts")))};
+regularizers.register({
+  id: "outside-tv",
+  description: "total variation, from outside the repository",
+  options: z.object({}).strict(),
+  create: () => ({
+    id: "outside-tv",
+    needsUnlabeled: true,
+    loss: (ctx) => tf.tidy(() => tf.mean(tf.abs(tf.sub(
+      tf.slice(ctx.probsUnlabeled, [0, 1, 0, 0], [-1, -1, -1, -1]),
+      tf.slice(ctx.probsUnlabeled, [0, 0, 0, 0], [-1, ctx.probsUnlabeled.shape[1] - 1, -1, -1]),
+    ))) as tf.Scalar),
+  }),
+});
+`,
+      );
+      await Deno.writeTextFile(
+        join(mine, "r.yaml"),
+        `extends: ${join(ROOT, "recipes", "ours-kl.yaml")}
+method: outside
+plugins: [./tv.ts]
+regularizers: [{ type: outside-tv }]
+`,
+      );
+      const outside = await denoTask([
+        "run",
+        join(mine, "r.yaml"),
+        ...tiny,
+        "--out",
+        join(dir, "o"),
+      ]);
+      assert.equal(outside.code, 0, text(outside.stderr));
+      assert.match(text(outside.stderr), /local modules the plugins import/);
+      await Deno.stat(join(dir, "o", "summary.json"));
+
+      // a module outside the static graph (a computed import) is not granted; the message
+      // says how to grant it
+      await Deno.writeTextFile(join(mine, "other.ts"), "export const x = 1;\n");
+      await Deno.writeTextFile(
+        join(mine, "tv.ts"),
+        "await import(['./', 'other.ts'].join(''));\n" +
+          await Deno.readTextFile(join(mine, "tv.ts")),
+      );
+      const refused = await denoTask([
+        "run",
+        join(mine, "r.yaml"),
+        ...tiny,
+        "--out",
+        join(dir, "r"),
+      ]);
+      assert.equal(refused.code, 2, text(refused.stderr));
+      assert.match(text(refused.stderr), /Requires read access.*other\.ts.*\n.*--grant read=/s);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("launcher: --grant is in the help of deno task run and deno task eval", async () => {
+  for (const command of ["run", "eval"]) {
+    const help = await denoTask([command, "--help"]);
+    assert.equal(help.code, 0, text(help.stderr));
+    assert.match(text(help.stdout), /--grant <kind=values>/, command);
+  }
 });
 
 Deno.test("launcher: a dataset from a plugin module gets a note asking for --grant", async () => {
