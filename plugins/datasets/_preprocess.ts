@@ -231,7 +231,7 @@ function resampleSlice(
 }
 
 /** Where a resized `rh x rw` slice lies in the `size x size` output. */
-interface SliceGeometry {
+export interface SliceGeometry {
   rh: number;
   rw: number;
   top: number;
@@ -282,6 +282,68 @@ function sliceAxisFirst<T extends Float32Array | Uint8Array>(
 }
 
 /**
+ * How {@linkcode prepareCase} lays a scan out on the network's grid: what it squeezes, which
+ * axis it makes the slice axis and where each resized slice lies. Undoing the preprocessing
+ * (a prediction written back on the scan's own grid) needs exactly this.
+ */
+export interface ScanLayout {
+  /** The scan's shape as stored, slowest axis first. */
+  sourceShape: number[];
+  /** The 3D shape after squeezing singleton axes (a 2D image is one slice), slowest first. */
+  shape3d: [number, number, number];
+  /** The spacing of `shape3d`'s axes. */
+  spacing3d: [number, number, number];
+  /** The axis of `shape3d` that becomes the slice axis. */
+  axis: 0 | 1 | 2;
+  /** The axes of `shape3d` in network order: `[slice, row, column]`. */
+  order: [number, number, number];
+  /** Slices of the scan. */
+  depth: number;
+  /** Rows of a slice of the scan (before resizing). */
+  height: number;
+  /** Columns of a slice of the scan (before resizing). */
+  width: number;
+  /** The side of the network's square slices. */
+  size: number;
+  /** Where a resized slice lies in the `size x size` network slice. */
+  geometry: SliceGeometry;
+}
+
+/**
+ * The {@linkcode ScanLayout} of `image` under `prep`, or `null` when it is not a 2D or 3D volume
+ * (after squeezing singleton axes). The slice axis is `prep.sliceAxis`, or with `auto` the axis
+ * of largest spacing (ties and unknown spacing: axis 0).
+ */
+export function scanLayout(image: VolumeData, prep: PreprocessOptions): ScanLayout | null {
+  const im = as3d(image);
+  if (!im) return null;
+  let axis: 0 | 1 | 2 = prep.sliceAxis === "auto" ? 0 : prep.sliceAxis;
+  if (prep.sliceAxis === "auto" && image.spacingKnown !== false) {
+    const s = im.spacing;
+    const top = Math.max(...s);
+    if (s.filter((v) => v === top).length === 1) axis = s.indexOf(top) as 0 | 1 | 2;
+  }
+  const order: [number, number, number] = axis === 0
+    ? [0, 1, 2]
+    : axis === 1
+    ? [1, 0, 2]
+    : [2, 0, 1];
+  const [depth, height, width] = order.map((i) => im.shape[i]);
+  return {
+    sourceShape: [...image.shape],
+    shape3d: im.shape as [number, number, number],
+    spacing3d: im.spacing as [number, number, number],
+    axis,
+    order,
+    depth,
+    height,
+    width,
+    size: prep.size,
+    geometry: sliceGeometry(height, width, prep.size, prep.fit),
+  };
+}
+
+/**
  * Preprocess one raw case (see the module doc). Pure and synchronous.
  *
  * @throws {UserError} For a volume that is not 2D / 3D, image and label shapes that differ, or
@@ -293,14 +355,15 @@ export function prepareCase(
   ids: { id: string; patient: string },
 ): PreparedCase {
   const { prep } = context;
-  const im = as3d(raw.image);
-  if (!im) {
+  const layout = scanLayout(raw.image, prep);
+  if (!layout) {
     throw fail(
       context,
       `image "${raw.imagePath}" has shape [${raw.image.shape.join(", ")}]; ` +
         `expected a 2D or 3D volume`,
     );
   }
+  const im = { shape: layout.shape3d, spacing: layout.spacing3d };
   let label: Uint8Array | null = null;
   if (raw.label) {
     const lb = as3d(raw.label);
@@ -314,14 +377,7 @@ export function prepareCase(
     label = checkLabels(raw, context);
   }
   const spacingKnown = raw.image.spacingKnown !== false;
-  let axis: number = prep.sliceAxis === "auto" ? 0 : prep.sliceAxis;
-  if (prep.sliceAxis === "auto" && spacingKnown) {
-    const s = im.spacing;
-    const top = Math.max(...s);
-    if (s.filter((v) => v === top).length === 1) axis = s.indexOf(top);
-  }
-  const order = axis === 0 ? [0, 1, 2] : axis === 1 ? [1, 0, 2] : [2, 0, 1];
-  const [d, h, w] = order.map((i) => im.shape[i]);
+  const { axis, order, depth: d, height: h, width: w, geometry } = layout;
   const spacing = order.map((i) => im.spacing[i]);
 
   let image = Float32Array.from(raw.image.data);
@@ -346,7 +402,6 @@ export function prepareCase(
   if (label) label = sliceAxisFirst(label, im.shape, axis);
 
   const size = prep.size;
-  const geometry = sliceGeometry(h, w, size, prep.fit);
   const n = size * size;
   const outImage = new Float32Array(d * n);
   const outLabel = label ? new Uint8Array(d * n) : null;
