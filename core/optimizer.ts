@@ -5,6 +5,7 @@
  * @module
  */
 import { tf } from "../deps.ts";
+import { addKernel } from "../runtime/tfjs_internals.ts";
 
 /** Options of {@linkcode Adam}. */
 export interface AdamOptions {
@@ -18,7 +19,7 @@ export interface AdamOptions {
   weightDecay?: number;
 }
 
-/** Kernel name of the fused Adam update (registered for `wasm` and `cpu` below). */
+/** Kernel name of the fused Adam update (registered for `wasm` and `cpu` by `initBackend`). */
 const ADAM_KERNEL = "MiSslAdam";
 
 /**
@@ -62,9 +63,13 @@ function adamKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   return outs;
 }
 
-for (const backendName of ["wasm", "cpu"]) {
-  if (tf.getKernel(ADAM_KERNEL, backendName) === undefined) {
-    tf.registerKernel({
+/**
+ * Register the fused Adam update for `wasm` and `cpu` (idempotent). `initBackend` does, with
+ * `kernels: custom` (the default); without it {@linkcode Adam} runs the same arithmetic op by op.
+ */
+export function registerAdamKernel(): void {
+  for (const backendName of ["wasm", "cpu"]) {
+    addKernel({
       kernelName: ADAM_KERNEL,
       backendName,
       kernelFunc: adamKernel as unknown as tf.KernelFunc,

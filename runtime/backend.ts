@@ -11,6 +11,8 @@ import { registerWasmTrainingKernels } from "./kernels/wasm_training.ts";
 import { enableWasmThreads, withPthreadWorkers } from "./kernels/wasm_threads.ts";
 import { setKernelThreads } from "./kernels/wasm_pool.ts";
 import { installLowMemoryGradients } from "./gradients.ts";
+import { checkTfjsVersion, type KernelMode, setKernelMode } from "./tfjs_internals.ts";
+import { registerAdamKernel } from "../core/optimizer.ts";
 
 /** Backends a recipe or the CLI can ask for. */
 export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu"] as const;
@@ -42,11 +44,19 @@ export interface InitBackendOptions {
   threads?: number;
   /** Whether `auto` may try tfjs-node(-gpu) first (when its binding is installed). @default {true} */
   probeNode?: boolean;
+  /**
+   * `custom`: the low-memory back-propagation, the fused Adam and batch-norm kernels and (on
+   * wasm) the SIMD training kernels; `builtin`: tfjs's own gradients and kernels, plus (on
+   * wasm) plain loops for the two kernels it lacks for training. For the whole process.
+   * @default {"custom"}
+   */
+  kernels?: KernelMode;
 }
 
 /**
  * Select and initialise a backend, returning the name tfjs reports (`wasm`, `cpu`,
- * `tensorflow`). On `wasm`, the training kernels it lacks are registered first.
+ * `tensorflow`). On `wasm`, the training kernels it lacks are registered first. The custom
+ * gradients and kernels (`options.kernels`) are installed here, not on import.
  */
 export async function initBackend(
   name: BackendName,
@@ -55,7 +65,13 @@ export async function initBackend(
   if (!BACKENDS.includes(name)) {
     throw new UserError(`Unknown backend "${name}"; known backends: ${BACKENDS.join(", ")}`);
   }
-  installLowMemoryGradients();
+  const kernels = options.kernels ?? "custom";
+  checkTfjsVersion();
+  setKernelMode(kernels);
+  if (kernels === "custom") {
+    installLowMemoryGradients();
+    registerAdamKernel();
+  }
   if (name === "tensorflow" || name === "tensorflow-gpu") {
     try {
       await importNode(name);
@@ -86,7 +102,7 @@ export async function initBackend(
       tfWasm.setThreadsCount(options.threads);
     }
     await withPthreadWorkers(() => setBackend("wasm"));
-    registerWasmTrainingKernels();
+    registerWasmTrainingKernels({ replace: kernels === "custom" });
     setKernelThreads(tfWasm.getThreadsCount());
   } else {
     await setBackend(target);

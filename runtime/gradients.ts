@@ -15,27 +15,7 @@
  * @module
  */
 import { tf } from "../deps.ts";
-
-interface TapeNode {
-  id: number;
-  kernelName: string;
-  inputs: Record<string, tf.Tensor>;
-  outputs: tf.Tensor[];
-  saved?: tf.Tensor[];
-  gradient?: (dys: Array<tf.Tensor | null>) => Record<string, () => tf.Tensor>;
-}
-
-interface EngineInternals {
-  state: { activeTape: TapeNode[] | null; gradientDepth: number };
-  scopedRun<T>(start: () => void, end: () => void, f: () => T): T;
-  startTape(): void;
-  endTape(): void;
-  tidy<T>(nameOrFn: string | (() => T), fn?: () => T): T;
-  gradients: (...args: unknown[]) => unknown;
-  [INSTALLED]?: boolean;
-}
-
-const INSTALLED = Symbol.for("mi-ssl.lowMemoryGradients");
+import { type EngineInternals, replaceEngineGradients, type TapeNode } from "./tfjs_internals.ts";
 
 /** tfjs's `getFilteredNodesXToY`: the tape nodes on a path from `xs` to `y`, inputs pruned. */
 function filteredNodes(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNode[] {
@@ -136,54 +116,55 @@ function backpropagate(
 
 /**
  * Replace `tf.engine().gradients` (used by `tf.grad`, `tf.grads`, `tf.variableGrads`, ...) with
- * the lower-memory version. Idempotent.
+ * the lower-memory version, through `tfjs_internals.ts` (which restores tfjs's own for
+ * `kernels: builtin`). Idempotent; returns false (warned once) where the engine's internals are
+ * not what this was written for, and tfjs's own back-propagation stays.
  */
-export function installLowMemoryGradients(): void {
-  const engine = tf.engine() as unknown as EngineInternals;
-  if (engine[INSTALLED]) return;
-  engine[INSTALLED] = true;
-  engine.gradients = function (
-    this: EngineInternals,
-    f: () => tf.Tensor,
-    xs: tf.Tensor[],
-    dy?: tf.Tensor | null,
-    allowNoGradients = false,
-  ) {
-    tf.util.assert(xs.length > 0, () => "gradients() received an empty list of xs.");
-    if (dy != null && dy.dtype !== "float32") {
-      throw new Error(`dy must have 'float32' dtype, but has '${dy.dtype}'`);
-    }
-    const y = this.scopedRun(
-      () => this.startTape(),
-      () => this.endTape(),
-      () => this.tidy("forward", f),
-    );
-    tf.util.assert(y instanceof tf.Tensor, () => "The result y returned by f() must be a tensor.");
-    const tape = filteredNodes(this.state.activeTape!, xs, y);
-    if (!allowNoGradients && tape.length === 0 && xs.length > 0) {
-      throw new Error(
-        "Cannot compute gradient of y=f(x) with respect to x. Make sure that the f you passed " +
-          "encloses all operations that lead from x to y.",
-      );
-    }
-    return this.tidy("backward", () => {
-      const topLevel = this.state.gradientDepth === 0;
-      const grads: Record<number, tf.Tensor> = {};
-      grads[y.id] = dy == null ? tf.ones(y.shape) : dy;
-      backpropagate(
-        grads,
-        tape,
-        (g) => this.tidy(g),
-        topLevel ? { keep: new Set([...xs.map((x) => x.id), y.id]), userDy: dy ?? null } : null,
-      );
-      const result = xs.map((x) => grads[x.id]);
-      if (topLevel) {
-        for (const node of this.state.activeTape!) {
-          for (const t of node.saved ?? []) t.dispose();
-        }
-        this.state.activeTape = null;
-      }
-      return { value: y, grads: result } as unknown as tf.Tensor;
-    });
-  } as EngineInternals["gradients"];
+export function installLowMemoryGradients(): boolean {
+  return replaceEngineGradients(lowMemoryGradients);
 }
+
+const lowMemoryGradients = function (
+  this: EngineInternals,
+  f: () => tf.Tensor,
+  xs: tf.Tensor[],
+  dy?: tf.Tensor | null,
+  allowNoGradients = false,
+) {
+  tf.util.assert(xs.length > 0, () => "gradients() received an empty list of xs.");
+  if (dy != null && dy.dtype !== "float32") {
+    throw new Error(`dy must have 'float32' dtype, but has '${dy.dtype}'`);
+  }
+  const y = this.scopedRun(
+    () => this.startTape(),
+    () => this.endTape(),
+    () => this.tidy("forward", f),
+  );
+  tf.util.assert(y instanceof tf.Tensor, () => "The result y returned by f() must be a tensor.");
+  const tape = filteredNodes(this.state.activeTape!, xs, y);
+  if (!allowNoGradients && tape.length === 0 && xs.length > 0) {
+    throw new Error(
+      "Cannot compute gradient of y=f(x) with respect to x. Make sure that the f you passed " +
+        "encloses all operations that lead from x to y.",
+    );
+  }
+  return this.tidy("backward", () => {
+    const topLevel = this.state.gradientDepth === 0;
+    const grads: Record<number, tf.Tensor> = {};
+    grads[y.id] = dy == null ? tf.ones(y.shape) : dy;
+    backpropagate(
+      grads,
+      tape,
+      (g) => this.tidy(g),
+      topLevel ? { keep: new Set([...xs.map((x) => x.id), y.id]), userDy: dy ?? null } : null,
+    );
+    const result = xs.map((x) => grads[x.id]);
+    if (topLevel) {
+      for (const node of this.state.activeTape!) {
+        for (const t of node.saved ?? []) t.dispose();
+      }
+      this.state.activeTape = null;
+    }
+    return { value: y, grads: result } as unknown as tf.Tensor;
+  });
+} as EngineInternals["gradients"];

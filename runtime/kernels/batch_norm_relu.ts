@@ -20,6 +20,7 @@
  * @module
  */
 import { tf } from "../../deps.ts";
+import { addKernel, kernelMode } from "../tfjs_internals.ts";
 import { type BnKernels, bnKernelsFor } from "./wasm_bn.ts";
 
 /** Kernel name of the forward pass: outputs `[y, mean, variance]`. */
@@ -350,12 +351,11 @@ function backwardSimd(
   (backend as { disposeData(id: unknown): void }).disposeData(scratch.dataId);
 }
 
-let registered = false;
-
-/** Register both kernels for `wasm` and `cpu`, and the gradient (idempotent). */
+/**
+ * Register both kernels for `wasm` and `cpu` (through `tfjs_internals.ts`, so that
+ * `kernels: builtin` can take them out again), and the gradient (idempotent).
+ */
 export function registerBatchNormRelu(): void {
-  if (registered) return;
-  registered = true;
   for (const backendName of ["wasm", "cpu"]) {
     for (
       const [kernelName, kernelFunc] of [
@@ -363,9 +363,7 @@ export function registerBatchNormRelu(): void {
         [BATCH_NORM_RELU_GRAD, backwardKernel],
       ] as const
     ) {
-      if (tf.getKernel(kernelName, backendName) === undefined) {
-        tf.registerKernel({ kernelName, backendName, kernelFunc: kernelFunc as tf.KernelFunc });
-      }
+      addKernel({ kernelName, backendName, kernelFunc: kernelFunc as tf.KernelFunc });
     }
   }
   if (tf.getGradient(BATCH_NORM_RELU) === undefined) {
@@ -387,8 +385,9 @@ export function registerBatchNormRelu(): void {
   }
 }
 
-/** Whether the fused kernels run on the active backend. */
+/** Whether the fused kernels run on the active backend (never with `kernels: builtin`). */
 export function batchNormReluAvailable(): boolean {
+  if (kernelMode() === "builtin") return false;
   registerBatchNormRelu();
   return tf.getKernel(BATCH_NORM_RELU, tf.getBackend()) !== undefined;
 }

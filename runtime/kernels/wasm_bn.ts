@@ -7,6 +7,7 @@
  * @module
  */
 import { buildModule, Fn } from "./wasm_asm.ts";
+import { warnFallback, wasmHeap } from "../tfjs_internals.ts";
 
 const CHUNK = 256;
 
@@ -225,15 +226,19 @@ let cached: { memory: WebAssembly.Memory; kernels: BnKernels | null } | null = n
 
 /** The sweeps for the wasm backend `backend` (its heap), or null where they cannot run. */
 export function bnKernelsFor(backend: unknown): BnKernels | null {
-  const module = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
-  const memory = module?.asm?.memory ?? module?.wasmMemory;
-  if (!(memory instanceof WebAssembly.Memory)) return null;
+  const memory = wasmHeap(backend)?.memory;
+  if (memory === undefined) return null;
   if (cached?.memory !== memory) {
     let kernels: BnKernels | null = null;
     try {
       kernels = instantiateBn(memory);
-    } catch {
+    } catch (error) {
       kernels = null;
+      warnFallback(
+        "wasm-bn",
+        `the SIMD batch-norm sweeps (${(error as Error).message})`,
+        "the fused batch norm + ReLU runs as plain loops (slower, the same results)",
+      );
     }
     cached = { memory, kernels };
   }

@@ -9,6 +9,7 @@
 import type { tf, tfWasm } from "../../deps.ts";
 import { type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
 import { ensurePool, parallelFor, workerCount } from "./wasm_pool.ts";
+import { warnFallback, wasmHeap, wasmOffset } from "../tfjs_internals.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -44,15 +45,21 @@ export function setGemmConvEnabled(enabled: boolean): void {
 
 function getState(backend: Backend): State | null {
   if (disabled) return null;
-  const module = (backend as unknown as { wasm: WasmModule }).wasm;
+  const heap = wasmHeap(backend);
+  if (heap === null) return null;
+  const module = heap.module as WasmModule;
   if (state !== null && state.module === module) return state;
-  const memory = module.asm?.memory ?? module.wasmMemory;
-  if (!(memory instanceof WebAssembly.Memory)) return null;
+  const memory = heap.memory;
   let kernels: GemmKernels;
   try {
     kernels = instantiateGemm(memory);
-  } catch {
+  } catch (error) {
     disabled = true;
+    warnFallback(
+      "wasm-gemm",
+      `the SIMD GEMM convolutions (${(error as Error).message})`,
+      "convolutions run on tfjs's XNNPACK kernels (slower, the same results)",
+    );
     return null;
   }
   const zero = module._malloc(ZERO_FLOATS * 4) >>> 0;
@@ -68,8 +75,7 @@ export function gemmKernels(backend: Backend): GemmKernels | null {
 }
 
 function offsetOf(backend: Backend, info: TensorInfo): number {
-  return (backend as unknown as { dataIdMap: { get(id: unknown): { memoryOffset: number } } })
-    .dataIdMap.get(info.dataId).memoryOffset;
+  return wasmOffset(backend, info);
 }
 
 const MAX_TABLES = 24;

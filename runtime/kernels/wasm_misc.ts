@@ -7,6 +7,7 @@
  * @module
  */
 import { buildModule, Fn } from "./wasm_asm.ts";
+import { warnFallback, wasmHeap } from "../tfjs_internals.ts";
 
 /**
  * `copy_rows(src, dst, rows, bytes, srcStride, dstStride)`: copies `rows` rows of `bytes` bytes
@@ -152,9 +153,8 @@ let cached: { memory: WebAssembly.Memory; kernels: MiscKernels | null } | null =
 
 /** The kernels for the wasm backend `backend` (its heap), or null where they cannot run. */
 export function miscKernelsFor(backend: unknown): MiscKernels | null {
-  const module = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
-  const memory = module?.asm?.memory ?? module?.wasmMemory;
-  if (!(memory instanceof WebAssembly.Memory)) return null;
+  const memory = wasmHeap(backend)?.memory;
+  if (memory === undefined) return null;
   if (cached?.memory !== memory) {
     let kernels: MiscKernels | null = null;
     try {
@@ -172,8 +172,13 @@ export function miscKernelsFor(backend: unknown): MiscKernels | null {
       );
       const e = instance.exports as Record<string, (...args: number[]) => void>;
       kernels = { copyRows: e.copy_rows, up2: e.up2, maxPool2Grad: e.max_pool2_grad };
-    } catch {
+    } catch (error) {
       kernels = null;
+      warnFallback(
+        "wasm-misc",
+        `the SIMD data-movement kernels (${(error as Error).message})`,
+        "concat, split, upsampling and max-pool gradients run on tfjs's kernels (slower)",
+      );
     }
     cached = { memory, kernels };
   }

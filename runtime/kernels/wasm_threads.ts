@@ -20,6 +20,7 @@
  */
 import os from "node:os";
 import { tf, tfWasm } from "../../deps.ts";
+import { wasmBackendCreated } from "../tfjs_internals.ts";
 
 /**
  * The bootstrap of each pthread worker (a module worker). It receives the `blob:` URL of
@@ -103,9 +104,7 @@ export function enableWasmThreads(threads: number): boolean {
   if (threads < 2) return false;
   if (enabled !== null) return enabled === threads;
   // Too late once the wasm backend exists (`tf.getBackend()` would itself initialise one).
-  if ((tf.engine() as unknown as { registry: Record<string, unknown> }).registry.wasm) {
-    return false;
-  }
+  if (wasmBackendCreated()) return false;
   if (typeof SharedArrayBuffer === "undefined") return false;
   try {
     new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });

@@ -21,6 +21,7 @@
 import { tf, type tfWasm } from "../../deps.ts";
 import { gemmConv2D, gemmConvFilterGrad, gemmConvInputGrad } from "./wasm_conv.ts";
 import { miscKernelsFor } from "./wasm_misc.ts";
+import { addKernel, originalKernel, replaceKernel, wasmOffset } from "../tfjs_internals.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -29,9 +30,6 @@ type ExplicitPadding = [[number, number], [number, number], [number, number], [n
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 const BACKEND = "wasm";
-
-/** Kernels this module replaced, as they were registered before: the fallbacks. */
-const originals = new Map<string, tf.KernelConfig>();
 
 /** Runs the kernel currently registered for wasm under `name`. */
 function run(
@@ -283,7 +281,7 @@ function conv2DBackpropInput(args: KernelArgs): TensorInfo {
   ) {
     return inputGradByBlocks(backend, dy, filter, info);
   }
-  const original = originals.get(tf.Conv2DBackpropInput);
+  const original = originalKernel(tf.Conv2DBackpropInput, BACKEND);
   if (original === undefined) throw new Error("wasm training kernels: no Conv2DBackpropInput");
   return original.kernelFunc(args) as TensorInfo;
 }
@@ -371,8 +369,7 @@ function fusedConv2D(args: KernelArgs): TensorInfo {
 // Data movement: Concat, SplitV, nearest x2 upsampling and its gradient, MaxPoolGrad 2x2
 
 function heapOffset(backend: Backend, info: TensorInfo): number {
-  return (backend as unknown as { dataIdMap: { get(id: unknown): { memoryOffset: number } } })
-    .dataIdMap.get(info.dataId).memoryOffset;
+  return wasmOffset(backend, info);
 }
 
 /** Concat of float32 tensors along any axis as strided row copies. */
@@ -525,7 +522,7 @@ function cast(args: KernelArgs): TensorInfo {
 }
 
 function fallback(name: string, args: KernelArgs): TensorInfo {
-  const original = originals.get(name);
+  const original = originalKernel(name, BACKEND);
   if (original === undefined) throw new Error(`wasm training kernels: no ${name}`);
   return original.kernelFunc(args) as TensorInfo;
 }
@@ -549,25 +546,31 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
 
 /**
  * Registers `Conv2DBackpropFilter`, `Conv2DBackpropInput` and `UnsortedSegmentSum` for the
- * "wasm" backend (NHWC, float32). Safe to call more than once. Call it after
- * `await tf.setBackend("wasm")`; a kernel wasm already had is kept and used for the cases this
- * module does not accelerate (`Conv2DBackpropInput` with strides other than 1, except a filter
- * the size of the stride without padding, as in a 2x2 stride-2 `conv2dTranspose`).
+ * "wasm" backend (NHWC, float32), and replaces its `Conv2D`, `FusedConv2D`, data-movement,
+ * `Identity` and `Cast` kernels (through `tfjs_internals.ts`, which can restore them). Safe to
+ * call more than once. Call it after `await tf.setBackend("wasm")`; a kernel wasm already had is
+ * kept and used for the cases this module does not accelerate (`Conv2DBackpropInput` with
+ * strides other than 1, except a filter the size of the stride without padding, as in a 2x2
+ * stride-2 `conv2dTranspose`).
+ *
+ * With `replace: false` (`kernels: builtin`) only the two kernels wasm lacks for training are
+ * added, as plain loops: `Conv2DBackpropFilter` and `UnsortedSegmentSum`.
  */
-export function registerWasmTrainingKernels(): void {
-  for (const [kernelName, kernelFunc] of kernels) {
-    const existing = tf.getKernel(kernelName, BACKEND);
-    if (existing?.kernelFunc === kernelFunc) continue;
-    if (existing !== undefined) {
-      originals.set(kernelName, existing);
-      tf.unregisterKernel(kernelName, BACKEND);
-    }
-    tf.registerKernel({
-      kernelName,
+export function registerWasmTrainingKernels(options: { replace?: boolean } = {}): void {
+  if (options.replace === false) {
+    addKernel({
+      kernelName: tf.Conv2DBackpropFilter,
       backendName: BACKEND,
-      kernelFunc,
-      setupFunc: existing?.setupFunc,
-      disposeFunc: existing?.disposeFunc,
+      kernelFunc: conv2DBackpropFilterLoop as tf.KernelFunc,
     });
+    addKernel({
+      kernelName: tf.UnsortedSegmentSum,
+      backendName: BACKEND,
+      kernelFunc: unsortedSegmentSum as tf.KernelFunc,
+    });
+    return;
+  }
+  for (const [kernelName, kernelFunc] of kernels) {
+    replaceKernel({ kernelName, backendName: BACKEND, kernelFunc });
   }
 }
