@@ -5,6 +5,7 @@
  * @module
  */
 import type { z } from "../deps.ts";
+import type { VolumeData } from "../io/volume_data.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
 /** A set of 2D slices of one size, stored contiguously (slice-major, row-major, 1 channel). */
@@ -44,6 +45,19 @@ export interface Volume {
   image: Float32Array;
   /** Labels, same layout as `image`. */
   label: Uint8Array;
+  /**
+   * The file the volume was read from, to write a prediction on the volume's own grid
+   * (`eval --export DIR --grid source`); absent for generated data, whose grid is this one.
+   */
+  source?: VolumeSource;
+}
+
+/** Where a {@linkcode Volume} was read from. */
+export interface VolumeSource {
+  /** The image file (the first slice's, for a volume stacked from slice files). */
+  path: string;
+  /** Read the image again as stored: its own shape, spacing and affine. */
+  read(): Promise<VolumeData>;
 }
 
 /** A segmentation dataset split by patient. */

@@ -17,7 +17,7 @@ import { diceScores, hd95, meanPerClass, nanMeanPerClass } from "./metrics.ts";
 import { models, type SegmentationModel } from "./model.ts";
 import { Adam, learningRate } from "./optimizer.ts";
 import { Progress } from "./progress.ts";
-import { loadRecipe, type Recipe, validatePluginOptions } from "./recipe.ts";
+import { loadRecipe, type PluginOptions, type Recipe, validatePluginOptions } from "./recipe.ts";
 import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { type InvertibleTransform, transforms } from "./transform.ts";
@@ -116,10 +116,89 @@ interface CheckpointMeta {
   secondsWall?: number;
 }
 
-interface NamedRegularizer {
+/** A regularizer of a run, under its unique name (the prefix of its checkpointed tensors). */
+export interface NamedRegularizer {
   name: string;
   weight: number;
   instance: Regularizer;
+}
+
+/** The networks of a recipe: the student and the regularizers (a mean teacher holds one). */
+export interface Networks {
+  /** The student. */
+  model: SegmentationModel;
+  /** The regularizers, named uniquely. */
+  regularizers: NamedRegularizer[];
+}
+
+/**
+ * Build the networks of a validated recipe for `numClasses` classes without its data: the
+ * student (`student/...` variables) and the regularizers, each named by `name` or its type
+ * (`kl`, `kl2`, ... when repeated). `predict` builds these to load a run's checkpoint.
+ */
+export function createNetworks(
+  recipe: Recipe,
+  parsed: PluginOptions,
+  numClasses: number,
+): Networks & { dispose(): void } {
+  const modelFactory = models.get(recipe.model.type);
+  const createModel = (name: string) =>
+    modelFactory.create(parsed.model, {
+      inChannels: 1,
+      numClasses,
+      seed: recipe.seed,
+      name,
+    });
+  const model = createModel("student");
+  const regs: NamedRegularizer[] = [];
+  const names = new Set<string>();
+  const dispose = () => {
+    for (const r of regs) r.instance.dispose?.();
+    model.dispose();
+  };
+  try {
+    for (const r of parsed.regularizers) {
+      let name = r.name ?? r.type;
+      for (let k = 2; names.has(name) || name === "sup" || name === "loss"; k++) {
+        name = `${r.name ?? r.type}${k}`;
+      }
+      names.add(name);
+      const instance = regularizers.get(r.type).create(r.options, {
+        model,
+        numClasses,
+        seed: recipe.seed,
+        createModel,
+      });
+      regs.push({ name, weight: r.weight, instance });
+    }
+  } catch (error) {
+    dispose();
+    throw error;
+  }
+  return { model, regularizers: regs, dispose };
+}
+
+/**
+ * The networks' tensors as a checkpoint names them: the student's (`student/...`), then each
+ * regularizer's as `<regularizer name>/<tensor>` (a mean teacher's `mean-teacher/teacher/...`).
+ */
+export function networkTensors(networks: Networks): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  for (const [k, v] of networks.model.trainable) out.set(k, v);
+  for (const [k, v] of networks.model.state) out.set(k, v);
+  for (const r of networks.regularizers) {
+    for (const [k, v] of r.instance.stateTensors?.() ?? []) out.set(`${r.name}/${k}`, v);
+  }
+  return out;
+}
+
+/** The network a run evaluates and reports: a regularizer's (a mean teacher's teacher), else the student. */
+export function evaluationModelOf(networks: Networks): SegmentationModel {
+  for (const r of networks.regularizers) {
+    const m = r.instance.evaluationModel?.();
+    if (m) return m;
+  }
+  return networks.model;
 }
 
 /** A loss term became NaN or infinite (`trainer.nonFinite: stop`). */
@@ -238,35 +317,11 @@ export class Trainer {
     const secondsData = (performance.now() - dataStart) / 1000;
     checkDataset(dataset, recipe);
     const numClasses = dataset.classNames.length;
-    const modelFactory = models.get(recipe.model.type);
-    const createModel = (name: string) =>
-      modelFactory.create(parsed.model, {
-        inChannels: 1,
-        numClasses,
-        seed: recipe.seed,
-        name,
-      });
     const supervisedLoss = losses.get(parsed.supervised.type).create(parsed.supervised.options, {
       numClasses,
     });
-    const model = createModel("student");
+    const { model, regularizers: regs } = createNetworks(recipe, parsed, numClasses);
     const transform = transforms.get(recipe.transform.type).create(parsed.transform);
-    const regs: NamedRegularizer[] = [];
-    const names = new Set<string>();
-    for (const r of parsed.regularizers) {
-      let name = r.name ?? r.type;
-      for (let k = 2; names.has(name) || name === "sup" || name === "loss"; k++) {
-        name = `${r.name ?? r.type}${k}`;
-      }
-      names.add(name);
-      const instance = regularizers.get(r.type).create(r.options, {
-        model,
-        numClasses,
-        seed: recipe.seed,
-        createModel,
-      });
-      regs.push({ name, weight: r.weight, instance });
-    }
     let runDir: string | null = null;
     if (options.out !== null) {
       runDir = options.out ?? defaultRunDir(recipe);
@@ -277,7 +332,11 @@ export class Trainer {
       );
       await Deno.writeTextFile(`${runDir}/splits.json`, JSON.stringify(dataset.splits, null, 2));
       const realBase = await realFolder(baseDir, options.recipeFile);
-      const info = { baseDir: realBase, recipe: options.recipeFile ?? null };
+      const info = {
+        baseDir: realBase,
+        recipe: options.recipeFile ?? null,
+        classNames: dataset.classNames,
+      };
       await Deno.writeTextFile(`${runDir}/run.json`, JSON.stringify(info, null, 2) + "\n");
     }
     const trainer = new Trainer({
@@ -376,9 +435,7 @@ export class Trainer {
     for (const [k, v] of this.model.trainable) out.set(k, v);
     for (const [k, v] of this.model.state) out.set(k, v);
     for (const [k, v] of this.#optimizer.stateVariables()) out.set(k, v);
-    for (const r of this.regularizers) {
-      for (const [k, v] of r.instance.stateTensors?.() ?? []) out.set(`${r.name}/${k}`, v);
-    }
+    for (const [k, v] of networkTensors(this)) out.set(k, v);
     return out;
   }
 
@@ -661,11 +718,7 @@ export class Trainer {
 
   /** The network to evaluate and checkpoint as "the" result (a mean teacher's teacher). */
   evaluationModel(): SegmentationModel {
-    for (const r of this.regularizers) {
-      const m = r.instance.evaluationModel?.();
-      if (m) return m;
-    }
-    return this.model;
+    return evaluationModelOf(this);
   }
 
   /**

@@ -27,6 +27,7 @@ import type {
   SegmentationDataset,
   SliceSet,
   Volume,
+  VolumeSource,
 } from "../../core/dataset.ts";
 import type { VolumeData } from "../../io/volume_data.ts";
 import { readHdf5Datasets } from "../../io/hdf5.ts";
@@ -126,6 +127,8 @@ export interface PreparedCase {
   image: Float32Array;
   /** Labels in `[0, classes)`, or `null` for an unlabeled case. */
   label: Uint8Array | null;
+  /** Where it was read from (set by {@linkcode loadCases}; not cached). */
+  source?: VolumeSource;
 }
 
 /** What {@linkcode prepareCase} needs besides the raw case. */
@@ -516,7 +519,7 @@ export async function loadCases(
       signature = await sourceSignature(source.files);
       const found = await cache.read(source.id, signature);
       if (found.status === "hit" && !(source.needsLabel && !found.value.label)) {
-        out.push(found.value);
+        out.push({ ...found.value, source: volumeSource(source) });
         hits++;
         continue;
       }
@@ -528,7 +531,7 @@ export async function loadCases(
     const raw = await source.read();
     options.onRead?.(source.id);
     const prepared = prepareCase(raw, options, source);
-    out.push(prepared);
+    out.push({ ...prepared, source: volumeSource(source) });
     if (cache && signature) {
       try {
         await cache.write(prepared, signature);
@@ -550,6 +553,14 @@ export async function loadCases(
       (cache ? ` | cache ${cache.dir}` : ""),
   );
   return out;
+}
+
+/** A case's {@linkcode VolumeSource}: its image read again through the case's own reader. */
+function volumeSource(source: CaseSource): VolumeSource {
+  return {
+    path: source.files[0],
+    read: async () => (await source.read()).image,
+  };
 }
 
 function sliceSet(cases: PreparedCase[], size: number, withLabels: boolean): SliceSet {
@@ -616,6 +627,7 @@ export function assembleDataset(input: AssembleInput): SegmentationDataset {
       ...(c.affine ? { affine: c.affine } : {}),
       image: c.image,
       label: c.label!,
+      ...(c.source ? { source: c.source } : {}),
     }));
   const { split } = input;
   const dataset: SegmentationDataset = {
