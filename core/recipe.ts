@@ -198,6 +198,12 @@ export const recipeSchema = z.object({
   supervised: supervisedSchema.default({}),
   lambda: num({ min: 0 }).default(0.1),
   rampUp: rampUpSchema.default({}),
+  /**
+   * How the paired terms (`mi`, `kl`, `mse`, `mean-teacher`, `entropy-min`'s transformed side)
+   * compare the two predictions: `inverse` = `f(x)` vs `T^-1 f(T x)` (paper Eq. 8), `forward` =
+   * `T f(x)` vs `f(T x)` (the authors' code). See `Pairing` in `core/regularizer.ts`.
+   */
+  pairing: z.enum(["inverse", "forward"]).default("inverse"),
   regularizers: z.array(regularizerEntry).default([]).superRefine((list, ctx) => {
     const seen = new Map<string, number>();
     list.forEach((entry, i) => {

@@ -5,9 +5,9 @@
  *
  * @module
  */
-import type { tf, z } from "../deps.ts";
+import { tf, type z } from "../deps.ts";
 import type { SegmentationModel } from "./model.ts";
-import type { InvertibleTransform } from "./transform.ts";
+import { forwardValidMask, type InvertibleTransform } from "./transform.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
 /**
@@ -37,15 +37,111 @@ export interface StepContext {
   logitsTransformed: tf.Tensor4D;
   /** `p = softmax f(x_u)`, `[Bu, H, W, C]`. */
   probsUnlabeled: tf.Tensor4D;
-  /** `q = T^-1(softmax f(T(x_u)))`, `[Bu, H, W, C]`. */
+  /**
+   * `q = T^-1(softmax f(T(x_u)))`, `[Bu, H, W, C]`: the inverse form's transformed side. The
+   * trainer computes it on first use only (a `forward` run whose plugins never read it skips
+   * the inverse warp).
+   */
   probsTransformedBack: tf.Tensor4D;
-  /** `[Bu, H, W, 1]`, 1 where `q` carries information (see `InvertibleTransform.validMask`). */
+  /**
+   * `[Bu, H, W, 1]`, 1 where `q` carries information (see `InvertibleTransform.validMask`).
+   * Computed on first use, like `probsTransformedBack`.
+   */
   validMask: tf.Tensor4D;
+  /**
+   * Which pair the paired terms compare (the recipe's `pairing`; see
+   * {@linkcode pairedPredictions}). @default {"inverse"}
+   */
+  pairing?: Pairing;
+  /** `softmax f(T(x_u))`, `[Bu, H, W, C]`. @default {computed from `logitsTransformed`} */
+  probsTransformed?: tf.Tensor4D;
+  /**
+   * `T(softmax f(x_u))`, the clean prediction warped forward (bilinear, zeros outside),
+   * `[Bu, H, W, C]`. The trainer computes it on first use only. @default {computed}
+   */
+  probsUnlabeledWarped?: tf.Tensor4D;
+  /**
+   * `[Bu, H, W, 1]`, 1 where `T(.)` reads only pixels inside the image, i.e. where
+   * `probsUnlabeledWarped` carries information (see `forwardValidMask` in `transform.ts`).
+   * Computed on first use. @default {computed}
+   */
+  forwardMask?: tf.Tensor4D;
   /** The transform and the parameters drawn for this step. */
   transform: InvertibleTransform;
   transformParams: unknown;
   /** The student network. */
   model: SegmentationModel;
+}
+
+/**
+ * How a paired term (`mi`, `kl`, `mse`, `mean-teacher`, `entropy-min`'s transformed side)
+ * brings the prediction of `T(x)` and the prediction of `x` into one frame:
+ * - `inverse` (paper Eq. 8): compare `f(x)` with `T^-1 f(T x)`, masked where the inverse warp
+ *   brought in pixels from outside the image (`validMask`);
+ * - `forward` (the authors' code): compare `T f(x)` with `f(T x)`, masked where the forward warp
+ *   brought in pixels from outside (`forwardMask`).
+ * For flips and 90-degree rotations both forms compare the same pixel pairs.
+ */
+export type Pairing = "inverse" | "forward";
+
+/** The two sides of a paired term, in one frame, and their valid-pixel mask. */
+export interface PairedPredictions {
+  pairing: Pairing;
+  /** The clean prediction's side: `f(x)` (inverse) or `T f(x)` (forward); `stopGradient: source`. */
+  source: tf.Tensor4D;
+  /** The transformed image's side: `T^-1 f(T x)` (inverse) or `f(T x)` (forward); `target`. */
+  target: tf.Tensor4D;
+  /** `[Bu, H, W, 1]`, 1 where both sides carry information. */
+  mask: tf.Tensor4D;
+}
+
+/** The recipe's pairing of a step context (`inverse` when the context does not say). */
+function formOf(ctx: StepContext): Pairing {
+  return ctx.pairing ?? "inverse";
+}
+
+/**
+ * Bring a prediction of the clean `x_u` into the pair's frame: itself (`inverse`), or warped
+ * forward by the step's `T` (`forward`, bilinear, zeros outside). A mean teacher's `teacher(x)`
+ * goes through here.
+ */
+export function toPairFrame(ctx: StepContext, clean: tf.Tensor4D): tf.Tensor4D {
+  return formOf(ctx) === "inverse"
+    ? clean
+    : ctx.transform.apply(clean, ctx.transformParams, "bilinear");
+}
+
+/** The clean prediction's side of the pair: `f(x)` (inverse) or `T f(x)` (forward). */
+export function pairSource(ctx: StepContext): tf.Tensor4D {
+  if (formOf(ctx) === "inverse") return ctx.probsUnlabeled;
+  return ctx.probsUnlabeledWarped ?? toPairFrame(ctx, ctx.probsUnlabeled);
+}
+
+/** The transformed image's side of the pair: `T^-1 f(T x)` (inverse) or `f(T x)` (forward). */
+export function pairTarget(ctx: StepContext): tf.Tensor4D {
+  if (formOf(ctx) === "inverse") return ctx.probsTransformedBack;
+  return ctx.probsTransformed ?? tf.softmax(ctx.logitsTransformed) as tf.Tensor4D;
+}
+
+/** `[Bu, H, W, 1]`, 1 where both sides of the pair carry information. */
+export function pairMask(ctx: StepContext): tf.Tensor4D {
+  if (formOf(ctx) === "inverse") return ctx.validMask;
+  const [b, h, w] = ctx.probsUnlabeled.shape;
+  return ctx.forwardMask ?? forwardValidMask(ctx.transform, ctx.transformParams, h, w, b);
+}
+
+/**
+ * The pair a paired term compares, in the form `ctx.pairing` chooses (default `inverse`). It
+ * reads only the context fields that form needs, so the trainer computes nothing else; with a
+ * hand-built context that lacks the forward fields, they are computed here.
+ */
+export function pairedPredictions(ctx: StepContext): PairedPredictions {
+  return {
+    pairing: formOf(ctx),
+    source: pairSource(ctx),
+    target: pairTarget(ctx),
+    mask: pairMask(ctx),
+  };
 }
 
 /** What `onStepEnd` gets. */

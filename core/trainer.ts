@@ -20,7 +20,7 @@ import { Progress } from "./progress.ts";
 import { loadRecipe, type PluginOptions, type Recipe, validatePluginOptions } from "./recipe.ts";
 import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
-import { type InvertibleTransform, transforms } from "./transform.ts";
+import { forwardValidMask, type InvertibleTransform, transforms } from "./transform.ts";
 import { losses, type SupervisedLoss } from "./loss.ts";
 import { sampleRandomAffine, warpAffine } from "./warp.ts";
 
@@ -545,6 +545,7 @@ export class Trainer {
     const stateBefore = this.#snapshotState();
     const terms = new Map<string, tf.Tensor>();
     const vars = [...this.model.trainable.values()];
+    const lazyTensors: tf.Tensor[] = [];
     const { value, grads } = tf.variableGrads(() => {
       const xl = labeled.x;
       let logitsL: tf.Tensor4D;
@@ -560,6 +561,26 @@ export class Trainer {
         });
         const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
         logitsL = ll;
+        const transform = this.transform;
+        const probsUnlabeled = tf.softmax(lu) as tf.Tensor4D;
+        const probsTransformed = tf.softmax(lt) as tf.Tensor4D;
+        // The warped maps and masks of the two pairing forms are computed on first use: a
+        // regularizer reads only those of the recipe's `pairing` (see `pairedPredictions`).
+        const lazy = <T extends tf.Tensor>(make: () => T): () => T => {
+          let value: T | undefined;
+          return () => {
+            if (value === undefined) {
+              // First use may be inside a regularizer's tidy: keep it for the others.
+              value = tf.keep(make());
+              lazyTensors.push(value);
+            }
+            return value;
+          };
+        };
+        const back = lazy(() => transform.invert(probsTransformed, params));
+        const mask = lazy(() => transform.validMask(params, h, w));
+        const warped = lazy(() => transform.apply(probsUnlabeled, params, "bilinear"));
+        const forwardMask = lazy(() => forwardValidMask(transform, params, h, w, bu));
         context = {
           iteration: it,
           iterations: total,
@@ -571,10 +592,22 @@ export class Trainer {
           logitsLabeled: ll,
           logitsUnlabeled: lu,
           logitsTransformed: lt,
-          probsUnlabeled: tf.softmax(lu) as tf.Tensor4D,
-          probsTransformedBack: this.transform.invert(tf.softmax(lt) as tf.Tensor4D, params),
-          validMask: this.transform.validMask(params, h, w),
-          transform: this.transform,
+          probsUnlabeled,
+          probsTransformed,
+          get probsTransformedBack() {
+            return back();
+          },
+          get validMask() {
+            return mask();
+          },
+          get probsUnlabeledWarped() {
+            return warped();
+          },
+          get forwardMask() {
+            return forwardMask();
+          },
+          pairing: r.pairing,
+          transform,
           transformParams: params,
           model: this.model,
         };
@@ -602,7 +635,14 @@ export class Trainer {
       vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
       this.#optimizer.apply(byName, lr);
     }
-    tf.dispose([value, ...Object.values(grads), ...terms.values(), labeled.x, labeled.y!]);
+    tf.dispose([
+      value,
+      ...Object.values(grads),
+      ...terms.values(),
+      ...lazyTensors,
+      labeled.x,
+      labeled.y!,
+    ]);
     if (unlabeled) tf.dispose(unlabeled.x);
     if (bad !== undefined) {
       // The weights were not updated; the forward pass may have left non-finite batch-norm

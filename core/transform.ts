@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { tf, z } from "../deps.ts";
+import { tf, type z } from "../deps.ts";
 import type { Rng } from "./rng.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
@@ -25,6 +25,33 @@ export interface InvertibleTransform<P = unknown> {
    * inverse brought in pixels from outside `T(x)`.
    */
   validMask(params: P, height: number, width: number): tf.Tensor4D;
+  /**
+   * `[B, H, W, 1]` mask, 1 where `apply(y)` reads only pixels inside `y` (the forward form's
+   * mask: `T f(x)` carries information there), 0 where it brought in zeros from outside. Optional:
+   * {@linkcode forwardValidMask} falls back to warping an image of ones.
+   */
+  forwardValidMask?(params: P, height: number, width: number): tf.Tensor4D;
+}
+
+/**
+ * The forward form's valid-pixel mask of `transform` (see
+ * {@linkcode InvertibleTransform.forwardValidMask}). For a transform without that method: 1 where
+ * `apply` of an image of ones gives 1 (to within 1e-4), else 0; `batch` defaults to the batch of
+ * `validMask(params)`.
+ */
+export function forwardValidMask<P>(
+  transform: InvertibleTransform<P>,
+  params: P,
+  height: number,
+  width: number,
+  batch?: number,
+): tf.Tensor4D {
+  if (transform.forwardValidMask) return transform.forwardValidMask(params, height, width);
+  return tf.tidy(() => {
+    const b = batch ?? transform.validMask(params, height, width).shape[0];
+    const warped = transform.apply(tf.ones([b, height, width, 1]), params, "bilinear");
+    return tf.cast(tf.greater(warped, 1 - 1e-4), "float32") as tf.Tensor4D;
+  });
 }
 
 /** A transform plugin. */

@@ -83,6 +83,7 @@ Deno.test("a good recipe gets its defaults", async () => {
     supervised: { type: "cross-entropy", weight: 1 },
     lambda: 0.1,
     rampUp: { type: "none" },
+    pairing: "inverse",
     regularizers: [],
     trainer: {
       iterations: 50,

@@ -5,7 +5,7 @@
  * @module
  */
 import { tf, z } from "../../deps.ts";
-import type { RegularizerFactory } from "../../core/regularizer.ts";
+import { pairMask, pairTarget, type RegularizerFactory } from "../../core/regularizer.ts";
 import { maskedMean } from "./_masked.ts";
 
 /** Options of {@linkcode meanEntropy}. */
@@ -40,9 +40,9 @@ export function meanEntropy(p: tf.Tensor4D, options: MeanEntropyOptions = {}): t
 /** Recipe options of the `entropy-min` regularizer. */
 export const entropyMinOptions = z.object({
   /**
-   * Also add the mean entropy of `q = T^-1(f(T x))` (over its valid pixels when `mask`), so the
-   * loss is `H(p) + H(q)`; otherwise only `H(p)` of `p = f(x)`, the plain baseline.
-   * @default {false}
+   * Also add the mean entropy of `q = T^-1(f(T x))` (`f(T x)` with the recipe's
+   * `pairing: forward`), over its valid pixels when `mask`, so the loss is `H(p) + H(q)`;
+   * otherwise only `H(p)` of `p = f(x)`, the plain baseline. @default {false}
    */
   includeTransformed: z.boolean().default(false),
   /**
@@ -66,9 +66,9 @@ export const entropyMinRegularizer: RegularizerFactory<z.infer<typeof entropyMin
       if (!options.includeTransformed) return meanEntropy(ctx.probsUnlabeled, { eps: options.eps });
       return tf.tidy(() => {
         const hp = meanEntropy(ctx.probsUnlabeled, { eps: options.eps });
-        const hq = meanEntropy(ctx.probsTransformedBack, {
+        const hq = meanEntropy(pairTarget(ctx), {
           eps: options.eps,
-          mask: options.mask ? ctx.validMask : undefined,
+          mask: options.mask ? pairMask(ctx) : undefined,
         });
         return tf.add(hp, hq) as tf.Scalar;
       });

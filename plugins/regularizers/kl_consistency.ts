@@ -1,11 +1,12 @@
 /**
  * Pixel-wise KL consistency, the paper's Eq. 8: `KL(f(x) || T^-1(f(T(x))))`, averaged over the
- * valid pixels of the unlabeled batch.
+ * valid pixels of the unlabeled batch; with the recipe's `pairing: forward`,
+ * `KL(T f(x) || f(T x))` (the authors' code).
  *
  * @module
  */
 import { tf, z } from "../../deps.ts";
-import type { RegularizerFactory } from "../../core/regularizer.ts";
+import { pairedPredictions, type RegularizerFactory } from "../../core/regularizer.ts";
 import { maskedMean, stopSides } from "./_masked.ts";
 
 /** Options of {@linkcode klConsistency}. */
@@ -46,15 +47,18 @@ export function klConsistency(
 /** Recipe options of the `kl` regularizer. */
 export const klOptions = z.object({
   /**
-   * `forward`: KL(f(x) || T^-1 f(T x)) as in Eq. 8; `reverse`: KL(T^-1 f(T x) || f(x)).
-   * @default {"forward"}
+   * `forward`: KL(source || target), i.e. KL(f(x) || T^-1 f(T x)) as in Eq. 8 (with
+   * `pairing: forward`, KL(T f(x) || f(T x))); `reverse`: KL(target || source). The KL
+   * direction, not the recipe's `pairing`. @default {"forward"}
    */
   direction: z.enum(["forward", "reverse"]).default("forward"),
   /**
-   * Which side gets no gradient: `source` = f(x), `target` = T^-1 f(T x). @default {"none"}
+   * Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with
+   * `pairing: forward`), `target` = the transformed image's side (T^-1 f(T x); f(T x)).
+   * @default {"none"}
    */
   stopGradient: z.enum(["none", "source", "target"]).default("none"),
-  /** Leave out pixels the inverse warp brought in from outside. @default {true} */
+  /** Leave out pixels the pairing's warp brought in from outside the image. @default {true} */
   mask: z.boolean().default(true),
   /** Clamp of probabilities before the logarithm. @default {1e-8} */
   eps: z.number().gt(0).lt(0.1).default(1e-8),
@@ -63,19 +67,17 @@ export const klOptions = z.object({
 /** The `kl` regularizer plugin (Eq. 8). */
 export const klRegularizer: RegularizerFactory<z.infer<typeof klOptions>> = {
   id: "kl",
-  description: "Pixel-wise KL consistency between f(x) and T^-1(f(T(x))) (paper Eq. 8)",
+  description:
+    "Pixel-wise KL consistency between f(x) and T^-1(f(T(x))) (paper Eq. 8), or T f(x) and f(T x) with pairing: forward",
   options: klOptions,
   create: (options) => ({
     id: "kl",
     needsUnlabeled: true,
     loss: (ctx) =>
       tf.tidy(() => {
-        const [p, q] = stopSides(
-          ctx.probsUnlabeled,
-          ctx.probsTransformedBack,
-          options.stopGradient,
-        );
-        const mask = options.mask ? ctx.validMask : undefined;
+        const pair = pairedPredictions(ctx);
+        const [p, q] = stopSides(pair.source, pair.target, options.stopGradient);
+        const mask = options.mask ? pair.mask : undefined;
         const [a, b] = options.direction === "forward" ? [p, q] : [q, p];
         return klConsistency(a as tf.Tensor4D, b as tf.Tensor4D, { eps: options.eps, mask });
       }),

@@ -6,9 +6,10 @@
  * and keeps as its result.
  *
  * Choices, where papers and code bases differ (see `docs/method-notes.md`):
- * - Inverse form: the loss compares `T^-1(student(T x))` (the trainer's `probsTransformedBack`)
- *   with `teacher(x)`, over the valid pixels of the inverse warp; SSL4MIS instead compares
- *   `student(x)` with `teacher(x + noise)`.
+ * - Inverse form (the default): the loss compares `T^-1(student(T x))` (the trainer's
+ *   `probsTransformedBack`) with `teacher(x)`, over the valid pixels of the inverse warp; with
+ *   the recipe's `pairing: forward`, `student(T x)` with `T(teacher(x))`. SSL4MIS instead
+ *   compares `student(x)` with `teacher(x + noise)`.
  * - The teacher runs in evaluation mode (`training: false`): batch norm uses the teacher's own
  *   running statistics (which are EMAs of the student's), no dropout, and nothing of the teacher
  *   changes during the loss. SSL4MIS runs it in train mode (batch statistics) under `no_grad`.
@@ -30,6 +31,7 @@ import type {
   StepContext,
   StepEndContext,
 } from "../../core/regularizer.ts";
+import { pairMask, pairTarget, toPairFrame } from "../../core/regularizer.ts";
 import { klConsistency } from "./kl_consistency.ts";
 import { mseConsistency } from "./mse_consistency.ts";
 
@@ -221,14 +223,16 @@ export class MeanTeacher implements Regularizer {
 
   /**
    * The consistency between the student's `T^-1(softmax student(T x_u))` and the teacher's
-   * `softmax teacher(x_u)` (evaluation mode, gradient stopped), masked by `validMask`.
+   * `softmax teacher(x_u)` (evaluation mode, gradient stopped), masked by `validMask`; with the
+   * recipe's `pairing: forward`, between `softmax student(T x_u)` and `T(softmax teacher(x_u))`,
+   * masked by `forwardMask`.
    */
   loss(ctx: StepContext): tf.Scalar {
     return tf.tidy(() => {
       const logits = this.teacher.apply(ctx.xUnlabeled, { training: false });
-      const target = stopGradient(tf.softmax(logits) as tf.Tensor4D);
-      const student = ctx.probsTransformedBack;
-      const mask = this.#options.mask ? ctx.validMask : undefined;
+      const target = toPairFrame(ctx, stopGradient(tf.softmax(logits) as tf.Tensor4D));
+      const student = pairTarget(ctx);
+      const mask = this.#options.mask ? pairMask(ctx) : undefined;
       return this.#options.consistency === "kl"
         ? klConsistency(target, student, { mask })
         : mseConsistency(student, target, { mask });

@@ -1,11 +1,12 @@
 /**
  * MSE consistency, the paper's "Ours (MSE)" variant of Eq. 8: the mean squared difference
- * between `f(x)` and `T^-1(f(T(x)))`, over the valid pixels of the unlabeled batch.
+ * between `f(x)` and `T^-1(f(T(x)))`, over the valid pixels of the unlabeled batch; with the
+ * recipe's `pairing: forward`, between `T f(x)` and `f(T x)` (the authors' code).
  *
  * @module
  */
 import { tf, z } from "../../deps.ts";
-import type { RegularizerFactory } from "../../core/regularizer.ts";
+import { pairedPredictions, type RegularizerFactory } from "../../core/regularizer.ts";
 import { maskedMean, stopSides } from "./_masked.ts";
 
 /** Options of {@linkcode mseConsistency}. */
@@ -46,10 +47,12 @@ export function mseConsistency(
 /** Recipe options of the `mse` regularizer. */
 export const mseOptions = z.object({
   /**
-   * Which side gets no gradient: `source` = f(x), `target` = T^-1 f(T x). @default {"none"}
+   * Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with
+   * `pairing: forward`), `target` = the transformed image's side (T^-1 f(T x); f(T x)).
+   * @default {"none"}
    */
   stopGradient: z.enum(["none", "source", "target"]).default("none"),
-  /** Leave out pixels the inverse warp brought in from outside. @default {true} */
+  /** Leave out pixels the pairing's warp brought in from outside the image. @default {true} */
   mask: z.boolean().default(true),
 }).strict();
 
@@ -57,20 +60,17 @@ export const mseOptions = z.object({
 export const mseRegularizer: RegularizerFactory<z.infer<typeof mseOptions>> = {
   id: "mse",
   description:
-    "Mean squared difference between f(x) and T^-1(f(T(x))), over valid pixels and classes",
+    "Mean squared difference between f(x) and T^-1(f(T(x))) (T f(x) and f(T x) with pairing: forward), over valid pixels and classes",
   options: mseOptions,
   create: (options) => ({
     id: "mse",
     needsUnlabeled: true,
     loss(ctx) {
       return tf.tidy(() => {
-        const [p, q] = stopSides(
-          ctx.probsUnlabeled,
-          ctx.probsTransformedBack,
-          options.stopGradient,
-        );
+        const pair = pairedPredictions(ctx);
+        const [p, q] = stopSides(pair.source, pair.target, options.stopGradient);
         return mseConsistency(p as tf.Tensor4D, q as tf.Tensor4D, {
-          mask: options.mask ? ctx.validMask : undefined,
+          mask: options.mask ? pair.mask : undefined,
         });
       });
     },

@@ -5,7 +5,7 @@
  * @module
  */
 import { tf, z } from "../../deps.ts";
-import type { RegularizerFactory } from "../../core/regularizer.ts";
+import { pairedPredictions, type RegularizerFactory } from "../../core/regularizer.ts";
 import { stopSides } from "./_masked.ts";
 
 /** Options of {@linkcode mutualInformation}. */
@@ -109,9 +109,13 @@ export function mutualInformation(
 export const miOptions = z.object({
   /** Window radius: 1 is the paper's 3x3, 2 is 5x5, 3 is 7x7. @default {1} */
   radius: z.number().int().min(0).max(7).default(1),
-  /** Which side gets no gradient (the reference code detaches the target). @default {"none"} */
+  /**
+   * Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with
+   * `pairing: forward`, which the reference code detaches), `target` = the transformed image's
+   * side (T^-1 f(T x); f(T x)). @default {"none"}
+   */
   stopGradient: z.enum(["none", "source", "target"]).default("none"),
-  /** Multiply both maps by the valid-pixel mask. @default {true} */
+  /** Multiply both maps by the pairing's valid-pixel mask. @default {true} */
   mask: z.boolean().default(true),
   /** Clamp of the normalised joint. @default {1.1920929e-7} */
   eps: z.number().gt(0).lt(0.01).default(1.1920929e-7),
@@ -121,28 +125,28 @@ export const miOptions = z.object({
   marginalWeight: z.number().min(0).max(10).default(1),
 }).strict();
 
-/** The `mi` regularizer plugin: minimises `-I(f(x); T^-1 f(T x))`. */
+/**
+ * The `mi` regularizer plugin: minimises `-I(f(x); T^-1 f(T x))`, or `-I(T f(x); f(T x))` with
+ * the recipe's `pairing: forward`.
+ */
 export const miRegularizer: RegularizerFactory<z.infer<typeof miOptions>> = {
   id: "mi",
   description:
-    "Mutual information between f(x) and T^-1(f(T(x))) over a window of displacements (Eq. 5-7); minimises -MI",
+    "Mutual information between f(x) and T^-1(f(T(x))) (T f(x) and f(T x) with pairing: forward) over a window of displacements (Eq. 5-7); minimises -MI",
   options: miOptions,
   create: (options) => ({
     id: "mi",
     needsUnlabeled: true,
     loss: (ctx) =>
       tf.tidy(() => {
-        const [p, q] = stopSides(
-          ctx.probsUnlabeled,
-          ctx.probsTransformedBack,
-          options.stopGradient,
-        );
+        const pair = pairedPredictions(ctx);
+        const [p, q] = stopSides(pair.source, pair.target, options.stopGradient);
         return tf.neg(mutualInformation(p as tf.Tensor4D, q as tf.Tensor4D, {
           radius: options.radius,
           eps: options.eps,
           symmetrize: options.symmetrize,
           marginalWeight: options.marginalWeight,
-          mask: options.mask ? ctx.validMask : undefined,
+          mask: options.mask ? pair.mask : undefined,
         })) as tf.Scalar;
       }),
   }),

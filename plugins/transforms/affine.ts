@@ -6,7 +6,12 @@
  */
 import { tf, z } from "../../deps.ts";
 import type { Rng } from "../../core/rng.ts";
-import type { Interpolation, InvertibleTransform, TransformFactory } from "../../core/transform.ts";
+import {
+  forwardValidMask,
+  type Interpolation,
+  type InvertibleTransform,
+  type TransformFactory,
+} from "../../core/transform.ts";
 import {
   type Affine,
   composeAffine,
@@ -52,6 +57,8 @@ export function affineTransform(
     invert: (y: tf.Tensor4D, m: Affine) => warpAffine(y, invertAffine(m), "bilinear"),
     validMask: (m: Affine, height: number, width: number) =>
       validMaskAffine(invertAffine(m), m.length / 6, height, width),
+    forwardValidMask: (m: Affine, height: number, width: number) =>
+      validMaskAffine(m, m.length / 6, height, width),
   };
 }
 
@@ -89,6 +96,14 @@ export const flipOptions = z.object({
   vertical: z.number().min(0).max(1).default(0.5),
   /** Probability of a rotation by a multiple of 90 degrees (uniform over 90/180/270). @default {0} */
   rotate90: z.number().min(0).max(1).default(0),
+  /**
+   * Draw a flip (and rotation) for each image; `false` draws one for the whole batch (every
+   * image gets the same). With one draw per batch the `mi` term is the same in both recipe
+   * `pairing` forms; with a draw per image it is not: its joint pools each displacement over the
+   * batch, and each image's flip mirrors the displacements its own way (the `kl` and `mse` terms,
+   * pixel-wise, agree either way). @default {true}
+   */
+  perImage: z.boolean().default(true),
 }).strict();
 
 /** The `flip` transform plugin: exact flips and 90-degree rotations. */
@@ -99,12 +114,16 @@ export const flipTransformPlugin: TransformFactory<z.infer<typeof flipOptions>, 
   create: (o) =>
     affineTransform("flip", (rng, batch) => {
       const m = identityAffine(batch);
+      let row: number[] = [];
       for (let i = 0; i < batch; i++) {
-        const fx = rng.next() < o.horizontal ? -1 : 1;
-        const fy = rng.next() < o.vertical ? -1 : 1;
-        const quarter = rng.next() < o.rotate90 ? 1 + rng.int(3) : 0;
-        const cos = [1, 0, -1, 0][quarter], sin = [0, 1, 0, -1][quarter];
-        m.set([cos * fx, -sin * fy, 0, sin * fx, cos * fy, 0], 6 * i);
+        if (o.perImage || i === 0) {
+          const fx = rng.next() < o.horizontal ? -1 : 1;
+          const fy = rng.next() < o.vertical ? -1 : 1;
+          const quarter = rng.next() < o.rotate90 ? 1 + rng.int(3) : 0;
+          const cos = [1, 0, -1, 0][quarter], sin = [0, 1, 0, -1][quarter];
+          row = [cos * fx, -sin * fy, 0, sin * fx, cos * fy, 0];
+        }
+        m.set(row, 6 * i);
       }
       return m;
     }),
@@ -145,6 +164,17 @@ export function composeTransforms(parts: InvertibleTransform[]): InvertibleTrans
         for (let i = parts.length - 1; i >= 0; i--) {
           const mi = parts[i].validMask((params as unknown[])[i], h, w);
           mask = mask === null ? mi : tf.mul(mi, parts[i].invert(mask, (params as unknown[])[i]));
+        }
+        return tf.cast(tf.greater(mask!, 0.999), "float32") as tf.Tensor4D;
+      }),
+    forwardValidMask: (params, h, w) =>
+      tf.tidy(() => {
+        // Valid after part i when part i reads only valid pixels of its input: walk forward.
+        let mask: tf.Tensor4D | null = null;
+        for (let i = 0; i < parts.length; i++) {
+          const p = (params as unknown[])[i];
+          const mi: tf.Tensor4D = forwardValidMask(parts[i], p, h, w, mask?.shape[0]);
+          mask = mask === null ? mi : tf.mul(mi, parts[i].apply(mask, p, "bilinear"));
         }
         return tf.cast(tf.greater(mask!, 0.999), "float32") as tf.Tensor4D;
       }),
