@@ -8,10 +8,13 @@
  * @module
  */
 export * as tf from "npm:@tensorflow/tfjs-core@4.22.0";
-// tfjs-core registers no gradients by itself: the union package registers them (its node
-// bundle holds them inline, while core's own `register_all_gradients` module cannot be loaded
-// under Deno because of extensionless imports). We use its side effect only.
-import "npm:@tensorflow/tfjs@4.22.0";
+// tfjs-core registers neither its gradients nor its chained ops (`tensor.min()`) by itself. Its
+// own modules that do cannot be loaded under Deno (extensionless imports), and the union package
+// `@tensorflow/tfjs` that registers them would download ~250 MB of packages nothing here uses:
+// runtime/tfjs_registrations.js is those modules bundled (runtime/tfjs_registrations_build.ts).
+import "./runtime/tfjs_registrations.js";
+// (the chained ops' types)
+import type {} from "npm:@tensorflow/tfjs-core@4.22.0/dist/public/chained_ops/register_all_chained_ops.js";
 export * as tfCpu from "npm:@tensorflow/tfjs-backend-cpu@4.22.0";
 export * as tfWasm from "npm:@tensorflow/tfjs-backend-wasm@4.22.0";
 export * as YAML from "npm:yaml@2.9.1";

@@ -1,7 +1,8 @@
 /**
  * Backend selection. `wasm` (the default) and `cpu` come from the npm registry alone;
  * `tensorflow` / `tensorflow-gpu` are `@tensorflow/tfjs-node(-gpu)`, imported only when asked
- * for, since they download libtensorflow at install time.
+ * for and installed (they download libtensorflow at install time; importing one that is not
+ * installed would fetch it and change `deno.lock`).
  *
  * @module
  */
@@ -73,6 +74,15 @@ export async function initBackend(
     registerAdamKernel();
   }
   if (name === "tensorflow" || name === "tensorflow-gpu") {
+    // Importing a package that is not installed would make Deno download it (tfjs-node pulls in
+    // tfjs's whole union package) and write it into the project's deno.lock, only to fail on
+    // the missing native binding: look for the binding first.
+    if (!nodeBindingInstalled(name)) {
+      throw new UserError(
+        `Cannot use backend "${name}": ${NODE_PACKAGES[name]} is not installed (no native ` +
+          `binding in ./node_modules or Deno's npm cache). ${installHint(name)}`,
+      );
+    }
     try {
       await importNode(name);
     } catch (error) {

@@ -103,20 +103,47 @@ Deno.test("run --backend with an unknown backend exits 2 naming the known ones",
   });
 });
 
-Deno.test("backend tensorflow without tfjs-node installed exits 2 with install instructions", async () => {
+Deno.test("backend tensorflow(-gpu) without tfjs-node installed exits 2 with install instructions and leaves deno.lock alone", async () => {
+  const lock = await Deno.readFile(`${ROOT}/deno.lock`);
   await withDir(async (dir) => {
     await Deno.writeTextFile(`${dir}/r.yaml`, TINY);
-    const res = await cli([
-      "run",
-      `${dir}/r.yaml`,
-      "--backend",
-      "tensorflow",
-      "--out",
-      `${dir}/run`,
-    ]);
-    assert.equal(res.code, 2, res.stderr);
-    assert.match(res.stderr, /Cannot use backend "tensorflow".*tfjs-node.*Install/s);
+    for (const backend of ["tensorflow", "tensorflow-gpu"]) {
+      // through deno task run (the launcher), as a user runs it
+      const res = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "run", `${dir}/r.yaml`, "--backend", backend, "--out", `${dir}/${backend}`],
+        cwd: ROOT,
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(res.stderr);
+      assert.equal(res.code, 2, stderr);
+      assert.match(
+        stderr,
+        new RegExp(`Cannot use backend "${backend}".*not installed.*Install`, "s"),
+      );
+      assert.doesNotMatch(stderr, /Download/);
+    }
   });
+  assert.deepEqual(await Deno.readFile(`${ROOT}/deno.lock`), lock, "deno.lock changed");
+});
+
+Deno.test("the default path downloads no tfjs-node, tfjs union package or packages with build scripts", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", `${ROOT}/mod.ts`],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  assert.ok(out.success);
+  const packages = Object.keys(JSON.parse(new TextDecoder().decode(out.stdout)).npmPackages);
+  const names = packages.map((p) => p.slice(0, p.indexOf("@", 1)));
+  for (const unwanted of ["@tensorflow/tfjs", "@tensorflow/tfjs-node", "core-js"]) {
+    assert.ok(!names.includes(unwanted), `${unwanted} is in the graph: ${names.join(", ")}`);
+  }
+  // and the lockfile (whose packages Deno installs all at once) holds nothing else
+  const lock = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.lock`));
+  assert.deepEqual(Object.keys(lock.npm).sort(), [...packages].sort());
 });
 
 Deno.test("validate accepts every recipe in recipes/", async () => {
