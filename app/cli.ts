@@ -5,14 +5,16 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { Command, CommanderError } from "../deps.ts";
 import { type BackendName, BACKENDS } from "../runtime/backend.ts";
 import { UserError } from "../core/errors.ts";
 import { datasets, type Volume } from "../core/dataset.ts";
-import { datasetOverride, exportPrediction } from "./export.ts";
+import { datasetOverride, exportPrediction, predictionFileName } from "./export.ts";
+import { loadPredictor, predictScans, volumeOnSourceGrid, writeNiftiLabels } from "./predict.ts";
+import { scanPreprocessing } from "../plugins/datasets/_scan.ts";
 import { models } from "../core/model.ts";
-import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
+import { type LoadedRecipe, loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { regularizers } from "../core/regularizer.ts";
 import { transforms } from "../core/transform.ts";
 import { losses } from "../core/loss.ts";
@@ -80,6 +82,53 @@ function printTable(
     console.log(
       `HD95 undefined (class in only one of prediction and truth), left out of the mean: ` +
         undef.map(([k, n]) => `${k} ${n}`).join(", ") + " volume(s)",
+    );
+  }
+}
+
+/** Some items of a command failed (each reported already): exit code 1. */
+class PartialFailure extends Error {}
+
+/**
+ * `eval --export DIR --grid source`: each volume's prediction brought back onto the grid of the
+ * file it was read from (the class probabilities resampled, then the argmax) and written as
+ * NIfTI with that file's shape, spacing and affine. Generated volumes (phantom) have no file:
+ * their evaluated grid is their own, and they are written as `--grid network` writes them.
+ */
+async function exportOnSourceGrid(
+  dir: string,
+  predictions: [Volume, Uint8Array][],
+  trainer: Trainer,
+  loaded: LoadedRecipe,
+): Promise<void> {
+  const parsed = validatePluginOptions(loaded.recipe, loaded.file);
+  const prep = scanPreprocessing(loaded.recipe.dataset.type, parsed.dataset);
+  const model = trainer.evaluationModel();
+  const numClasses = trainer.dataset.classNames.length;
+  let generated = 0;
+  for (const [v, p] of predictions) {
+    const back = await volumeOnSourceGrid(v, model, numClasses, prep);
+    if (back === null) {
+      generated++;
+      await exportPrediction(dir, v, p);
+      continue;
+    }
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+    } catch (error) {
+      throw new UserError(`Cannot write predictions to "${dir}": ${(error as Error).message}`);
+    }
+    await writeNiftiLabels(
+      join(dir, predictionFileName(v.id)),
+      back.labels,
+      back.image,
+      v.source!.path,
+    );
+  }
+  if (generated) {
+    console.error(
+      `${generated} volume(s) of dataset "${trainer.dataset.id}" have no source file (generated ` +
+        `data): written on the evaluated grid, which is their own`,
     );
   }
 }
@@ -258,6 +307,12 @@ export function buildProgram(): Command {
       "evaluate on another dataset: a recipe's dataset section, or a data folder as the run's dataset root",
     )
     .option("--export <dir>", "write each volume's prediction as <dir>/<volume id>_pred.nii.gz")
+    .option(
+      "--grid <grid>",
+      "grid of the exported predictions: network (the evaluated one) | source (each volume's " +
+        "own file: its shape, spacing and affine)",
+      "network",
+    )
     .option(GRANT_FLAG, GRANT_HELP, collect, [])
     .action(async (runDir: string, opts: {
       grant: string[];
@@ -267,8 +322,12 @@ export function buildProgram(): Command {
       json?: boolean;
       data?: string;
       export?: string;
+      grid: string;
     }) => {
       refuseGrant(opts.grant);
+      if (opts.grid !== "network" && opts.grid !== "source") {
+        throw new UserError(`Unknown grid "${opts.grid}"; use network or source`);
+      }
       if (!["val", "validation", "test"].includes(opts.split)) {
         throw new UserError(`Unknown split "${opts.split}"; known splits: val, test`);
       }
@@ -296,9 +355,15 @@ export function buildProgram(): Command {
         const ev = trainer.evaluate(split, undefined, {
           onPrediction: opts.export ? (v, p) => predictions.push([v, p]) : undefined,
         });
-        for (const [v, p] of predictions) await exportPrediction(opts.export!, v, p);
+        if (opts.grid === "source" && opts.export) {
+          await exportOnSourceGrid(opts.export, predictions, trainer, loaded);
+        } else {
+          for (const [v, p] of predictions) await exportPrediction(opts.export!, v, p);
+        }
         if (opts.export && !opts.json) {
-          console.log(`${predictions.length} predictions written to ${opts.export}`);
+          console.log(
+            `${predictions.length} predictions written to ${opts.export} (${opts.grid} grid)`,
+          );
         }
         if (opts.json) console.log(JSON.stringify(ev, null, 2));
         else {printTable(
@@ -307,6 +372,74 @@ export function buildProgram(): Command {
           );}
       } finally {
         trainer.dispose();
+      }
+    });
+
+  program.command("predict")
+    .description(
+      "Segment scans that belong to no dataset with a run; each prediction is written on the " +
+        "scan's own grid (shape, spacing, affine) so that viewers overlay it",
+    )
+    .argument("<run-dir>", "run directory (holds recipe.yaml and checkpoints)")
+    .argument(
+      "<inputs...>",
+      "scans: NIfTI, MetaImage, HDF5 or PNG files, or folders of them (PNG slices grouped " +
+        "by <volume>_<slice>.png)",
+    )
+    .requiredOption("--out <dir>", "output folder: <out>/<name>_pred.<extension>")
+    .option("--format <format>", "same (each input's format) | nifti", "same")
+    .option("--checkpoint <name>", "best | latest", "best")
+    .option("--backend <name>", `backend: ${BACKENDS.join(" | ")} (default: the run's)`)
+    .option("--json", "print the results as JSON")
+    .option(GRANT_FLAG, GRANT_HELP, collect, [])
+    .action(async (runDir: string, inputs: string[], opts: {
+      out: string;
+      format: string;
+      checkpoint: string;
+      backend?: string;
+      json?: boolean;
+      grant: string[];
+    }) => {
+      refuseGrant(opts.grant);
+      if (opts.format !== "same" && opts.format !== "nifti") {
+        throw new UserError(`Unknown format "${opts.format}"; use same or nifti`);
+      }
+      if (opts.checkpoint !== "best" && opts.checkpoint !== "latest") {
+        throw new UserError(`Unknown checkpoint "${opts.checkpoint}"; use best or latest`);
+      }
+      const predictor = await loadPredictor(runDir, {
+        checkpoint: opts.checkpoint,
+        backend: opts.backend,
+      });
+      try {
+        const p = predictor.prep;
+        console.error(
+          `predict with ${predictor.checkpoint} (backend ${predictor.backend}): classes ` +
+            `${predictor.classNames.join(", ")}; preprocessing: ${p.size} x ${p.size} ` +
+            `slices (fit ${p.fit}, normalize ${p.normalize}, slice axis ${p.sliceAxis}` +
+            (p.window ? `, window [${p.window.join(", ")}]` : "") + ")",
+        );
+        const { written, failed } = await predictScans(predictor, inputs, {
+          out: opts.out,
+          format: opts.format,
+          onResult: opts.json ? undefined : (r) => {
+            if ("message" in r) console.log(`FAIL  ${r.input}: ${r.message}`);
+            else {
+              const counts = Object.entries(r.voxels).slice(1).map(([k, v]) => `${k} ${v}`);
+              console.log(
+                `ok    ${r.input} -> ${r.output} (${r.shape.join(" x ")}; voxels ` +
+                  `${counts.join(", ")}; ${r.seconds.toFixed(1)} s)`,
+              );
+            }
+          },
+        });
+        if (opts.json) console.log(JSON.stringify({ written, failed }, null, 2));
+        const line = `${written.length + failed.length} scan(s): ${written.length} ` +
+          `prediction(s) written to ${opts.out}, ${failed.length} failed`;
+        if (failed.length) throw new PartialFailure(line);
+        console.error(line);
+      } finally {
+        predictor.dispose();
       }
     });
 
@@ -355,6 +488,10 @@ export async function main(args: string[]): Promise<number> {
     if (error instanceof InterruptedError) {
       console.error(error.message);
       return error.exitCode;
+    }
+    if (error instanceof PartialFailure) {
+      console.error(`error: ${error.message}`);
+      return 1;
     }
     if (error instanceof UserError || (error as Error)?.name === "UserError") {
       console.error(`error: ${(error as Error).message}`);

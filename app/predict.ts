@@ -1,0 +1,538 @@
+/**
+ * `predict`: segment scans that belong to no dataset with a trained run, and write each
+ * prediction **on the scan's own grid**: same shape, spacing and affine as the scan, so a
+ * viewer overlays it on the scan without help.
+ *
+ * Each scan goes through the run's preprocessing (its dataset's `size`, `fit`, `normalize`,
+ * `sliceAxis` and `window`, see {@linkcode scanPreprocessing}), the run's network (the one its
+ * evaluation reports: a mean teacher's teacher) gives class probabilities on the network's grid,
+ * and those are resampled back to the scan's grid (the inverse of the resize, bilinear) before
+ * the argmax ({@linkcode LabelsOnScanGrid}).
+ *
+ * Inputs: NIfTI (`.nii`, `.nii.gz`), MetaImage (`.mhd`, `.mha`), HDF5 (`.h5`, `.hdf5`, the
+ * `image` dataset), 2D PNG files, and folders: a folder's scans are its volume files and its
+ * PNG slices grouped by name (`<volume>_<slice>.png`, or in an `img/` sub-folder). Outputs:
+ * `<out>/<name>_pred.<same extension>` (a PNG slice group: a folder `<out>/<name>_pred/` of PNGs
+ * with the slices' names), or `<out>/<name>_pred.nii.gz` with `format: "nifti"`. Labels are
+ * uint8 class indices.
+ *
+ * A scan that cannot be read or segmented is reported and skipped; the others are written.
+ *
+ * @module
+ */
+import { basename, join, resolve } from "node:path";
+import { tf } from "../deps.ts";
+import { initBackend } from "../runtime/backend.ts";
+import { loadCheckpoint } from "../core/checkpoint.ts";
+import type { Volume } from "../core/dataset.ts";
+import { UserError } from "../core/errors.ts";
+import type { SegmentationModel } from "../core/model.ts";
+import { loadRecipe, type Recipe, validatePluginOptions } from "../core/recipe.ts";
+import {
+  createNetworks,
+  evaluationModelOf,
+  loadPluginModules,
+  networkTensors,
+} from "../core/trainer.ts";
+import { writeHdf5 } from "../io/hdf5.ts";
+import { type MetaImageVolume, writeMetaImage } from "../io/metaimage.ts";
+import { writeNifti } from "../io/nifti.ts";
+import { readPngSliceGroup, writePng } from "../io/png_slices.ts";
+import { readVolume, stripVolumeExtension, volumeFormat } from "../io/volume.ts";
+import type { VolumeData } from "../io/volume_data.ts";
+import type { PreprocessOptions } from "../plugins/datasets/_preprocess.ts";
+import { scanLayout } from "../plugins/datasets/_preprocess.ts";
+import {
+  LabelsOnScanGrid,
+  prepareScan,
+  rasAffine,
+  scanPreprocessing,
+} from "../plugins/datasets/_scan.ts";
+
+/** A trained run, ready to segment scans. */
+export interface Predictor {
+  /** The run directory. */
+  runDir: string;
+  /** The checkpoint the weights came from. */
+  checkpoint: string;
+  /** Class names, index 0 = background. */
+  classNames: string[];
+  /** The run's preprocessing of a scan. */
+  prep: PreprocessOptions;
+  /** The backend tfjs runs on. */
+  backend: string;
+  /**
+   * Softmax class probabilities of `n` preprocessed slices (`n * size * size` values):
+   * `n * size * size * classes` values, channels last.
+   */
+  probabilities(images: Float32Array, n: number): Float32Array;
+  /** Free the networks. */
+  dispose(): void;
+}
+
+/** Options of {@linkcode loadPredictor}. */
+export interface LoadPredictorOptions {
+  /** `best` or `latest`. @default "best" */
+  checkpoint?: "best" | "latest";
+  /** Another backend than the run's. */
+  backend?: string;
+}
+
+/**
+ * The class names of a run: from `run.json` (runs record them since `predict` exists), else
+ * the foreground classes of `summary.json` or of the last validation in `metrics.jsonl`.
+ *
+ * @throws {UserError} When none of them tells.
+ */
+export async function runClassNames(runDir: string): Promise<string[]> {
+  const json = async (file: string) => {
+    try {
+      return JSON.parse(await Deno.readTextFile(join(runDir, file)));
+    } catch {
+      return undefined;
+    }
+  };
+  const info = await json("run.json");
+  if (Array.isArray(info?.classNames) && info.classNames.length > 1) return info.classNames;
+  const summary = await json("summary.json");
+  if (summary?.dice && typeof summary.dice === "object") {
+    return ["background", ...Object.keys(summary.dice)];
+  }
+  try {
+    const lines = (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).split("\n");
+    for (const line of lines.reverse()) {
+      if (!line.includes("val_dice")) continue;
+      try {
+        const dice = JSON.parse(line).val_dice;
+        if (dice && typeof dice === "object") return ["background", ...Object.keys(dice)];
+      } catch {
+        // a cut line
+      }
+    }
+  } catch {
+    // no metrics
+  }
+  throw new UserError(
+    `Cannot tell the classes of "${runDir}": neither run.json, summary.json nor metrics.jsonl ` +
+      `names them`,
+  );
+}
+
+/**
+ * Load a run's network and preprocessing from its directory (`recipe.yaml`, `run.json` and a
+ * checkpoint), without its dataset. The run's plugin modules are imported (they may define the
+ * model or regularizers); the built-in plugins must be registered.
+ *
+ * @throws {UserError} For a missing or bad run directory or checkpoint.
+ */
+export async function loadPredictor(
+  runDir: string,
+  options: LoadPredictorOptions = {},
+): Promise<Predictor> {
+  const which = options.checkpoint ?? "best";
+  if (which !== "best" && which !== "latest") {
+    throw new UserError(`Unknown checkpoint "${which}"; use best or latest`);
+  }
+  const checkpoint = join(runDir, `${which}.ckpt`);
+  try {
+    await Deno.stat(join(runDir, "recipe.yaml"));
+  } catch {
+    throw new UserError(`"${runDir}" is not a run directory (it has no recipe.yaml)`);
+  }
+  try {
+    await Deno.stat(checkpoint);
+  } catch {
+    throw new UserError(`Cannot predict with "${runDir}": ${checkpoint} does not exist`);
+  }
+  const set = options.backend !== undefined ? [`backend=${options.backend}`] : [];
+  const recipe: Recipe = (await loadRecipe(join(runDir, "recipe.yaml"), { set })).recipe;
+  await loadPluginModules(recipe.plugins);
+  const parsed = validatePluginOptions(recipe, join(runDir, "recipe.yaml"));
+  const prep = scanPreprocessing(recipe.dataset.type, parsed.dataset);
+  const classNames = await runClassNames(runDir);
+  const ckpt = await loadCheckpoint(checkpoint);
+  const backend = await initBackend(recipe.backend, { threads: recipe.threads });
+  const networks = createNetworks(recipe, parsed, classNames.length);
+  try {
+    for (const [name, target] of networkTensors(networks)) {
+      const stored = ckpt.tensors.get(name);
+      if (stored === undefined) {
+        throw new UserError(`Checkpoint "${checkpoint}" has no tensor "${name}"`);
+      }
+      if (stored.shape.join("x") !== target.shape.join("x")) {
+        throw new UserError(
+          `Checkpoint "${checkpoint}": "${name}" has shape ${stored.shape}, the model ` +
+            `${target.shape}`,
+        );
+      }
+      const value = tf.tensor(stored.data, stored.shape);
+      target.assign(value);
+      value.dispose();
+    }
+  } catch (error) {
+    networks.dispose();
+    throw error;
+  }
+  const model = evaluationModelOf(networks);
+  const size = prep.size;
+  return {
+    runDir,
+    checkpoint,
+    classNames,
+    prep,
+    backend,
+    probabilities: (images, n) => slicesProbabilities(model, images, n, size, size),
+    dispose: () => networks.dispose(),
+  };
+}
+
+/**
+ * Softmax probabilities of `n` slices of `h x w` (`n * h * w` values) through `model` in
+ * evaluation mode, 8 slices at a time: `n * h * w * classes` values, channels last.
+ */
+export function slicesProbabilities(
+  model: SegmentationModel,
+  images: Float32Array,
+  n: number,
+  h: number,
+  w: number,
+): Float32Array {
+  const parts: Float32Array[] = [];
+  let total = 0;
+  for (let s = 0; s < n; s += 8) {
+    const m = Math.min(8, n - s);
+    const p = tf.tidy(() => {
+      const x = tf.tensor4d(images.subarray(s * h * w, (s + m) * h * w), [m, h, w, 1]);
+      return tf.softmax(model.apply(x, { training: false }));
+    });
+    const values = p.dataSync() as Float32Array;
+    p.dispose();
+    parts.push(values);
+    total += values.length;
+  }
+  const out = new Float32Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/**
+ * Segment one scan: labels in the scan's own shape and voxel order (uint8 class indices).
+ *
+ * @throws {UserError} When the scan is not a 2D or 3D volume.
+ */
+export function segmentScan(predictor: Predictor, image: VolumeData, path: string): Uint8Array {
+  const { image: input, layout } = prepareScan(image, predictor.prep, path);
+  const n = layout.size * layout.size;
+  const labels = new LabelsOnScanGrid(layout, predictor.classNames.length);
+  for (let s = 0; s < layout.depth; s += 8) {
+    const m = Math.min(8, layout.depth - s);
+    const probs = predictor.probabilities(input.subarray(s * n, (s + m) * n), m);
+    for (let k = 0; k < m; k++) labels.add(s + k, probs, k * n * predictor.classNames.length);
+  }
+  return labels.labels();
+}
+
+/**
+ * A volume's prediction on its source grid (`eval --export --grid source`): its network-grid
+ * probabilities from `model`, brought back onto the grid of the file it was read from.
+ *
+ * @returns The labels and the source image (for its geometry), or `null` for a volume without
+ *   a source file (generated data, whose grid is the network's).
+ * @throws {UserError} When the source file no longer gives the volume's grid.
+ */
+export async function volumeOnSourceGrid(
+  volume: Volume,
+  model: SegmentationModel,
+  numClasses: number,
+  prep: PreprocessOptions,
+): Promise<{ labels: Uint8Array; image: VolumeData } | null> {
+  if (!volume.source) return null;
+  const image = await volume.source.read();
+  const layout = scanLayout(image, prep);
+  const [d, h, w] = volume.shape;
+  if (!layout || layout.depth !== d || layout.size !== h || layout.size !== w) {
+    throw new UserError(
+      `"${volume.source.path}" no longer gives volume "${volume.id}" ` +
+        `([${image.shape.join(", ")}] for [${volume.shape.join(", ")}]); was it changed?`,
+    );
+  }
+  const labels = new LabelsOnScanGrid(layout, numClasses);
+  const n = h * w;
+  for (let s = 0; s < d; s += 8) {
+    const m = Math.min(8, d - s);
+    const probs = slicesProbabilities(model, volume.image.subarray(s * n, (s + m) * n), m, h, w);
+    for (let k = 0; k < m; k++) labels.add(s + k, probs, k * n * numClasses);
+  }
+  return { labels: labels.labels(), image };
+}
+
+/** Write labels on a scan's grid as a gzipped NIfTI with the scan's geometry (RAS affine). */
+export async function writeNiftiLabels(
+  path: string,
+  labels: Uint8Array,
+  image: VolumeData,
+  imagePath: string,
+): Promise<void> {
+  const affine = rasAffine(image, imagePath);
+  await writeNifti(path, {
+    data: labels,
+    shape: [...image.shape],
+    spacing: [...image.spacing],
+    ...(affine ? { affine } : {}),
+  }, { datatype: "uint8" });
+}
+
+/** One scan to segment. */
+export interface Scan {
+  /** The file, or for a PNG slice group its first slice. */
+  path: string;
+  /** The name its prediction is named after (`<name>_pred...`). */
+  name: string;
+  /** A PNG slice group: its slice files in order (`path` is the first). */
+  slices?: string[];
+}
+
+/** A scan (or an input) that could not be segmented. */
+export interface PredictFailure {
+  input: string;
+  message: string;
+}
+
+const SLICE_NAME = /^(.+)_(\d+)\.png$/i;
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+/** The scans of a folder: its volume files, and its PNGs grouped into slice groups by name. */
+async function folderScans(dir: string): Promise<Scan[]> {
+  const imageDir = await isDirectory(join(dir, "img")) ? join(dir, "img") : dir;
+  const names: string[] = [];
+  for await (const e of Deno.readDir(imageDir)) {
+    if (e.name.startsWith(".")) continue;
+    if (e.isFile || (e.isSymlink && !(await isDirectory(join(imageDir, e.name))))) {
+      names.push(e.name);
+    }
+  }
+  names.sort();
+  const scans: Scan[] = [];
+  const groups = new Map<string, { slice: number; name: string }[]>();
+  for (const name of names) {
+    const format = volumeFormat(name);
+    if (format === null) continue; // .raw / .zraw data files, notes, ...
+    const m = SLICE_NAME.exec(name);
+    if (format === "png" && m) {
+      groups.set(m[1], [...(groups.get(m[1]) ?? []), { slice: Number(m[2]), name }]);
+      continue;
+    }
+    scans.push({ path: join(imageDir, name), name: stripVolumeExtension(name) });
+  }
+  for (const [id, list] of groups) {
+    list.sort((a, b) => a.slice - b.slice);
+    const slices = list.map((s) => join(imageDir, s.name));
+    scans.push({ path: slices[0], name: id, slices });
+  }
+  return scans.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/**
+ * The scans of the inputs (files and folders); an input that does not exist, has an unknown
+ * format or is a folder without scans is a failure.
+ */
+export async function collectScans(
+  inputs: string[],
+): Promise<{ scans: Scan[]; failures: PredictFailure[] }> {
+  const scans: Scan[] = [];
+  const failures: PredictFailure[] = [];
+  for (const input of inputs) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(input);
+    } catch {
+      failures.push({ input, message: "no such file or folder" });
+      continue;
+    }
+    if (info.isDirectory) {
+      try {
+        const found = await folderScans(input);
+        if (found.length === 0) {
+          failures.push({ input, message: "the folder holds no scan (.nii, .mhd, .h5, .png ...)" });
+        }
+        scans.push(...found);
+      } catch (error) {
+        failures.push({ input, message: (error as Error).message });
+      }
+      continue;
+    }
+    if (volumeFormat(input) === null) {
+      failures.push({
+        input,
+        message: "unknown volume format (.nii, .nii.gz, .mhd, .mha, .h5, .hdf5, .png)",
+      });
+      continue;
+    }
+    scans.push({ path: input, name: stripVolumeExtension(basename(input)) });
+  }
+  return { scans, failures };
+}
+
+/** Read a scan: a volume file, or a PNG slice group stacked to `[slices, height, width]`. */
+async function readScan(scan: Scan): Promise<VolumeData> {
+  if (!scan.slices) return await readVolume(scan.path);
+  const group = { id: scan.name, patient: scan.name, imageFiles: scan.slices, labelFiles: null };
+  return (await readPngSliceGroup(group)).image;
+}
+
+/** The output format of `predict`: the input's own, or NIfTI for every scan. */
+export type PredictFormat = "same" | "nifti";
+
+/** The extension a scan's prediction is written with. */
+function outputExtension(scan: Scan, format: PredictFormat): string {
+  if (format === "nifti") return ".nii.gz";
+  if (scan.slices) return "";
+  const lower = scan.path.toLowerCase();
+  return [".nii.gz", ".nii", ".mhd", ".mha", ".hdf5", ".h5", ".png"].find((e) =>
+    lower.endsWith(e)
+  )!;
+}
+
+/** Write a scan's labels in `format`, with the scan's geometry. */
+async function writePrediction(
+  out: string,
+  scan: Scan,
+  image: VolumeData,
+  labels: Uint8Array,
+  format: PredictFormat,
+): Promise<void> {
+  if (format === "nifti") return await writeNiftiLabels(out, labels, image, scan.path);
+  if (scan.slices) {
+    await Deno.mkdir(out, { recursive: true });
+    const [, h, w] = image.shape;
+    for (const [k, file] of scan.slices.entries()) {
+      await writePng(join(out, basename(file)), {
+        data: labels.subarray(k * h * w, (k + 1) * h * w),
+        shape: [h, w],
+        spacing: [1, 1],
+      });
+    }
+    return;
+  }
+  const volume: VolumeData = {
+    data: labels,
+    shape: [...image.shape],
+    spacing: [...image.spacing],
+    spacingKnown: image.spacingKnown,
+    ...(image.affine ? { affine: image.affine } : {}),
+  };
+  switch (volumeFormat(scan.path)) {
+    case "nifti":
+      return await writeNifti(out, volume, { datatype: "uint8" });
+    case "metaimage": {
+      const header = (image as Partial<MetaImageVolume>).header ?? {};
+      const compressed = Object.entries(header).some(([k, v]) =>
+        k.toLowerCase() === "compresseddata" && /^(true|1|yes)$/i.test(v.trim())
+      );
+      return await writeMetaImage(out, volume, { elementType: "MET_UCHAR", compress: compressed });
+    }
+    case "hdf5":
+      return await writeHdf5(out, {
+        label: {
+          data: labels,
+          shape: [...image.shape],
+          ...(image.spacingKnown === false ? {} : { spacing: [...image.spacing] }),
+        },
+      });
+    case "png":
+      return await writePng(out, volume);
+    default:
+      throw new UserError(`Cannot write "${out}": unknown format`);
+  }
+}
+
+/** The outcome of one scan. */
+export interface PredictResult {
+  input: string;
+  output: string;
+  /** The scan's (and the prediction's) shape. */
+  shape: number[];
+  /** Voxels of each class in the prediction. */
+  voxels: Record<string, number>;
+  seconds: number;
+}
+
+/** Options of {@linkcode predictScans}. */
+export interface PredictOptions {
+  /** Output folder (created). */
+  out: string;
+  /** @default "same" */
+  format?: PredictFormat;
+  /** Called after each scan (written or failed). */
+  onResult?: (result: PredictResult | PredictFailure) => void;
+}
+
+/**
+ * Segment every scan of `inputs` with `predictor` and write the predictions to `options.out`;
+ * a scan that fails is reported and skipped.
+ */
+export async function predictScans(
+  predictor: Predictor,
+  inputs: string[],
+  options: PredictOptions,
+): Promise<{ written: PredictResult[]; failed: PredictFailure[] }> {
+  const format = options.format ?? "same";
+  const { scans: all, failures } = await collectScans(inputs);
+  // the same scan named twice (a file and its folder) is segmented once
+  const seen = new Set<string>();
+  const scans = all.filter((s) => {
+    const key = resolve(s.path);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  for (const f of failures) options.onResult?.(f);
+  const written: PredictResult[] = [];
+  const failed = [...failures];
+  try {
+    await Deno.mkdir(options.out, { recursive: true });
+  } catch (error) {
+    throw new UserError(`Cannot write to "${options.out}": ${(error as Error).message}`);
+  }
+  const used = new Set<string>();
+  for (const scan of scans) {
+    const start = performance.now();
+    let stem = `${scan.name.replace(/[^A-Za-z0-9._-]+/g, "_")}_pred`;
+    for (let k = 2; used.has(stem); k++) stem = `${scan.name}_${k}_pred`;
+    used.add(stem);
+    const output = join(options.out, stem + outputExtension(scan, format));
+    try {
+      const image = await readScan(scan);
+      const labels = segmentScan(predictor, image, scan.path);
+      await writePrediction(output, scan, image, labels, format);
+      const counts = new Array(predictor.classNames.length).fill(0);
+      for (let i = 0; i < labels.length; i++) counts[labels[i]]++;
+      const result: PredictResult = {
+        input: scan.slices ? resolve(scan.path, "..") : scan.path,
+        output,
+        shape: [...image.shape],
+        voxels: Object.fromEntries(predictor.classNames.map((c, i) => [c, counts[i]])),
+        seconds: (performance.now() - start) / 1000,
+      };
+      if (scan.slices) result.input = `${result.input}/${scan.name}_*.png`;
+      written.push(result);
+      options.onResult?.(result);
+    } catch (error) {
+      const failure = { input: scan.path, message: (error as Error).message };
+      failed.push(failure);
+      options.onResult?.(failure);
+    }
+  }
+  return { written, failed };
+}
