@@ -37,7 +37,7 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 const GRANT_FLAG = "--grant <kind=values>";
-const GRANT_HELP = "deno task run / eval only: grant the run more than its recipe needs " +
+const GRANT_HELP = "deno task run / eval / predict only: grant more than the launcher gives " +
   "(repeatable; kinds read, write, env, net, import, sys, run, ffi), e.g. --grant read=/data " +
   '--grant import=example.com (README, "Permissions")';
 
@@ -45,7 +45,7 @@ const GRANT_HELP = "deno task run / eval only: grant the run more than its recip
 function refuseGrant(grants: string[]): void {
   if (grants.length === 0) return;
   throw new UserError(
-    "--grant is read by deno task run / deno task eval (the launcher); started with deno run, " +
+    "--grant is read by deno task run / eval / predict (the launcher); started with deno run, " +
       "give Deno's own --allow-<kind> flags instead",
   );
 }

@@ -19,6 +19,11 @@
  * - no network, no system information, no FFI (except for the native tfjs-node backend, whose
  *   addon cannot be sandboxed: it gets ffi, env and sys).
  *
+ * `deno task eval` is planned the same way from the run directory (plus `--data` and the
+ * `--export` folder), and `deno task predict` gets the run directory, the scans it is given
+ * (a MetaImage header with its data file), the `--out` folder, and the run's plugins and
+ * backend, but no dataset.
+ *
  * `--grant kind=value[,value]` (repeatable) adds to a kind, e.g. `--grant read=/data` for a
  * dataset from a plugin module, whose files the launcher cannot know. To run with other
  * permissions altogether, call `deno run <flags> app/cli.ts run ...` directly.
@@ -239,7 +244,10 @@ export async function moduleGraph(
   }
 }
 
-/** The grants of one loaded recipe: its files, the variables it names, its plugins and data. */
+/**
+ * The grants of one loaded recipe: its files, the variables it names, its plugins and (unless
+ * `withData` is false, as for `predict`, which reads no dataset) its data.
+ */
 async function recipeGrants(
   grants: Grants,
   recipe: Recipe,
@@ -247,6 +255,7 @@ async function recipeGrants(
   launch: LaunchEnvironment,
   notes: string[],
   graphFiles: Set<string>,
+  withData = true,
 ): Promise<void> {
   for (const spec of recipe.plugins) await pluginGrants(grants, spec, launch, graphFiles);
   const native = recipe.backend === "tensorflow" || recipe.backend === "tensorflow-gpu" ||
@@ -262,6 +271,7 @@ async function recipeGrants(
       `sandboxed: the run is granted ffi, env and sys`;
     if (!notes.includes(note)) notes.push(note);
   }
+  if (!withData) return;
   const type = recipe.dataset.type;
   const factory = datasets.has(type) ? datasets.get(type) : undefined;
   const { type: _type, ...raw } = recipe.dataset;
@@ -354,6 +364,7 @@ export function parseEvalArgs(args: string[]): EvalArgs {
     .option("--json")
     .option("--data <recipe|dir>")
     .option("--export <dir>")
+    .option("--grid <grid>")
     .option("--grant <kind=values>", "", collect, [])
     .option("-h, --help")
     .action((runDir: string | undefined, opts: Omit<EvalArgs, "runDir">) => {
@@ -394,6 +405,95 @@ export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promi
   return plan.finish(args.grant);
 }
 
+/** The arguments of `predict` (those of `app/cli.ts predict`, plus `--grant`). */
+export interface PredictArgs {
+  runDir: string;
+  inputs: string[];
+  out?: string;
+  backend?: string;
+  grant: string[];
+}
+
+/** Parse the arguments of `predict` as `app/cli.ts predict` does (plus `--grant`). */
+export function parsePredictArgs(args: string[]): PredictArgs {
+  let parsed: PredictArgs | undefined;
+  const program = new Command()
+    .name("mi-ssl predict")
+    .exitOverride()
+    .showHelpAfterError(false)
+    .helpOption(false)
+    .argument("[run-dir]")
+    .argument("[inputs...]")
+    .option("--out <dir>")
+    .option("--format <format>")
+    .option("--checkpoint <name>")
+    .option("--backend <name>")
+    .option("--json")
+    .option("--grant <kind=values>", "", collect, [])
+    .option("-h, --help")
+    .action((runDir: string | undefined, inputs: string[], opts: Omit<PredictArgs, "runDir">) => {
+      parsed = { ...opts, runDir: runDir ?? "", inputs };
+    });
+  return parseWith(program, args, () => parsed!);
+}
+
+/**
+ * The files a scan given to `predict` is read from: the file (or folder) itself, and for a
+ * MetaImage header the data file it names (`ElementDataFile`; its folder for a `LIST` or a
+ * slice pattern).
+ */
+export async function scanFiles(path: string): Promise<string[]> {
+  if (!/\.mhd$/i.test(path)) return [path];
+  let head: string;
+  try {
+    const file = await Deno.open(path);
+    try {
+      const buffer = new Uint8Array(65536);
+      const n = await file.read(buffer);
+      head = new TextDecoder("latin1").decode(buffer.subarray(0, n ?? 0));
+    } finally {
+      file.close();
+    }
+  } catch {
+    return [path]; // predict reports it
+  }
+  const m = /^\s*ElementDataFile\s*=\s*(.*?)\s*$/im.exec(head);
+  if (!m || m[1].toUpperCase() === "LOCAL") return [path];
+  const data = m[1].split(/\s+/)[0];
+  if (m[1].toUpperCase().startsWith("LIST") || m[1].includes("%") || /\s/.test(m[1])) {
+    return [path, dirname(path)];
+  }
+  return [path, resolve(dirname(path), data)];
+}
+
+/**
+ * Work out the permissions of `app/cli.ts predict <args>`: read the run directory and the
+ * scans (files and folders, a MetaImage header's data file), write `--out`; the run's plugin
+ * modules and backend as for `run`, but no dataset.
+ */
+export async function planPredict(
+  args: PredictArgs,
+  launch: LaunchEnvironment,
+): Promise<LaunchPlan> {
+  const plan = new Planner(launch);
+  const { grants } = plan;
+  if (args.runDir === "") throw new UserError("predict needs a run directory");
+  const dir = resolve(launch.cwd, args.runDir);
+  add(grants, "read", dir);
+  for (const input of args.inputs) {
+    add(grants, "read", ...await scanFiles(resolve(launch.cwd, input)));
+  }
+  if (args.out !== undefined) {
+    const out = resolve(launch.cwd, args.out);
+    add(grants, "read", out);
+    add(grants, "write", out);
+  }
+  const set = args.backend !== undefined ? [`backend=${args.backend}`] : [];
+  const info = await plan.runInfo(dir);
+  await plan.runRecipe(dir, set, info.baseDir ?? dir, false);
+  return plan.finish(args.grant);
+}
+
 /** The grants being worked out, and the variables the recipes looked up. */
 class Planner {
   readonly grants: Grants = {};
@@ -421,9 +521,17 @@ class Planner {
     return this.#launch.env(name);
   };
 
-  /** A loaded recipe's plugins, backend and dataset. */
-  async recipe(recipe: Recipe, baseDir: string): Promise<void> {
-    await recipeGrants(this.grants, recipe, baseDir, this.#launch, this.notes, this.graphFiles);
+  /** A loaded recipe's plugins, backend and (unless `withData` is false) dataset. */
+  async recipe(recipe: Recipe, baseDir: string, withData = true): Promise<void> {
+    await recipeGrants(
+      this.grants,
+      recipe,
+      baseDir,
+      this.#launch,
+      this.notes,
+      this.graphFiles,
+      withData,
+    );
   }
 
   /** `run.json` of a run directory (empty when missing: the command reports that). */
@@ -436,10 +544,10 @@ class Planner {
   }
 
   /** The recipe of a run directory (when it cannot be loaded the command reports why). */
-  async runRecipe(dir: string, set: string[], baseDir: string): Promise<void> {
+  async runRecipe(dir: string, set: string[], baseDir: string, withData = true): Promise<void> {
     try {
       const loaded = await loadRecipe(`${dir}/recipe.yaml`, { set, env: this.env });
-      await this.recipe(loaded.recipe, baseDir);
+      await this.recipe(loaded.recipe, baseDir, withData);
     } catch (error) {
       if (!(error instanceof UserError)) throw error;
     }
@@ -582,8 +690,8 @@ export async function npmCacheDir(deno: string = Deno.execPath()): Promise<strin
  */
 export async function launch(args: string[]): Promise<number> {
   const [command, ...rest] = args;
-  if (command !== "run" && command !== "eval") {
-    throw new UserError(`the launcher runs "run" or "eval", not "${command ?? ""}"`);
+  if (command !== "run" && command !== "eval" && command !== "predict") {
+    throw new UserError(`the launcher runs "run", "eval" or "predict", not "${command ?? ""}"`);
   }
   const help = rest.includes("-h") || rest.includes("--help");
   const deno = await runnableDeno() ?? "deno";
@@ -613,7 +721,9 @@ export async function launch(args: string[]): Promise<number> {
     ? { grants: {}, notes: [] }
     : command === "run"
     ? await planLaunch(parseLaunchArgs(rest), environment)
-    : await planEval(parseEvalArgs(rest), environment);
+    : command === "eval"
+    ? await planEval(parseEvalArgs(rest), environment)
+    : await planPredict(parsePredictArgs(rest), environment);
   const flags = grantFlags(plan.grants);
   if (!help) console.error(describeGrants(plan.grants, command, plan.graphFiles));
   for (const note of plan.notes) console.error(`note: ${note}`);

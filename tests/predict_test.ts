@@ -8,6 +8,8 @@ import { readPng, writePng } from "../io/png_slices.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import { prepareCase } from "../plugins/datasets/_preprocess.ts";
 import { scanPreprocessing } from "../plugins/datasets/_scan.ts";
+import { parsePredictArgs, planPredict } from "../app/launcher.ts";
+import { join } from "node:path";
 
 const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -292,6 +294,81 @@ Deno.test("eval --export --grid source writes each volume on its source file's g
     const bad = await cli(["eval", `${dir}/run`, "--export", `${dir}/x`, "--grid", "mine"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /Unknown grid "mine"; use network or source/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launcher: predict reads the run and the scans (a MetaImage's data file), writes only --out, no dataset", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/run`);
+    await Deno.writeTextFile(
+      `${dir}/run/recipe.yaml`,
+      "method: partial\ndataset: { type: folder, root: /data/mine, classes: 2, " +
+        "split: { labeled: 1 } }\ntrainer: { iterations: 2 }\n",
+    );
+    await writeVolume(`${dir}/scan.mhd`, {
+      data: new Uint8Array(8),
+      shape: [2, 2, 2],
+      spacing: [1, 1, 1],
+    });
+    const { grants } = await planPredict(
+      parsePredictArgs([`${dir}/run`, `${dir}/scan.mhd`, "scans", "--out", "preds"]),
+      {
+        cwd: ROOT,
+        frameworkDir: ROOT,
+        npmCache: "/cache/deno/npm",
+        tmpDir: "/tmpx",
+        env: () => undefined,
+        moduleGraph: () => Promise.resolve(undefined),
+      },
+    );
+    assert.deepEqual(grants.read, [
+      "/cache/deno/npm",
+      `${dir}/run`,
+      `${dir}/scan.mhd`,
+      `${dir}/scan.raw`,
+      join(ROOT, "scans"),
+      join(ROOT, "preds"),
+    ]);
+    assert.deepEqual(grants.write, [join(ROOT, "preds")]);
+    assert.equal(grants.net, undefined);
+    assert.equal(grants.run, undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task predict segments scans under the launcher's grants (a plugin model included)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = await levelRun(
+      dir,
+      "{ type: folder, root: nowhere, size: 16, classes: 2, split: { labeled: 1 } }",
+      ["background", "structure"],
+    );
+    const shape: [number, number, number] = [6, 12, 10];
+    const label = ellipsoid(shape);
+    await writeVolume(`${dir}/scan.mhd`, {
+      data: Float32Array.from(label, (v) => 5 * v),
+      shape,
+      spacing: [2, 1, 1],
+    });
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["task", "predict", run, `${dir}/scan.mhd`, "--out", `${dir}/out`],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.match(stderr, /permissions of this predict \(deno task predict\): read: /);
+    assert.doesNotMatch(stderr, /not granted|NotCapable/);
+    const pred = await readVolume(`${dir}/out/scan_pred.mhd`);
+    assert.deepEqual(pred.shape, shape);
+    assert.ok(dice(Uint8Array.from(pred.data), label, 2)[0] > 0.8);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
