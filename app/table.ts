@@ -10,11 +10,14 @@ import { UserError } from "../core/errors.ts";
 import { mean, pairedTTestGreater, sampleStd } from "./stats.ts";
 import type { Summary } from "../core/trainer.ts";
 
-/** The fields of `summary.json` a table reads. */
-export type RunSummary = Pick<
-  Summary,
-  "method" | "dataset" | "seed" | "dice" | "dice_mean" | "per_volume"
->;
+/**
+ * The fields of `summary.json` a table reads. `seconds_wall` is missing in summaries written
+ * before it existed, which have `seconds` (the training steps only) instead.
+ */
+export type RunSummary =
+  & Pick<Summary, "method" | "dataset" | "seed" | "dice" | "dice_mean" | "per_volume">
+  & Partial<Pick<Summary, "seconds_wall">>
+  & { seconds?: number };
 
 /** One finished run: its directory and `summary.json`. */
 export interface RunResult {
@@ -215,6 +218,13 @@ export interface TableEntry {
   /** By class name. */
   dice: Record<string, TableCell>;
   dice_mean: TableCell;
+  /**
+   * Wall time of each run in seconds (`summary.json` `seconds_wall`), over the seeds whose
+   * summary has it; for older summaries `seconds`, the training steps only.
+   */
+  seconds: TableCell;
+  /** Whether some seed's time is the older `seconds` (training steps only). */
+  secondsTrainOnly: boolean;
   /** The test against the baseline (`null` for the baseline itself or without pairs). */
   test: TableTest | null;
   /** The run directories. */
@@ -240,6 +250,16 @@ export interface TableOptions {
 
 function cell(values: number[]): TableCell {
   return { values, mean: mean(values), std: sampleStd(values) };
+}
+
+function isNumber(v: unknown): v is number {
+  return typeof v === "number" && Number.isFinite(v);
+}
+
+/** A run's wall time: `seconds_wall`, else the older `seconds` (training steps), else `null`. */
+function wallSeconds(s: RunSummary): number | null {
+  if (isNumber(s.seconds_wall)) return s.seconds_wall;
+  return isNumber(s.seconds) ? s.seconds : null;
 }
 
 /** Mean foreground Dice of each validation volume of a run, by volume id. */
@@ -341,6 +361,12 @@ export function buildTable(runs: RunResult[], options: TableOptions = {}): Resul
         seeds,
         dice,
         dice_mean: cell(seedRuns.map((r) => 100 * r.summary.dice_mean)),
+        seconds: cell(
+          seedRuns.map((r) => wallSeconds(r.summary)).filter((v): v is number => v !== null),
+        ),
+        secondsTrainOnly: seedRuns.some((r) =>
+          !isNumber(r.summary.seconds_wall) && isNumber(r.summary.seconds)
+        ),
         test,
         runs: seedRuns.map((r) => r.dir),
       };
@@ -354,6 +380,12 @@ export function buildTable(runs: RunResult[], options: TableOptions = {}): Resul
 export function formatCell(c: TableCell | undefined): string {
   if (!c || c.values.length === 0) return "";
   return Number.isFinite(c.std) ? `${c.mean.toFixed(2)} (${c.std.toFixed(2)})` : c.mean.toFixed(2);
+}
+
+/** Mean seconds as minutes, `45.9`; empty without values. */
+export function formatMinutes(c: TableCell | undefined): string {
+  if (!c || c.values.length === 0) return "";
+  return (c.mean / 60).toFixed(1);
 }
 
 /** A p-value as `0.0367`, `3.2e-5`, or `n/a`. */
@@ -373,6 +405,7 @@ export function tableCells(table: ResultTable): { header: string[]; rows: string
     if (d.classes.length > 1) { for (const c of d.classes) header.push(`${prefix}${c}`); }
     header.push(`${prefix}mean`);
     if (table.baseline !== null) header.push(`${prefix}p (${table.baseline} >)`);
+    header.push(`${prefix}min`);
   }
   const rows = table.rows.map((row) => {
     const out = [row.method];
@@ -386,6 +419,7 @@ export function tableCells(table: ResultTable): { header: string[]; rows: string
           !e ? "" : row.method === table.baseline ? "-" : e.test ? formatP(e.test.p) : "n/a",
         );
       }
+      out.push(formatMinutes(e?.seconds) + (e?.secondsTrainOnly ? "†" : ""));
     }
     return out;
   });
@@ -420,6 +454,10 @@ export function formatTable(table: ResultTable, format: "md" | "csv" | "json"): 
     (table.baseline !== null
       ? ` p: one-sided paired t-test of ${table.baseline} > method on the mean foreground Dice ` +
         "of each validation volume, paired by (volume, seed)."
+      : "") +
+    " min: mean wall time of a run in minutes (summary.json seconds_wall)." +
+    (table.rows.some((r) => Object.values(r.datasets).some((e) => e.secondsTrainOnly))
+      ? " †: some seeds' summaries predate seconds_wall; their time is the training steps only."
       : "");
   return [line(header), rule, ...rows.map(line), "", note].join("\n") + "\n";
 }

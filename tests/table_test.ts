@@ -24,7 +24,7 @@ async function fakeRun(
     dataset,
     seed,
     iterations: 10,
-    seconds: 1,
+    seconds_wall: 60 * seed + 6, // seed 1: 1.1 min, seed 2: 2.1 min
     backend: "wasm",
     params: 1,
     dice,
@@ -117,7 +117,7 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
     const lines = md.split("\n");
     assert.match(
       lines[0],
-      /\| method +\| seeds \| +RV \| +Myo \| +LV \| +mean \| p \(ours-kl >\) \|/,
+      /\| method +\| seeds \| +RV \| +Myo \| +LV \| +mean \| p \(ours-kl >\) \| min \|/,
     );
     const row = (m: string) =>
       lines.find((l) => l.startsWith(`| ${m} `))!.split("|").slice(1, -1).map((s) => s.trim());
@@ -129,6 +129,7 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
       "91.00 (1.41)",
       "81.67 (2.36)",
       "-",
+      "1.6",
     ]);
     assert.deepEqual(row("partial"), [
       "partial",
@@ -138,6 +139,7 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
       "83.00 (4.24)",
       "72.67 (3.77)",
       "0.0177",
+      "1.6",
     ]);
     assert.deepEqual(row("mean-teacher"), [
       "mean-teacher",
@@ -147,12 +149,18 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
       "88.00",
       "78.00",
       "0.1024",
+      "1.1",
     ]);
     assert.match(md, /one-sided paired t-test of ours-kl > method/);
+    assert.match(md, /min: mean wall time of a run in minutes \(summary\.json seconds_wall\)\.$/m);
+    assertClose(ours.seconds.mean, 96, 1e-12);
 
     const csv = formatTable(table, "csv").trim().split("\n");
-    assert.equal(csv[0], "method,seeds,RV,Myo,LV,mean,p (ours-kl >)");
-    assert.equal(csv[1], "partial,2,72.00 (2.83),63.00 (4.24),83.00 (4.24),72.67 (3.77),0.0177");
+    assert.equal(csv[0], "method,seeds,RV,Myo,LV,mean,p (ours-kl >),min");
+    assert.equal(
+      csv[1],
+      "partial,2,72.00 (2.83),63.00 (4.24),83.00 (4.24),72.67 (3.77),0.0177,1.6",
+    );
 
     const json = JSON.parse(formatTable(table, "json")) as ResultTable;
     assert.equal(json.rows[1].datasets.acdc.dice.RV.std, null); // NaN -> null
@@ -196,10 +204,24 @@ Deno.test("table CLI: csv from a glob; an unknown baseline exits 2", async () =>
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     assert.match(
       stdout,
-      /^method,seeds,RV,Myo,LV,mean,p \(ours-kl >\)\npartial,2,72\.00 \(2\.83\)/,
+      /^method,seeds,RV,Myo,LV,mean,p \(ours-kl >\),min\npartial,2,72\.00 \(2\.83\)/,
     );
     out = await run([root, "--baseline", "nope"]);
     assert.equal(out.code, 2);
     assert.match(new TextDecoder().decode(out.stderr), /baseline method "nope".*ours-kl/);
+  });
+});
+
+Deno.test("table: summaries without seconds_wall show their training seconds, starred", async () => {
+  await withRuns(async (root) => {
+    const file = `${root}/mt/seed1/summary.json`;
+    const s = JSON.parse(await Deno.readTextFile(file));
+    delete s.seconds_wall;
+    s.seconds = 30;
+    await Deno.writeTextFile(file, JSON.stringify(s));
+    const md = formatTable(buildTable(await loadRuns([root], () => {})), "md");
+    assert.match(md, /^\| mean-teacher .*\| 0\.5† \|$/m);
+    assert.match(md, /^\| partial .*\| +1\.6 \|$/m);
+    assert.match(md, /†: some seeds' summaries predate seconds_wall/);
   });
 });
