@@ -212,8 +212,9 @@ export function buildProgram(): Command {
         if (file === undefined) throw new UserError("run needs a recipe file (or --resume DIR)");
         const loaded = await loadRecipe(file, { set });
         await loadPluginModules(loaded.recipe.plugins);
-        validatePluginOptions(loaded.recipe, loaded.file);
+        validatePluginOptions(loaded.recipe, file);
         trainer = await Trainer.create(loaded.recipe, {
+          source: file,
           baseDir: dirname(loaded.file),
           recipeFile: loaded.file,
           out: opts.out,
@@ -340,9 +341,18 @@ export function buildProgram(): Command {
       } catch {
         throw new UserError(`Cannot evaluate "${runDir}": ${ckpt} does not exist`);
       }
-      const set = opts.data ? [await datasetOverride(opts.data), ...opts.set] : opts.set;
-      const loaded = await loadRecipe(`${runDir}/recipe.yaml`, { set });
+      const recipeFile = `${runDir}/recipe.yaml`;
+      const set = opts.data
+        ? [
+          await datasetOverride(opts.data, {
+            runDataset: (await loadRecipe(recipeFile)).recipe.dataset,
+          }),
+          ...opts.set,
+        ]
+        : opts.set;
+      const loaded = await loadRecipe(recipeFile, { set });
       const trainer = await Trainer.create(loaded.recipe, {
+        source: recipeFile,
         // relative dataset paths of the recipe are relative to where it came from
         baseDir: (await readRunInfo(runDir)).baseDir,
         out: null,

@@ -12,7 +12,7 @@
  * @module
  */
 import { dirname, join, resolve } from "node:path";
-import type { Volume } from "../core/dataset.ts";
+import { datasets, type Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import { loadRecipe } from "../core/recipe.ts";
 import { writeVolume } from "../io/volume.ts";
@@ -68,15 +68,34 @@ export async function datasetOverride(
     env?: (name: string) => string | undefined;
     /** Receives the recipe files read (the recipe and its `extends:` chain). */
     files?: string[];
+    /**
+     * The run's dataset section: a folder can replace its `root` only when its plugin reads
+     * one (a generated dataset, like the phantom, has none).
+     */
+    runDataset?: Record<string, unknown>;
   } = {},
 ): Promise<string> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(data);
   } catch {
-    throw new UserError(`--data: "${data}" does not exist (give a recipe file or a data folder)`);
+    throw new UserError(
+      `--data: "${data}" does not exist (looked for ${resolve(data)}; give a recipe file or a ` +
+        `data folder)`,
+    );
   }
-  if (info.isDirectory) return `dataset.root=${JSON.stringify(resolve(data))}`;
+  if (info.isDirectory) {
+    const type = options.runDataset?.type;
+    if (typeof type === "string" && datasets.has(type) && !readsRoot(datasets.get(type).options)) {
+      throw new UserError(
+        `--data "${data}": the run's dataset "${type}" reads no data folder (it has no root ` +
+          `option), so a folder cannot stand in for it. Give a recipe file whose dataset ` +
+          `section describes the data instead, e.g. one holding dataset: { type: folder, root: ` +
+          `${resolve(data)} } (deno task plugins lists each dataset's options)`,
+      );
+    }
+    return `dataset.root=${JSON.stringify(resolve(data))}`;
+  }
   const loaded = await loadRecipe(data, { env: options.env });
   options.files?.push(...loaded.files);
   const dataset = { ...(loaded.resolved.dataset as Record<string, unknown> | undefined) };
@@ -85,4 +104,12 @@ export async function datasetOverride(
   if (typeof dataset.root === "string") dataset.root = resolve(base, dataset.root);
   if (typeof dataset.cache === "string") dataset.cache = resolve(base, dataset.cache);
   return `dataset=${JSON.stringify(dataset)}`;
+}
+
+/** Whether a dataset plugin's options take a `root` folder. */
+function readsRoot(schema: { safeParse(value: unknown): { success: boolean; error?: unknown } }) {
+  const result = schema.safeParse({ root: "/" });
+  if (result.success) return true;
+  const issues = (result.error as { issues?: Array<{ code: string; keys?: string[] }> }).issues;
+  return !(issues ?? []).some((i) => i.code === "unrecognized_keys" && i.keys?.includes("root"));
 }

@@ -323,7 +323,7 @@ export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): P
       throw new UserError("run needs a recipe file (or --resume DIR)");
     }
     for (const file of args.recipes) {
-      const loaded = await loadRecipe(file, { set, env: plan.env });
+      const loaded = await loadRecipe(file, { set, env: plan.env, cwd: launch.cwd });
       add(grants, "read", ...loaded.files);
       await plan.recipe(loaded.recipe, dirname(loaded.file));
       const out = resolve(launch.cwd, args.out ?? loaded.recipe.output.dir);
@@ -546,7 +546,11 @@ class Planner {
   /** The recipe of a run directory (when it cannot be loaded the command reports why). */
   async runRecipe(dir: string, set: string[], baseDir: string, withData = true): Promise<void> {
     try {
-      const loaded = await loadRecipe(`${dir}/recipe.yaml`, { set, env: this.env });
+      const loaded = await loadRecipe(`${dir}/recipe.yaml`, {
+        set,
+        env: this.env,
+        cwd: this.#launch.cwd,
+      });
       await this.recipe(loaded.recipe, baseDir, withData);
     } catch (error) {
       if (!(error instanceof UserError)) throw error;
@@ -684,6 +688,22 @@ export async function npmCacheDir(deno: string = Deno.execPath()): Promise<strin
 }
 
 /**
+ * The folder the user typed the command in: `INIT_CWD`, which `deno task` sets (it runs tasks in
+ * the project's folder), else the working directory.
+ */
+export function userCwd(env: (name: string) => string | undefined): string {
+  const init = env("INIT_CWD");
+  if (init && isAbsolute(init)) {
+    try {
+      if (Deno.statSync(init).isDirectory) return init;
+    } catch {
+      // gone: fall through
+    }
+  }
+  return Deno.cwd();
+}
+
+/**
  * `deno task run ...` / `deno task eval ...` (`args` starts with the command): plan the
  * permissions, then run `app/cli.ts <command>` with them, forwarding SIGINT / SIGTERM; returns the
  * child's exit code.
@@ -703,8 +723,11 @@ export async function launch(args: string[]): Promise<number> {
       return undefined;
     }
   };
+  // Relative paths on the command line are the user's: deno task runs a task in the project's
+  // folder and passes the folder the command was typed in as INIT_CWD.
+  const cwd = userCwd(env);
   const environment: LaunchEnvironment = {
-    cwd: Deno.cwd(),
+    cwd,
     // the repository root (cli.ts is in app/)
     frameworkDir: cli.startsWith("/") ? dirname(dirname(cli)) : new URL("..", cli).href,
     npmCache: await npmCacheDir(deno),
@@ -731,6 +754,7 @@ export async function launch(args: string[]): Promise<number> {
   if (plan.grants.run) childEnv[PERMISSIONS_ENV] = JSON.stringify(flags);
   const child = new Deno.Command(deno, {
     args: ["run", ...flags, cli, command, ...(help ? ["--help"] : withoutGrants(rest))],
+    cwd,
     env: childEnv,
     stdin: "inherit",
     stdout: "inherit",

@@ -255,7 +255,16 @@ export interface LoadRecipeOptions {
   set?: string[];
   /** Environment lookup for `${VAR}` interpolation. @default {Deno.env.get} */
   env?: (name: string) => string | undefined;
+  /**
+   * The folder that `path` and the relative data paths given with `set` (`dataset.root`,
+   * `dataset.cache`) are resolved against: paths typed on a command line are relative to where
+   * it is typed, not to the recipe's folder. @default {Deno.cwd()}
+   */
+  cwd?: string;
 }
+
+/** The dataset options that are paths (the file-based datasets' `root` and `cache`). */
+const DATASET_PATH_KEYS = ["root", "cache"] as const;
 
 /** Options of each plugin, parsed by the plugin's own schema. */
 export interface PluginOptions {
@@ -723,9 +732,12 @@ async function readRecipeFile(
     if (error instanceof UserError) throw error;
     if (error instanceof Deno.errors.NotFound) {
       if (referrer !== undefined) {
-        throw recipeError(referrer.display, `extends: file not found: "${display}"`);
+        throw recipeError(
+          referrer.display,
+          `extends: file not found: "${display}" (looked for ${abs})`,
+        );
       }
-      throw recipeError(display, "file not found");
+      throw recipeError(display, `file not found (looked for ${abs})`);
     }
     throw recipeError(display, `cannot read the file: ${(error as Error).message}`);
   }
@@ -1160,7 +1172,7 @@ export async function loadRecipe(
   path: string,
   options: LoadRecipeOptions = {},
 ): Promise<LoadedRecipe> {
-  const file = resolve(path);
+  const file = resolve(options.cwd ?? Deno.cwd(), path);
   const display = path;
   const { raw: chained, pluginsDir, files } = await loadChain({ abs: file, display }, []);
   delete chained.extends;
@@ -1173,12 +1185,24 @@ export async function loadRecipe(
   }
 
   let dirForPlugins = pluginsDir ?? dirname(file);
+  /** Dataset path options given with --set (resolved against `cwd` once interpolated). */
+  const setPaths = new Set<string>();
   for (const spec of options.set ?? []) {
     try {
       applySet(merged, spec);
     } catch (error) {
       if (!(error instanceof Problem)) throw error;
       throw recipeError(display, `--set "${spec}": ${error.message}`);
+    }
+    const target = spec.slice(0, spec.indexOf("=")).replace(/\s+/g, "");
+    for (const key of DATASET_PATH_KEYS) {
+      if (target === `dataset.${key}`) setPaths.add(key);
+      else if (target === "dataset") {
+        // a whole dataset mapping: its paths are the command line's
+        const dataset = merged.dataset;
+        if (isPlainObject(dataset) && hasKey(dataset, key)) setPaths.add(key);
+        else setPaths.delete(key);
+      }
     }
     if (/^\s*plugins\s*(=|$)/.test(spec.slice(0, spec.indexOf("=") + 1))) {
       dirForPlugins = dirname(file);
@@ -1193,6 +1217,15 @@ export async function loadRecipe(
     throw recipeError(display, error.message);
   }
   resolvePlugins(resolved, dirForPlugins);
+  const dataset = resolved.dataset;
+  if (isPlainObject(dataset)) {
+    for (const key of setPaths) {
+      const value = dataset[key];
+      if (typeof value === "string" && value !== "" && !isUrlLike(value)) {
+        dataset[key] = resolve(options.cwd ?? Deno.cwd(), value);
+      }
+    }
+  }
 
   const recipe = parseRecipe(resolved, display);
   return {

@@ -34,6 +34,8 @@ export interface TrainerOptions {
   resolved?: Record<string, unknown>;
   /** The recipe file the run came from (written to `run.json`). */
   recipeFile?: string;
+  /** The recipe's file as messages name it. @default {recipeFile, else "<inline>"} */
+  source?: string;
   /** Show progress on standard error. @default {true} */
   progress?: boolean;
   /**
@@ -306,7 +308,10 @@ export class Trainer {
     const log = options.log ?? ((line: string) => console.error(line));
     const baseDir = options.baseDir ?? Deno.cwd();
     await loadPluginModules(recipe.plugins);
-    const parsed = validatePluginOptions(recipe, "<recipe>");
+    const parsed = validatePluginOptions(
+      recipe,
+      options.source ?? options.recipeFile ?? "<inline>",
+    );
     const backend = await initBackend(recipe.backend, { threads: recipe.threads });
     const dataStart = performance.now();
     const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
@@ -400,6 +405,7 @@ export class Trainer {
       ...options,
       baseDir: info.baseDir,
       recipeFile: info.recipe ?? undefined,
+      source: `${runDir}/recipe.yaml`,
       out: runDir,
       resolved: loaded.resolved,
       resuming: true,

@@ -238,6 +238,43 @@ Deno.test("a run folder is never overwritten: --out on a run exits 2 naming --re
   });
 });
 
+Deno.test("deno task from another folder: paths resolve there, eval --data names the dataset and where it looked", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/r.yaml`, TINY);
+    await Deno.mkdir(`${dir}/data`);
+    const task = async (args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "--config", `${ROOT}/deno.json`, ...args],
+        cwd: dir, // the user's folder, not the project's
+        env: { NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+    };
+    const run = await task(["run", "r.yaml", "--out", "run", "--quiet"]);
+    assert.equal(run.code, 0, run.stderr);
+    await Deno.stat(`${dir}/run/summary.json`); // in the user's folder
+    const missing = await task(["eval", "run", "--data", "nodata"]);
+    assert.equal(missing.code, 2, missing.stderr);
+    assert.match(missing.stderr, new RegExp(`"nodata" does not exist \\(looked for ${dir}/nodata`));
+    // a folder cannot stand in for a generated dataset: say so, not "unknown key root"
+    const folder = await task(["eval", "run", "--data", "data"]);
+    assert.equal(folder.code, 2, folder.stderr);
+    assert.match(folder.stderr, /dataset "phantom" reads no data folder.*recipe file/);
+    assert.doesNotMatch(folder.stderr, /<recipe>|unknown key "root"/);
+    // a bad option of the run's recipe names the run's recipe file
+    const bad = await task(["eval", "run", "--set", "dataset.bogus=1"]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /Cannot load recipe "run\/recipe\.yaml": unknown key "bogus"/);
+    const norecipe = await task(["run", "nothere.yaml"]);
+    assert.match(
+      norecipe.stderr,
+      new RegExp(`"nothere.yaml": file not found \\(looked for ${dir}/nothere.yaml\\)`),
+    );
+  });
+});
+
 Deno.test("--help works for the program and every command", async () => {
   for (
     const args of [["--help"], ["run", "--help"], ["validate", "--help"], ["eval", "--help"], [

@@ -237,6 +237,33 @@ model: { $replace: yes please, type: unet }
   );
 });
 
+Deno.test("--set dataset.root / dataset.cache are relative to the given cwd; the recipe's own to the recipe", async () => {
+  const dir = await tempRecipes({
+    "recipes/r.yaml": MINIMAL.replace("type: phantom", "type: folder\n  root: ./data"),
+  });
+  const plain = await loadRecipe(join(dir, "recipes/r.yaml"), { env: noEnv });
+  assert.equal(plain.recipe.dataset.root, "./data"); // resolved later against the recipe's folder
+  const cwd = join(dir, "elsewhere");
+  const { recipe } = await loadRecipe("../recipes/r.yaml", {
+    env: noEnv,
+    cwd,
+    set: ["dataset.root=mine", "dataset.cache=/abs/cache"],
+  });
+  assert.equal(recipe.dataset.root, join(cwd, "mine"));
+  assert.equal(recipe.dataset.cache, "/abs/cache");
+  const whole = await loadRecipe(join(dir, "recipes/r.yaml"), {
+    env: noEnv,
+    cwd,
+    set: ["dataset={type: folder, root: d2}"],
+  });
+  assert.equal(whole.recipe.dataset.root, join(cwd, "d2"));
+  await assertRecipeError(
+    () => loadRecipe("nope.yaml", { env: noEnv, cwd }),
+    "nope.yaml",
+    `file not found (looked for ${join(cwd, "nope.yaml")})`,
+  );
+});
+
 Deno.test("extends: errors name the chain and the file", async () => {
   const dir = await tempRecipes({
     "a.yaml": "extends: b.yaml\n" + MINIMAL,
