@@ -17,6 +17,12 @@ export interface AdamOptions {
   epsilon?: number;
   /** L2 penalty added to the gradient, as in `torch.optim.Adam`. @default {0} */
   weightDecay?: number;
+  /**
+   * Prefix of the moments' tfjs variable names (a trainer's variable scope, so that two
+   * optimizers can live in one process); {@linkcode Adam.stateVariables} names them without it.
+   * @default {""}
+   */
+  scope?: string;
 }
 
 /** Kernel name of the fused Adam update (registered for `wasm` and `cpu` by `initBackend`). */
@@ -95,11 +101,20 @@ export class Adam {
     this.#b2 = options.beta2 ?? 0.999;
     this.#eps = options.epsilon ?? 1e-8;
     this.#wd = options.weightDecay ?? 0;
-    for (const [name, v] of variables) {
-      const zeros = tf.zerosLike(v);
-      this.#m.set(name, tf.variable(zeros, false, `adam/m/${name}`));
-      this.#v.set(name, tf.variable(zeros, false, `adam/v/${name}`));
-      zeros.dispose();
+    const scope = options.scope ?? "";
+    try {
+      for (const [name, v] of variables) {
+        const zeros = tf.zerosLike(v);
+        try {
+          this.#m.set(name, tf.variable(zeros, false, `${scope}adam/m/${name}`));
+          this.#v.set(name, tf.variable(zeros, false, `${scope}adam/v/${name}`));
+        } finally {
+          zeros.dispose();
+        }
+      }
+    } catch (error) {
+      this.dispose();
+      throw error;
     }
   }
 
@@ -146,9 +161,12 @@ export class Adam {
     });
   }
 
-  /** The moments, by unique name, for checkpoints. */
+  /** The moments by name for checkpoints: `adam/m/<variable>`, `adam/v/<variable>` (no scope). */
   stateVariables(): Map<string, tf.Variable> {
-    return new Map([...this.#m, ...this.#v].map(([k, v]) => [v.name || k, v]));
+    return new Map([
+      ...[...this.#m].map(([k, v]) => [`adam/m/${k}`, v] as const),
+      ...[...this.#v].map(([k, v]) => [`adam/v/${k}`, v] as const),
+    ]);
   }
 
   dispose(): void {

@@ -189,6 +189,12 @@ export const recipeSchema = z.object({
   description: z.string().optional(),
   seed: num({ int: true, min: 0, cap: MAX_SEED }).default(1),
   backend: z.enum(["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu"]).default("auto"),
+  /**
+   * `custom`: this project's gradients and kernels (low-memory back-propagation, fused Adam and
+   * batch norm, SIMD wasm kernels); `builtin`: tfjs's own wherever it has one, for debugging and
+   * for comparing (see `runtime/tfjs_internals.ts`).
+   */
+  kernels: z.enum(["custom", "builtin"]).default("custom"),
   threads: count(1, MAX_THREADS).optional(),
   plugins: z.array(nonEmptyString()).default([]),
   dataset: pluginEntry(),
@@ -210,6 +216,16 @@ export const recipeSchema = z.object({
       if (entry === null || typeof entry !== "object") return;
       const name = entry.name ?? entry.type;
       if (typeof name !== "string") return;
+      if (isReservedMetricName(name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [i, entry.name === undefined ? "type" : "name"],
+          message: `regularizer name "${name}" is a key the trainer writes to metrics.jsonl ` +
+            `itself (reserved: ${RESERVED_METRIC_NAMES.join(", ")}, val_*, seconds_*); ` +
+            `give the regularizer another "name"`,
+        });
+        return;
+      }
       const first = seen.get(name);
       if (first !== undefined) {
         ctx.addIssue({
@@ -228,6 +244,32 @@ export const recipeSchema = z.object({
 
 /** A validated recipe, defaults applied. */
 export type Recipe = z.infer<typeof recipeSchema>;
+
+/**
+ * The keys the trainer writes to `metrics.jsonl` itself, besides each regularizer's term under
+ * its name: a regularizer may not be named (by `name`, else its `type`) like one of these, nor
+ * start with `val_` or `seconds_`, or its value would overwrite the trainer's (or be overwritten).
+ */
+export const RESERVED_METRIC_NAMES: readonly string[] = [
+  "iteration",
+  "loss",
+  "sup",
+  "lr",
+  "ramp",
+  "seconds",
+  "seconds_train",
+  "seconds_validation",
+  "seconds_data",
+  "seconds_wall",
+  "val_dice",
+  "val_dice_mean",
+];
+
+/** Whether `name` is a metrics key of the trainer's own (see {@linkcode RESERVED_METRIC_NAMES}). */
+export function isReservedMetricName(name: string): boolean {
+  return RESERVED_METRIC_NAMES.includes(name) || name.startsWith("val_") ||
+    name.startsWith("seconds_");
+}
 
 /** What {@linkcode loadRecipe} returns. */
 export interface LoadedRecipe {
@@ -606,7 +648,17 @@ export function parseRecipe(raw: unknown, source: string): Recipe {
   if (!result.success) {
     throw recipeError(source, describeIssues(result.error.issues, raw, recipeSchema));
   }
-  return result.data;
+  const recipe = result.data;
+  if (recipe.regularizers.length > 0 && recipe.trainer.unlabeledBatch === 0) {
+    const names = recipe.regularizers.map((r) => r.name ?? r.type).join(", ");
+    throw recipeError(
+      source,
+      `trainer.unlabeledBatch: is 0, so the regularizers (${names}) would never run: they are ` +
+        `computed on the unlabeled batch. Set unlabeledBatch >= 1, or remove the regularizers ` +
+        `for plain supervised training`,
+    );
+  }
+  return recipe;
 }
 
 /** Parse `options` with `schema`, or collect described issues into `problems`. */

@@ -175,7 +175,11 @@ export interface RegularizerContext {
   model: SegmentationModel;
   numClasses: number;
   seed: number;
-  /** Build another model like the student (mean teacher). */
+  /**
+   * Build another model like the student under `name` (keys `<name>/...`, tfjs names in the
+   * run's variable scope), e.g. a mean teacher's `teacher`. The regularizer owns it and frees
+   * it in `dispose`. A name the run already holds is a `UserError`.
+   */
   createModel(name: string): SegmentationModel;
 }
 

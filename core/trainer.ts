@@ -14,7 +14,7 @@ import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts
 import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
 import { UserError } from "./errors.ts";
 import { diceScores, hd95, meanPerClass, nanMeanPerClass } from "./metrics.ts";
-import { models, type SegmentationModel } from "./model.ts";
+import { models, type SegmentationModel, uniqueVariableScope } from "./model.ts";
 import { Adam, learningRate } from "./optimizer.ts";
 import { Progress } from "./progress.ts";
 import { loadRecipe, type PluginOptions, type Recipe, validatePluginOptions } from "./recipe.ts";
@@ -131,7 +131,19 @@ export interface Networks {
   model: SegmentationModel;
   /** The regularizers, named uniquely. */
   regularizers: NamedRegularizer[];
+  /**
+   * The prefix of every tfjs variable name of these networks (`run1/`, ...), unique in the
+   * process; checkpoints name the variables without it.
+   */
+  scope?: string;
 }
+
+/**
+ * Input channels of every model: each dataset's slices hold one intensity per pixel
+ * (`SliceSet.images` is `[count, H, W]`), so the trainer feeds `[B, H, W, 1]`. A multi-channel
+ * dataset would need a channel count in `SliceSet` and `Volume` first.
+ */
+const IN_CHANNELS = 1;
 
 /**
  * Build the networks of a validated recipe for `numClasses` classes without its data: the
@@ -142,15 +154,27 @@ export function createNetworks(
   recipe: Recipe,
   parsed: PluginOptions,
   numClasses: number,
-): Networks & { dispose(): void } {
+): Networks & { scope: string; dispose(): void } {
   const modelFactory = models.get(recipe.model.type);
-  const createModel = (name: string) =>
-    modelFactory.create(parsed.model, {
-      inChannels: 1,
+  const scope = uniqueVariableScope();
+  const modelNames = new Set<string>();
+  const createModel = (name: string) => {
+    if (modelNames.has(name)) {
+      throw new UserError(
+        `Cannot build a second model named "${name}" in one run (a run holds one model per ` +
+          `name: one student, at most one mean-teacher regularizer)`,
+      );
+    }
+    const built = modelFactory.create(parsed.model, {
+      inChannels: IN_CHANNELS,
       numClasses,
       seed: recipe.seed,
       name,
+      scope,
     });
+    modelNames.add(name);
+    return built;
+  };
   const model = createModel("student");
   const regs: NamedRegularizer[] = [];
   const names = new Set<string>();
@@ -177,7 +201,7 @@ export function createNetworks(
     dispose();
     throw error;
   }
-  return { model, regularizers: regs, dispose };
+  return { model, regularizers: regs, scope, dispose };
 }
 
 /**
@@ -271,6 +295,7 @@ export class Trainer {
     progress: boolean;
     wallStart: number;
     secondsData: number;
+    scope: string;
   }) {
     this.recipe = init.recipe;
     this.dataset = init.dataset;
@@ -291,6 +316,7 @@ export class Trainer {
       beta2: o.beta2,
       epsilon: o.epsilon,
       weightDecay: o.weightDecay,
+      scope: init.scope,
     });
     this.#needsUnlabeled = init.regularizers.some((r) => r.instance.needsUnlabeled) &&
       init.recipe.trainer.unlabeledBatch > 0;
@@ -301,6 +327,10 @@ export class Trainer {
    * model, transform, regularizers. The run directory is created only once all of that worked.
    * The plugins must be registered before: importing `mod.ts` registers the built-in ones (or
    * call `registerBuiltins()` from `plugins/mod.ts`); the trainer itself registers nothing.
+   *
+   * A failure after the networks were built (a regularizer whose `create` throws, an unwritable
+   * run folder) frees everything built so far. The variables of each trainer live in their own
+   * scope, so several trainers can live in one process.
    */
   static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
     const wallStart = performance.now();
@@ -312,7 +342,10 @@ export class Trainer {
       recipe,
       options.source ?? options.recipeFile ?? "<inline>",
     );
-    const backend = await initBackend(recipe.backend, { threads: recipe.threads });
+    const backend = await initBackend(recipe.backend, {
+      threads: recipe.threads,
+      kernels: recipe.kernels,
+    });
     const dataStart = performance.now();
     const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
       seed: recipe.seed,
@@ -325,7 +358,44 @@ export class Trainer {
     const supervisedLoss = losses.get(parsed.supervised.type).create(parsed.supervised.options, {
       numClasses,
     });
-    const { model, regularizers: regs } = createNetworks(recipe, parsed, numClasses);
+    const networks = createNetworks(recipe, parsed, numClasses);
+    try {
+      return await Trainer.#finishCreate(recipe, options, {
+        parsed,
+        networks,
+        supervisedLoss,
+        dataset,
+        backend,
+        baseDir,
+        log,
+        wallStart,
+        secondsData,
+      });
+    } catch (error) {
+      networks.dispose();
+      throw error;
+    }
+  }
+
+  /** The part of `create` after the networks exist (its caller frees them when this throws). */
+  static async #finishCreate(
+    recipe: Recipe,
+    options: TrainerOptions,
+    built: {
+      parsed: PluginOptions;
+      networks: ReturnType<typeof createNetworks>;
+      supervisedLoss: SupervisedLoss;
+      dataset: SegmentationDataset;
+      backend: string;
+      baseDir: string;
+      log: (line: string) => void;
+      wallStart: number;
+      secondsData: number;
+    },
+  ): Promise<Trainer> {
+    const { parsed, networks, supervisedLoss, dataset, backend, baseDir, log } = built;
+    const { model, regularizers: regs } = networks;
+    checkRegularizersRun(regs);
     const transform = transforms.get(recipe.transform.type).create(parsed.transform);
     let runDir: string | null = null;
     if (options.out !== null) {
@@ -344,7 +414,13 @@ export class Trainer {
       };
       await Deno.writeTextFile(`${runDir}/run.json`, JSON.stringify(info, null, 2) + "\n");
     }
-    const trainer = new Trainer({
+    log(
+      `backend ${backend} | dataset ${dataset.id}: ${dataset.labeled.count} labeled, ` +
+        `${dataset.unlabeled.count} unlabeled slices, ${dataset.validation.length} validation ` +
+        `volumes | model ${recipe.model.type} ${model.paramCount} parameters` +
+        (runDir ? ` | run ${runDir}` : ""),
+    );
+    return new Trainer({
       recipe,
       dataset,
       model,
@@ -355,16 +431,10 @@ export class Trainer {
       runDir,
       log,
       progress: options.progress ?? true,
-      wallStart,
-      secondsData,
+      wallStart: built.wallStart,
+      secondsData: built.secondsData,
+      scope: networks.scope,
     });
-    log(
-      `backend ${backend} | dataset ${dataset.id}: ${dataset.labeled.count} labeled, ` +
-        `${dataset.unlabeled.count} unlabeled slices, ${dataset.validation.length} validation ` +
-        `volumes | model ${recipe.model.type} ${model.paramCount} parameters` +
-        (runDir ? ` | run ${runDir}` : ""),
-    );
-    return trainer;
   }
 
   /** Copies of the non-trainable model state (batch-norm statistics), to undo a bad step. */
@@ -930,6 +1000,21 @@ export async function loadPluginModules(paths: string[]): Promise<void> {
       );
     }
   }
+}
+
+/**
+ * The trainer calls the regularizers only in steps that run the unlabeled batch, which it does
+ * only when a regularizer declares `needsUnlabeled`: regularizers none of which does would never
+ * run, and the run would silently be plain supervised training.
+ */
+function checkRegularizersRun(regs: NamedRegularizer[]): void {
+  if (regs.length === 0 || regs.some((r) => r.instance.needsUnlabeled)) return;
+  throw new UserError(
+    `The regularizers (${regs.map((r) => r.name).join(", ")}) would never run: none declares ` +
+      `needsUnlabeled, and the trainer calls regularizers only in steps that compute the ` +
+      `unlabeled predictions. Set needsUnlabeled: true in the plugin (its loss gets the ` +
+      `unlabeled batch and its transform), or remove the regularizers`,
+  );
 }
 
 function checkDataset(d: SegmentationDataset, recipe: Recipe): void {

@@ -75,6 +75,7 @@ Deno.test("a good recipe gets its defaults", async () => {
     method: "ours-kl",
     seed: 1,
     backend: "auto",
+    kernels: "custom",
     plugins: [],
     dataset: { type: "phantom" },
     model: { type: "unet" },
@@ -127,7 +128,7 @@ rampUp: {type: sigmoid, iterations: 40}
 regularizers:
   - {type: kl, weight: 2, name: kl-main, temperature: 1.5}
   - {type: mean-teacher}
-trainer: {iterations: 100, labeledBatch: 2, unlabeledBatch: 0, validateEvery: 25,
+trainer: {iterations: 100, labeledBatch: 2, unlabeledBatch: 3, validateEvery: 25,
           logEvery: 5, checkpointEvery: 50}
 optimizer: {lr: 0.01, weightDecay: 1e-4, schedule: {type: step, warmup: 5, stepSize: 30,
             gamma: 0.5, minLr: 1e-5}}
@@ -146,7 +147,7 @@ output: {dir: out}
   ]);
   assert.deepEqual(recipe.rampUp, { type: "sigmoid", iterations: 40 });
   assert.equal(recipe.trainer.validateEvery, 25);
-  assert.equal(recipe.trainer.unlabeledBatch, 0);
+  assert.equal(recipe.trainer.unlabeledBatch, 3);
   assert.equal(recipe.trainer.checkpointEvery, 50);
   assert.equal(recipe.optimizer.schedule.stepSize, 30);
   assert.equal(recipe.optimizer.beta1, 0.9);

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
-import { UserError } from "../core/errors.ts";
 import type { SegmentationModel } from "../core/model.ts";
 import type { RegularizerContext, StepContext } from "../core/regularizer.ts";
 import { Rng } from "../core/rng.ts";
@@ -342,13 +341,15 @@ Deno.test("the mean teacher frees its teacher on dispose", () =>
       .dispose();
   }));
 
-Deno.test("a second mean teacher in the same run is a user error", () =>
+Deno.test("a second mean teacher whose teacher cannot be built leaves the first intact", () =>
   withStudent((model) => {
+    // The trainer's createModel refuses a taken name (tests/lifetimes_test.ts); this one
+    // fails in tfjs's variable registry instead.
     const rc = regularizerContext(model);
     const mt = meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc);
     assert.throws(
       () => meanTeacherRegularizer.create(meanTeacherOptions.parse({}), rc),
-      (e) => e instanceof UserError && /only one mean-teacher/.test(e.message),
+      /already registered/,
     );
     // The first one is intact.
     assert.deepEqual(snapshot(mt.teacher), snapshot(model));

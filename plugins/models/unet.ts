@@ -7,11 +7,12 @@
  * @module
  */
 import { tf, z } from "../../deps.ts";
-import type {
-  ApplyOptions,
-  ModelContext,
-  ModelFactory,
-  SegmentationModel,
+import {
+  type ApplyOptions,
+  type ModelContext,
+  type ModelFactory,
+  type SegmentationModel,
+  variableName,
 } from "../../core/model.ts";
 import { UserError } from "../../core/errors.ts";
 import { Rng } from "../../core/rng.ts";
@@ -106,18 +107,31 @@ class UNet implements SegmentationModel {
   readonly #widths: number[];
   readonly #dropout: number[];
   readonly #prefix: string;
+  readonly #scope: string;
   readonly #numClasses: number;
   #bnUpdates: Array<[tf.Variable, tf.Tensor]> = [];
 
   constructor(options: UNetOptions, context: ModelContext) {
     this.#opts = options;
     this.#prefix = context.name ?? "unet";
+    this.#scope = context.scope ?? "";
     this.#numClasses = context.numClasses;
     this.#widths = Array.from({ length: options.depth }, (_, k) => options.base * 2 ** k);
     const d = options.dropout;
     this.#dropout = typeof d === "number"
       ? this.#widths.map(() => d)
       : this.#widths.map((_, k) => d[k] ?? 0);
+    try {
+      this.#build(options, context);
+    } catch (error) {
+      // A variable name already taken (a model plugin beside this one that ignores scopes)
+      // must not leave the variables made so far registered.
+      this.dispose();
+      throw error;
+    }
+  }
+
+  #build(options: UNetOptions, context: ModelContext): void {
     const rng = new Rng(context.seed);
     let c = context.inChannels;
     this.#widths.forEach((w, k) => {
@@ -150,8 +164,12 @@ class UNet implements SegmentationModel {
   #var(name: string, shape: number[], values: Float32Array, trainable = true): void {
     const full = `${this.#prefix}/${name}`;
     const init = tf.tensor(values, shape, "float32");
-    const v = tf.variable(init, trainable, full);
-    init.dispose();
+    let v: tf.Variable;
+    try {
+      v = tf.variable(init, trainable, variableName({ scope: this.#scope }, full));
+    } finally {
+      init.dispose();
+    }
     (trainable ? this.trainable : this.state).set(full, v);
   }
 

@@ -21,7 +21,6 @@
  * @module
  */
 import { tf, z } from "../../deps.ts";
-import { UserError } from "../../core/errors.ts";
 import type { SegmentationModel } from "../../core/model.ts";
 import { stopGradient } from "../../core/ops.ts";
 import type {
@@ -192,22 +191,14 @@ export class MeanTeacher implements Regularizer {
 
   /**
    * Build the teacher with `context.createModel("teacher")` and copy the student's trainable
-   * and state variables into it. Throws a {@linkcode UserError} when a teacher already exists.
+   * and state variables into it. In a run, `createModel` throws a `UserError` when the run
+   * already has a model named `teacher` (a second mean teacher).
    */
   constructor(options: MeanTeacherOptions, context: RegularizerContext) {
     this.#options = options;
-    let teacher: SegmentationModel;
-    try {
-      teacher = context.createModel("teacher");
-    } catch (error) {
-      if (/already registered/i.test((error as Error).message)) {
-        throw new UserError(
-          "A run can have only one mean-teacher regularizer (the teacher's variable names are taken)",
-          { cause: error },
-        );
-      }
-      throw error;
-    }
+    // The trainer's `createModel` refuses a name a run already holds (a second mean teacher)
+    // with a UserError, and scopes the variables by run.
+    const teacher = context.createModel("teacher");
     try {
       this.#pairs = pairVariables(teacher, context.model);
     } catch (error) {
