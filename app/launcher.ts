@@ -34,7 +34,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "../deps.ts";
 import { nodeBindingInstalled } from "../runtime/backend.ts";
-import { datasets } from "../core/dataset.ts";
+import { CACHE_DIR_ENV, datasets, defaultCacheDir } from "../core/dataset.ts";
 import { datasetOverride } from "./export.ts";
 import { UserError } from "../core/errors.ts";
 import { isUrlLike, loadRecipe, type Recipe } from "../core/recipe.ts";
@@ -43,10 +43,13 @@ import { registerBuiltins } from "../plugins/mod.ts";
 
 /** Environment variables every run may read (besides the recipe's): see the module doc. */
 export const BASE_ENV = [
-  "TMPDIR", // the dataset cache's fallback folder
-  "HOME", // where Deno's cache is, to tell whether tfjs-node is installed (runtime/backend.ts)
+  "TMPDIR",
+  // where Deno's cache is, to tell whether tfjs-node is installed (runtime/backend.ts), and the
+  // dataset cache (core/dataset.ts defaultCacheDir)
+  "HOME",
   "DENO_DIR",
   "XDG_CACHE_HOME",
+  CACHE_DIR_ENV,
   "LOG_TOKENS", // looked up by the `yaml` package when parsing
   "LOG_STREAM",
 ] as const;
@@ -285,7 +288,11 @@ async function recipeGrants(
   if (!factory.access) return;
   const parsed = factory.options.safeParse(raw);
   if (!parsed.success) return; // the run itself reports the bad options
-  const access = factory.access(parsed.data, { baseDir, tmpDir: launch.tmpDir });
+  const access = factory.access(parsed.data, {
+    baseDir,
+    tmpDir: launch.tmpDir,
+    cacheDir: defaultCacheDir(launch.env),
+  });
   add(grants, "read", ...access.read);
   add(grants, "write", ...access.write);
 }

@@ -106,6 +106,35 @@ export interface DatasetAccessContext {
   baseDir: string;
   /** The temporary folder (`$TMPDIR`, else `/tmp`). */
   tmpDir: string;
+  /** The per-user dataset cache folder ({@linkcode defaultCacheDir}), `null` when unknown. */
+  cacheDir?: string | null;
+}
+
+/** The variable that names the dataset cache folder, overriding the XDG default. */
+export const CACHE_DIR_ENV = "MISSL_CACHE_DIR";
+
+/**
+ * The per-user folder of preprocessed datasets: `$MISSL_CACHE_DIR`, else
+ * `$XDG_CACHE_HOME/mi-ssl`, else `$HOME/.cache/mi-ssl`; `null` when none of them is set (or
+ * readable). Entries are keyed by content (each source file's path inside the data folder, size
+ * and modification time, and the preprocessing options), so one data folder reached by two
+ * paths shares its entries; `deno task cache --clear` empties the folder.
+ */
+export function defaultCacheDir(
+  env: (name: string) => string | undefined = (name) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  },
+): string | null {
+  const own = env(CACHE_DIR_ENV);
+  if (own) return own;
+  const xdg = env("XDG_CACHE_HOME");
+  if (xdg) return `${xdg.replace(/\/+$/, "")}/mi-ssl`;
+  const home = env("HOME");
+  return home ? `${home.replace(/\/+$/, "")}/.cache/mi-ssl` : null;
 }
 
 export interface DatasetFactory<O = Record<string, unknown>> {

@@ -275,6 +275,33 @@ Deno.test("deno task from another folder: paths resolve there, eval --data names
   });
 });
 
+Deno.test("deno task cache shows the dataset cache folder and --clear empties it", async () => {
+  await withDir(async (dir) => {
+    const entry = `${dir}/acdc-0123456789abcdef`;
+    await Deno.mkdir(entry);
+    await Deno.writeFile(`${entry}/patient001_frame01.bin`, new Uint8Array(1000));
+    await Deno.writeTextFile(`${dir}/notes.txt`, "not the cache's"); // left alone
+    const cache = async (args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["task", "cache", ...args],
+        cwd: ROOT,
+        env: { NO_COLOR: "1", MISSL_CACHE_DIR: dir },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return { code: out.code, stdout: new TextDecoder().decode(out.stdout) };
+    };
+    const shown = await cache([]);
+    assert.equal(shown.code, 0);
+    assert.match(shown.stdout, new RegExp(`dataset cache: ${dir} \\(2 files, 0\\.0 MB\\)`));
+    const cleared = await cache(["--clear"]);
+    assert.equal(cleared.code, 0);
+    assert.match(cleared.stdout, /cleared the dataset cache .*: 1 dataset entries/);
+    assert.equal(await Deno.stat(entry).then(() => true, () => false), false);
+    await Deno.stat(`${dir}/notes.txt`);
+  });
+});
+
 Deno.test("--help works for the program and every command", async () => {
   for (
     const args of [["--help"], ["run", "--help"], ["validate", "--help"], ["eval", "--help"], [

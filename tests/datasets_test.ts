@@ -690,28 +690,38 @@ Deno.test("spleen loads the MSD layout, windows CT to [-160, 240] and ignores ._
   assert.equal(byName.data.splits.unlabeled.length, 4, "pairs found by name without dataset.json");
 });
 
-Deno.test("the default cache lives in <root>/.cache-missl, or in a tmp folder when root is read-only", async () => {
+Deno.test("the default cache is the per-user folder, keyed by content: one data folder reached by two paths hits the same entries, and the data folder is never written", async () => {
   const root = await tmpDir("default-cache");
   await makeAcdcNifti(root, 3);
-  const options = { root, size: 16, split: { labeled: 1, unlabeled: 1, validation: 1 } };
-  const writable = await load(acdcDataset, options);
-  assert.ok(
-    writable.logs.some((l) => l.includes(`cache ${root}/.cache-missl/acdc-`)),
-    writable.logs.join("\n"),
-  );
-  await Deno.remove(`${root}/.cache-missl`, { recursive: true });
-  await Deno.chmod(root, 0o555);
+  const cache = await tmpDir("user-cache");
+  const before = Deno.env.get("MISSL_CACHE_DIR");
+  Deno.env.set("MISSL_CACHE_DIR", cache);
   try {
-    const readOnly = await load(acdcDataset, options);
+    const options = { root, size: 16, split: { labeled: 1, unlabeled: 1, validation: 1 } };
+    const first = await load(acdcDataset, options);
+    // where the cache is, said when it is built
     assert.ok(
-      !(await Deno.stat(`${root}/.cache-missl`).then(() => true, () => false)),
-      "wrote into root",
+      first.logs.some((l) => l.includes(`caching the preprocessed volumes in ${cache}/acdc-`)),
+      first.logs.join("\n"),
     );
-    const line = readOnly.logs.find((l) => l.includes("| cache "))!;
-    assert.match(line, /\| cache .*missl-cache\/[0-9a-f]{16}\/acdc-/);
-    await Deno.remove(line.split("| cache ")[1].replace(/\/acdc-[^/]*$/, ""), { recursive: true });
+    assert.ok(first.logs.some((l) => /\(0 from the cache\)/.test(l)), first.logs.join("\n"));
+    for await (const e of Deno.readDir(root)) {
+      assert.ok(!e.name.includes("cache"), `wrote ${e.name} into the data folder`);
+    }
+    // the same folder through a symbolic link: every volume from the cache
+    const link = `${await tmpDir("link")}/acdc`;
+    await Deno.symlink(root, link);
+    const second = await load(acdcDataset, { ...options, root: link });
+    const n = second.data.validation.length + second.data.splits.labeled.length * 2 +
+      second.data.splits.unlabeled.length * 2;
+    assert.ok(
+      second.logs.some((l) => new RegExp(`: ${n} volumes \\(${n} from the cache\\)`).test(l)),
+      second.logs.join("\n"),
+    );
+    assert.ok(!second.logs.some((l) => l.includes("caching the preprocessed")), "nothing rebuilt");
   } finally {
-    await Deno.chmod(root, 0o755);
+    if (before === undefined) Deno.env.delete("MISSL_CACHE_DIR");
+    else Deno.env.set("MISSL_CACHE_DIR", before);
   }
 });
 

@@ -42,7 +42,7 @@ function environment(vars: Record<string, string> = {}): LaunchEnvironment {
     frameworkDir: ROOT,
     npmCache: "/cache/deno/npm",
     tmpDir: "/tmpx",
-    env: (name) => vars[name],
+    env: (name) => ({ HOME: "/home/u", ...vars })[name],
     moduleGraph: () => Promise.resolve(undefined),
   };
 }
@@ -110,17 +110,31 @@ Deno.test("launcher: an ACDC recipe gets its files, data, cache, run folder and 
   assert.ok(read.includes("/data/acdc"), "reads the data root the variable names");
   assert.ok(read.includes("/cache/deno/npm"), "reads the npm cache");
   assert.ok(!read.includes(ROOT), "not the whole project");
-  assert.deepEqual(grants.write, [
-    "/data/acdc/.cache-missl",
-    "/tmpx/missl-cache",
-    join(ROOT, "runs-x"),
-  ]);
+  // the per-user dataset cache, never the data folder
+  assert.deepEqual(grants.write, ["/home/u/.cache/mi-ssl", join(ROOT, "runs-x")]);
   assert.deepEqual(
     [...(grants.env as string[])].sort(),
     ["ACDC_ROOT", "MISSL_BACKEND", ...BASE_ENV].sort(),
   );
   for (const kind of ["net", "run", "sys", "ffi", "import"] as const) {
     assert.equal(grants[kind], undefined, `no ${kind}`);
+  }
+});
+
+Deno.test("launcher: the dataset cache folder is $MISSL_CACHE_DIR, else $XDG_CACHE_HOME/mi-ssl, else ~/.cache/mi-ssl", async () => {
+  const args = parseLaunchArgs(["recipes/acdc-cpu/partial.yaml", "--set", "dataset.root=/d"]);
+  for (
+    const [vars, cache] of [
+      [{ MISSL_CACHE_DIR: "/fast/c", XDG_CACHE_HOME: "/x" }, "/fast/c"],
+      [{ XDG_CACHE_HOME: "/x" }, "/x/mi-ssl"],
+      [{}, "/home/u/.cache/mi-ssl"],
+    ] as const
+  ) {
+    const { grants } = await planLaunch(args, environment(vars));
+    assert.deepEqual(grants.write, [cache, join(ROOT, "runs")], JSON.stringify(vars));
+    assert.ok((grants.read as string[]).includes(cache));
+    assert.ok(!(grants.write as string[]).some((w) => w.startsWith("/d")), "never the data");
+    assert.ok((grants.env as string[]).includes("MISSL_CACHE_DIR"));
   }
 });
 
@@ -328,7 +342,7 @@ Deno.test("launcher: --resume reads and writes the run directory and the recorde
     const read = grants.read as string[];
     assert.ok(read.includes(dir) && read.includes("/recipes/a.yaml"));
     assert.ok(read.includes("/recipes/data"), "the data root is resolved against baseDir");
-    assert.deepEqual(grants.write, [dir, "/recipes/data/.cache-missl", "/tmpx/missl-cache"]);
+    assert.deepEqual(grants.write, [dir, "/home/u/.cache/mi-ssl"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -355,11 +369,7 @@ Deno.test("launcher: eval reads the run and the --data recipe's dataset, writes 
     assert.ok(read.includes(dir));
     assert.ok(read.includes(join(ROOT, "recipes", "acdc", "base.yaml")));
     assert.ok(read.includes("/data/acdc"), "the --data recipe's dataset replaces the run's");
-    assert.deepEqual(grants.write, [
-      "/data/acdc/.cache-missl",
-      "/tmpx/missl-cache",
-      join(ROOT, "preds"),
-    ]);
+    assert.deepEqual(grants.write, ["/home/u/.cache/mi-ssl", join(ROOT, "preds")]);
     // without --export nothing but the dataset cache is writable
     const plain = await planEval(parseEvalArgs([dir]), environment());
     assert.deepEqual(plain.grants.write ?? [], []);

@@ -10,7 +10,8 @@
  * @module
  */
 import { crc32 } from "node:zlib";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
+import { CACHE_DIR_ENV, defaultCacheDir } from "../../core/dataset.ts";
 import { UserError } from "../../core/errors.ts";
 import type { PreparedCase } from "./_preprocess.ts";
 
@@ -20,15 +21,20 @@ const FORMAT = 2; // 2: the header carries the affine
 /** Size and modification time of each source file of a case. */
 export type SourceSignature = [string, number, number][];
 
-/** The signature of a case's source files (`[path, size, mtime]`). */
-export async function sourceSignature(files: string[]): Promise<SourceSignature> {
+/**
+ * The signature of a case's source files: `[path, size, mtime]`, the path relative to `root`
+ * (the data folder) when given, so that the same folder reached by another path (a symlink, a
+ * mount, a relative path) matches the same cache entry.
+ */
+export async function sourceSignature(files: string[], root?: string): Promise<SourceSignature> {
   const out: SourceSignature = [];
   for (const f of files) {
+    const name = root === undefined ? f : relative(root, f);
     try {
       const s = await Deno.stat(f);
-      out.push([f, s.size, s.mtime?.getTime() ?? 0]);
+      out.push([name, s.size, s.mtime?.getTime() ?? 0]);
     } catch {
-      out.push([f, -1, 0]); // missing: the reader reports it
+      out.push([name, -1, 0]); // missing: the reader reports it
     }
   }
   return out;
@@ -45,16 +51,6 @@ function safeName(id: string): string {
   return id.replace(/[^A-Za-z0-9._-]+/g, "_");
 }
 
-/** Whether the mode bits of `path` allow writing (root ignores them, we do not). */
-async function writableByMode(path: string): Promise<boolean> {
-  try {
-    const s = await Deno.stat(path);
-    return s.mode === null || (s.mode & 0o222) !== 0;
-  } catch {
-    return false;
-  }
-}
-
 async function probeWritable(dir: string): Promise<boolean> {
   try {
     await Deno.mkdir(dir, { recursive: true });
@@ -67,25 +63,19 @@ async function probeWritable(dir: string): Promise<boolean> {
   }
 }
 
-function tmpDir(): string {
-  try {
-    return Deno.env.get("TMPDIR") || "/tmp";
-  } catch {
-    return "/tmp";
-  }
-}
-
 /**
  * The cache directory to use: `false` -> none; a path -> that (it must be writable); absent ->
- * `<root>/.cache-missl` when `root` is writable (by its mode bits: a read-only data folder is
- * left alone even when running as root), else `<tmp>/missl-cache/<hash of root>`.
+ * the per-user cache folder ({@linkcode defaultCacheDir}: `$MISSL_CACHE_DIR`, else
+ * `$XDG_CACHE_HOME/mi-ssl` or `~/.cache/mi-ssl`), or none when it cannot be written. The data
+ * folder itself is never written.
  *
  * @throws {UserError} When an explicitly named cache directory cannot be written.
  */
 export async function resolveCacheDir(
   option: string | false | undefined,
-  root: string,
+  _root: string,
   baseDir: string,
+  log?: (message: string) => void,
 ): Promise<string | null> {
   if (option === false) return null;
   if (option !== undefined) {
@@ -95,21 +85,14 @@ export async function resolveCacheDir(
     }
     return dir;
   }
-  const inRoot = join(root, ".cache-missl");
-  const allowed = await writableByMode(root) &&
-    (!(await exists(inRoot)) || await writableByMode(inRoot));
-  if (allowed && await probeWritable(inRoot)) return inRoot;
-  const fallback = join(tmpDir(), "missl-cache", await hashKey(resolve(root)));
-  return (await probeWritable(fallback)) ? fallback : null;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
+  const dir = defaultCacheDir();
+  if (dir !== null && await probeWritable(dir)) return dir;
+  log?.(
+    dir === null
+      ? `No dataset cache: neither ${CACHE_DIR_ENV}, XDG_CACHE_HOME nor HOME is set`
+      : `No dataset cache: "${dir}" cannot be written (set ${CACHE_DIR_ENV} to another folder)`,
+  );
+  return null;
 }
 
 /** The outcome of a cache look-up. */

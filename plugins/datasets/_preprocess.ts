@@ -81,7 +81,7 @@ export function commonOptionFields(defaultSize: number) {
     /** Explicit labeled patients (instead of a seeded draw). */
     labeledPatients: z.array(z.string().min(1)).min(1, "labeledPatients must not be empty")
       .optional(),
-    /** Cache directory, or `false` for none. @default `<root>/.cache-missl`, or a tmp folder */
+    /** Cache directory, or `false` for none. @default the per-user cache (`~/.cache/mi-ssl`) */
     cache: z.union([z.string().min(1), z.literal(false)]).optional(),
     /** Seed of the split. @default the run seed */
     seed: z.number().int().optional(),
@@ -482,6 +482,11 @@ function resampledAffine(
 export interface LoadCasesOptions extends PrepareContext {
   /** Cache directory, or `null` for no cache. */
   cacheDir: string | null;
+  /**
+   * The data folder: source paths are keyed relative to it, so one folder reached by two paths
+   * shares its cache entries.
+   */
+  root?: string;
   /** Extra values that change the output (e.g. the layout), added to the cache key. */
   cacheKey?: unknown;
   /** Progress messages. */
@@ -511,12 +516,12 @@ export async function loadCases(
     })
     : null;
   const out: PreparedCase[] = [];
-  let hits = 0, rebuilt = 0, cacheFailures = 0;
+  let hits = 0, rebuilt = 0, cacheFailures = 0, built = 0;
   let lastLog = performance.now();
   for (const [i, source] of sources.entries()) {
     let signature: SourceSignature | null = null;
     if (cache) {
-      signature = await sourceSignature(source.files);
+      signature = await sourceSignature(source.files, options.root);
       const found = await cache.read(source.id, signature);
       if (found.status === "hit" && !(source.needsLabel && !found.value.label)) {
         out.push({ ...found.value, source: volumeSource(source) });
@@ -533,6 +538,12 @@ export async function loadCases(
     const prepared = prepareCase(raw, options, source);
     out.push({ ...prepared, source: volumeSource(source) });
     if (cache && signature) {
+      if (built++ === 0) {
+        options.log?.(
+          `${options.datasetId}: caching the preprocessed volumes in ${cache.dir} ` +
+            `(deno task cache --clear empties the cache)`,
+        );
+      }
       try {
         await cache.write(prepared, signature);
       } catch (error) {
@@ -713,8 +724,8 @@ export async function readList(path: string): Promise<string[] | null> {
 
 /**
  * What a file-based dataset touches (its `access`): it reads `root`, and reads and writes its
- * cache, which is the `cache` option, or else `<root>/.cache-missl` or `<tmp>/missl-cache/...`
- * (the first that can be written, decided when loading: both are granted).
+ * cache, which is the `cache` option, or else the per-user cache folder (`context.cacheDir`,
+ * see `defaultCacheDir` in core/dataset.ts).
  */
 export function fileDatasetAccess(
   options: Pick<CommonDatasetOptions, "root" | "cache">,
@@ -725,7 +736,9 @@ export function fileDatasetAccess(
     ? []
     : options.cache !== undefined
     ? [resolve(context.baseDir, options.cache)]
-    : [resolve(root, ".cache-missl"), resolve(context.tmpDir, "missl-cache")];
+    : context.cacheDir
+    ? [resolve(context.cacheDir)]
+    : [];
   return { read: [root, ...caches], write: caches };
 }
 
@@ -745,7 +758,7 @@ export interface CommonDatasetOptions {
   split: SplitOptions;
   /** Explicit labeled patients, instead of a seeded draw. */
   labeledPatients?: string[];
-  /** Cache folder, or `false`. @default `<root>/.cache-missl`, or a tmp folder if read-only */
+  /** Cache folder, or `false`. @default the per-user cache folder (`~/.cache/mi-ssl`) */
   cache?: string | false;
   /** Seed of the split. @default the run seed */
   seed?: number;
@@ -827,7 +840,7 @@ export async function loadSplitDataset(
       });
     }
   }
-  const cacheDir = await resolveCacheDir(options.cache, input.root, context.baseDir);
+  const cacheDir = await resolveCacheDir(options.cache, input.root, context.baseDir, context.log);
   const cases = await loadCases(sources, {
     datasetId,
     prep: {
@@ -841,6 +854,7 @@ export async function loadSplitDataset(
     classNames: input.classNames,
     scaledLabels: input.scaledLabels,
     cacheDir,
+    root: input.root,
     cacheKey: input.cacheKey,
     log: context.log,
   });
