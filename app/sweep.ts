@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { UserError } from "../core/errors.ts";
 import { InterruptedError, loadPluginModules } from "../core/trainer.ts";
@@ -430,6 +431,12 @@ export interface SlurmOptions {
   backend?: string;
   /** What generated the script (a comment). */
   command?: string;
+  /** The folder relative recipe and run paths are resolved against. @default Deno.cwd() */
+  cwd?: string;
+  /** The framework's folder (its `deno.json`). @default this checkout */
+  root?: string;
+  /** The Deno a task runs when `MISSL_DENO` is not set. @default Deno.execPath() */
+  deno?: string;
 }
 
 /** Quote a string for bash (single quotes). */
@@ -455,15 +462,33 @@ export function checkSlurmOptions(o: SlurmOptions): void {
   }
 }
 
+/** The folder of this checkout's `deno.json` (its URL when imported by URL). */
+function frameworkRoot(): string {
+  const url = new URL("..", import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname).replace(/\/$/, "") : url.href;
+}
+
 /**
  * A Slurm array job script with one task per planned run: `#SBATCH --array=0-(n-1)`, bash
  * arrays of the (recipe, seed, directory) of each task, indexed by `$SLURM_ARRAY_TASK_ID`, and
- * `deno task run <recipe> --seed <seed> --out <dir>` (a finished task exits at once, an
- * interrupted one resumes, so resubmitting the script finishes a partial sweep).
+ * `deno task --config <root>/deno.json run <recipe> --seed <seed> --out <dir>` (a finished task
+ * exits at once, an interrupted one resumes, so resubmitting the script finishes a partial
+ * sweep).
+ *
+ * Everything a task needs is absolute, since a compute node starts it in the submission folder
+ * with the submitter's environment: the recipes and run folders (resolved against `cwd`), the
+ * framework's `deno.json` (`deno task` run elsewhere finds none, and would resolve relative paths
+ * against its folder rather than the submission folder), and the Deno that wrote the script
+ * (used unless `MISSL_DENO` names another; `deno` from the node's PATH when it is not there).
+ * A task that died before its first checkpoint leaves `metrics.jsonl` / `best.ckpt` behind,
+ * which `run` would refuse to overwrite: the task removes them before starting afresh.
  */
 export function slurmScript(runs: PlannedRun[], o: SlurmOptions = {}): string {
   checkSlurmOptions(o);
   if (runs.length === 0) throw new UserError("no run to put in the array job");
+  const cwd = o.cwd ?? Deno.cwd();
+  const root = o.root ?? frameworkRoot();
+  const deno = o.deno ?? Deno.execPath();
   const n = runs.length;
   const sb = [
     `#SBATCH --job-name=${o.jobName ?? "mi-ssl"}`,
@@ -482,19 +507,28 @@ export function slurmScript(runs: PlannedRun[], o: SlurmOptions = {}): string {
   const recipes = new Set(runs.map((r) => r.recipe)).size;
   const seeds = new Set(runs.map((r) => r.seed)).size;
   const table = runs.map((r, i) =>
-    `RECIPE[${i}]=${shellQuote(r.recipe)}; SEED[${i}]=${r.seed}; OUT[${i}]=${shellQuote(r.dir)}`
+    `RECIPE[${i}]=${shellQuote(resolve(cwd, r.recipe))}; SEED[${i}]=${r.seed}; ` +
+    `OUT[${i}]=${shellQuote(resolve(cwd, r.dir))}`
   );
   return [
     "#!/bin/bash",
     `# Slurm array job: ${recipes} recipe(s) x ${seeds} seed(s) = ${n} task(s), one run each.`,
     ...(o.command ? [`# Written by: ${o.command}`] : []),
-    "# Submit from the repository root (where deno.json is): sbatch <this file>.",
-    "# A finished task (summary.json) exits at once and an interrupted one resumes from its",
-    "# latest.ckpt, so submitting the script again completes a partial sweep.",
+    "# Submit it with sbatch <this file>, from any folder (task logs: slurm-<job>_<task>.out",
+    "# there). A finished task (summary.json) exits at once and an interrupted one resumes from",
+    "# its latest.ckpt, so submitting the script again completes a partial sweep.",
     ...sb,
     "",
     "set -euo pipefail",
-    'cd "${SLURM_SUBMIT_DIR:-.}"',
+    `ROOT=${shellQuote(root)} # the framework (its deno.json)`,
+    "# Deno: $MISSL_DENO, else the one that wrote this script, else deno on the node's PATH",
+    `DENO="\${MISSL_DENO:-${deno.replace(/["$`\\]/g, "\\$&")}}"`,
+    '[ -x "$DENO" ] || DENO="$(command -v deno || true)"',
+    'if [ -z "$DENO" ]; then',
+    '  echo "deno is not on this node: install it or set MISSL_DENO to its path" >&2',
+    "  exit 127",
+    "fi",
+    "export NO_COLOR=1 # plain logs",
     "",
     "declare -a RECIPE SEED OUT",
     ...table,
@@ -509,9 +543,12 @@ export function slurmScript(runs: PlannedRun[], o: SlurmOptions = {}): string {
     '  echo "$out is finished (summary.json exists); nothing to do"',
     "  exit 0",
     'elif [ -f "$out/latest.ckpt" ]; then',
-    '  exec deno task run --resume "$out"',
+    '  exec "$DENO" task --config "$ROOT/deno.json" run --resume "$out"',
     "fi",
-    'exec deno task run "$recipe" --seed "$seed" --out "$out" ${extra[@]+"${extra[@]}"}',
+    "# no checkpoint: what a task that died early left would make run refuse the folder",
+    'rm -f "$out/metrics.jsonl" "$out/best.ckpt"',
+    'exec "$DENO" task --config "$ROOT/deno.json" run "$recipe" --seed "$seed" --out "$out" \\',
+    '  ${extra[@]+"${extra[@]}"}',
     "",
   ].join("\n");
 }

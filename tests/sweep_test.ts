@@ -142,8 +142,9 @@ Deno.test("sweep --slurm writes an array job: one task per (recipe, seed), valid
     let i = 0;
     for (const [r, name] of [["a", "tiny-a"], ["b", "tiny-b"]]) {
       for (const seed of [1, 2, 3]) {
+        // absolute: a compute node starts the task in the submission folder, not here
         const entry = `RECIPE[${i}]=${shellQuote(`${dir}/${r}.yaml`)}; SEED[${i}]=${seed}; ` +
-          `OUT[${i}]=runs/${name}/seed${seed}`;
+          `OUT[${i}]=${shellQuote(`${ROOT}runs/${name}/seed${seed}`)}`;
         assert.ok(script.includes(`\n${entry}\n`), entry);
         i++;
       }
@@ -152,44 +153,69 @@ Deno.test("sweep --slurm writes an array job: one task per (recipe, seed), valid
     assert.match(script, /i="\$\{SLURM_ARRAY_TASK_ID:\?/);
     assert.match(
       script,
-      /exec deno task run "\$recipe" --seed "\$seed" --out "\$out" \$\{extra\[@\]\+"\$\{extra\[@\]\}"\}/,
+      /exec "\$DENO" task --config "\$ROOT\/deno\.json" run "\$recipe" --seed "\$seed" --out "\$out" \\\n {2}\$\{extra\[@\]\+"\$\{extra\[@\]\}"\}/,
     );
+    assert.ok(script.includes(`\nROOT=${shellQuote(ROOT.replace(/\/$/, ""))} `), "the framework");
     assert.match(script, /extra=\(--set lambda=0\.5\)/);
     // bash syntax check
     const syntax = await new Deno.Command("bash", { args: ["-n", file], stderr: "piped" }).output();
     assert.equal(syntax.code, 0, new TextDecoder().decode(syntax.stderr));
-    // run task 4 with a stand-in `deno` that prints its arguments
+    // run task 4 (its run folder moved into dir) with stand-in Denos that print their arguments:
+    // the one that wrote the script (unless MISSL_DENO names another), else the PATH's
     await Deno.mkdir(`${dir}/bin`);
+    await Deno.mkdir(`${dir}/recorded`);
     await Deno.writeTextFile(`${dir}/bin/deno`, '#!/bin/bash\necho "deno $*"\n', { mode: 0o755 });
-    const task = await new Deno.Command("bash", {
-      args: [file],
-      cwd: dir,
-      env: { PATH: `${dir}/bin:/usr/bin:/bin`, SLURM_ARRAY_TASK_ID: "4" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const out = new TextDecoder().decode(task.stdout);
+    await Deno.writeTextFile(`${dir}/recorded/deno`, '#!/bin/bash\necho "recorded $*"\n', {
+      mode: 0o755,
+    });
+    const out4 = `${dir}/runs/tiny-b/seed2`;
+    const recorded = `\${MISSL_DENO:-${Deno.execPath()}}`;
+    assert.ok(script.includes(recorded), "the Deno that wrote the script");
+    await Deno.writeTextFile(
+      file,
+      script.replace(shellQuote(`${ROOT}runs/tiny-b/seed2`), out4)
+        .replace(recorded, `\${MISSL_DENO:-${dir}/recorded/deno}`),
+    );
+    const task4 = (env: Record<string, string>) =>
+      new Deno.Command("bash", {
+        args: [file],
+        cwd: dir,
+        env: { PATH: `${dir}/bin:/usr/bin:/bin`, SLURM_ARRAY_TASK_ID: "4", ...env },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const root = ROOT.replace(/\/$/, "");
+    const task = await task4({});
     assert.equal(task.code, 0, new TextDecoder().decode(task.stderr));
-    assert.match(
-      out,
-      new RegExp(
-        `^deno task run ${dir}/b\\.yaml --seed 2 --out runs/tiny-b/seed2 --set lambda=0\\.5$`,
-        "m",
+    assert.ok(
+      new TextDecoder().decode(task.stdout).includes(
+        `\nrecorded task --config ${root}/deno.json run ${dir}/b.yaml --seed 2 --out ${out4} ` +
+          `--set lambda=0.5\n`,
+      ),
+      new TextDecoder().decode(task.stdout),
+    );
+    const other = await task4({ MISSL_DENO: `${dir}/bin/deno` });
+    assert.match(new TextDecoder().decode(other.stdout), /^deno task --config/m);
+    await Deno.chmod(`${dir}/recorded/deno`, 0o644); // not on this node: the PATH's
+    const onPath = await task4({});
+    assert.match(new TextDecoder().decode(onPath.stdout), /^deno task --config/m);
+    // a task that died before its first checkpoint: its leftovers go, the run starts afresh
+    await Deno.mkdir(out4, { recursive: true });
+    await Deno.writeTextFile(`${out4}/metrics.jsonl`, "{}\n");
+    await task4({});
+    assert.equal(await exists(`${out4}/metrics.jsonl`), false);
+    // an interrupted one resumes
+    await Deno.writeTextFile(`${out4}/latest.ckpt`, "");
+    const resumed = await task4({});
+    assert.ok(
+      new TextDecoder().decode(resumed.stdout).includes(
+        `\ndeno task --config ${root}/deno.json run --resume ${out4}\n`,
       ),
     );
-    // a finished task exits at once; an interrupted one resumes
-    await Deno.mkdir(`${dir}/runs/tiny-b/seed2`, { recursive: true });
-    await Deno.writeTextFile(`${dir}/runs/tiny-b/seed2/latest.ckpt`, "");
-    const resumed = await new Deno.Command("bash", {
-      args: [file],
-      cwd: dir,
-      env: { PATH: `${dir}/bin:/usr/bin:/bin`, SLURM_ARRAY_TASK_ID: "4" },
-      stdout: "piped",
-    }).output();
-    assert.match(
-      new TextDecoder().decode(resumed.stdout),
-      /^deno task run --resume runs\/tiny-b\/seed2$/m,
-    );
+    // a finished one exits at once
+    await Deno.writeTextFile(`${out4}/summary.json`, "{}");
+    const finished = await task4({});
+    assert.match(new TextDecoder().decode(finished.stdout), /is finished.*nothing to do/);
   });
 });
 
