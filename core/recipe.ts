@@ -112,7 +112,12 @@ const pluginEntry = (defaultType?: string) => {
 const regularizerEntry = z.object({
   type: z.string().min(1, "expected a non-empty plugin id"),
   weight: num({ min: 0 }).default(1),
-  name: nonEmptyString().optional(),
+  /** The metrics key and checkpoint prefix of the term: a plain name, no `/`. */
+  name: z.string().regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]*$/,
+    "expected a name of letters, digits, '_', '.' and '-' (it is a metrics key and a " +
+      "checkpoint prefix)",
+  ).optional(),
 }).passthrough();
 
 const augmentationSchema = z.object({
@@ -389,15 +394,83 @@ function valueAt(root: unknown, path: readonly PathSegment[]): unknown {
   return current;
 }
 
-/** A deep copy of plain YAML data (aliases become independent copies). */
-function cloneData(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(cloneData);
-  if (isPlainObject(value)) {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value)) setKey(out, key, cloneData(value[key]));
-    return out;
+/**
+ * What a value that is not plain data is, in words (YAML's `!!binary`, `!!timestamp`, `!!set`,
+ * `!!omap` / `!!pairs` give byte arrays, dates, sets and maps), or null for plain data.
+ */
+function foreignValue(value: object): string | null {
+  if (Array.isArray(value)) return null;
+  if (ArrayBuffer.isView(value)) return "a !!binary value";
+  if (value instanceof Date) return "a !!timestamp value";
+  if (value instanceof Set) return "a !!set value";
+  if (value instanceof Map) return "an !!omap or !!pairs value";
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null ? null : "a tagged value";
+}
+
+/**
+ * A deep copy of plain YAML data (aliases become independent copies). Throws a
+ * {@linkcode Problem} naming the place of a value that is not plain data (`!!binary`,
+ * `!!timestamp`, `!!set`, ...), a mapping or list that contains itself (a recursive alias), or a
+ * key `__proto__` (which would silently vanish in a plain object).
+ */
+function cloneData(value: unknown, path: PathSegment[] = [], open = new Set<object>()): unknown {
+  if (value === null || typeof value !== "object") return value;
+  const at = () => (path.length > 0 ? `${formatPath(path)}: ` : "");
+  const foreign = foreignValue(value);
+  if (foreign !== null) {
+    throw new Problem(
+      `${at()}${foreign} is not supported in a recipe; write a plain string, number, list or ` +
+        `mapping`,
+    );
   }
-  return value;
+  if (open.has(value)) {
+    throw new Problem(
+      `${at()}a YAML alias refers to a mapping or list that contains it (a cycle, which a ` +
+        `recipe cannot hold)`,
+    );
+  }
+  open.add(value);
+  try {
+    if (Array.isArray(value)) {
+      return value.map((item, i) => {
+        path.push(i);
+        try {
+          return cloneData(item, path, open);
+        } finally {
+          path.pop();
+        }
+      });
+    }
+    const record = value as Record<string, unknown>;
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(record)) {
+      path.push(key);
+      try {
+        if (key === "__proto__") {
+          throw new Problem(`${at()}the key "__proto__" is not allowed in a recipe`);
+        }
+        setKey(out, key, cloneData(record[key], path, open));
+      } finally {
+        path.pop();
+      }
+    }
+    return out;
+  } finally {
+    open.delete(value);
+  }
+}
+
+/** Where non-finite numbers (`.inf`, `.nan`, `1e999`) sit in `value`, as messages. */
+function nonFiniteNumbers(value: unknown, path: PathSegment[] = [], out: string[] = []): string[] {
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    out.push(`${formatPath(path) || "(top level)"}: expected a finite number, got ${value}`);
+  } else if (Array.isArray(value)) {
+    value.forEach((item, i) => nonFiniteNumbers(item, [...path, i], out));
+  } else if (isPlainObject(value)) {
+    for (const key of Object.keys(value)) nonFiniteNumbers(value[key], [...path, key], out);
+  }
+  return out;
 }
 
 /** Levenshtein distance. */
@@ -648,6 +721,10 @@ export function parseRecipe(raw: unknown, source: string): Recipe {
   if (!result.success) {
     throw recipeError(source, describeIssues(result.error.issues, raw, recipeSchema));
   }
+  // The recipe's own fields check finiteness; plugin options pass through to schemas where a
+  // plain z.number() takes Infinity: no number in a recipe may be infinite or NaN.
+  const infinite = nonFiniteNumbers(raw);
+  if (infinite.length > 0) throw recipeError(source, infinite);
   const recipe = result.data;
   if (recipe.regularizers.length > 0 && recipe.trainer.unlabeledBatch === 0) {
     const names = recipe.regularizers.map((r) => r.name ?? r.type).join(", ");
@@ -806,11 +883,60 @@ async function readRecipeFile(
   return parseYamlRecipe(text, display);
 }
 
+/**
+ * Problems of a parsed YAML document that its `errors` do not list: warnings (an unknown tag
+ * like `!foo`, an unsupported `%YAML` version), and keys that are not plain names (a complex key
+ * `? [a]`, an alias, null), which would otherwise be turned into strings like `"[ a ]"`.
+ */
+function yamlProblems(doc: YAML.Document, lines: YAML.LineCounter): string[] {
+  const at = (node: { range?: [number, number, number] | null } | null | undefined) => {
+    const offset = node?.range?.[0];
+    if (offset === undefined) return "";
+    const { line, col } = lines.linePos(offset);
+    return `line ${line}, column ${col}: `;
+  };
+  const problems: string[] = doc.warnings.map((w) => {
+    const tag = /^Unresolved tag: (\S+)/.exec(w.message);
+    const standard = tag?.[1].replace(/^tag:yaml\.org,2002:/, "!!");
+    const reason = tag === null
+      ? firstLine(w.message)
+      : standard !== tag[1]
+      ? `the tag ${standard} does not fit its value (a recipe holds plain YAML: mappings, ` +
+        `lists, strings, numbers, true/false and null; leave tags out)`
+      : `unknown YAML tag ${tag[1]} (a recipe holds plain YAML: mappings, lists, strings, ` +
+        `numbers, true/false and null)`;
+    const pos = w.linePos?.[0];
+    return pos ? `line ${pos.line}, column ${pos.col}: ${reason}` : `invalid YAML: ${reason}`;
+  });
+  YAML.visit(doc, {
+    Pair(_, pair) {
+      const key = pair.key as YAML.Node | null;
+      if (YAML.isCollection(key)) {
+        problems.push(
+          `${at(key)}a key must be a plain name, got a ${YAML.isSeq(key) ? "list" : "mapping"} ` +
+            `(complex keys like "? [a]" are not supported)`,
+        );
+      } else if (YAML.isAlias(key)) {
+        problems.push(`${at(key)}a key must be a plain name, got the alias *${key.source}`);
+      } else if (key === null || (YAML.isScalar(key) && key.value === null)) {
+        problems.push(`${at(YAML.isNode(pair.value) ? pair.value : null)}a key is empty or null`);
+      }
+    },
+  });
+  return problems;
+}
+
 /** Parse recipe YAML text: exactly one document holding a mapping. */
 function parseYamlRecipe(text: string, display: string): Record<string, unknown> {
   let docs: ReturnType<typeof YAML.parseAllDocuments>;
+  const lines = new YAML.LineCounter();
   try {
-    docs = YAML.parseAllDocuments(text, { merge: true, uniqueKeys: true, prettyErrors: true });
+    docs = YAML.parseAllDocuments(text, {
+      merge: true,
+      uniqueKeys: true,
+      prettyErrors: true,
+      lineCounter: lines,
+    });
   } catch (error) {
     throw recipeError(display, `invalid YAML: ${firstLine((error as Error).message)}`);
   }
@@ -826,6 +952,8 @@ function parseYamlRecipe(text: string, display: string): Record<string, unknown>
   if (doc.errors.length > 0) {
     throw recipeError(display, doc.errors.slice(0, 3).map(describeYamlError));
   }
+  const problems = yamlProblems(doc, lines);
+  if (problems.length > 0) throw recipeError(display, problems);
   let value: unknown;
   try {
     value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
@@ -845,7 +973,13 @@ function parseYamlRecipe(text: string, display: string): Record<string, unknown>
   if (!isPlainObject(value)) {
     throw recipeError(display, `expected a mapping at the top level, got ${describeValue(value)}`);
   }
-  return cloneData(value) as Record<string, unknown>;
+  try {
+    return cloneData(value) as Record<string, unknown>;
+  } catch (error) {
+    if (error instanceof Problem) throw recipeError(display, error.message);
+    if (error instanceof RangeError) throw recipeError(display, "the YAML is nested too deeply");
+    throw error;
+  }
 }
 
 /** The first line of a YAML error message, without its ` at line 1, column 3:` suffix. */
@@ -980,6 +1114,7 @@ function parseSetPath(path: string): SetSegment[] {
       while (end < path.length && path[end] !== "." && path[end] !== "[") end++;
       const key = path.slice(i, end).trim();
       if (key === "") throw new Problem(`empty key at character ${i + 1} of the path`);
+      if (key === "__proto__") throw new Problem(`the key "__proto__" is not allowed in a recipe`);
       segments.push({ key, bracket: false });
       i = end;
     }
@@ -1009,8 +1144,13 @@ function applySet(root: Record<string, unknown>, spec: string): void {
   }
   let value: unknown;
   try {
-    value = YAML.parse(spec.slice(eq + 1), { maxAliasCount: MAX_ALIAS_COUNT, uniqueKeys: true });
+    const lines = new YAML.LineCounter();
+    const doc = YAML.parseDocument(spec.slice(eq + 1), { uniqueKeys: true, lineCounter: lines });
+    const problems = [...doc.errors.map((e) => firstLine(e.message)), ...yamlProblems(doc, lines)];
+    if (problems.length > 0) throw new Problem(`invalid YAML value: ${problems.join("; ")}`);
+    value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (error) {
+    if (error instanceof Problem) throw error;
     throw new Problem(`invalid YAML value: ${firstLine((error as Error).message)}`);
   }
   value = cloneData(value === undefined ? null : value);

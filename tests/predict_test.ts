@@ -250,7 +250,7 @@ Deno.test("predict writes each scan's prediction on its own grid: shape, spacing
   }
 });
 
-Deno.test("eval --export --grid source writes each volume on its source file's grid", async () => {
+Deno.test("eval --export --grid source writes each volume on its source file's grid, as predict does", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const shape: [number, number, number] = [12, 20, 9];
@@ -273,8 +273,8 @@ Deno.test("eval --export --grid source writes each volume on its source file's g
       `method: tiny\nbackend: wasm\n` +
         `dataset: { type: folder, root: data, size: 16, classes: 2, cache: false, ` +
         `split: { labeled: 1, unlabeled: 1, validation: 1 } }\n` +
-        `model: { type: unet, base: 2, depth: 2 }\nregularizers: []\n` +
-        `trainer: { iterations: 1, labeledBatch: 2, unlabeledBatch: 2 }\n`,
+        `model: { type: unet, base: 2, depth: 2 }\nregularizers: [{ type: mean-teacher }]\n` +
+        `trainer: { iterations: 2, labeledBatch: 2, unlabeledBatch: 2 }\n`,
     );
     const run = await cli(["run", `${dir}/r.yaml`, "--out", `${dir}/run`, "--quiet"]);
     assert.equal(run.code, 0, run.stderr);
@@ -291,6 +291,17 @@ Deno.test("eval --export --grid source writes each volume on its source file's g
     assert.deepEqual(onSource.affine, input.affine);
     // the slice axis is the 3 mm one: the network grid is 9 slices of 16 x 16
     assert.deepEqual((await readVolume(`${dir}/net/${name}`)).shape, [9, 16, 16]);
+    // predict on the volume's file: the same network (the teacher), preprocessing and labels
+    const pred = await cli([
+      "predict",
+      `${dir}/run`,
+      `${dir}/data/images/${id}.nii.gz`,
+      "--out",
+      `${dir}/pred`,
+    ]);
+    assert.equal(pred.code, 0, pred.stderr);
+    const predicted = await readVolume(`${dir}/pred/${id}_pred.nii.gz`);
+    assert.deepEqual([...predicted.data], [...onSource.data]);
     const bad = await cli(["eval", `${dir}/run`, "--export", `${dir}/x`, "--grid", "mine"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /Unknown grid "mine"; use network or source/);

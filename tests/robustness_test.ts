@@ -284,40 +284,134 @@ const JUNK: unknown[] = [
   "${UNSET_VARIABLE_FOR_TEST}",
 ];
 
-async function expectCleanOutcome(text: string, label: string): Promise<void> {
+/**
+ * Load and validate a recipe text: the recipe and its parsed plugin options (the recipe with each
+ * plugin entry's options as its plugin parsed them), or the clean `UserError` message. Anything
+ * else (another error, a stack in the message, a message that does not name the file) fails.
+ */
+async function outcome(
+  text: string,
+  label: string,
+): Promise<{ parsed: Record<string, unknown> } | { message: string }> {
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeTextFile(`${dir}/r.yaml`, text);
     try {
       const loaded = await loadRecipe(`${dir}/r.yaml`);
-      validatePluginOptions(loaded.recipe, loaded.file);
+      const p = validatePluginOptions(loaded.recipe, loaded.file);
+      const options = (o: unknown) => o as Record<string, unknown>;
+      return {
+        parsed: {
+          ...loaded.recipe,
+          dataset: { type: loaded.recipe.dataset.type, ...options(p.dataset) },
+          model: { type: loaded.recipe.model.type, ...options(p.model) },
+          transform: { type: loaded.recipe.transform.type, ...options(p.transform) },
+          regularizers: p.regularizers.map((r) => ({
+            type: r.type,
+            weight: r.weight,
+            ...options(r.options),
+          })),
+        },
+      };
     } catch (e) {
       assert.ok(e instanceof UserError, `${label}: ${(e as Error)?.stack ?? e}`);
       assert.ok(!/\n\s+at /.test((e as Error).message), `${label}: stack in message`);
       assert.match((e as Error).message, /r\.yaml/, label);
+      return { message: (e as Error).message };
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 }
 
-Deno.test("hundreds of malformed recipes end in a clean message (deleted keys, swapped types, huge and negative numbers)", async () => {
+/** Whether every part of `value` is in `parsed` (extra defaults in `parsed` are fine). */
+function reflects(parsed: unknown, value: unknown): boolean {
+  if (Array.isArray(value)) {
+    return Array.isArray(parsed) && parsed.length === value.length &&
+      value.every((v, i) => reflects(parsed[i], v));
+  }
+  if (value !== null && typeof value === "object") {
+    return parsed !== null && typeof parsed === "object" &&
+      Object.entries(value).every(([k, v]) => reflects((parsed as Record<string, unknown>)[k], v));
+  }
+  return Object.is(parsed, value);
+}
+
+/**
+ * The mutations of GOOD a recipe may take: an optional field deleted (its default applies), or a
+ * value the field's schema allows. Every other mutation must be rejected; a change here is a
+ * deliberate change of what recipes accept.
+ */
+const ACCEPTED_MUTATIONS = [
+  "delete backend",
+  "delete dataset.patients",
+  "delete dataset.size",
+  "delete dataset.slicesPerPatient",
+  "delete model",
+  "delete model.base",
+  "delete model.depth",
+  "delete model.type",
+  "delete optimizer",
+  "delete optimizer.lr",
+  "delete optimizer.schedule",
+  "delete optimizer.schedule.type",
+  "delete regularizers",
+  "delete regularizers.0",
+  "delete regularizers.0.radius",
+  "delete regularizers.1",
+  "delete regularizers.1.weight",
+  "delete seed",
+  "delete trainer.labeledBatch",
+  "delete trainer.unlabeledBatch",
+  "delete transform",
+  "delete transform.rotation",
+  "delete transform.scale",
+  "delete transform.type",
+  "dataset.split.unlabeled = 0",
+  "dataset.split.validation = 0",
+  'method = "text"',
+  "model = {}",
+  "optimizer = {}",
+  "optimizer.lr = 0.5",
+  "optimizer.lr = 1e+308",
+  "optimizer.lr = 9007199254741000",
+  "optimizer.schedule = {}",
+  "regularizers = []",
+  "regularizers.0.radius = 0",
+  "regularizers.1.weight = 0",
+  "regularizers.1.weight = 0.5",
+  "regularizers.1.weight = 1e+308",
+  "regularizers.1.weight = 9007199254741000",
+  "seed = 0",
+  "transform = {}",
+  "transform.rotation = 0",
+  "transform.rotation = 0.5",
+  "transform.scale.0 = 0.5",
+].sort();
+
+Deno.test("hundreds of malformed recipes end in a clean message (deleted keys, swapped types, huge and negative numbers), and exactly the allowed ones are taken as written", async () => {
   let n = 0;
+  const accepted: string[] = [];
   for (const path of paths(GOOD)) {
-    await expectCleanOutcome(
-      JSON.stringify(mutate(path, undefined, true)),
-      `delete ${path.join(".")}`,
-    );
+    const label = `delete ${path.join(".")}`;
+    const deleted = await outcome(JSON.stringify(mutate(path, undefined, true)), label);
+    if ("parsed" in deleted) accepted.push(label);
     n++;
     for (const junk of JUNK) {
-      await expectCleanOutcome(
-        JSON.stringify(mutate(path, junk)),
-        `${path.join(".")} = ${JSON.stringify(junk)}`,
-      );
+      const label = `${path.join(".")} = ${JSON.stringify(junk)}`;
+      const result = await outcome(JSON.stringify(mutate(path, junk)), label);
+      if ("parsed" in result) {
+        accepted.push(label);
+        // Taken as written: no value silently dropped or replaced.
+        let here: unknown = result.parsed;
+        for (const k of path) here = (here as Record<string | number, unknown>)?.[k];
+        assert.ok(reflects(here, junk), `${label}: parsed as ${JSON.stringify(here)}`);
+      }
       n++;
     }
   }
   assert.ok(n > 300, `${n} recipes`);
+  assert.deepEqual(accepted.sort(), ACCEPTED_MUTATIONS);
 });
 
 Deno.test("deep nesting, binary junk and YAML alias bombs end in a clean message", async () => {
@@ -339,7 +433,9 @@ Deno.test("deep nesting, binary junk and YAML alias bombs end in a clean message
     ["tabs", "\t\tmethod:\t x"],
     ["huge key count", Array.from({ length: 20000 }, (_, i) => `k${i}: ${i}`).join("\n")],
   ];
-  for (const [label, text] of cases) await expectCleanOutcome(text, label);
+  for (const [label, text] of cases) {
+    assert.ok("message" in await outcome(text, label), `${label} was accepted`);
+  }
   const dir = await Deno.makeTempDir();
   try {
     await Deno.writeFile(`${dir}/r.yaml`, rng);
@@ -347,6 +443,316 @@ Deno.test("deep nesting, binary junk and YAML alias bombs end in a clean message
     const stderr = new TextDecoder().decode(res.stderr);
     assert.equal(res.code, 2, stderr);
     assert.doesNotMatch(stderr, /\n\s+at /);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---- YAML's own features ----
+
+const BASE_YAML = `method: x
+backend: cpu
+dataset: {type: phantom, patients: 4, slicesPerPatient: 2, size: 32, split: {labeled: 1, unlabeled: 1, validation: 2}}
+model: {type: unet, base: 4, depth: 3}
+regularizers: [{type: kl}]
+trainer: {iterations: 2, labeledBatch: 2, unlabeledBatch: 2}
+`;
+
+/** BASE_YAML with `line` added, or with `from` replaced by `to`. */
+const withLine = (line: string) => BASE_YAML + line + "\n";
+const replaced = (from: string, to: string) => {
+  assert.ok(BASE_YAML.includes(from), from);
+  return BASE_YAML.replace(from, to);
+};
+const MODEL = "model: {type: unet, base: 4, depth: 3}";
+const TRAINER = "trainer: {iterations: 2, labeledBatch: 2, unlabeledBatch: 2}";
+
+/**
+ * YAML features, each with what must happen: accepted (and what it means), or rejected with a
+ * message matching the pattern. Recipes are plain data: tags, complex keys, recursive aliases,
+ * non-finite numbers and `__proto__` keys are errors; anchors, aliases and merge keys work.
+ */
+const YAML_CASES: Array<[string, string, RegExp | ((r: Record<string, unknown>) => void)]> = [
+  // anchors, aliases, merge keys
+  [
+    "anchor and alias",
+    "shared: &n 3\n" + replaced("depth: 3", "depth: *n"),
+    /unknown key "shared" at the top level/,
+  ],
+  [
+    "merge key",
+    replaced(TRAINER, "trainer: {<<: {iterations: 2, labeledBatch: 2}, unlabeledBatch: 2}"),
+    (r) => assert.equal((r.trainer as { labeledBatch: number }).labeledBatch, 2),
+  ],
+  [
+    "merge of a list of mappings",
+    replaced(TRAINER, "trainer: {<<: [{iterations: 2}, {labeledBatch: 2}], unlabeledBatch: 2}"),
+    (r) => assert.equal((r.trainer as { iterations: number }).iterations, 2),
+  ],
+  [
+    "merge of a scalar",
+    replaced(TRAINER, "trainer: {<<: 5, iterations: 2}"),
+    /Merge sources must be maps/,
+  ],
+  ["merge of null", replaced(TRAINER, "trainer: {<<: null, iterations: 2}"), /Merge sources/],
+  ["undefined alias", withLine("x: *nope"), /Unresolved alias/],
+  [
+    "alias in its own mapping",
+    "a: &a {b: *a}\n" + BASE_YAML,
+    /a\.b: a YAML alias refers to a mapping or list that contains it/,
+  ],
+  ["alias in its own list", "a: &a [*a]\n" + BASE_YAML, /a\[0\]: a YAML alias .* \(a cycle/],
+  [
+    "alias as a key",
+    "k: &k method\n" + withLine("*k : y"),
+    /a key must be a plain name, got the alias \*k/,
+  ],
+  // tags
+  [
+    "!!binary",
+    replaced("method: x", "method: !!binary aGVsbG8="),
+    /method: a !!binary value is not supported/,
+  ],
+  [
+    "!!set",
+    replaced("method: x", "method: !!set {a, b}"),
+    /method: a !!set value is not supported/,
+  ],
+  ["!!set document", "--- !!set\n? a\n", /a !!set value is not supported/],
+  [
+    "!!omap",
+    replaced(MODEL, "model: !!omap [type: unet, base: 4]"),
+    /model: an !!omap or !!pairs value/,
+  ],
+  [
+    "!!timestamp",
+    withLine("seed: !!timestamp 2001-12-14"),
+    /seed: a !!timestamp value is not supported/,
+  ],
+  [
+    "an unquoted date stays a string",
+    replaced("method: x", "method: 2001-12-14"),
+    (r) => assert.equal(r.method, "2001-12-14"),
+  ],
+  [
+    "custom tag",
+    replaced("method: x", "method: !foo bar"),
+    /line 1, column 9: unknown YAML tag !foo/,
+  ],
+  ["custom tag on the document", "!foo\n" + BASE_YAML, /unknown YAML tag !foo/],
+  [
+    "%TAG directive",
+    "%TAG !e! tag:example.com,2000:\n---\n" + replaced("method: x", "method: !e!x y"),
+    /unknown YAML tag tag:example\.com,2000:x/,
+  ],
+  [
+    "!!int on text",
+    withLine("seed: !!int abc"),
+    /line 7, column 7: the tag !!int does not fit its value/,
+  ],
+  ["!!map on a list", replaced("method: x", "method: !!map [1, 2]"), /the tag !!map does not fit/],
+  [
+    "!!str on a number",
+    replaced("method: x", "method: !!str 5"),
+    (r) => assert.equal(r.method, "5"),
+  ],
+  ["unsupported %YAML", "%YAML 9.9\n---\n" + BASE_YAML, /Unsupported YAML version 9\.9/],
+  ["%YAML 1.1", "%YAML 1.1\n---\n" + BASE_YAML, (r) => assert.equal(r.method, "x")],
+  // documents
+  ["two documents", BASE_YAML + "---\nmethod: y\n", /holds 2 YAML documents/],
+  ["an empty document first", "---\n---\n" + BASE_YAML, /holds 2 YAML documents/],
+  ["document end marker", BASE_YAML + "...\n", (r) => assert.equal(r.method, "x")],
+  ["garbage after the end marker", BASE_YAML + "...\nx: [\n", /YAML documents|line/],
+  // keys
+  [
+    "complex key",
+    withLine("? [a]\n: 1"),
+    /line 7, column 3: a key must be a plain name, got a list/,
+  ],
+  ["complex mapping key", withLine("? {a: 1}\n: 1"), /a key must be a plain name, got a mapping/],
+  ["complex key in a plugin", replaced(MODEL, "model: {type: unet, [a, b]: 3}"), /got a list/],
+  ["duplicate key", withLine("method: y"), /line 7, column 1: Map keys must be unique/],
+  [
+    "duplicate key in a plugin",
+    replaced(MODEL, "model: {type: unet, base: 4, base: 5}"),
+    /Map keys must be unique/,
+  ],
+  ["null key", withLine("~: 2"), /line 7, column 4: a key is empty or null/],
+  ["empty explicit key", withLine("? \n: 2"), /a key is empty or null/],
+  ["number key", withLine("1: 2"), /unknown key "1" at the top level/],
+  [
+    "boolean key in a plugin",
+    replaced(MODEL, "model: {type: unet, true: 3}"),
+    /unknown key "true" in model/,
+  ],
+  [
+    "__proto__ key",
+    withLine("__proto__: {method: z}"),
+    /__proto__: the key "__proto__" is not allowed/,
+  ],
+  [
+    "__proto__ key in a plugin",
+    replaced(MODEL, "model: {type: unet, __proto__: {base: 9}}"),
+    /model\.__proto__: the key "__proto__" is not allowed/,
+  ],
+  [
+    "__proto__ as a regularizer name",
+    replaced("{type: kl}", "{type: kl, name: __proto__}"),
+    /regularizers\[0\]\.name: expected a name of letters/,
+  ],
+  [
+    "a / in a regularizer name",
+    replaced("{type: kl}", "{type: kl, name: a/b}"),
+    /regularizers\[0\]\.name: expected a name/,
+  ],
+  ["a very long key", withLine("k".repeat(2000) + ": 1"), /at most 1024 chars/],
+  // scalars
+  [
+    "a very long scalar",
+    replaced("method: x", "method: " + "x".repeat(1_000_000)),
+    (r) => assert.equal((r.method as string).length, 1_000_000),
+  ],
+  [
+    "explicit null method",
+    replaced("method: x", "method: ~"),
+    /method: expected a string, got null/,
+  ],
+  [
+    "explicit null plugin entry",
+    replaced(MODEL, "model: null"),
+    /model: expected a mapping, got null/,
+  ],
+  [
+    "explicit null regularizer",
+    replaced("[{type: kl}]", "[null]"),
+    /regularizers\[0\]: expected a mapping, got null/,
+  ],
+  [
+    "explicit null list",
+    replaced("[{type: kl}]", "null"),
+    /regularizers: expected a list, got null/,
+  ],
+  [
+    "explicit null in a plugin",
+    replaced("labeled: 1,", "labeled: null,"),
+    /dataset\.split\.labeled: expected a number, got null/,
+  ],
+  [
+    "explicit null plugins",
+    withLine("plugins: [null]"),
+    /plugins\[0\]: expected a string, got null/,
+  ],
+  [
+    "explicit null extends",
+    "extends: null\n" + BASE_YAML,
+    /extends: expected the path of a base recipe, got null/,
+  ],
+  ["explicit null document", "~\n", /the file is empty/],
+  [
+    ".inf",
+    replaced("iterations: 2", "iterations: .inf"),
+    /trainer\.iterations: expected an integer .*got Infinity/,
+  ],
+  ["-.inf", withLine("lambda: -.inf"), /lambda: expected a finite number >= 0, got -Infinity/],
+  [".nan", withLine("lambda: .nan"), /lambda: expected a finite number >= 0, got NaN/],
+  [
+    "1e999",
+    replaced("base: 4", "base: 1e999"),
+    /model\.base: expected a finite number, got Infinity/,
+  ],
+  [
+    ".inf in a plugin's unbounded number",
+    withLine("supervised: {type: dice, smooth: .inf}"),
+    /supervised\.smooth: expected a finite number, got Infinity/,
+  ],
+  [
+    ".nan in a plugin",
+    replaced("labeled: 1,", "labeled: .nan,"),
+    /dataset\.split\.labeled: expected a finite number, got NaN/,
+  ],
+  [
+    "0x10",
+    replaced("iterations: 2", "iterations: 0x10"),
+    (r) => assert.equal((r.trainer as { iterations: number }).iterations, 16),
+  ],
+  [
+    "0o17",
+    replaced("base: 4", "base: 0o4"),
+    (r) => assert.equal((r.model as { base: number }).base, 4),
+  ],
+  [
+    "a huge integer",
+    withLine("seed: 123456789012345678901234567890"),
+    /seed: expected an integer >= 0 and <= 4294967295/,
+  ],
+  ["sexagesimal", withLine("seed: 1:20"), /seed: expected an integer >= 0, got "1:20"/],
+  ["huge phantom", replaced("patients: 4", "patients: 1e300"), /patients must be at most 10000/],
+];
+
+Deno.test("YAML's own features in recipes: each accepted with its meaning or rejected with the reason", async () => {
+  for (const [label, text, expected] of YAML_CASES) {
+    const result = await outcome(text, label);
+    if (expected instanceof RegExp) {
+      assert.ok("message" in result, `${label} was accepted`);
+      assert.match(result.message, expected, label);
+    } else {
+      assert.ok("parsed" in result, `${label}: ${"message" in result ? result.message : ""}`);
+      expected(result.parsed);
+    }
+  }
+});
+
+Deno.test("--set values with YAML features end in a clean message", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/r.yaml`, BASE_YAML);
+    const cases: Array<[string, RegExp]> = [
+      ["x=&a [*a]", /--set "x=&a \[\*a\]": \[0\]: a YAML alias .* \(a cycle/],
+      ["model=!!omap [a: 1]", /an !!omap or !!pairs value is not supported/],
+      ["model.base=.inf", /model\.base: expected a finite number, got Infinity/],
+      ["model={? [a]: 1}", /a key must be a plain name, got a list/],
+      ["method=!foo x", /unknown YAML tag !foo/],
+      ["model.__proto__.base=1", /the key "__proto__" is not allowed/],
+      ["model={__proto__: {base: 1}}", /the key "__proto__" is not allowed/],
+      ["seed=!!binary aGk=", /a !!binary value is not supported/],
+    ];
+    for (const [spec, pattern] of cases) {
+      await assert.rejects(
+        () => loadRecipe(`${dir}/r.yaml`, { set: [spec] }),
+        (e: unknown) => e instanceof UserError && pattern.test(e.message),
+        spec,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deno task validate and deno task run end a recursive alias or a tag in exit 2, no stack", async () => {
+  const dir = await Deno.makeTempDir();
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  try {
+    const files = {
+      "cycle.yaml": "a: &a [*a]\n" + BASE_YAML,
+      "omap.yaml": replaced(MODEL, "model: !!omap [type: unet]"),
+      "key.yaml": withLine("? [a]\n: 1"),
+    };
+    for (const [name, text] of Object.entries(files)) {
+      await Deno.writeTextFile(`${dir}/${name}`, text);
+      for (const task of ["validate", "run"]) {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["task", task, `${dir}/${name}`, ...(task === "run" ? ["--out", `${dir}/o`] : [])],
+          cwd: root,
+          env: { NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const stderr = new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, 2, `${task} ${name}: ${stderr}`);
+        assert.doesNotMatch(stderr, /\n\s+at /, `${task} ${name}`);
+        assert.match(stderr, /Cannot load recipe/, `${task} ${name}`);
+      }
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

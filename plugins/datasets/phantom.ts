@@ -63,9 +63,11 @@ const phantomSplit = z.object({
  */
 export const phantomOptions: z.ZodType<PhantomOptions, z.ZodTypeDef, unknown> = z.object({
   /** @default {24} */
-  patients: z.number().int().min(1, "patients must be at least 1").default(24),
+  patients: z.number().int().min(1, "patients must be at least 1")
+    .max(10000, "patients must be at most 10000").default(24),
   /** @default {8} */
-  slicesPerPatient: z.number().int().min(1, "slicesPerPatient must be at least 1").default(8),
+  slicesPerPatient: z.number().int().min(1, "slicesPerPatient must be at least 1")
+    .max(1024, "slicesPerPatient must be at most 1024").default(8),
   /** @default {64} */
   size: z.number().int()
     .min(16, "size must be at least 16 pixels")
