@@ -236,8 +236,10 @@ export function buildProgram(): Command {
             `iterations in ${formatSeconds(summary.seconds_wall)} ` +
             `(training ${formatSeconds(summary.seconds_train)}, validation ` +
             `${formatSeconds(summary.seconds_validation)}, data ` +
-            `${formatSeconds(summary.seconds_data)}; ${summary.evaluated}; best mean ` +
-            `${(100 * summary.best.dice_mean).toFixed(2)} at iteration ${summary.best.iteration})`,
+            `${formatSeconds(summary.seconds_data)}; ` +
+            (summary.evaluated === "student" ? "" : `${summary.evaluated} evaluated; `) +
+            `best mean ${(100 * summary.best.dice_mean).toFixed(2)} % at iteration ` +
+            `${summary.best.iteration})`,
         );
         if (trainer.runDir) console.log(`\nrun directory: ${trainer.runDir}`);
       } finally {

@@ -169,11 +169,11 @@ async function clearStale(dir: string, log: (line: string) => void): Promise<voi
   if (stale.length) log(`${dir}: no checkpoint to resume from; removed ${stale.join(", ")}`);
 }
 
-/** Summary line of a finished run: `mean Dice 0.8123 (RV 0.80 ...)`. */
+/** Summary line of a finished run: `mean Dice 81.23 %`. */
 async function resultLine(dir: string): Promise<string> {
   try {
     const s = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
-    return `mean Dice ${(s.dice_mean as number).toFixed(4)}`;
+    return `mean Dice ${(100 * (s.dice_mean as number)).toFixed(2)} %`;
   } catch {
     return "no summary.json";
   }

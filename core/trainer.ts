@@ -877,9 +877,8 @@ export class Trainer {
             val_dice_mean: ev.dice_mean,
           });
           progress.message(
-            `iteration ${this.iteration}: validation Dice ${formatDice(ev.dice)} mean ${
-              ev.dice_mean.toFixed(4)
-            }`,
+            `iteration ${this.iteration}: validation Dice ${formatDice(ev.dice)}, mean ` +
+              `${(100 * ev.dice_mean).toFixed(2)} %`,
           );
           if (ev.dice_mean > this.#best.dice_mean) {
             this.#best = { iteration: this.iteration, dice_mean: ev.dice_mean };
@@ -967,9 +966,9 @@ export async function readRunInfo(runDir: string): Promise<RunInfo> {
   }
 }
 
-/** `RV 0.8123 Myo 0.7012 LV 0.9001`. */
+/** `RV 81.23 Myo 70.12 LV 90.01 %` (Dice in percent, as every line shown to a user). */
 export function formatDice(dice: Record<string, number>): string {
-  return Object.entries(dice).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ");
+  return Object.entries(dice).map(([k, v]) => `${k} ${(100 * v).toFixed(2)}`).join(" ") + " %";
 }
 
 /** A module specifier for a plugin path (absolute or relative file path, or URL). */

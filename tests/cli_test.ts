@@ -192,6 +192,13 @@ Deno.test("run trains, prints a Dice table and eval re-evaluates the checkpoint"
       /: 3 iterations in (\d+\.\d) s \(training (\d+\.\d) s, validation (\d+\.\d) s, data (\d+\.\d) s/,
     );
     assert.ok(times, res.stdout);
+    // Dice in percent everywhere, and no "student" on a run without a teacher
+    assert.match(res.stdout, /data \d+\.\d s; best mean \d+\.\d\d % at iteration \d+\)/);
+    assert.doesNotMatch(res.stdout, /student/);
+    assert.match(
+      res.stderr,
+      /validation Dice RV \d+\.\d\d Myo \d+\.\d\d LV \d+\.\d\d %, mean \d+\.\d\d %/,
+    );
     assert.equal(Number(times[1]), Number(summary.seconds_wall.toFixed(1)));
     assert.ok(Number(times[1]) >= Number(times[2]) + Number(times[3]) - 0.2, times[0]);
     assert.equal(summary.iterations, 3);
