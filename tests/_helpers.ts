@@ -1,10 +1,39 @@
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
 import assert from "node:assert/strict";
+import process from "node:process";
 
 /** Use the wasm backend (with our training kernels), once per test process. */
 export async function useWasm(): Promise<void> {
   await initBackend("wasm");
+}
+
+/**
+ * A temporary folder for the tests of one module, removed when the module's tests are done
+ * (Deno runs each test module in its own worker and fires `unload` at its end, whichever tests
+ * ran, passed or failed), so that no test has to run last to clean up.
+ */
+export function moduleTempDir(prefix: string): string {
+  const dir = Deno.makeTempDirSync({ prefix });
+  globalThis.addEventListener("unload", () => {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // already gone
+    }
+  });
+  return dir;
+}
+
+/**
+ * Milliseconds of CPU time (user + system, every thread of this process) that `fn` takes: unlike
+ * the wall clock, it does not grow when other processes keep the machine busy.
+ */
+export async function cpuMilliseconds(fn: () => unknown): Promise<number> {
+  const start = process.cpuUsage();
+  await fn();
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000;
 }
 
 /** Assert `actual` is within `tol` (absolute + relative) of `expected`. */

@@ -12,6 +12,7 @@ import { readHdf5, readSsl4misHdf5, writeHdf5 } from "../io/hdf5.ts";
 import { listPngSlices, readPng, readPngSliceFolder, writePng } from "../io/png_slices.ts";
 import { readVolume, stripVolumeExtension, volumeFormat, writeVolume } from "../io/volume.ts";
 import { type VolumeData, VOXEL_ARRAYS, type VoxelType } from "../io/volume_data.ts";
+import { moduleTempDir } from "./_helpers.ts";
 
 const SHARED = new URL("../../shared/data/", import.meta.url).pathname;
 const HIPPOCAMPUS = Deno.env.get("HIPPOCAMPUS_ROOT") ?? `${SHARED}hippocampus`;
@@ -24,7 +25,7 @@ const ACDC = Deno.env.get("ACDC_ROOT") ?? `${SHARED}acdc`;
 const hasAcdc = await Deno.stat(`${ACDC}/data`).then(() => true, () => false);
 if (!hasAcdc) console.log(`io_test: skipping the real HDF5 test: no ACDC data at ${ACDC}`);
 
-const tmp = await Deno.makeTempDir({ prefix: "missl-io-test-" });
+const tmp = moduleTempDir("missl-io-test-");
 let fileCount = 0;
 const tmpPath = (name: string) => `${tmp}/${++fileCount}-${name}`;
 
@@ -589,8 +590,4 @@ Deno.test("readVolume and writeVolume pick the format by extension", async () =>
     "Cannot write",
     "unknown volume format",
   );
-});
-
-Deno.test("io tests clean up their temporary folder", async () => {
-  await Deno.remove(tmp, { recursive: true });
 });
