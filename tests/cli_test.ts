@@ -253,7 +253,14 @@ Deno.test("deno task from another folder: paths resolve there, eval --data names
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["task", "--config", `${ROOT}/deno.json`, ...args],
         cwd: dir, // the user's folder, not the project's
-        env: { NO_COLOR: "1" },
+        // a fresh environment: deno task keeps an INIT_CWD it inherits (from deno task test)
+        clearEnv: true,
+        env: Object.fromEntries(
+          ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"].flatMap((k) => {
+            const v = Deno.env.get(k);
+            return v === undefined ? [] : [[k, v]];
+          }).concat([["NO_COLOR", "1"]]),
+        ),
         stdout: "piped",
         stderr: "piped",
       }).output();
