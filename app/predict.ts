@@ -40,8 +40,8 @@ import { writeNifti } from "../io/nifti.ts";
 import { readPngSliceGroup, writePng } from "../io/png_slices.ts";
 import { readVolume, stripVolumeExtension, volumeFormat } from "../io/volume.ts";
 import type { VolumeData } from "../io/volume_data.ts";
-import type { PreprocessOptions } from "../plugins/datasets/_preprocess.ts";
-import { scanLayout } from "../plugins/datasets/_preprocess.ts";
+import type { PreprocessOptions } from "../plugins/datasets/file_dataset.ts";
+import { scanLayout } from "../plugins/datasets/file_dataset.ts";
 import {
   LabelsOnScanGrid,
   prepareScan,

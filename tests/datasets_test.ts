@@ -9,7 +9,7 @@ import {
   prepareCase,
   type PrepareContext,
   sliceGeometry,
-} from "../plugins/datasets/_preprocess.ts";
+} from "../plugins/datasets/file_dataset.ts";
 import { splitPatients } from "../plugins/datasets/_split.ts";
 import { writeHdf5 } from "../io/hdf5.ts";
 import { writeMetaImage } from "../io/metaimage.ts";

@@ -7,7 +7,7 @@ import {
   prepareCase,
   type RawCase,
   sliceGeometry,
-} from "../plugins/datasets/_preprocess.ts";
+} from "../plugins/datasets/file_dataset.ts";
 import { readVolume } from "../io/volume.ts";
 import { tf } from "../deps.ts";
 import { UserError } from "../core/errors.ts";

@@ -6,7 +6,7 @@ import { readVolume, writeVolume } from "../io/volume.ts";
 import { readHdf5 } from "../io/hdf5.ts";
 import { readPng, writePng } from "../io/png_slices.ts";
 import type { VolumeData } from "../io/volume_data.ts";
-import { prepareCase } from "../plugins/datasets/_preprocess.ts";
+import { prepareCase } from "../plugins/datasets/file_dataset.ts";
 import { scanPreprocessing } from "../plugins/datasets/_scan.ts";
 import { parsePredictArgs, planPredict } from "../app/launcher.ts";
 import { join } from "node:path";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Fit, PreprocessOptions } from "../plugins/datasets/_preprocess.ts";
+import type { Fit, PreprocessOptions } from "../plugins/datasets/file_dataset.ts";
 import { LabelsOnScanGrid, prepareScan, scanPreprocessing } from "../plugins/datasets/_scan.ts";
 
 /** Labels `[d0, d1, d2]` of nested ellipsoids: classes 0 (outside) .. 2 (core). */

@@ -19,7 +19,7 @@ import {
   type PreprocessOptions,
   type ScanLayout,
   scanLayout,
-} from "./_preprocess.ts";
+} from "./file_dataset.ts";
 
 const FITS: readonly Fit[] = ["stretch", "pad", "crop", "center"];
 

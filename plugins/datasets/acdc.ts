@@ -36,7 +36,7 @@ import {
   loadSplitDataset,
   readList,
   resolveRoot,
-} from "./_preprocess.ts";
+} from "./file_dataset.ts";
 import { splitOptionsSchema } from "./_split.ts";
 
 /** Options of the `acdc` dataset. */

@@ -29,7 +29,7 @@ import {
   loadSplitDataset,
   pairCase,
   resolveRoot,
-} from "./_preprocess.ts";
+} from "./file_dataset.ts";
 import { splitOptionsSchema } from "./_split.ts";
 
 /** Options of the `promise12` dataset. */

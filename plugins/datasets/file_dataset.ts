@@ -1,6 +1,20 @@
 /**
- * Preprocessing shared by the file-based dataset plugins (`acdc`, `promise12`, `spleen`,
- * `folder`): one case (volume) at a time, read through a {@linkcode CaseSource}, is turned into
+ * The base of file-based dataset plugins (the built-in `acdc`, `promise12`, `spleen` and `folder`
+ * use it; so can yours, see `examples/pairs_dataset.ts` and `docs/plugins.md`). A plugin only
+ * says where its cases are; this module does the rest:
+ *
+ * - {@linkcode commonOptionFields}: the zod fields every file plugin shares (`root`, `size`,
+ *   `fit`, `normalize`, `sliceAxis`, `labeledPatients`, `cache`, `seed`), to spread into the
+ *   plugin's own `z.object({...})` beside its `split`;
+ * - {@linkcode pairCase}: a case read from an image file and a label file in any format
+ *   `readVolume` knows (NIfTI, MetaImage, HDF5, PNG slices), as a {@linkcode LayoutCase};
+ * - {@linkcode loadSplitDataset}: the whole `load` of a plugin: split the patients (seeded, or
+ *   the recipe's lists), read and preprocess the chosen cases through the on-disk cache, stack
+ *   them into a `SegmentationDataset`, log the counts;
+ * - {@linkcode fileDatasetAccess}: the plugin's `access` (what `deno task run` must let it read
+ *   and write).
+ *
+ * Preprocessing, one case (volume) at a time, read through a {@linkcode CaseSource}, into
  * `[slices, size, size]` float32 intensities and uint8 labels:
  *
  * 1. squeeze to 3D (a 2D image is one slice) and check that image and label shapes agree;
