@@ -25,6 +25,15 @@
  * @module
  */
 export { tf, z } from "./deps.ts";
+export type {
+  OptionsSchema,
+  Scalar,
+  Tensor,
+  Tensor1D,
+  Tensor3D,
+  Tensor4D,
+  Variable,
+} from "./core/types.ts";
 
 export { UserError } from "./core/errors.ts";
 export { type RegisterOptions, Registry } from "./core/registry.ts";
@@ -39,10 +48,13 @@ export {
   type Volume,
 } from "./core/dataset.ts";
 export {
+  type ApplyOptions,
   type ModelContext,
   type ModelFactory,
   models,
   type SegmentationModel,
+  uniqueVariableScope,
+  variableName,
 } from "./core/model.ts";
 export {
   type Interpolation,
@@ -161,3 +173,19 @@ export { folderDataset, type FolderOptions } from "./plugins/datasets/folder.ts"
 // built-in id before this module was imported is kept.
 import { registerBuiltins as registerBuiltinPlugins } from "./plugins/mod.ts";
 registerBuiltinPlugins();
+export {
+  type CommonDatasetOptions,
+  commonOptionFields,
+  fileDatasetAccess,
+  type Fit,
+  type LayoutCase,
+  listNames,
+  loadSplitDataset,
+  pairCase,
+  type RawCase,
+  readList,
+  resolveRoot,
+  type SplitDatasetInput,
+  type SplitOptions,
+  splitOptionsSchema,
+} from "./plugins/datasets/file_dataset.ts";

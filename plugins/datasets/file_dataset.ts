@@ -49,6 +49,8 @@ import { readVolume, volumeFormat } from "../../io/volume.ts";
 import { CaseCache, resolveCacheDir, type SourceSignature, sourceSignature } from "./_cache.ts";
 import { type PatientSplit, type SplitOptions, splitPatients } from "./_split.ts";
 
+export { type SplitOptions, splitOptionsSchema } from "./_split.ts";
+
 /** How a slice is brought to `size x size`. */
 export type Fit = "stretch" | "pad" | "crop" | "center";
 
