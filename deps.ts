@@ -7,6 +7,7 @@
  *
  * @module
  */
+/** TensorFlow.js core 4.22.0: the instance (engine, backends, kernels) the framework uses. */
 export * as tf from "npm:@tensorflow/tfjs-core@4.22.0";
 // tfjs-core registers neither its gradients nor its chained ops (`tensor.min()`) by itself. Its
 // own modules that do cannot be loaded under Deno (extensionless imports), and the union package

@@ -36,16 +36,25 @@ export type {
 } from "./core/types.ts";
 
 export { UserError } from "./core/errors.ts";
-export { type RegisterOptions, Registry } from "./core/registry.ts";
+export { type Identified, type RegisterOptions, Registry } from "./core/registry.ts";
 export { Rng, type RngState } from "./core/rng.ts";
-export { type BackendName, BACKENDS, initBackend } from "./runtime/backend.ts";
 export {
+  type BackendName,
+  BACKENDS,
+  initBackend,
+  type InitBackendOptions,
+} from "./runtime/backend.ts";
+export { KERNEL_MODES, type KernelMode } from "./runtime/tfjs_internals.ts";
+export {
+  type DatasetAccess,
+  type DatasetAccessContext,
   type DatasetContext,
   type DatasetFactory,
   datasets,
   type SegmentationDataset,
   type SliceSet,
   type Volume,
+  type VolumeSource,
 } from "./core/dataset.ts";
 export {
   type ApplyOptions,
@@ -63,23 +72,35 @@ export {
   transforms,
 } from "./core/transform.ts";
 export {
+  type PairedPredictions,
+  pairedPredictions,
+  type Pairing,
+  pairMask,
+  pairSource,
+  pairTarget,
   type Regularizer,
   type RegularizerContext,
   type RegularizerFactory,
   regularizers,
   type StepContext,
   type StepEndContext,
+  toPairFrame,
 } from "./core/regularizer.ts";
 export {
+  isReservedMetricName,
   type LoadedRecipe,
   loadRecipe,
+  type LoadRecipeOptions,
   parseRecipe,
+  type PluginOptions,
   type Recipe,
+  RESERVED_METRIC_NAMES,
   validatePluginOptions,
 } from "./core/recipe.ts";
 export {
   type EvaluateOptions,
   type Evaluation,
+  type NamedRegularizer,
   sigmoidRampUp,
   type Summary,
   Trainer,
@@ -96,7 +117,12 @@ export {
 } from "./core/metrics.ts";
 export { datasetOverride, exportPrediction, predictionFileName } from "./app/export.ts";
 export { Adam, type AdamOptions, learningRate, type ScheduleOptions } from "./core/optimizer.ts";
-export { loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
+export {
+  type Checkpoint,
+  loadCheckpoint,
+  saveCheckpoint,
+  type StoredTensor,
+} from "./core/checkpoint.ts";
 
 export { registerBuiltins } from "./plugins/mod.ts";
 export { type LossContext, losses, type LossFactory, type SupervisedLoss } from "./core/loss.ts";
@@ -107,6 +133,7 @@ export { registerWasmTrainingKernels } from "./runtime/kernels/wasm_training.ts"
 export { crossEntropy } from "./plugins/losses/cross_entropy.ts";
 export { klConsistency, type KlConsistencyOptions } from "./plugins/regularizers/kl_consistency.ts";
 export {
+  AFFINE,
   type Affine,
   type AffineTransform,
   affineTransform,
@@ -121,6 +148,8 @@ export {
   generatePhantomPatient,
   phantomDataset,
   type PhantomOptions,
+  type PhantomPatient,
+  type PhantomSplit,
 } from "./plugins/datasets/phantom.ts";
 export {
   mutualInformation,
@@ -139,6 +168,7 @@ export {
 export {
   emaDecay,
   MeanTeacher,
+  type MeanTeacherFactory,
   type MeanTeacherOptions,
   meanTeacherRegularizer,
 } from "./plugins/regularizers/mean_teacher.ts";
@@ -149,6 +179,7 @@ export {
   readVolume,
   type ReadVolumeOptions,
   stripVolumeExtension,
+  type VolumeFormat,
   volumeFormat,
   writeVolume,
   type WriteVolumeOptions,
@@ -156,25 +187,37 @@ export {
 export type { VolumeData, VoxelArray, VoxelType } from "./io/volume_data.ts";
 export { type NiftiVolume, type NiftiWriteOptions, readNifti, writeNifti } from "./io/nifti.ts";
 export {
+  MET_ELEMENT_TYPES,
   type MetaImageVolume,
   type MetaImageWriteOptions,
   type MetElementType,
   readMetaImage,
   writeMetaImage,
 } from "./io/metaimage.ts";
-export { readHdf5, readHdf5Datasets, readSsl4misHdf5, writeHdf5 } from "./io/hdf5.ts";
-export { listPngSlices, readPng, readPngSliceFolder, writePng } from "./io/png_slices.ts";
+export {
+  type Hdf5DatasetInput,
+  readHdf5,
+  readHdf5Datasets,
+  type ReadHdf5Options,
+  readSsl4misHdf5,
+  writeHdf5,
+} from "./io/hdf5.ts";
+export {
+  listPngSlices,
+  type PngSliceGroup,
+  type PngSliceOptions,
+  readPng,
+  readPngSliceFolder,
+  writePng,
+} from "./io/png_slices.ts";
 export { acdcDataset, type AcdcOptions } from "./plugins/datasets/acdc.ts";
 export { promise12Dataset, type Promise12Options } from "./plugins/datasets/promise12.ts";
 export { spleenDataset, type SpleenOptions } from "./plugins/datasets/spleen.ts";
 export { folderDataset, type FolderOptions } from "./plugins/datasets/folder.ts";
 
-// Library users get the built-in plugins with no extra call; a plugin registered under a
-// built-in id before this module was imported is kept.
-import { registerBuiltins as registerBuiltinPlugins } from "./plugins/mod.ts";
-registerBuiltinPlugins();
 export {
   type CommonDatasetOptions,
+  type CommonOptionFields,
   commonOptionFields,
   fileDatasetAccess,
   type Fit,
@@ -189,3 +232,8 @@ export {
   type SplitOptions,
   splitOptionsSchema,
 } from "./plugins/datasets/file_dataset.ts";
+
+// Library users get the built-in plugins with no extra call; a plugin registered under a
+// built-in id before this module was imported is kept.
+import { registerBuiltins as registerBuiltinPlugins } from "./plugins/mod.ts";
+registerBuiltinPlugins();

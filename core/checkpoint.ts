@@ -14,13 +14,17 @@ const MAGIC = "MISSLCK1";
 
 /** One stored tensor. */
 export interface StoredTensor {
+  /** Its shape. */
   shape: number[];
+  /** Its values, row-major. */
   data: Float32Array;
 }
 
 /** A loaded checkpoint. */
 export interface Checkpoint<M> {
+  /** The JSON header the trainer wrote (iteration, rng state, ...). */
   meta: M;
+  /** The tensors by name. */
   tensors: Map<string, StoredTensor>;
 }
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { z } from "../deps.ts";
+import type { OptionsSchema } from "./types.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
@@ -88,7 +88,6 @@ export interface DatasetContext {
   log?: (message: string) => void;
 }
 
-/** A dataset plugin. */
 /**
  * The files a dataset touches with given options: what `deno task run` grants the run (and
  * nothing else on disk besides the recipes, the package cache and the run folder).
@@ -137,11 +136,14 @@ export function defaultCacheDir(
   return home ? `${home.replace(/\/+$/, "")}/.cache/mi-ssl` : null;
 }
 
+/** A dataset plugin. */
 export interface DatasetFactory<O = Record<string, unknown>> {
+  /** The id recipes name the plugin by (`type: <id>`), unique among plugins of its kind. */
   readonly id: string;
+  /** One line shown by `deno task plugins`. */
   readonly description: string;
-  /** Strict schema of the plugin's options (everything in the recipe entry but `type`). */
-  readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
+  /** Strict schema of the plugin's options (its recipe entry without `type`), with defaults. */
+  readonly options: OptionsSchema<O>;
   /** Load (or generate) the data. */
   load(options: O, context: DatasetContext): Promise<SegmentationDataset>;
   /**

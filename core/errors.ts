@@ -8,6 +8,8 @@
 /** An error caused by the user's input, reported as one message and exit code 2. */
 export class UserError extends Error {
   /**
+   * A user error with its message.
+   *
    * @param message What could not be done and why, e.g.
    *   `Cannot load recipe "x.yaml": regularizers[1].weight must be a number`.
    */

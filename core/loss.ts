@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { tf, z } from "../deps.ts";
+import type { tf } from "../deps.ts";
+import type { OptionsSchema } from "./types.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
 /**
@@ -27,9 +28,13 @@ export interface LossContext {
 
 /** A supervised-loss plugin. */
 export interface LossFactory<O = Record<string, unknown>> {
+  /** The id recipes name the plugin by (`type: <id>`), unique among plugins of its kind. */
   readonly id: string;
+  /** One line shown by `deno task plugins`. */
   readonly description: string;
-  readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
+  /** Strict schema of the plugin's options (its recipe entry without `type`), with defaults. */
+  readonly options: OptionsSchema<O>;
+  /** The loss function for the parsed options. */
   create(options: O, context: LossContext): SupervisedLoss;
 }
 

@@ -38,7 +38,8 @@
  *
  * @module
  */
-import type { tf, z } from "../deps.ts";
+import type { tf } from "../deps.ts";
+import type { OptionsSchema } from "./types.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
 /** Options of {@linkcode SegmentationModel.apply}. */
@@ -120,9 +121,13 @@ export function uniqueVariableScope(label = "run"): string {
 
 /** A model plugin. */
 export interface ModelFactory<O = Record<string, unknown>> {
+  /** The id recipes name the plugin by (`type: <id>`), unique among plugins of its kind. */
   readonly id: string;
+  /** One line shown by `deno task plugins`. */
   readonly description: string;
-  readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
+  /** Strict schema of the plugin's options (its recipe entry without `type`), with defaults. */
+  readonly options: OptionsSchema<O>;
+  /** A new network from the parsed options (see the contract in this module's doc). */
   create(options: O, context: ModelContext): SegmentationModel;
 }
 

@@ -9,11 +9,11 @@ import { addKernel } from "../runtime/tfjs_internals.ts";
 
 /** Options of {@linkcode Adam}. */
 export interface AdamOptions {
-  /** @default {0.9} */
+  /** Decay of the first moment. @default {0.9} */
   beta1?: number;
-  /** @default {0.999} */
+  /** Decay of the second moment. @default {0.999} */
   beta2?: number;
-  /** @default {1e-8} */
+  /** Added to the denominator's square root. @default {1e-8} */
   epsilon?: number;
   /** L2 penalty added to the gradient, as in `torch.optim.Adam`. @default {0} */
   weightDecay?: number;
@@ -95,6 +95,12 @@ export class Adam {
   /** Steps taken so far (bias correction). */
   step = 0;
 
+  /**
+   * Adam over `variables`, its moments zero.
+   *
+   * @param variables The variables to update, by name (gradients are keyed the same way).
+   * @param options Hyper-parameters and the variable scope of the moments.
+   */
   constructor(variables: Map<string, tf.Variable>, options: AdamOptions = {}) {
     this.#vars = variables;
     this.#b1 = options.beta1 ?? 0.9;
@@ -169,6 +175,7 @@ export class Adam {
     ]);
   }
 
+  /** Free the moments (idempotent). */
   dispose(): void {
     for (const v of this.#m.values()) v.dispose();
     for (const v of this.#v.values()) v.dispose();
@@ -179,6 +186,7 @@ export class Adam {
 
 /** A learning-rate schedule (recipe `optimizer.schedule`). */
 export interface ScheduleOptions {
+  /** `constant`, `step` (times `gamma` every `stepSize`), or `cosine` (down to `minLr`). */
   type: "constant" | "step" | "cosine";
   /** Linear warm-up iterations from 0 to `lr`. */
   warmup: number;

@@ -34,6 +34,8 @@ export class Registry<T extends Identified> {
   readonly #entries = new Map<string, T>();
 
   /**
+   * A new, empty registry (the shared ones come from {@linkcode sharedRegistry}).
+   *
    * @param kind What the registry holds, used in error messages ("regularizer").
    * @param plural Its plural in messages. @default {`${kind}s`}
    */

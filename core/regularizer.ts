@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { tf, type z } from "../deps.ts";
+import { tf } from "../deps.ts";
+import type { OptionsSchema } from "./types.ts";
 import type { SegmentationModel } from "./model.ts";
 import { forwardValidMask, type InvertibleTransform } from "./transform.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
@@ -66,8 +67,9 @@ export interface StepContext {
    * Computed on first use. @default {computed}
    */
   forwardMask?: tf.Tensor4D;
-  /** The transform and the parameters drawn for this step. */
+  /** The transform of the step. */
   transform: InvertibleTransform;
+  /** The parameters of `T` drawn for this step (pass them to the transform's methods). */
   transformParams: unknown;
   /** The student network. */
   model: SegmentationModel;
@@ -86,6 +88,7 @@ export type Pairing = "inverse" | "forward";
 
 /** The two sides of a paired term, in one frame, and their valid-pixel mask. */
 export interface PairedPredictions {
+  /** The form the pair is in. */
   pairing: Pairing;
   /** The clean prediction's side: `f(x)` (inverse) or `T f(x)` (forward); `stopGradient: source`. */
   source: tf.Tensor4D;
@@ -146,12 +149,15 @@ export function pairedPredictions(ctx: StepContext): PairedPredictions {
 
 /** What `onStepEnd` gets. */
 export interface StepEndContext {
+  /** 0-based iteration of the step that just ended. */
   iteration: number;
+  /** The student network, as updated by the step. */
   model: SegmentationModel;
 }
 
 /** A regularizer instance, created per run. */
 export interface Regularizer {
+  /** The id of the plugin that made it. */
   readonly id: string;
   /** Whether the trainer must compute the unlabeled/transformed predictions for it. */
   readonly needsUnlabeled: boolean;
@@ -172,8 +178,11 @@ export interface Regularizer {
 
 /** What a regularizer factory gets besides its own options. */
 export interface RegularizerContext {
+  /** The student network. */
   model: SegmentationModel;
+  /** Number of classes (background included). */
   numClasses: number;
+  /** The run's seed. */
   seed: number;
   /**
    * Build another model like the student under `name` (keys `<name>/...`, tfjs names in the
@@ -185,9 +194,16 @@ export interface RegularizerContext {
 
 /** A regularizer plugin. */
 export interface RegularizerFactory<O = Record<string, unknown>> {
+  /** The id recipes name the plugin by (`type: <id>`), unique among plugins of its kind. */
   readonly id: string;
+  /** One line shown by `deno task plugins`. */
   readonly description: string;
-  readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
+  /**
+   * Strict schema of the plugin's options (its recipe entry without `type`, `weight` and
+   * `name`), with defaults.
+   */
+  readonly options: OptionsSchema<O>;
+  /** A new instance for a run (it may build networks with `context.createModel`). */
   create(options: O, context: RegularizerContext): Regularizer;
 }
 

@@ -24,7 +24,11 @@ export class Rng {
   #c = 0;
   #d = 0;
 
-  /** @param seed Any integer; equal seeds give equal sequences. */
+  /**
+   * A generator seeded with `seed`.
+   *
+   * @param seed Any integer; equal seeds give equal sequences.
+   */
   constructor(seed: number) {
     let s = (seed >>> 0) ^ 0x9e3779b9;
     const mix = () => {

@@ -77,9 +77,13 @@ export interface EvaluateOptions {
 
 /** What `summary.json` holds. */
 export interface Summary extends Evaluation {
+  /** The recipe's `method`. */
   method: string;
+  /** The dataset plugin's id. */
   dataset: string;
+  /** The run's seed. */
   seed: number;
+  /** Iterations trained. */
   iterations: number;
   /** Seconds spent in training steps (forward, backward, optimizer update). */
   seconds_train: number;
@@ -92,7 +96,9 @@ export interface Summary extends Evaluation {
    * (backend start-up, data, training, validations, checkpoints), summed over resumed sessions.
    */
   seconds_wall: number;
+  /** The tfjs backend the run trained on. */
   backend: string;
+  /** Trainable scalars of the student. */
   params: number;
   /** Best validation mean Dice and its iteration (the `best.ckpt` weights). */
   best: { iteration: number; dice_mean: number };
@@ -120,8 +126,11 @@ interface CheckpointMeta {
 
 /** A regularizer of a run, under its unique name (the prefix of its checkpointed tensors). */
 export interface NamedRegularizer {
+  /** Its name: the recipe entry's `name`, else its type (`kl`, `kl2`, ... when repeated). */
   name: string;
+  /** Its weight (multiplied by `lambda` and the ramp). */
   weight: number;
+  /** The instance. */
   instance: Regularizer;
 }
 
@@ -255,14 +264,21 @@ export function sigmoidRampUp(iteration: number, length: number): number {
 
 /** Trains one recipe. Build it with {@linkcode Trainer.create}; free it with `dispose()`. */
 export class Trainer {
+  /** The validated recipe. */
   readonly recipe: Recipe;
+  /** The loaded dataset. */
   readonly dataset: SegmentationDataset;
+  /** The student network. */
   readonly model: SegmentationModel;
+  /** The transform `T` of the consistency terms. */
   readonly transform: InvertibleTransform;
+  /** The regularizers, by unique name. */
   readonly regularizers: NamedRegularizer[];
   /** The supervised loss (`supervised.type` of the recipe). */
   readonly supervisedLoss: SupervisedLoss;
+  /** The tfjs backend in use (`wasm`, `cpu`, ...). */
   readonly backend: string;
+  /** The run directory, or `null` when the run writes nothing. */
   readonly runDir: string | null;
   /** 0-based index of the next iteration. */
   iteration = 0;

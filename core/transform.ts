@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { tf, type z } from "../deps.ts";
+import { tf } from "../deps.ts";
+import type { OptionsSchema } from "./types.ts";
 import type { Rng } from "./rng.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
@@ -13,6 +14,7 @@ export type Interpolation = "bilinear" | "nearest";
 
 /** An invertible spatial transform on `[B, H, W, C]` tensors. */
 export interface InvertibleTransform<P = unknown> {
+  /** The id of the plugin that made it. */
   readonly id: string;
   /** Draw the parameters for a batch of `batch` images of `height x width`. */
   sample(rng: Rng, batch: number, height: number, width: number): P;
@@ -56,9 +58,13 @@ export function forwardValidMask<P>(
 
 /** A transform plugin. */
 export interface TransformFactory<O = Record<string, unknown>, P = unknown> {
+  /** The id recipes name the plugin by (`type: <id>`), unique among plugins of its kind. */
   readonly id: string;
+  /** One line shown by `deno task plugins`. */
   readonly description: string;
-  readonly options: z.ZodType<O, z.ZodTypeDef, unknown>;
+  /** Strict schema of the plugin's options (its recipe entry without `type`), with defaults. */
+  readonly options: OptionsSchema<O>;
+  /** The transform for the parsed options (its random parameters are drawn by `sample`). */
   create(options: O): InvertibleTransform<P>;
 }
 

@@ -76,8 +76,33 @@ export interface PreprocessOptions {
   window?: [number, number];
 }
 
-/** Zod fields of {@linkcode PreprocessOptions} and of the options every file plugin has. */
-export function commonOptionFields(defaultSize: number) {
+/** The zod fields {@linkcode commonOptionFields} returns, to spread into a plugin's schema. */
+export interface CommonOptionFields {
+  /** Data folder, relative to the recipe's folder. */
+  root: z.ZodString;
+  /** Side of the square slices. */
+  size: z.ZodDefault<z.ZodNumber>;
+  /** How slices are brought to `size x size`. */
+  fit: z.ZodDefault<z.ZodEnum<["stretch", "pad", "crop", "center"]>>;
+  /** Per-volume intensity normalisation. */
+  normalize: z.ZodDefault<z.ZodEnum<["minmax", "none"]>>;
+  /** Through-plane axis. */
+  sliceAxis: z.ZodDefault<
+    z.ZodUnion<[z.ZodLiteral<"auto">, z.ZodLiteral<0>, z.ZodLiteral<1>, z.ZodLiteral<2>]>
+  >;
+  /** Explicit labeled patients. */
+  labeledPatients: z.ZodOptional<z.ZodArray<z.ZodString>>;
+  /** Cache folder, or `false`. */
+  cache: z.ZodOptional<z.ZodUnion<[z.ZodString, z.ZodLiteral<false>]>>;
+  /** Seed of the split. */
+  seed: z.ZodOptional<z.ZodNumber>;
+}
+
+/**
+ * Zod fields of {@linkcode PreprocessOptions} and of the options every file plugin has, with
+ * `size` defaulting to `defaultSize`: spread them into the plugin's `z.object({...})`.
+ */
+export function commonOptionFields(defaultSize: number): CommonOptionFields {
   return {
     /** Data folder, relative to the recipe's folder. */
     root: z.string().min(1, "root must name the data folder"),
@@ -794,7 +819,9 @@ export interface LayoutCase {
 
 /** What {@linkcode loadSplitDataset} needs from a plugin. */
 export interface SplitDatasetInput {
+  /** The plugin's id, in messages and cache keys. */
   datasetId: string;
+  /** Class names, background first (their count is the number of classes). */
   classNames: string[];
   /** The absolute data folder (for the default cache). */
   root: string;
@@ -802,10 +829,13 @@ export interface SplitDatasetInput {
   cases: LayoutCase[];
   /** Training patients. */
   pool: string[];
+  /** Patients kept for validation, when the layout names them (else drawn from `pool`). */
   validationPool?: string[];
+  /** Patients kept for testing, when the layout names them. */
   testPool?: string[];
-  /** Validation / test patients drawn from the pool without their own lists. */
+  /** Validation patients drawn from the pool when there is no `validationPool`. */
   defaultValidation: number;
+  /** Test patients drawn from the pool when there is no `testPool`. @default {0} */
   defaultTest?: number;
   /** Intensity window. */
   window?: [number, number];

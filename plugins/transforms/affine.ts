@@ -41,7 +41,7 @@ export interface AffineTransform extends InvertibleTransform<Affine> {
 }
 
 /** Marks transforms whose parameters are affine maps, so that cascades fuse into one warp. */
-const AFFINE = Symbol.for("mi-ssl.affine");
+export const AFFINE: unique symbol = Symbol.for("mi-ssl.affine") as never;
 
 /** Build an {@linkcode AffineTransform} from a sampler of maps. */
 export function affineTransform(
