@@ -6,6 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
+import { loadRecipe } from "../core/recipe.ts";
+import { Trainer } from "../core/trainer.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
 import { initBackend } from "../runtime/backend.ts";
 import { batchNormReluAvailable } from "../runtime/kernels/batch_norm_relu.ts";
 import {
@@ -18,6 +21,9 @@ import {
   warnFallback,
   wasmHeap,
 } from "../runtime/tfjs_internals.ts";
+import { tinyRecipe } from "./_tiny.ts";
+
+registerBuiltins();
 
 /** Loss and gradients of a small conv + batch-norm-free step, as plain numbers. */
 function convStep(): { loss: number; grads: number[][] } {
@@ -124,4 +130,45 @@ Deno.test("importing mod.ts registers no kernel and leaves tfjs's gradients alon
   const text = new TextDecoder().decode(out.stdout);
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   assert.deepEqual(JSON.parse(text), { adam: [false, false], bn: [false, false], gradients: [] });
+});
+
+Deno.test("the recipe's kernels switch (and --set kernels=builtin) reaches the backend, and both modes train alike", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/r.yaml`,
+      "method: x\ndataset: {type: phantom}\ntrainer: {iterations: 1}\n",
+    );
+    assert.equal((await loadRecipe(`${dir}/r.yaml`)).recipe.kernels, "custom");
+    const set = await loadRecipe(`${dir}/r.yaml`, { set: ["kernels=builtin"] });
+    assert.equal(set.recipe.kernels, "builtin");
+    await assert.rejects(
+      () => loadRecipe(`${dir}/r.yaml`, { set: ["kernels=fast"] }),
+      /kernels: expected one of "custom", "builtin"/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const losses: Record<string, number[]> = {};
+  for (const kernels of ["builtin", "custom"] as const) {
+    const trainer = await Trainer.create(tinyRecipe({ kernels }), {
+      out: null,
+      progress: false,
+      log: () => {},
+    });
+    try {
+      assert.equal(kernelMode(), kernels);
+      assert.equal(engineGradientsReplaced(), kernels === "custom");
+      losses[kernels] = [(await trainer.step()).loss, (await trainer.step()).loss];
+    } finally {
+      trainer.dispose();
+    }
+  }
+  // The same arithmetic in another order: equal to float32 rounding, step after step.
+  for (let i = 0; i < 2; i++) {
+    assert.ok(
+      Math.abs(losses.builtin[i] - losses.custom[i]) < 1e-3 * Math.abs(losses.custom[i]),
+      `step ${i + 1}: builtin ${losses.builtin[i]}, custom ${losses.custom[i]}`,
+    );
+  }
 });
