@@ -5,7 +5,7 @@
  * @module
  */
 import { tf } from "../deps.ts";
-import { addKernel } from "../runtime/tfjs_internals.ts";
+import { addKernel, kernelMemory } from "../runtime/tfjs_internals.ts";
 
 /** Options of {@linkcode Adam}. */
 export interface AdamOptions {
@@ -39,22 +39,10 @@ function adamKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
     string,
     number
   >;
-  const b = args.backend as unknown as {
-    makeOutput?: (shape: number[], dtype: string) => tf.TensorInfo;
-    typedArrayFromHeap?: (info: tf.TensorInfo) => Float32Array;
-    data?: { get(id: unknown): { values: Float32Array } };
-    makeTensorInfo?: (shape: number[], dtype: string, values?: Float32Array) => tf.TensorInfo;
-  };
+  const memory = kernelMemory(args.backend);
   const n = w.shape.reduce((a, d) => a * d, 1);
-  let outs: tf.TensorInfo[];
-  let view: (t: tf.TensorInfo) => Float32Array;
-  if (b.makeOutput && b.typedArrayFromHeap) {
-    outs = [0, 1, 2].map(() => b.makeOutput!(w.shape, "float32"));
-    view = (t) => b.typedArrayFromHeap!(t);
-  } else {
-    outs = [0, 1, 2].map(() => b.makeTensorInfo!(w.shape, "float32", new Float32Array(n)));
-    view = (t) => b.data!.get(t.dataId).values;
-  }
+  const outs = [0, 1, 2].map(() => memory.alloc(w.shape));
+  const view = memory.view;
   const wv = view(w), gv = view(g), mv = view(m), vv = view(v);
   const [w1, m1, v1] = outs.map(view);
   const a1 = 1 - beta1, a2 = 1 - beta2;

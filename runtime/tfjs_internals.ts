@@ -220,6 +220,47 @@ export function restoreBuiltinKernels(): void {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Backend memory, for kernels written in JavaScript
+
+/** Float32 data of a kernel's tensors, and new outputs, on one backend. */
+export interface KernelMemory {
+  /** A new float32 output (allocate outputs first: the wasm heap may move). */
+  alloc(shape: number[]): tf.TensorInfo;
+  /** The float32 values of a tensor, in place (a view on the wasm heap, the cpu array). */
+  view(info: tf.TensorInfo): Float32Array;
+}
+
+/**
+ * The memory of `backend` for kernels that loop over values in JavaScript: the wasm backend's
+ * `makeOutput` / `typedArrayFromHeap`, else the cpu backend's `makeTensorInfo` and data map.
+ */
+export function kernelMemory(backend: unknown): KernelMemory {
+  const b = backend as {
+    makeOutput?: (shape: number[], dtype: string) => tf.TensorInfo;
+    typedArrayFromHeap?: (info: tf.TensorInfo) => Float32Array;
+    data?: { get(id: unknown): { values: Float32Array } };
+    makeTensorInfo?: (shape: number[], dtype: string, values?: Float32Array) => tf.TensorInfo;
+  };
+  if (b.makeOutput && b.typedArrayFromHeap) {
+    return {
+      alloc: (shape) => b.makeOutput!(shape, "float32"),
+      view: (info) => b.typedArrayFromHeap!(info),
+    };
+  }
+  if (b.makeTensorInfo && b.data) {
+    return {
+      alloc: (shape) =>
+        b.makeTensorInfo!(shape, "float32", new Float32Array(shape.reduce((a, d) => a * d, 1))),
+      view: (info) => b.data!.get(info.dataId).values,
+    };
+  }
+  throw new Error(
+    `mi-ssl: no JavaScript access to the memory of the ${tf.getBackend()} backend ` +
+      `(tfjs ${tf.version_core}); set kernels: builtin`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
 // The wasm backend
 
 /** The Emscripten module of the wasm backend, as far as the kernels use it. */

@@ -20,7 +20,7 @@
  * @module
  */
 import { tf } from "../../deps.ts";
-import { addKernel, kernelMode } from "../tfjs_internals.ts";
+import { addKernel, type KernelMemory, kernelMemory, kernelMode } from "../tfjs_internals.ts";
 import { type BnKernels, bnKernelsFor } from "./wasm_bn.ts";
 
 /** Kernel name of the forward pass: outputs `[y, mean, variance]`. */
@@ -42,30 +42,8 @@ type TensorInfo = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 /** Access to float32 data of tensors and creation of outputs, per backend. */
-interface Memory {
-  /** Allocate the outputs first (the wasm heap may move), then view the inputs. */
-  alloc(shape: number[]): TensorInfo;
-  view(info: TensorInfo): Float32Array;
-}
-
-function memoryOf(backend: unknown): Memory {
-  const b = backend as unknown as {
-    makeOutput?: (shape: number[], dtype: string) => TensorInfo;
-    typedArrayFromHeap?: (info: TensorInfo) => Float32Array;
-    data?: { get(id: unknown): { values: Float32Array } };
-    makeTensorInfo?: (shape: number[], dtype: string, values?: Float32Array) => TensorInfo;
-  };
-  if (b.makeOutput && b.typedArrayFromHeap) {
-    return {
-      alloc: (shape) => b.makeOutput!(shape, "float32"),
-      view: (info) => b.typedArrayFromHeap!(info),
-    };
-  }
-  return {
-    alloc: (shape) => b.makeTensorInfo!(shape, "float32", new Float32Array(sizeOf(shape))),
-    view: (info) => b.data!.get(info.dataId).values,
-  };
-}
+type Memory = KernelMemory;
+const memoryOf = kernelMemory;
 
 function sizeOf(shape: readonly number[]): number {
   let n = 1;
