@@ -20,6 +20,7 @@ import { parseRecipe } from "../core/recipe.ts";
 import { Rng } from "../core/rng.ts";
 import { Trainer } from "../core/trainer.ts";
 import { type BackendName, BACKENDS } from "../runtime/backend.ts";
+import { describeAdapter, webgpuAdapter } from "../runtime/webgpu.ts";
 import { UserError } from "../core/errors.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
@@ -51,6 +52,10 @@ export interface BenchOptions {
   bnStatistics?: "per-group" | "joint";
   /** Seed of the weights and of the random data. @default {0} */
   seed?: number;
+  /** Profile one more step per kernel (`profile` in the result). @default {false} */
+  profile?: boolean;
+  /** Print each step's time on standard error as it ends. @default {false} */
+  progress?: boolean;
 }
 
 /** What {@linkcode benchOursKlStep} measures (one JSON line on the command line). */
@@ -74,6 +79,19 @@ export interface BenchResult {
   peak_rss_mb: number;
   /** Live tensors after the timed steps (model, optimizer state: constant in `steps`). */
   tensors_after: number;
+  /** The WebGPU adapter (backend `webgpu`). */
+  adapter?: string;
+  /**
+   * `--profile`: one more step under `tf.profile`: its wall time, the kernels' total, and the
+   * time per kernel, largest first (GPU time from timestamp queries on webgpu, where the device
+   * has them; on a GPU, wall minus kernels is the dispatch overhead on the CPU).
+   */
+  profile?: {
+    wall_ms: number;
+    kernels_ms: number;
+    dispatches: number;
+    top: { kernel: string; ms: number; calls: number }[];
+  };
 }
 
 const randomOptions = z.object({
@@ -158,6 +176,8 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
     lam: 0.1,
     bnStatistics: "per-group" as const,
     seed: 0,
+    profile: false,
+    progress: false,
     ...options,
   };
   registerBuiltins();
@@ -191,27 +211,37 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
   }, "<bench>");
   const trainer = await Trainer.create(recipe, { out: null, progress: false, log: () => {} });
   try {
-    for (let i = 0; i < o.warmup; i++) await trainer.step();
+    const say = (line: string) => {
+      if (o.progress) console.error(`bench: ${line}`);
+    };
+    for (let i = 0; i < o.warmup; i++) {
+      const t = performance.now();
+      await trainer.step();
+      say(`warm-up step ${i + 1}: ${round1(performance.now() - t)} ms`);
+    }
     // Forward of the labeled batch in inference mode, as the peer times it (after one call; here
     // also after the warm-up steps, so that V8 has compiled the kernels with its optimising tier).
     const xl = tf.tidy(() => tf.randomUniform([o.labeled, o.size, o.size, 1], 0, 1, "float32", 7));
-    const forward = () => {
+    const forward = async () => {
       const t = performance.now();
       const y = trainer.model.apply(xl as tf.Tensor4D, { training: false });
-      y.dataSync();
+      await y.data();
       y.dispose();
       return performance.now() - t;
     };
-    forward();
-    const forwardMs = median([forward(), forward(), forward()]);
+    await forward();
+    const forwardMs = median([await forward(), await forward(), await forward()]);
     xl.dispose();
     const times: number[] = [];
     for (let i = 0; i < o.steps; i++) {
       const t = performance.now();
       await trainer.step();
       times.push(performance.now() - t);
+      say(`step ${i + 1}: ${round1(times[i])} ms`);
     }
     const tensorsAfter = tf.memory().numTensors;
+    const profile = o.profile ? await profileStep(() => trainer.step()) : undefined;
+    const adapter = trainer.backend === "webgpu" ? webgpuAdapter() : null;
     return {
       impl: `tfjs-${tf.version_core}`,
       backend: trainer.backend,
@@ -227,10 +257,40 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
       step_ms: times.map(round1),
       peak_rss_mb: round1(peakRssMb()),
       tensors_after: tensorsAfter,
+      ...(adapter ? { adapter: describeAdapter(adapter) } : {}),
+      ...(profile ? { profile } : {}),
     };
   } finally {
     trainer.dispose();
   }
+}
+
+/** One call of `step` under `tf.profile`: wall time, kernel time, the 15 largest kernels. */
+async function profileStep(
+  step: () => Promise<unknown>,
+): Promise<NonNullable<BenchResult["profile"]>> {
+  const t = performance.now();
+  const info = await tf.profile(async () => {
+    await step();
+  });
+  const wall = performance.now() - t;
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    const s = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    s.ms += ms;
+    s.calls++;
+    byKernel.set(k.name, s);
+  }
+  const rows = [...byKernel.entries()]
+    .map(([kernel, s]) => ({ kernel, ms: round1(s.ms), calls: s.calls }))
+    .sort((a, b) => b.ms - a.ms);
+  return {
+    wall_ms: round1(wall),
+    kernels_ms: round1(rows.reduce((s, r) => s + r.ms, 0)),
+    dispatches: info.kernels.length,
+    top: rows.slice(0, 15),
+  };
 }
 
 /** Threads the backend really computes with (1 unless the wasm threaded build is running). */
@@ -276,6 +336,8 @@ export function addBenchCommand(program: Command): void {
     .option("--threads <n>", "wasm threads", positiveInt("threads"), 1)
     .option("--lam <x>", "weight of MI + KL", parseFloat, 0.1)
     .option("--bn-statistics <mode>", "per-group (the trainer's default) | joint (the peer's)")
+    .option("--profile", "time one more step per kernel (GPU time on webgpu)")
+    .option("--progress", "print each step's time on standard error")
     .action(async (opts: BenchOptions & { bnStatistics?: string; backend: string }) => {
       if (!BACKENDS.includes(opts.backend as BackendName)) {
         throw new UserError(

@@ -364,7 +364,7 @@ export function buildProgram(): Command {
         await trainer.loadCheckpoint(ckpt, { weightsOnly: true });
         const split = opts.split === "test" ? "test" : "validation";
         const predictions: [Volume, Uint8Array][] = [];
-        const ev = trainer.evaluate(split, undefined, {
+        const ev = await trainer.evaluate(split, undefined, {
           onPrediction: opts.export ? (v, p) => predictions.push([v, p]) : undefined,
         });
         if (opts.grid === "source" && opts.export) {

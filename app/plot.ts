@@ -469,10 +469,9 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
       }
       await trainer.loadCheckpoint(`${run.dir}/best.ckpt`, { weightsOnly: true });
       const model = trainer.evaluationModel();
-      predictions.push({
-        label: run.label,
-        pred: reference.volumes.map((v) => trainer.predictVolume(v, model)),
-      });
+      const pred: Uint8Array[] = [];
+      for (const v of reference.volumes) pred.push(await trainer.predictVolume(v, model));
+      predictions.push({ label: run.label, pred });
     } finally {
       trainer.dispose();
     }

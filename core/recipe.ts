@@ -193,7 +193,9 @@ export const recipeSchema = z.object({
   method: nonEmptyString(),
   description: z.string().optional(),
   seed: num({ int: true, min: 0, cap: MAX_SEED }).default(1),
-  backend: z.enum(["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu"]).default("auto"),
+  backend: z.enum(["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu", "webgpu"]).default(
+    "auto",
+  ),
   /**
    * `custom`: this project's gradients and kernels (low-memory back-propagation, fused Adam and
    * batch norm, SIMD wasm kernels); `builtin`: tfjs's own wherever it has one, for debugging and

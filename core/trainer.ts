@@ -361,6 +361,7 @@ export class Trainer {
     const backend = await initBackend(recipe.backend, {
       threads: recipe.threads,
       kernels: recipe.kernels,
+      log,
     });
     const dataStart = performance.now();
     const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
@@ -762,8 +763,15 @@ export class Trainer {
     return values;
   }
 
-  /** Predicted labels of one volume (slice by slice), with `model` (default: the student). */
-  predictVolume(volume: Volume, model: SegmentationModel = this.model, batch = 8): Uint8Array {
+  /**
+   * Predicted labels of one volume (slice by slice), with `model` (default: the student). Async:
+   * the webgpu backend can read results back only asynchronously.
+   */
+  async predictVolume(
+    volume: Volume,
+    model: SegmentationModel = this.model,
+    batch = 8,
+  ): Promise<Uint8Array> {
     const [d, h, w] = volume.shape;
     const out = new Uint8Array(d * h * w);
     for (let s = 0; s < d; s += batch) {
@@ -772,7 +780,7 @@ export class Trainer {
         const x = tf.tensor4d(volume.image.subarray(s * h * w, (s + n) * h * w), [n, h, w, 1]);
         return tf.argMax(model.apply(x, { training: false }), 3);
       });
-      out.set(pred.dataSync() as unknown as ArrayLike<number>, s * h * w);
+      out.set(await pred.data() as unknown as ArrayLike<number>, s * h * w);
       pred.dispose();
     }
     return out;
@@ -782,24 +790,24 @@ export class Trainer {
    * 3D Dice and HD95 per foreground class on a split (default: validation), averaged over
    * volumes (HD95 over the volumes where it is defined).
    */
-  evaluate(
+  async evaluate(
     split: "validation" | "test" = "validation",
     model: SegmentationModel = this.evaluationModel(),
     options: EvaluateOptions = {},
-  ): Evaluation {
+  ): Promise<Evaluation> {
     const t0 = performance.now();
     try {
-      return this.#evaluate(split, model, options);
+      return await this.#evaluate(split, model, options);
     } finally {
       if (split === "validation") this.#seconds.validation += (performance.now() - t0) / 1000;
     }
   }
 
-  #evaluate(
+  async #evaluate(
     split: "validation" | "test",
     model: SegmentationModel,
     options: EvaluateOptions,
-  ): Evaluation {
+  ): Promise<Evaluation> {
     const volumes = split === "test" ? this.dataset.test : this.dataset.validation;
     if (!volumes || volumes.length === 0) {
       throw new UserError(`Dataset "${this.dataset.id}" has no ${split} volumes`);
@@ -810,7 +818,7 @@ export class Trainer {
     const perVolume: Evaluation["per_volume"] = {};
     const byClass = (values: number[]) => Object.fromEntries(classes.map((c, i) => [c, values[i]]));
     for (const v of volumes) {
-      const pred = this.predictVolume(v, model);
+      const pred = await this.predictVolume(v, model);
       options.onPrediction?.(v, pred);
       const scores = diceScores(pred, v.label, this.dataset.classNames.length);
       const hd = classes.map((_, i) => hd95(pred, v.label, v.shape, v.spacing, i + 1));
@@ -885,7 +893,7 @@ export class Trainer {
         );
         progress.update(this.iteration, shown, startIteration);
         if (this.iteration % validateEvery === 0 || this.iteration === total) {
-          const ev = this.evaluate("validation");
+          const ev = await this.evaluate("validation");
           if (this.iteration === total) last = ev;
           await this.#appendMetrics({
             iteration: this.iteration,
@@ -922,9 +930,11 @@ export class Trainer {
       progress.done();
       await this.saveCheckpoint("latest.ckpt");
       // The loop validated the final weights already (unless a resumed run had no step left).
-      const final = last ?? this.evaluate("validation");
+      const final = last ?? await this.evaluate("validation");
       const evaluated = this.evaluationModel() === this.model ? "student" : "teacher";
-      const student = evaluated !== "student" ? this.evaluate("validation", this.model) : null;
+      const student = evaluated !== "student"
+        ? await this.evaluate("validation", this.model)
+        : null;
       const summary: Summary = {
         method: r.method,
         dataset: this.dataset.id,

@@ -2,7 +2,8 @@
  * Backend selection. `wasm` (the default) and `cpu` come from the npm registry alone;
  * `tensorflow` / `tensorflow-gpu` are `@tensorflow/tfjs-node(-gpu)`, imported only when asked
  * for and installed (they download libtensorflow at install time; importing one that is not
- * installed would fetch it and change `deno.lock`).
+ * installed would fetch it and change `deno.lock`); `webgpu` is `@tensorflow/tfjs-backend-webgpu`
+ * on Deno's built-in WebGPU (`webgpu.ts`), imported only when chosen.
  *
  * @module
  */
@@ -14,9 +15,12 @@ import { setKernelThreads } from "./kernels/wasm_pool.ts";
 import { installLowMemoryGradients } from "./gradients.ts";
 import { checkTfjsVersion, type KernelMode, setKernelMode } from "./tfjs_internals.ts";
 import { registerAdamKernel } from "../core/optimizer.ts";
+import { registerCpuFixes } from "./kernels/cpu_fixes.ts";
+import { registerWebgpuTrainingKernels } from "./kernels/webgpu_training.ts";
+import { describeAdapter, initWebgpu, probeAdapter, webgpuAvailable } from "./webgpu.ts";
 
 /** Backends a recipe or the CLI can ask for. */
-export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu"] as const;
+export const BACKENDS = ["auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu", "webgpu"] as const;
 /** One of {@linkcode BACKENDS}. */
 export type BackendName = typeof BACKENDS[number];
 
@@ -52,6 +56,8 @@ export interface InitBackendOptions {
    * @default {"custom"}
    */
   kernels?: KernelMode;
+  /** Where to say which WebGPU adapter was chosen or passed over (the run's first lines). */
+  log?: (line: string) => void;
 }
 
 /**
@@ -106,6 +112,27 @@ export async function initBackend(
       }
     }
   }
+  if (name === "webgpu") {
+    const adapter = await initWebgpu();
+    if (kernels === "custom") registerWebgpuTrainingKernels();
+    options.log?.(`backend webgpu | adapter ${describeAdapter(adapter)}`);
+    return tf.getBackend();
+  }
+  if (name === "auto" && webgpuAvailable()) {
+    // `auto` takes WebGPU only on a GPU: a software adapter (lavapipe) is slower than wasm.
+    const adapter = await probeAdapter();
+    if (adapter !== null && !adapter.software) {
+      await initWebgpu();
+      if (kernels === "custom") registerWebgpuTrainingKernels();
+      options.log?.(`backend auto -> webgpu | adapter ${describeAdapter(adapter)}`);
+      return tf.getBackend();
+    }
+    options.log?.(
+      adapter === null
+        ? "backend auto -> wasm | no WebGPU adapter"
+        : `backend auto -> wasm | WebGPU adapter ${describeAdapter(adapter)} is not a GPU`,
+    );
+  }
   const target = name === "auto" ? "wasm" : name;
   if (target === "wasm") {
     if (options.threads !== undefined && !enableWasmThreads(options.threads)) {
@@ -116,6 +143,7 @@ export async function initBackend(
     setKernelThreads(tfWasm.getThreadsCount());
   } else {
     await setBackend(target);
+    if (target === "cpu") registerCpuFixes();
   }
   return tf.getBackend();
 }

@@ -498,7 +498,7 @@ Deno.test("bad input: wrong types, missing fields, bad numbers, unknown enums", 
     [MINIMAL + "lambda: .inf\n", ["lambda: expected a finite number >= 0, got Infinity"]],
     [MINIMAL + "seed: -1\n", ["seed: expected an integer >= 0"]],
     [MINIMAL + "backend: gpu\n", [
-      `backend: expected one of "auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu", got "gpu"`,
+      `backend: expected one of "auto", "wasm", "cpu", "tensorflow", "tensorflow-gpu", "webgpu", got "gpu"`,
     ]],
     [MINIMAL + "threads: 0\n", ["threads: expected an integer >= 1, got 0"]],
     [MINIMAL.replace("iterations: 50", "iterations: 5\n  labeledBatch: 100000"), [

@@ -45,7 +45,7 @@ Deno.test("a training step leaks no tensors", async () => {
     await trainer.step();
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) await trainer.step();
-    trainer.evaluate();
+    await trainer.evaluate();
     assert.equal(tf.memory().numTensors, before);
   } finally {
     trainer.dispose();
