@@ -17,7 +17,10 @@
  *   `--no-remote` (Deno would otherwise import from its default hosts);
  * - **run**: `deno` only, with `--jobs N` > 1;
  * - no network, no system information, no FFI (except for the native tfjs-node backend, whose
- *   addon cannot be sandboxed: it gets ffi, env and sys).
+ *   addon cannot be sandboxed: it gets ffi, env and sys);
+ * - **webgpu**: `--unstable-webgpu` (Deno's `navigator.gpu`) when a recipe's backend is `webgpu`
+ *   or `auto` (which takes a hardware GPU when there is one); WebGPU needs no permission beyond
+ *   that flag (the driver is native code, loaded by Deno itself).
  *
  * `deno task eval` is planned the same way from the run directory (plus `--data` and the
  * `--export` folder), and `deno task predict` gets the run directory, the scans it is given
@@ -303,6 +306,8 @@ export interface LaunchPlan {
   notes: string[];
   /** The read grants that are modules of the plugins' import graphs (summed up in the log). */
   graphFiles?: string[];
+  /** A recipe may use WebGPU (backend `webgpu` or `auto`): the child gets `--unstable-webgpu`. */
+  webgpu?: boolean;
 }
 
 /**
@@ -506,6 +511,8 @@ class Planner {
   readonly grants: Grants = {};
   readonly notes: string[] = [];
   readonly graphFiles = new Set<string>();
+  /** Whether a recipe's backend is `webgpu` or `auto`. */
+  webgpu = false;
   readonly #recorded = new Set<string>();
   readonly #launch: LaunchEnvironment;
 
@@ -530,6 +537,7 @@ class Planner {
 
   /** A loaded recipe's plugins, backend and (unless `withData` is false) dataset. */
   async recipe(recipe: Recipe, baseDir: string, withData = true): Promise<void> {
+    if (recipe.backend === "webgpu" || recipe.backend === "auto") this.webgpu = true;
     await recipeGrants(
       this.grants,
       recipe,
@@ -580,7 +588,12 @@ class Planner {
         );
       }
     }
-    return { grants, notes: this.notes, graphFiles: [...this.graphFiles] };
+    return {
+      grants,
+      notes: this.notes,
+      graphFiles: [...this.graphFiles],
+      webgpu: this.webgpu,
+    };
   }
 }
 
@@ -623,11 +636,22 @@ export function grantFlags(grants: Grants): string[] {
   return flags;
 }
 
+/** The flags of a plan: its permission flags, and `--unstable-webgpu` where it may use WebGPU. */
+export function planFlags(plan: LaunchPlan): string[] {
+  return [...grantFlags(plan.grants), ...(plan.webgpu ? ["--unstable-webgpu"] : [])];
+}
+
 /**
  * One line per kind, for the log: what the run is granted. The read grants in `graphFiles`
- * (the modules a plugin imports) are counted rather than listed.
+ * (the modules a plugin imports) are counted rather than listed; `webgpu` adds that the run
+ * gets WebGPU (`--unstable-webgpu`).
  */
-export function describeGrants(grants: Grants, command = "run", graphFiles: string[] = []): string {
+export function describeGrants(
+  grants: Grants,
+  command = "run",
+  graphFiles: string[] = [],
+  webgpu = false,
+): string {
   const parts: string[] = [];
   const summed = new Set(graphFiles);
   for (const kind of GRANT_KINDS) {
@@ -645,6 +669,7 @@ export function describeGrants(grants: Grants, command = "run", graphFiles: stri
   const none = GRANT_KINDS.filter((k) =>
     grants[k] === undefined || (grants[k] as string[]).length === 0
   );
+  if (webgpu) parts.push("webgpu: yes (--unstable-webgpu, for backend webgpu / auto)");
   return `permissions of this ${command} (deno task ${command}): ${parts.join("; ")}` +
     (none.length ? `; none of ${none.join(", ")}` : "");
 }
@@ -754,8 +779,8 @@ export async function launch(args: string[]): Promise<number> {
     : command === "eval"
     ? await planEval(parseEvalArgs(rest), environment)
     : await planPredict(parsePredictArgs(rest), environment);
-  const flags = grantFlags(plan.grants);
-  if (!help) console.error(describeGrants(plan.grants, command, plan.graphFiles));
+  const flags = planFlags(plan);
+  if (!help) console.error(describeGrants(plan.grants, command, plan.graphFiles, plan.webgpu));
   for (const note of plan.notes) console.error(`note: ${note}`);
   const childEnv: Record<string, string> = {};
   if (plan.grants.run) childEnv[PERMISSIONS_ENV] = JSON.stringify(flags);

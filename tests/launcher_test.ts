@@ -18,6 +18,7 @@ import {
   parseLaunchArgs,
   PERMISSIONS_ENV,
   planEval,
+  planFlags,
   planLaunch,
   withoutGrants,
 } from "../app/launcher.ts";
@@ -373,6 +374,49 @@ Deno.test("launcher: eval reads the run and the --data recipe's dataset, writes 
     // without --export nothing but the dataset cache is writable
     const plain = await planEval(parseEvalArgs([dir]), environment());
     assert.deepEqual(plain.grants.write ?? [], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launcher: backend webgpu and auto get --unstable-webgpu and no other permission; wasm and cpu do not", async () => {
+  const plan = (backend?: string) =>
+    planLaunch(
+      parseLaunchArgs(["recipes/ours-kl.yaml", ...(backend ? ["--backend", backend] : [])]),
+      environment(),
+    );
+  const wasm = await plan("wasm");
+  assert.equal(wasm.webgpu, false);
+  assert.ok(!planFlags(wasm).includes("--unstable-webgpu"));
+  assert.ok(!planFlags(await plan("cpu")).includes("--unstable-webgpu"));
+  for (const backend of ["webgpu", "auto", undefined]) {
+    const p = await plan(backend);
+    assert.equal(p.webgpu, true, `${backend}`);
+    const flags = planFlags(p);
+    assert.equal(flags.filter((f) => f === "--unstable-webgpu").length, 1);
+    // the same permission flags as a wasm run: WebGPU needs only the flag (without --backend
+    // the recipe also reads MISSL_BACKEND)
+    if (backend !== undefined) {
+      assert.deepEqual(flags.filter((f) => f !== "--unstable-webgpu"), planFlags(wasm));
+    }
+    for (const kind of ["net", "ffi", "sys", "run"] as const) {
+      assert.equal(p.grants[kind], undefined, `${backend}: no ${kind}`);
+    }
+    assert.match(
+      describeGrants(p.grants, "run", p.graphFiles, p.webgpu),
+      /webgpu: yes \(--unstable-webgpu/,
+    );
+  }
+  assert.doesNotMatch(describeGrants(wasm.grants, "run", wasm.graphFiles, wasm.webgpu), /webgpu/);
+  // eval plans from the run's recipe likewise
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      join(dir, "recipe.yaml"),
+      "method: partial\nbackend: webgpu\ndataset: { type: phantom }\ntrainer: { iterations: 2 }\n",
+    );
+    const ev = await planEval(parseEvalArgs([dir]), environment());
+    assert.equal(ev.webgpu, true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
