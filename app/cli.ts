@@ -30,7 +30,7 @@ import {
 import { formatDuration } from "../core/progress.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
-import { addResultCommands, runSweep } from "./results_cli.ts";
+import { addResultCommands, runSweep, type SweepRunOptions } from "./results_cli.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -163,17 +163,7 @@ export function buildProgram(): Command {
     .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`)
     .option("--quiet", "no progress bar")
     .option(GRANT_FLAG, GRANT_HELP, collect, [])
-    .action(async (files: string[], opts: {
-      grant: string[];
-      set: string[];
-      resume?: string;
-      out?: string;
-      seed?: string;
-      seeds?: string;
-      jobs?: string;
-      backend?: string;
-      quiet?: boolean;
-    }) => {
+    .action(async (files: string[], opts: SweepRunOptions & { grant: string[] }) => {
       refuseGrant(opts.grant);
       if (files.length > 1 || opts.seeds !== undefined || opts.jobs !== undefined) {
         return await runSweep(files, opts, main); // several runs: app/results_cli.ts
@@ -276,7 +266,10 @@ export function buildProgram(): Command {
         regularizer: regularizers,
         loss: losses,
       };
-      const out: Record<string, Array<{ id: string; description: string; options: unknown }>> = {};
+      const out: Record<
+        string,
+        Array<{ id: string; description: string; options: Record<string, OptionInfo> }>
+      > = {};
       for (const [kind, registry] of Object.entries(kinds)) {
         out[kind] = registry.entries().map((e) => ({
           id: e.id,
@@ -292,8 +285,9 @@ export function buildProgram(): Command {
         console.log(`${kind === "loss" ? "losses" : `${kind}s`}:`);
         for (const e of entries) {
           console.log(`  ${e.id}  ${e.description}`);
-          const o = e.options as Record<string, string>;
-          for (const [k, v] of Object.entries(o)) console.log(`      ${k}: ${v}`);
+          for (const [k, o] of Object.entries(e.options)) {
+            console.log(`      ${k}: ${o.type}${o.description ? `  ${o.description}` : ""}`);
+          }
         }
       }
     });
@@ -510,28 +504,41 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** A one-line description of each field of a zod object schema. */
-function describeOptions(schema: unknown): Record<string, string> {
+/** What `plugins` shows of one option: its type (and default) and its `.describe()` text. */
+interface OptionInfo {
+  /** The zod type, with the allowed values of an enum and the default: `number = 16`. */
+  type: string;
+  /** The field's description (zod `.describe()`), `""` when it has none. */
+  description: string;
+}
+
+/** The type, default and description of each field of a zod object schema. */
+function describeOptions(schema: unknown): Record<string, OptionInfo> {
   // deno-lint-ignore no-explicit-any
   let s = schema as any;
   while (s?._def?.innerType || s?._def?.schema) s = s._def.innerType ?? s._def.schema;
   const shape = typeof s?._def?.shape === "function" ? s._def.shape() : s?._def?.shape;
   if (!shape) return {};
-  const out: Record<string, string> = {};
+  const out: Record<string, OptionInfo> = {};
   for (const [key, field] of Object.entries(shape)) {
     // deno-lint-ignore no-explicit-any
     let f = field as any;
     let def: unknown = undefined;
+    let description: string | undefined;
     const kinds: string[] = [];
     while (f?._def) {
       if (f._def.typeName === "ZodDefault") def = f._def.defaultValue();
+      description ??= f._def.description;
       kinds.push(f._def.typeName.replace(/^Zod/, "").toLowerCase());
       if (!f._def.innerType && !f._def.schema) break;
       f = f._def.innerType ?? f._def.schema;
     }
     const kind = kinds.filter((k) => !["default", "optional", "effects"].includes(k)).join(" ");
     const values = f?._def?.values ? ` (${f._def.values.join(" | ")})` : "";
-    out[key] = `${kind}${values}${def !== undefined ? ` = ${JSON.stringify(def)}` : ""}`;
+    out[key] = {
+      type: `${kind}${values}${def !== undefined ? ` = ${JSON.stringify(def)}` : ""}`,
+      description: description ?? "",
+    };
   }
   return out;
 }

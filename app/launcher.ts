@@ -42,6 +42,7 @@ import { datasetOverride } from "./export.ts";
 import { UserError } from "../core/errors.ts";
 import { isUrlLike, loadRecipe, type Recipe } from "../core/recipe.ts";
 import { cliPath, runnableDeno } from "./sweep.ts";
+import type { SweepRunOptions } from "./results_cli.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
 /** Environment variables every run may read (besides the recipe's): see the module doc. */
@@ -68,16 +69,8 @@ export type GrantKind = typeof GRANT_KINDS[number];
 export type Grants = Partial<Record<GrantKind, string[] | true>>;
 
 /** The `run` arguments the launcher understands (those of `app/cli.ts run`, plus `--grant`). */
-export interface LaunchArgs {
+export interface LaunchArgs extends SweepRunOptions {
   recipes: string[];
-  resume?: string;
-  set: string[];
-  out?: string;
-  seed?: string;
-  seeds?: string;
-  jobs?: string;
-  backend?: string;
-  quiet?: boolean;
   grant: string[];
 }
 

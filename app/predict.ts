@@ -39,6 +39,7 @@ import { type MetaImageVolume, writeMetaImage } from "../io/metaimage.ts";
 import { writeNifti } from "../io/nifti.ts";
 import { readPngSliceGroup, writePng } from "../io/png_slices.ts";
 import { readVolume, stripVolumeExtension, volumeFormat } from "../io/volume.ts";
+import { isDirectory } from "./_fs.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import type { PreprocessOptions } from "../plugins/datasets/file_dataset.ts";
 import { scanLayout } from "../plugins/datasets/file_dataset.ts";
@@ -303,14 +304,6 @@ export interface PredictFailure {
 }
 
 const SLICE_NAME = /^(.+)_(\d+)\.png$/i;
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
-  }
-}
 
 /** The scans of a folder: its volume files, and its PNGs grouped into slice groups by name. */
 async function folderScans(dir: string): Promise<Scan[]> {

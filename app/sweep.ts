@@ -11,6 +11,7 @@ import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { UserError } from "../core/errors.ts";
 import { InterruptedError, loadPluginModules } from "../core/trainer.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
+import { exists } from "./_fs.ts";
 
 /** One run of a sweep. */
 export interface PlannedRun {
@@ -101,15 +102,6 @@ export async function planRuns(files: string[], options: PlanOptions = {}): Prom
     }
   }
   return runs;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** `finished` (has `summary.json`), `interrupted` (has `latest.ckpt`) or `new`. */

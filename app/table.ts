@@ -9,6 +9,7 @@
 import { UserError } from "../core/errors.ts";
 import { mean, pairedTTestGreater, sampleStd } from "./stats.ts";
 import type { Summary } from "../core/trainer.ts";
+import { exists, isDirectory } from "./_fs.ts";
 
 /**
  * The fields of `summary.json` a table reads. `seconds_wall` is missing in summaries written
@@ -57,23 +58,6 @@ function globSegmentRegExp(segment: string): RegExp {
     } else re += c.replace(/[.+^${}()|\\]/g, "\\$&");
   }
   return new RegExp(`^${re}$`);
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isDirectory;
-  } catch {
-    return false;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -806,6 +806,24 @@ export function validatePluginOptions(recipe: Recipe, source: string): PluginOpt
   const dataset = single(datasets, "dataset");
   const model = single(models, "model");
   const transform = single(transforms, "transform");
+  // Nested transform entries (compose's parts), checked like the recipe's own transform.
+  const checkParts = (entry: Record<string, unknown>, path: PathSegment[]): void => {
+    const factory = transforms.has(String(entry.type)) ? transforms.get(String(entry.type)) : null;
+    const key = factory?.partsOption;
+    if (key === undefined || !Array.isArray(entry[key])) return;
+    (entry[key] as unknown[]).forEach((part, i) => {
+      if (!isPlainObject(part) || typeof part.type !== "string") return; // the schema says why
+      const at = [...path, key, i];
+      const partFactory = lookup(transforms, part.type, `${formatPath(at)}.type`);
+      if (partFactory === undefined) return;
+      const before = problems.length;
+      parseOptions(partFactory.options, omit(part, ["type"]), at, ["type"], problems);
+      if (problems.length === before) checkParts(part, at);
+    });
+  };
+  if (transform !== undefined) {
+    checkParts(recipe.transform as Record<string, unknown>, ["transform"]);
+  }
   const regs: PluginOptions["regularizers"] = recipe.regularizers.map((entry, i) => {
     const record = entry as Record<string, unknown>;
     const factory = lookup(regularizers, entry.type, `regularizers[${i}].type`);

@@ -64,6 +64,12 @@ export interface TransformFactory<O = Record<string, unknown>, P = unknown> {
   readonly description: string;
   /** Strict schema of the plugin's options (its recipe entry without `type`), with defaults. */
   readonly options: OptionsSchema<O>;
+  /**
+   * The option that holds nested transform entries (`{ type, ...options }`), as `compose`'s
+   * `transforms` does: `validatePluginOptions` checks each entry's id and options like the
+   * recipe's own `transform`, so `validate` catches a bad part before `run`.
+   */
+  readonly partsOption?: string;
   /** The transform for the parsed options (its random parameters are drawn by `sample`). */
   create(options: O): InvertibleTransform<P>;
 }

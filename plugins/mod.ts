@@ -36,6 +36,7 @@ export const composeTransformPlugin: TransformFactory<z.infer<typeof composeOpti
   id: "compose",
   description: "A cascade of transforms applied in order and inverted in reverse order",
   options: composeOptions,
+  partsOption: "transforms",
   create: (options) =>
     composeTransforms(options.transforms.map((entry, i) => {
       const { type, ...rest } = entry;

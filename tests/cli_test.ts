@@ -166,7 +166,33 @@ Deno.test("plugins lists every kind with ids and options", async () => {
   const out = JSON.parse(res.stdout);
   assert.ok(out.regularizer.some((e: { id: string }) => e.id === "mi"));
   const unet = out.model.find((e: { id: string }) => e.id === "unet");
-  assert.match(unet.options.base, /number = 16/);
+  assert.match(unet.options.base.type, /number = 16/);
+});
+
+Deno.test("plugins describes every option of every built-in plugin (text and --json)", async () => {
+  const res = await cli(["plugins", "--json"]);
+  assert.equal(res.code, 0, res.stderr);
+  const out: Record<
+    string,
+    Array<{ id: string; options: Record<string, { type: string; description: string }> }>
+  > = JSON.parse(res.stdout);
+  const missing: string[] = [];
+  let count = 0;
+  for (const [kind, entries] of Object.entries(out)) {
+    for (const e of entries) {
+      for (const [key, option] of Object.entries(e.options)) {
+        count++;
+        if (typeof option.description !== "string" || option.description.trim() === "") {
+          missing.push(`${kind} ${e.id}: ${key}`);
+        }
+      }
+    }
+  }
+  assert.ok(count > 50, `only ${count} options listed`);
+  assert.deepEqual(missing, [], `options without a description: ${missing.join(", ")}`);
+  const text = await cli(["plugins"]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /\n {6}radius: number = 1 {2}Window radius: 1 is the paper's 3x3/);
 });
 
 Deno.test("run trains, prints a Dice table and eval re-evaluates the checkpoint", async () => {

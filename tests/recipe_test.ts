@@ -749,3 +749,34 @@ Deno.test("supervised.type is checked against the losses registry, with its opti
     `unknown key "smoth" in supervised (did you mean "smooth"?)`,
   );
 });
+
+Deno.test("compose's parts are checked like the recipe's transform: ids and options", async () => {
+  const base = { method: "x", dataset: { type: "phantom" }, trainer: { iterations: 1 } };
+  const ok = parseRecipe({
+    ...base,
+    transform: { type: "compose", transforms: [{ type: "flip" }, { type: "affine", shear: 0 }] },
+  }, "<inline>");
+  validatePluginOptions(ok, "<inline>");
+  const bad = parseRecipe({
+    ...base,
+    transform: {
+      type: "compose",
+      transforms: [
+        { type: "nope" },
+        { type: "afine" },
+        { type: "flip", horizntal: 0.3 },
+        { type: "compose", transforms: [{ type: "affine", rotation: 999 }] },
+      ],
+    },
+  }, "<inline>");
+  await assertRecipeError(
+    () => validatePluginOptions(bad, "r.yaml"),
+    "r.yaml",
+    `transform.transforms[0].type: Unknown transform "nope"; known transforms: affine, compose, ` +
+      `flip`,
+    `transform.transforms[1].type: Unknown transform "afine"; known transforms: affine, ` +
+      `compose, flip (did you mean "affine"?)`,
+    `unknown key "horizntal" in transform.transforms[2] (did you mean "horizontal"?)`,
+    "transform.transforms[3].transforms[0].rotation: expected a number <= 180, got 999",
+  );
+});

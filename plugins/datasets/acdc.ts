@@ -48,10 +48,12 @@ export interface AcdcOptions extends CommonDatasetOptions {
 /** Strict schema of {@linkcode AcdcOptions}. */
 export const acdcOptions: z.ZodType<AcdcOptions, z.ZodTypeDef, unknown> = z.object({
   ...commonOptionFields(256),
-  /** @default "auto" */
-  format: z.enum(["auto", "hdf5", "nifti"]).default("auto"),
-  /** @default {{ labeled: 7 }} */
-  split: splitOptionsSchema(7).default({ labeled: 7 }),
+  format: z.enum(["auto", "hdf5", "nifti"]).default("auto").describe(
+    "Layout: `auto` picks `hdf5` when `<root>/data` holds `.h5` files.",
+  ),
+  split: splitOptionsSchema(7).default({ labeled: 7 }).describe(
+    "Patient counts per split: `labeled` (a number or `all`), `unlabeled`, `validation`, `test`.",
+  ),
 }).strict();
 
 /** ACDC class names, index = label value. */

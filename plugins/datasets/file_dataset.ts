@@ -104,28 +104,33 @@ export interface CommonOptionFields {
  */
 export function commonOptionFields(defaultSize: number): CommonOptionFields {
   return {
-    /** Data folder, relative to the recipe's folder. */
-    root: z.string().min(1, "root must name the data folder"),
-    /** @default the plugin's */
+    root: z.string().min(1, "root must name the data folder").describe(
+      "Data folder, relative to the recipe's folder.",
+    ),
     size: z.number().int()
       .min(16, "size must be at least 16 pixels")
       .max(1024, "size must be at most 1024 pixels")
-      .default(defaultSize),
-    /** @default "stretch" */
-    fit: z.enum(["stretch", "pad", "crop", "center"]).default("stretch"),
-    /** @default "minmax" */
-    normalize: z.enum(["minmax", "none"]).default("minmax"),
-    /** @default "auto" */
+      .default(defaultSize).describe("Side of the square slices in pixels."),
+    fit: z.enum(["stretch", "pad", "crop", "center"]).default("stretch").describe(
+      "How a slice is brought to `size x size`: `stretch` resizes each axis (SSL4MIS); `pad` " +
+        "scales the longer side to `size` and zero-pads the other; `crop` scales the shorter " +
+        "side and centre-crops the other; `center` crops or pads without scaling.",
+    ),
+    normalize: z.enum(["minmax", "none"]).default("minmax").describe(
+      "`minmax`: per volume to [0, 1] (after the window); `none`: raw values.",
+    ),
     sliceAxis: z.union([z.literal("auto"), z.literal(0), z.literal(1), z.literal(2)]).default(
       "auto",
+    ).describe(
+      "The through-plane axis, in the row-major order of the file (`0` = `z` for NIfTI and " +
+        "MetaImage); `auto` = the axis of largest spacing, ties and unknown spacing -> 0.",
     ),
-    /** Explicit labeled patients (instead of a seeded draw). */
     labeledPatients: z.array(z.string().min(1)).min(1, "labeledPatients must not be empty")
-      .optional(),
-    /** Cache directory, or `false` for none. @default the per-user cache (`~/.cache/mi-ssl`) */
-    cache: z.union([z.string().min(1), z.literal(false)]).optional(),
-    /** Seed of the split. @default the run seed */
-    seed: z.number().int().optional(),
+      .optional().describe("Explicit labeled patients (instead of a seeded draw)."),
+    cache: z.union([z.string().min(1), z.literal(false)]).optional().describe(
+      "Cache directory, or `false` for none; the per-user cache (`~/.cache/mi-ssl`) when absent.",
+    ),
+    seed: z.number().int().optional().describe("Seed of the split; the run seed when absent."),
   };
 }
 

@@ -50,14 +50,15 @@ export interface FolderOptions extends CommonDatasetOptions {
 /** Strict schema of {@linkcode FolderOptions}. */
 export const folderOptions: z.ZodType<FolderOptions, z.ZodTypeDef, unknown> = z.object({
   ...commonOptionFields(256),
-  /** @default "images" */
-  images: z.string().min(1).default("images"),
-  /** @default "labels" */
-  labels: z.string().min(1).default("labels"),
+  images: z.string().min(1).default("images").describe("Sub-folder of the images."),
+  labels: z.string().min(1).default("labels").describe("Sub-folder of the labels."),
   classes: z.union([
     z.number().int().min(2, "classes must be at least 2 (background and one class)").max(256),
     z.array(z.string().min(1)).min(2, "classes must name at least 2 classes").max(256),
-  ]).optional(),
+  ]).optional().describe(
+    "Number of classes (background included) or their names; by default read from " +
+      "`dataset.json`, else the largest label + 1.",
+  ),
   patientPattern: z.string().min(1).refine((s) => {
     try {
       new RegExp(s);
@@ -65,11 +66,15 @@ export const folderOptions: z.ZodType<FolderOptions, z.ZodTypeDef, unknown> = z.
     } catch {
       return false;
     }
-  }, { message: "patientPattern must be a valid regular expression" }).optional(),
+  }, { message: "patientPattern must be a valid regular expression" }).optional().describe(
+    "Regular expression whose first group (or whole match) is a case's patient.",
+  ),
   window: z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo < hi, {
     message: "window must be [lo, hi] with lo < hi",
-  }).optional(),
-  split: splitOptionsSchema(1),
+  }).optional().describe("CT-style intensity window `[lo, hi]` applied before normalising."),
+  split: splitOptionsSchema(1).describe(
+    "Patient counts per split: `labeled` (a number or `all`), `unlabeled`, `validation`, `test`.",
+  ),
 }).strict();
 
 async function classNamesFromJson(root: string): Promise<string[] | null> {

@@ -49,12 +49,13 @@ export interface PhantomOptions {
 
 /** The split schema, every count with a default. */
 const phantomSplit = z.object({
-  /** @default {2} */
-  labeled: z.number().int().min(1, "split.labeled must be at least 1").default(2),
-  /** @default {14} */
-  unlabeled: z.number().int().min(0).default(14),
-  /** @default {8} */
-  validation: z.number().int().min(0).default(8),
+  labeled: z.number().int().min(1, "split.labeled must be at least 1").default(2).describe(
+    "Patients whose slices are labeled training data.",
+  ),
+  unlabeled: z.number().int().min(0).default(14).describe(
+    "Patients whose slices are unlabeled training data.",
+  ),
+  validation: z.number().int().min(0).default(8).describe("Patients kept as validation volumes."),
 }).strict();
 
 /**
@@ -62,23 +63,28 @@ const phantomSplit = z.object({
  * default, and the split counts must fit in `patients`.
  */
 export const phantomOptions: z.ZodType<PhantomOptions, z.ZodTypeDef, unknown> = z.object({
-  /** @default {24} */
   patients: z.number().int().min(1, "patients must be at least 1")
-    .max(10000, "patients must be at most 10000").default(24),
-  /** @default {8} */
+    .max(10000, "patients must be at most 10000").default(24).describe(
+      "Number of generated patients; the splits may leave some unused.",
+    ),
   slicesPerPatient: z.number().int().min(1, "slicesPerPatient must be at least 1")
-    .max(1024, "slicesPerPatient must be at most 1024").default(8),
-  /** @default {64} */
+    .max(1024, "slicesPerPatient must be at most 1024").default(8).describe(
+      "Short-axis slices per patient, base to apex.",
+    ),
   size: z.number().int()
     .min(16, "size must be at least 16 pixels")
     .max(1024, "size must be at most 1024 pixels")
-    .default(64),
-  /** @default {{ labeled: 2, unlabeled: 14, validation: 8 }} */
-  split: phantomSplit.default({}),
-  /** @default {0.05} */
-  noise: z.number().min(0, "noise must be non-negative").max(1).default(0.05),
-  /** @default the run seed */
-  seed: z.number().int().optional(),
+    .default(64).describe("Side of the square slices in pixels (at least 16)."),
+  split: phantomSplit.default({}).describe(
+    "Patient counts per split (`labeled`, `unlabeled`, `validation`); their sum must not " +
+      "exceed `patients`.",
+  ),
+  noise: z.number().min(0, "noise must be non-negative").max(1).default(0.05).describe(
+    "Standard deviation of the additive Gaussian noise (intensities are in [0, 1]).",
+  ),
+  seed: z.number().int().optional().describe(
+    "Seed of the split and of the pixels; the run seed when absent.",
+  ),
 }).strict().superRefine((o, ctx) => {
   const { labeled, unlabeled, validation } = o.split;
   const total = labeled + unlabeled + validation;

@@ -41,10 +41,12 @@ export interface Promise12Options extends CommonDatasetOptions {
 /** Strict schema of {@linkcode Promise12Options}. */
 export const promise12Options: z.ZodType<Promise12Options, z.ZodTypeDef, unknown> = z.object({
   ...commonOptionFields(256),
-  /** @default "auto" */
-  format: z.enum(["auto", "mhd", "png"]).default("auto"),
-  /** @default {{ labeled: 7 }} */
-  split: splitOptionsSchema(7).default({ labeled: 7 }),
+  format: z.enum(["auto", "mhd", "png"]).default("auto").describe(
+    "Layout: `auto` picks `png` when `img/` or `train/img/` exists.",
+  ),
+  split: splitOptionsSchema(7).default({ labeled: 7 }).describe(
+    "Patient counts per split: `labeled` (a number or `all`), `unlabeled`, `validation`, `test`.",
+  ),
 }).strict();
 
 /** PROMISE12 class names. */

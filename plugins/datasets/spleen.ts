@@ -36,12 +36,14 @@ export interface SpleenOptions extends CommonDatasetOptions {
 /** Strict schema of {@linkcode SpleenOptions}. */
 export const spleenOptions: z.ZodType<SpleenOptions, z.ZodTypeDef, unknown> = z.object({
   ...commonOptionFields(512),
-  /** @default {[-160, 240]} */
   window: z.tuple([z.number(), z.number()]).refine(([lo, hi]) => lo < hi, {
     message: "window must be [lo, hi] with lo < hi",
-  }).nullable().default([-160, 240]),
-  /** @default {{ labeled: 4 }} */
-  split: splitOptionsSchema(4).default({ labeled: 4 }),
+  }).nullable().default([-160, 240]).describe(
+    "CT window `[lo, hi]` in HU, applied before normalising; `null` for none.",
+  ),
+  split: splitOptionsSchema(4).default({ labeled: 4 }).describe(
+    "Patient counts per split: `labeled` (a number or `all`), `unlabeled`, `validation`, `test`.",
+  ),
 }).strict();
 
 /** Spleen class names. */

@@ -56,10 +56,10 @@ export function softDice(
 
 /** Options of the `dice` loss. */
 export const diceOptions = z.object({
-  /** Added to numerator and denominator of each class's Dice. @default {1e-5} */
-  smooth: z.number().min(0).default(1e-5),
-  /** Count the background class too. @default {false} */
-  includeBackground: z.boolean().default(false),
+  smooth: z.number().min(0).default(1e-5).describe(
+    "Added to numerator and denominator of each class's Dice.",
+  ),
+  includeBackground: z.boolean().default(false).describe("Count the background class too."),
 }).strict();
 
 /** The `dice` loss plugin. */
@@ -73,14 +73,12 @@ export const diceLoss: LossFactory<z.infer<typeof diceOptions>> = {
 
 /** Options of the `dice-ce` loss. */
 export const diceCeOptions = z.object({
-  /** Weight of the soft Dice term. @default {1} */
-  diceWeight: z.number().min(0).default(1),
-  /** Weight of the cross-entropy term. @default {1} */
-  ceWeight: z.number().min(0).default(1),
-  /** Dice smoothing. @default {1e-5} */
-  smooth: z.number().min(0).default(1e-5),
-  /** Count the background class in the Dice term too. @default {false} */
-  includeBackground: z.boolean().default(false),
+  diceWeight: z.number().min(0).default(1).describe("Weight of the soft Dice term."),
+  ceWeight: z.number().min(0).default(1).describe("Weight of the cross-entropy term."),
+  smooth: z.number().min(0).default(1e-5).describe("Dice smoothing."),
+  includeBackground: z.boolean().default(false).describe(
+    "Count the background class in the Dice term too.",
+  ),
 }).strict();
 
 /** The `dice-ce` loss plugin: `diceWeight * dice + ceWeight * cross-entropy`. */

@@ -20,23 +20,23 @@ import { batchNormRelu, batchNormReluAvailable } from "../../runtime/kernels/bat
 
 /** Options of the U-Net plugin. */
 export const unetOptions = z.object({
-  /** Channels of the first level; level k has `base * 2^k`. @default {16} */
-  base: z.number().int().min(1).max(1024).default(16),
-  /** Number of levels (resolutions). @default {5} */
-  depth: z.number().int().min(1).max(8).default(5),
-  /** Batch normalisation after every 3x3 convolution. @default {true} */
-  batchNorm: z.boolean().default(true),
-  /**
-   * Dropout rate before the second convolution of each encoder level: one number for all
-   * levels or one per level (SSL4MIS uses [0.05, 0.1, 0.2, 0.3, 0.5]). @default {0}
-   */
+  base: z.number().int().min(1).max(1024).default(16).describe(
+    "Channels of the first level; level k has `base 2^k`.",
+  ),
+  depth: z.number().int().min(1).max(8).default(5).describe("Number of levels (resolutions)."),
+  batchNorm: z.boolean().default(true).describe("Batch normalisation after every 3x3 convolution."),
   dropout: z.union([z.number().min(0).max(0.95), z.array(z.number().min(0).max(0.95))]).default(
     0,
+  ).describe(
+    "Dropout rate before the second convolution of each encoder level: one number for all " +
+      "levels or one per level (SSL4MIS uses [0.05, 0.1, 0.2, 0.3, 0.5]).",
   ),
-  /** Upsampling on the way up. @default {"nearest"} */
-  upsampling: z.enum(["nearest", "bilinear", "transpose"]).default("nearest"),
-  /** Batch-norm momentum of the running statistics (PyTorch convention). @default {0.1} */
-  bnMomentum: z.number().gt(0).lt(1).default(0.1),
+  upsampling: z.enum(["nearest", "bilinear", "transpose"]).default("nearest").describe(
+    "Upsampling on the way up.",
+  ),
+  bnMomentum: z.number().gt(0).lt(1).default(0.1).describe(
+    "Batch-norm momentum of the running statistics (PyTorch convention).",
+  ),
 }).strict();
 
 /** Parsed U-Net options. */

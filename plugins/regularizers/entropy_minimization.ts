@@ -39,19 +39,17 @@ export function meanEntropy(p: tf.Tensor4D, options: MeanEntropyOptions = {}): t
 
 /** Recipe options of the `entropy-min` regularizer. */
 export const entropyMinOptions = z.object({
-  /**
-   * Also add the mean entropy of `q = T^-1(f(T x))` (`f(T x)` with the recipe's
-   * `pairing: forward`), over its valid pixels when `mask`, so the loss is `H(p) + H(q)`;
-   * otherwise only `H(p)` of `p = f(x)`, the plain baseline. @default {false}
-   */
-  includeTransformed: z.boolean().default(false),
-  /**
-   * Average the entropy of `q` over its valid pixels only (`p = f(x)` has no invalid pixels).
-   * @default {true}
-   */
-  mask: z.boolean().default(true),
-  /** Clamp of probabilities inside the logarithm. @default {1e-8} */
-  eps: z.number().gt(0).lt(0.1).default(1e-8),
+  includeTransformed: z.boolean().default(false).describe(
+    "Also add the mean entropy of `q = T^-1(f(T x))` (`f(T x)` with the recipe's `pairing: " +
+      "forward`), over its valid pixels when `mask`, so the loss is `H(p) + H(q)`; otherwise " +
+      "only `H(p)` of `p = f(x)`, the plain baseline.",
+  ),
+  mask: z.boolean().default(true).describe(
+    "Average the entropy of `q` over its valid pixels only (`p = f(x)` has no invalid pixels).",
+  ),
+  eps: z.number().gt(0).lt(0.1).default(1e-8).describe(
+    "Clamp of probabilities inside the logarithm.",
+  ),
 }).strict();
 
 /** The `entropy-min` regularizer plugin (entropy minimisation baseline). */

@@ -46,22 +46,21 @@ export function klConsistency(
 
 /** Recipe options of the `kl` regularizer. */
 export const klOptions = z.object({
-  /**
-   * `forward`: KL(source || target), i.e. KL(f(x) || T^-1 f(T x)) as in Eq. 8 (with
-   * `pairing: forward`, KL(T f(x) || f(T x))); `reverse`: KL(target || source). The KL
-   * direction, not the recipe's `pairing`. @default {"forward"}
-   */
-  direction: z.enum(["forward", "reverse"]).default("forward"),
-  /**
-   * Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with
-   * `pairing: forward`), `target` = the transformed image's side (T^-1 f(T x); f(T x)).
-   * @default {"none"}
-   */
-  stopGradient: z.enum(["none", "source", "target"]).default("none"),
-  /** Leave out pixels the pairing's warp brought in from outside the image. @default {true} */
-  mask: z.boolean().default(true),
-  /** Clamp of probabilities before the logarithm. @default {1e-8} */
-  eps: z.number().gt(0).lt(0.1).default(1e-8),
+  direction: z.enum(["forward", "reverse"]).default("forward").describe(
+    "`forward`: KL(source || target), i.e. KL(f(x) || T^-1 f(T x)) as in Eq. 8 (with " +
+      "`pairing: forward`, KL(T f(x) || f(T x))); `reverse`: KL(target || source). The KL " +
+      "direction, not the recipe's `pairing`.",
+  ),
+  stopGradient: z.enum(["none", "source", "target"]).default("none").describe(
+    "Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with " +
+      "`pairing: forward`), `target` = the transformed image's side (T^-1 f(T x); f(T x)).",
+  ),
+  mask: z.boolean().default(true).describe(
+    "Leave out pixels the pairing's warp brought in from outside the image.",
+  ),
+  eps: z.number().gt(0).lt(0.1).default(1e-8).describe(
+    "Clamp of probabilities before the logarithm.",
+  ),
 }).strict();
 
 /** The `kl` regularizer plugin (Eq. 8). */

@@ -36,23 +36,22 @@ import { mseConsistency } from "./mse_consistency.ts";
 
 /** Recipe options of the `mean-teacher` regularizer. */
 export const meanTeacherOptions = z.object({
-  /** EMA decay `alpha` of the teacher's weights (Mean Teacher, SSL4MIS: 0.99-0.999). @default {0.999} */
-  decay: z.number().min(0).max(1).default(0.999),
-  /**
-   * Use `min(1 - 1/(t + 1), decay)` at optimizer step `t` (1-based) instead of `decay`, as the
-   * Mean Teacher and SSL4MIS code do: early on the teacher is then the plain average of the
-   * initial and all later student weights, instead of staying near the random initialisation.
-   * @default {true}
-   */
-  warmup: z.boolean().default(true),
-  /**
-   * `mse`: mean over valid pixels and classes of `(student - teacher)^2`; `kl`:
-   * `KL(teacher(x) || T^-1 student(T x))` per pixel (the teacher is the target).
-   * @default {"mse"}
-   */
-  consistency: z.enum(["mse", "kl"]).default("mse"),
-  /** Leave out pixels the inverse warp brought in from outside. @default {true} */
-  mask: z.boolean().default(true),
+  decay: z.number().min(0).max(1).default(0.999).describe(
+    "EMA decay `alpha` of the teacher's weights (Mean Teacher, SSL4MIS: 0.99-0.999).",
+  ),
+  warmup: z.boolean().default(true).describe(
+    "Use `min(1 - 1/(t + 1), decay)` at optimizer step `t` (1-based) instead of `decay`, as " +
+      "the Mean Teacher and SSL4MIS code do: early on the teacher is then the plain average of " +
+      "the initial and all later student weights, instead of staying near the random " +
+      "initialisation.",
+  ),
+  consistency: z.enum(["mse", "kl"]).default("mse").describe(
+    "`mse`: mean over valid pixels and classes of `(student - teacher)^2`; `kl`: " +
+      "`KL(teacher(x) || T^-1 student(T x))` per pixel (the teacher is the target).",
+  ),
+  mask: z.boolean().default(true).describe(
+    "Leave out pixels the inverse warp brought in from outside.",
+  ),
 }).strict();
 
 /** Parsed options of the `mean-teacher` regularizer. */

@@ -46,14 +46,13 @@ export function mseConsistency(
 
 /** Recipe options of the `mse` regularizer. */
 export const mseOptions = z.object({
-  /**
-   * Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with
-   * `pairing: forward`), `target` = the transformed image's side (T^-1 f(T x); f(T x)).
-   * @default {"none"}
-   */
-  stopGradient: z.enum(["none", "source", "target"]).default("none"),
-  /** Leave out pixels the pairing's warp brought in from outside the image. @default {true} */
-  mask: z.boolean().default(true),
+  stopGradient: z.enum(["none", "source", "target"]).default("none").describe(
+    "Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with " +
+      "`pairing: forward`), `target` = the transformed image's side (T^-1 f(T x); f(T x)).",
+  ),
+  mask: z.boolean().default(true).describe(
+    "Leave out pixels the pairing's warp brought in from outside the image.",
+  ),
 }).strict();
 
 /** The `mse` regularizer plugin (the MSE form of Eq. 8). */

@@ -107,22 +107,20 @@ export function mutualInformation(
 
 /** Recipe options of the `mi` regularizer. */
 export const miOptions = z.object({
-  /** Window radius: 1 is the paper's 3x3, 2 is 5x5, 3 is 7x7. @default {1} */
-  radius: z.number().int().min(0).max(7).default(1),
-  /**
-   * Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with
-   * `pairing: forward`, which the reference code detaches), `target` = the transformed image's
-   * side (T^-1 f(T x); f(T x)). @default {"none"}
-   */
-  stopGradient: z.enum(["none", "source", "target"]).default("none"),
-  /** Multiply both maps by the pairing's valid-pixel mask. @default {true} */
-  mask: z.boolean().default(true),
-  /** Clamp of the normalised joint. @default {1.1920929e-7} */
-  eps: z.number().gt(0).lt(0.01).default(1.1920929e-7),
-  /** Symmetrise each joint as IIC does. @default {true} */
-  symmetrize: z.boolean().default(true),
-  /** IIC's `lambda_ent`, the weight of the marginal terms (1 = plain MI). @default {1} */
-  marginalWeight: z.number().min(0).max(10).default(1),
+  radius: z.number().int().min(0).max(7).default(1).describe(
+    "Window radius: 1 is the paper's 3x3, 2 is 5x5, 3 is 7x7.",
+  ),
+  stopGradient: z.enum(["none", "source", "target"]).default("none").describe(
+    "Which side gets no gradient: `source` = the clean prediction's side (f(x); T f(x) with " +
+      "`pairing: forward`, which the reference code detaches), `target` = the transformed " +
+      "image's side (T^-1 f(T x); f(T x)).",
+  ),
+  mask: z.boolean().default(true).describe("Multiply both maps by the pairing's valid-pixel mask."),
+  eps: z.number().gt(0).lt(0.01).default(1.1920929e-7).describe("Clamp of the normalised joint."),
+  symmetrize: z.boolean().default(true).describe("Symmetrise each joint as IIC does."),
+  marginalWeight: z.number().min(0).max(10).default(1).describe(
+    "IIC's `lambda_ent`, the weight of the marginal terms (1 = plain MI).",
+  ),
 }).strict();
 
 /**

@@ -64,17 +64,22 @@ export function affineTransform(
 
 /** Options of the `affine` transform. */
 export const affineOptions = z.object({
-  /** Rotation drawn uniformly in [-rotation, rotation] degrees. @default {30} */
-  rotation: z.number().min(0).max(180).default(30),
-  /** Shear drawn uniformly in [-shear, shear] degrees. @default {10} */
-  shear: z.number().min(0).max(45).default(10),
-  /** Scale drawn uniformly in [min, max]. @default {[0.8, 1.2]} */
+  rotation: z.number().min(0).max(180).default(30).describe(
+    "Rotation drawn uniformly in [-rotation, rotation] degrees.",
+  ),
+  shear: z.number().min(0).max(45).default(10).describe(
+    "Shear drawn uniformly in [-shear, shear] degrees.",
+  ),
   scale: z.tuple([z.number().gt(0).max(10), z.number().gt(0).max(10)]).default([0.8, 1.2])
-    .refine(([a, b]) => a <= b, "scale must be [min, max] with min <= max"),
-  /** Translation drawn uniformly in [-translate, translate] (fraction of the half side). @default {0} */
-  translate: z.number().min(0).max(1).default(0),
-  /** Probability of a left-right flip. @default {0} */
-  flipProbability: z.number().min(0).max(1).default(0),
+    .refine(([a, b]) => a <= b, "scale must be [min, max] with min <= max").describe(
+      "Scale drawn uniformly in [min, max].",
+    ),
+  translate: z.number().min(0).max(1).default(0).describe(
+    "Translation drawn uniformly in [-translate, translate] (fraction of the half side).",
+  ),
+  flipProbability: z.number().min(0).max(1).default(0).describe(
+    "Probability of a left-right flip.",
+  ),
 }).strict();
 
 /** Parsed options of the `affine` transform (the same fields as {@linkcode AffineSampling}). */
@@ -90,20 +95,18 @@ export const affineTransformPlugin: TransformFactory<AffineOptions, Affine> = {
 
 /** Options of the `flip` transform. */
 export const flipOptions = z.object({
-  /** Probability of a left-right flip. @default {0.5} */
-  horizontal: z.number().min(0).max(1).default(0.5),
-  /** Probability of an up-down flip. @default {0.5} */
-  vertical: z.number().min(0).max(1).default(0.5),
-  /** Probability of a rotation by a multiple of 90 degrees (uniform over 90/180/270). @default {0} */
-  rotate90: z.number().min(0).max(1).default(0),
-  /**
-   * Draw a flip (and rotation) for each image; `false` draws one for the whole batch (every
-   * image gets the same). With one draw per batch the `mi` term is the same in both recipe
-   * `pairing` forms; with a draw per image it is not: its joint pools each displacement over the
-   * batch, and each image's flip mirrors the displacements its own way (the `kl` and `mse` terms,
-   * pixel-wise, agree either way). @default {true}
-   */
-  perImage: z.boolean().default(true),
+  horizontal: z.number().min(0).max(1).default(0.5).describe("Probability of a left-right flip."),
+  vertical: z.number().min(0).max(1).default(0.5).describe("Probability of an up-down flip."),
+  rotate90: z.number().min(0).max(1).default(0).describe(
+    "Probability of a rotation by a multiple of 90 degrees (uniform over 90/180/270).",
+  ),
+  perImage: z.boolean().default(true).describe(
+    "Draw a flip (and rotation) for each image; `false` draws one for the whole batch (every " +
+      "image gets the same). With one draw per batch the `mi` term is the same in both recipe " +
+      "`pairing` forms; with a draw per image it is not: its joint pools each displacement over " +
+      "the batch, and each image's flip mirrors the displacements its own way (the `kl` and " +
+      "`mse` terms, pixel-wise, agree either way).",
+  ),
 }).strict();
 
 /** The `flip` transform plugin: exact flips and 90-degree rotations. */
@@ -131,8 +134,9 @@ export const flipTransformPlugin: TransformFactory<z.infer<typeof flipOptions>, 
 
 /** Options of the `compose` transform. */
 export const composeOptions = z.object({
-  /** Transforms applied in order (each `{ type, ...options }`), inverted in reverse order. */
-  transforms: z.array(z.object({ type: z.string() }).passthrough()).min(1),
+  transforms: z.array(z.object({ type: z.string() }).passthrough()).min(1).describe(
+    "Transforms applied in order (each `{ type, ...options }`), inverted in reverse order.",
+  ),
 }).strict();
 
 /**
