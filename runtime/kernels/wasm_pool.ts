@@ -8,6 +8,13 @@
  * waits until the helpers have signalled the same counter as done. Each part writes disjoint
  * memory, so the result does not depend on which thread ran which part.
  *
+ * Every wait passes `Atomics.wait` the very value it has just checked (one atomic load): a wait
+ * that re-reads the counter for its expected value can sleep on a counter the helper has already
+ * advanced between the check and the read, and then no notification ever comes. That lost
+ * wake-up is what hung `threads: 2` runs (issue 15; `docs/performance.md`). A helper whose
+ * kernel throws reports it in its control block, and a helper that makes no progress for
+ * {@linkcode STALL_SLICES} seconds of waiting ends the wait with an error instead of a hang.
+ *
  * @module
  */
 import type { GemmKernels } from "./wasm_gemm.ts";
@@ -19,9 +26,13 @@ const KINDS: KernelKind[] = ["fwd", "fwd4", "wgrad", "wgradAny", "wgradRows"];
 const EXPORTS = ["conv_fwd", "conv_fwd4", "conv_wgrad", "conv_wgrad_any", "conv_wgrad_rows"];
 
 // Control block (int32 slots) per helper: 0 job counter (-1: stop), 1 done counter, 2 ready,
-// 3 kernel, 4 argument count, 5.. arguments.
+// 3 kernel, 4 argument count, 5 error (1: the job's kernel threw), 6.. arguments.
 const SLOTS = 32;
-const MAX_ARGS = SLOTS - 5;
+const ARGS = 6;
+const MAX_ARGS = SLOTS - ARGS;
+
+/** One-second waits without progress after which a helper counts as stalled. */
+export const STALL_SLICES = 300;
 
 const HELPER = `
 self.onmessage = (e) => {
@@ -32,12 +43,20 @@ self.onmessage = (e) => {
   Atomics.store(c, 2, 1);
   let seen = 0;
   for (;;) {
+    // \`seen\` is the last job done: the wait returns at once when a newer one is posted.
     Atomics.wait(c, 0, seen);
-    seen = Atomics.load(c, 0);
-    if (seen < 0) break;
+    const job = Atomics.load(c, 0);
+    if (job < 0) break;
+    if (job === seen) continue;
+    seen = job;
     const args = [];
-    for (let i = 0; i < c[4]; i++) args.push(c[5 + i]);
-    fns[c[3]](...args);
+    for (let i = 0; i < c[4]; i++) args.push(c[${ARGS} + i]);
+    try {
+      fns[c[3]](...args);
+    } catch (error) {
+      Atomics.store(c, 5, 1);
+      console.error("wasm kernel helper:", error);
+    }
     Atomics.store(c, 1, seen);
     Atomics.notify(c, 1);
   }
@@ -124,7 +143,7 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     const args = parts[k];
     h.ctrl[3] = KINDS.indexOf(kind);
     h.ctrl[4] = args.length;
-    for (let i = 0; i < args.length; i++) h.ctrl[5 + i] = args[i] | 0;
+    for (let i = 0; i < args.length; i++) h.ctrl[ARGS + i] = args[i] | 0;
     h.job++;
     Atomics.store(h.ctrl, 0, h.job);
     Atomics.notify(h.ctrl, 0);
@@ -133,7 +152,28 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
   for (let k = 0; k < parts.length; k++) {
     if (k === 0 || k > busy.length) f(...parts[k]);
   }
-  for (const h of busy) {
-    while (Atomics.load(h.ctrl, 1) !== h.job) Atomics.wait(h.ctrl, 1, h.ctrl[1]);
+  for (const h of busy) waitDone(h, kind);
+}
+
+/**
+ * Wait until `h` has done its current job. The value `Atomics.wait` compares against is the one
+ * just loaded: reading the counter a second time for it (as this pool once did) loses the
+ * wake-up when the helper finishes between the two reads.
+ */
+function waitDone(h: Helper, kind: KernelKind): void {
+  let idle = 0;
+  for (;;) {
+    const done = Atomics.load(h.ctrl, 1);
+    if (done === h.job) break;
+    if (Atomics.wait(h.ctrl, 1, done, 1000) === "timed-out" && ++idle >= STALL_SLICES) {
+      throw new Error(
+        `wasm kernel helper stalled: no progress on job ${h.job} (${kind}) for ${idle} s ` +
+          `(control block: job ${Atomics.load(h.ctrl, 0)}, done ${Atomics.load(h.ctrl, 1)})`,
+      );
+    }
+  }
+  if (Atomics.load(h.ctrl, 5) !== 0) {
+    Atomics.store(h.ctrl, 5, 0);
+    throw new Error(`wasm kernel helper: the ${kind} kernel failed (see the error above)`);
   }
 }

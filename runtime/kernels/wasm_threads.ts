@@ -26,13 +26,16 @@ import { wasmBackendCreated } from "../tfjs_internals.ts";
  * The bootstrap of each pthread worker (a module worker). It receives the `blob:` URL of
  * Emscripten's worker script in its own URL's hash, hides `process`, defines `importScripts`,
  * and serialises the incoming messages so that the asynchronous read of the main script (a
- * Blob) completes before the script's synchronous `importScripts` needs it.
+ * Blob) completes before the script's synchronous `importScripts` needs it. The queue starts
+ * with the evaluation of Emscripten's worker script, which installs the message handler: a
+ * message that arrived before it (the `load`) would otherwise find no handler and be dropped.
  */
 const BOOTSTRAP = `
 delete globalThis.process;
 let mainScript = "";
 let handler = null;
-let queue = Promise.resolve();
+const workerScript = decodeURIComponent(location.hash.slice(1));
+let queue = fetch(workerScript).then((r) => r.text()).then((text) => { (0, eval)(text); });
 globalThis.importScripts = () => { (0, eval)(mainScript); };
 Object.defineProperty(globalThis, "onmessage", {
   configurable: true,
@@ -50,8 +53,6 @@ globalThis.addEventListener("message", (e) => {
     if (handler) handler(e);
   });
 });
-const workerScript = decodeURIComponent(location.hash.slice(1));
-(0, eval)(await (await fetch(workerScript)).text());
 `;
 
 let bootstrapUrl: string | null = null;
