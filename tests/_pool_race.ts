@@ -2,8 +2,8 @@
  * Subprocess of `threads_test.ts`: many `parallelFor` calls of the kernel pool whose parts end
  * at nearly the same time on both threads (the calling thread's part varies in length around the
  * helper's wake-up latency), the timing under which a wait that re-reads the done counter loses
- * the helper's wake-up. Prints a line every 2,000 calls and `done` at the end; a hang shows as
- * silence.
+ * the helper's wake-up. Prints a line every 2,000 calls, then checks a threaded `GatherV2` against
+ * a plain loop, and prints `done` at the end; a hang shows as silence.
  *
  * ```sh
  * deno run --allow-read --allow-env --allow-sys tests/_pool_race.ts 40000
@@ -44,5 +44,16 @@ for (let i = 1; i <= calls; i++) {
   parallelFor(kernels, "fwd", [part(out0, seed % ROWS), part(out1, 1)]);
   if (i % 2000 === 0) console.log(`call ${i} ${(performance.now() - t0).toFixed(0)} ms`);
 }
+// The threaded row copies of GatherV2 (two parts) against a plain loop.
+const n = 50000, c = 4, rows = 4 * n;
+const xs = Float32Array.from({ length: n * c }, (_, i) => Math.sin(i));
+const is = Int32Array.from({ length: rows }, (_, i) => (i * 7919) % n);
+const got = tf.tidy(() => tf.gather(tf.tensor2d(xs, [n, c]), tf.tensor1d(is, "int32")).dataSync());
+for (let r = 0; r < rows; r++) {
+  for (let j = 0; j < c; j++) {
+    if (got[r * c + j] !== xs[is[r] * c + j]) throw new Error(`gather: row ${r} differs`);
+  }
+}
+console.log(`gather ok (${workerCount()} helper)`);
 console.log("done");
 Deno.exit(0);

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
-import { gemmKernels, setGemmConvEnabled } from "../runtime/kernels/wasm_conv.ts";
+import { gemmGather, gemmKernels, setGemmConvEnabled } from "../runtime/kernels/wasm_conv.ts";
+import { wasmGatherV2 } from "../runtime/kernels/wasm_training.ts";
 import { benchOursKlStep } from "../app/bench.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
@@ -117,6 +118,63 @@ Deno.test("the GEMM and XNNPACK convolutions agree on wasm", () => {
       setGemmConvEnabled(true);
     }
   });
+});
+
+Deno.test("GatherV2 on wasm (heap row copies) matches cpu on random shapes", async () => {
+  // Rows of 1 to 19 elements (vector and scalar tails), 1-D and 2-D indices with repeats, int32
+  // data, and the warp's shape (4 corners x pixels, 1 and 4 channels).
+  const cases: { x: number[]; idx: number[]; dtype?: "int32" }[] = [
+    { x: [7, 1], idx: [20] },
+    { x: [5, 3], idx: [4, 6] },
+    { x: [9, 4], idx: [33] },
+    { x: [6, 5], idx: [2, 3, 5] },
+    { x: [11, 2, 4], idx: [17] },
+    { x: [4, 19], idx: [12] },
+    { x: [13], idx: [40] },
+    { x: [8, 6], idx: [25], dtype: "int32" },
+    { x: [2 * 16 * 16, 4], idx: [4 * 2 * 16 * 16] },
+    { x: [4 * 64 * 64, 1], idx: [4 * 4 * 64 * 64] },
+  ];
+  for (const [k, c] of cases.entries()) {
+    const n = c.x[0];
+    const size = c.x.reduce((a, b) => a * b, 1);
+    const xv = normal([size], 10 + k);
+    const iv = Int32Array.from(
+      { length: c.idx.reduce((a, b) => a * b, 1) },
+      (_, i) => (i * 7919 + k * 31) % n,
+    );
+    await assertBackendsAgree(() => {
+      const x = c.dtype === "int32"
+        ? tf.tensor(Int32Array.from(xv, (v) => Math.round(100 * v)), c.x, "int32")
+        : tf.tensor(xv, c.x);
+      const g = tf.gather(x, tf.tensor(iv, c.idx, "int32"));
+      return c.dtype === "int32" ? tf.cast(g, "float32") : g;
+    }, 0);
+  }
+  // and its gradient (UnsortedSegmentSum) through the warp's pattern: gather, weigh, sum
+  const xv = normal([30 * 3], 5);
+  const iv = Int32Array.from({ length: 4 * 30 }, (_, i) => (i * 13) % 30);
+  const wv = normal([4 * 30], 6);
+  await assertBackendsAgree(() =>
+    tf.grad((x: tf.Tensor) =>
+      tf.sum(tf.mul(tf.gather(x, tf.tensor1d(iv, "int32")), tf.tensor2d(wv, [4 * 30, 1])))
+    )(tf.tensor2d(xv, [30, 3]))
+  );
+});
+
+Deno.test("the heap GatherV2 is the wasm kernel in use, and falls back outside its case", () => {
+  assert.equal(tf.getKernel(tf.GatherV2, "wasm")?.kernelFunc, wasmGatherV2);
+  const backend = tf.backend() as never;
+  const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+  const inRange = tf.tensor1d([2, 0], "int32"), outOfRange = tf.tensor1d([3], "int32");
+  const info = (t: tf.Tensor) => ({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
+  const out = gemmGather(backend, info(x), info(inRange));
+  assert.notEqual(out, null, "the row copies apply to an axis-0 float32 gather");
+  (tf.backend() as unknown as { disposeData(id: unknown): void }).disposeData(out!.dataId);
+  assert.equal(gemmGather(backend, info(x), info(outOfRange)), null, "out of range: tfjs's");
+  assert.deepEqual(Array.from(tf.gather(x, inRange).dataSync()), [5, 6, 1, 2]);
+  assert.deepEqual(Array.from(tf.gather(x, tf.tensor1d([1], "int32"), 1).dataSync()), [2, 4, 6]);
+  tf.dispose([x, inRange, outOfRange]);
 });
 
 Deno.test("Concat and SplitV on wasm match cpu along every axis", async () => {

@@ -382,3 +382,43 @@ function runRows(
     Array.from({ length: parts }, (_, k) => [...pointers, bounds[k], bounds[k + 1], ...dims]),
   );
 }
+
+/** Rows per thread below which a gather stays on the calling thread. */
+const GATHER_ROWS_PER_PART = 16384;
+
+/**
+ * `GatherV2` along axis 0 without batch dimensions (the warp's gathers: `x` `[N, ...]` of 4-byte
+ * elements, `indices` int32): one row copy per index, split between the threads. Null where it
+ * does not apply, or when an index is outside `[0, N)` (the caller then runs tfjs's kernel).
+ */
+export function gemmGather(
+  backend: Backend,
+  x: TensorInfo,
+  indices: TensorInfo,
+): TensorInfo | null {
+  if (
+    (x.dtype !== "float32" && x.dtype !== "int32") || indices.dtype !== "int32" ||
+    x.shape.length < 1
+  ) return null;
+  const n = x.shape[0];
+  const cb = 4 * sizeOf(x.shape.slice(1));
+  const rows = sizeOf(indices.shape);
+  if (n === 0 || cb === 0 || rows === 0) return null;
+  const s = getState(backend);
+  if (s === null) return null;
+  const idx = new Int32Array(s.module.HEAPU8.buffer, offsetOf(backend, indices), rows);
+  for (let r = 0; r < rows; r++) {
+    const i = idx[r];
+    if (i < 0 || i >= n) return null;
+  }
+  const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
+  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(rows / GATHER_ROWS_PER_PART)));
+  const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * rows) / parts));
+  const xo = offsetOf(backend, x), io = offsetOf(backend, indices), oo = offsetOf(backend, out);
+  parallelFor(
+    s.kernels,
+    "gather",
+    Array.from({ length: parts }, (_, k) => [xo, io, oo, bounds[k], bounds[k + 1], cb]),
+  );
+  return out;
+}

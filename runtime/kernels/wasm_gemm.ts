@@ -447,6 +447,38 @@ function convFilterGradRows(fma: boolean): Fn {
   return f;
 }
 
+/**
+ * `gather_rows(x, idx, out, r0, r1, cb)`: `out[r] = x[idx[r]]` for rows `r` in `[r0, r1)` of `cb`
+ * bytes (a multiple of 4): the row copy of `GatherV2` along axis 0 (the warp's gathers), by
+ * vectors then floats.
+ */
+function gatherRows(): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [X, IDX, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
+  const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
+  const vec = f.local("i32");
+  f.get(CB).i32(-16).i32Add().set(vec); // last offset where a whole vector fits
+  f.get(R0).set(r);
+  f.block().loop();
+  f.get(r).get(R1).i32GeS().brIf(1);
+  f.get(X).get(IDX).get(r).i32(2).i32Shl().i32Add().i32Load().get(CB).i32Mul().i32Add().set(src);
+  f.get(OUT).get(r).get(CB).i32Mul().i32Add().set(dst);
+  f.i32(0).set(k);
+  f.block().loop();
+  f.get(k).get(vec).i32GtS().brIf(1);
+  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().v128Store();
+  f.get(k).i32(16).i32Add().set(k).br(0);
+  f.end().end();
+  f.block().loop();
+  f.get(k).get(CB).i32GeS().brIf(1);
+  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().f32Store();
+  f.get(k).i32(4).i32Add().set(k).br(0);
+  f.end().end();
+  f.get(r).i32(1).i32Add().set(r).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The compiled kernels, bound to one memory. */
 export interface GemmKernels {
   /** Whether the kernels use fused multiply-add. */
@@ -506,6 +538,8 @@ export interface GemmKernels {
   ): void;
   /** Filter gradient without a pointer table (`ci % 4 == 0`), by output rows. */
   convFilterGradRows(...args: number[]): void;
+  /** Rows of `GatherV2` along axis 0: `(x, idx, out, r0, r1, rowBytes)`. */
+  gatherRows(x: number, idx: number, out: number, r0: number, r1: number, cb: number): void;
   /** Filter gradient for any `ci`. */
   convFilterGradAny(
     ptrs: number,
@@ -531,6 +565,7 @@ export function gemmModuleBytes(shared: boolean, fma = hasRelaxedSimd()): Uint8A
       { name: "conv_wgrad", fn: convFilterGrad(fma) },
       { name: "conv_wgrad_any", fn: convFilterGradAny(fma) },
       { name: "conv_wgrad_rows", fn: convFilterGradRows(fma) },
+      { name: "gather_rows", fn: gatherRows() },
     ],
   });
 }
@@ -552,5 +587,6 @@ export function instantiateGemm(memory: WebAssembly.Memory): GemmKernels {
     convFilterGrad: e.conv_wgrad,
     convFilterGradAny: e.conv_wgrad_any,
     convFilterGradRows: e.conv_wgrad_rows,
+    gatherRows: e.gather_rows,
   };
 }

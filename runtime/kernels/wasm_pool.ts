@@ -20,10 +20,17 @@
 import type { GemmKernels } from "./wasm_gemm.ts";
 
 /** Kernel names of {@linkcode parallelFor}. */
-export type KernelKind = "fwd" | "fwd4" | "wgrad" | "wgradAny" | "wgradRows";
+export type KernelKind = "fwd" | "fwd4" | "wgrad" | "wgradAny" | "wgradRows" | "gather";
 
-const KINDS: KernelKind[] = ["fwd", "fwd4", "wgrad", "wgradAny", "wgradRows"];
-const EXPORTS = ["conv_fwd", "conv_fwd4", "conv_wgrad", "conv_wgrad_any", "conv_wgrad_rows"];
+const KINDS: KernelKind[] = ["fwd", "fwd4", "wgrad", "wgradAny", "wgradRows", "gather"];
+const EXPORTS = [
+  "conv_fwd",
+  "conv_fwd4",
+  "conv_wgrad",
+  "conv_wgrad_any",
+  "conv_wgrad_rows",
+  "gather_rows",
+];
 
 // Control block (int32 slots) per helper: 0 job counter (-1: stop), 1 done counter, 2 ready,
 // 3 kernel, 4 argument count, 5 error (1: the job's kernel threw), 6.. arguments.
@@ -133,6 +140,7 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     wgrad: kernels.convFilterGrad,
     wgradAny: kernels.convFilterGradAny,
     wgradRows: kernels.convFilterGradRows,
+    gather: kernels.gatherRows,
   } as const)[kind] as (...a: number[]) => void;
   const ready = pool === null ? [] : pool.helpers.filter((h) => Atomics.load(h.ctrl, 2) === 1);
   const busy: Helper[] = [];

@@ -19,7 +19,7 @@
  * @module
  */
 import { tf, type tfWasm } from "../../deps.ts";
-import { gemmConv2D, gemmConvFilterGrad, gemmConvInputGrad } from "./wasm_conv.ts";
+import { gemmConv2D, gemmConvFilterGrad, gemmConvInputGrad, gemmGather } from "./wasm_conv.ts";
 import { miscKernelsFor } from "./wasm_misc.ts";
 import { addKernel, originalKernel, replaceKernel, wasmOffset } from "../tfjs_internals.ts";
 
@@ -499,6 +499,22 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------------------------
+// GatherV2
+
+/**
+ * `GatherV2` along axis 0 (the warp's bilinear gathers) as row copies on the heap, split between
+ * the threads; tfjs's kernel (an element-by-element loop) for everything else.
+ */
+export function wasmGatherV2(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { x, indices } = args.inputs as { x: TensorInfo; indices: TensorInfo };
+  const { axis, batchDims } = args.attrs as unknown as tf.GatherV2Attrs;
+  const $axis = x.shape.length > 0 ? tf.util.parseAxisParam(axis, x.shape)[0] : -1;
+  if ($axis !== 0 || (batchDims ?? 0) !== 0) return fallback(tf.GatherV2, args);
+  return gemmGather(backend, x, indices) ?? fallback(tf.GatherV2, args);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Identity and same-type Cast
 
 /**
@@ -542,6 +558,7 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.MaxPoolGrad, maxPoolGrad as tf.KernelFunc],
   [tf.Identity, identity as tf.KernelFunc],
   [tf.Cast, cast as tf.KernelFunc],
+  [tf.GatherV2, wasmGatherV2 as tf.KernelFunc],
 ];
 
 /**
