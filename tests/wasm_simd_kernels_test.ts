@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
 import { gemmGather, gemmKernels, setGemmConvEnabled } from "../runtime/kernels/wasm_conv.ts";
-import { wasmGatherV2 } from "../runtime/kernels/wasm_training.ts";
+import { wasmGatherV2, wasmPadV2, wasmSlice } from "../runtime/kernels/wasm_training.ts";
 import { benchOursKlStep } from "../app/bench.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
@@ -175,6 +175,55 @@ Deno.test("the heap GatherV2 is the wasm kernel in use, and falls back outside i
   assert.deepEqual(Array.from(tf.gather(x, inRange).dataSync()), [5, 6, 1, 2]);
   assert.deepEqual(Array.from(tf.gather(x, tf.tensor1d([1], "int32"), 1).dataSync()), [2, 4, 6]);
   tf.dispose([x, inRange, outOfRange]);
+});
+
+Deno.test("Slice and constant PadV2 on wasm (row copies) match cpu on random shapes", async () => {
+  // Ranks 1 to 5, whole and partial axes in every position, the MI's shifted windows, int32.
+  const cases: { shape: number[]; begin: number[]; size: number[]; pad: [number, number][] }[] = [
+    { shape: [17], begin: [3], size: [9], pad: [[2, 5]] },
+    { shape: [5, 7], begin: [1, 0], size: [3, 7], pad: [[0, 0], [1, 3]] },
+    { shape: [5, 7], begin: [0, 2], size: [5, 4], pad: [[2, 1], [0, 0]] },
+    {
+      shape: [4, 10, 10, 4],
+      begin: [0, 1, 2, 0],
+      size: [4, 8, 8, 4],
+      pad: [[0, 0], [1, 1], [1, 1], [0, 0]],
+    },
+    {
+      shape: [3, 6, 5, 3],
+      begin: [1, 0, 0, 1],
+      size: [2, 6, 5, 2],
+      pad: [[1, 0], [0, 2], [3, 0], [0, 1]],
+    },
+    {
+      shape: [2, 3, 4, 5, 6],
+      begin: [0, 1, 0, 2, 0],
+      size: [2, 2, 4, 3, 6],
+      pad: [[0, 1], [0, 0], [2, 2], [0, 0], [0, 0]],
+    },
+    { shape: [3, 4], begin: [0, 0], size: [3, 4], pad: [[0, 0], [0, 0]] },
+  ];
+  for (const [k, c] of cases.entries()) {
+    const v = normal([c.shape.reduce((a, b) => a * b, 1)], 40 + k);
+    await assertBackendsAgree(() => {
+      const x = tf.tensor(v, c.shape);
+      const xi = tf.tensor(Int32Array.from(v, (e) => Math.round(50 * e)), c.shape, "int32");
+      return [
+        tf.slice(x, c.begin, c.size),
+        tf.pad(x, c.pad),
+        tf.pad(x, c.pad, 1.5),
+        tf.cast(tf.slice(xi, c.begin, c.size), "float32"),
+        tf.cast(tf.pad(xi, c.pad, 7), "float32"),
+        // the gradient of a slice is a pad
+        tf.grad((t: tf.Tensor) => tf.sum(tf.square(tf.slice(t, c.begin, c.size))))(x),
+      ];
+    }, 0);
+  }
+});
+
+Deno.test("the row-copy Slice and PadV2 are the wasm kernels in use", () => {
+  assert.equal(tf.getKernel(tf.Slice, "wasm")?.kernelFunc, wasmSlice);
+  assert.equal(tf.getKernel(tf.PadV2, "wasm")?.kernelFunc, wasmPadV2);
 });
 
 Deno.test("Concat and SplitV on wasm match cpu along every axis", async () => {
