@@ -629,6 +629,25 @@ export function grantFlags(grants: Grants): string[] {
   return flags;
 }
 
+/**
+ * The variables the launcher adds to the child's environment: the permission flags for `--jobs`
+ * children, and, where the run may use WebGPU and `XDG_RUNTIME_DIR` is unset, that variable set to
+ * the temporary folder. Mesa's Vulkan drivers print "Error: XDG_RUNTIME_DIR is invalid or not set"
+ * on every adapter request without it (the adapter is found either way), which read as a failure on
+ * the first screen of every `auto` run on a machine with Mesa installed.
+ */
+export function childEnvironment(
+  plan: LaunchPlan,
+  flags: string[],
+  env: (name: string) => string | undefined,
+  tmpDir: string,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (plan.grants.run) out[PERMISSIONS_ENV] = JSON.stringify(flags);
+  if (plan.webgpu && !env("XDG_RUNTIME_DIR")) out.XDG_RUNTIME_DIR = tmpDir;
+  return out;
+}
+
 /** The flags of a plan: its permission flags, and `--unstable-webgpu` where it may use WebGPU. */
 export function planFlags(plan: LaunchPlan): string[] {
   return [...grantFlags(plan.grants), ...(plan.webgpu ? ["--unstable-webgpu"] : [])];
@@ -775,8 +794,7 @@ export async function launch(args: string[]): Promise<number> {
   const flags = planFlags(plan);
   if (!help) console.error(describeGrants(plan.grants, command, plan.graphFiles, plan.webgpu));
   for (const note of plan.notes) console.error(`note: ${note}`);
-  const childEnv: Record<string, string> = {};
-  if (plan.grants.run) childEnv[PERMISSIONS_ENV] = JSON.stringify(flags);
+  const childEnv = childEnvironment(plan, flags, env, environment.tmpDir);
   const child = new Deno.Command(deno, {
     args: ["run", ...flags, cli, command, ...(help ? ["--help"] : withoutGrants(rest))],
     cwd,

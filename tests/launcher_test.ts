@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { UserError } from "../core/errors.ts";
 import {
   BASE_ENV,
+  childEnvironment,
   describeGrants,
   grantFlags,
   type LaunchEnvironment,
@@ -575,4 +576,47 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("launcher: a run that may use WebGPU gets XDG_RUNTIME_DIR when it is unset (Mesa prints an error without it), and only then", async () => {
+  const plan = (backend: string) =>
+    planLaunch(parseLaunchArgs(["recipes/ours-kl.yaml", "--backend", backend]), environment());
+  const unset = () => undefined;
+  const set = (name: string) => name === "XDG_RUNTIME_DIR" ? "/run/user/0" : undefined;
+  const auto = await plan("auto");
+  assert.equal(childEnvironment(auto, planFlags(auto), unset, "/tmp/x").XDG_RUNTIME_DIR, "/tmp/x");
+  assert.equal(childEnvironment(auto, planFlags(auto), set, "/tmp/x").XDG_RUNTIME_DIR, undefined);
+  const wasm = await plan("wasm");
+  assert.equal(childEnvironment(wasm, planFlags(wasm), unset, "/tmp/x").XDG_RUNTIME_DIR, undefined);
+});
+
+Deno.test("launcher: a default (auto) run prints no XDG_RUNTIME_DIR error where Mesa's Vulkan is installed", async () => {
+  const env = { ...Object.fromEntries(Object.entries(Deno.env.toObject())) };
+  delete env.XDG_RUNTIME_DIR;
+  const out = await new Deno.Command("deno", {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "--allow-run=deno",
+      LAUNCHER,
+      "run",
+      "recipes/ours-kl.yaml",
+      "--set",
+      "trainer.iterations=1",
+      "--set",
+      "trainer.validateEvery=1",
+      "--out",
+      await Deno.makeTempDir().then((d) => join(d, "run")),
+      "--quiet",
+    ],
+    cwd: ROOT,
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, text);
+  assert.ok(!/XDG_RUNTIME_DIR is invalid/.test(text), text);
 });
