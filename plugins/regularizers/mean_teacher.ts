@@ -5,7 +5,7 @@
  * the teacher's prediction of the clean image. The **teacher** is the network the run evaluates
  * and keeps as its result.
  *
- * Choices, where papers and code bases differ (see `docs/method-notes.md`):
+ * Choices, where papers and code bases differ (see `docs/method.md`):
  * - Inverse form (the default): the loss compares `T^-1(student(T x))` (the trainer's
  *   `probsTransformedBack`) with `teacher(x)`, over the valid pixels of the inverse warp; with
  *   the recipe's `pairing: forward`, `student(T x)` with `T(teacher(x))`. SSL4MIS instead
