@@ -2,8 +2,20 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
-import { gemmGather, gemmKernels, setGemmConvEnabled } from "../runtime/kernels/wasm_conv.ts";
-import { wasmGatherV2, wasmPadV2, wasmSlice } from "../runtime/kernels/wasm_training.ts";
+import {
+  callListJobCount,
+  gemmGather,
+  gemmKernels,
+  setGemmConvEnabled,
+} from "../runtime/kernels/wasm_conv.ts";
+import {
+  wasmBatchMatMul,
+  wasmGatherV2,
+  wasmMultiply,
+  wasmPadV2,
+  wasmSlice,
+} from "../runtime/kernels/wasm_training.ts";
+import { batchNormRelu } from "../runtime/kernels/batch_norm_relu.ts";
 import { benchOursKlStep } from "../app/bench.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
@@ -224,6 +236,119 @@ Deno.test("Slice and constant PadV2 on wasm (row copies) match cpu on random sha
 Deno.test("the row-copy Slice and PadV2 are the wasm kernels in use", () => {
   assert.equal(tf.getKernel(tf.Slice, "wasm")?.kernelFunc, wasmSlice);
   assert.equal(tf.getKernel(tf.PadV2, "wasm")?.kernelFunc, wasmPadV2);
+});
+
+Deno.test("Multiply by a [..., 1] factor on wasm (one sweep) matches cpu on random shapes", async () => {
+  // Rows of 2 to 19 floats (vector and scalar tails), either operand the narrow one, ranks 1-4,
+  // the warp's shape; and shapes outside the case (tfjs's kernel), exact in every case.
+  const cases: [number[], number[]][] = [
+    [[5, 3], [5, 1]],
+    [[5, 1], [5, 3]],
+    [[2], [1]],
+    [[2, 3, 7, 5], [2, 3, 7, 1]],
+    [[4, 6, 1], [4, 6, 9]],
+    [[9, 4], [9, 1]],
+    [[3, 19], [3, 1]],
+    [[4, 33, 33, 1], [4, 33, 33, 4]],
+    [[4 * 4 * 64 * 64, 4], [4 * 4 * 64 * 64, 1]],
+    [[3, 4], [4]],
+    [[3, 1], [3, 1]],
+    [[3, 4], [1, 4]],
+  ];
+  for (const [k, [sa, sb]] of cases.entries()) {
+    const av = normal([sa.reduce((a, b) => a * b, 1)], 40 + k);
+    const bv = normal([sb.reduce((a, b) => a * b, 1)], 60 + k);
+    await assertBackendsAgree(() => tf.mul(tf.tensor(av, sa), tf.tensor(bv, sb)), 0);
+  }
+  // its gradient (a [..., 1] factor's is a sum over the last axis)
+  const xv = normal([7 * 5], 1), wv = normal([7], 2);
+  await assertBackendsAgree(() =>
+    tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(tf.mul(x, w), x)))([
+      tf.tensor2d(xv, [7, 5]),
+      tf.tensor2d(wv, [7, 1]),
+    ])
+  );
+});
+
+Deno.test("BatchMatMul with a long dimension on wasm (SIMD sweeps) matches cpu", async () => {
+  // A^T B over a long inner dimension (the MI's joints), tall products A W and A W^T (their
+  // gradients), odd sizes (vector and scalar tails), rank 3 with a batch of 1, and shapes left
+  // to tfjs's kernel. Float32 sums of up to 5,000 terms: 1e-5 of the largest output.
+  const cases: { a: number[]; b: number[]; ta: boolean; tb: boolean }[] = [
+    { a: [4099, 4], b: [4099, 36], ta: true, tb: false },
+    { a: [5003, 3], b: [5003, 7], ta: true, tb: false },
+    { a: [1, 4100, 5], b: [1, 4100, 1], ta: true, tb: false },
+    { a: [4097, 4], b: [4, 37], ta: false, tb: false },
+    { a: [4101, 36], b: [4, 36], ta: false, tb: true },
+    { a: [1, 4103, 9], b: [1, 3, 9], ta: false, tb: true },
+    { a: [4096, 2], b: [2, 1], ta: false, tb: false },
+    { a: [30, 4], b: [30, 6], ta: true, tb: false },
+    { a: [2, 40, 4], b: [2, 4, 5], ta: false, tb: false },
+    { a: [4099, 4], b: [36, 4099], ta: true, tb: true },
+  ];
+  for (const [k, c] of cases.entries()) {
+    const av = normal([c.a.reduce((x, y) => x * y, 1)], 80 + k);
+    const bv = normal([c.b.reduce((x, y) => x * y, 1)], 90 + k);
+    await assertBackendsAgree(
+      () => tf.matMul(tf.tensor(av, c.a), tf.tensor(bv, c.b), c.ta, c.tb),
+      1e-5,
+    );
+  }
+  // the MI's pattern and both gradients
+  const pv = normal([4200 * 4], 7), qv = normal([4200 * 12], 8), gv = normal([4 * 12], 9);
+  await assertBackendsAgree(
+    () =>
+      tf.grads((p: tf.Tensor, q: tf.Tensor) =>
+        tf.sum(tf.mul(tf.matMul(p, q, true, false), tf.tensor2d(gv, [4, 12])))
+      )([tf.tensor2d(pv, [4200, 4]), tf.tensor2d(qv, [4200, 12])]),
+    1e-5,
+  );
+});
+
+Deno.test("float32 UnsortedSegmentSum on wasm (one sweep) matches cpu, ids out of range dropped", async () => {
+  for (const [k, inner] of [1, 3, 4, 5, 9, 16].entries()) {
+    const rows = 600 + 17 * k, segments = 90 + k;
+    const xv = normal([rows * inner], 20 + k);
+    const ids = Int32Array.from({ length: rows }, (_, i) => ((i * 7919 + k) % (segments + 9)) - 4);
+    await assertBackendsAgree(
+      () =>
+        tf.unsortedSegmentSum(tf.tensor2d(xv, [rows, inner]), tf.tensor1d(ids, "int32"), segments),
+      1e-6,
+    );
+  }
+});
+
+Deno.test("the sweep Multiply, BatchMatMul, UnsortedSegmentSum and batch norm are in use on wasm", () => {
+  assert.equal(tf.getKernel(tf.Multiply, "wasm")?.kernelFunc, wasmMultiply);
+  assert.equal(tf.getKernel(tf.BatchMatMul, "wasm")?.kernelFunc, wasmBatchMatMul);
+  const uses = (what: string, f: () => tf.Tensor | tf.Tensor[], jobs: number) => {
+    const before = callListJobCount();
+    tf.dispose(tf.tidy(f));
+    assert.equal(callListJobCount() - before, jobs, `${what}: jobs of the kernel module`);
+  };
+  uses("Multiply", () => tf.mul(tf.ones([6, 4]), tf.ones([6, 1])), 1);
+  uses("Multiply outside its case", () => tf.mul(tf.ones([6, 4]), tf.ones([4])), 0);
+  uses("BatchMatMul", () => tf.matMul(tf.ones([4096, 4]), tf.ones([4096, 9]), true, false), 1);
+  uses("BatchMatMul outside its case", () => tf.matMul(tf.ones([6, 4]), tf.ones([4, 9])), 0);
+  uses(
+    "UnsortedSegmentSum",
+    () => tf.unsortedSegmentSum(tf.ones([6, 4]), tf.zeros([6], "int32"), 2),
+    1,
+  );
+  // forward: sums, centred squares, apply; backward: sums, apply
+  uses(
+    "batch norm",
+    () => batchNormRelu(tf.ones([2, 4, 4, 8]) as tf.Tensor4D, tf.ones([8]), tf.zeros([8])).y,
+    3,
+  );
+  uses(
+    "batch norm and its gradient",
+    () =>
+      tf.grad((x: tf.Tensor) => batchNormRelu(x as tf.Tensor4D, tf.ones([8]), tf.zeros([8])).y)(
+        tf.ones([2, 4, 4, 8]),
+      ),
+    5,
+  );
 });
 
 Deno.test("Concat and SplitV on wasm match cpu along every axis", async () => {

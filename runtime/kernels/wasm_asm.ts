@@ -109,6 +109,12 @@ export class Fn {
   drop(): this {
     return this.#op(0x1a);
   }
+  /** Call function `index` of the module (its position in `buildModule`'s list). */
+  call(index: number): this {
+    this.code.push(0x10);
+    uleb(index, this.code);
+    return this;
+  }
 
   // locals
   get(i: number): this {

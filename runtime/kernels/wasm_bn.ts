@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { buildModule, Fn } from "./wasm_asm.ts";
+import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
 import { warnFallback, wasmHeap } from "../tfjs_internals.ts";
 
 const CHUNK = 256;
@@ -190,22 +190,28 @@ export interface BnKernels {
   gradApply(...args: number[]): void;
 }
 
+/**
+ * The sweeps as module functions, named as {@linkcode BnKernels}' exports (`sum4`, `sum1`, `sq4`,
+ * `sq1`, `apply`, `grad_sums4`, `grad_sums1`, `grad_apply`) with `prefix` in front: the kernel
+ * module of `wasm_gemm.ts` takes them too, so that the pool's threads can run them.
+ */
+export function bnModuleFunctions(prefix = ""): ModuleFunction[] {
+  return [
+    { name: `${prefix}sum4`, fn: moments("sum", 4) },
+    { name: `${prefix}sum1`, fn: moments("sum", 1) },
+    { name: `${prefix}sq4`, fn: moments("sq", 4) },
+    { name: `${prefix}sq1`, fn: moments("sq", 1) },
+    { name: `${prefix}apply`, fn: apply() },
+    { name: `${prefix}grad_sums4`, fn: gradSums(4) },
+    { name: `${prefix}grad_sums1`, fn: gradSums(1) },
+    { name: `${prefix}grad_apply`, fn: gradApply() },
+  ];
+}
+
 /** Compile and instantiate the sweeps on `memory`. */
 export function instantiateBn(memory: WebAssembly.Memory): BnKernels {
   const shared = memory.buffer instanceof SharedArrayBuffer;
-  const bytes = buildModule({
-    memory: { shared },
-    functions: [
-      { name: "sum4", fn: moments("sum", 4) },
-      { name: "sum1", fn: moments("sum", 1) },
-      { name: "sq4", fn: moments("sq", 4) },
-      { name: "sq1", fn: moments("sq", 1) },
-      { name: "apply", fn: apply() },
-      { name: "grad_sums4", fn: gradSums(4) },
-      { name: "grad_sums1", fn: gradSums(1) },
-      { name: "grad_apply", fn: gradApply() },
-    ],
-  });
+  const bytes = buildModule({ memory: { shared }, functions: bnModuleFunctions() });
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource), {
     env: { memory },
   });

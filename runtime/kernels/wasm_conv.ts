@@ -7,7 +7,7 @@
  * @module
  */
 import type { tf, tfWasm } from "../../deps.ts";
-import { type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
+import { BATCH_RECORD, type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
 import { ensurePool, parallelFor, workerCount } from "./wasm_pool.ts";
 import { warnFallback, wasmHeap, wasmOffset } from "../tfjs_internals.ts";
 
@@ -421,4 +421,54 @@ export function gemmGather(
     Array.from({ length: parts }, (_, k) => [xo, io, oo, bounds[k], bounds[k + 1], cb]),
   );
   return out;
+}
+
+/** A call of a function of the kernel module: its export name, then its int32 arguments. */
+export type KernelCall = [string, ...number[]];
+
+let callListJobs = 0;
+
+/** Jobs {@linkcode runCallLists} has run (tests check which kernels use it). */
+export function callListJobCount(): number {
+  return callListJobs;
+}
+
+/** Threads the kernel pool runs parts on for `backend` (the calling one and its helpers). */
+export function kernelThreads(backend: Backend): number {
+  return getState(backend) === null ? 1 : workerCount() + 1;
+}
+
+/**
+ * Runs each list of `parts` as one part of a pool job (part 0 on the calling thread, the others
+ * on helpers while they last), the calls of a list in order. False, with nothing run, where the
+ * kernel module does not run on `backend`. Parts must write disjoint memory.
+ */
+export function runCallLists(backend: Backend, parts: KernelCall[][]): boolean {
+  const s = getState(backend);
+  if (s === null) return false;
+  const total = parts.reduce((a, p) => a + p.length, 0);
+  if (total === 0) return true;
+  callListJobs++;
+  const table = s.module._malloc(total * BATCH_RECORD * 4) >>> 0;
+  const view = new Int32Array(s.memory.buffer, table, total * BATCH_RECORD);
+  const jobs: number[][] = [];
+  let r = 0;
+  for (const calls of parts) {
+    jobs.push([table + r * BATCH_RECORD * 4, calls.length]);
+    for (const [name, ...args] of calls) {
+      if (args.length >= BATCH_RECORD) {
+        throw new Error(`runCallLists: ${name} has too many arguments`);
+      }
+      const o = r * BATCH_RECORD;
+      view[o] = s.kernels.functionIndex(name);
+      for (let i = 0; i < args.length; i++) view[o + 1 + i] = args[i] | 0;
+      r++;
+    }
+  }
+  try {
+    parallelFor(s.kernels, "batch", jobs);
+  } finally {
+    s.module._free(table);
+  }
+  return true;
 }

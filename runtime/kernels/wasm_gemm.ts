@@ -16,7 +16,8 @@
  *
  * @module
  */
-import { buildModule, Fn } from "./wasm_asm.ts";
+import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
+import { bnModuleFunctions } from "./wasm_bn.ts";
 
 /** Rows (pixels) of a forward tile. */
 export const FWD_MR = 6;
@@ -479,6 +480,208 @@ function gatherRows(): Fn {
   return f;
 }
 
+/**
+ * `mul_rows(a, b, out, r0, r1, cb)`: `out[r, :] = a[r, :] * b[r]` for rows `r` in `[r0, r1)` of
+ * `cb` bytes (a multiple of 4): a `Multiply` that broadcasts `[..., 1]` along the last axis
+ * (the warp's bilinear weights), by vectors then floats.
+ */
+function mulRows(): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [A, B, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
+  const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
+  const vec = f.local("i32"), s = f.local("f32"), sv = f.local("v128");
+  f.get(CB).i32(-16).i32Add().set(vec);
+  f.get(R0).set(r);
+  f.block().loop();
+  f.get(r).get(R1).i32GeS().brIf(1);
+  f.get(B).get(r).i32(2).i32Shl().i32Add().f32Load().set(s);
+  f.get(s).f32x4Splat().set(sv);
+  f.get(r).get(CB).i32Mul().tee(k).get(A).i32Add().set(src);
+  f.get(k).get(OUT).i32Add().set(dst);
+  f.i32(0).set(k);
+  f.block().loop();
+  f.get(k).get(vec).i32GtS().brIf(1);
+  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv).f32x4Mul().v128Store();
+  f.get(k).i32(16).i32Add().set(k).br(0);
+  f.end().end();
+  f.block().loop();
+  f.get(k).get(CB).i32GeS().brIf(1);
+  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s).f32Mul().f32Store();
+  f.get(k).i32(4).i32Add().set(k).br(0);
+  f.end().end();
+  f.get(r).i32(1).i32Add().set(r).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `segment_sum(x, ids, out, rows, cb, s0, s1)`: `out[ids[r], :] += x[r, :]` for every row `r` of
+ * `rows` (`cb` bytes, a multiple of 4) whose id is in `[s0, s1)`, in row order: the float32
+ * `UnsortedSegmentSum` (the gradient of the warp's gathers). Threads take disjoint id ranges, so
+ * each output row gets the same additions in the same order whatever the split.
+ */
+function segmentSum(): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [X, IDS, OUT, ROWS, CB, S0, S1] = [0, 1, 2, 3, 4, 5, 6];
+  const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
+  const vec = f.local("i32"), id = f.local("i32"), span = f.local("i32");
+  f.get(CB).i32(-16).i32Add().set(vec);
+  f.get(S1).get(S0).i32Sub().set(span);
+  f.get(X).set(src);
+  f.block().loop();
+  f.get(r).get(ROWS).i32GeS().brIf(1);
+  f.get(IDS).get(r).i32(2).i32Shl().i32Add().i32Load().set(id);
+  // unsigned: ids below s0 wrap to large numbers
+  f.get(id).get(S0).i32Sub().get(span).i32LtU().if();
+  f.get(id).get(CB).i32Mul().get(OUT).i32Add().set(dst);
+  f.i32(0).set(k);
+  f.block().loop();
+  f.get(k).get(vec).i32GtS().brIf(1);
+  f.get(dst).get(k).i32Add().get(dst).get(k).i32Add().v128Load().get(src).get(k).i32Add()
+    .v128Load().f32x4Add().v128Store();
+  f.get(k).i32(16).i32Add().set(k).br(0);
+  f.end().end();
+  f.block().loop();
+  f.get(k).get(CB).i32GeS().brIf(1);
+  f.get(dst).get(k).i32Add().get(dst).get(k).i32Add().f32Load().get(src).get(k).i32Add()
+    .f32Load().f32Add().f32Store();
+  f.get(k).i32(4).i32Add().set(k).br(0);
+  f.end().end();
+  f.end();
+  f.get(src).get(CB).i32Add().set(src);
+  f.get(r).i32(1).i32Add().set(r).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `mm_tn(a, b, out, k0, k1, m, n)`: `out[i, j] += sum_k a[k, i] b[k, j]` over rows `k` in
+ * `[k0, k1)` of `a` `[K, m]` and `b` `[K, n]`: `A^T B` with a long inner dimension and a small
+ * output (the MI's joint distributions), accumulated in `out` (float32, zeroed by the caller),
+ * by vectors of `n` then floats.
+ */
+function matMulTN(): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [A, B, OUT, K0, K1, M, N] = [0, 1, 2, 3, 4, 5, 6];
+  const k = f.local("i32"), i = f.local("i32"), j = f.local("i32"), arow = f.local("i32");
+  const brow = f.local("i32"), orow = f.local("i32"), nb = f.local("i32"), vec = f.local("i32");
+  const s = f.local("f32"), sv = f.local("v128");
+  f.get(N).i32(2).i32Shl().tee(nb).i32(-16).i32Add().set(vec);
+  f.get(K0).set(k);
+  f.block().loop();
+  f.get(k).get(K1).i32GeS().brIf(1);
+  f.get(A).get(k).get(M).i32Mul().i32(2).i32Shl().i32Add().set(arow);
+  f.get(B).get(k).get(nb).i32Mul().i32Add().set(brow);
+  f.i32(0).set(i);
+  f.get(OUT).set(orow);
+  f.block().loop();
+  f.get(i).get(M).i32GeS().brIf(1);
+  f.get(arow).get(i).i32(2).i32Shl().i32Add().f32Load().tee(s).f32x4Splat().set(sv);
+  f.i32(0).set(j);
+  f.block().loop();
+  f.get(j).get(vec).i32GtS().brIf(1);
+  f.get(orow).get(j).i32Add().get(orow).get(j).i32Add().v128Load().get(brow).get(j).i32Add()
+    .v128Load().get(sv).f32x4Mul().f32x4Add().v128Store();
+  f.get(j).i32(16).i32Add().set(j).br(0);
+  f.end().end();
+  f.block().loop();
+  f.get(j).get(nb).i32GeS().brIf(1);
+  f.get(orow).get(j).i32Add().get(orow).get(j).i32Add().f32Load().get(brow).get(j).i32Add()
+    .f32Load().get(s).f32Mul().f32Add().f32Store();
+  f.get(j).i32(4).i32Add().set(j).br(0);
+  f.end().end();
+  f.get(orow).get(nb).i32Add().set(orow);
+  f.get(i).i32(1).i32Add().set(i).br(0);
+  f.end().end();
+  f.get(k).i32(1).i32Add().set(k).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `mm_rows(a, w, out, r0, r1, m, n)`: `out[r, :] = sum_i a[r, i] w[i, :]` for rows `r` in
+ * `[r0, r1)` of `a` `[R, m]`, with a small `w` `[m, n]`: a tall product (the gradients of the
+ * MI's joint distributions), by vectors of `n` (accumulated in a register) then floats.
+ */
+function matMulRows(): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [A, W, OUT, R0, R1, M, N] = [0, 1, 2, 3, 4, 5, 6];
+  const r = f.local("i32"), i = f.local("i32"), j = f.local("i32"), arow = f.local("i32");
+  const orow = f.local("i32"), nb = f.local("i32"), vec = f.local("i32"), wp = f.local("i32");
+  const acc = f.local("v128"), sacc = f.local("f32");
+  f.get(N).i32(2).i32Shl().tee(nb).i32(-16).i32Add().set(vec);
+  f.get(R0).set(r);
+  f.block().loop();
+  f.get(r).get(R1).i32GeS().brIf(1);
+  f.get(A).get(r).get(M).i32Mul().i32(2).i32Shl().i32Add().set(arow);
+  f.get(OUT).get(r).get(nb).i32Mul().i32Add().set(orow);
+  f.i32(0).set(j);
+  f.block().loop();
+  f.get(j).get(vec).i32GtS().brIf(1);
+  f.v128Const0().set(acc);
+  f.get(W).get(j).i32Add().set(wp);
+  f.i32(0).set(i);
+  f.block().loop();
+  f.get(i).get(M).i32GeS().brIf(1);
+  f.get(arow).get(i).i32(2).i32Shl().i32Add().v128Load32Splat().get(wp).v128Load().f32x4Mul()
+    .get(acc).f32x4Add().set(acc);
+  f.get(wp).get(nb).i32Add().set(wp);
+  f.get(i).i32(1).i32Add().set(i).br(0);
+  f.end().end();
+  f.get(orow).get(j).i32Add().get(acc).v128Store();
+  f.get(j).i32(16).i32Add().set(j).br(0);
+  f.end().end();
+  f.block().loop();
+  f.get(j).get(nb).i32GeS().brIf(1);
+  f.f32(0).set(sacc);
+  f.get(W).get(j).i32Add().set(wp);
+  f.i32(0).set(i);
+  f.block().loop();
+  f.get(i).get(M).i32GeS().brIf(1);
+  f.get(arow).get(i).i32(2).i32Shl().i32Add().f32Load().get(wp).f32Load().f32Mul().get(sacc)
+    .f32Add().set(sacc);
+  f.get(wp).get(nb).i32Add().set(wp);
+  f.get(i).i32(1).i32Add().set(i).br(0);
+  f.end().end();
+  f.get(orow).get(j).i32Add().get(sacc).f32Store();
+  f.get(j).i32(4).i32Add().set(j).br(0);
+  f.end().end();
+  f.get(r).i32(1).i32Add().set(r).br(0);
+  f.end().end();
+  return f;
+}
+
+/** Int32 slots of one record of `call_batch`: the function's index, then its arguments. */
+export const BATCH_RECORD = 16;
+
+/**
+ * `call_batch(table, count)`: runs `count` calls listed at `table`, one record of
+ * {@linkcode BATCH_RECORD} int32 slots each (the index of a function of this module, then its
+ * arguments), in order. A part of a pool job (`wasm_pool.ts`) is then any list of kernel calls:
+ * the batch-norm sweeps of one thread's pixels of every group, for instance.
+ */
+function callBatch(functions: ModuleFunction[]): Fn {
+  const f = new Fn(["i32", "i32"]);
+  const [TABLE, COUNT] = [0, 1];
+  const r = f.local("i32"), rec = f.local("i32"), sel = f.local("i32");
+  f.get(TABLE).set(rec);
+  f.block().loop();
+  f.get(r).get(COUNT).i32GeS().brIf(1);
+  f.get(rec).i32Load().set(sel);
+  functions.forEach(({ fn }, index) => {
+    if (fn.results.length > 0 || fn.params.length >= BATCH_RECORD) return;
+    if (fn.params.some((t) => t !== "i32")) return;
+    f.get(sel).i32(index).i32Eq().if();
+    fn.params.forEach((_, i) => f.get(rec).i32Load(4 * (1 + i)));
+    f.call(index);
+    f.end();
+  });
+  f.get(rec).i32(4 * BATCH_RECORD).i32Add().set(rec);
+  f.get(r).i32(1).i32Add().set(r).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The compiled kernels, bound to one memory. */
 export interface GemmKernels {
   /** Whether the kernels use fused multiply-add. */
@@ -540,6 +743,10 @@ export interface GemmKernels {
   convFilterGradRows(...args: number[]): void;
   /** Rows of `GatherV2` along axis 0: `(x, idx, out, r0, r1, rowBytes)`. */
   gatherRows(x: number, idx: number, out: number, r0: number, r1: number, cb: number): void;
+  /** Runs a table of calls of this module's functions (see {@linkcode functionIndex}). */
+  callBatch(table: number, count: number): void;
+  /** A function's index in the module, as `call_batch` records name it. */
+  functionIndex(name: string): number;
   /** Filter gradient for any `ci`. */
   convFilterGradAny(
     ptrs: number,
@@ -556,18 +763,26 @@ export interface GemmKernels {
 
 /** The module's bytes (shared or plain memory import). */
 export function gemmModuleBytes(shared: boolean, fma = hasRelaxedSimd()): Uint8Array {
-  return buildModule({
-    memory: { shared },
-    functions: [
-      { name: "make_ptrs", fn: makePointers() },
-      { name: "conv_fwd", fn: convForward(fma, FWD_MR, false) },
-      { name: "conv_fwd4", fn: convForward(fma, FWD_MR, true) },
-      { name: "conv_wgrad", fn: convFilterGrad(fma) },
-      { name: "conv_wgrad_any", fn: convFilterGradAny(fma) },
-      { name: "conv_wgrad_rows", fn: convFilterGradRows(fma) },
-      { name: "gather_rows", fn: gatherRows() },
-    ],
-  });
+  return buildModule({ memory: { shared }, functions: moduleFunctions(fma) });
+}
+
+/** The module's functions, `call_batch` last (it dispatches to the others by index). */
+function moduleFunctions(fma: boolean): ModuleFunction[] {
+  const functions: ModuleFunction[] = [
+    { name: "make_ptrs", fn: makePointers() },
+    { name: "conv_fwd", fn: convForward(fma, FWD_MR, false) },
+    { name: "conv_fwd4", fn: convForward(fma, FWD_MR, true) },
+    { name: "conv_wgrad", fn: convFilterGrad(fma) },
+    { name: "conv_wgrad_any", fn: convFilterGradAny(fma) },
+    { name: "conv_wgrad_rows", fn: convFilterGradRows(fma) },
+    { name: "gather_rows", fn: gatherRows() },
+    ...bnModuleFunctions("bn_"),
+    { name: "mul_rows", fn: mulRows() },
+    { name: "segment_sum", fn: segmentSum() },
+    { name: "mm_tn", fn: matMulTN() },
+    { name: "mm_rows", fn: matMulRows() },
+  ];
+  return [...functions, { name: "call_batch", fn: callBatch(functions) }];
 }
 
 /** Compile and instantiate the kernels on `memory`. */
@@ -577,6 +792,8 @@ export function instantiateGemm(memory: WebAssembly.Memory): GemmKernels {
   const module = new WebAssembly.Module(gemmModuleBytes(shared, fma) as BufferSource);
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const e = instance.exports as Record<string, (...args: number[]) => void>;
+  // Every function is exported, in order: an export's position is its function index.
+  const names = WebAssembly.Module.exports(module).map((d) => d.name);
   return {
     fma,
     module,
@@ -588,5 +805,11 @@ export function instantiateGemm(memory: WebAssembly.Memory): GemmKernels {
     convFilterGradAny: e.conv_wgrad_any,
     convFilterGradRows: e.conv_wgrad_rows,
     gatherRows: e.gather_rows,
+    callBatch: e.call_batch,
+    functionIndex: (name: string) => {
+      const i = names.indexOf(name);
+      if (i < 0) throw new Error(`wasm kernels: no function ${name}`);
+      return i;
+    },
   };
 }

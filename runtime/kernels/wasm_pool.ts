@@ -1,5 +1,6 @@
 /**
- * Runs the GEMM kernels of {@linkcode "./wasm_gemm.ts"} on parts of a range: on the calling
+ * Runs the kernels of {@linkcode "./wasm_gemm.ts"} (GEMMs, gathers, and through its `call_batch`
+ * any list of its functions: the batch-norm sweeps, ...) on parts of a range: on the calling
  * thread and, where the wasm backend's memory is shared (its threaded build, see
  * `wasm_threads.ts`), on helper workers that instantiate the same module on the same memory.
  *
@@ -20,9 +21,16 @@
 import type { GemmKernels } from "./wasm_gemm.ts";
 
 /** Kernel names of {@linkcode parallelFor}. */
-export type KernelKind = "fwd" | "fwd4" | "wgrad" | "wgradAny" | "wgradRows" | "gather";
+export type KernelKind =
+  | "fwd"
+  | "fwd4"
+  | "wgrad"
+  | "wgradAny"
+  | "wgradRows"
+  | "gather"
+  | "batch";
 
-const KINDS: KernelKind[] = ["fwd", "fwd4", "wgrad", "wgradAny", "wgradRows", "gather"];
+const KINDS: KernelKind[] = ["fwd", "fwd4", "wgrad", "wgradAny", "wgradRows", "gather", "batch"];
 const EXPORTS = [
   "conv_fwd",
   "conv_fwd4",
@@ -30,6 +38,7 @@ const EXPORTS = [
   "conv_wgrad_any",
   "conv_wgrad_rows",
   "gather_rows",
+  "call_batch",
 ];
 
 // Control block (int32 slots) per helper: 0 job counter (-1: stop), 1 done counter, 2 ready,
@@ -132,6 +141,13 @@ export function stopKernelThreads(): void {
   pool = null;
 }
 
+let helperParts = 0;
+
+/** Parts run on helper workers so far (tests check that a kernel's work was split). */
+export function helperPartCount(): number {
+  return helperParts;
+}
+
 /** Run `kind` once per argument list (each a disjoint part of the work), in parallel. */
 export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: number[][]): void {
   const f = ({
@@ -141,6 +157,7 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     wgradAny: kernels.convFilterGradAny,
     wgradRows: kernels.convFilterGradRows,
     gather: kernels.gatherRows,
+    batch: kernels.callBatch,
   } as const)[kind] as (...a: number[]) => void;
   const ready = pool === null ? [] : pool.helpers.filter((h) => Atomics.load(h.ctrl, 2) === 1);
   const busy: Helper[] = [];
@@ -157,6 +174,7 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     Atomics.notify(h.ctrl, 0);
     busy.push(h);
   }
+  helperParts += busy.length;
   for (let k = 0; k < parts.length; k++) {
     if (k === 0 || k > busy.length) f(...parts[k]);
   }

@@ -19,7 +19,15 @@
  * @module
  */
 import { tf, type tfWasm } from "../../deps.ts";
-import { gemmConv2D, gemmConvFilterGrad, gemmConvInputGrad, gemmGather } from "./wasm_conv.ts";
+import {
+  gemmConv2D,
+  gemmConvFilterGrad,
+  gemmConvInputGrad,
+  gemmGather,
+  type KernelCall,
+  kernelThreads,
+  runCallLists,
+} from "./wasm_conv.ts";
 import { miscKernelsFor } from "./wasm_misc.ts";
 import { addKernel, originalKernel, replaceKernel, wasmOffset } from "../tfjs_internals.ts";
 
@@ -304,6 +312,31 @@ function unsortedSegmentSum(args: KernelArgs): TensorInfo {
     throw new Error(
       `UnsortedSegmentSum: segmentIds shape ${segmentIds.shape} is no prefix of x shape ${x.shape}`,
     );
+  }
+  if (x.dtype === "float32" && segmentIds.dtype === "int32" && inner > 0 && numSegments > 0) {
+    const out = backend.makeOutput([numSegments, ...innerShape], x.dtype);
+    (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
+    // Threads take disjoint ranges of segments (each scans every id): the additions into each
+    // output row are the same, in the same order, whatever the split.
+    const parts = Math.max(1, Math.min(kernelThreads(backend), Math.floor(ids / 16384)));
+    const xo = heapOffset(backend, x), io = heapOffset(backend, segmentIds);
+    const oo = heapOffset(backend, out);
+    if (
+      runCallLists(
+        backend,
+        Array.from({ length: parts }, (_, k): KernelCall[] => [[
+          "segment_sum",
+          xo,
+          io,
+          oo,
+          ids,
+          4 * inner,
+          Math.round((k * numSegments) / parts),
+          Math.round(((k + 1) * numSegments) / parts),
+        ]]),
+      )
+    ) return out;
+    backend.disposeData(out.dataId);
   }
   const out = backend.makeOutput([numSegments, ...innerShape], x.dtype);
   const xv = backend.typedArrayFromHeap(x);
@@ -609,6 +642,144 @@ export function wasmGatherV2(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Multiply by a [..., 1] factor
+
+/** Rows per thread below which a row-wise kernel stays on the calling thread. */
+const ROWS_PER_PART = 8192;
+
+/** Row bounds `[r0, r1)` of each part of `rows` split between the kernel pool's threads. */
+function rowParts(backend: Backend, rows: number, perPart = ROWS_PER_PART): [number, number][] {
+  const parts = Math.max(1, Math.min(kernelThreads(backend), Math.floor(rows / perPart)));
+  return Array.from(
+    { length: parts },
+    (_, k) => [Math.round((k * rows) / parts), Math.round(((k + 1) * rows) / parts)],
+  );
+}
+
+/**
+ * float32 `Multiply` of `[..., C]` by `[..., 1]` of the same leading shape (either order: the
+ * warp's bilinear weights, masks, ...) as one sweep split between the threads; tfjs's broadcasting
+ * loop, which indexes element by element, for everything else.
+ */
+export function wasmMultiply(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const r = a.shape.length;
+  if (
+    a.dtype !== "float32" || b.dtype !== "float32" || r === 0 || b.shape.length !== r ||
+    a.shape.slice(0, -1).some((d, i) => d !== b.shape[i]) || sizeOf(a.shape) === 0 ||
+    sizeOf(b.shape) === 0 || a.shape[r - 1] === b.shape[r - 1] ||
+    (a.shape[r - 1] !== 1 && b.shape[r - 1] !== 1)
+  ) return fallback(tf.Multiply, args);
+  const [wide, narrow] = b.shape[r - 1] === 1 ? [a, b] : [b, a];
+  const rows = sizeOf(wide.shape.slice(0, -1)), c = wide.shape[r - 1];
+  const out = backend.makeOutput(wide.shape, "float32");
+  const wo = heapOffset(backend, wide), no = heapOffset(backend, narrow);
+  const oo = heapOffset(backend, out);
+  const ok = runCallLists(
+    backend,
+    rowParts(backend, rows, Math.ceil(ROWS_PER_PART * 4 / c)).map((
+      [r0, r1],
+    ): KernelCall[] => [["mul_rows", wo, no, oo, r0, r1, 4 * c]]),
+  );
+  if (ok) return out;
+  backend.disposeData(out.dataId);
+  return fallback(tf.Multiply, args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// BatchMatMul with a long dimension
+
+/** The long dimension from which {@linkcode wasmBatchMatMul} takes a product. */
+const MATMUL_MIN_LONG = 4096;
+/** The largest small matrix (output of `A^T B`, or the right factor) it takes. */
+const MATMUL_MAX_SMALL = 16384;
+
+/**
+ * float32 `BatchMatMul` of one matrix pair where one dimension is long and the rest small: the
+ * MI's joint distributions `A^T B` (`[K, m]^T [K, n]`, K = pixels) split over `K` between the
+ * threads (each accumulates its own `[m, n]`, added in part order), and their gradients, tall
+ * products `[R, m] [m, n]` split by rows. tfjs's kernel for every other case.
+ */
+export function wasmBatchMatMul(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
+  const ra = a.shape.length, rb = b.shape.length;
+  if (a.dtype !== "float32" || b.dtype !== "float32" || ra < 2 || rb < 2) {
+    return fallback(tf.BatchMatMul, args);
+  }
+  const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
+  if (sizeOf(batchA) !== 1 || sizeOf(batchB) !== 1) return fallback(tf.BatchMatMul, args);
+  const [a0, a1] = a.shape.slice(-2), [b0, b1] = b.shape.slice(-2);
+  const [m, ka] = transposeA ? [a1, a0] : [a0, a1];
+  const [kb, n] = transposeB ? [b1, b0] : [b0, b1];
+  if (ka !== kb || m === 0 || n === 0 || ka === 0) return fallback(tf.BatchMatMul, args);
+  const batch = (batchA.length >= batchB.length ? batchA : batchB).map(() => 1);
+  const ao = heapOffset(backend, a), bo = heapOffset(backend, b);
+  if (transposeA && !transposeB && ka >= MATMUL_MIN_LONG && m * n <= MATMUL_MAX_SMALL) {
+    // out = A^T B, split over the inner dimension
+    const parts = rowParts(backend, ka);
+    const partial = backend.makeOutput([parts.length, m, n], "float32");
+    (backend.typedArrayFromHeap(partial) as Float32Array).fill(0);
+    const po = heapOffset(backend, partial);
+    const ok = runCallLists(
+      backend,
+      parts.map((
+        [k0, k1],
+        p,
+      ): KernelCall[] => [["mm_tn", ao, bo, po + 4 * p * m * n, k0, k1, m, n]]),
+    );
+    if (!ok) {
+      backend.disposeData(partial.dataId);
+      return fallback(tf.BatchMatMul, args);
+    }
+    const out = backend.makeOutput([...batch, m, n], "float32");
+    const ov = backend.typedArrayFromHeap(out) as Float32Array;
+    const pv = backend.typedArrayFromHeap(partial) as Float32Array;
+    for (let i = 0; i < m * n; i++) {
+      let sum = 0;
+      for (let p = 0; p < parts.length; p++) sum += pv[p * m * n + i];
+      ov[i] = sum;
+    }
+    backend.disposeData(partial.dataId);
+    return out;
+  }
+  if (!transposeA && m >= MATMUL_MIN_LONG && ka * n <= MATMUL_MAX_SMALL) {
+    // out = A W with W = B or B^T, [ka, n], split by rows
+    let w = b, transposed: TensorInfo | null = null;
+    if (transposeB) {
+      transposed = backend.makeOutput([ka, n], "float32");
+      const tv = backend.typedArrayFromHeap(transposed) as Float32Array;
+      const bv = backend.typedArrayFromHeap(b) as Float32Array;
+      for (let i = 0; i < ka; i++) {
+        for (let j = 0; j < n; j++) tv[i * n + j] = bv[j * ka + i];
+      }
+      w = transposed;
+    }
+    const out = backend.makeOutput([...batch, m, n], "float32");
+    const wo = heapOffset(backend, w), oo = heapOffset(backend, out);
+    const ok = runCallLists(
+      backend,
+      rowParts(backend, m).map(([r0, r1]): KernelCall[] => [[
+        "mm_rows",
+        ao,
+        wo,
+        oo,
+        r0,
+        r1,
+        ka,
+        n,
+      ]]),
+    );
+    if (transposed !== null) backend.disposeData(transposed.dataId);
+    if (ok) return out;
+    backend.disposeData(out.dataId);
+  }
+  return fallback(tf.BatchMatMul, args);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Identity and same-type Cast
 
 /**
@@ -655,6 +826,8 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.GatherV2, wasmGatherV2 as tf.KernelFunc],
   [tf.Slice, wasmSlice as tf.KernelFunc],
   [tf.PadV2, wasmPadV2 as tf.KernelFunc],
+  [tf.Multiply, wasmMultiply as tf.KernelFunc],
+  [tf.BatchMatMul, wasmBatchMatMul as tf.KernelFunc],
 ];
 
 /**

@@ -1,0 +1,117 @@
+/**
+ * Subprocess of `threads_test.ts`: the kernels that run through the kernel pool's call lists
+ * (batch norm + ReLU and its gradient, `Multiply` by a `[..., 1]` factor, `BatchMatMul` with a
+ * long dimension, float32 `UnsortedSegmentSum`) with 2 threads, on shapes large enough to be
+ * split, against the cpu backend. Checks that each call gave parts to the helper, prints one
+ * line per kernel and `done` at the end.
+ *
+ * ```sh
+ * deno run --allow-read --allow-env --allow-sys tests/_threaded_kernels.ts
+ * ```
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import { initBackend } from "../runtime/backend.ts";
+import { gemmKernels } from "../runtime/kernels/wasm_conv.ts";
+import { helperPartCount, workerCount } from "../runtime/kernels/wasm_pool.ts";
+import { batchNormRelu } from "../runtime/kernels/batch_norm_relu.ts";
+
+await initBackend("wasm", { threads: 2 });
+// The kernel module and its helper start with the first use; wait for the helper.
+if (gemmKernels(tf.backend() as never) === null) throw new Error("no kernel module");
+for (let i = 0; i < 500 && workerCount() < 1; i++) await new Promise((r) => setTimeout(r, 10));
+if (workerCount() < 1) throw new Error("no helper worker (threaded wasm unavailable?)");
+
+function normal(shape: number[], seed: number): Float32Array {
+  return tf.tidy(() => tf.randomNormal(shape, 0, 1, "float32", seed).dataSync() as Float32Array);
+}
+
+/**
+ * `f` on wasm (2 threads; the helper must get parts) and on cpu: max |wasm - cpu| <= tol * max
+ * |cpu| for every output.
+ */
+async function check(name: string, f: () => tf.Tensor[], tol: number): Promise<void> {
+  const results: Float32Array[][] = [];
+  for (const backend of ["wasm", "cpu"]) {
+    await tf.setBackend(backend);
+    const before = helperPartCount();
+    results.push(tf.tidy(() => f().map((t) => t.dataSync() as Float32Array)));
+    if (backend === "wasm" && helperPartCount() === before) {
+      throw new Error(`${name}: the helper got no part`);
+    }
+  }
+  await tf.setBackend("wasm");
+  const [wasm, cpu] = results;
+  cpu.forEach((expected, k) => {
+    let scale = 0, err = 0;
+    for (let i = 0; i < expected.length; i++) {
+      scale = Math.max(scale, Math.abs(expected[i]));
+      err = Math.max(err, Math.abs(wasm[k][i] - expected[i]));
+    }
+    if (!(scale > 0) || !(err <= tol * scale)) {
+      throw new Error(`${name}: output ${k}: max error ${err} against ${tol} * ${scale}`);
+    }
+  });
+  console.log(`${name} ok`);
+}
+
+// Batch norm + ReLU, forward and gradients, groups of odd sizes, 4 to 40 channels.
+for (
+  const [k, [shape, groups]] of ([
+    [[3, 65, 63, 8], [1, 2]],
+    [[4, 33, 35, 20], [1, 1, 2]],
+    [[2, 45, 37, 40], [2]],
+    [[6, 64, 61, 4], [2, 2, 2]],
+  ] as [[number, number, number, number], number[]][]).entries()
+) {
+  const c = shape[3];
+  const xv = normal(shape, 10 + k), wv = normal(shape, 20 + k);
+  const gv = normal([c], 30 + k), bv = normal([c], 40 + k);
+  await check(`batch norm ${shape.join("x")} groups ${groups}`, () => {
+    const x = tf.tensor4d(xv, shape), w = tf.tensor4d(wv, shape);
+    const gamma = tf.add(tf.tensor1d(gv), 1.5) as tf.Tensor1D, beta = tf.tensor1d(bv);
+    const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(
+        batchNormRelu(a as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, {
+          groups,
+        }).y,
+        w,
+      ));
+    const y = batchNormRelu(x, gamma, beta, { groups }).y;
+    return [y, ...tf.grads(f)([x, gamma, beta])];
+  }, 2e-4);
+}
+
+// Multiply by a [..., 1] factor (the warp's shape, a tail of 3 floats).
+for (const [k, c] of [4, 3, 1 + 8].entries()) {
+  const rows = 4 * 4 * 64 * 64 + 7;
+  const av = normal([rows * c], 50 + k), bv = normal([rows], 60 + k);
+  await check(`Multiply ${rows}x${c} by ${rows}x1`, () => [
+    tf.mul(tf.tensor2d(av, [rows, c]), tf.tensor2d(bv, [rows, 1])),
+  ], 0);
+}
+
+// BatchMatMul: the MI's joint (A^T B) and its two gradients, odd sizes.
+{
+  const n = 2 * 128 * 128 + 5, c = 4, kc = 37;
+  const pv = normal([n * c], 70), qv = normal([n * kc], 71), gv = normal([c * kc], 72);
+  await check(`BatchMatMul ${n}x${c}^T ${n}x${kc} and its gradients`, () => {
+    const p = tf.tensor2d(pv, [n, c]), q = tf.tensor2d(qv, [n, kc]);
+    const g = tf.tensor2d(gv, [c, kc]);
+    const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.matMul(a, b, true, false), g));
+    return [tf.matMul(p, q, true, false), ...tf.grads(f)([p, q])];
+  }, 1e-5);
+}
+
+// UnsortedSegmentSum: the warp's gradient (4 corners per pixel), 4 and 5 floats per row.
+for (const [k, inner] of [4, 5].entries()) {
+  const segments = 2 * 64 * 64, rows = 4 * segments;
+  const xv = normal([rows * inner], 80 + k);
+  const ids = Int32Array.from({ length: rows }, (_, i) => (i * 7919 + k) % (segments + 3) - 1);
+  await check(`UnsortedSegmentSum ${rows}x${inner} into ${segments}`, () => [
+    tf.unsortedSegmentSum(tf.tensor2d(xv, [rows, inner]), tf.tensor1d(ids, "int32"), segments),
+  ], 1e-6);
+}
+console.log("done");
+Deno.exit(0);
