@@ -40,6 +40,7 @@ import { nodeBindingInstalled } from "../runtime/backend.ts";
 import { CACHE_DIR_ENV, datasets, defaultCacheDir } from "../core/dataset.ts";
 import { datasetOverride } from "./export.ts";
 import { UserError } from "../core/errors.ts";
+import { COMMIT_ENV, frameworkDir, gitCommit } from "../core/provenance.ts";
 import { isUrlLike, loadRecipe, type Recipe } from "../core/recipe.ts";
 import { cliPath, runnableDeno } from "./sweep.ts";
 import type { SweepRunOptions } from "./results_cli.ts";
@@ -56,6 +57,7 @@ export const BASE_ENV = [
   CACHE_DIR_ENV,
   "LOG_TOKENS", // looked up by the `yaml` package when parsing
   "LOG_STREAM",
+  COMMIT_ENV, // the framework's commit, recorded in summary.json (core/provenance.ts)
 ] as const;
 
 /** Name of the variable through which a `--jobs` run passes its permissions to its children. */
@@ -795,6 +797,9 @@ export async function launch(args: string[]): Promise<number> {
   if (!help) console.error(describeGrants(plan.grants, command, plan.graphFiles, plan.webgpu));
   for (const note of plan.notes) console.error(`note: ${note}`);
   const childEnv = childEnvironment(plan, flags, env, environment.tmpDir);
+  const root = frameworkDir();
+  const commit = root === null ? null : await gitCommit(root);
+  if (commit !== null) childEnv[COMMIT_ENV] = commit;
   const child = new Deno.Command(deno, {
     args: ["run", ...flags, cli, command, ...(help ? ["--help"] : withoutGrants(rest))],
     cwd,

@@ -20,6 +20,7 @@ import { Progress } from "./progress.ts";
 import { loadRecipe, type PluginOptions, type Recipe, validatePluginOptions } from "./recipe.ts";
 import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
+import { type RunEnvironment, runEnvironment } from "./provenance.ts";
 import { forwardValidMask, type InvertibleTransform, transforms } from "./transform.ts";
 import { losses, type SupervisedLoss } from "./loss.ts";
 import { sampleRandomAffine, warpAffine } from "./warp.ts";
@@ -108,6 +109,8 @@ export interface Summary extends Evaluation {
   evaluated: string;
   /** The other network's evaluation, where there is one (mean teacher's student). */
   student?: Evaluation;
+  /** The Deno and tfjs versions and the framework's commit of the session that finished it. */
+  environment: RunEnvironment;
 }
 
 interface CheckpointMeta {
@@ -947,6 +950,7 @@ export class Trainer {
         ...final,
         best: this.#best,
         skipped_steps: this.skippedSteps,
+        environment: await runEnvironment(),
       };
       if (student) summary.student = student;
       if (this.runDir) {

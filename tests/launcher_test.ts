@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { UserError } from "../core/errors.ts";
+import { gitCommit } from "../core/provenance.ts";
 import {
   BASE_ENV,
   childEnvironment,
@@ -243,6 +244,12 @@ Deno.test({
       assert.equal(example.code, 0, text(example.stderr));
       const summary = JSON.parse(await Deno.readTextFile(join(dir, "example", "summary.json")));
       assert.equal(summary.method, "ours-kl+smoothness");
+      // the code it was made with: the launcher hands the run the checkout's commit
+      assert.deepEqual(summary.environment, {
+        deno: Deno.version.deno,
+        tfjs: "4.22.0",
+        commit: await gitCommit(ROOT),
+      });
 
       // a plugin of one's own, in a folder of one's own
       const mine = join(dir, "mine");
