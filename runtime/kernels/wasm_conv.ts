@@ -10,6 +10,7 @@ import type { tf, tfWasm } from "../../deps.ts";
 import { BATCH_RECORD, type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
 import { ensurePool, parallelFor, workerCount } from "./wasm_pool.ts";
 import { warnFallback, wasmHeap, wasmOffset } from "../tfjs_internals.ts";
+import { winogradFilter } from "./wasm_winograd.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -209,6 +210,15 @@ export function gemmConv2D(
   const s = getState(backend);
   if (s === null) return null;
   const taps = kh * kw;
+  if (kh === 3 && kw === 3 && useWinograd("fwd", n, ho, wo, ci, co)) {
+    return winogradConv(backend, s, x, filter, info, n, h, w, ci, ho, wo, co, {
+      top: info.padInfo.top,
+      left: info.padInfo.left,
+      flip: false,
+      bias,
+      relu: epilogue.relu ?? false,
+    });
+  }
   const out = backend.makeOutput([n, ho, wo, co], "float32");
   const packed = packWeights(backend, taps, ci, co, filter, (t, i, o) => (t * ci + i) * co + o);
   const table = pixelTable(s, n, h, w, ho, wo, kh, kw, info.padInfo.top, info.padInfo.left);
@@ -261,6 +271,13 @@ export function gemmConvInputGrad(
   const s = getState(backend);
   if (s === null) return null;
   const taps = kh * kw;
+  if (kh === 3 && kw === 3 && useWinograd("dx", n, h, w, co, ci)) {
+    return winogradConv(backend, s, dy, filter, info, n, ho, wo, co, h, w, ci, {
+      top,
+      left,
+      flip: true,
+    });
+  }
   const out = backend.makeOutput([n, h, w, ci], "float32");
   // tap t = (r, c) of the flipped filter reads weight (kh-1-r, kw-1-c); reduction over co.
   const packed = packWeights(backend, taps, co, ci, filter, (t, o, i) => {
@@ -364,6 +381,124 @@ function sumParts(backend: Backend, outs: TensorInfo[]): TensorInfo {
     }
   }
   return outs[0];
+}
+
+/** When the 3x3 convolutions run as Winograd F(2x2, 3x3): never, always, or by shape. */
+export type WinogradMode = "off" | "on" | "auto";
+
+let winogradMode: WinogradMode = "auto";
+const winogradUses = { fwd: 0, dx: 0 };
+
+/** Choose when the 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3) (tests, benchmarks). */
+export function setWinogradMode(mode: WinogradMode): void {
+  winogradMode = mode;
+}
+
+/** Forward and input-gradient calls that ran as Winograd so far (tests check the dispatch). */
+export function winogradCallCount(): { fwd: number; dx: number } {
+  return { ...winogradUses };
+}
+
+/**
+ * Whether a 3x3 stride-1 convolution (`fwd`: forward, `dx`: input gradient) of `n` images of
+ * `ho x wo` outputs, `cr` reduction and `co` output channels runs as Winograd.
+ */
+export function useWinograd(
+  kind: "fwd" | "dx",
+  n: number,
+  ho: number,
+  wo: number,
+  cr: number,
+  co: number,
+): boolean {
+  if (winogradMode === "off" || cr % 4 !== 0 || co % 8 !== 0 || cr > ZERO_FLOATS) return false;
+  if (co > ZERO_FLOATS) return false;
+  if (winogradMode === "on") return true;
+  // Measured faster for every U-Net shape from 4x4 to 128x128 outputs, 8 to 256 channels,
+  // batch 4 to 8 (docs/performance.md); smaller images keep the direct kernel.
+  void kind;
+  void n;
+  return ho >= 4 && wo >= 4;
+}
+
+/** Floats of Winograd scratch (V and M of one chunk) per thread. */
+let winogradBudget = 1 << 16;
+
+/** The scratch floats per thread of the Winograd kernels (benchmarks tune it). */
+export function setWinogradBudget(floats: number): void {
+  winogradBudget = floats;
+}
+
+/**
+ * A 3x3 stride-1 convolution of `x` (`[n, h, w, cr]`) as Winograd F(2x2, 3x3) into `[n, ho, wo,
+ * co]`: the filter `[3, 3, ci, co]` of `info` as is (`flip` false: forward, `cr = ci`), or
+ * flipped with its channel axes swapped (`flip` true: the input gradient, `cr = co` of the
+ * filter); padding `top` / `left`. The tiles split between the threads, each working through
+ * chunks that keep its V and M in cache.
+ */
+function winogradConv(
+  backend: Backend,
+  s: State,
+  x: TensorInfo,
+  filter: TensorInfo,
+  info: Conv2DInfo,
+  n: number,
+  h: number,
+  w: number,
+  cr: number,
+  ho: number,
+  wo: number,
+  co: number,
+  o: { top: number; left: number; flip: boolean; bias?: TensorInfo; relu?: boolean },
+): TensorInfo {
+  winogradUses[o.flip ? "dx" : "fwd"]++;
+  const fci = info.inChannels, fco = info.outChannels;
+  const u = backend.makeOutput([16, cr, co], "float32");
+  // Views only after the allocation: it may grow (and detach) the heap.
+  winogradFilter(
+    backend.typedArrayFromHeap(filter) as Float32Array,
+    backend.typedArrayFromHeap(u) as Float32Array,
+    cr,
+    co,
+    o.flip
+      // g(r, c, red = o', out = i') = filter[2 - r, 2 - c, i', o']
+      ? [8 * fci * fco, -3 * fci * fco, -fci * fco, 1, fco]
+      : [0, 3 * fci * fco, fci * fco, fco, 1],
+  );
+  const out = backend.makeOutput([n, ho, wo, co], "float32");
+  const th = Math.ceil(ho / 2), tw = Math.ceil(wo / 2), tiles = n * th * tw;
+  const chunk = Math.max(
+    6,
+    Math.min(Math.ceil(tiles / 6) * 6, Math.floor(winogradBudget / (16 * (cr + co)) / 6) * 6),
+  );
+  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(tiles / 64)));
+  const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * tiles) / parts));
+  const ksa = chunk * cr * 4, ksm = chunk * co * 4;
+  const perPart = 16 * (ksa + ksm);
+  const scratch = s.module._malloc(parts * perPart) >>> 0;
+  try {
+    const xo = offsetOf(backend, x), uo = offsetOf(backend, u), oo = offsetOf(backend, out);
+    const bo = o.bias === undefined ? s.zero : offsetOf(backend, o.bias);
+    const lists: KernelCall[][] = [];
+    for (let k = 0; k < parts; k++) {
+      const v = scratch + k * perPart, m = v + 16 * ksa;
+      const calls: KernelCall[] = [];
+      for (let t0 = bounds[k]; t0 < bounds[k + 1]; t0 += chunk) {
+        const t1 = Math.min(t0 + chunk, bounds[k + 1]);
+        calls.push(
+          ["wino_in", xo, v, t0, t1, h, w, cr, th, tw, o.top, o.left, ksa, s.zero],
+          ["wino_gemm", v, uo, m, t1 - t0, cr, co, ksa, ksm],
+          ["wino_out", m, oo, t0, t1, ho, wo, co, th, tw, ksm, bo, o.relu ? 1 : 0],
+        );
+      }
+      lists.push(calls);
+    }
+    runCallLists(backend, lists);
+  } finally {
+    s.module._free(scratch);
+    backend.disposeData(u.dataId);
+  }
+  return out;
 }
 
 /** Split output rows `[0, rows)` among the threads and run the forward kernel. */

@@ -18,6 +18,7 @@
  */
 import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
 import { bnModuleFunctions } from "./wasm_bn.ts";
+import { winogradModuleFunctions } from "./wasm_winograd.ts";
 
 /** Rows (pixels) of a forward tile. */
 export const FWD_MR = 6;
@@ -781,6 +782,7 @@ function moduleFunctions(fma: boolean): ModuleFunction[] {
     { name: "segment_sum", fn: segmentSum() },
     { name: "mm_tn", fn: matMulTN() },
     { name: "mm_rows", fn: matMulRows() },
+    ...winogradModuleFunctions(fma),
   ];
   return [...functions, { name: "call_batch", fn: callBatch(functions) }];
 }

@@ -1,0 +1,90 @@
+/**
+ * The 3x3 convolutions of the U-Net (forward and input gradient) as Winograd F(2x2, 3x3) against
+ * the direct GEMM kernel, by the calling thread's CPU time (`/proc/self/task/<pid>/schedstat`,
+ * so that other processes on the machine disturb it little): rounds that alternate the two
+ * kernels, the minimum per kernel and shape.
+ *
+ * ```sh
+ * deno run -A bench/winograd_bench.ts [--batch 8] [--base 16]
+ *   [--size 128] [--rounds 5] [--threads 1] [--budget 65536]
+ * ```
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import { initBackend } from "../runtime/backend.ts";
+import { setWinogradBudget, setWinogradMode } from "../runtime/kernels/wasm_conv.ts";
+
+const args = Object.fromEntries(
+  Deno.args.join(" ").split("--").filter((s) => s.trim()).map((s) => {
+    const [k, v] = s.trim().split(/\s+/);
+    return [k, Number(v)];
+  }),
+);
+const batch = args.batch ?? 8, base = args.base ?? 16, size = args.size ?? 128;
+const rounds = args.rounds ?? 5, threads = args.threads ?? 1;
+if (args.budget) setWinogradBudget(args.budget);
+
+await initBackend("wasm", { threads });
+
+/** CPU time of the calling thread in ms. */
+function threadMs(): number {
+  const text = Deno.readTextFileSync(`/proc/self/task/${Deno.pid}/schedstat`);
+  return Number(text.split(" ")[0]) / 1e6;
+}
+
+/** The U-Net's 3x3 convolutions: [spatial, in, out] (encoder, then decoder after the concat). */
+const shapes: [number, number, number][] = [];
+for (let d = 0, s = size, c = base; d < 5; d++, s /= 2, c *= 2) {
+  if (d > 0) shapes.push([s, c / 2, c]);
+  shapes.push([s, c, c]);
+  if (d < 4) shapes.push([s, 2 * c, c]);
+}
+
+console.log(
+  `batch ${batch}, threads ${threads}; thread CPU ms per call, min of ${rounds} rounds` +
+    " (direct / Winograd)",
+);
+let totalOld = [0, 0], totalNew = [0, 0];
+for (const [s, ci, co] of shapes) {
+  const x = tf.randomNormal([batch, s, s, ci], 0, 1, "float32", 1) as tf.Tensor4D;
+  const f = tf.randomNormal([3, 3, ci, co], 0, 1, "float32", 2) as tf.Tensor4D;
+  const dy = tf.randomNormal([batch, s, s, co], 0, 1, "float32", 3) as tf.Tensor4D;
+  const reps = Math.max(1, Math.round((args.flop ?? 6e9) / (batch * s * s * ci * co * 18)));
+  const ops = [
+    () => tf.conv2d(x, f, 1, "same"),
+    () => tf.conv2dTranspose(dy, f, [batch, s, s, ci], 1, "same"),
+  ];
+  const best = [[Infinity, Infinity], [Infinity, Infinity]]; // [op][mode]
+  for (let r = 0; r < rounds + 1; r++) {
+    for (let op = 0; op < 2; op++) {
+      for (const mode of [0, 1]) {
+        setWinogradMode(mode ? "on" : "off");
+        const t = threadMs();
+        for (let k = 0; k < reps; k++) ops[op]().dispose();
+        const ms = (threadMs() - t) / reps;
+        if (r > 0) best[op][mode] = Math.min(best[op][mode], ms);
+      }
+    }
+  }
+  setWinogradMode("off");
+  const gflop = (2 * 9 * batch * s * s * ci * co) / 1e9;
+  const line = ["fwd", "dx"].map((name, op) =>
+    `${name} ${best[op][0].toFixed(2)} / ${best[op][1].toFixed(2)} (${
+      (best[op][0] / best[op][1]).toFixed(2)
+    }x, ${(gflop / best[op][0] * 1e3).toFixed(0)} GF/s direct)`
+  );
+  console.log(`${s}x${s} ${ci}->${co}: ${line.join("  ")}`);
+  for (let op = 0; op < 2; op++) {
+    totalOld[op] += best[op][0];
+    totalNew[op] += best[op][1];
+  }
+  tf.dispose([x, f, dy]);
+}
+console.log(
+  `total fwd ${totalOld[0].toFixed(1)} / ${totalNew[0].toFixed(1)} ms, dx ${
+    totalOld[1].toFixed(1)
+  } / ${totalNew[1].toFixed(1)} ms`,
+);
+totalOld = totalNew = [0, 0];
+Deno.exit(0);

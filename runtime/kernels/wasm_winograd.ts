@@ -1,0 +1,313 @@
+/**
+ * Winograd F(2x2, 3x3) for the stride-1 3x3 NHWC convolutions of the wasm backend (forward and,
+ * as a convolution of `dy` with the flipped filter, input gradient), as three kernels of the
+ * module of {@linkcode "./wasm_gemm.ts"} run on chunks of output tiles:
+ *
+ * - `wino_in`: each 4x4 input patch `d` (zero outside the image) to `V = B^T d B`, 16 matrices
+ *   `[tile, ci]`;
+ * - `wino_gemm`: the 16 products `M[k] = V[k] U[k]` (`U[k]` `[ci, co]`, the transformed filter
+ *   `G g G^T`, packed by 8 output channels), tiles of `WINO_MR` rows by 8 channels;
+ * - `wino_out`: `Y = A^T M A`, the 2x2 outputs of each tile (clipped at the border), plus a bias
+ *   and a ReLU when asked.
+ *
+ * The products take 16 multiply-adds per tile and channel pair where the direct convolution takes
+ * 36 (2.25x fewer); the transforms cost O(channels) per tile.
+ *
+ * @module
+ */
+import { Fn, type ModuleFunction } from "./wasm_asm.ts";
+
+/** Rows (tiles) of a register tile of `wino_gemm`. */
+export const WINO_MR = 6;
+
+/** `acc = a * b + acc`. */
+function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
+  if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
+  else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);
+}
+
+/**
+ * `wino_in(x, v, t0, t1, h, w, ci, th, tw, top, left, ks, zero)`: for tiles `t` in `[t0, t1)`
+ * (`[n, th, tw]` row-major; tile `(b, ty, tx)` reads the input patch of rows `2 ty - top ..
+ * + 3` and columns `2 tx - left .. + 3` of image `b` of `x` `[n, h, w, ci]`), writes
+ * `v[k][t - t0][i]` (matrix `k` at byte `v + k * ks`) `= (B^T d B)[k / 4][k % 4]`. `ci` a
+ * multiple of 4, at most the floats of `zero` (a zero buffer read for the padding).
+ */
+function winoInput(): Fn {
+  const f = new Fn(Array.from({ length: 13 }, () => "i32" as const));
+  const [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO] = Array.from(
+    { length: 13 },
+    (_, i) => i,
+  );
+  const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
+  const y0 = f.local("i32"), x0 = f.local("i32"), ci4 = f.local("i32"), i = f.local("i32");
+  const row = f.local("i32"), dst = f.local("i32"), q = f.local("i32");
+  const p = Array.from({ length: 16 }, () => f.local("i32"));
+  const u = Array.from({ length: 4 }, () => f.local("v128"));
+  f.get(CI).i32(2).i32Shl().set(ci4);
+  f.get(T0).set(t);
+  f.block().loop();
+  f.get(t).get(T1).i32GeS().brIf(1);
+  // b, ty, tx of tile t
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+  f.get(ty).i32(1).i32Shl().get(TOP).i32Sub().set(y0);
+  f.get(tx).i32(1).i32Shl().get(LEFT).i32Sub().set(x0);
+  for (let r = 0; r < 4; r++) {
+    // row = (b * h + y0 + r) * w, or -1 when the row is in the padding
+    f.i32(-1).set(row);
+    f.get(y0).i32(r).i32Add().tee(q).i32(0).i32GeS().if();
+    f.get(q).get(H).i32LtS().if();
+    f.get(b).get(H).i32Mul().get(q).i32Add().get(W).i32Mul().set(row);
+    f.end().end();
+    for (let c = 0; c < 4; c++) {
+      // p[r][c] = row >= 0 && 0 <= x0 + c < w ? x + (row + x0 + c) * ci4 : zero
+      f.get(ZERO).set(p[4 * r + c]);
+      f.get(row).i32(0).i32GeS().if();
+      f.get(x0).i32(c).i32Add().tee(q).i32(0).i32GeS().if();
+      f.get(q).get(W).i32LtS().if();
+      f.get(X).get(row).get(q).i32Add().get(ci4).i32Mul().i32Add().set(p[4 * r + c]);
+      f.end().end().end();
+    }
+  }
+  // dst = v + (t - t0) * ci4
+  f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
+  f.i32(0).set(i);
+  f.block().loop();
+  f.get(i).get(ci4).i32GeS().brIf(1);
+  // row a of B^T d: u[a][c] = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)[a] over rows, column c;
+  // then V[a][*] = the same combination of u[a][0..3] over columns.
+  const rowsOf: [number, number, "sub" | "add"][] = [[0, 2, "sub"], [1, 2, "add"], [
+    2,
+    1,
+    "sub",
+  ], [1, 3, "sub"]];
+  for (let a = 0; a < 4; a++) {
+    const [r0, r1, op] = rowsOf[a];
+    for (let c = 0; c < 4; c++) {
+      f.get(p[4 * r0 + c]).get(i).i32Add().v128Load();
+      f.get(p[4 * r1 + c]).get(i).i32Add().v128Load();
+      if (op === "sub") f.f32x4Sub();
+      else f.f32x4Add();
+      f.set(u[c]);
+    }
+    for (let c = 0; c < 4; c++) {
+      const [c0, c1, cop] = rowsOf[c];
+      f.get(dst).get(i).i32Add();
+      if (4 * a + c > 0) f.get(KS).i32(4 * a + c).i32Mul().i32Add();
+      f.get(u[c0]).get(u[c1]);
+      if (cop === "sub") f.f32x4Sub();
+      else f.f32x4Add();
+      f.v128Store();
+    }
+  }
+  f.get(i).i32(16).i32Add().set(i).br(0);
+  f.end().end();
+  f.get(t).i32(1).i32Add().set(t).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `wino_gemm(v, u, m, rows, ci, co, ksa, ksm)`: `m[k][r][o] = sum_i v[k][r][i] u[k][o / 8][i][o %
+ * 8]` for the 16 matrices `k` (`v[k]` at byte `v + k * ksa`, `[rows, ci]`; `m[k]` at `m + k *
+ * ksm`, `[rows, co]`; `u[k]` at `u + k * ci * co * 4`), `ci` a multiple of 4, `co` of 8.
+ */
+function winoGemm(fma: boolean, mr: number): Fn {
+  const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
+  const [V, U, M, ROWS, CI, CO, KSA, KSM] = Array.from({ length: 8 }, (_, i) => i);
+  const k = f.local("i32"), nb = f.local("i32"), m = f.local("i32"), i = f.local("i32");
+  const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), ub = f.local("i32");
+  const kb = f.local("i32"), mo = f.local("i32"), last = f.local("i32"), o = f.local("i32");
+  const p = Array.from({ length: mr }, () => f.local("i32"));
+  const acc = Array.from({ length: 2 * mr }, () => f.local("v128"));
+  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  f.get(CI).i32(2).i32Shl().set(ci4);
+  f.get(CO).i32(2).i32Shl().set(co4);
+  f.get(ROWS).i32(-1).i32Add().set(last);
+  f.i32(0).set(k);
+  f.block().loop(); // matrices
+  f.get(k).i32(16).i32GeS().brIf(1);
+  f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
+  f.get(M).get(k).get(KSM).i32Mul().i32Add().set(mo);
+  f.get(U).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(ub);
+  f.i32(0).set(nb);
+  f.block().loop(); // output channels by 8
+  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
+  f.i32(0).set(m);
+  f.block().loop(); // rows by mr
+  f.get(m).get(ROWS).i32GeS().brIf(1);
+  for (const r of acc) f.v128Const0().set(r);
+  for (let r = 0; r < mr; r++) {
+    // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
+    f.get(va);
+    f.get(m).i32(r).i32Add().get(last).get(m).i32(r).i32Add().get(last).i32LtS().select();
+    f.get(ci4).i32Mul().i32Add().set(p[r]);
+  }
+  f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
+  f.get(CI).set(i);
+  f.loop();
+  for (let s = 0; s < 4; s++) {
+    f.get(kb).v128Load(32 * s).set(b0);
+    f.get(kb).v128Load(32 * s + 16).set(b1);
+    for (let r = 0; r < mr; r++) {
+      f.get(p[r]).v128Load32Splat(4 * s).set(a);
+      madd(f, fma, a, b0, acc[2 * r]);
+      madd(f, fma, a, b1, acc[2 * r + 1]);
+    }
+  }
+  for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
+  f.get(kb).i32(128).i32Add().set(kb);
+  f.get(i).i32(-4).i32Add().tee(i).brIf(0);
+  f.end();
+  for (let r = 0; r < mr; r++) {
+    f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
+    f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
+      .set(o);
+    f.get(o).get(acc[2 * r]).v128Store(0);
+    f.get(o).get(acc[2 * r + 1]).v128Store(16);
+    f.end();
+  }
+  f.get(m).i32(mr).i32Add().set(m).br(0);
+  f.end().end();
+  f.get(nb).i32(1).i32Add().set(nb).br(0);
+  f.end().end();
+  f.get(k).i32(1).i32Add().set(k).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `wino_out(m, y, t0, t1, ho, wo, co, th, tw, ksm, bias, relu)`: for tiles `t` in `[t0, t1)`,
+ * `y[b, 2 ty + dy, 2 tx + dx, o] = (A^T M A)[dy][dx] (+ bias[o]) (max 0 when relu)` where
+ * `M[k] = m[k][t - t0][o]` (matrix `k` at byte `m + k * ksm`), for the outputs inside
+ * `[ho, wo]`; `bias` a float32 `[co]` (a zero buffer for none), `co` a multiple of 4.
+ */
+function winoOutput(): Fn {
+  const f = new Fn(Array.from({ length: 12 }, () => "i32" as const));
+  const [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU] = Array.from(
+    { length: 12 },
+    (_, i) => i,
+  );
+  const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
+  const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), src = f.local("i32");
+  const out = f.local("i32"), okY = f.local("i32"), okX = f.local("i32"), rowStep = f.local("i32");
+  const s = Array.from({ length: 4 }, () => f.local("v128"));
+  const floor = f.local("v128"), bias = f.local("v128"), r0 = f.local("v128");
+  const r1 = f.local("v128");
+  f.get(CO).i32(2).i32Shl().set(co4);
+  f.get(WO).get(co4).i32Mul().set(rowStep);
+  // floor = relu ? 0 : -inf
+  f.v128Const0().f32(-Infinity).f32x4Splat().get(RELU).select().set(floor);
+  f.get(T0).set(t);
+  f.block().loop();
+  f.get(t).get(T1).i32GeS().brIf(1);
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+  // out = y + ((b * ho + 2 ty) * wo + 2 tx) * co4
+  f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(WO).i32Mul().get(tx)
+    .i32(1).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
+  f.get(ty).i32(1).i32Shl().i32(1).i32Add().get(HO).i32LtS().set(okY);
+  f.get(tx).i32(1).i32Shl().i32(1).i32Add().get(WO).i32LtS().set(okX);
+  f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
+  f.i32(0).set(j);
+  f.block().loop();
+  f.get(j).get(co4).i32GeS().brIf(1);
+  f.get(BIAS).get(j).i32Add().v128Load().set(bias);
+  const load = (k: number) => {
+    f.get(src).get(j).i32Add();
+    if (k > 0) f.get(KSM).i32(k).i32Mul().i32Add();
+    f.v128Load();
+  };
+  for (let dx = 0; dx < 2; dx++) {
+    // s[r] = (A^T over columns)[dx] of row r: m0 + m1 + m2 or m1 - m2 - m3
+    for (let r = 0; r < 4; r++) {
+      if (dx === 0) {
+        load(4 * r);
+        load(4 * r + 1);
+        f.f32x4Add();
+        load(4 * r + 2);
+        f.f32x4Add();
+      } else {
+        load(4 * r + 1);
+        load(4 * r + 2);
+        f.f32x4Sub();
+        load(4 * r + 3);
+        f.f32x4Sub();
+      }
+      f.set(s[r]);
+    }
+    f.get(s[0]).get(s[1]).f32x4Add().get(s[2]).f32x4Add().get(bias).f32x4Add().get(floor)
+      .f32x4Max().set(r0);
+    f.get(s[1]).get(s[2]).f32x4Sub().get(s[3]).f32x4Sub().get(bias).f32x4Add().get(floor)
+      .f32x4Max().set(r1);
+    if (dx === 1) f.get(okX).if();
+    f.get(out).get(j).i32Add();
+    if (dx === 1) f.get(co4).i32Add();
+    f.get(r0).v128Store();
+    f.get(okY).if();
+    f.get(out).get(j).i32Add().get(rowStep).i32Add();
+    if (dx === 1) f.get(co4).i32Add();
+    f.get(r1).v128Store();
+    f.end();
+    if (dx === 1) f.end();
+  }
+  f.get(j).i32(16).i32Add().set(j).br(0);
+  f.end().end();
+  f.get(t).i32(1).i32Add().set(t).br(0);
+  f.end().end();
+  return f;
+}
+
+/** The Winograd kernels of the module. */
+export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
+  return [
+    { name: "wino_in", fn: winoInput() },
+    { name: "wino_gemm", fn: winoGemm(fma, WINO_MR) },
+    { name: "wino_out", fn: winoOutput() },
+  ];
+}
+
+/**
+ * The transformed filter `U[k] = (G g G^T)[k / 4][k % 4]` of a 3x3 filter, packed as
+ * `u[k][o / 8][i][o % 8]` (`nred` reduction channels `i`, `nout` output channels `o`, a
+ * multiple of 8), where `g(r, c, i, o) = src[base + r sr + c sc + i si + o so]`.
+ */
+export function winogradFilter(
+  src: Float32Array,
+  u: Float32Array,
+  nred: number,
+  nout: number,
+  [base, sr, sc, si, so]: [number, number, number, number, number],
+): void {
+  const g = new Float64Array(9), t = new Float64Array(12);
+  const kStride = nred * nout;
+  for (let o = 0; o < nout; o++) {
+    const ob = o >> 3, ol = o & 7;
+    for (let i = 0; i < nred; i++) {
+      const at = base + i * si + o * so;
+      for (let r = 0; r < 3; r++) {
+        for (let c = 0; c < 3; c++) g[3 * r + c] = src[at + r * sr + c * sc];
+      }
+      // t = G g (4x3): rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2
+      for (let c = 0; c < 3; c++) {
+        const a = g[c], b = g[3 + c], d = g[6 + c];
+        t[c] = a;
+        t[3 + c] = 0.5 * (a + b + d);
+        t[6 + c] = 0.5 * (a - b + d);
+        t[9 + c] = d;
+      }
+      const dst = (ob * nred + i) * 8 + ol;
+      for (let r = 0; r < 4; r++) {
+        const a = t[3 * r], b = t[3 * r + 1], d = t[3 * r + 2];
+        const k = 4 * r;
+        u[k * kStride + dst] = a;
+        u[(k + 1) * kStride + dst] = 0.5 * (a + b + d);
+        u[(k + 2) * kStride + dst] = 0.5 * (a - b + d);
+        u[(k + 3) * kStride + dst] = d;
+      }
+    }
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Subprocess of `wasm_winograd_test.ts`: the Winograd F(2x2, 3x3) convolution (forward, fused
+ * with bias and ReLU, and input gradient) with 2 threads on shapes large enough to be split,
+ * against the cpu backend. Checks that each call ran as Winograd and gave parts to the helper,
+ * prints one line per shape and `done` at the end.
+ *
+ * ```sh
+ * deno run --allow-read --allow-env --allow-sys tests/_threaded_winograd.ts
+ * ```
+ *
+ * @module
+ */
+import { tf } from "../deps.ts";
+import { initBackend } from "../runtime/backend.ts";
+import { gemmKernels, winogradCallCount } from "../runtime/kernels/wasm_conv.ts";
+import { helperPartCount, workerCount } from "../runtime/kernels/wasm_pool.ts";
+
+await initBackend("wasm", { threads: 2 });
+if (gemmKernels(tf.backend() as never) === null) throw new Error("no kernel module");
+for (let i = 0; i < 500 && workerCount() < 1; i++) await new Promise((r) => setTimeout(r, 10));
+if (workerCount() < 1) throw new Error("no helper worker (threaded wasm unavailable?)");
+
+function normal(shape: number[], seed: number): Float32Array {
+  return tf.tidy(() => tf.randomNormal(shape, 0, 1, "float32", seed).dataSync() as Float32Array);
+}
+
+const shapes: [number, number, number, number, number][] = [
+  [3, 33, 29, 16, 24],
+  [1, 40, 41, 8, 16],
+  [6, 16, 16, 64, 32],
+];
+for (const [n, h, w, ci, co] of shapes) {
+  const xv = normal([n, h, w, ci], 1), fv = normal([3, 3, ci, co], 2), bv = normal([co], 3);
+  const run = () =>
+    tf.tidy(() => {
+      const x = tf.tensor4d(xv, [n, h, w, ci]), f = tf.tensor4d(fv, [3, 3, ci, co]);
+      const dy = tf.randomNormal([n, h, w, co], 0, 1, "float32", 4) as tf.Tensor4D;
+      return [
+        tf.conv2d(x, f, 1, "same"),
+        tf.fused.conv2d({
+          x,
+          filter: f,
+          strides: 1,
+          pad: "same",
+          bias: tf.tensor1d(bv),
+          activation: "relu",
+        }),
+        tf.conv2dTranspose(dy, f as tf.Tensor4D, [n, h, w, ci], 1, "same"),
+      ].map((t) => t.dataSync() as Float32Array);
+    });
+  const parts = helperPartCount(), used = winogradCallCount();
+  const wasm = run();
+  const now = winogradCallCount();
+  if (now.fwd - used.fwd !== 2 || now.dx - used.dx !== 1) {
+    throw new Error(`${n}x${h}x${w}x${ci}->${co}: not Winograd (${JSON.stringify(now)})`);
+  }
+  if (helperPartCount() - parts < 3) {
+    throw new Error(`${n}x${h}x${w}x${ci}: the helper got no part`);
+  }
+  await tf.setBackend("cpu");
+  const cpu = run();
+  await tf.setBackend("wasm");
+  cpu.forEach((expected, k) => {
+    let scale = 0, err = 0;
+    for (let i = 0; i < expected.length; i++) {
+      scale = Math.max(scale, Math.abs(expected[i]));
+      err = Math.max(err, Math.abs(wasm[k][i] - expected[i]));
+    }
+    if (!(scale > 0) || !(err <= 1e-5 * scale)) {
+      throw new Error(`${n}x${h}x${w}x${ci}->${co} output ${k}: max error ${err} against ${scale}`);
+    }
+  });
+  console.log(`${n}x${h}x${w}x${ci}->${co} ok`);
+}
+console.log("done");
+Deno.exit(0);

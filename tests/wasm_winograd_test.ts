@@ -1,0 +1,217 @@
+/**
+ * Winograd F(2x2, 3x3) for the 3x3 stride-1 convolutions on wasm (`wasm_winograd.ts`): forward
+ * (plain and fused with bias and ReLU) and input gradient against the cpu backend on odd shapes,
+ * which kernel runs for which shape, and the gradients of a small conv net against finite
+ * differences.
+ */
+import assert from "node:assert/strict";
+import { tf } from "../deps.ts";
+import { useWasm } from "./_helpers.ts";
+import {
+  setWinogradMode,
+  useWinograd,
+  winogradCallCount,
+  type WinogradMode,
+} from "../runtime/kernels/wasm_conv.ts";
+
+await useWasm();
+
+type Shape4 = [number, number, number, number];
+type Pad = "same" | "valid" | [[0, 0], [number, number], [number, number], [0, 0]];
+
+function normal(shape: number[], seed: number): Float32Array {
+  return tf.tidy(() => tf.randomNormal(shape, 0, 1, "float32", seed).dataSync() as Float32Array);
+}
+
+/** Runs `f` on cpu, then on wasm under `mode`; max |wasm - cpu| <= tol * max |cpu| per output. */
+async function agree(
+  f: () => tf.Tensor[],
+  tol: number,
+  mode: WinogradMode = "on",
+): Promise<{ fwd: number; dx: number }> {
+  await tf.setBackend("cpu");
+  const cpu = tf.tidy(() => f().map((t) => t.dataSync() as Float32Array));
+  await tf.setBackend("wasm");
+  setWinogradMode(mode);
+  const before = winogradCallCount();
+  let wasm: Float32Array[];
+  try {
+    wasm = tf.tidy(() => f().map((t) => t.dataSync() as Float32Array));
+  } finally {
+    setWinogradMode("auto");
+  }
+  const after = winogradCallCount();
+  cpu.forEach((expected, k) => {
+    let scale = 0, err = 0;
+    for (let i = 0; i < expected.length; i++) {
+      scale = Math.max(scale, Math.abs(expected[i]));
+      err = Math.max(err, Math.abs(wasm[k][i] - expected[i]));
+    }
+    assert.ok(scale > 0, `output ${k}: the reference is all zeros`);
+    assert.ok(err <= tol * scale, `output ${k}: max abs error ${err} exceeds ${tol} * ${scale}`);
+  });
+  return { fwd: after.fwd - before.fwd, dx: after.dx - before.dx };
+}
+
+Deno.test("by default the U-Net's 3x3 convolutions and their input gradients run as Winograd", () => {
+  const before = winogradCallCount();
+  tf.tidy(() => {
+    const x = tf.randomNormal([2, 16, 16, 16], 0, 1, "float32", 1) as tf.Tensor4D;
+    const f = tf.randomNormal([3, 3, 16, 32], 0, 1, "float32", 2) as tf.Tensor4D;
+    tf.grad((a: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, f, 1, "same")))(x).dataSync();
+  });
+  const after = winogradCallCount();
+  assert.equal(after.fwd - before.fwd, 1);
+  assert.equal(after.dx - before.dx, 1);
+});
+
+interface Case {
+  x: Shape4;
+  co: number;
+  pad: Pad;
+}
+
+// Reduction channels a multiple of 4 (8, 12, 20: odd multiples too), outputs of 8; odd and even
+// image sizes, batch 1 and more, 'same', 'valid' and uneven explicit padding.
+const cases: Case[] = [
+  { x: [1, 7, 9, 8], co: 8, pad: "same" },
+  { x: [2, 9, 7, 12], co: 16, pad: "same" },
+  { x: [3, 6, 6, 16], co: 24, pad: "same" },
+  { x: [2, 11, 5, 20], co: 8, pad: "valid" },
+  { x: [1, 8, 10, 8], co: 16, pad: [[0, 0], [2, 0], [0, 1], [0, 0]] },
+  { x: [5, 17, 13, 32], co: 40, pad: "same" },
+];
+
+for (const c of cases) {
+  const name = `${c.x.join("x")} -> ${c.co} channels, ${
+    typeof c.pad === "string" ? c.pad : JSON.stringify(c.pad.slice(1, 3))
+  } padding`;
+  Deno.test(`Winograd conv2d and its input gradient match cpu (${name})`, async () => {
+    const fShape: Shape4 = [3, 3, c.x[3], c.co];
+    const xv = normal(c.x, 1), fv = normal(fShape, 2);
+    const used = await agree(() => {
+      const x = tf.tensor4d(xv, c.x), f = tf.tensor4d(fv, fShape);
+      const y = tf.conv2d(x, f, 1, c.pad);
+      const w = tf.randomNormal(y.shape, 0, 1, "float32", 3);
+      const [dx, df] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, c.pad), w))
+      )([x, f]);
+      return [y, dx, df];
+    }, 1e-5);
+    // the forward ran as Winograd, and the input gradient where its kernel takes the shape
+    assert.ok(used.fwd >= 1, "the forward did not run as Winograd");
+    if (c.x[3] % 8 === 0) assert.ok(used.dx >= 1, "dx was not Winograd");
+  });
+}
+
+Deno.test("Winograd fused conv2d with bias and ReLU matches cpu", async () => {
+  const xv = normal([2, 7, 6, 8], 4), fv = normal([3, 3, 8, 16], 5), bv = normal([16], 6);
+  const used = await agree(() => {
+    const x = tf.tensor4d(xv, [2, 7, 6, 8]), f = tf.tensor4d(fv, [3, 3, 8, 16]);
+    const bias = tf.tensor1d(bv);
+    return [
+      tf.fused.conv2d({ x, filter: f, strides: 1, pad: "same", bias, activation: "relu" }),
+      tf.fused.conv2d({ x, filter: f, strides: 1, pad: "valid", bias }),
+      tf.fused.conv2d({ x, filter: f, strides: 1, pad: "same", activation: "relu" }),
+    ];
+  }, 1e-5);
+  assert.equal(used.fwd, 3);
+});
+
+Deno.test("Winograd keeps 1e-5 at U-Net channel counts (256 -> 128 over 16x16)", async () => {
+  const xv = normal([2, 16, 16, 256], 7), fv = normal([3, 3, 256, 128], 8);
+  await agree(() => {
+    const x = tf.tensor4d(xv, [2, 16, 16, 256]), f = tf.tensor4d(fv, [3, 3, 256, 128]);
+    const y = tf.conv2d(x, f, 1, "same");
+    return [y, tf.grad((a: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, f, 1, "same")))(x)];
+  }, 1e-5);
+});
+
+Deno.test("Winograd runs only for 3x3 filters, channels it tiles, and (auto) images from 4x4", async () => {
+  // off: never; on: any 3x3 with reduction channels % 4 and outputs % 8
+  setWinogradMode("off");
+  assert.equal(useWinograd("fwd", 8, 128, 128, 16, 16), false);
+  setWinogradMode("on");
+  assert.equal(useWinograd("fwd", 8, 8, 8, 256, 256), true);
+  assert.equal(useWinograd("fwd", 8, 128, 128, 3, 16), false); // the first layer: 3 inputs
+  assert.equal(useWinograd("fwd", 8, 128, 128, 16, 4), false); // 4 outputs
+  setWinogradMode("auto");
+  assert.equal(useWinograd("fwd", 8, 128, 128, 16, 16), true);
+  assert.equal(useWinograd("dx", 8, 128, 128, 16, 16), true);
+  assert.equal(useWinograd("fwd", 8, 8, 8, 256, 256), true);
+  assert.equal(useWinograd("dx", 4, 4, 4, 256, 256), true);
+  assert.equal(useWinograd("fwd", 4, 2, 2, 256, 256), false); // below 4x4: the direct kernel
+  assert.equal(useWinograd("fwd", 4, 3, 9, 16, 16), false);
+  // a 1x1 and a 5x5 convolution never run as Winograd, a 3x3 one with 1 input channel neither
+  const xv = normal([2, 9, 9, 8], 9);
+  for (const [k, ci] of [[1, 8], [5, 8], [3, 1]]) {
+    const fv = normal([k, k, ci, 8], 10);
+    const used = await agree(
+      () => {
+        const x = tf.tensor4d(xv.subarray(0, 2 * 81 * ci), [2, 9, 9, ci]);
+        const f = tf.tensor4d(fv, [k, k, ci, 8]);
+        return [tf.conv2d(x, f, 1, "same")];
+      },
+      1e-5,
+      "auto",
+    );
+    assert.deepEqual(used, { fwd: 0, dx: 0 }, `${k}x${k}, ${ci} input channels`);
+  }
+});
+
+Deno.test("gradients of a small conv net on Winograd match finite differences", async () => {
+  await tf.setBackend("wasm");
+  setWinogradMode("on");
+  try {
+    const x = tf.tensor4d(normal([2, 7, 6, 4], 11), [2, 7, 6, 4]);
+    const f1 = tf.tensor4d(normal([3, 3, 4, 8], 12).map((v) => 0.3 * v), [3, 3, 4, 8]);
+    const f2 = tf.tensor4d(normal([3, 3, 8, 8], 13).map((v) => 0.3 * v), [3, 3, 8, 8]);
+    const loss = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+      tf.tidy(() => {
+        const h = tf.tanh(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, "same"));
+        return tf.sum(tf.square(tf.conv2d(h, c as tf.Tensor4D, 1, "same")));
+      });
+    const before = winogradCallCount();
+    const grads = tf.grads(loss)([x, f1, f2]);
+    const after = winogradCallCount();
+    assert.ok(after.fwd > before.fwd && after.dx > before.dx, "Winograd was not in use");
+    const inputs = [x, f1, f2];
+    for (let which = 0; which < 3; which++) {
+      const g = grads[which].dataSync();
+      const values = inputs[which].dataSync() as Float32Array;
+      for (const idx of [0, 5, values.length - 1, Math.floor(values.length / 2)]) {
+        const eps = 1e-2;
+        const at = (delta: number) => {
+          const v = values.slice();
+          v[idx] += delta;
+          const t = tf.tensor(v, inputs[which].shape);
+          const args = inputs.map((u, j) => (j === which ? t : u));
+          const out = loss(args[0], args[1], args[2]);
+          const r = out.dataSync()[0];
+          tf.dispose([t, out]);
+          return r;
+        };
+        const fd = (at(eps) - at(-eps)) / (2 * eps);
+        assert.ok(
+          Math.abs(fd - g[idx]) <= 2e-2 * Math.max(1, Math.abs(fd)),
+          `input ${which}[${idx}]: finite difference ${fd}, gradient ${g[idx]}`,
+        );
+      }
+    }
+    tf.dispose([x, f1, f2, ...grads]);
+  } finally {
+    setWinogradMode("auto");
+  }
+});
+
+Deno.test("threads 2: Winograd splits its tiles between the threads and matches cpu", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", "--allow-sys", "tests/_threaded_winograd.ts"],
+    cwd: new URL("../", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.ok(out.success, `${stdout}\n${new TextDecoder().decode(out.stderr)}`);
+  assert.equal(stdout.trim().split("\n").at(-1), "done", stdout);
+});
