@@ -1,5 +1,5 @@
 /**
- * The 3x3 convolutions of the U-Net (forward and input gradient) as Winograd F(2x2, 3x3) against
+ * The 3x3 convolutions of the U-Net (forward, input gradient, filter gradient) as Winograd F(2x2, 3x3) against
  * the direct GEMM kernel, by the calling thread's CPU time (`/proc/self/task/<pid>/schedstat`,
  * so that other processes on the machine disturb it little): rounds that alternate the two
  * kernels, the minimum per kernel and shape.
@@ -45,7 +45,7 @@ console.log(
   `batch ${batch}, threads ${threads}; thread CPU ms per call, min of ${rounds} rounds` +
     " (direct / Winograd)",
 );
-let totalOld = [0, 0], totalNew = [0, 0];
+const totalOld = [0, 0, 0], totalNew = [0, 0, 0];
 for (const [s, ci, co] of shapes) {
   const x = tf.randomNormal([batch, s, s, ci], 0, 1, "float32", 1) as tf.Tensor4D;
   const f = tf.randomNormal([3, 3, ci, co], 0, 1, "float32", 2) as tf.Tensor4D;
@@ -54,10 +54,17 @@ for (const [s, ci, co] of shapes) {
   const ops = [
     () => tf.conv2d(x, f, 1, "same"),
     () => tf.conv2dTranspose(dy, f, [batch, s, s, ci], 1, "same"),
+    () =>
+      tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, {
+        strides: 1,
+        pad: "same",
+        dataFormat: "NHWC",
+        filterShape: [3, 3, ci, co],
+      }) as tf.Tensor,
   ];
-  const best = [[Infinity, Infinity], [Infinity, Infinity]]; // [op][mode]
+  const best = ops.map(() => [Infinity, Infinity]); // [op][mode]
   for (let r = 0; r < rounds + 1; r++) {
-    for (let op = 0; op < 2; op++) {
+    for (let op = 0; op < ops.length; op++) {
       for (const mode of [0, 1]) {
         setWinogradMode(mode ? "on" : "off");
         const t = threadMs();
@@ -68,23 +75,23 @@ for (const [s, ci, co] of shapes) {
     }
   }
   setWinogradMode("off");
-  const gflop = (2 * 9 * batch * s * s * ci * co) / 1e9;
-  const line = ["fwd", "dx"].map((name, op) =>
+  const line = ["fwd", "dx", "dw"].map((name, op) =>
     `${name} ${best[op][0].toFixed(2)} / ${best[op][1].toFixed(2)} (${
       (best[op][0] / best[op][1]).toFixed(2)
-    }x, ${(gflop / best[op][0] * 1e3).toFixed(0)} GF/s direct)`
+    }x)`
   );
   console.log(`${s}x${s} ${ci}->${co}: ${line.join("  ")}`);
-  for (let op = 0; op < 2; op++) {
+  for (let op = 0; op < ops.length; op++) {
     totalOld[op] += best[op][0];
     totalNew[op] += best[op][1];
   }
   tf.dispose([x, f, dy]);
 }
 console.log(
-  `total fwd ${totalOld[0].toFixed(1)} / ${totalNew[0].toFixed(1)} ms, dx ${
-    totalOld[1].toFixed(1)
-  } / ${totalNew[1].toFixed(1)} ms`,
+  `total ${
+    ["fwd", "dx", "dw"].map((name, op) =>
+      `${name} ${totalOld[op].toFixed(1)} / ${totalNew[op].toFixed(1)} ms`
+    ).join(", ")
+  }`,
 );
-totalOld = totalNew = [0, 0];
 Deno.exit(0);

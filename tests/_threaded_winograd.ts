@@ -1,6 +1,6 @@
 /**
  * Subprocess of `wasm_winograd_test.ts`: the Winograd F(2x2, 3x3) convolution (forward, fused
- * with bias and ReLU, and input gradient) with 2 threads on shapes large enough to be split,
+ * with bias and ReLU, input gradient and filter gradient) with 2 threads on shapes large enough to be split,
  * against the cpu backend. Checks that each call ran as Winograd and gave parts to the helper,
  * prints one line per shape and `done` at the end.
  *
@@ -46,15 +46,16 @@ for (const [n, h, w, ci, co] of shapes) {
           activation: "relu",
         }),
         tf.conv2dTranspose(dy, f as tf.Tensor4D, [n, h, w, ci], 1, "same"),
+        tf.grad((b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, b as tf.Tensor4D, 1, "same"), dy)))(f),
       ].map((t) => t.dataSync() as Float32Array);
     });
   const parts = helperPartCount(), used = winogradCallCount();
   const wasm = run();
   const now = winogradCallCount();
-  if (now.fwd - used.fwd !== 2 || now.dx - used.dx !== 1) {
+  if (now.fwd - used.fwd !== 3 || now.dx - used.dx !== 1 || now.dw - used.dw !== 1) {
     throw new Error(`${n}x${h}x${w}x${ci}->${co}: not Winograd (${JSON.stringify(now)})`);
   }
-  if (helperPartCount() - parts < 3) {
+  if (helperPartCount() - parts < 5) {
     throw new Error(`${n}x${h}x${w}x${ci}: the helper got no part`);
   }
   await tf.setBackend("cpu");

@@ -28,7 +28,7 @@ async function agree(
   f: () => tf.Tensor[],
   tol: number,
   mode: WinogradMode = "on",
-): Promise<{ fwd: number; dx: number }> {
+): Promise<{ fwd: number; dx: number; dw: number }> {
   await tf.setBackend("cpu");
   const cpu = tf.tidy(() => f().map((t) => t.dataSync() as Float32Array));
   await tf.setBackend("wasm");
@@ -50,19 +50,22 @@ async function agree(
     assert.ok(scale > 0, `output ${k}: the reference is all zeros`);
     assert.ok(err <= tol * scale, `output ${k}: max abs error ${err} exceeds ${tol} * ${scale}`);
   });
-  return { fwd: after.fwd - before.fwd, dx: after.dx - before.dx };
+  return { fwd: after.fwd - before.fwd, dx: after.dx - before.dx, dw: after.dw - before.dw };
 }
 
-Deno.test("by default the U-Net's 3x3 convolutions and their input gradients run as Winograd", () => {
+Deno.test("by default the U-Net's 3x3 convolutions and both their gradients run as Winograd", () => {
   const before = winogradCallCount();
   tf.tidy(() => {
     const x = tf.randomNormal([2, 16, 16, 16], 0, 1, "float32", 1) as tf.Tensor4D;
     const f = tf.randomNormal([3, 3, 16, 32], 0, 1, "float32", 2) as tf.Tensor4D;
-    tf.grad((a: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, f, 1, "same")))(x).dataSync();
+    const loss = (a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, "same"));
+    tf.grads(loss)([x, f]).forEach((g) => g.dataSync());
   });
   const after = winogradCallCount();
   assert.equal(after.fwd - before.fwd, 1);
   assert.equal(after.dx - before.dx, 1);
+  assert.equal(after.dw - before.dw, 1);
 });
 
 interface Case {
@@ -86,7 +89,7 @@ for (const c of cases) {
   const name = `${c.x.join("x")} -> ${c.co} channels, ${
     typeof c.pad === "string" ? c.pad : JSON.stringify(c.pad.slice(1, 3))
   } padding`;
-  Deno.test(`Winograd conv2d and its input gradient match cpu (${name})`, async () => {
+  Deno.test(`Winograd conv2d and both its gradients match cpu (${name})`, async () => {
     const fShape: Shape4 = [3, 3, c.x[3], c.co];
     const xv = normal(c.x, 1), fv = normal(fShape, 2);
     const used = await agree(() => {
@@ -101,6 +104,7 @@ for (const c of cases) {
     // the forward ran as Winograd, and the input gradient where its kernel takes the shape
     assert.ok(used.fwd >= 1, "the forward did not run as Winograd");
     if (c.x[3] % 8 === 0) assert.ok(used.dx >= 1, "dx was not Winograd");
+    assert.equal(used.dw, 1, "the filter gradient was not Winograd");
   });
 }
 
@@ -123,7 +127,10 @@ Deno.test("Winograd keeps 1e-5 at U-Net channel counts (256 -> 128 over 16x16)",
   await agree(() => {
     const x = tf.tensor4d(xv, [2, 16, 16, 256]), f = tf.tensor4d(fv, [3, 3, 256, 128]);
     const y = tf.conv2d(x, f, 1, "same");
-    return [y, tf.grad((a: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, f, 1, "same")))(x)];
+    const w = tf.randomNormal(y.shape, 0, 1, "float32", 9);
+    const loss = (a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, "same"), w));
+    return [y, ...tf.grads(loss)([x, f])];
   }, 1e-5);
 });
 
@@ -155,7 +162,7 @@ Deno.test("Winograd runs only for 3x3 filters, channels it tiles, and (auto) ima
       1e-5,
       "auto",
     );
-    assert.deepEqual(used, { fwd: 0, dx: 0 }, `${k}x${k}, ${ci} input channels`);
+    assert.deepEqual(used, { fwd: 0, dx: 0, dw: 0 }, `${k}x${k}, ${ci} input channels`);
   }
 });
 
@@ -174,7 +181,10 @@ Deno.test("gradients of a small conv net on Winograd match finite differences", 
     const before = winogradCallCount();
     const grads = tf.grads(loss)([x, f1, f2]);
     const after = winogradCallCount();
-    assert.ok(after.fwd > before.fwd && after.dx > before.dx, "Winograd was not in use");
+    assert.ok(
+      after.fwd > before.fwd && after.dx > before.dx && after.dw > before.dw,
+      "Winograd was not in use",
+    );
     const inputs = [x, f1, f2];
     for (let which = 0; which < 3; which++) {
       const g = grads[which].dataSync();

@@ -10,7 +10,7 @@ import type { tf, tfWasm } from "../../deps.ts";
 import { BATCH_RECORD, type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
 import { ensurePool, parallelFor, workerCount } from "./wasm_pool.ts";
 import { warnFallback, wasmHeap, wasmOffset } from "../tfjs_internals.ts";
-import { winogradFilter } from "./wasm_winograd.ts";
+import { winogradFilter, winogradFilterGrad } from "./wasm_winograd.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -318,6 +318,9 @@ export function gemmConvFilterGrad(
   ) return null;
   const s = getState(backend);
   if (s === null) return null;
+  if (kh === 3 && kw === 3 && useWinograd("dw", n, ho, wo, ci, co)) {
+    return winogradFilterGradient(backend, s, x, dy, n, h, w, ci, ho, wo, co, info.padInfo);
+  }
   const taps = kh * kw;
   const pixels = n * ho * wo;
   const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(pixels / 1024)));
@@ -387,7 +390,7 @@ function sumParts(backend: Backend, outs: TensorInfo[]): TensorInfo {
 export type WinogradMode = "off" | "on" | "auto";
 
 let winogradMode: WinogradMode = "auto";
-const winogradUses = { fwd: 0, dx: 0 };
+const winogradUses = { fwd: 0, dx: 0, dw: 0 };
 
 /** Choose when the 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3) (tests, benchmarks). */
 export function setWinogradMode(mode: WinogradMode): void {
@@ -395,16 +398,17 @@ export function setWinogradMode(mode: WinogradMode): void {
 }
 
 /** Forward and input-gradient calls that ran as Winograd so far (tests check the dispatch). */
-export function winogradCallCount(): { fwd: number; dx: number } {
+export function winogradCallCount(): { fwd: number; dx: number; dw: number } {
   return { ...winogradUses };
 }
 
 /**
- * Whether a 3x3 stride-1 convolution (`fwd`: forward, `dx`: input gradient) of `n` images of
- * `ho x wo` outputs, `cr` reduction and `co` output channels runs as Winograd.
+ * Whether a 3x3 stride-1 convolution (`fwd`: forward, `dx`: input gradient, `dw`: filter
+ * gradient) of `n` images of `ho x wo` outputs, `cr` reduction (for `dw`: input) and `co` output
+ * channels runs as Winograd.
  */
 export function useWinograd(
-  kind: "fwd" | "dx",
+  kind: "fwd" | "dx" | "dw",
   n: number,
   ho: number,
   wo: number,
@@ -473,7 +477,9 @@ function winogradConv(
   );
   const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(tiles / 64)));
   const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * tiles) / parts));
-  const ksa = chunk * cr * 4, ksm = chunk * co * 4;
+  // One cache line more per matrix: the transforms read or write the 16 matrices at once, and at
+  // power-of-two strides all 16 streams fall in one set of the L1 cache (up to 1.9x slower).
+  const ksa = chunk * cr * 4 + 64, ksm = chunk * co * 4 + 64;
   const perPart = 16 * (ksa + ksm);
   const scratch = s.module._malloc(parts * perPart) >>> 0;
   try {
@@ -497,6 +503,67 @@ function winogradConv(
   } finally {
     s.module._free(scratch);
     backend.disposeData(u.dataId);
+  }
+  return out;
+}
+
+/**
+ * The filter gradient `[3, 3, ci, co]` of a 3x3 stride-1 convolution of `x` (`[n, h, w, ci]`)
+ * with output gradient `dy` (`[n, ho, wo, co]`) as Winograd F(2x2, 3x3): per chunk of tiles the
+ * input transform of the forward and `A dy A^T`, then the 16 products `V[k]^T dY[k]` summed over
+ * the tiles into each thread's `dU` `[16, ci, co]`; the parts are added in part order and
+ * `G^T dU G` gives the filter's gradient.
+ */
+function winogradFilterGradient(
+  backend: Backend,
+  s: State,
+  x: TensorInfo,
+  dy: TensorInfo,
+  n: number,
+  h: number,
+  w: number,
+  ci: number,
+  ho: number,
+  wo: number,
+  co: number,
+  pad: { top: number; left: number },
+): TensorInfo {
+  winogradUses.dw++;
+  const th = Math.ceil(ho / 2), tw = Math.ceil(wo / 2), tiles = n * th * tw;
+  const chunk = Math.max(32, Math.min(tiles, Math.floor(winogradBudget / (16 * (ci + co)))));
+  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(tiles / 64)));
+  const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * tiles) / parts));
+  // Padded by a cache line, as in winogradConv.
+  const ksa = chunk * ci * 4 + 64, ksd = chunk * co * 4 + 64, duBytes = 16 * ci * co * 4;
+  const perPart = 16 * (ksa + ksd) + duBytes;
+  const out = backend.makeOutput([3, 3, ci, co], "float32");
+  const scratch = s.module._malloc(parts * perPart) >>> 0;
+  try {
+    new Uint8Array(s.memory.buffer, scratch, parts * perPart).fill(0);
+    const xo = offsetOf(backend, x), dyo = offsetOf(backend, dy);
+    const lists: KernelCall[][] = [];
+    for (let k = 0; k < parts; k++) {
+      const du = scratch + k * perPart, v = du + duBytes, d = v + 16 * ksa;
+      const calls: KernelCall[] = [];
+      for (let t0 = bounds[k]; t0 < bounds[k + 1]; t0 += chunk) {
+        const t1 = Math.min(t0 + chunk, bounds[k + 1]);
+        calls.push(
+          ["wino_in", xo, v, t0, t1, h, w, ci, th, tw, pad.top, pad.left, ksa, s.zero],
+          ["wino_dyt", dyo, d, t0, t1, ho, wo, co, th, tw, ksd, s.zero],
+          ["wino_wgemm", v, d, du, t1 - t0, ci, co, ksa, ksd],
+        );
+      }
+      lists.push(calls);
+    }
+    runCallLists(backend, lists);
+    const total = new Float32Array(s.memory.buffer, scratch, duBytes / 4);
+    for (let k = 1; k < parts; k++) {
+      const part = new Float32Array(s.memory.buffer, scratch + k * perPart, duBytes / 4);
+      for (let i = 0; i < total.length; i++) total[i] += part[i];
+    }
+    winogradFilterGrad(total, backend.typedArrayFromHeap(out) as Float32Array, ci, co);
+  } finally {
+    s.module._free(scratch);
   }
   return out;
 }

@@ -261,12 +261,176 @@ function winoOutput(): Fn {
   return f;
 }
 
+/**
+ * `wino_dyt(dy, d, t0, t1, ho, wo, co, th, tw, ksd, zero)`: for tiles `t` in `[t0, t1)`, the
+ * output gradient of the tile's 2x2 outputs (zero outside `[ho, wo]`) to `A dy A^T`, 16 matrices
+ * `d[k][t - t0][o]` (matrix `k` at byte `d + k * ksd`), `co` a multiple of 4: the gradient of the
+ * products `U[k] V[k]` of the forward.
+ */
+function winoOutputGrad(): Fn {
+  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
+  const [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO] = Array.from({ length: 11 }, (_, i) => i);
+  const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
+  const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), dst = f.local("i32");
+  const p = Array.from({ length: 4 }, () => f.local("i32"));
+  const d = Array.from({ length: 4 }, () => f.local("v128"));
+  const e0 = f.local("v128"), e1 = f.local("v128"), zero = f.local("v128");
+  f.get(CO).i32(2).i32Shl().set(co4);
+  f.v128Const0().set(zero);
+  f.get(T0).set(t);
+  f.block().loop();
+  f.get(t).get(T1).i32GeS().brIf(1);
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+  for (let a = 0; a < 2; a++) {
+    for (let c = 0; c < 2; c++) {
+      // p[a][c] = dy + ((b * ho + 2 ty + a) * wo + 2 tx + c) * co4, or zero outside
+      f.get(ZERO).set(p[2 * a + c]);
+      f.get(ty).i32(1).i32Shl().i32(a).i32Add().get(HO).i32LtS().if();
+      f.get(tx).i32(1).i32Shl().i32(c).i32Add().get(WO).i32LtS().if();
+      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(a).i32Add().get(WO)
+        .i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(c).i32Add().get(co4).i32Mul().i32Add()
+        .set(p[2 * a + c]);
+      f.end().end();
+    }
+  }
+  f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
+  f.i32(0).set(j);
+  f.block().loop();
+  f.get(j).get(co4).i32GeS().brIf(1);
+  for (let k = 0; k < 4; k++) f.get(p[k]).get(j).i32Add().v128Load().set(d[k]);
+  // rows of A dy: d0, d0 + d1, d0 - d1, -d1 (d0, d1 the two rows of the tile)
+  for (let r = 0; r < 4; r++) {
+    for (let c = 0; c < 2; c++) {
+      const [top, bottom] = [d[c], d[2 + c]];
+      if (r === 0) f.get(top);
+      else if (r === 1) f.get(top).get(bottom).f32x4Add();
+      else if (r === 2) f.get(top).get(bottom).f32x4Sub();
+      else f.get(zero).get(bottom).f32x4Sub();
+      f.set(c === 0 ? e0 : e1);
+    }
+    // columns of (A dy) A^T: e0, e0 + e1, e0 - e1, -e1
+    for (let c = 0; c < 4; c++) {
+      f.get(dst).get(j).i32Add();
+      if (4 * r + c > 0) f.get(KSD).i32(4 * r + c).i32Mul().i32Add();
+      if (c === 0) f.get(e0);
+      else if (c === 1) f.get(e0).get(e1).f32x4Add();
+      else if (c === 2) f.get(e0).get(e1).f32x4Sub();
+      else f.get(zero).get(e1).f32x4Sub();
+      f.v128Store();
+    }
+  }
+  f.get(j).i32(16).i32Add().set(j).br(0);
+  f.end().end();
+  f.get(t).i32(1).i32Add().set(t).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `wino_wgemm(v, d, du, rows, ci, co, ksa, ksd)`: `du[k][i][o] += sum_r v[k][r][i] d[k][r][o]`
+ * over the `rows` tiles, for the 16 matrices `k` (`v[k]` at byte `v + k * ksa`, `[rows, ci]`;
+ * `d[k]` at `d + k * ksd`, `[rows, co]`; `du[k]` at `du + k * ci * co * 4`), `ci` a multiple of
+ * 4, `co` of 8: tiles of 4 input by 8 output channels, two tiles a step.
+ */
+function winoFilterGemm(fma: boolean): Fn {
+  const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
+  const [V, D, DU, ROWS, CI, CO, KSA, KSD] = Array.from({ length: 8 }, (_, i) => i);
+  const k = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32"), r = f.local("i32");
+  const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), da = f.local("i32");
+  const dk = f.local("i32"), dwp = f.local("i32"), pa = f.local("i32"), pd = f.local("i32");
+  const acc = Array.from({ length: 8 }, () => f.local("v128"));
+  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  f.get(CI).i32(2).i32Shl().set(ci4);
+  f.get(CO).i32(2).i32Shl().set(co4);
+  const body = () => {
+    f.get(pd).v128Load(0).set(b0);
+    f.get(pd).v128Load(16).set(b1);
+    for (let l = 0; l < 4; l++) {
+      f.get(pa).v128Load32Splat(4 * l).set(a);
+      madd(f, fma, a, b0, acc[2 * l]);
+      madd(f, fma, a, b1, acc[2 * l + 1]);
+    }
+    f.get(pa).get(ci4).i32Add().set(pa);
+    f.get(pd).get(co4).i32Add().set(pd);
+  };
+  f.i32(0).set(k);
+  f.block().loop(); // matrices
+  f.get(k).i32(16).i32GeS().brIf(1);
+  f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
+  f.get(D).get(k).get(KSD).i32Mul().i32Add().set(da);
+  f.get(DU).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(dk);
+  f.i32(0).set(i0);
+  f.block().loop(); // input channels by 4
+  f.get(i0).get(CI).i32GeS().brIf(1);
+  f.i32(0).set(nb);
+  f.block().loop(); // output channels by 8
+  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
+  f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
+  for (let l = 0; l < 4; l++) {
+    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(0).set(acc[2 * l]);
+    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(16).set(acc[2 * l + 1]);
+  }
+  f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
+  f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
+  f.get(ROWS).set(r);
+  // pairs of tiles, then the last of an odd count
+  f.block().loop();
+  f.get(r).i32(2).i32LtS().brIf(1);
+  body();
+  body();
+  f.get(r).i32(-2).i32Add().set(r).br(0);
+  f.end().end();
+  f.get(r).if();
+  body();
+  f.end();
+  for (let l = 0; l < 4; l++) {
+    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().get(acc[2 * l]).v128Store(0);
+    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().get(acc[2 * l + 1]).v128Store(16);
+  }
+  f.get(nb).i32(1).i32Add().set(nb).br(0);
+  f.end().end();
+  f.get(i0).i32(4).i32Add().set(i0).br(0);
+  f.end().end();
+  f.get(k).i32(1).i32Add().set(k).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * The filter gradient `dg = G^T dU G` (`[3, 3, ci, co]`) of the transformed filter's gradient
+ * `du` (`[16, ci, co]`).
+ */
+export function winogradFilterGrad(du: Float32Array, dg: Float32Array, ci: number, co: number) {
+  const n = ci * co;
+  const t = new Float64Array(12);
+  for (let q = 0; q < n; q++) {
+    // t = G^T dU (3x4): rows u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3 by column
+    for (let c = 0; c < 4; c++) {
+      const u0 = du[c * n + q], u1 = du[(4 + c) * n + q];
+      const u2 = du[(8 + c) * n + q], u3 = du[(12 + c) * n + q];
+      t[c] = u0 + 0.5 * (u1 + u2);
+      t[4 + c] = 0.5 * (u1 - u2);
+      t[8 + c] = 0.5 * (u1 + u2) + u3;
+    }
+    for (let r = 0; r < 3; r++) {
+      const a = t[4 * r], b = t[4 * r + 1], c = t[4 * r + 2], d = t[4 * r + 3];
+      dg[(3 * r) * n + q] = a + 0.5 * (b + c);
+      dg[(3 * r + 1) * n + q] = 0.5 * (b - c);
+      dg[(3 * r + 2) * n + q] = 0.5 * (b + c) + d;
+    }
+  }
+}
+
 /** The Winograd kernels of the module. */
 export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
   return [
     { name: "wino_in", fn: winoInput() },
     { name: "wino_gemm", fn: winoGemm(fma, WINO_MR) },
     { name: "wino_out", fn: winoOutput() },
+    { name: "wino_dyt", fn: winoOutputGrad() },
+    { name: "wino_wgemm", fn: winoFilterGemm(fma) },
   ];
 }
 
