@@ -12,7 +12,7 @@ import { UserError } from "../core/errors.ts";
 import { registerWasmTrainingKernels } from "./kernels/wasm_training.ts";
 import { enableWasmThreads, withPthreadWorkers } from "./kernels/wasm_threads.ts";
 import { setKernelThreads } from "./kernels/wasm_pool.ts";
-import { installLowMemoryGradients } from "./gradients.ts";
+import { installLowMemoryGradients, installSumGradient } from "./gradients.ts";
 import { checkTfjsVersion, type KernelMode, setKernelMode } from "./tfjs_internals.ts";
 import { registerAdamKernel } from "../core/optimizer.ts";
 import { registerCpuFixes } from "./kernels/cpu_fixes.ts";
@@ -77,6 +77,7 @@ export async function initBackend(
   setKernelMode(kernels);
   if (kernels === "custom") {
     installLowMemoryGradients();
+    installSumGradient();
     registerAdamKernel();
   }
   if (name === "tensorflow" || name === "tensorflow-gpu") {
