@@ -13,7 +13,11 @@
  */
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
-import { setWinogradBudget, setWinogradMode } from "../runtime/kernels/wasm_conv.ts";
+import {
+  setWinogradBudget,
+  setWinogradMode,
+  setWinogradTile,
+} from "../runtime/kernels/wasm_conv.ts";
 
 const args = Object.fromEntries(
   Deno.args.join(" ").split("--").filter((s) => s.trim()).map((s) => {
@@ -24,6 +28,15 @@ const args = Object.fromEntries(
 const batch = args.batch ?? 8, base = args.base ?? 16, size = args.size ?? 128;
 const rounds = args.rounds ?? 5, threads = args.threads ?? 1;
 if (args.budget) setWinogradBudget(args.budget);
+// --tile 2 / 4: F(2x2, 3x3) / F(4x4, 3x3) for the forward and input gradient (default: by shape;
+// the filter gradient is F(2x2) always);
+// --against 2: compare it with F(2x2, 3x3) instead of the direct kernel.
+const against = args.against ?? 0;
+const useMode = (mode: number) => {
+  if (mode === 0 && against === 0) return setWinogradMode("off");
+  setWinogradMode("on");
+  setWinogradTile((mode === 0 ? against : args.tile ?? 0) as 0 | 2 | 4);
+};
 
 await initBackend("wasm", { threads });
 
@@ -66,7 +79,7 @@ for (const [s, ci, co] of shapes) {
   for (let r = 0; r < rounds + 1; r++) {
     for (let op = 0; op < ops.length; op++) {
       for (const mode of [0, 1]) {
-        setWinogradMode(mode ? "on" : "off");
+        useMode(mode);
         const t = threadMs();
         for (let k = 0; k < reps; k++) ops[op]().dispose();
         const ms = (threadMs() - t) / reps;
@@ -74,7 +87,8 @@ for (const [s, ci, co] of shapes) {
       }
     }
   }
-  setWinogradMode("off");
+  setWinogradMode("auto");
+  setWinogradTile(0);
   const line = ["fwd", "dx", "dw"].map((name, op) =>
     `${name} ${best[op][0].toFixed(2)} / ${best[op][1].toFixed(2)} (${
       (best[op][0] / best[op][1]).toFixed(2)

@@ -6,12 +6,13 @@
  *
  * ```sh
  * deno run -A bench/winograd_step.ts [--size 128] [--base 16] [--steps 12] [--threads 1]
+ *   [--against 2]
  * ```
  *
  * @module
  */
 import { benchOursKlStep } from "../app/bench.ts";
-import { setWinogradMode } from "../runtime/kernels/wasm_conv.ts";
+import { setWinogradMode, setWinogradTile } from "../runtime/kernels/wasm_conv.ts";
 
 const args = Object.fromEntries(
   Deno.args.join(" ").split("--").filter((s) => s.trim()).map((s) => {
@@ -33,7 +34,11 @@ const times: Record<string, number[]> = { direct: [], winograd: [] };
 Trainer.prototype.step = async function (this: typeof Trainer.prototype) {
   calls++;
   const mode = calls % 2 === 0 ? "winograd" : "direct";
-  setWinogradMode(mode === "winograd" ? "auto" : "off");
+  // --against 2: the baseline is Winograd F(2x2, 3x3) everywhere instead of the direct kernel
+  if (args.against === 2) {
+    setWinogradMode("auto");
+    setWinogradTile(mode === "winograd" ? 0 : 2);
+  } else setWinogradMode(mode === "winograd" ? "auto" : "off");
   const t = threadMs();
   const out = await step.call(this);
   if (calls > warmup) times[mode].push(threadMs() - t);

@@ -1,17 +1,20 @@
 /**
- * Winograd F(2x2, 3x3) for the 3x3 stride-1 convolutions on wasm (`wasm_winograd.ts`): forward
- * (plain and fused with bias and ReLU) and input gradient against the cpu backend on odd shapes,
- * which kernel runs for which shape, and the gradients of a small conv net against finite
- * differences.
+ * Winograd F(2x2, 3x3) and F(4x4, 3x3) for the 3x3 stride-1 convolutions on wasm
+ * (`wasm_winograd.ts`): forward (plain and fused with bias and ReLU), input gradient and filter
+ * gradient against the cpu backend on odd shapes, which kernel runs for which shape, and the
+ * gradients of a small conv net against finite differences.
  */
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
 import {
   setWinogradMode,
+  setWinogradTile,
   useWinograd,
   winogradCallCount,
   type WinogradMode,
+  winogradTileCount,
+  winogradTileFor,
 } from "../runtime/kernels/wasm_conv.ts";
 
 await useWasm();
@@ -66,6 +69,15 @@ Deno.test("by default the U-Net's 3x3 convolutions and both their gradients run 
   assert.equal(after.fwd - before.fwd, 1);
   assert.equal(after.dx - before.dx, 1);
   assert.equal(after.dw - before.dw, 1);
+  // and at 32x32 the forward and input gradient as F(4x4, 3x3)
+  const tiles = winogradTileCount();
+  tf.tidy(() => {
+    const x = tf.randomNormal([1, 32, 32, 16], 0, 1, "float32", 1) as tf.Tensor4D;
+    const f = tf.randomNormal([3, 3, 16, 16], 0, 1, "float32", 2) as tf.Tensor4D;
+    tf.grad((a: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, f, 1, "same")))(x).dataSync();
+  });
+  assert.equal(winogradTileCount()[4] - tiles[4], 2);
+  assert.equal(winogradTileCount()[2] - tiles[2], 0);
 });
 
 interface Case {
@@ -108,6 +120,55 @@ for (const c of cases) {
   });
 }
 
+// F(4x4, 3x3) (forward and input gradient; the filter gradient stays F(2x2, 3x3)): its larger
+// transform coefficients lose more precision, up to ~1.1e-5 of the largest output at 256
+// reduction channels (F(2x2): ~2e-6), hence 2e-5 here.
+for (const c of [...cases, { x: [2, 16, 16, 256] as Shape4, co: 128, pad: "same" as Pad }]) {
+  const name = `${c.x.join("x")} -> ${c.co} channels, ${
+    typeof c.pad === "string" ? c.pad : JSON.stringify(c.pad.slice(1, 3))
+  } padding`;
+  Deno.test(`Winograd F(4x4, 3x3) conv2d and its input gradient match cpu (${name})`, async () => {
+    const fShape: Shape4 = [3, 3, c.x[3], c.co];
+    const xv = normal(c.x, 1), fv = normal(fShape, 2);
+    setWinogradTile(4);
+    const before = winogradTileCount();
+    try {
+      const used = await agree(() => {
+        const x = tf.tensor4d(xv, c.x), f = tf.tensor4d(fv, fShape);
+        const y = tf.conv2d(x, f, 1, c.pad);
+        const w = tf.randomNormal(y.shape, 0, 1, "float32", 3);
+        const dx = tf.grad((a: tf.Tensor) =>
+          tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, f, 1, c.pad), w))
+        )(x);
+        return [y, dx];
+      }, 2e-5);
+      assert.ok(used.fwd >= 1, "the forward did not run as Winograd");
+      if (c.x[3] % 8 === 0) assert.ok(used.dx >= 1, "dx was not Winograd");
+      assert.equal(winogradTileCount()[4] - before[4], used.fwd + used.dx);
+    } finally {
+      setWinogradTile(0);
+    }
+  });
+}
+
+Deno.test("Winograd F(4x4, 3x3) fused conv2d with bias and ReLU matches cpu", async () => {
+  const xv = normal([2, 9, 11, 8], 4), fv = normal([3, 3, 8, 16], 5), bv = normal([16], 6);
+  setWinogradTile(4);
+  try {
+    const used = await agree(() => {
+      const x = tf.tensor4d(xv, [2, 9, 11, 8]), f = tf.tensor4d(fv, [3, 3, 8, 16]);
+      const bias = tf.tensor1d(bv);
+      return [
+        tf.fused.conv2d({ x, filter: f, strides: 1, pad: "same", bias, activation: "relu" }),
+        tf.fused.conv2d({ x, filter: f, strides: 1, pad: "valid", bias }),
+      ];
+    }, 2e-5);
+    assert.equal(used.fwd, 2);
+  } finally {
+    setWinogradTile(0);
+  }
+});
+
 Deno.test("Winograd fused conv2d with bias and ReLU matches cpu", async () => {
   const xv = normal([2, 7, 6, 8], 4), fv = normal([3, 3, 8, 16], 5), bv = normal([16], 6);
   const used = await agree(() => {
@@ -122,10 +183,10 @@ Deno.test("Winograd fused conv2d with bias and ReLU matches cpu", async () => {
   assert.equal(used.fwd, 3);
 });
 
-Deno.test("Winograd keeps 1e-5 at U-Net channel counts (256 -> 128 over 16x16)", async () => {
-  const xv = normal([2, 16, 16, 256], 7), fv = normal([3, 3, 256, 128], 8);
+Deno.test("Winograd F(2x2, 3x3) keeps 1e-5 at U-Net channel counts (256 -> 128 over 16x16)", async () => {
+  const xv = normal([1, 16, 16, 256], 7), fv = normal([3, 3, 256, 128], 8);
   await agree(() => {
-    const x = tf.tensor4d(xv, [2, 16, 16, 256]), f = tf.tensor4d(fv, [3, 3, 256, 128]);
+    const x = tf.tensor4d(xv, [1, 16, 16, 256]), f = tf.tensor4d(fv, [3, 3, 256, 128]);
     const y = tf.conv2d(x, f, 1, "same");
     const w = tf.randomNormal(y.shape, 0, 1, "float32", 9);
     const loss = (a: tf.Tensor, b: tf.Tensor) =>
@@ -149,6 +210,11 @@ Deno.test("Winograd runs only for 3x3 filters, channels it tiles, and (auto) ima
   assert.equal(useWinograd("dx", 4, 4, 4, 256, 256), true);
   assert.equal(useWinograd("fwd", 4, 2, 2, 256, 256), false); // below 4x4: the direct kernel
   assert.equal(useWinograd("fwd", 4, 3, 9, 16, 16), false);
+  // F(4x4, 3x3) from 32x32 up, F(2x2, 3x3) below; the filter gradient always F(2x2, 3x3)
+  assert.equal(winogradTileFor(128, 128), 4);
+  assert.equal(winogradTileFor(32, 33), 4);
+  assert.equal(winogradTileFor(16, 16), 2);
+  assert.equal(winogradTileFor(64, 31), 2);
   // a 1x1 and a 5x5 convolution never run as Winograd, a 3x3 one with 1 input channel neither
   const xv = normal([2, 9, 9, 8], 9);
   for (const [k, ci] of [[1, 8], [5, 8], [3, 1]]) {

@@ -114,7 +114,7 @@ function winoInput(): Fn {
  * 8]` for the 16 matrices `k` (`v[k]` at byte `v + k * ksa`, `[rows, ci]`; `m[k]` at `m + k *
  * ksm`, `[rows, co]`; `u[k]` at `u + k * ci * co * 4`), `ci` a multiple of 4, `co` of 8.
  */
-function winoGemm(fma: boolean, mr: number): Fn {
+function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
   const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
   const [V, U, M, ROWS, CI, CO, KSA, KSM] = Array.from({ length: 8 }, (_, i) => i);
   const k = f.local("i32"), nb = f.local("i32"), m = f.local("i32"), i = f.local("i32");
@@ -128,7 +128,7 @@ function winoGemm(fma: boolean, mr: number): Fn {
   f.get(ROWS).i32(-1).i32Add().set(last);
   f.i32(0).set(k);
   f.block().loop(); // matrices
-  f.get(k).i32(16).i32GeS().brIf(1);
+  f.get(k).i32(matrices).i32GeS().brIf(1);
   f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
   f.get(M).get(k).get(KSM).i32Mul().i32Add().set(mo);
   f.get(U).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(ub);
@@ -423,6 +423,211 @@ export function winogradFilterGrad(du: Float32Array, dg: Float32Array, ci: numbe
   }
 }
 
+/** F(4x4, 3x3) (Lavin and Gray): `B^T` (6x6), `G` (6x3), `A^T` (4x6). */
+export const F4 = {
+  bt: [
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+  ],
+  g: [
+    [1 / 4, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6],
+    [1 / 24, -1 / 12, 1 / 6],
+    [0, 0, 1],
+  ],
+  at: [
+    [1, 1, 1, 1, 1, 0],
+    [0, 1, -1, 2, -2, 0],
+    [0, 1, 1, 4, 4, 0],
+    [0, 1, -1, 8, -8, 1],
+  ],
+};
+
+/** Locals holding `splat(|c|)` for the coefficients other than 0 and +-1 of `rows`. */
+function constants(f: Fn, rows: number[][]): Map<number, number> {
+  const map = new Map<number, number>();
+  for (const row of rows) {
+    for (const c of row) {
+      const a = Math.abs(c);
+      if (a === 0 || a === 1 || map.has(a)) continue;
+      const l = f.local("v128");
+      f.f32(a).f32x4Splat().set(l);
+      map.set(a, l);
+    }
+  }
+  return map;
+}
+
+/**
+ * Pushes `sum_j coef[j] * term(j)` (a v128) where `term(j)` pushes the j-th vector; `zero` a
+ * local holding zeros, `k` the constants of {@linkcode constants}.
+ */
+function combine(
+  f: Fn,
+  coef: number[],
+  term: (j: number) => void,
+  k: Map<number, number>,
+  zero: number,
+): void {
+  let first = true;
+  coef.forEach((c, j) => {
+    if (c === 0) return;
+    const a = Math.abs(c);
+    if (first && c < 0) f.get(zero);
+    term(j);
+    if (a !== 1) f.get(k.get(a)!).f32x4Mul();
+    if (!first || c < 0) {
+      if (c < 0) f.f32x4Sub();
+      else f.f32x4Add();
+    }
+    first = false;
+  });
+  if (first) f.get(zero);
+}
+
+/**
+ * `wino4_in(x, v, t0, t1, h, w, ci, th, tw, top, left, ks, zero)`: {@linkcode winoInput} for
+ * F(4x4, 3x3): tiles of 4x4 outputs read 6x6 input patches (rows `4 ty - top ..`), 36 matrices.
+ */
+function winoInput4(): Fn {
+  const f = new Fn(Array.from({ length: 13 }, () => "i32" as const));
+  const [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO] = Array.from(
+    { length: 13 },
+    (_, i) => i,
+  );
+  const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
+  const y0 = f.local("i32"), x0 = f.local("i32"), ci4 = f.local("i32"), i = f.local("i32");
+  const row = f.local("i32"), dst = f.local("i32"), q = f.local("i32");
+  const p = Array.from({ length: 36 }, () => f.local("i32"));
+  const u = Array.from({ length: 6 }, () => f.local("v128"));
+  const zero = f.local("v128");
+  const k = constants(f, F4.bt);
+  f.v128Const0().set(zero);
+  f.get(CI).i32(2).i32Shl().set(ci4);
+  f.get(T0).set(t);
+  f.block().loop();
+  f.get(t).get(T1).i32GeS().brIf(1);
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+  f.get(ty).i32(2).i32Shl().get(TOP).i32Sub().set(y0);
+  f.get(tx).i32(2).i32Shl().get(LEFT).i32Sub().set(x0);
+  for (let r = 0; r < 6; r++) {
+    f.i32(-1).set(row);
+    f.get(y0).i32(r).i32Add().tee(q).i32(0).i32GeS().if();
+    f.get(q).get(H).i32LtS().if();
+    f.get(b).get(H).i32Mul().get(q).i32Add().get(W).i32Mul().set(row);
+    f.end().end();
+    for (let c = 0; c < 6; c++) {
+      f.get(ZERO).set(p[6 * r + c]);
+      f.get(row).i32(0).i32GeS().if();
+      f.get(x0).i32(c).i32Add().tee(q).i32(0).i32GeS().if();
+      f.get(q).get(W).i32LtS().if();
+      f.get(X).get(row).get(q).i32Add().get(ci4).i32Mul().i32Add().set(p[6 * r + c]);
+      f.end().end().end();
+    }
+  }
+  f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
+  f.i32(0).set(i);
+  f.block().loop();
+  f.get(i).get(ci4).i32GeS().brIf(1);
+  for (let a = 0; a < 6; a++) {
+    // u[c] = (B^T d)[a][c], then V[a][*] = u B
+    for (let c = 0; c < 6; c++) {
+      combine(f, F4.bt[a], (j) => f.get(p[6 * j + c]).get(i).i32Add().v128Load(), k, zero);
+      f.set(u[c]);
+    }
+    for (let c = 0; c < 6; c++) {
+      f.get(dst).get(i).i32Add();
+      if (6 * a + c > 0) f.get(KS).i32(6 * a + c).i32Mul().i32Add();
+      combine(f, F4.bt[c], (j) => f.get(u[j]), k, zero);
+      f.v128Store();
+    }
+  }
+  f.get(i).i32(16).i32Add().set(i).br(0);
+  f.end().end();
+  f.get(t).i32(1).i32Add().set(t).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `wino4_out(m, y, t0, t1, ho, wo, co, th, tw, ksm, bias, relu)`: {@linkcode winoOutput} for
+ * F(4x4, 3x3): the 4x4 outputs of each tile from its 36 matrices.
+ */
+function winoOutput4(): Fn {
+  const f = new Fn(Array.from({ length: 12 }, () => "i32" as const));
+  const [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU] = Array.from(
+    { length: 12 },
+    (_, i) => i,
+  );
+  const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
+  const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), src = f.local("i32");
+  const out = f.local("i32"), ny = f.local("i32"), nx = f.local("i32"), rowStep = f.local("i32");
+  const s = Array.from({ length: 6 }, () => f.local("v128"));
+  const floor = f.local("v128"), bias = f.local("v128"), zero = f.local("v128");
+  const k = constants(f, F4.at);
+  f.v128Const0().set(zero);
+  f.get(CO).i32(2).i32Shl().set(co4);
+  f.get(WO).get(co4).i32Mul().set(rowStep);
+  f.v128Const0().f32(-Infinity).f32x4Splat().get(RELU).select().set(floor);
+  f.get(T0).set(t);
+  f.block().loop();
+  f.get(t).get(T1).i32GeS().brIf(1);
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+  f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().get(WO).i32Mul().get(tx)
+    .i32(2).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
+  // valid rows and columns of the tile: ho - 4 ty, wo - 4 tx (at least 1)
+  f.get(HO).get(ty).i32(2).i32Shl().i32Sub().set(ny);
+  f.get(WO).get(tx).i32(2).i32Shl().i32Sub().set(nx);
+  f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
+  f.i32(0).set(j);
+  f.block().loop();
+  f.get(j).get(co4).i32GeS().brIf(1);
+  f.get(BIAS).get(j).i32Add().v128Load().set(bias);
+  for (let x = 0; x < 4; x++) {
+    if (x > 0) f.get(nx).i32(x).i32GtS().if();
+    for (let r = 0; r < 6; r++) {
+      combine(
+        f,
+        F4.at[x],
+        (c) => {
+          f.get(src).get(j).i32Add();
+          if (6 * r + c > 0) f.get(KSM).i32(6 * r + c).i32Mul().i32Add();
+          f.v128Load();
+        },
+        k,
+        zero,
+      );
+      f.set(s[r]);
+    }
+    for (let y = 0; y < 4; y++) {
+      if (y > 0) f.get(ny).i32(y).i32GtS().if();
+      f.get(out).get(j).i32Add();
+      if (y > 0) f.get(rowStep).i32(y).i32Mul().i32Add();
+      if (x > 0) f.get(co4).i32(x).i32Mul().i32Add();
+      combine(f, F4.at[y], (r) => f.get(s[r]), k, zero);
+      f.get(bias).f32x4Add().get(floor).f32x4Max();
+      f.v128Store();
+      if (y > 0) f.end();
+    }
+    if (x > 0) f.end();
+  }
+  f.get(j).i32(16).i32Add().set(j).br(0);
+  f.end().end();
+  f.get(t).i32(1).i32Add().set(t).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The Winograd kernels of the module. */
 export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
   return [
@@ -431,13 +636,17 @@ export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
     { name: "wino_out", fn: winoOutput() },
     { name: "wino_dyt", fn: winoOutputGrad() },
     { name: "wino_wgemm", fn: winoFilterGemm(fma) },
+    { name: "wino4_in", fn: winoInput4() },
+    { name: "wino4_gemm", fn: winoGemm(fma, WINO_MR, 36) },
+    { name: "wino4_out", fn: winoOutput4() },
   ];
 }
 
 /**
- * The transformed filter `U[k] = (G g G^T)[k / 4][k % 4]` of a 3x3 filter, packed as
- * `u[k][o / 8][i][o % 8]` (`nred` reduction channels `i`, `nout` output channels `o`, a
- * multiple of 8), where `g(r, c, i, o) = src[base + r sr + c sc + i si + o so]`.
+ * The transformed filter `U[k] = (G g G^T)[k / a][k % a]` of a 3x3 filter (`G` `[a, 3]`, by
+ * default F(2x2, 3x3)'s, `a = 4`), packed as `u[k][o / 8][i][o % 8]` (`nred` reduction channels
+ * `i`, `nout` output channels `o`, a multiple of 8), where `g(r, c, i, o) = src[base + r sr + c sc
+ * + i si + o so]`.
  */
 export function winogradFilter(
   src: Float32Array,
@@ -445,8 +654,11 @@ export function winogradFilter(
   nred: number,
   nout: number,
   [base, sr, sc, si, so]: [number, number, number, number, number],
+  gm: number[][] = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
 ): void {
-  const g = new Float64Array(9), t = new Float64Array(12);
+  const a = gm.length;
+  const gf = Float64Array.from(gm.flat());
+  const g = new Float64Array(9), t = new Float64Array(3 * a);
   const kStride = nred * nout;
   for (let o = 0; o < nout; o++) {
     const ob = o >> 3, ol = o & 7;
@@ -455,22 +667,19 @@ export function winogradFilter(
       for (let r = 0; r < 3; r++) {
         for (let c = 0; c < 3; c++) g[3 * r + c] = src[at + r * sr + c * sc];
       }
-      // t = G g (4x3): rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2
-      for (let c = 0; c < 3; c++) {
-        const a = g[c], b = g[3 + c], d = g[6 + c];
-        t[c] = a;
-        t[3 + c] = 0.5 * (a + b + d);
-        t[6 + c] = 0.5 * (a - b + d);
-        t[9 + c] = d;
+      // t = G g (a x 3), then U = t G^T
+      for (let r = 0; r < a; r++) {
+        const g0 = gf[3 * r], g1 = gf[3 * r + 1], g2 = gf[3 * r + 2];
+        t[3 * r] = g0 * g[0] + g1 * g[3] + g2 * g[6];
+        t[3 * r + 1] = g0 * g[1] + g1 * g[4] + g2 * g[7];
+        t[3 * r + 2] = g0 * g[2] + g1 * g[5] + g2 * g[8];
       }
       const dst = (ob * nred + i) * 8 + ol;
-      for (let r = 0; r < 4; r++) {
-        const a = t[3 * r], b = t[3 * r + 1], d = t[3 * r + 2];
-        const k = 4 * r;
-        u[k * kStride + dst] = a;
-        u[(k + 1) * kStride + dst] = 0.5 * (a + b + d);
-        u[(k + 2) * kStride + dst] = 0.5 * (a - b + d);
-        u[(k + 3) * kStride + dst] = d;
+      for (let r = 0; r < a; r++) {
+        const t0 = t[3 * r], t1 = t[3 * r + 1], t2 = t[3 * r + 2];
+        for (let c = 0; c < a; c++) {
+          u[(a * r + c) * kStride + dst] = gf[3 * c] * t0 + gf[3 * c + 1] * t1 + gf[3 * c + 2] * t2;
+        }
       }
     }
   }
