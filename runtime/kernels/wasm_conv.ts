@@ -414,8 +414,8 @@ export function winogradCallCount(): { fwd: number; dx: number; dw: number } {
  * channels runs as Winograd.
  */
 export function useWinograd(
-  kind: "fwd" | "dx" | "dw",
-  n: number,
+  _kind: "fwd" | "dx" | "dw",
+  _n: number,
   ho: number,
   wo: number,
   cr: number,
@@ -425,9 +425,7 @@ export function useWinograd(
   if (co > ZERO_FLOATS) return false;
   if (winogradMode === "on") return true;
   // Measured faster for every U-Net shape from 4x4 to 128x128 outputs, 8 to 256 channels,
-  // batch 4 to 8 (docs/performance.md); smaller images keep the direct kernel.
-  void kind;
-  void n;
+  // batch 4 to 12 (docs/performance.md); smaller images keep the direct kernel.
   return ho >= 4 && wo >= 4;
 }
 

@@ -11,7 +11,10 @@
  *   and a ReLU when asked.
  *
  * The products take 16 multiply-adds per tile and channel pair where the direct convolution takes
- * 36 (2.25x fewer); the transforms cost O(channels) per tile.
+ * 36 (2.25x fewer); the transforms cost O(channels) per tile. The filter gradient: `wino_in`,
+ * `wino_dyt` (`A dy A^T`) and `wino_wgemm` (`dU[k] += V[k]^T dY[k]`), then `G^T dU G`.
+ * F(4x4, 3x3) for the forward and input gradient: `wino4_in`, `wino_gemm` on 36 matrices
+ * (`wino4_gemm`), `wino4_out` (6x6 patches, 36 products per 4x4 outputs instead of 144).
  *
  * @module
  */
