@@ -1,8 +1,10 @@
 /**
  * Subprocess of `threads_test.ts`: the kernels that run through the kernel pool's call lists
  * (batch norm + ReLU and its gradient, `Multiply` by a `[..., 1]` factor, `BatchMatMul` with a
- * long dimension, float32 `UnsortedSegmentSum`) with 2 threads, on shapes large enough to be
- * split, against the cpu backend. Checks that each call gave parts to the helper, prints one
+ * long dimension, float32 `UnsortedSegmentSum`), and the row-wise kernels of `wasm_misc.ts` on
+ * the pool (the row copies of `Concat`, `SplitV`, `Slice` and `PadV2`, x2 nearest upsampling and
+ * its gradient, the 2x2 max-pool gradient), with 2 threads, on shapes large enough to be split,
+ * against the cpu backend. Checks that each call gave parts to the helper, prints one
  * line per kernel and `done` at the end.
  *
  * ```sh
@@ -16,8 +18,13 @@ import { initBackend } from "../runtime/backend.ts";
 import { gemmKernels } from "../runtime/kernels/wasm_conv.ts";
 import { helperPartCount, workerCount } from "../runtime/kernels/wasm_pool.ts";
 import { batchNormRelu } from "../runtime/kernels/batch_norm_relu.ts";
+import { splitCopyCount } from "../runtime/kernels/wasm_training.ts";
+import { registerCpuFixes } from "../runtime/kernels/cpu_fixes.ts";
 
 await initBackend("wasm", { threads: 2 });
+// The cpu reference with the training fixes (tfjs's cpu ResizeNearestNeighborGrad is wrong for
+// batches of more than one image).
+registerCpuFixes();
 // The kernel module and its helper start with the first use; wait for the helper.
 if (gemmKernels(tf.backend() as never) === null) throw new Error("no kernel module");
 for (let i = 0; i < 500 && workerCount() < 1; i++) await new Promise((r) => setTimeout(r, 10));
@@ -112,6 +119,50 @@ for (const [k, inner] of [4, 5].entries()) {
   await check(`UnsortedSegmentSum ${rows}x${inner} into ${segments}`, () => [
     tf.unsortedSegmentSum(tf.tensor2d(xv, [rows, inner]), tf.tensor1d(ids, "int32"), segments),
   ], 1e-6);
+}
+// Row copies (exact): Concat / SplitV along the channels (many short rows), along a middle axis
+// (a few long rows) and along axis 0 (one row, split by bytes: 475,800 is not a multiple of 16);
+// Slice and PadV2 with odd offsets (the MI's shifted windows and their gradient).
+{
+  const copies = splitCopyCount();
+  const a = normal([5 * 67 * 61 * 5], 90), b = normal([5 * 67 * 61 * 7], 91);
+  await check("Concat 5x67x61x(5+7) axis 3 and SplitV back", () => {
+    const x = tf.concat([tf.tensor4d(a, [5, 67, 61, 5]), tf.tensor4d(b, [5, 67, 61, 7])], 3);
+    return [x, ...tf.split(x, [5, 7], 3)];
+  }, 0);
+  const c = normal([3 * 130 * 61 * 5], 92), d = normal([3 * 41 * 61 * 5], 93);
+  await check("Concat 3x(130+41)x61x5 axis 1 and SplitV back", () => {
+    const x = tf.concat([tf.tensor4d(c, [3, 130, 61, 5]), tf.tensor4d(d, [3, 41, 61, 5])], 1);
+    return [x, ...tf.split(x, [130, 41], 1)];
+  }, 0);
+  const e = normal([150 * 61 * 13], 94), f = normal([51 * 61 * 13], 95);
+  await check("Concat (150+51)x61x13 axis 0 and SplitV back", () => {
+    const x = tf.concat([tf.tensor3d(e, [150, 61, 13]), tf.tensor3d(f, [51, 61, 13])], 0);
+    return [x, ...tf.split(x, [150, 51], 0)];
+  }, 0);
+  const g = normal([4 * 130 * 131 * 5], 96);
+  await check("Slice 4x130x131x5 at 1,1,2,0 size 3x128x127x5 and PadV2 back", () => {
+    const x = tf.tensor4d(g, [4, 130, 131, 5]);
+    const s = tf.slice(x, [1, 1, 2, 0], [3, 128, 127, 5]);
+    return [s, tf.pad(s, [[0, 1], [1, 2], [2, 1], [0, 0]], 0.5)];
+  }, 0);
+  // x2 nearest upsampling, its gradient and the 2x2 max-pool gradient (exact but for the
+  // upsampling gradient's sums of 4, 1e-6).
+  const u = normal([3 * 37 * 41 * 8], 97), ug = normal([3 * 74 * 82 * 8], 98);
+  await check("ResizeNearestNeighbor 3x37x41x8 x2", () => [
+    tf.image.resizeNearestNeighbor(tf.tensor4d(u, [3, 37, 41, 8]), [74, 82]),
+  ], 0);
+  await check("ResizeNearestNeighborGrad 3x74x82x8", () => [
+    tf.grad((x: tf.Tensor4D) =>
+      tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x, [74, 82]), tf.tensor4d(ug, [3, 74, 82, 8])))
+    )(tf.tensor4d(u, [3, 37, 41, 8])),
+  ], 1e-6);
+  await check("MaxPoolGrad 2x2 of 3x74x82x8", () => [
+    tf.grad((x: tf.Tensor4D) =>
+      tf.sum(tf.mul(tf.maxPool(x, 2, 2, "valid"), tf.tensor4d(u, [3, 37, 41, 8])))
+    )(tf.tensor4d(ug, [3, 74, 82, 8])),
+  ], 0);
+  if (splitCopyCount() === copies) throw new Error("row copies: none was split");
 }
 console.log("done");
 Deno.exit(0);

@@ -149,14 +149,33 @@ export interface MiscKernels {
   maxPool2Grad(x: number, dy: number, dx: number, rows: number, w: number, cb: number): void;
 }
 
-let cached: { memory: WebAssembly.Memory; kernels: MiscKernels | null } | null = null;
+let cached: {
+  memory: WebAssembly.Memory;
+  module: WebAssembly.Module | null;
+  kernels: MiscKernels | null;
+} | null = null;
 
 /** The kernels for the wasm backend `backend` (its heap), or null where they cannot run. */
 export function miscKernelsFor(backend: unknown): MiscKernels | null {
   const memory = wasmHeap(backend)?.memory;
   if (memory === undefined) return null;
+  return miscKernelsForMemory(memory);
+}
+
+/**
+ * The compiled module of these kernels for `memory` (the kernel pool's helpers instantiate it on
+ * the same shared memory, so that `copy_rows` can be split between the threads), or null.
+ */
+export function miscModuleFor(memory: WebAssembly.Memory): WebAssembly.Module | null {
+  miscKernelsForMemory(memory);
+  return cached?.memory === memory ? cached.module : null;
+}
+
+/** The kernels bound to `memory` (the wasm backend's heap), or null where they cannot run. */
+export function miscKernelsForMemory(memory: WebAssembly.Memory): MiscKernels | null {
   if (cached?.memory !== memory) {
     let kernels: MiscKernels | null = null;
+    let module: WebAssembly.Module | null = null;
     try {
       const bytes = buildModule({
         memory: { shared: memory.buffer instanceof SharedArrayBuffer },
@@ -166,21 +185,20 @@ export function miscKernelsFor(backend: unknown): MiscKernels | null {
           { name: "max_pool2_grad", fn: maxPool2Grad() },
         ],
       });
-      const instance = new WebAssembly.Instance(
-        new WebAssembly.Module(bytes as BufferSource),
-        { env: { memory } },
-      );
+      module = new WebAssembly.Module(bytes as BufferSource);
+      const instance = new WebAssembly.Instance(module, { env: { memory } });
       const e = instance.exports as Record<string, (...args: number[]) => void>;
       kernels = { copyRows: e.copy_rows, up2: e.up2, maxPool2Grad: e.max_pool2_grad };
     } catch (error) {
       kernels = null;
+      module = null;
       warnFallback(
         "wasm-misc",
         `the SIMD data-movement kernels (${(error as Error).message})`,
         "concat, split, upsampling and max-pool gradients run on tfjs's kernels (slower)",
       );
     }
-    cached = { memory, kernels };
+    cached = { memory, module, kernels };
   }
   return cached.kernels;
 }

@@ -1,8 +1,9 @@
 /**
  * Runs the kernels of {@linkcode "./wasm_gemm.ts"} (GEMMs, gathers, and through its `call_batch`
- * any list of its functions: the batch-norm sweeps, ...) on parts of a range: on the calling
- * thread and, where the wasm backend's memory is shared (its threaded build, see
- * `wasm_threads.ts`), on helper workers that instantiate the same module on the same memory.
+ * any list of its functions: the batch-norm sweeps, ...), and the strided row copies of
+ * {@linkcode "./wasm_misc.ts"} (row copies, x2 upsampling, max-pool gradient), on parts of a range:
+ * on the calling thread and, where the wasm backend's memory is shared (its threaded build, see
+ * `wasm_threads.ts`), on helper workers that instantiate the same modules on the same memory.
  *
  * A helper waits (`Atomics.wait`) on a small control block in the shared heap; the calling
  * thread writes a job (kernel and arguments), bumps the job counter, runs its own part, and
@@ -19,6 +20,7 @@
  * @module
  */
 import type { GemmKernels } from "./wasm_gemm.ts";
+import { miscKernelsForMemory, miscModuleFor } from "./wasm_misc.ts";
 
 /** Kernel names of {@linkcode parallelFor}. */
 export type KernelKind =
@@ -28,9 +30,24 @@ export type KernelKind =
   | "wgradAny"
   | "wgradRows"
   | "gather"
-  | "batch";
+  | "batch"
+  | "copy"
+  | "up2"
+  | "maxPool2Grad";
 
-const KINDS: KernelKind[] = ["fwd", "fwd4", "wgrad", "wgradAny", "wgradRows", "gather", "batch"];
+const KINDS: KernelKind[] = [
+  "fwd",
+  "fwd4",
+  "wgrad",
+  "wgradAny",
+  "wgradRows",
+  "gather",
+  "batch",
+  "copy",
+  "up2",
+  "maxPool2Grad",
+];
+// The GEMM module's kernels, then those of the data-movement module (`wasm_misc.ts`).
 const EXPORTS = [
   "conv_fwd",
   "conv_fwd4",
@@ -40,6 +57,7 @@ const EXPORTS = [
   "gather_rows",
   "call_batch",
 ];
+const MISC_EXPORTS = ["copy_rows", "up2", "max_pool2_grad"];
 
 // Control block (int32 slots) per helper: 0 job counter (-1: stop), 1 done counter, 2 ready,
 // 3 kernel, 4 argument count, 5 error (1: the job's kernel threw), 6.. arguments.
@@ -52,9 +70,13 @@ export const STALL_SLICES = 300;
 
 const HELPER = `
 self.onmessage = (e) => {
-  const { memory, module, ctrl, names } = e.data;
+  const { memory, module, ctrl, names, misc, miscNames } = e.data;
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const fns = names.map((n) => instance.exports[n]);
+  if (misc !== null) {
+    const miscInstance = new WebAssembly.Instance(misc, { env: { memory } });
+    for (const n of miscNames) fns.push(miscInstance.exports[n]);
+  }
   const c = new Int32Array(memory.buffer, ctrl, ${SLOTS});
   Atomics.store(c, 2, 1);
   let seen = 0;
@@ -104,6 +126,7 @@ export function setKernelThreads(threads: number): void {
 
 function startPool(kernels: GemmKernels, malloc: (bytes: number) => number): Pool {
   const helpers: Helper[] = [];
+  const misc = miscModuleFor(kernels.memory);
   if (wanted > 0 && kernels.memory.buffer instanceof SharedArrayBuffer) {
     const url = URL.createObjectURL(new Blob([HELPER], { type: "text/javascript" }));
     for (let k = 0; k < wanted; k++) {
@@ -111,7 +134,14 @@ function startPool(kernels: GemmKernels, malloc: (bytes: number) => number): Poo
       const view = new Int32Array(kernels.memory.buffer, ctrl, SLOTS);
       view.fill(0);
       const worker = new Worker(url, { type: "module" });
-      worker.postMessage({ memory: kernels.memory, module: kernels.module, ctrl, names: EXPORTS });
+      worker.postMessage({
+        memory: kernels.memory,
+        module: kernels.module,
+        ctrl,
+        names: EXPORTS,
+        misc,
+        miscNames: MISC_EXPORTS,
+      });
       helpers.push({ worker, ctrl: view, job: 0 });
     }
   }
@@ -158,6 +188,11 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     wgradRows: kernels.convFilterGradRows,
     gather: kernels.gatherRows,
     batch: kernels.callBatch,
+    copy: kind === "copy" ? miscKernelsForMemory(kernels.memory)!.copyRows : undefined,
+    up2: kind === "up2" ? miscKernelsForMemory(kernels.memory)!.up2 : undefined,
+    maxPool2Grad: kind === "maxPool2Grad"
+      ? miscKernelsForMemory(kernels.memory)!.maxPool2Grad
+      : undefined,
   } as const)[kind] as (...a: number[]) => void;
   const ready = pool === null ? [] : pool.helpers.filter((h) => Atomics.load(h.ctrl, 2) === 1);
   const busy: Helper[] = [];

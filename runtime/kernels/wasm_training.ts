@@ -24,11 +24,13 @@ import {
   gemmConvFilterGrad,
   gemmConvInputGrad,
   gemmGather,
+  gemmKernels,
   type KernelCall,
   kernelThreads,
   runCallLists,
 } from "./wasm_conv.ts";
-import { miscKernelsFor } from "./wasm_misc.ts";
+import { type MiscKernels, miscKernelsFor } from "./wasm_misc.ts";
+import { parallelFor } from "./wasm_pool.ts";
 import { addKernel, originalKernel, replaceKernel, wasmOffset } from "../tfjs_internals.ts";
 
 type Backend = tfWasm.BackendWasm;
@@ -405,6 +407,93 @@ function heapOffset(backend: Backend, info: TensorInfo): number {
   return wasmOffset(backend, info);
 }
 
+/** Bytes per thread below which a row copy stays on the calling thread. */
+const COPY_BYTES_PER_PART = 128 * 1024;
+
+let splitCopies = 0;
+
+/** Row copies split between the threads so far (tests check that concat, split, ... use them). */
+export function splitCopyCount(): number {
+  return splitCopies;
+}
+
+/**
+ * `copy_rows(src, dst, rows, bytes, ss, ds)`, split between the kernel pool's threads when it
+ * moves at least {@linkcode COPY_BYTES_PER_PART} bytes per thread: by rows, or a single row by
+ * 16-byte-aligned byte ranges. The parts write disjoint bytes, so the result is the same copy.
+ */
+function copyRows(
+  backend: Backend,
+  k: MiscKernels,
+  src: number,
+  dst: number,
+  rows: number,
+  bytes: number,
+  ss: number,
+  ds: number,
+): void {
+  const threads = kernelThreads(backend);
+  const parts = Math.min(threads, Math.floor((rows * bytes) / COPY_BYTES_PER_PART));
+  const gemm = parts > 1 ? gemmKernels(backend) : null;
+  if (gemm === null) {
+    k.copyRows(src, dst, rows, bytes, ss, ds);
+    return;
+  }
+  const args: number[][] = [];
+  if (rows === 1) {
+    for (let p = 0; p < parts; p++) {
+      const b0 = 16 * Math.round((p * bytes) / parts / 16);
+      const b1 = p === parts - 1 ? bytes : 16 * Math.round(((p + 1) * bytes) / parts / 16);
+      if (b1 > b0) args.push([src + b0, dst + b0, 1, b1 - b0, 0, 0]);
+    }
+  } else {
+    const n = Math.min(parts, rows);
+    for (let p = 0; p < n; p++) {
+      const r0 = Math.round((p * rows) / n), r1 = Math.round(((p + 1) * rows) / n);
+      args.push([src + r0 * ss, dst + r0 * ds, r1 - r0, bytes, ss, ds]);
+    }
+  }
+  splitCopies++;
+  parallelFor(gemm, "copy", args);
+}
+
+/**
+ * Runs a row-wise kernel of `wasm_misc.ts` over `rows` rows of `rowBytes` bytes of output,
+ * split by rows between the kernel pool's threads when there are at least
+ * {@linkcode COPY_BYTES_PER_PART} bytes per thread; `args(r0, r1)` gives the call for rows
+ * `[r0, r1)`. Rows write disjoint outputs, so the result does not depend on the split.
+ */
+function splitByRows(
+  backend: Backend,
+  kind: "up2" | "maxPool2Grad",
+  rows: number,
+  rowBytes: number,
+  args: (r0: number, r1: number) => number[],
+): void {
+  const parts = Math.min(
+    kernelThreads(backend),
+    rows,
+    Math.floor((rows * rowBytes) / COPY_BYTES_PER_PART),
+  );
+  const gemm = parts > 1 ? gemmKernels(backend) : null;
+  const k = miscKernelsFor(backend)!;
+  if (gemm === null) {
+    const a = args(0, rows);
+    if (kind === "up2") k.up2(a[0], a[1], a[2], a[3], a[4], a[5]);
+    else k.maxPool2Grad(a[0], a[1], a[2], a[3], a[4], a[5]);
+    return;
+  }
+  splitCopies++;
+  parallelFor(
+    gemm,
+    kind,
+    Array.from(
+      { length: parts },
+      (_, p) => args(Math.round((p * rows) / parts), Math.round(((p + 1) * rows) / parts)),
+    ),
+  );
+}
+
 /** Concat of float32 tensors along any axis as strided row copies. */
 function concat(args: KernelArgs): TensorInfo {
   const backend = args.backend as Backend;
@@ -425,7 +514,7 @@ function concat(args: KernelArgs): TensorInfo {
   let at = 0;
   for (const t of inputs) {
     const bytes = 4 * t.shape[axis] * inner;
-    k.copyRows(heapOffset(backend, t), dst + at, outer, bytes, bytes, rowBytes);
+    copyRows(backend, k, heapOffset(backend, t), dst + at, outer, bytes, bytes, rowBytes);
     at += bytes;
   }
   return out;
@@ -454,7 +543,9 @@ function splitV(args: KernelArgs): TensorInfo[] {
   let at = 0;
   outs.forEach((out, i) => {
     const bytes = 4 * sizes[i] * inner;
-    if (bytes > 0) k.copyRows(src + at, heapOffset(backend, out), outer, bytes, rowBytes, bytes);
+    if (bytes > 0) {
+      copyRows(backend, k, src + at, heapOffset(backend, out), outer, bytes, rowBytes, bytes);
+    }
     at += bytes;
   });
   return outs;
@@ -474,7 +565,16 @@ function resizeNearestNeighbor(args: KernelArgs): TensorInfo {
     sizeOf(images.shape) === 0
   ) return fallback(tf.ResizeNearestNeighbor, args);
   const out = backend.makeOutput([b, 2 * h, 2 * w, c], "float32");
-  k.up2(heapOffset(backend, images), heapOffset(backend, out), b * h, w, 4 * c, 0);
+  const x = heapOffset(backend, images), o = heapOffset(backend, out), cb = 4 * c;
+  // Row r of the input (w pixels) makes rows 2r and 2r + 1 of the output (2w pixels each).
+  splitByRows(backend, "up2", b * h, 4 * w * cb, (r0, r1) => [
+    x + r0 * w * cb,
+    o + r0 * 4 * w * cb,
+    r1 - r0,
+    w,
+    cb,
+    0,
+  ]);
   return out;
 }
 
@@ -492,7 +592,15 @@ function resizeNearestNeighborGrad(args: KernelArgs): TensorInfo {
     dy.shape[3] !== c || c % 4 !== 0 || sizeOf(images.shape) === 0
   ) return fallback(tf.ResizeNearestNeighborGrad, args);
   const out = backend.makeOutput([b, h, w, c], "float32");
-  k.up2(heapOffset(backend, dy), heapOffset(backend, out), b * h, w, 4 * c, 1);
+  const d = heapOffset(backend, dy), o = heapOffset(backend, out), cb = 4 * c;
+  splitByRows(backend, "up2", b * h, 4 * w * cb, (r0, r1) => [
+    d + r0 * 4 * w * cb,
+    o + r0 * w * cb,
+    r1 - r0,
+    w,
+    cb,
+    1,
+  ]);
   return out;
 }
 
@@ -520,14 +628,17 @@ function maxPoolGrad(args: KernelArgs): TensorInfo {
     sizeOf(input.shape) === 0
   ) return fallback(tf.MaxPoolGrad, args);
   const out = backend.makeOutput(input.shape, "float32");
-  k.maxPool2Grad(
-    heapOffset(backend, input),
-    heapOffset(backend, dy),
-    heapOffset(backend, out),
-    (b * h) / 2,
-    w / 2,
-    4 * c,
-  );
+  const x = heapOffset(backend, input), g = heapOffset(backend, dy), o = heapOffset(backend, out);
+  const cb = 4 * c, pw = w / 2;
+  // Pooled row r reads and writes rows 2r and 2r + 1 of the input (w = 2 pw pixels each).
+  splitByRows(backend, "maxPool2Grad", (b * h) / 2, 4 * pw * cb, (r0, r1) => [
+    x + r0 * 4 * pw * cb,
+    g + r0 * pw * cb,
+    o + r0 * 4 * pw * cb,
+    r1 - r0,
+    pw,
+    cb,
+  ]);
   return out;
 }
 
@@ -562,8 +673,8 @@ function copyBlock(
   while (a >= 0 && begin[a] === 0 && shape[a] === bigShape[a]) a--;
   if (a < 0) {
     const bytes = 4 * sizeOf(shape);
-    if (toBig) k.copyRows(smallAt, bigAt, 1, bytes, 0, 0);
-    else k.copyRows(bigAt, smallAt, 1, bytes, 0, 0);
+    if (toBig) copyRows(backend, k, smallAt, bigAt, 1, bytes, 0, 0);
+    else copyRows(backend, k, bigAt, smallAt, 1, bytes, 0, 0);
     return;
   }
   const rowBytes = 4 * shape[a] * bs[a];
@@ -582,8 +693,8 @@ function copyBlock(
       big += 4 * (begin[j] + idx[j]) * bs[j];
       small += 4 * idx[j] * ss[j];
     }
-    if (toBig) k.copyRows(small, big, rows, rowBytes, smallStride, bigStride);
-    else k.copyRows(big, small, rows, rowBytes, bigStride, smallStride);
+    if (toBig) copyRows(backend, k, small, big, rows, rowBytes, smallStride, bigStride);
+    else copyRows(backend, k, big, small, rows, rowBytes, bigStride, smallStride);
     for (let j = outer.length - 1; j >= 0; j--) {
       if (++idx[j] < outer[j]) break;
       idx[j] = 0;
@@ -607,7 +718,33 @@ export function wasmSlice(args: KernelArgs): TensorInfo {
   return out;
 }
 
-/** Constant `PadV2` of a float32 or int32 tensor: a fill, then strided row copies. */
+/**
+ * Fill the elements of a dense `shape` array outside the block `[begin, begin + size)` with
+ * `value` (the block itself is left as it is): whole slabs before and after the block along each
+ * axis, and inside it the same one axis further down. A pad then writes each element once.
+ */
+export function fillOutside(
+  data: { fill(value: number, start: number, end: number): unknown },
+  shape: readonly number[],
+  begin: readonly number[],
+  size: readonly number[],
+  value: number,
+): void {
+  const strides = stridesOf(shape);
+  // The last axis where the block does not span the whole array: below it, a block row is dense.
+  let last = shape.length - 1;
+  while (last >= 0 && begin[last] === 0 && size[last] === shape[last]) last--;
+  const walk = (axis: number, at: number): void => {
+    const st = strides[axis];
+    data.fill(value, at, at + begin[axis] * st);
+    data.fill(value, at + (begin[axis] + size[axis]) * st, at + shape[axis] * st);
+    if (axis === last) return;
+    for (let i = begin[axis]; i < begin[axis] + size[axis]; i++) walk(axis + 1, at + i * st);
+  };
+  if (last >= 0) walk(0, 0);
+}
+
+/** Constant `PadV2` of a float32 or int32 tensor: the border filled, then strided row copies. */
 export function wasmPadV2(args: KernelArgs): TensorInfo {
   const backend = args.backend as Backend;
   const { x } = args.inputs as { x: TensorInfo };
@@ -619,8 +756,8 @@ export function wasmPadV2(args: KernelArgs): TensorInfo {
   ) return fallback(tf.PadV2, args);
   const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
   const out = backend.makeOutput(shape, x.dtype);
-  backend.typedArrayFromHeap(out).fill(constantValue);
   const begin = paddings.map(([before]) => before);
+  fillOutside(backend.typedArrayFromHeap(out), shape, begin, x.shape, constantValue);
   copyBlock(backend, heapOffset(backend, out), shape, begin, heapOffset(backend, x), x.shape, true);
   return out;
 }
