@@ -10,7 +10,8 @@
  *
  * Takes the benchmark's options (`--size`, `--labeled`, `--unlabeled`, `--base`, `--depth`,
  * `--steps`, `--warmup`, `--threads`, ...) plus `--clock cpu|wall` (default `cpu`: process CPU
- * time, which other processes on the machine disturb less) and `--shapes 1` (per input shape).
+ * time, which other processes on the machine disturb less), `--shapes 1` (per input shape) and
+ * `--top N` (rows printed, default 40).
  *
  * @module
  */
@@ -107,7 +108,7 @@ console.log(
   }% of it`,
 );
 console.log("kernel                                      ms/step  share  calls/step");
-for (const [name, v] of rows.slice(0, 40)) {
+for (const [name, v] of rows.slice(0, (args.top as number | undefined) ?? 40)) {
   console.log(
     `${name.padEnd(42)} ${(v.ms / steps).toFixed(1).padStart(8)} ${
       (100 * v.ms / stepMs).toFixed(1).padStart(5)

@@ -596,10 +596,8 @@ export class Trainer {
     for (let i = 0; i < n; i++) {
       const k = this.#rng.int(set.count);
       images.set(set.images.subarray(k * hw, (k + 1) * hw), i * hw);
-      if (labels) {
-        const src = set.labels!.subarray(k * hw, (k + 1) * hw);
-        for (let j = 0; j < hw; j++) labels[i * hw + j] = src[j];
-      }
+      // Typed-array set converts the label bytes to float32 natively (the same values).
+      if (labels) labels.set(set.labels!.subarray(k * hw, (k + 1) * hw), i * hw);
     }
     const aug = this.recipe.augmentation;
     return tf.tidy(() => {
