@@ -24,8 +24,7 @@ function normal(shape: number[], seed: number): Float32Array {
   return tf.tidy(() => tf.randomNormal(shape, 0, 1, "float32", seed).dataSync() as Float32Array);
 }
 
-// By shape: F(4x4, 3x3) for the forward and input gradient of the first two (from 32x32 up),
-// F(2x2, 3x3) for the others and every filter gradient.
+// By shape: F(4x4, 3x3) for the first two (from 32x32 up), F(2x2, 3x3) for the others.
 const shapes: [number, number, number, number, number][] = [
   [3, 33, 35, 16, 24],
   [1, 40, 41, 8, 16],
@@ -56,7 +55,7 @@ for (const [n, h, w, ci, co] of shapes) {
   const wasm = run();
   const now = winogradCallCount();
   const f4 = winogradTileCount()[4] - tiles[4];
-  if (f4 !== (h >= 32 && w >= 32 ? 4 : 0)) {
+  if (f4 !== (h >= 32 && w >= 32 ? 5 : 0)) {
     throw new Error(`${n}x${h}x${w}x${ci}->${co}: ${f4} calls as F(4x4, 3x3)`);
   }
   if (now.fwd - used.fwd !== 3 || now.dx - used.dx !== 1 || now.dw - used.dw !== 1) {
@@ -74,7 +73,7 @@ for (const [n, h, w, ci, co] of shapes) {
       scale = Math.max(scale, Math.abs(expected[i]));
       err = Math.max(err, Math.abs(wasm[k][i] - expected[i]));
     }
-    if (!(scale > 0) || !(err <= 2e-5 * scale)) {
+    if (!(scale > 0) || !(err <= 3e-5 * scale)) {
       throw new Error(`${n}x${h}x${w}x${ci}->${co} output ${k}: max error ${err} against ${scale}`);
     }
   });

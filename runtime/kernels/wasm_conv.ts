@@ -432,18 +432,19 @@ export function useWinograd(
 let winogradTile: 0 | 2 | 4 = 0;
 
 /**
- * Output tile of the forward and input-gradient Winograd: F(2x2, 3x3) (2), F(4x4, 3x3) (4), or
- * by shape (0, the default: see {@linkcode winogradTileFor}).
+ * Output tile of the Winograd convolutions (forward, input and filter gradients): F(2x2, 3x3)
+ * (2), F(4x4, 3x3) (4), or by shape (0, the default: see {@linkcode winogradTileFor}).
  */
 export function setWinogradTile(tile: 0 | 2 | 4): void {
   winogradTile = tile;
 }
 
 /**
- * The output tile of the forward or input-gradient Winograd for `ho x wo` outputs: F(4x4, 3x3)
- * from 32x32 up, where it measured 1.1-1.8x faster than F(2x2, 3x3) (36 products per 16 outputs
- * instead of 64; its transform of the filter, in JavaScript, costs more than that saves on small
- * images), else F(2x2, 3x3).
+ * The output tile of the Winograd convolutions for `ho x wo` outputs: F(4x4, 3x3) from 32x32 up,
+ * where it measured 1.1-1.8x faster than F(2x2, 3x3) for the forward and input gradient and
+ * 1.3-1.6x for the filter gradient (36 products per 16 outputs instead of 64; its transforms of
+ * the filter and its gradient, in JavaScript, cost more than that saves on small images), else
+ * F(2x2, 3x3).
  */
 export function winogradTileFor(ho: number, wo: number): 2 | 4 {
   if (winogradTile !== 0) return winogradTile;
@@ -558,13 +559,15 @@ function winogradFilterGradient(
   pad: { top: number; left: number },
 ): TensorInfo {
   winogradUses.dw++;
-  const th = Math.ceil(ho / 2), tw = Math.ceil(wo / 2), tiles = n * th * tw;
-  const chunk = Math.max(32, Math.min(tiles, Math.floor(winogradBudget / (16 * (ci + co)))));
-  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor(tiles / 64)));
+  const m4 = winogradTileFor(ho, wo) === 4, mt = m4 ? 4 : 2, nm = m4 ? 36 : 16;
+  winogradTiles[m4 ? 4 : 2]++;
+  const th = Math.ceil(ho / mt), tw = Math.ceil(wo / mt), tiles = n * th * tw;
+  const chunk = Math.max(32, Math.min(tiles, Math.floor(winogradBudget / (nm * (ci + co)))));
+  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor((tiles * mt * mt) / 256)));
   const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * tiles) / parts));
   // Padded by a cache line, as in winogradConv.
-  const ksa = chunk * ci * 4 + 64, ksd = chunk * co * 4 + 64, duBytes = 16 * ci * co * 4;
-  const perPart = 16 * (ksa + ksd) + duBytes;
+  const ksa = chunk * ci * 4 + 64, ksd = chunk * co * 4 + 64, duBytes = nm * ci * co * 4;
+  const perPart = nm * (ksa + ksd) + duBytes;
   const out = backend.makeOutput([3, 3, ci, co], "float32");
   const scratch = s.module._malloc(parts * perPart) >>> 0;
   try {
@@ -572,14 +575,15 @@ function winogradFilterGradient(
     const xo = offsetOf(backend, x), dyo = offsetOf(backend, dy);
     const lists: KernelCall[][] = [];
     for (let k = 0; k < parts; k++) {
-      const du = scratch + k * perPart, v = du + duBytes, d = v + 16 * ksa;
+      const du = scratch + k * perPart, v = du + duBytes, d = v + nm * ksa;
       const calls: KernelCall[] = [];
+      const prefix = m4 ? "wino4_" : "wino_";
       for (let t0 = bounds[k]; t0 < bounds[k + 1]; t0 += chunk) {
         const t1 = Math.min(t0 + chunk, bounds[k + 1]);
         calls.push(
-          ["wino_in", xo, v, t0, t1, h, w, ci, th, tw, pad.top, pad.left, ksa, s.zero],
-          ["wino_dyt", dyo, d, t0, t1, ho, wo, co, th, tw, ksd, s.zero],
-          ["wino_wgemm", v, d, du, t1 - t0, ci, co, ksa, ksd],
+          [`${prefix}in`, xo, v, t0, t1, h, w, ci, th, tw, pad.top, pad.left, ksa, s.zero],
+          [`${prefix}dyt`, dyo, d, t0, t1, ho, wo, co, th, tw, ksd, s.zero],
+          [`${prefix}wgemm`, v, d, du, t1 - t0, ci, co, ksa, ksd],
         );
       }
       lists.push(calls);
@@ -590,7 +594,13 @@ function winogradFilterGradient(
       const part = new Float32Array(s.memory.buffer, scratch + k * perPart, duBytes / 4);
       for (let i = 0; i < total.length; i++) total[i] += part[i];
     }
-    winogradFilterGrad(total, backend.typedArrayFromHeap(out) as Float32Array, ci, co);
+    winogradFilterGrad(
+      total,
+      backend.typedArrayFromHeap(out) as Float32Array,
+      ci,
+      co,
+      m4 ? F4.g : undefined,
+    );
   } finally {
     s.module._free(scratch);
   }

@@ -13,8 +13,9 @@
  * The products take 16 multiply-adds per tile and channel pair where the direct convolution takes
  * 36 (2.25x fewer); the transforms cost O(channels) per tile. The filter gradient: `wino_in`,
  * `wino_dyt` (`A dy A^T`) and `wino_wgemm` (`dU[k] += V[k]^T dY[k]`), then `G^T dU G`.
- * F(4x4, 3x3) for the forward and input gradient: `wino4_in`, `wino_gemm` on 36 matrices
- * (`wino4_gemm`), `wino4_out` (6x6 patches, 36 products per 4x4 outputs instead of 144).
+ * F(4x4, 3x3) (6x6 patches, 36 products per 4x4 outputs instead of 144): `wino4_in`,
+ * `wino4_gemm` (`wino_gemm` on 36 matrices), `wino4_out`; for the filter gradient `wino4_in`,
+ * `wino4_dyt`, `wino4_wgemm`.
  *
  * @module
  */
@@ -337,7 +338,7 @@ function winoOutputGrad(): Fn {
  * `d[k]` at `d + k * ksd`, `[rows, co]`; `du[k]` at `du + k * ci * co * 4`), `ci` a multiple of
  * 4, `co` of 8: tiles of 4 input by 8 output channels, two tiles a step.
  */
-function winoFilterGemm(fma: boolean): Fn {
+function winoFilterGemm(fma: boolean, matrices = 16): Fn {
   const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
   const [V, D, DU, ROWS, CI, CO, KSA, KSD] = Array.from({ length: 8 }, (_, i) => i);
   const k = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32"), r = f.local("i32");
@@ -360,7 +361,7 @@ function winoFilterGemm(fma: boolean): Fn {
   };
   f.i32(0).set(k);
   f.block().loop(); // matrices
-  f.get(k).i32(16).i32GeS().brIf(1);
+  f.get(k).i32(matrices).i32GeS().brIf(1);
   f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
   f.get(D).get(k).get(KSD).i32Mul().i32Add().set(da);
   f.get(DU).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(dk);
@@ -403,25 +404,55 @@ function winoFilterGemm(fma: boolean): Fn {
 
 /**
  * The filter gradient `dg = G^T dU G` (`[3, 3, ci, co]`) of the transformed filter's gradient
- * `du` (`[16, ci, co]`).
+ * `du` (`[a * a, ci, co]`; `G` `[a, 3]`, by default F(2x2, 3x3)'s, `a = 4`).
  */
-export function winogradFilterGrad(du: Float32Array, dg: Float32Array, ci: number, co: number) {
+export function winogradFilterGrad(
+  du: Float32Array,
+  dg: Float32Array,
+  ci: number,
+  co: number,
+  gm?: number[][],
+): void {
   const n = ci * co;
-  const t = new Float64Array(12);
+  if (gm === undefined) {
+    const t = new Float64Array(12);
+    for (let q = 0; q < n; q++) {
+      // t = G^T dU (3x4): rows u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3 by column
+      for (let c = 0; c < 4; c++) {
+        const u0 = du[c * n + q], u1 = du[(4 + c) * n + q];
+        const u2 = du[(8 + c) * n + q], u3 = du[(12 + c) * n + q];
+        t[c] = u0 + 0.5 * (u1 + u2);
+        t[4 + c] = 0.5 * (u1 - u2);
+        t[8 + c] = 0.5 * (u1 + u2) + u3;
+      }
+      for (let r = 0; r < 3; r++) {
+        const a = t[4 * r], b = t[4 * r + 1], c = t[4 * r + 2], d = t[4 * r + 3];
+        dg[(3 * r) * n + q] = a + 0.5 * (b + c);
+        dg[(3 * r + 1) * n + q] = 0.5 * (b - c);
+        dg[(3 * r + 2) * n + q] = 0.5 * (b + c) + d;
+      }
+    }
+    return;
+  }
+  const a = gm.length;
+  const gf = Float64Array.from(gm.flat());
+  const u = new Float64Array(a * a), t = new Float64Array(3 * a);
   for (let q = 0; q < n; q++) {
-    // t = G^T dU (3x4): rows u0 + (u1 + u2) / 2, (u1 - u2) / 2, (u1 + u2) / 2 + u3 by column
-    for (let c = 0; c < 4; c++) {
-      const u0 = du[c * n + q], u1 = du[(4 + c) * n + q];
-      const u2 = du[(8 + c) * n + q], u3 = du[(12 + c) * n + q];
-      t[c] = u0 + 0.5 * (u1 + u2);
-      t[4 + c] = 0.5 * (u1 - u2);
-      t[8 + c] = 0.5 * (u1 + u2) + u3;
+    for (let k = 0; k < a * a; k++) u[k] = du[k * n + q];
+    // t = G^T dU (3 x a), then dg = t G
+    for (let r = 0; r < 3; r++) {
+      for (let c = 0; c < a; c++) {
+        let sum = 0;
+        for (let k = 0; k < a; k++) sum += gf[3 * k + r] * u[a * k + c];
+        t[a * r + c] = sum;
+      }
     }
     for (let r = 0; r < 3; r++) {
-      const a = t[4 * r], b = t[4 * r + 1], c = t[4 * r + 2], d = t[4 * r + 3];
-      dg[(3 * r) * n + q] = a + 0.5 * (b + c);
-      dg[(3 * r + 1) * n + q] = 0.5 * (b - c);
-      dg[(3 * r + 2) * n + q] = 0.5 * (b + c) + d;
+      for (let c = 0; c < 3; c++) {
+        let sum = 0;
+        for (let k = 0; k < a; k++) sum += t[a * r + k] * gf[3 * k + c];
+        dg[(3 * r + c) * n + q] = sum;
+      }
     }
   }
 }
@@ -631,6 +662,65 @@ function winoOutput4(): Fn {
   return f;
 }
 
+/**
+ * `wino4_dyt(dy, d, t0, t1, ho, wo, co, th, tw, ksd, zero)`: {@linkcode winoOutputGrad} for
+ * F(4x4, 3x3): each tile's 4x4 output gradients (zero outside `[ho, wo]`) to `A dy A^T`, 36
+ * matrices.
+ */
+function winoOutputGrad4(): Fn {
+  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
+  const [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO] = Array.from({ length: 11 }, (_, i) => i);
+  const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
+  const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), dst = f.local("i32");
+  const p = Array.from({ length: 16 }, () => f.local("i32"));
+  const e = Array.from({ length: 4 }, () => f.local("v128"));
+  const zero = f.local("v128");
+  const k = constants(f, F4.at);
+  // A = (A^T)^T: column r of A^T is row r of A
+  const a = Array.from({ length: 6 }, (_, r) => F4.at.map((row) => row[r]));
+  f.get(CO).i32(2).i32Shl().set(co4);
+  f.v128Const0().set(zero);
+  f.get(T0).set(t);
+  f.block().loop();
+  f.get(t).get(T1).i32GeS().brIf(1);
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+  for (let y = 0; y < 4; y++) {
+    for (let x = 0; x < 4; x++) {
+      f.get(ZERO).set(p[4 * y + x]);
+      f.get(ty).i32(2).i32Shl().i32(y).i32Add().get(HO).i32LtS().if();
+      f.get(tx).i32(2).i32Shl().i32(x).i32Add().get(WO).i32LtS().if();
+      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().i32(y).i32Add().get(WO)
+        .i32Mul().get(tx).i32(2).i32Shl().i32Add().i32(x).i32Add().get(co4).i32Mul().i32Add()
+        .set(p[4 * y + x]);
+      f.end().end();
+    }
+  }
+  f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
+  f.i32(0).set(j);
+  f.block().loop();
+  f.get(j).get(co4).i32GeS().brIf(1);
+  for (let r = 0; r < 6; r++) {
+    // e[x] = (A dy)[r][x], then row r of (A dy) A^T
+    for (let x = 0; x < 4; x++) {
+      combine(f, a[r], (y) => f.get(p[4 * y + x]).get(j).i32Add().v128Load(), k, zero);
+      f.set(e[x]);
+    }
+    for (let c = 0; c < 6; c++) {
+      f.get(dst).get(j).i32Add();
+      if (6 * r + c > 0) f.get(KSD).i32(6 * r + c).i32Mul().i32Add();
+      combine(f, a[c], (x) => f.get(e[x]), k, zero);
+      f.v128Store();
+    }
+  }
+  f.get(j).i32(16).i32Add().set(j).br(0);
+  f.end().end();
+  f.get(t).i32(1).i32Add().set(t).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The Winograd kernels of the module. */
 export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
   return [
@@ -642,6 +732,8 @@ export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
     { name: "wino4_in", fn: winoInput4() },
     { name: "wino4_gemm", fn: winoGemm(fma, WINO_MR, 36) },
     { name: "wino4_out", fn: winoOutput4() },
+    { name: "wino4_dyt", fn: winoOutputGrad4() },
+    { name: "wino4_wgemm", fn: winoFilterGemm(fma, 36) },
   ];
 }
 
