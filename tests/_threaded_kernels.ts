@@ -3,7 +3,7 @@
  * (batch norm + ReLU and its gradient, `Multiply` by a `[..., 1]` factor, `BatchMatMul` with a
  * long dimension, float32 `UnsortedSegmentSum`), and the row-wise kernels of `wasm_misc.ts` on
  * the pool (the row copies of `Concat`, `SplitV`, `Slice` and `PadV2`, x2 nearest upsampling and
- * its gradient, the 2x2 max-pool gradient), with 2 threads, on shapes large enough to be split,
+ * its gradient, the 2x2 max-pool gradient, `Add` of a `[C]` bias), with 2 threads, on shapes large enough to be split,
  * against the cpu backend. Checks that each call gave parts to the helper, prints one
  * line per kernel and `done` at the end.
  *
@@ -121,29 +121,29 @@ for (const [k, inner] of [4, 5].entries()) {
   ], 1e-6);
 }
 // Row copies (exact): Concat / SplitV along the channels (many short rows), along a middle axis
-// (a few long rows) and along axis 0 (one row, split by bytes: 475,800 is not a multiple of 16);
+// (a few long rows) and along axis 0 (one row, split by bytes: 1,081,652 is not a multiple of 16);
 // Slice and PadV2 with odd offsets (the MI's shifted windows and their gradient).
 {
   const copies = splitCopyCount();
-  const a = normal([5 * 67 * 61 * 5], 90), b = normal([5 * 67 * 61 * 7], 91);
-  await check("Concat 5x67x61x(5+7) axis 3 and SplitV back", () => {
-    const x = tf.concat([tf.tensor4d(a, [5, 67, 61, 5]), tf.tensor4d(b, [5, 67, 61, 7])], 3);
+  const a = normal([5 * 131 * 125 * 5], 90), b = normal([5 * 131 * 125 * 7], 91);
+  await check("Concat 5x131x125x(5+7) axis 3 and SplitV back", () => {
+    const x = tf.concat([tf.tensor4d(a, [5, 131, 125, 5]), tf.tensor4d(b, [5, 131, 125, 7])], 3);
     return [x, ...tf.split(x, [5, 7], 3)];
   }, 0);
-  const c = normal([3 * 130 * 61 * 5], 92), d = normal([3 * 41 * 61 * 5], 93);
-  await check("Concat 3x(130+41)x61x5 axis 1 and SplitV back", () => {
-    const x = tf.concat([tf.tensor4d(c, [3, 130, 61, 5]), tf.tensor4d(d, [3, 41, 61, 5])], 1);
-    return [x, ...tf.split(x, [130, 41], 1)];
+  const c = normal([3 * 260 * 121 * 5], 92), d = normal([3 * 41 * 121 * 5], 93);
+  await check("Concat 3x(260+41)x121x5 axis 1 and SplitV back", () => {
+    const x = tf.concat([tf.tensor4d(c, [3, 260, 121, 5]), tf.tensor4d(d, [3, 41, 121, 5])], 1);
+    return [x, ...tf.split(x, [260, 41], 1)];
   }, 0);
-  const e = normal([150 * 61 * 13], 94), f = normal([51 * 61 * 13], 95);
-  await check("Concat (150+51)x61x13 axis 0 and SplitV back", () => {
-    const x = tf.concat([tf.tensor3d(e, [150, 61, 13]), tf.tensor3d(f, [51, 61, 13])], 0);
-    return [x, ...tf.split(x, [150, 51], 0)];
+  const e = normal([341 * 61 * 13], 94), f = normal([51 * 61 * 13], 95);
+  await check("Concat (341+51)x61x13 axis 0 and SplitV back", () => {
+    const x = tf.concat([tf.tensor3d(e, [341, 61, 13]), tf.tensor3d(f, [51, 61, 13])], 0);
+    return [x, ...tf.split(x, [341, 51], 0)];
   }, 0);
-  const g = normal([4 * 130 * 131 * 5], 96);
-  await check("Slice 4x130x131x5 at 1,1,2,0 size 3x128x127x5 and PadV2 back", () => {
-    const x = tf.tensor4d(g, [4, 130, 131, 5]);
-    const s = tf.slice(x, [1, 1, 2, 0], [3, 128, 127, 5]);
+  const g = normal([2 * 260 * 261 * 5], 96);
+  await check("Slice 2x260x261x5 at 1,1,2,0 size 1x258x257x5 and PadV2 back", () => {
+    const x = tf.tensor4d(g, [2, 260, 261, 5]);
+    const s = tf.slice(x, [1, 1, 2, 0], [1, 258, 257, 5]);
     return [s, tf.pad(s, [[0, 1], [1, 2], [2, 1], [0, 0]], 0.5)];
   }, 0);
   // x2 nearest upsampling, its gradient and the 2x2 max-pool gradient (exact but for the
@@ -161,6 +161,12 @@ for (const [k, inner] of [4, 5].entries()) {
     tf.grad((x: tf.Tensor4D) =>
       tf.sum(tf.mul(tf.maxPool(x, 2, 2, "valid"), tf.tensor4d(u, [3, 37, 41, 8])))
     )(tf.tensor4d(ug, [3, 74, 82, 8])),
+  ], 0);
+  // Add of a [C] bias (the head's), either order (exact).
+  const hb = normal([12], 99);
+  await check("Add 3x74x82x8 + [8] and [1, 12] + 3x74x82x12", () => [
+    tf.add(tf.tensor4d(ug, [3, 74, 82, 8]), tf.tensor1d(hb.subarray(0, 8))),
+    tf.add(tf.tensor2d(hb, [1, 12]), tf.tensor4d(normal([3 * 74 * 82 * 12], 100), [3, 74, 82, 12])),
   ], 0);
   if (splitCopyCount() === copies) throw new Error("row copies: none was split");
 }

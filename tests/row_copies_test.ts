@@ -1,10 +1,11 @@
-// PadV2 on wasm fills only the border (fillOutside) before copying the input in; the row copies of
-// Concat / SplitV / Slice / PadV2 may be split between threads (the 2-thread checks are in
-// _threaded_kernels.ts). Here, one thread: exact against the cpu backend on odd shapes.
+// PadV2 on wasm fills only the border (fillOutside) before copying the input in; Add of a [C] bias
+// is one SIMD sweep; both, and the row copies of Concat / SplitV / Slice, may be split between
+// threads (the 2-thread checks are in _threaded_kernels.ts). Here, one thread: exact against the
+// cpu backend on odd shapes.
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
-import { fillOutside } from "../runtime/kernels/wasm_training.ts";
+import { fillOutside, wasmAdd } from "../runtime/kernels/wasm_training.ts";
 
 await useWasm();
 
@@ -52,5 +53,32 @@ Deno.test("PadV2 on wasm matches cpu exactly (float32 and int32, odd paddings)",
       await tf.setBackend("wasm");
       assert.deepEqual(got[0], got[1], `${dtype} ${shape} ${JSON.stringify(paddings)}`);
     }
+  }
+});
+
+Deno.test("Add of a [C] bias on wasm is wasmAdd and matches cpu exactly; other Adds fall back", async () => {
+  assert.equal(tf.getKernel("Add", "wasm")?.kernelFunc, wasmAdd);
+  const cases: Array<[number[], number[]]> = [
+    [[3, 7, 5, 8], [8]],
+    [[8], [3, 7, 5, 8]],
+    [[5, 9, 4], [1, 1, 4]],
+    [[2, 3, 12], [1, 12]],
+    [[3, 5, 6], [6]], // C % 4 != 0: tfjs's kernel
+    [[3, 5, 8], [5, 1]], // not a bias: tfjs's kernel
+    [[4, 8], [4, 8]],
+  ];
+  for (const [sa, sb] of cases) {
+    const got: Float32Array[] = [];
+    for (const backend of ["wasm", "cpu"]) {
+      await tf.setBackend(backend);
+      got.push(
+        tf.tidy(() =>
+          tf.add(tf.randomNormal(sa, 0, 1, "float32", 5), tf.randomNormal(sb, 0, 1, "float32", 6))
+            .dataSync() as Float32Array
+        ),
+      );
+    }
+    await tf.setBackend("wasm");
+    assert.deepEqual(got[0], got[1], `${sa} + ${sb}`);
   }
 });

@@ -142,11 +142,36 @@ function maxPool2Grad(): Fn {
   return f;
 }
 
+/**
+ * `add_bias(x, b, out, rows, cb)`: `out[r, :] = x[r, :] + b` for `rows` rows of `cb` bytes (a
+ * multiple of 16): a `[..., C]` tensor plus a `[C]` bias, one float32 addition per element.
+ */
+function addBias(): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32"]);
+  const [X, B, OUT, ROWS, CB] = [0, 1, 2, 3, 4];
+  const r = f.local("i32"), k = f.local("i32"), at = f.local("i32");
+  f.block().loop();
+  f.get(r).get(ROWS).i32GeS().brIf(1);
+  f.get(r).get(CB).i32Mul().set(at);
+  f.i32(0).set(k);
+  f.loop();
+  f.get(OUT).get(at).i32Add().get(k).i32Add();
+  f.get(X).get(at).i32Add().get(k).i32Add().v128Load();
+  f.get(B).get(k).i32Add().v128Load();
+  f.f32x4Add().v128Store();
+  f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
+  f.end();
+  f.get(r).i32(1).i32Add().set(r).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The kernels, bound to one memory (byte offsets everywhere). */
 export interface MiscKernels {
   copyRows(src: number, dst: number, rows: number, bytes: number, ss: number, ds: number): void;
   up2(x: number, out: number, rows: number, w: number, cb: number, grad: number): void;
   maxPool2Grad(x: number, dy: number, dx: number, rows: number, w: number, cb: number): void;
+  addBias(x: number, b: number, out: number, rows: number, cb: number): void;
 }
 
 let cached: {
@@ -183,12 +208,18 @@ export function miscKernelsForMemory(memory: WebAssembly.Memory): MiscKernels | 
           { name: "copy_rows", fn: copyRows() },
           { name: "up2", fn: up2() },
           { name: "max_pool2_grad", fn: maxPool2Grad() },
+          { name: "add_bias", fn: addBias() },
         ],
       });
       module = new WebAssembly.Module(bytes as BufferSource);
       const instance = new WebAssembly.Instance(module, { env: { memory } });
       const e = instance.exports as Record<string, (...args: number[]) => void>;
-      kernels = { copyRows: e.copy_rows, up2: e.up2, maxPool2Grad: e.max_pool2_grad };
+      kernels = {
+        copyRows: e.copy_rows,
+        up2: e.up2,
+        maxPool2Grad: e.max_pool2_grad,
+        addBias: e.add_bias,
+      };
     } catch (error) {
       kernels = null;
       module = null;

@@ -1,7 +1,7 @@
 /**
  * Runs the kernels of {@linkcode "./wasm_gemm.ts"} (GEMMs, gathers, and through its `call_batch`
  * any list of its functions: the batch-norm sweeps, ...), and the strided row copies of
- * {@linkcode "./wasm_misc.ts"} (row copies, x2 upsampling, max-pool gradient), on parts of a range:
+ * {@linkcode "./wasm_misc.ts"} (row copies, x2 upsampling, max-pool gradient, bias addition), on parts of a range:
  * on the calling thread and, where the wasm backend's memory is shared (its threaded build, see
  * `wasm_threads.ts`), on helper workers that instantiate the same modules on the same memory.
  *
@@ -33,7 +33,8 @@ export type KernelKind =
   | "batch"
   | "copy"
   | "up2"
-  | "maxPool2Grad";
+  | "maxPool2Grad"
+  | "addBias";
 
 const KINDS: KernelKind[] = [
   "fwd",
@@ -46,6 +47,7 @@ const KINDS: KernelKind[] = [
   "copy",
   "up2",
   "maxPool2Grad",
+  "addBias",
 ];
 // The GEMM module's kernels, then those of the data-movement module (`wasm_misc.ts`).
 const EXPORTS = [
@@ -57,7 +59,7 @@ const EXPORTS = [
   "gather_rows",
   "call_batch",
 ];
-const MISC_EXPORTS = ["copy_rows", "up2", "max_pool2_grad"];
+const MISC_EXPORTS = ["copy_rows", "up2", "max_pool2_grad", "add_bias"];
 
 // Control block (int32 slots) per helper: 0 job counter (-1: stop), 1 done counter, 2 ready,
 // 3 kernel, 4 argument count, 5 error (1: the job's kernel threw), 6.. arguments.
@@ -193,6 +195,7 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     maxPool2Grad: kind === "maxPool2Grad"
       ? miscKernelsForMemory(kernels.memory)!.maxPool2Grad
       : undefined,
+    addBias: kind === "addBias" ? miscKernelsForMemory(kernels.memory)!.addBias : undefined,
   } as const)[kind] as (...a: number[]) => void;
   const ready = pool === null ? [] : pool.helpers.filter((h) => Atomics.load(h.ctrl, 2) === 1);
   const busy: Helper[] = [];

@@ -407,8 +407,14 @@ function heapOffset(backend: Backend, info: TensorInfo): number {
   return wasmOffset(backend, info);
 }
 
-/** Bytes per thread below which a row copy stays on the calling thread. */
-const COPY_BYTES_PER_PART = 128 * 1024;
+/**
+ * Bytes per thread below which a row copy stays on the calling thread. Copies are memory-bound
+ * and a pool job costs a wake-up and a wait: at 128 KiB the split copies of the ACDC-CPU step
+ * took more CPU in all than they saved on the main thread.
+ */
+const COPY_BYTES_PER_PART = 512 * 1024;
+/** Output bytes per thread below which a row-wise kernel of `wasm_misc.ts` stays on one thread. */
+const ROW_BYTES_PER_PART = 256 * 1024;
 
 let splitCopies = 0;
 
@@ -460,12 +466,12 @@ function copyRows(
 /**
  * Runs a row-wise kernel of `wasm_misc.ts` over `rows` rows of `rowBytes` bytes of output,
  * split by rows between the kernel pool's threads when there are at least
- * {@linkcode COPY_BYTES_PER_PART} bytes per thread; `args(r0, r1)` gives the call for rows
+ * {@linkcode ROW_BYTES_PER_PART} bytes per thread; `args(r0, r1)` gives the call for rows
  * `[r0, r1)`. Rows write disjoint outputs, so the result does not depend on the split.
  */
 function splitByRows(
   backend: Backend,
-  kind: "up2" | "maxPool2Grad",
+  kind: "up2" | "maxPool2Grad" | "addBias",
   rows: number,
   rowBytes: number,
   args: (r0: number, r1: number) => number[],
@@ -473,13 +479,14 @@ function splitByRows(
   const parts = Math.min(
     kernelThreads(backend),
     rows,
-    Math.floor((rows * rowBytes) / COPY_BYTES_PER_PART),
+    Math.floor((rows * rowBytes) / ROW_BYTES_PER_PART),
   );
   const gemm = parts > 1 ? gemmKernels(backend) : null;
   const k = miscKernelsFor(backend)!;
   if (gemm === null) {
     const a = args(0, rows);
     if (kind === "up2") k.up2(a[0], a[1], a[2], a[3], a[4], a[5]);
+    else if (kind === "addBias") k.addBias(a[0], a[1], a[2], a[3], a[4]);
     else k.maxPool2Grad(a[0], a[1], a[2], a[3], a[4], a[5]);
     return;
   }
@@ -825,6 +832,46 @@ export function wasmMultiply(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Add of a [C] bias
+
+/**
+ * float32 `Add` of a `[..., C]` tensor and a bias of `C` values (shape `[C]` or `[1, ..., 1, C]`
+ * of no higher rank, either order; `C % 4 == 0`: the network head's bias) as one SIMD sweep split
+ * by rows between the threads; tfjs's broadcasting loop (its `Add` with a broadcast operand
+ * indexes element by element) for everything else. The same additions, so the same values.
+ */
+export function wasmAdd(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const isBias = (t: TensorInfo, x: TensorInfo) =>
+    t.shape.length >= 1 && t.shape.length <= x.shape.length &&
+    t.shape.slice(0, -1).every((d) => d === 1) &&
+    t.shape[t.shape.length - 1] === x.shape[x.shape.length - 1];
+  if (a.dtype !== "float32" || b.dtype !== "float32" || miscKernelsFor(backend) === null) {
+    return fallback(tf.Add, args);
+  }
+  const [x, bias] = sizeOf(b.shape) < sizeOf(a.shape) && isBias(b, a)
+    ? [a, b]
+    : sizeOf(a.shape) < sizeOf(b.shape) && isBias(a, b)
+    ? [b, a]
+    : [null, null];
+  if (x === null || bias === null) return fallback(tf.Add, args);
+  const c = x.shape[x.shape.length - 1];
+  if (c % 4 !== 0 || sizeOf(x.shape) === 0) return fallback(tf.Add, args);
+  const rows = sizeOf(x.shape) / c, cb = 4 * c;
+  const out = backend.makeOutput(x.shape, "float32");
+  const xo = heapOffset(backend, x), bo = heapOffset(backend, bias), oo = heapOffset(backend, out);
+  splitByRows(
+    backend,
+    "addBias",
+    rows,
+    cb,
+    (r0, r1) => [xo + r0 * cb, bo, oo + r0 * cb, r1 - r0, cb],
+  );
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
 // BatchMatMul with a long dimension
 
 /** The long dimension from which {@linkcode wasmBatchMatMul} takes a product. */
@@ -964,6 +1011,7 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.Slice, wasmSlice as tf.KernelFunc],
   [tf.PadV2, wasmPadV2 as tf.KernelFunc],
   [tf.Multiply, wasmMultiply as tf.KernelFunc],
+  [tf.Add, wasmAdd as tf.KernelFunc],
   [tf.BatchMatMul, wasmBatchMatMul as tf.KernelFunc],
 ];
 
