@@ -106,6 +106,7 @@ export {
   Trainer,
   type TrainerOptions,
 } from "./core/trainer.ts";
+export type { RunEnvironment } from "./core/provenance.ts";
 export {
   diceScores,
   hd95,

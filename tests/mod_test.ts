@@ -82,6 +82,7 @@ const EXPORTS = [
   "type RegularizerFactory",
   "Rng",
   "type RngState",
+  "type RunEnvironment",
   "type Scalar",
   "type ScheduleOptions",
   "type SegmentationDataset",
