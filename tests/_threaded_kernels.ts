@@ -153,13 +153,18 @@ for (const [k, inner] of [4, 5].entries()) {
     tf.image.resizeNearestNeighbor(tf.tensor4d(u, [3, 37, 41, 8]), [74, 82]),
   ], 0);
   await check("ResizeNearestNeighborGrad 3x74x82x8", () => [
-    tf.grad((x: tf.Tensor4D) =>
-      tf.sum(tf.mul(tf.image.resizeNearestNeighbor(x, [74, 82]), tf.tensor4d(ug, [3, 74, 82, 8])))
+    tf.grad((x: tf.Tensor) =>
+      tf.sum(
+        tf.mul(
+          tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [74, 82]),
+          tf.tensor4d(ug, [3, 74, 82, 8]),
+        ),
+      )
     )(tf.tensor4d(u, [3, 37, 41, 8])),
   ], 1e-6);
   await check("MaxPoolGrad 2x2 of 3x74x82x8", () => [
-    tf.grad((x: tf.Tensor4D) =>
-      tf.sum(tf.mul(tf.maxPool(x, 2, 2, "valid"), tf.tensor4d(u, [3, 37, 41, 8])))
+    tf.grad((x: tf.Tensor) =>
+      tf.sum(tf.mul(tf.maxPool(x as tf.Tensor4D, 2, 2, "valid"), tf.tensor4d(u, [3, 37, 41, 8])))
     )(tf.tensor4d(ug, [3, 74, 82, 8])),
   ], 0);
   // Add of a [C] bias (the head's), either order (exact).
