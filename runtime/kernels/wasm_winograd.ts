@@ -31,6 +31,43 @@ function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
 }
 
 /**
+ * The input patch of tile `t` of `wino_in` / `wino4_in` (`[n, th, tw]` row-major, tiles of
+ * `2^shift` outputs): sets `b`, `ty`, `tx`, the patch's top-left input pixel `(y0, x0)`, and
+ * `p[r * n + c]` = the address of input pixel `(y0 + r, x0 + c)` of image `b`
+ * (`x + ((b h + y0 + r) w + x0 + c) ci4`), or `zero` where that pixel is in the padding.
+ */
+function emitPatch(
+  f: Fn,
+  [X, H, W, TH, TW, TOP, LEFT, ZERO]: number[],
+  [t, b, ty, tx, y0, x0, ci4, row, q]: number[],
+  p: number[],
+  n: number,
+  shift: number,
+): void {
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+  f.get(ty).i32(shift).i32Shl().get(TOP).i32Sub().set(y0);
+  f.get(tx).i32(shift).i32Shl().get(LEFT).i32Sub().set(x0);
+  for (let r = 0; r < n; r++) {
+    // row = (b * h + y0 + r) * w, or -1 when the row is in the padding
+    f.i32(-1).set(row);
+    f.get(y0).i32(r).i32Add().tee(q).i32(0).i32GeS().if();
+    f.get(q).get(H).i32LtS().if();
+    f.get(b).get(H).i32Mul().get(q).i32Add().get(W).i32Mul().set(row);
+    f.end().end();
+    for (let c = 0; c < n; c++) {
+      f.get(ZERO).set(p[n * r + c]);
+      f.get(row).i32(0).i32GeS().if();
+      f.get(x0).i32(c).i32Add().tee(q).i32(0).i32GeS().if();
+      f.get(q).get(W).i32LtS().if();
+      f.get(X).get(row).get(q).i32Add().get(ci4).i32Mul().i32Add().set(p[n * r + c]);
+      f.end().end().end();
+    }
+  }
+}
+
+/**
  * `wino_in(x, v, t0, t1, h, w, ci, th, tw, top, left, ks, zero)`: for tiles `t` in `[t0, t1)`
  * (`[n, th, tw]` row-major; tile `(b, ty, tx)` reads the input patch of rows `2 ty - top ..
  * + 3` and columns `2 tx - left .. + 3` of image `b` of `x` `[n, h, w, ci]`), writes
@@ -52,29 +89,7 @@ function winoInput(): Fn {
   f.get(T0).set(t);
   f.block().loop();
   f.get(t).get(T1).i32GeS().brIf(1);
-  // b, ty, tx of tile t
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  f.get(ty).i32(1).i32Shl().get(TOP).i32Sub().set(y0);
-  f.get(tx).i32(1).i32Shl().get(LEFT).i32Sub().set(x0);
-  for (let r = 0; r < 4; r++) {
-    // row = (b * h + y0 + r) * w, or -1 when the row is in the padding
-    f.i32(-1).set(row);
-    f.get(y0).i32(r).i32Add().tee(q).i32(0).i32GeS().if();
-    f.get(q).get(H).i32LtS().if();
-    f.get(b).get(H).i32Mul().get(q).i32Add().get(W).i32Mul().set(row);
-    f.end().end();
-    for (let c = 0; c < 4; c++) {
-      // p[r][c] = row >= 0 && 0 <= x0 + c < w ? x + (row + x0 + c) * ci4 : zero
-      f.get(ZERO).set(p[4 * r + c]);
-      f.get(row).i32(0).i32GeS().if();
-      f.get(x0).i32(c).i32Add().tee(q).i32(0).i32GeS().if();
-      f.get(q).get(W).i32LtS().if();
-      f.get(X).get(row).get(q).i32Add().get(ci4).i32Mul().i32Add().set(p[4 * r + c]);
-      f.end().end().end();
-    }
-  }
+  emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 4, 1);
   // dst = v + (t - t0) * ci4
   f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
   f.i32(0).set(i);
@@ -547,26 +562,7 @@ function winoInput4(): Fn {
   f.get(T0).set(t);
   f.block().loop();
   f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  f.get(ty).i32(2).i32Shl().get(TOP).i32Sub().set(y0);
-  f.get(tx).i32(2).i32Shl().get(LEFT).i32Sub().set(x0);
-  for (let r = 0; r < 6; r++) {
-    f.i32(-1).set(row);
-    f.get(y0).i32(r).i32Add().tee(q).i32(0).i32GeS().if();
-    f.get(q).get(H).i32LtS().if();
-    f.get(b).get(H).i32Mul().get(q).i32Add().get(W).i32Mul().set(row);
-    f.end().end();
-    for (let c = 0; c < 6; c++) {
-      f.get(ZERO).set(p[6 * r + c]);
-      f.get(row).i32(0).i32GeS().if();
-      f.get(x0).i32(c).i32Add().tee(q).i32(0).i32GeS().if();
-      f.get(q).get(W).i32LtS().if();
-      f.get(X).get(row).get(q).i32Add().get(ci4).i32Mul().i32Add().set(p[6 * r + c]);
-      f.end().end().end();
-    }
-  }
+  emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 6, 2);
   f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
   f.i32(0).set(i);
   f.block().loop();
