@@ -1,6 +1,7 @@
 /**
  * Subprocess of `wasm_winograd_test.ts`: the Winograd F(2x2, 3x3) convolution (forward, fused
- * with bias and ReLU, input gradient and filter gradient) with 2 threads on shapes large enough to be split,
+ * with bias and ReLU, input gradient and filter gradient) with 2 threads on shapes large enough to
+ * be split (tiles, and on the larger shapes the filter transforms),
  * against the cpu backend. Checks that each call ran as Winograd and gave parts to the helper,
  * prints one line per shape and `done` at the end.
  *
@@ -24,12 +25,16 @@ function normal(shape: number[], seed: number): Float32Array {
   return tf.tidy(() => tf.randomNormal(shape, 0, 1, "float32", seed).dataSync() as Float32Array);
 }
 
-// By shape: F(4x4, 3x3) for the first two (from 32x32 up), F(2x2, 3x3) for the others.
+// By shape: F(4x4, 3x3) from 32x32 up, F(2x2, 3x3) below. The last two have enough channel
+// pairs (>= 8192) for the filter transforms (forward, input gradient, filter gradient) to be split
+// too.
 const shapes: [number, number, number, number, number][] = [
   [3, 33, 35, 16, 24],
   [1, 40, 41, 8, 16],
   [3, 33, 29, 16, 24],
   [6, 16, 16, 64, 32],
+  [2, 16, 18, 128, 96],
+  [1, 32, 33, 96, 128],
 ];
 for (const [n, h, w, ci, co] of shapes) {
   const xv = normal([n, h, w, ci], 1), fv = normal([3, 3, ci, co], 2), bv = normal([co], 3);
@@ -61,7 +66,8 @@ for (const [n, h, w, ci, co] of shapes) {
   if (now.fwd - used.fwd !== 3 || now.dx - used.dx !== 1 || now.dw - used.dw !== 1) {
     throw new Error(`${n}x${h}x${w}x${ci}->${co}: not Winograd (${JSON.stringify(now)})`);
   }
-  if (helperPartCount() - parts < 5) {
+  // Tiles: 5 calls; the filter transforms: 5 more where they split.
+  if (helperPartCount() - parts < (ci * co >= 8192 ? 10 : 5)) {
     throw new Error(`${n}x${h}x${w}x${ci}: the helper got no part`);
   }
   await tf.setBackend("cpu");

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
 import {
+  type KernelCall,
+  runCallLists,
   setWinogradMode,
   setWinogradTile,
   useWinograd,
@@ -16,6 +18,8 @@ import {
   winogradTileCount,
   winogradTileFor,
 } from "../runtime/kernels/wasm_conv.ts";
+import { F4, G2, winogradFilter, winogradFilterGrad } from "../runtime/kernels/wasm_winograd.ts";
+import { wasmOffset } from "../runtime/tfjs_internals.ts";
 
 await useWasm();
 
@@ -299,4 +303,71 @@ Deno.test("threads 2: Winograd splits its tiles between the threads and matches 
   const stdout = new TextDecoder().decode(out.stdout);
   assert.ok(out.success, `${stdout}\n${new TextDecoder().decode(out.stderr)}`);
   assert.equal(stdout.trim().split("\n").at(-1), "done", stdout);
+});
+
+Deno.test("the filter transform kernels match the float64 JavaScript transforms (G g G^T, G^T dU G)", () => {
+  const backend = tf.backend();
+  const run = (calls: KernelCall[][]) => assert.ok(runCallLists(backend as never, calls));
+  const at = (t: tf.Tensor) => wasmOffset(backend, { dataId: t.dataId } as tf.TensorInfo);
+  const maxErr = (a: Float32Array, b: Float32Array) => {
+    let err = 0, scale = 0;
+    for (let i = 0; i < a.length; i++) {
+      err = Math.max(err, Math.abs(a[i] - b[i]));
+      scale = Math.max(scale, Math.abs(b[i]));
+    }
+    return err / scale;
+  };
+  for (const [tile, gm] of [[2, G2], [4, F4.g]] as const) {
+    const nm = gm.length ** 2, prefix = tile === 4 ? "wino4_" : "wino_";
+    for (const [ci, co] of [[16, 24], [8, 40]]) {
+      const fv = normal([3, 3, ci, co], ci + co);
+      const filter = tf.tensor1d(fv);
+      // forward (four output channels a vector) and flipped (four reduction channels), 3 parts
+      const layouts = [
+        { red: ci, out: co, s: [0, 3 * ci * co, ci * co, co, 1], lanes: "o", outer: co / 4 },
+        {
+          red: co,
+          out: ci,
+          s: [8 * ci * co, -3 * ci * co, -ci * co, 1, co],
+          lanes: "r",
+          outer: ci,
+        },
+      ] as const;
+      for (const { red, out, s, lanes, outer } of layouts) {
+        const u = tf.zeros([nm * red * out]);
+        const b = [0, 1, Math.floor(outer / 2), outer];
+        run(
+          [0, 1, 2].map((
+            k,
+          ) => [[`${prefix}ft_${lanes}`, at(filter), at(u), red, out, ...s, b[k], b[k + 1]]]),
+        );
+        const expected = new Float32Array(nm * red * out);
+        winogradFilter(fv, expected, red, out, [...s], gm === G2 ? undefined : gm);
+        const err = maxErr(u.dataSync() as Float32Array, expected);
+        assert.ok(err < 1e-6, `F(${tile}) ${lanes} ${ci}x${co}: ${err}`);
+        u.dispose();
+      }
+      // filter gradient: 3 partial dU summed in order, then G^T dU G, 2 parts of the quads
+      const n = ci * co, parts = [0, 1, 2].map((p) => normal([nm * n], 7 + p));
+      const du = tf.tensor1d(Float32Array.from(parts.flat().flatMap((p) => [...p])));
+      const dg = tf.zeros([9 * n]);
+      const q = n / 4;
+      run([[[`${prefix}fgt`, at(du), at(dg), n, 3, nm * n * 4, 0, 5]], [[
+        `${prefix}fgt`,
+        at(du),
+        at(dg),
+        n,
+        3,
+        nm * n * 4,
+        5,
+        q,
+      ]]]);
+      const total = new Float32Array(nm * n).map((_, i) => parts[0][i] + parts[1][i] + parts[2][i]);
+      const expected = new Float32Array(9 * n);
+      winogradFilterGrad(total, expected, ci, co, gm === G2 ? undefined : gm);
+      const err = maxErr(dg.dataSync() as Float32Array, expected);
+      assert.ok(err < 1e-6, `F(${tile}) filter gradient ${ci}x${co}: ${err}`);
+      tf.dispose([filter, du, dg]);
+    }
+  }
 });

@@ -184,6 +184,9 @@ export class Fn {
   i32ShrU(): this {
     return this.#op(0x76);
   }
+  i32And(): this {
+    return this.#op(0x71);
+  }
   i32Load(offset = 0): this {
     return this.#mem([0x28], 2, offset);
   }

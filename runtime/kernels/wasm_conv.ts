@@ -10,7 +10,7 @@ import type { tf, tfWasm } from "../../deps.ts";
 import { BATCH_RECORD, type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
 import { ensurePool, parallelFor, workerCount } from "./wasm_pool.ts";
 import { warnFallback, wasmHeap, wasmOffset } from "../tfjs_internals.ts";
-import { F4, winogradFilter, winogradFilterGrad } from "./wasm_winograd.ts";
+import { F4, winogradFilter } from "./wasm_winograd.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -459,6 +459,61 @@ export function setWinogradBudget(floats: number): void {
   winogradBudget = floats;
 }
 
+/** Filter quads (of 4 channel pairs) per thread below which a filter transform stays on one. */
+const FILTER_QUADS_PER_PART = 1024;
+
+/**
+ * The transformed filter `U` (`[a * a, nred, nout]`, packed by 8 output channels, into `u`) of the
+ * 3x3 filter `filter` read with strides `[base, sr, sc, si, so]` (floats; see
+ * {@linkcode winogradFilter}): the `wino_ft_*` kernels on the pool, four output channels a vector
+ * where `so` is 1, else four reduction channels (`si` 1); the JavaScript transform otherwise.
+ */
+function transformFilter(
+  backend: Backend,
+  s: State,
+  filter: TensorInfo,
+  u: TensorInfo,
+  nred: number,
+  nout: number,
+  strides: [number, number, number, number, number],
+  m4: boolean,
+): void {
+  const laneOut = strides[4] === 1;
+  if (!(laneOut || (strides[3] === 1 && nred % 4 === 0)) || nout % 8 !== 0) {
+    // Views only after the allocation of `u`: it may grow (and detach) the heap.
+    winogradFilter(
+      backend.typedArrayFromHeap(filter) as Float32Array,
+      backend.typedArrayFromHeap(u) as Float32Array,
+      nred,
+      nout,
+      strides,
+      m4 ? F4.g : undefined,
+    );
+    return;
+  }
+  const outer = laneOut ? nout / 4 : nout;
+  const quads = (nred * nout) / 4;
+  const parts = Math.max(
+    1,
+    Math.min(workerCount() + 1, outer, Math.floor(quads / FILTER_QUADS_PER_PART)),
+  );
+  const fo = offsetOf(backend, filter), uo = offsetOf(backend, u);
+  const name = `${m4 ? "wino4_" : "wino_"}ft_${laneOut ? "o" : "r"}`;
+  runCallLists(
+    backend,
+    Array.from({ length: parts }, (_, k) => [[
+      name,
+      fo,
+      uo,
+      nred,
+      nout,
+      ...strides,
+      Math.round((k * outer) / parts),
+      Math.round(((k + 1) * outer) / parts),
+    ]]),
+  );
+}
+
 /**
  * A 3x3 stride-1 convolution of `x` (`[n, h, w, cr]`) as Winograd F(2x2, 3x3) into `[n, ho, wo,
  * co]`: the filter `[3, 3, ci, co]` of `info` as is (`flip` false: forward, `cr = ci`), or
@@ -486,17 +541,18 @@ function winogradConv(
   const m4 = winogradTileFor(ho, wo) === 4, mt = m4 ? 4 : 2, nm = m4 ? 36 : 16;
   winogradTiles[m4 ? 4 : 2]++;
   const u = backend.makeOutput([nm, cr, co], "float32");
-  // Views only after the allocation: it may grow (and detach) the heap.
-  winogradFilter(
-    backend.typedArrayFromHeap(filter) as Float32Array,
-    backend.typedArrayFromHeap(u) as Float32Array,
+  transformFilter(
+    backend,
+    s,
+    filter,
+    u,
     cr,
     co,
     o.flip
       // g(r, c, red = o', out = i') = filter[2 - r, 2 - c, i', o']
       ? [8 * fci * fco, -3 * fci * fco, -fci * fco, 1, fco]
       : [0, 3 * fci * fco, fci * fco, fco, 1],
-    m4 ? F4.g : undefined,
+    m4,
   );
   const out = backend.makeOutput([n, ho, wo, co], "float32");
   const th = Math.ceil(ho / mt), tw = Math.ceil(wo / mt), tiles = n * th * tw;
@@ -589,17 +645,21 @@ function winogradFilterGradient(
       lists.push(calls);
     }
     runCallLists(backend, lists);
-    const total = new Float32Array(s.memory.buffer, scratch, duBytes / 4);
-    for (let k = 1; k < parts; k++) {
-      const part = new Float32Array(s.memory.buffer, scratch + k * perPart, duBytes / 4);
-      for (let i = 0; i < total.length; i++) total[i] += part[i];
-    }
-    winogradFilterGrad(
-      total,
-      backend.typedArrayFromHeap(out) as Float32Array,
-      ci,
-      co,
-      m4 ? F4.g : undefined,
+    // G^T dU G of the parts' sum, added in part order, split by float quads
+    const n4 = (ci * co) / 4, oo = offsetOf(backend, out);
+    const fparts = Math.max(1, Math.min(workerCount() + 1, Math.floor(n4 / FILTER_QUADS_PER_PART)));
+    runCallLists(
+      backend,
+      Array.from({ length: fparts }, (_, k) => [[
+        m4 ? "wino4_fgt" : "wino_fgt",
+        scratch,
+        oo,
+        ci * co,
+        parts,
+        perPart,
+        Math.round((k * n4) / fparts),
+        Math.round(((k + 1) * n4) / fparts),
+      ]]),
     );
   } finally {
     s.module._free(scratch);

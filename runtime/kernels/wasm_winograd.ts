@@ -717,6 +717,147 @@ function winoOutputGrad4(): Fn {
   return f;
 }
 
+/** F(2x2, 3x3)'s `G` (4x3). */
+export const G2 = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]];
+
+/**
+ * `wino_ft_o` / `wino_ft_r` (and `wino4_` for F(4x4)'s `G`):
+ * `(src, u, nred, nout, base, sr, sc, si, so, lo, hi)`, the transformed filter `U[k] = (G g
+ * G^T)[k / a][k % a]` packed as `u[k][o / 8][i][o % 8]` (`nred` reduction channels `i`, `nout`
+ * output channels `o`, a multiple of 8; `U[k]` at byte `u + k * nred * nout * 4`), where `g(r, c,
+ * i, o) = src[base + r sr + c sc + i si + o so]` (floats; strides may be negative). `laneOut`:
+ * four output channels a vector (`so` must be 1), for `o / 4` in `[lo, hi)`; else four reduction
+ * channels a vector (`si` must be 1, `nred` a multiple of 4), for `o` in `[lo, hi)`. f32
+ * arithmetic (the JavaScript it replaces, {@linkcode winogradFilter}, rounds once from f64).
+ */
+function winoFilterTransform(gm: number[][], laneOut: boolean): Fn {
+  const a = gm.length;
+  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
+  const [SRC, U, NRED, NOUT, BASE, SR, SC, SI, SO, LO, HI] = Array.from(
+    { length: 11 },
+    (_, i) => i,
+  );
+  const p = f.local("i32"), i = f.local("i32"), o = f.local("i32"), at = f.local("i32");
+  const dst = f.local("i32"), ks4 = f.local("i32"), step = f.local("i32");
+  const off = Array.from({ length: 9 }, () => f.local("i32"));
+  const g = Array.from({ length: 9 }, () => f.local("v128"));
+  const t = Array.from({ length: 3 * a }, () => f.local("v128"));
+  const zero = f.local("v128"), v = f.local("v128");
+  const k = constants(f, gm);
+  f.v128Const0().set(zero);
+  f.get(NRED).get(NOUT).i32Mul().i32(2).i32Shl().set(ks4);
+  for (let r = 0; r < 3; r++) {
+    for (let c = 0; c < 3; c++) {
+      f.get(SR).i32(r).i32Mul().get(SC).i32(c).i32Mul().i32Add().i32(2).i32Shl().set(
+        off[3 * r + c],
+      );
+    }
+  }
+  f.i32(laneOut ? 1 : 4).set(step);
+  f.get(LO).set(p);
+  f.block().loop();
+  f.get(p).get(HI).i32GeS().brIf(1);
+  if (laneOut) f.get(p).i32(2).i32Shl().set(o);
+  else f.get(p).set(o);
+  f.i32(0).set(i);
+  f.block().loop();
+  f.get(i).get(NRED).i32GeS().brIf(1);
+  // at = src + (base + i si + o so) * 4
+  f.get(SRC).get(BASE).get(i).get(SI).i32Mul().i32Add().get(o).get(SO).i32Mul().i32Add().i32(2)
+    .i32Shl().i32Add().set(at);
+  for (let j = 0; j < 9; j++) f.get(at).get(off[j]).i32Add().v128Load().set(g[j]);
+  // t = G g (a x 3)
+  for (let r = 0; r < a; r++) {
+    for (let c = 0; c < 3; c++) {
+      combine(f, gm[r], (j) => f.get(g[3 * j + c]), k, zero);
+      f.set(t[3 * r + c]);
+    }
+  }
+  // dst = u + (((o >> 3) nred + i) 8 + (o & 7)) * 4
+  f.get(U).get(o).i32(3).i32ShrU().get(NRED).i32Mul().get(i).i32Add().i32(3).i32Shl().get(o)
+    .i32(7).i32And().i32Add().i32(2).i32Shl().i32Add().set(dst);
+  // U = t G^T
+  for (let r = 0; r < a; r++) {
+    for (let c = 0; c < a; c++) {
+      combine(f, gm[c], (j) => f.get(t[3 * r + j]), k, zero);
+      if (laneOut) {
+        f.set(v).get(dst);
+        if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
+        f.get(v).v128Store();
+      } else {
+        // four reduction channels: 8 floats apart
+        f.set(v);
+        for (let l = 0; l < 4; l++) {
+          f.get(dst);
+          if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
+          f.get(v).f32x4ExtractLane(l).f32Store(32 * l);
+        }
+      }
+    }
+  }
+  f.get(i).get(step).i32Add().set(i).br(0);
+  f.end().end();
+  f.get(p).i32(1).i32Add().set(p).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
+ * `wino_fgt` / `wino4_fgt(du, dg, n, parts, pstride, lo, hi)`: the filter gradient `dg = G^T dU
+ * G` (`[3, 3, n]`) of the transformed filter's gradient summed over `parts` partial sums, added
+ * in part order (`dU` `[a * a, n]` at byte `du + p * pstride`), for the float quads `q` in `[lo,
+ * hi)` (floats `4 q .. 4 q + 3` of each of the `n`).
+ */
+function winoFilterGradTransform(gm: number[][]): Fn {
+  const a = gm.length;
+  const gt = [0, 1, 2].map((r) => gm.map((row) => row[r])); // G^T (3 x a)
+  const f = new Fn(Array.from({ length: 7 }, () => "i32" as const));
+  const [DU, DG, N, PARTS, PSTRIDE, LO, HI] = Array.from({ length: 7 }, (_, i) => i);
+  const q = f.local("i32"), n4 = f.local("i32"), src = f.local("i32"), pp = f.local("i32");
+  const addr = f.local("i32"), dst = f.local("i32");
+  const u = Array.from({ length: a * a }, () => f.local("v128"));
+  const t = Array.from({ length: 3 * a }, () => f.local("v128"));
+  const zero = f.local("v128");
+  const k = constants(f, gt);
+  f.v128Const0().set(zero);
+  f.get(N).i32(2).i32Shl().set(n4);
+  f.get(LO).set(q);
+  f.block().loop();
+  f.get(q).get(HI).i32GeS().brIf(1);
+  f.get(DU).get(q).i32(4).i32Shl().i32Add().set(src);
+  for (let j = 0; j < a * a; j++) {
+    // u[j] = sum over the parts of du[p][j][4 q ..], in part order
+    f.get(src);
+    if (j > 0) f.get(n4).i32(j).i32Mul().i32Add();
+    f.tee(addr).v128Load().set(u[j]);
+    f.i32(1).set(pp);
+    f.block().loop();
+    f.get(pp).get(PARTS).i32GeS().brIf(1);
+    f.get(addr).get(PSTRIDE).i32Add().tee(addr).v128Load().get(u[j]).f32x4Add().set(u[j]);
+    f.get(pp).i32(1).i32Add().set(pp).br(0);
+    f.end().end();
+  }
+  // t = G^T dU (3 x a), then dg = t G
+  for (let r = 0; r < 3; r++) {
+    for (let c = 0; c < a; c++) {
+      combine(f, gt[r], (j) => f.get(u[a * j + c]), k, zero);
+      f.set(t[a * r + c]);
+    }
+  }
+  f.get(DG).get(q).i32(4).i32Shl().i32Add().set(dst);
+  for (let r = 0; r < 3; r++) {
+    for (let c = 0; c < 3; c++) {
+      f.get(dst);
+      if (3 * r + c > 0) f.get(n4).i32(3 * r + c).i32Mul().i32Add();
+      combine(f, gt[c], (j) => f.get(t[a * r + j]), k, zero);
+      f.v128Store();
+    }
+  }
+  f.get(q).i32(1).i32Add().set(q).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The Winograd kernels of the module. */
 export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
   return [
@@ -730,6 +871,12 @@ export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
     { name: "wino4_out", fn: winoOutput4() },
     { name: "wino4_dyt", fn: winoOutputGrad4() },
     { name: "wino4_wgemm", fn: winoFilterGemm(fma, 36) },
+    { name: "wino_ft_o", fn: winoFilterTransform(G2, true) },
+    { name: "wino_ft_r", fn: winoFilterTransform(G2, false) },
+    { name: "wino4_ft_o", fn: winoFilterTransform(F4.g, true) },
+    { name: "wino4_ft_r", fn: winoFilterTransform(F4.g, false) },
+    { name: "wino_fgt", fn: winoFilterGradTransform(G2) },
+    { name: "wino4_fgt", fn: winoFilterGradTransform(F4.g) },
   ];
 }
 
