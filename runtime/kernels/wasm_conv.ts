@@ -470,7 +470,6 @@ const FILTER_QUADS_PER_PART = 1024;
  */
 function transformFilter(
   backend: Backend,
-  s: State,
   filter: TensorInfo,
   u: TensorInfo,
   nred: number,
@@ -543,7 +542,6 @@ function winogradConv(
   const u = backend.makeOutput([nm, cr, co], "float32");
   transformFilter(
     backend,
-    s,
     filter,
     u,
     cr,
