@@ -459,6 +459,25 @@ export function setWinogradBudget(floats: number): void {
   winogradBudget = floats;
 }
 
+/** Multiply-adds of the Winograd products per thread below which a convolution stays on one. */
+const WINO_MACS_PER_PART = 1 << 19;
+
+/**
+ * Threads to split `tiles` Winograd tiles between, `macs` multiply-adds per tile: by the work, not
+ * the pixels (an 8x8 image with 256 channels is as much work as a 128x128 one with 16), at least
+ * 6 tiles (a register tile of the products) a part.
+ */
+function winogradParts(tiles: number, macs: number): number {
+  return Math.max(
+    1,
+    Math.min(
+      workerCount() + 1,
+      Math.floor(tiles / 6),
+      Math.floor((tiles * macs) / WINO_MACS_PER_PART),
+    ),
+  );
+}
+
 /** Filter quads (of 4 channel pairs) per thread below which a filter transform stays on one. */
 const FILTER_QUADS_PER_PART = 1024;
 
@@ -558,7 +577,7 @@ function winogradConv(
     6,
     Math.min(Math.ceil(tiles / 6) * 6, Math.floor(winogradBudget / (nm * (cr + co)) / 6) * 6),
   );
-  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor((tiles * mt * mt) / 256)));
+  const parts = winogradParts(tiles, nm * cr * co);
   const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * tiles) / parts));
   // One cache line more per matrix: the transforms read or write the 16 matrices at once, and at
   // power-of-two strides all 16 streams fall in one set of the L1 cache (up to 1.9x slower).
@@ -617,27 +636,27 @@ function winogradFilterGradient(
   winogradTiles[m4 ? 4 : 2]++;
   const th = Math.ceil(ho / mt), tw = Math.ceil(wo / mt), tiles = n * th * tw;
   const chunk = Math.max(32, Math.min(tiles, Math.floor(winogradBudget / (nm * (ci + co)))));
-  const parts = Math.max(1, Math.min(workerCount() + 1, Math.floor((tiles * mt * mt) / 256)));
+  const parts = winogradParts(tiles, nm * ci * co);
   const bounds = Array.from({ length: parts + 1 }, (_, k) => Math.round((k * tiles) / parts));
+  const duBytes = nm * ci * co * 4, prefix = m4 ? "wino4_" : "wino_";
   // Padded by a cache line, as in winogradConv.
-  const ksa = chunk * ci * 4 + 64, ksd = chunk * co * 4 + 64, duBytes = nm * ci * co * 4;
+  const ksa = chunk * ci * 4 + 64, ksd = chunk * co * 4 + 64;
   const perPart = nm * (ksa + ksd) + duBytes;
   const out = backend.makeOutput([3, 3, ci, co], "float32");
   const scratch = s.module._malloc(parts * perPart) >>> 0;
   try {
-    new Uint8Array(s.memory.buffer, scratch, parts * perPart).fill(0);
     const xo = offsetOf(backend, x), dyo = offsetOf(backend, dy);
     const lists: KernelCall[][] = [];
     for (let k = 0; k < parts; k++) {
       const du = scratch + k * perPart, v = du + duBytes, d = v + nm * ksa;
       const calls: KernelCall[] = [];
-      const prefix = m4 ? "wino4_" : "wino_";
       for (let t0 = bounds[k]; t0 < bounds[k + 1]; t0 += chunk) {
         const t1 = Math.min(t0 + chunk, bounds[k + 1]);
         calls.push(
           [`${prefix}in`, xo, v, t0, t1, h, w, ci, th, tw, pad.top, pad.left, ksa, s.zero],
           [`${prefix}dyt`, dyo, d, t0, t1, ho, wo, co, th, tw, ksd, s.zero],
-          [`${prefix}wgemm`, v, d, du, t1 - t0, ci, co, ksa, ksd],
+          // the part's first chunk stores its dU (no zero fill beforehand), the others add to it
+          [`${prefix}wgemm${t0 === bounds[k] ? "0" : ""}`, v, d, du, t1 - t0, ci, co, ksa, ksd],
         );
       }
       lists.push(calls);

@@ -351,9 +351,10 @@ function winoOutputGrad(): Fn {
  * `wino_wgemm(v, d, du, rows, ci, co, ksa, ksd)`: `du[k][i][o] += sum_r v[k][r][i] d[k][r][o]`
  * over the `rows` tiles, for the 16 matrices `k` (`v[k]` at byte `v + k * ksa`, `[rows, ci]`;
  * `d[k]` at `d + k * ksd`, `[rows, co]`; `du[k]` at `du + k * ci * co * 4`), `ci` a multiple of
- * 4, `co` of 8: tiles of 4 input by 8 output channels, two tiles a step.
+ * 4, `co` of 8: tiles of 4 input by 8 output channels, two tiles a step. `wino_wgemm0` /
+ * `wino4_wgemm0` store `du` instead of adding to it.
  */
-function winoFilterGemm(fma: boolean, matrices = 16): Fn {
+function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
   const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
   const [V, D, DU, ROWS, CI, CO, KSA, KSD] = Array.from({ length: 8 }, (_, i) => i);
   const k = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32"), r = f.local("i32");
@@ -388,6 +389,11 @@ function winoFilterGemm(fma: boolean, matrices = 16): Fn {
   f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
   f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
   for (let l = 0; l < 4; l++) {
+    if (zeroInit) {
+      f.v128Const0().set(acc[2 * l]);
+      f.v128Const0().set(acc[2 * l + 1]);
+      continue;
+    }
     f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(0).set(acc[2 * l]);
     f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(16).set(acc[2 * l + 1]);
   }
@@ -871,6 +877,8 @@ export function winogradModuleFunctions(fma: boolean): ModuleFunction[] {
     { name: "wino4_out", fn: winoOutput4() },
     { name: "wino4_dyt", fn: winoOutputGrad4() },
     { name: "wino4_wgemm", fn: winoFilterGemm(fma, 36) },
+    { name: "wino_wgemm0", fn: winoFilterGemm(fma, 16, true) },
+    { name: "wino4_wgemm0", fn: winoFilterGemm(fma, 36, true) },
     { name: "wino_ft_o", fn: winoFilterTransform(G2, true) },
     { name: "wino_ft_r", fn: winoFilterTransform(G2, false) },
     { name: "wino4_ft_o", fn: winoFilterTransform(F4.g, true) },
