@@ -11,7 +11,8 @@
  * Takes the benchmark's options (`--size`, `--labeled`, `--unlabeled`, `--base`, `--depth`,
  * `--steps`, `--warmup`, `--threads`, ...) plus `--clock cpu|wall` (default `cpu`: process CPU
  * time, which other processes on the machine disturb less), `--shapes 1` (per input shape) and
- * `--top N` (rows printed, default 40).
+ * `--top N` (rows printed, default 40) and `--forward 1` (the inference forward of the labeled batch,
+ * the benchmark's `forward_ms`, instead of the training step).
  *
  * @module
  */
@@ -55,7 +56,11 @@ function wrap(backend: string): void {
         // Transpose, ...) is charged only for its own work; nested calls are listed as
         // "name<parent".
         const shapes = args.shapes
-          ? ` ${Object.values(a.inputs).map((t) => (t as tf.TensorInfo).shape.join("x")).join(",")}`
+          ? ` ${
+            Object.values(a.inputs).filter((t) => t !== undefined).map((t) =>
+              (t as tf.TensorInfo).shape.join("x")
+            ).join(",")
+          }`
           : "";
         const key =
           (stack.length ? `${config.kernelName}<${stack[stack.length - 1]}` : config.kernelName) +
@@ -85,9 +90,31 @@ const step = Trainer.prototype.step;
 let calls = 0;
 const warmup = (args.warmup as number | undefined) ?? 1;
 let stepMs = 0;
+// --forward 1: profile the benchmark's inference forward passes (its forward_ms) instead of the
+// steps: the model's apply with `training: false`, wrapped on the first step.
+let forwardMs = 0, forwardCalls = 0;
+type Apply = (x: tf.Tensor4D, o?: { training?: boolean }) => tf.Tensor4D;
 Trainer.prototype.step = async function (this: typeof Trainer.prototype) {
   wrap(tf.getBackend());
   calls++;
+  const model = this.model as unknown as { apply: Apply; profiled?: boolean };
+  if (args.forward && !model.profiled) {
+    model.profiled = true;
+    const apply = model.apply.bind(model);
+    model.apply = (x, o) => {
+      if (o?.training !== false) return apply(x, o);
+      recording = true;
+      const t = clock();
+      try {
+        return apply(x, o);
+      } finally {
+        forwardMs += clock() - t;
+        forwardCalls++;
+        recording = false;
+      }
+    };
+  }
+  if (args.forward) return await step.call(this);
   recording = calls > warmup;
   const t = clock();
   const out = await step.call(this);
@@ -96,12 +123,13 @@ Trainer.prototype.step = async function (this: typeof Trainer.prototype) {
   return out;
 };
 const result = await benchOursKlStep({ ...args, steps: (args.steps as number) ?? 3 });
-const steps = result.step_ms.length;
+const steps = args.forward ? forwardCalls : result.step_ms.length;
+if (args.forward) stepMs = forwardMs;
 const rows = [...stats.entries()].sort((a, b) => b[1].ms - a[1].ms);
 const total = rows.reduce((s, [, v]) => s + v.ms, 0);
 console.log(JSON.stringify(result));
 console.log(
-  `step ${(stepMs / steps).toFixed(0)} ms ${
+  `${args.forward ? "forward" : "step"} ${(stepMs / steps).toFixed(0)} ms ${
     args.clock === "wall" ? "wall" : "CPU"
   } time (with profiling), kernels ${(total / steps).toFixed(0)} ms = ${
     (100 * total / stepMs).toFixed(1)

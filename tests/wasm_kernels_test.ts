@@ -4,6 +4,7 @@ import {
   conv2DBackpropFilterLoop,
   registerWasmTrainingKernels,
 } from "../runtime/kernels/wasm_training.ts";
+import { callListJobCount } from "../runtime/kernels/wasm_conv.ts";
 
 type Pad = "same" | "valid" | number | [[0, 0], [number, number], [number, number], [0, 0]];
 type Shape4 = [number, number, number, number];
@@ -318,6 +319,8 @@ Deno.test("The wasm training kernels leak neither tensors nor backend data", asy
   const dyUp = tf.tensor4d(normal([2, 4, 4, 4], 22), [2, 4, 4, 4]);
   const g = tf.tensor2d(normal([5, 3], 21), [5, 3]);
   const indices = tf.tensor1d([0, 4, 4, 2], "int32");
+  const xLong = tf.tensor4d(normal([2, 64, 64, 8], 23), [2, 64, 64, 8]);
+  const w1 = tf.tensor4d(normal([1, 1, 8, 4], 24), [1, 1, 8, 4]);
   const step = () => {
     const results = [
       tf.grad((w: tf.Tensor) => tf.conv2d(x, w as tf.Tensor4D, 1, "same"))(w),
@@ -326,6 +329,7 @@ Deno.test("The wasm training kernels leak neither tensors nor backend data", asy
       tf.grad((x: tf.Tensor) => tf.conv2d(x as tf.Tensor4D, w, 2, "same"))(x), // original kernel
       tf.conv2dTranspose(dyUp, w2, [2, 8, 8, 3], 2, "valid"), // non-overlapping blocks
       tf.grad((g: tf.Tensor) => tf.gather(g, indices))(g),
+      tf.grad((w: tf.Tensor) => tf.conv2d(xLong, w as tf.Tensor4D, 1, "valid"))(w1), // x^T dy
     ];
     tf.dispose(results);
   };
@@ -337,5 +341,49 @@ Deno.test("The wasm training kernels leak neither tensors nor backend data", asy
     assert.equal(tf.memory().numTensors, tensors, "tensor count grew");
     assert.equal(backend.numDataIds(), dataIds, "backend data count grew");
   }
-  tf.dispose([x, w, w2, dyUp, g, indices]);
+  tf.dispose([x, w, w2, dyUp, g, indices, xLong, w1]);
+});
+
+Deno.test("A 1x1 filter gradient on wasm is one product x^T dy split over the pixels, and matches cpu", async () => {
+  const xShape: Shape4 = [3, 40, 41, 16], dyShape: Shape4 = [3, 40, 41, 4];
+  const x = normal(xShape, 31), dy = normal(dyShape, 32);
+  const attrs = { strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [1, 1, 16, 4] };
+  // count the wasm kernels it runs
+  const counts = new Map<string, number>();
+  const spied = [tf.BatchMatMul, tf.Transpose, tf.Conv2D].map((name) => {
+    const original = tf.getKernel(name, "wasm")!;
+    tf.unregisterKernel(name, "wasm");
+    tf.registerKernel({
+      ...original,
+      kernelFunc: (args) => {
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+        return original.kernelFunc(args);
+      },
+    });
+    return original;
+  });
+  let jobs = 0;
+  try {
+    await assertBackendsAgree(() => {
+      const before = callListJobCount();
+      const dw = tf.engine().runKernel(
+        tf.Conv2DBackpropFilter,
+        { x: tf.tensor4d(x, xShape), dy: tf.tensor4d(dy, dyShape) },
+        attrs,
+      ) as tf.Tensor;
+      if (tf.getBackend() === "wasm") jobs = callListJobCount() - before;
+      return dw;
+    });
+  } finally {
+    for (const original of spied) {
+      tf.unregisterKernel(original.kernelName, "wasm");
+      tf.registerKernel(original);
+    }
+  }
+  assert.deepEqual(
+    Object.fromEntries(counts),
+    { [tf.BatchMatMul]: 1 },
+    "one BatchMatMul, no transposes",
+  );
+  assert.equal(jobs, 1, "one job of the kernel module (the long BatchMatMul's sweep)");
 });
