@@ -67,12 +67,20 @@ const SLOTS = 32;
 const ARGS = 6;
 const MAX_ARGS = SLOTS - ARGS;
 
+/**
+ * Milliseconds a thread of the pool spins (checks its counter without sleeping) before it sleeps
+ * in `Atomics.wait`: the helper after each job, the calling thread before waiting for a helper.
+ * A job posted to a sleeping helper cost ~50 us here (its wake-up, then the caller's), ~1.7 us
+ * to a spinning one; a training step posts a few hundred (docs/performance.md).
+ */
+const SPIN_MS = 0.1;
+
 /** One-second waits without progress after which a helper counts as stalled. */
 export const STALL_SLICES = 300;
 
 const HELPER = `
 self.onmessage = (e) => {
-  const { memory, module, ctrl, names, misc, miscNames } = e.data;
+  const { memory, module, ctrl, names, misc, miscNames, spinMs } = e.data;
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const fns = names.map((n) => instance.exports[n]);
   if (misc !== null) {
@@ -83,6 +91,10 @@ self.onmessage = (e) => {
   Atomics.store(c, 2, 1);
   let seen = 0;
   for (;;) {
+    // Spin a little before sleeping: the next job of a step usually comes within microseconds,
+    // and a wake-up from Atomics.wait costs tens of them.
+    const until = performance.now() + spinMs;
+    while (Atomics.load(c, 0) === seen && performance.now() < until);
     // \`seen\` is the last job done: the wait returns at once when a newer one is posted.
     Atomics.wait(c, 0, seen);
     const job = Atomics.load(c, 0);
@@ -137,6 +149,7 @@ function startPool(kernels: GemmKernels, malloc: (bytes: number) => number): Poo
       view.fill(0);
       const worker = new Worker(url, { type: "module" });
       worker.postMessage({
+        spinMs: SPIN_MS,
         memory: kernels.memory,
         module: kernels.module,
         ctrl,
@@ -226,6 +239,8 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
  */
 function waitDone(h: Helper, kind: KernelKind): void {
   let idle = 0;
+  const until = performance.now() + SPIN_MS;
+  while (Atomics.load(h.ctrl, 1) !== h.job && performance.now() < until);
   for (;;) {
     const done = Atomics.load(h.ctrl, 1);
     if (done === h.job) break;
