@@ -26,14 +26,15 @@ export interface AdamOptions {
 }
 
 /** Kernel name of the fused Adam update (registered for `wasm` and `cpu` by `initBackend`). */
-const ADAM_KERNEL = "MiSslAdam";
+export const ADAM_KERNEL = "MiSslAdam";
 
 /**
  * One Adam update of a float32 variable in one sweep, on the backend's own arrays: inputs
  * `w, g, m, v`, outputs `[w', m', v']`. The same arithmetic as the op-by-op path (in double
- * precision, rounded once), a dozen fewer kernels per variable.
+ * precision, rounded once), a dozen fewer kernels per variable. (The wasm training kernels
+ * replace it with a float32 SIMD sweep split between the threads, `wasm_training.ts`.)
  */
-function adamKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
+export function adamKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const { w, g, m, v } = args.inputs as Record<string, tf.TensorInfo>;
   const { stepSize, beta1, beta2, epsilon, c2, weightDecay } = args.attrs as Record<
     string,

@@ -175,5 +175,24 @@ for (const [k, inner] of [4, 5].entries()) {
   ], 0);
   if (splitCopyCount() === copies) throw new Error("row copies: none was split");
 }
+// The fused Adam update (float32 sweep on wasm, float64 JavaScript on cpu), with weight decay and
+// a tail of 3 floats.
+{
+  const n = 3 * 65536 + 3, data = [51, 52, 53].map((seed) => normal([n], seed));
+  await check(`Adam update of ${n} floats`, () =>
+    tf.engine().runKernel("MiSslAdam", {
+      w: tf.tensor1d(data[0]),
+      g: tf.tensor1d(data[1]),
+      m: tf.mul(tf.tensor1d(data[2]), 0.1),
+      v: tf.square(tf.tensor1d(data[2])),
+    }, {
+      stepSize: 0.01,
+      beta1: 0.9,
+      beta2: 0.999,
+      epsilon: 1e-8,
+      c2: 0.002,
+      weightDecay: 0.01,
+    }) as tf.Tensor[], 1e-6);
+}
 console.log("done");
 Deno.exit(0);

@@ -513,3 +513,39 @@ Deno.test("the fused Adam update follows Adam with L2 weight decay on wasm and c
   }
   await tf.setBackend("wasm");
 });
+
+Deno.test("the Adam sweep on wasm follows float64 Adam to float32 rounding, tail and weight decay included", async () => {
+  const { Adam } = await import("../core/optimizer.ts");
+  for (const wd of [0, 0.01]) {
+    const n = 4099; // 4096 in the SIMD sweep, 3 in the JavaScript tail
+    const w0 = normal([n], 41), g1 = normal([n], 42), g2 = normal([n], 43);
+    const w = tf.variable(tf.tensor1d(w0), true, `adam-sweep-${wd}`);
+    const adam = new Adam(new Map([["w", w]]), { weightDecay: wd });
+    const before = callListJobCount();
+    for (const g of [g1, g2]) {
+      const gt = tf.tensor1d(g);
+      adam.apply({ w: gt }, 0.01);
+      gt.dispose();
+    }
+    assert.equal(callListJobCount() - before, 2, "one job of the kernel module per update");
+    const wr = Float64Array.from(w0), m = new Float64Array(n), v = new Float64Array(n);
+    [g1, g2].forEach((g, k) => {
+      const t = k + 1, c1 = 1 - 0.9 ** t, c2 = 1 - 0.999 ** t;
+      for (let i = 0; i < n; i++) {
+        const gi = g[i] + wd * wr[i];
+        m[i] = 0.9 * m[i] + 0.1 * gi;
+        v[i] = 0.999 * v[i] + 0.001 * gi * gi;
+        wr[i] -= (m[i] / (Math.sqrt(v[i] / c2) + 1e-8)) * (0.01 / c1);
+      }
+    });
+    const got = w.dataSync();
+    let err = 0;
+    for (let i = 0; i < n; i++) err = Math.max(err, Math.abs(got[i] - wr[i]));
+    // each step moves a weight by up to ~0.01; float32 rounding of the weights is ~1e-7
+    assert.ok(err < 1e-6, `weight decay ${wd}: max error ${err}`);
+    const moved = got.some((x, i) => Math.abs(x - w0[i]) > 0.005);
+    assert.ok(moved, "the update moved the weights");
+    adam.dispose();
+    w.dispose();
+  }
+});

@@ -516,6 +516,42 @@ function mulRows(): Fn {
 }
 
 /**
+ * `adam` / `adam_wd(w, g, m, v, w1, m1, v1, i0, i1, coef)`: one Adam update of floats `[i0, i1)`
+ * (multiples of 4): `gi = g (+ wd w)`, `m1 = b1 m + a1 gi`, `v1 = b2 v + a2 gi gi`, `w1 = w -
+ * (m1 / (sqrt(v1 / c2) + eps)) step`, in float32, with `coef` the float32 `[step, b1, a1, b2, a2,
+ * c2, eps, wd]` (`a1 = 1 - b1`, `a2 = 1 - b2`); `adam_wd` adds the weight decay.
+ */
+function adamSweep(decay: boolean): Fn {
+  const f = new Fn(Array.from({ length: 10 }, () => "i32" as const));
+  const [W, G, M, V, W1, M1, V1, I0, I1, COEF] = Array.from({ length: 10 }, (_, i) => i);
+  const i = f.local("i32"), end = f.local("i32");
+  const [step, b1, a1, b2, a2, c2, eps, wd] = Array.from({ length: 8 }, () => f.local("v128"));
+  const gi = f.local("v128"), mi = f.local("v128"), vi = f.local("v128");
+  [step, b1, a1, b2, a2, c2, eps, wd].forEach((l, k) => f.get(COEF).v128Load32Splat(4 * k).set(l));
+  f.get(I0).i32(2).i32Shl().set(i);
+  f.get(I1).i32(2).i32Shl().set(end);
+  f.block().loop();
+  f.get(i).get(end).i32GeS().brIf(1);
+  f.get(G).get(i).i32Add().v128Load();
+  if (decay) f.get(wd).get(W).get(i).i32Add().v128Load().f32x4Mul().f32x4Add();
+  f.set(gi);
+  f.get(b1).get(M).get(i).i32Add().v128Load().f32x4Mul().get(a1).get(gi).f32x4Mul().f32x4Add()
+    .set(mi);
+  f.get(b2).get(V).get(i).i32Add().v128Load().f32x4Mul().get(a2).get(gi).f32x4Mul().get(gi)
+    .f32x4Mul().f32x4Add().set(vi);
+  f.get(M1).get(i).i32Add().get(mi).v128Store();
+  f.get(V1).get(i).i32Add().get(vi).v128Store();
+  f.get(W1).get(i).i32Add();
+  f.get(W).get(i).i32Add().v128Load();
+  f.get(mi).get(vi).get(c2).f32x4Div().f32x4Sqrt().get(eps).f32x4Add().f32x4Div().get(step)
+    .f32x4Mul();
+  f.f32x4Sub().v128Store();
+  f.get(i).i32(16).i32Add().set(i).br(0);
+  f.end().end();
+  return f;
+}
+
+/**
  * `segment_sum(x, ids, out, rows, cb, s0, s1)`: `out[ids[r], :] += x[r, :]` for every row `r` of
  * `rows` (`cb` bytes, a multiple of 4) whose id is in `[s0, s1)`, in row order: the float32
  * `UnsortedSegmentSum` (the gradient of the warp's gathers). Threads take disjoint id ranges, so
@@ -782,6 +818,8 @@ function moduleFunctions(fma: boolean): ModuleFunction[] {
     { name: "segment_sum", fn: segmentSum() },
     { name: "mm_tn", fn: matMulTN() },
     { name: "mm_rows", fn: matMulRows() },
+    { name: "adam", fn: adamSweep(false) },
+    { name: "adam_wd", fn: adamSweep(true) },
     ...winogradModuleFunctions(fma),
   ];
   return [...functions, { name: "call_batch", fn: callBatch(functions) }];
