@@ -169,7 +169,8 @@ for (const [k, inner] of [4, 5].entries()) {
   ], 0);
   // Add of a [C] bias (the head's), either order (exact).
   const hb = normal([12], 99);
-  await check("Add 3x74x82x8 + [8] and [1, 12] + 3x74x82x12", () => [
+  await check("Add 3x74x82x8 + [8] and [1, 12] + 3x74x82x12, Multiply 3x74x82x8 by [8]", () => [
+    tf.mul(tf.tensor4d(ug, [3, 74, 82, 8]), tf.tensor1d(hb.subarray(4, 12))),
     tf.add(tf.tensor4d(ug, [3, 74, 82, 8]), tf.tensor1d(hb.subarray(0, 8))),
     tf.add(tf.tensor2d(hb, [1, 12]), tf.tensor4d(normal([3 * 74 * 82 * 12], 100), [3, 74, 82, 12])),
   ], 0);

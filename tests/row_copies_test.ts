@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
 import { fillOutside, wasmAdd } from "../runtime/kernels/wasm_training.ts";
+import { miscKernelsFor } from "../runtime/kernels/wasm_misc.ts";
 
 await useWasm();
 
@@ -80,5 +81,43 @@ Deno.test("Add of a [C] bias on wasm is wasmAdd and matches cpu exactly; other A
     }
     await tf.setBackend("wasm");
     assert.deepEqual(got[0], got[1], `${sa} + ${sb}`);
+  }
+});
+
+Deno.test("Multiply by a [C] vector on wasm is one mul_bias sweep and matches cpu exactly; other shapes fall back", async () => {
+  const k = miscKernelsFor(tf.backend())!;
+  const original = k.mulBias;
+  let sweeps = 0;
+  k.mulBias = (...args) => {
+    sweeps++;
+    original(...args);
+  };
+  try {
+    const cases: Array<[number[], number[], boolean]> = [
+      [[3, 3, 16, 8], [8], true], // batch norm's scale folded into a filter
+      [[8], [3, 7, 5, 8], true],
+      [[5, 9, 4], [1, 1, 4], true],
+      [[3, 5, 6], [6], false], // C % 4 != 0: tfjs's kernel
+      [[3, 5, 8], [3, 5, 1], false], // by [..., 1]: the mul_rows sweep
+      [[4, 8], [4, 8], false],
+    ];
+    for (const [sa, sb, sweep] of cases) {
+      const got: Float32Array[] = [];
+      for (const backend of ["wasm", "cpu"]) {
+        await tf.setBackend(backend);
+        const before = sweeps;
+        got.push(
+          tf.tidy(() =>
+            tf.mul(tf.randomNormal(sa, 0, 1, "float32", 7), tf.randomNormal(sb, 0, 1, "float32", 8))
+              .dataSync() as Float32Array
+          ),
+        );
+        if (backend === "wasm") assert.equal(sweeps - before, sweep ? 1 : 0, `${sa} * ${sb}`);
+      }
+      await tf.setBackend("wasm");
+      assert.deepEqual(got[0], got[1], `${sa} * ${sb}`);
+    }
+  } finally {
+    k.mulBias = original;
   }
 });

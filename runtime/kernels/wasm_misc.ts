@@ -144,9 +144,10 @@ function maxPool2Grad(): Fn {
 
 /**
  * `add_bias(x, b, out, rows, cb)`: `out[r, :] = x[r, :] + b` for `rows` rows of `cb` bytes (a
- * multiple of 16): a `[..., C]` tensor plus a `[C]` bias, one float32 addition per element.
+ * multiple of 16): a `[..., C]` tensor plus a `[C]` bias, one float32 addition per element;
+ * `mul_bias` multiplies instead (`[..., C]` times `[C]`: batch norm's scale folded into a filter).
  */
-function addBias(): Fn {
+function addBias(multiply = false): Fn {
   const f = new Fn(["i32", "i32", "i32", "i32", "i32"]);
   const [X, B, OUT, ROWS, CB] = [0, 1, 2, 3, 4];
   const r = f.local("i32"), k = f.local("i32"), at = f.local("i32");
@@ -158,7 +159,9 @@ function addBias(): Fn {
   f.get(OUT).get(at).i32Add().get(k).i32Add();
   f.get(X).get(at).i32Add().get(k).i32Add().v128Load();
   f.get(B).get(k).i32Add().v128Load();
-  f.f32x4Add().v128Store();
+  if (multiply) f.f32x4Mul();
+  else f.f32x4Add();
+  f.v128Store();
   f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
   f.end();
   f.get(r).i32(1).i32Add().set(r).br(0);
@@ -172,6 +175,7 @@ export interface MiscKernels {
   up2(x: number, out: number, rows: number, w: number, cb: number, grad: number): void;
   maxPool2Grad(x: number, dy: number, dx: number, rows: number, w: number, cb: number): void;
   addBias(x: number, b: number, out: number, rows: number, cb: number): void;
+  mulBias(x: number, b: number, out: number, rows: number, cb: number): void;
 }
 
 let cached: {
@@ -209,6 +213,7 @@ export function miscKernelsForMemory(memory: WebAssembly.Memory): MiscKernels | 
           { name: "up2", fn: up2() },
           { name: "max_pool2_grad", fn: maxPool2Grad() },
           { name: "add_bias", fn: addBias() },
+          { name: "mul_bias", fn: addBias(true) },
         ],
       });
       module = new WebAssembly.Module(bytes as BufferSource);
@@ -219,6 +224,7 @@ export function miscKernelsForMemory(memory: WebAssembly.Memory): MiscKernels | 
         up2: e.up2,
         maxPool2Grad: e.max_pool2_grad,
         addBias: e.add_bias,
+        mulBias: e.mul_bias,
       };
     } catch (error) {
       kernels = null;

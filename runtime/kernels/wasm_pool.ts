@@ -34,7 +34,8 @@ export type KernelKind =
   | "copy"
   | "up2"
   | "maxPool2Grad"
-  | "addBias";
+  | "addBias"
+  | "mulBias";
 
 const KINDS: KernelKind[] = [
   "fwd",
@@ -48,6 +49,7 @@ const KINDS: KernelKind[] = [
   "up2",
   "maxPool2Grad",
   "addBias",
+  "mulBias",
 ];
 // The GEMM module's kernels, then those of the data-movement module (`wasm_misc.ts`).
 const EXPORTS = [
@@ -59,7 +61,7 @@ const EXPORTS = [
   "gather_rows",
   "call_batch",
 ];
-const MISC_EXPORTS = ["copy_rows", "up2", "max_pool2_grad", "add_bias"];
+const MISC_EXPORTS = ["copy_rows", "up2", "max_pool2_grad", "add_bias", "mul_bias"];
 
 // Control block (int32 slots) per helper: 0 job counter (-1: stop), 1 done counter, 2 ready,
 // 3 kernel, 4 argument count, 5 error (1: the job's kernel threw), 6.. arguments.
@@ -209,6 +211,7 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
       ? miscKernelsForMemory(kernels.memory)!.maxPool2Grad
       : undefined,
     addBias: kind === "addBias" ? miscKernelsForMemory(kernels.memory)!.addBias : undefined,
+    mulBias: kind === "mulBias" ? miscKernelsForMemory(kernels.memory)!.mulBias : undefined,
   } as const)[kind] as (...a: number[]) => void;
   const ready = pool === null ? [] : pool.helpers.filter((h) => Atomics.load(h.ctrl, 2) === 1);
   const busy: Helper[] = [];
