@@ -21,6 +21,7 @@ import { Rng } from "../core/rng.ts";
 import { Trainer } from "../core/trainer.ts";
 import { type BackendName, BACKENDS } from "../runtime/backend.ts";
 import { describeAdapter, webgpuAdapter } from "../runtime/webgpu.ts";
+import { kernelThreads } from "../runtime/kernels/wasm_conv.ts";
 import { UserError } from "../core/errors.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
@@ -293,11 +294,14 @@ async function profileStep(
   };
 }
 
-/** Threads the backend really computes with (1 unless the wasm threaded build is running). */
+/**
+ * Threads the backend really computes with (1 unless the wasm threaded build is running): the
+ * kernel pool's or XNNPACK's, whichever is larger.
+ */
 function effectiveThreads(backend: string): number {
   if (backend !== "wasm") return 1;
   try {
-    return tfWasm.getThreadsCount();
+    return Math.max(tfWasm.getThreadsCount(), kernelThreads(tf.backend() as never));
   } catch {
     return 1;
   }

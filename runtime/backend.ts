@@ -136,12 +136,16 @@ export async function initBackend(
   }
   const target = name === "auto" ? "wasm" : name;
   if (target === "wasm") {
-    if (options.threads !== undefined && !enableWasmThreads(options.threads)) {
-      tfWasm.setThreadsCount(options.threads);
-    }
+    // With this framework's kernels the threads split the heavy work on the kernel pool
+    // (wasm_pool.ts); XNNPACK keeps one thread for the small ops it still runs: its pthread pool
+    // would wake a thread for each (a 128 px forward pass took 46 ms with 2 XNNPACK threads, 38
+    // ms with 1, docs/performance.md).
+    const threaded = options.threads !== undefined &&
+      enableWasmThreads(options.threads, kernels === "custom" ? 1 : options.threads);
+    if (options.threads !== undefined && !threaded) tfWasm.setThreadsCount(options.threads);
     await withPthreadWorkers(() => setBackend("wasm"));
     registerWasmTrainingKernels({ replace: kernels === "custom" });
-    setKernelThreads(tfWasm.getThreadsCount());
+    setKernelThreads(threaded ? options.threads! : tfWasm.getThreadsCount());
   } else {
     await setBackend(target);
     if (target === "cpu") registerCpuFixes();

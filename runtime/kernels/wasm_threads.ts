@@ -97,11 +97,13 @@ let enabled: number | null = null;
 
 /**
  * Make the next `tf.setBackend("wasm")` load the threaded SIMD build with `threads` threads
- * (the calling thread counts as one). Must be called before the wasm backend is first
- * initialised; returns false (and changes nothing) when that already happened, when `threads`
- * is below 2, or when this runtime lacks shared WebAssembly memory or SIMD.
+ * (the calling thread counts as one), of which XNNPACK's own pthread pool gets `xnnpackThreads`
+ * (default: all; `initBackend` gives it 1 when this framework's kernels, which split their work on
+ * the kernel pool of `wasm_pool.ts`, run the heavy work). Must be called before the wasm backend is
+ * first initialised; returns false (and changes nothing) when that already happened, when
+ * `threads` is below 2, or when this runtime lacks shared WebAssembly memory or SIMD.
  */
-export function enableWasmThreads(threads: number): boolean {
+export function enableWasmThreads(threads: number, xnnpackThreads = threads): boolean {
   if (threads < 2) return false;
   if (enabled !== null) return enabled === threads;
   // Too late once the wasm backend exists (`tf.getBackend()` would itself initialise one).
@@ -113,7 +115,7 @@ export function enableWasmThreads(threads: number): boolean {
     return false;
   }
   tf.env().set("WASM_HAS_MULTITHREAD_SUPPORT", true);
-  tfWasm.setThreadsCount(threads);
+  tfWasm.setThreadsCount(Math.max(1, Math.min(threads, xnnpackThreads)));
   enabled = threads;
   return true;
 }
