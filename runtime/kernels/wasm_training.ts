@@ -839,7 +839,7 @@ function rowParts(backend: Backend, rows: number, perPart = ROWS_PER_PART): [num
 }
 
 /**
- * float32 `Multiply` of `[..., C]` by a vector of `C` values (`multiplyByVector`), or by `[..., 1]`
+ * float32 `Multiply` of `[..., C]` by a vector of `C` values (`byLastAxisVector`), or by `[..., 1]`
  * of the same leading shape (either order: the warp's bilinear weights, masks, ...), as one sweep
  * split between the threads; tfjs's broadcasting loop, which indexes element by element, for
  * everything else.
@@ -847,7 +847,7 @@ function rowParts(backend: Backend, rows: number, perPart = ROWS_PER_PART): [num
 export function wasmMultiply(args: KernelArgs): TensorInfo {
   const backend = args.backend as Backend;
   const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
-  const byVector = multiplyByVector(backend, a, b);
+  const byVector = byLastAxisVector(backend, "mulBias", a, b);
   if (byVector !== null) return byVector;
   const r = a.shape.length;
   if (
@@ -873,13 +873,19 @@ export function wasmMultiply(args: KernelArgs): TensorInfo {
 }
 
 /**
- * float32 `[..., C]` times a vector of `C` values (`[C]` or `[1, ..., 1, C]` of no higher rank,
- * either order; `C % 4 == 0`): one SIMD sweep by rows (`mul_bias`), split between the threads on
- * large tensors; null for other operands. Batch norm's scale folded into each filter at inference
- * (`[3, 3, ci, co]` times `[co]`) went through tfjs's broadcasting loop: ~0.1-0.7 ms a call, 22
- * calls a forward pass, more at two threads.
+ * float32 `[..., C]` plus (`addBias`) or times (`mulBias`) a vector of `C` values (`[C]` or `[1,
+ * ..., 1, C]` of no higher rank, either order; `C % 4 == 0`): one SIMD sweep by rows, split
+ * between the threads on large tensors; null for other operands. For `Add`, the head's bias; for
+ * `Multiply`, batch norm's scale folded into each filter at inference (`[3, 3, ci, co]` times
+ * `[co]`, 22 calls a forward pass), which went through tfjs's broadcasting loop: ~0.1-0.7 ms a
+ * call, more at two threads.
  */
-function multiplyByVector(backend: Backend, a: TensorInfo, b: TensorInfo): TensorInfo | null {
+function byLastAxisVector(
+  backend: Backend,
+  kind: "addBias" | "mulBias",
+  a: TensorInfo,
+  b: TensorInfo,
+): TensorInfo | null {
   if (a.dtype !== "float32" || b.dtype !== "float32" || miscKernelsFor(backend) === null) {
     return null;
   }
@@ -894,13 +900,7 @@ function multiplyByVector(backend: Backend, a: TensorInfo, b: TensorInfo): Tenso
   const rows = sizeOf(x.shape) / c, cb = 4 * c;
   const out = backend.makeOutput(x.shape, "float32");
   const xo = heapOffset(backend, x), vo = heapOffset(backend, v), oo = heapOffset(backend, out);
-  splitByRows(
-    backend,
-    "mulBias",
-    rows,
-    cb,
-    (r0, r1) => [xo + r0 * cb, vo, oo + r0 * cb, r1 - r0, cb],
-  );
+  splitByRows(backend, kind, rows, cb, (r0, r1) => [xo + r0 * cb, vo, oo + r0 * cb, r1 - r0, cb]);
   return out;
 }
 
@@ -921,30 +921,8 @@ function isLastAxisVector(t: TensorInfo, x: TensorInfo): boolean {
  * indexes element by element) for everything else. The same additions, so the same values.
  */
 export function wasmAdd(args: KernelArgs): TensorInfo {
-  const backend = args.backend as Backend;
   const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
-  if (a.dtype !== "float32" || b.dtype !== "float32" || miscKernelsFor(backend) === null) {
-    return fallback(tf.Add, args);
-  }
-  const [x, bias] = sizeOf(b.shape) < sizeOf(a.shape) && isLastAxisVector(b, a)
-    ? [a, b]
-    : sizeOf(a.shape) < sizeOf(b.shape) && isLastAxisVector(a, b)
-    ? [b, a]
-    : [null, null];
-  if (x === null || bias === null) return fallback(tf.Add, args);
-  const c = x.shape[x.shape.length - 1];
-  if (c % 4 !== 0 || sizeOf(x.shape) === 0) return fallback(tf.Add, args);
-  const rows = sizeOf(x.shape) / c, cb = 4 * c;
-  const out = backend.makeOutput(x.shape, "float32");
-  const xo = heapOffset(backend, x), bo = heapOffset(backend, bias), oo = heapOffset(backend, out);
-  splitByRows(
-    backend,
-    "addBias",
-    rows,
-    cb,
-    (r0, r1) => [xo + r0 * cb, bo, oo + r0 * cb, r1 - r0, cb],
-  );
-  return out;
+  return byLastAxisVector(args.backend as Backend, "addBias", a, b) ?? fallback(tf.Add, args);
 }
 
 // ---------------------------------------------------------------------------------------------
