@@ -18,7 +18,8 @@ import {
   winogradTileCount,
   winogradTileFor,
 } from "../runtime/kernels/wasm_conv.ts";
-import { F4, G2, winogradFilter, winogradFilterGrad } from "../runtime/kernels/wasm_winograd.ts";
+import { F4, G2 } from "../runtime/kernels/wasm_winograd.ts";
+import { winogradFilter, winogradFilterGrad } from "./_winograd_reference.ts";
 import { wasmOffset } from "../runtime/tfjs_internals.ts";
 
 await useWasm();

@@ -10,7 +10,6 @@ import type { tf, tfWasm } from "../../deps.ts";
 import { BATCH_RECORD, type GemmKernels, instantiateGemm } from "./wasm_gemm.ts";
 import { ensurePool, parallelFor, workerCount } from "./wasm_pool.ts";
 import { warnFallback, wasmHeap, wasmOffset } from "../tfjs_internals.ts";
-import { F4, winogradFilter } from "./wasm_winograd.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
@@ -483,9 +482,9 @@ const FILTER_QUADS_PER_PART = 1024;
 
 /**
  * The transformed filter `U` (`[a * a, nred, nout]`, packed by 8 output channels, into `u`) of the
- * 3x3 filter `filter` read with strides `[base, sr, sc, si, so]` (floats; see
- * {@linkcode winogradFilter}): the `wino_ft_*` kernels on the pool, four output channels a vector
- * where `so` is 1, else four reduction channels (`si` 1); the JavaScript transform otherwise.
+ * 3x3 filter `filter` read with strides `[base, sr, sc, si, so]` (floats): the `wino_ft_*` kernels
+ * of `wasm_winograd.ts` on the pool, four output channels a vector where `so` is 1 (the forward),
+ * else four reduction channels (`si` 1: the flipped filter of the input gradient).
  */
 function transformFilter(
   backend: Backend,
@@ -498,16 +497,7 @@ function transformFilter(
 ): void {
   const laneOut = strides[4] === 1;
   if (!(laneOut || (strides[3] === 1 && nred % 4 === 0)) || nout % 8 !== 0) {
-    // Views only after the allocation of `u`: it may grow (and detach) the heap.
-    winogradFilter(
-      backend.typedArrayFromHeap(filter) as Float32Array,
-      backend.typedArrayFromHeap(u) as Float32Array,
-      nred,
-      nout,
-      strides,
-      m4 ? F4.g : undefined,
-    );
-    return;
+    throw new Error(`transformFilter: no kernel for strides ${strides} (${nred} -> ${nout})`);
   }
   const outer = laneOut ? nout / 4 : nout;
   const quads = (nred * nout) / 4;
@@ -668,7 +658,7 @@ function winogradFilterGradient(
     runCallLists(
       backend,
       Array.from({ length: fparts }, (_, k) => [[
-        m4 ? "wino4_fgt" : "wino_fgt",
+        `${prefix}fgt`,
         scratch,
         oo,
         ci * co,

@@ -82,7 +82,7 @@ export const STALL_SLICES = 300;
 
 const HELPER = `
 self.onmessage = (e) => {
-  const { memory, module, ctrl, names, misc, miscNames, spinMs } = e.data;
+  const { memory, module, ctrl, names, misc, miscNames } = e.data;
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const fns = names.map((n) => instance.exports[n]);
   if (misc !== null) {
@@ -95,7 +95,7 @@ self.onmessage = (e) => {
   for (;;) {
     // Spin a little before sleeping: the next job of a step usually comes within microseconds,
     // and a wake-up from Atomics.wait costs tens of them.
-    const until = performance.now() + spinMs;
+    const until = performance.now() + ${SPIN_MS};
     while (Atomics.load(c, 0) === seen && performance.now() < until);
     // \`seen\` is the last job done: the wait returns at once when a newer one is posted.
     Atomics.wait(c, 0, seen);
@@ -151,7 +151,6 @@ function startPool(kernels: GemmKernels, malloc: (bytes: number) => number): Poo
       view.fill(0);
       const worker = new Worker(url, { type: "module" });
       worker.postMessage({
-        spinMs: SPIN_MS,
         memory: kernels.memory,
         module: kernels.module,
         ctrl,
