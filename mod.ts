@@ -43,6 +43,7 @@ export {
   BACKENDS,
   initBackend,
   type InitBackendOptions,
+  shutdownBackend,
 } from "./runtime/backend.ts";
 export { KERNEL_MODES, type KernelMode } from "./runtime/tfjs_internals.ts";
 export {

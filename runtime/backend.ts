@@ -10,8 +10,12 @@
 import { tf, tfWasm } from "../deps.ts";
 import { UserError } from "../core/errors.ts";
 import { registerWasmTrainingKernels } from "./kernels/wasm_training.ts";
-import { enableWasmThreads, withPthreadWorkers } from "./kernels/wasm_threads.ts";
-import { setKernelThreads } from "./kernels/wasm_pool.ts";
+import {
+  enableWasmThreads,
+  terminatePthreadWorkers,
+  withPthreadWorkers,
+} from "./kernels/wasm_threads.ts";
+import { setKernelThreads, stopKernelThreads } from "./kernels/wasm_pool.ts";
 import { installLowMemoryGradients, installSumGradient } from "./gradients.ts";
 import { checkTfjsVersion, type KernelMode, setKernelMode } from "./tfjs_internals.ts";
 import { registerAdamKernel } from "../core/optimizer.ts";
@@ -135,6 +139,12 @@ export async function initBackend(
     );
   }
   const target = name === "auto" ? "wasm" : name;
+  if (target === "wasm" && threadedWasmShutDown) {
+    throw new UserError(
+      "The threaded wasm backend was shut down (shutdownBackend) and cannot run again in this " +
+        "process; start a new one",
+    );
+  }
   if (target === "wasm") {
     // With this framework's kernels the threads split the heavy work on the kernel pool
     // (wasm_pool.ts); XNNPACK keeps one thread for the small ops it still runs: its pthread pool
@@ -151,6 +161,36 @@ export async function initBackend(
     if (target === "cpu") registerCpuFixes();
   }
   return tf.getBackend();
+}
+
+let threadedWasmShutDown = false;
+
+/**
+ * End the threads the wasm backend started, so that the program can exit: with `threads` above
+ * 1 its helper workers (this framework's kernel pool and the threaded build's pthreads) keep a
+ * Deno process alive after its last line. Call it once, at the end of a program that imports
+ * `mod.ts` and trained or predicted with threads; the command line does it for you. A threaded
+ * wasm backend is removed (its threads are gone; `initBackend("wasm")` then throws); any other
+ * backend, and wasm without threads, stays usable. Returns the number of workers ended.
+ *
+ * @example
+ * ```ts
+ * import { initBackend, shutdownBackend } from "../mod.ts";
+ * await initBackend("wasm", { threads: 2 });
+ * // ... train, predict ...
+ * shutdownBackend();
+ * ```
+ */
+export function shutdownBackend(): number {
+  const helpers = stopKernelThreads();
+  const pthreads = terminatePthreadWorkers();
+  if (pthreads > 0) {
+    threadedWasmShutDown = true;
+    if ("wasm" in tf.engine().registryFactory) {
+      tf.removeBackend("wasm");
+    }
+  }
+  return helpers + pthreads;
 }
 
 /**

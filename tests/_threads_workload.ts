@@ -3,7 +3,8 @@
  * data (`ACDC_ROOT`, else `../shared/data/acdc`) it is `recipes/acdc-cpu/ours-kl.yaml` (128 px,
  * U-Net width 8, labeled batch 4, unlabeled batch 4); without it, the phantom at 128 px with the
  * same batches and network. Runs `steps` training steps with `threads: 2` and prints one line per
- * step, so that a hang shows as silence to the parent.
+ * step, so that a hang shows as silence to the parent; then ends the threads with
+ * `shutdownBackend` and, without `Deno.exit`, must exit by itself.
  *
  * ```sh
  * deno run --allow-read --allow-write --allow-env --allow-sys tests/_threads_workload.ts 12
@@ -15,6 +16,7 @@ import { loadRecipe } from "../core/recipe.ts";
 import { Trainer } from "../core/trainer.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { workerCount } from "../runtime/kernels/wasm_pool.ts";
+import { initBackend, shutdownBackend } from "../runtime/backend.ts";
 
 const steps = Number(Deno.args[0] ?? 12);
 const root = new URL("../", import.meta.url).pathname;
@@ -52,5 +54,14 @@ for (let i = 1; i <= steps; i++) {
   await trainer.step();
   console.log(`step ${i} ${(performance.now() - t).toFixed(0)} ms helpers ${workerCount()}`);
 }
+trainer.dispose();
 console.log("done");
-Deno.exit(0);
+// No Deno.exit: with threads the helper workers would keep the process alive, and
+// shutdownBackend must end them (the parent fails on a process that does not exit).
+console.log(`ended ${shutdownBackend()}`);
+try {
+  await initBackend("wasm", { threads: 2 });
+  console.log("initBackend after shutdownBackend: no error");
+} catch (error) {
+  console.log(`initBackend after shutdownBackend: ${(error as Error).message}`);
+}

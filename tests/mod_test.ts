@@ -179,6 +179,7 @@ const EXPORTS = [
   "resolveRoot",
   "sampleRandomAffine",
   "saveCheckpoint",
+  "shutdownBackend",
   "sigmoidRampUp",
   "softDice",
   "spleenDataset",

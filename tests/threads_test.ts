@@ -73,7 +73,7 @@ Deno.test("threads 2: the kernel pool loses no wake-up (80,000 parallel calls, t
   for (const lines of runs) assert.equal(lines.at(-1), "done");
 });
 
-Deno.test("threads 2: a real-shaped Ours (KL) workload trains 12 steps without a hang", async () => {
+Deno.test("threads 2: a real-shaped Ours (KL) workload trains 12 steps without a hang, and shutdownBackend lets it exit", async () => {
   const lines = await runWithDeadline("tests/_threads_workload.ts", ["12"], {
     stallMs: 60_000,
     firstMs: 180_000,
@@ -82,8 +82,16 @@ Deno.test("threads 2: a real-shaped Ours (KL) workload trains 12 steps without a
   // The helper worker took part (otherwise nothing threaded was tested).
   assert.match(lines[0], /helpers 1$/);
   assert.equal(lines.filter((l) => l.startsWith("step ")).length, 12);
-  assert.match(lines.at(-2)!, /^step 12 .* helpers 1$/);
-  assert.equal(lines.at(-1), "done");
+  const done = lines.indexOf("done");
+  assert.match(lines[done - 1], /^step 12 .* helpers 1$/);
+  // The kernel pool's helper and the threaded build's pthreads were ended (else the process,
+  // which does not call Deno.exit, would not have exited: runWithDeadline fails on that), and the
+  // removed backend refuses to start again.
+  assert.match(lines[done + 1], /^ended ([2-9]|\d\d+)$/);
+  assert.match(
+    lines[done + 2],
+    /^initBackend after shutdownBackend: The threaded wasm backend was shut down/,
+  );
 });
 
 Deno.test("threads 2: batch norm, Multiply, BatchMatMul, UnsortedSegmentSum and row copies split between the threads match cpu", async () => {

@@ -177,14 +177,19 @@ export function ensurePool(kernels: GemmKernels, malloc: (bytes: number) => numb
   }
 }
 
-/** Stop the helper workers (they keep the process alive otherwise). */
-export function stopKernelThreads(): void {
-  if (pool === null) return;
+/**
+ * Stop the helper workers (they keep the process alive otherwise); returns how many there were.
+ * The next kernel that wants helpers starts new ones.
+ */
+export function stopKernelThreads(): number {
+  if (pool === null) return 0;
+  const n = pool.helpers.length;
   for (const h of pool.helpers) {
     Atomics.store(h.ctrl, 0, -1);
     Atomics.notify(h.ctrl, 0);
   }
   pool = null;
+  return n;
 }
 
 let helperParts = 0;

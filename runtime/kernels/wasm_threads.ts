@@ -57,6 +57,9 @@ globalThis.addEventListener("message", (e) => {
 
 let bootstrapUrl: string | null = null;
 
+/** The pthread workers started and not yet terminated (each keeps the process alive). */
+const live = new Set<PthreadWorker>();
+
 /** Emscripten's view of a Node.js `worker_threads.Worker`, backed by a Deno web worker. */
 class PthreadWorker {
   readonly #worker: Worker;
@@ -68,6 +71,7 @@ class PthreadWorker {
     this.#worker = new DenoWorker(`${bootstrapUrl}#${encodeURIComponent(String(url))}`, {
       type: "module",
     });
+    live.add(this);
   }
 
   on(event: string, listener: (arg: unknown) => void): this {
@@ -85,6 +89,7 @@ class PthreadWorker {
 
   terminate(): void {
     this.#worker.terminate();
+    live.delete(this);
   }
 
   ref(): void {}
@@ -92,6 +97,17 @@ class PthreadWorker {
 }
 
 const DenoWorker = globalThis.Worker;
+
+/**
+ * Terminate every pthread worker of the threaded build (a Deno web worker keeps the process
+ * alive, and Emscripten's pool never ends them); returns how many there were. The threaded wasm
+ * backend cannot run after this: `shutdownBackend` (`runtime/backend.ts`) removes it.
+ */
+export function terminatePthreadWorkers(): number {
+  const n = live.size;
+  for (const w of [...live]) w.terminate();
+  return n;
+}
 
 let enabled: number | null = null;
 
