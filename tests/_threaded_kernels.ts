@@ -3,7 +3,8 @@
  * (batch norm + ReLU and its gradient, `Multiply` by a `[..., 1]` factor, `BatchMatMul` with a
  * long dimension, float32 `UnsortedSegmentSum`), and the row-wise kernels of `wasm_misc.ts` on
  * the pool (the row copies of `Concat`, `SplitV`, `Slice` and `PadV2`, x2 nearest upsampling and
- * its gradient, the 2x2 max-pool gradient, `Add` of a `[C]` bias), with 2 threads, on shapes large enough to be split,
+ * its gradient, the 2x2 max-pool gradient, `Add` of a `[C]` bias), the element-wise kernels of
+ * the losses (`wasm_pointwise.ts`), with 2 threads, on shapes large enough to be split,
  * against the cpu backend. Checks that each call gave parts to the helper, prints one
  * line per kernel and `done` at the end.
  *
@@ -196,6 +197,23 @@ for (const [k, inner] of [4, 5].entries()) {
       c2: 0.002,
       weightDecay: 0.01,
     }) as tf.Tensor[], 1e-6);
+}
+// The element-wise kernels of the losses (wasm_pointwise.ts) on the ACDC unlabeled batch's shape:
+// Exp and Log within 2 ulp, the others exact (GreaterEqual's bool output as 0 / 1 floats).
+{
+  const x = normal([4 * 128 * 128 * 4], 61), y = normal([4 * 128 * 128], 62);
+  const t = () => tf.tensor4d(x, [4, 128, 128, 4]);
+  await check("Exp, Log and Softmax of 4x128x128x4", () => [
+    tf.exp(t()),
+    tf.log(tf.abs(t())),
+    tf.softmax(t()),
+    tf.softmax(tf.reshape(t(), [4, 128, 256, 2])),
+  ], 3e-7);
+  await check("Maximum, GreaterEqual with a scalar, Sub of 4x128x128x1", () => [
+    tf.maximum(t(), 0.1),
+    tf.cast(tf.greaterEqual(t(), 0.1), "float32"),
+    tf.sub(t(), tf.tensor4d(y, [4, 128, 128, 1])),
+  ], 0);
 }
 console.log("done");
 Deno.exit(0);

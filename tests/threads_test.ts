@@ -94,7 +94,7 @@ Deno.test("threads 2: a real-shaped Ours (KL) workload trains 12 steps without a
   );
 });
 
-Deno.test("threads 2: batch norm, Multiply, BatchMatMul, UnsortedSegmentSum and row copies split between the threads match cpu", async () => {
+Deno.test("threads 2: batch norm, Multiply, BatchMatMul, UnsortedSegmentSum, row copies and the losses' element-wise kernels split between the threads match cpu", async () => {
   const lines = await runWithDeadline("tests/_threaded_kernels.ts", [], {
     stallMs: 120_000,
     firstMs: 180_000,

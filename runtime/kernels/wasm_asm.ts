@@ -222,6 +222,13 @@ export class Fn {
   f32Gt(): this {
     return this.#op(0x5e);
   }
+  f32Ge(): this {
+    return this.#op(0x60);
+  }
+  /** Store the low byte of an i32. */
+  i32Store8(offset = 0): this {
+    return this.#mem([0x3a], 0, offset);
+  }
   f64Load(offset = 0): this {
     return this.#mem([0x2b], 3, offset);
   }
@@ -248,6 +255,60 @@ export class Fn {
   }
   f32x4Splat(): this {
     return this.#simd(0x13);
+  }
+  i32x4Splat(): this {
+    return this.#simd(0x11);
+  }
+  /** Lanes `lanes[i]` (bytes 0-15 of the first operand, 16-31 of the second). */
+  i8x16Shuffle(lanes: number[]): this {
+    if (lanes.length !== 16) throw new Error("i8x16.shuffle takes 16 lane indices");
+    this.#simd(0x0d);
+    this.code.push(...lanes);
+    return this;
+  }
+  /** Bytes of float lanes `l0..l3` (0-3 the first operand, 4-7 the second) for `i8x16Shuffle`. */
+  static floatLanes(l: [number, number, number, number]): number[] {
+    return l.flatMap((k) => [4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3]);
+  }
+  f32x4Ne(): this {
+    return this.#simd(0x42);
+  }
+  f32x4Lt(): this {
+    return this.#simd(0x43);
+  }
+  f32x4Le(): this {
+    return this.#simd(0x45);
+  }
+  f32x4Ge(): this {
+    return this.#simd(0x46);
+  }
+  /** `(a & m) | (b & ~m)` (stack: a, b, m). */
+  v128Bitselect(): this {
+    return this.#simd(0x52);
+  }
+  f32x4Nearest(): this {
+    return this.#simd(0x6a);
+  }
+  i32x4Shl(): this {
+    return this.#simd(0xab);
+  }
+  i32x4ShrU(): this {
+    return this.#simd(0xad);
+  }
+  i32x4Add(): this {
+    return this.#simd(0xae);
+  }
+  i32x4Sub(): this {
+    return this.#simd(0xb1);
+  }
+  f32x4Min(): this {
+    return this.#simd(0xe8);
+  }
+  i32x4TruncSatF32x4S(): this {
+    return this.#simd(0xf8);
+  }
+  f32x4ConvertI32x4S(): this {
+    return this.#simd(0xfa);
   }
   f32x4ExtractLane(lane: number): this {
     this.#simd(0x1f);

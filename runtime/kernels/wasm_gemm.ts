@@ -19,6 +19,7 @@
 import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
 import { bnModuleFunctions } from "./wasm_bn.ts";
 import { winogradModuleFunctions } from "./wasm_winograd.ts";
+import { pointwiseModuleFunctions } from "./wasm_pointwise.ts";
 
 /** Rows (pixels) of a forward tile. */
 export const FWD_MR = 6;
@@ -821,6 +822,7 @@ function moduleFunctions(fma: boolean): ModuleFunction[] {
     { name: "adam", fn: adamSweep(false) },
     { name: "adam_wd", fn: adamSweep(true) },
     ...winogradModuleFunctions(fma),
+    ...pointwiseModuleFunctions(),
   ];
   return [...functions, { name: "call_batch", fn: callBatch(functions) }];
 }

@@ -926,6 +926,176 @@ export function wasmAdd(args: KernelArgs): TensorInfo {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Element-wise kernels of the losses (the SIMD sweeps of wasm_pointwise.ts)
+
+/** Elements per thread below which a sweep stays on one thread. */
+const POINTWISE_PER_PART = 1 << 15;
+
+/**
+ * `[start, end)` ranges of `[0, n)` split between the pool's threads, each at least
+ * `perPart` long and starting at a multiple of `align`.
+ */
+function elementRanges(
+  backend: Backend,
+  n: number,
+  perPart: number,
+  align = 4,
+): [number, number][] {
+  const parts = Math.max(1, Math.min(kernelThreads(backend), Math.floor(n / perPart)));
+  const cut = (k: number) =>
+    k === parts ? n : Math.min(n, Math.round((k * n) / parts / align) * align);
+  return Array.from({ length: parts }, (_, k) => [cut(k), cut(k + 1)]);
+}
+
+/** Runs one call per range on the pool; disposes `out` and returns null where it cannot. */
+function sweep(
+  backend: Backend,
+  out: TensorInfo,
+  parts: [number, number][],
+  call: (lo: number, hi: number) => KernelCall,
+): TensorInfo | null {
+  if (runCallLists(backend, parts.map(([lo, hi]) => [call(lo, hi)]))) return out;
+  backend.disposeData(out.dataId);
+  return null;
+}
+
+function unary(name: string, fn: "pw_exp" | "pw_log", args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { x } = args.inputs as { x: TensorInfo };
+  const n = sizeOf(x.shape);
+  if (x.dtype !== "float32" || n === 0) return fallback(name, args);
+  const out = backend.makeOutput(x.shape, "float32");
+  const xo = heapOffset(backend, x), oo = heapOffset(backend, out);
+  return sweep(backend, out, elementRanges(backend, n, POINTWISE_PER_PART), (lo, hi) => [
+    fn,
+    xo,
+    oo,
+    lo,
+    hi,
+  ]) ?? fallback(name, args);
+}
+
+/** float32 `Exp` as a SIMD sweep ({@linkcode emitExp}). */
+export function wasmExp(args: KernelArgs): TensorInfo {
+  return unary(tf.Exp, "pw_exp", args);
+}
+
+/** float32 `Log` as a SIMD sweep ({@linkcode emitLog}). */
+export function wasmLog(args: KernelArgs): TensorInfo {
+  return unary(tf.Log, "pw_log", args);
+}
+
+/** float32 `Softmax` over a last axis of 4 classes, or of 2 with an even pixel count. */
+export function wasmSoftmax(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { logits } = args.inputs as { logits: TensorInfo };
+  const dim = (args.attrs as { dim: number }).dim;
+  const r = logits.shape.length, c = logits.shape[r - 1], n = sizeOf(logits.shape);
+  const vectors = n / 4;
+  if (
+    logits.dtype !== "float32" || n === 0 || (dim !== -1 && dim !== r - 1) ||
+    (c !== 4 && c !== 2) || n % 4 !== 0
+  ) return fallback(tf.Softmax, args);
+  const out = backend.makeOutput(logits.shape, "float32");
+  const xo = heapOffset(backend, logits), oo = heapOffset(backend, out);
+  const fn = c === 4 ? "pw_softmax4" : "pw_softmax2";
+  return sweep(
+    backend,
+    out,
+    elementRanges(backend, vectors, POINTWISE_PER_PART / 4, 1),
+    (lo, hi) => [
+      fn,
+      xo,
+      oo,
+      lo,
+      hi,
+    ],
+  ) ?? fallback(tf.Softmax, args);
+}
+
+/** The `[x, s]` of float32 operands where `b` (or, when `swap`, `a`) is a single element. */
+function withScalar(a: TensorInfo, b: TensorInfo): [TensorInfo, TensorInfo] | null {
+  if (a.dtype !== "float32" || b.dtype !== "float32") return null;
+  if (sizeOf(b.shape) !== 1 || sizeOf(a.shape) === 0) return null;
+  // the output takes the higher rank: `b` may not add axes to `a`
+  if (b.shape.length > a.shape.length) return null;
+  return [a, b];
+}
+
+/** float32 `Maximum` of a tensor and a single element (either order). */
+export function wasmMaximum(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const pair = withScalar(a, b) ?? withScalar(b, a);
+  if (pair === null) return fallback(tf.Maximum, args);
+  const [x, s] = pair;
+  const out = backend.makeOutput(x.shape, "float32");
+  const xo = heapOffset(backend, x), so = heapOffset(backend, s), oo = heapOffset(backend, out);
+  return sweep(
+    backend,
+    out,
+    elementRanges(backend, sizeOf(x.shape), POINTWISE_PER_PART),
+    (lo, hi) => [
+      "pw_max_s",
+      xo,
+      so,
+      oo,
+      lo,
+      hi,
+    ],
+  ) ?? fallback(tf.Maximum, args);
+}
+
+/** float32 `GreaterEqual` of a tensor and a single element (in that order). */
+export function wasmGreaterEqual(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const pair = withScalar(a, b);
+  if (pair === null) return fallback(tf.GreaterEqual, args);
+  const [x, s] = pair;
+  const out = backend.makeOutput(x.shape, "bool");
+  const xo = heapOffset(backend, x), so = heapOffset(backend, s), oo = heapOffset(backend, out);
+  return sweep(
+    backend,
+    out,
+    elementRanges(backend, sizeOf(x.shape), POINTWISE_PER_PART),
+    (lo, hi) => [
+      "pw_ge_s",
+      xo,
+      so,
+      oo,
+      lo,
+      hi,
+    ],
+  ) ?? fallback(tf.GreaterEqual, args);
+}
+
+/** float32 `Sub` of a `[..., 1]` tensor from a `[..., C]` one of the same leading shape. */
+export function wasmSub(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const r = a.shape.length;
+  if (
+    a.dtype !== "float32" || b.dtype !== "float32" || r === 0 || b.shape.length !== r ||
+    b.shape[r - 1] !== 1 || a.shape[r - 1] === 1 || sizeOf(a.shape) === 0 ||
+    a.shape.slice(0, -1).some((d, i) => d !== b.shape[i])
+  ) return fallback(tf.Sub, args);
+  const c = a.shape[r - 1], rows = sizeOf(a.shape) / c;
+  const out = backend.makeOutput(a.shape, "float32");
+  const ao = heapOffset(backend, a), bo = heapOffset(backend, b), oo = heapOffset(backend, out);
+  const perPart = Math.max(1, Math.ceil(POINTWISE_PER_PART / c));
+  return sweep(backend, out, elementRanges(backend, rows, perPart, 1), (lo, hi) => [
+    "pw_sub_rows",
+    ao,
+    bo,
+    oo,
+    lo,
+    hi,
+    4 * c,
+  ]) ?? fallback(tf.Sub, args);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Adam
 
 /** Floats per thread below which the Adam sweep stays on one thread. */
@@ -1126,6 +1296,12 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.PadV2, wasmPadV2 as tf.KernelFunc],
   [tf.Multiply, wasmMultiply as tf.KernelFunc],
   [tf.Add, wasmAdd as tf.KernelFunc],
+  [tf.Sub, wasmSub as tf.KernelFunc],
+  [tf.Maximum, wasmMaximum as tf.KernelFunc],
+  [tf.GreaterEqual, wasmGreaterEqual as tf.KernelFunc],
+  [tf.Exp, wasmExp as tf.KernelFunc],
+  [tf.Log, wasmLog as tf.KernelFunc],
+  [tf.Softmax, wasmSoftmax as tf.KernelFunc],
   [tf.BatchMatMul, wasmBatchMatMul as tf.KernelFunc],
   [ADAM_KERNEL, wasmAdam as unknown as tf.KernelFunc],
 ];
