@@ -19,7 +19,7 @@
 import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
 import { bnModuleFunctions } from "./wasm_bn.ts";
 import { winogradModuleFunctions } from "./wasm_winograd.ts";
-import { pointwiseModuleFunctions } from "./wasm_pointwise.ts";
+import { pointwiseModuleFunctions, rowsByScalar } from "./wasm_pointwise.ts";
 
 /** Rows (pixels) of a forward tile. */
 export const FWD_MR = 6;
@@ -483,40 +483,6 @@ function gatherRows(): Fn {
 }
 
 /**
- * `mul_rows(a, b, out, r0, r1, cb)`: `out[r, :] = a[r, :] * b[r]` for rows `r` in `[r0, r1)` of
- * `cb` bytes (a multiple of 4): a `Multiply` that broadcasts `[..., 1]` along the last axis
- * (the warp's bilinear weights), by vectors then floats.
- */
-function mulRows(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [A, B, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
-  const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
-  const vec = f.local("i32"), s = f.local("f32"), sv = f.local("v128");
-  f.get(CB).i32(-16).i32Add().set(vec);
-  f.get(R0).set(r);
-  f.block().loop();
-  f.get(r).get(R1).i32GeS().brIf(1);
-  f.get(B).get(r).i32(2).i32Shl().i32Add().f32Load().set(s);
-  f.get(s).f32x4Splat().set(sv);
-  f.get(r).get(CB).i32Mul().tee(k).get(A).i32Add().set(src);
-  f.get(k).get(OUT).i32Add().set(dst);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(vec).i32GtS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv).f32x4Mul().v128Store();
-  f.get(k).i32(16).i32Add().set(k).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(k).get(CB).i32GeS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s).f32Mul().f32Store();
-  f.get(k).i32(4).i32Add().set(k).br(0);
-  f.end().end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
-  return f;
-}
-
-/**
  * `adam` / `adam_wd(w, g, m, v, w1, m1, v1, i0, i1, coef)`: one Adam update of floats `[i0, i1)`
  * (multiples of 4): `gi = g (+ wd w)`, `m1 = b1 m + a1 gi`, `v1 = b2 v + a2 gi gi`, `w1 = w -
  * (m1 / (sqrt(v1 / c2) + eps)) step`, in float32, with `coef` the float32 `[step, b1, a1, b2, a2,
@@ -815,7 +781,7 @@ function moduleFunctions(fma: boolean): ModuleFunction[] {
     { name: "conv_wgrad_rows", fn: convFilterGradRows(fma) },
     { name: "gather_rows", fn: gatherRows() },
     ...bnModuleFunctions("bn_"),
-    { name: "mul_rows", fn: mulRows() },
+    { name: "mul_rows", fn: rowsByScalar("mul") },
     { name: "segment_sum", fn: segmentSum() },
     { name: "mm_tn", fn: matMulTN() },
     { name: "mm_rows", fn: matMulRows() },

@@ -248,10 +248,11 @@ function scalarSweep(which: "max" | "ge"): Fn {
 }
 
 /**
- * `pw_sub_rows(a, b, out, r0, r1, cb)`: `out[r, :] = a[r, :] - b[r]` for rows `[r0, r1)` of `cb`
- * bytes (a multiple of 4): a `[..., C]` tensor minus a `[..., 1]` one.
+ * `mul_rows` / `pw_sub_rows(a, b, out, r0, r1, cb)`: `out[r, :] = a[r, :] * b[r]` / `a[r, :] -
+ * b[r]` for rows `[r0, r1)` of `cb` bytes (a multiple of 4): a `[..., C]` tensor and a `[..., 1]`
+ * one.
  */
-function subRows(): Fn {
+export function rowsByScalar(op: "mul" | "sub"): Fn {
   const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
   const [A, B, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
@@ -267,12 +268,18 @@ function subRows(): Fn {
   f.i32(0).set(k);
   f.block().loop();
   f.get(k).get(vec).i32GtS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv).f32x4Sub().v128Store();
+  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv);
+  if (op === "mul") f.f32x4Mul();
+  else f.f32x4Sub();
+  f.v128Store();
   f.get(k).i32(16).i32Add().set(k).br(0);
   f.end().end();
   f.block().loop();
   f.get(k).get(CB).i32GeS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s).f32Sub().f32Store();
+  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s);
+  if (op === "mul") f.f32Mul();
+  else f.f32Sub();
+  f.f32Store();
   f.get(k).i32(4).i32Add().set(k).br(0);
   f.end().end();
   f.get(r).i32(1).i32Add().set(r).br(0);
@@ -289,6 +296,6 @@ export function pointwiseModuleFunctions(): ModuleFunction[] {
     { name: "pw_softmax2", fn: softmaxSweep(2) },
     { name: "pw_max_s", fn: scalarSweep("max") },
     { name: "pw_ge_s", fn: scalarSweep("ge") },
-    { name: "pw_sub_rows", fn: subRows() },
+    { name: "pw_sub_rows", fn: rowsByScalar("sub") },
   ];
 }

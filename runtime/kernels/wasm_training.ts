@@ -1022,52 +1022,37 @@ function withScalar(a: TensorInfo, b: TensorInfo): [TensorInfo, TensorInfo] | nu
   return [a, b];
 }
 
-/** float32 `Maximum` of a tensor and a single element (either order). */
-export function wasmMaximum(args: KernelArgs): TensorInfo {
+/**
+ * `name` of a float32 tensor and a single element as the sweep `fn` (its output `dtype`); with
+ * `commutes`, the single element may come first.
+ */
+function byScalar(
+  args: KernelArgs,
+  name: string,
+  fn: "pw_max_s" | "pw_ge_s",
+  dtype: "float32" | "bool",
+  commutes: boolean,
+): TensorInfo {
   const backend = args.backend as Backend;
   const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
-  const pair = withScalar(a, b) ?? withScalar(b, a);
-  if (pair === null) return fallback(tf.Maximum, args);
+  const pair = withScalar(a, b) ?? (commutes ? withScalar(b, a) : null);
+  if (pair === null) return fallback(name, args);
   const [x, s] = pair;
-  const out = backend.makeOutput(x.shape, "float32");
+  const out = backend.makeOutput(x.shape, dtype);
   const xo = heapOffset(backend, x), so = heapOffset(backend, s), oo = heapOffset(backend, out);
-  return sweep(
-    backend,
-    out,
-    elementRanges(backend, sizeOf(x.shape), POINTWISE_PER_PART),
-    (lo, hi) => [
-      "pw_max_s",
-      xo,
-      so,
-      oo,
-      lo,
-      hi,
-    ],
-  ) ?? fallback(tf.Maximum, args);
+  const parts = elementRanges(backend, sizeOf(x.shape), POINTWISE_PER_PART);
+  return sweep(backend, out, parts, (lo, hi) => [fn, xo, so, oo, lo, hi]) ??
+    fallback(name, args);
+}
+
+/** float32 `Maximum` of a tensor and a single element (either order). */
+export function wasmMaximum(args: KernelArgs): TensorInfo {
+  return byScalar(args, tf.Maximum, "pw_max_s", "float32", true);
 }
 
 /** float32 `GreaterEqual` of a tensor and a single element (in that order). */
 export function wasmGreaterEqual(args: KernelArgs): TensorInfo {
-  const backend = args.backend as Backend;
-  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
-  const pair = withScalar(a, b);
-  if (pair === null) return fallback(tf.GreaterEqual, args);
-  const [x, s] = pair;
-  const out = backend.makeOutput(x.shape, "bool");
-  const xo = heapOffset(backend, x), so = heapOffset(backend, s), oo = heapOffset(backend, out);
-  return sweep(
-    backend,
-    out,
-    elementRanges(backend, sizeOf(x.shape), POINTWISE_PER_PART),
-    (lo, hi) => [
-      "pw_ge_s",
-      xo,
-      so,
-      oo,
-      lo,
-      hi,
-    ],
-  ) ?? fallback(tf.GreaterEqual, args);
+  return byScalar(args, tf.GreaterEqual, "pw_ge_s", "bool", false);
 }
 
 /** float32 `Sub` of a `[..., 1]` tensor from a `[..., C]` one of the same leading shape. */
