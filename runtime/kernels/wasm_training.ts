@@ -975,12 +975,12 @@ function unary(name: string, fn: "pw_exp" | "pw_log", args: KernelArgs): TensorI
   ]) ?? fallback(name, args);
 }
 
-/** float32 `Exp` as a SIMD sweep ({@linkcode emitExp}). */
+/** float32 `Exp` as a SIMD sweep (`pw_exp` of `wasm_pointwise.ts`). */
 export function wasmExp(args: KernelArgs): TensorInfo {
   return unary(tf.Exp, "pw_exp", args);
 }
 
-/** float32 `Log` as a SIMD sweep ({@linkcode emitLog}). */
+/** float32 `Log` as a SIMD sweep (`pw_log` of `wasm_pointwise.ts`). */
 export function wasmLog(args: KernelArgs): TensorInfo {
   return unary(tf.Log, "pw_log", args);
 }
@@ -1013,7 +1013,7 @@ export function wasmSoftmax(args: KernelArgs): TensorInfo {
   ) ?? fallback(tf.Softmax, args);
 }
 
-/** The `[x, s]` of float32 operands where `b` (or, when `swap`, `a`) is a single element. */
+/** `[a, b]` when both are float32 and `b` is a single element of no higher rank than `a`, else null. */
 function withScalar(a: TensorInfo, b: TensorInfo): [TensorInfo, TensorInfo] | null {
   if (a.dtype !== "float32" || b.dtype !== "float32") return null;
   if (sizeOf(b.shape) !== 1 || sizeOf(a.shape) === 0) return null;
