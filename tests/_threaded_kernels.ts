@@ -199,7 +199,8 @@ for (const [k, inner] of [4, 5].entries()) {
     }) as tf.Tensor[], 1e-6);
 }
 // The element-wise kernels of the losses (wasm_pointwise.ts) on the ACDC unlabeled batch's shape:
-// Exp and Log within 2 ulp, the others exact (GreaterEqual's bool output as 0 / 1 floats).
+// Exp and Log within 2 ulp, Sum to float32 rounding, the others exact (GreaterEqual's bool output as
+// 0 / 1 floats).
 {
   const x = normal([4 * 128 * 128 * 4], 61), y = normal([4 * 128 * 128], 62);
   const t = () => tf.tensor4d(x, [4, 128, 128, 4]);
@@ -209,11 +210,21 @@ for (const [k, inner] of [4, 5].entries()) {
     tf.softmax(t()),
     tf.softmax(tf.reshape(t(), [4, 128, 256, 2])),
   ], 3e-7);
-  await check("Maximum, GreaterEqual with a scalar, Sub of 4x128x128x1", () => [
-    tf.maximum(t(), 0.1),
-    tf.cast(tf.greaterEqual(t(), 0.1), "float32"),
-    tf.sub(t(), tf.tensor4d(y, [4, 128, 128, 1])),
-  ], 0);
+  // (cpu sums in float64)
+  await check(
+    "Sum of 4x16384x4 over axis 0",
+    () => [tf.sum(tf.reshape(t(), [4, 16384, 4]), 0)],
+    1e-6,
+  );
+  await check(
+    "Maximum, GreaterEqual with a scalar, Sub of 4x128x128x1",
+    () => [
+      tf.maximum(t(), 0.1),
+      tf.cast(tf.greaterEqual(t(), 0.1), "float32"),
+      tf.sub(t(), tf.tensor4d(y, [4, 128, 128, 1])),
+    ],
+    0,
+  );
 }
 console.log("done");
 Deno.exit(0);

@@ -1,13 +1,14 @@
 /**
  * The element-wise SIMD kernels of `runtime/kernels/wasm_pointwise.ts` on wasm: `Exp` and `Log`
  * against float64 `Math.exp` / `Math.log` (relative error, special values), `Softmax`,
- * `Maximum` and `GreaterEqual` with a scalar and `Sub` of a `[..., 1]` tensor against the cpu
- * backend, the cases they leave to tfjs, and that they are the kernels in use. The same kernels
+ * `Maximum` and `GreaterEqual` with a scalar, `Sub` of a `[..., 1]` tensor and `Sum` over
+ * leading axes against the cpu backend, the cases they leave to tfjs, and that they are the kernels in use. The same kernels
  * split between two threads are checked in `tests/_threaded_kernels.ts`.
  */
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { useWasm } from "./_helpers.ts";
+import { originalKernel } from "../runtime/tfjs_internals.ts";
 import {
   wasmExp,
   wasmGreaterEqual,
@@ -15,6 +16,7 @@ import {
   wasmMaximum,
   wasmSoftmax,
   wasmSub,
+  wasmSum,
 } from "../runtime/kernels/wasm_training.ts";
 
 await useWasm();
@@ -56,6 +58,7 @@ Deno.test("the element-wise SIMD kernels are the wasm kernels in use", () => {
   assert.equal(tf.getKernel(tf.Maximum, "wasm")?.kernelFunc, wasmMaximum);
   assert.equal(tf.getKernel(tf.GreaterEqual, "wasm")?.kernelFunc, wasmGreaterEqual);
   assert.equal(tf.getKernel(tf.Sub, "wasm")?.kernelFunc, wasmSub);
+  assert.equal(tf.getKernel(tf.Sum, "wasm")?.kernelFunc, wasmSum);
 });
 
 Deno.test("Exp on wasm is within 2 ulp of exp over its float32 range, exact at the edges", () => {
@@ -191,4 +194,44 @@ Deno.test("the softmax cross-entropy and KL gradients through these kernels matc
     err = Math.max(err, Math.abs(wasm[i] - cpu[i]));
   }
   assert.ok(err <= 1e-5 * scale, `max error ${err} against ${scale}`);
+});
+
+Deno.test("Sum over leading axes on wasm matches tfjs's wasm kernel and cpu", async () => {
+  // the warp's [4, N, C] over its corners (a tail of 3 floats), two leading axes, keepDims; then
+  // sums the sweep leaves to tfjs (a trailing axis, too few floats per output, all axes)
+  const cases: [number[], number | number[], boolean][] = [
+    [[4, 1025, 4], 0, false],
+    [[2, 3, 4099], [1, 0], false],
+    [[4, 2048, 2], 0, true],
+    [[4, 1025, 4], 1, false],
+    [[4, 10, 4], 0, false],
+    [[4, 1025, 4], [0, 1, 2], false],
+  ];
+  const original = originalKernel(tf.Sum, "wasm")!;
+  for (const [k, [shape, axis, keepDims]] of cases.entries()) {
+    const v = normal(shape.reduce((a, b) => a * b, 1), 30 + k);
+    const { cpu, wasm } = await onBoth(() => tf.sum(tf.tensor(v, shape), axis, keepDims));
+    // tfjs's wasm kernel (its own summation order) and cpu (float64 sums) to float32 rounding
+    const x = tf.tensor(v, shape);
+    const info = original.kernelFunc({
+      inputs: { x },
+      backend: tf.backend(),
+      attrs: { axis, keepDims },
+    }) as tf.TensorInfo;
+    const reference = tf.engine().makeTensorFromTensorInfo(info);
+    const ref = reference.dataSync();
+    // to float32 rounding of sums of up to 1025 terms
+    const close = (got: ArrayLike<number>, want: ArrayLike<number>) => {
+      let err = 0, scale = 0;
+      for (let i = 0; i < want.length; i++) {
+        err = Math.max(err, Math.abs(got[i] - want[i]));
+        scale = Math.max(scale, Math.abs(want[i]));
+      }
+      return err <= 1e-5 * scale;
+    };
+    assert.ok(close(wasm, ref), `${shape} over ${axis}: against tfjs's wasm kernel`);
+    assert.ok(close(wasm, cpu), `${shape} over ${axis}: against cpu`);
+    assert.deepEqual(tf.tidy(() => tf.sum(x, axis, keepDims).shape), reference.shape);
+    tf.dispose([x, reference]);
+  }
 });

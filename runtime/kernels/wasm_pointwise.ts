@@ -3,8 +3,8 @@
  * (`wasm_gemm.ts` builds them in, so the pool's threads run them too): `Exp` and `Log` (float32
  * polynomial approximations, the Cephes / `sse_mathfun` ones, within 2 ulp of the exact value),
  * `Softmax` over a last axis of 2 or 4 classes, `Maximum` and `GreaterEqual` with a scalar (the
- * clamp before a logarithm, and its gradient), and `Sub` of a `[..., 1]` tensor from a `[..., C]`
- * one (the softmax gradient). tfjs's own kernels run these on one thread, `Softmax` through
+ * clamp before a logarithm, and its gradient), `Sub` of a `[..., 1]` tensor from a `[..., C]`
+ * one (the softmax gradient) and `Sum` over leading axes (the warp's bilinear corners). tfjs's own kernels run these on one thread, `Softmax` through
  * XNNPACK with a per-row set-up and the broadcasting ones element by element (0.7-1.5 ms each on a
  * `[4, 128, 128, 4]` map here, the ACDC protocol's unlabeled batch). The kernels that choose them
  * (and give anything else to tfjs's) are in `wasm_training.ts`.
@@ -287,6 +287,49 @@ export function rowsByScalar(op: "mul" | "sub"): Fn {
   return f;
 }
 
+/**
+ * `pw_sum_lead(x, out, m, r, j0, j1)`: `out[j] = sum_k x[k, j]` over the `m` rows of `r` floats,
+ * for `j` in `[j0, j1)`, each sum in row order from 0 in float32: a `Sum` over leading axes (the
+ * warp's four bilinear corners).
+ */
+function sumLeading(): Fn {
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [X, OUT, M, R, J0, J1] = [0, 1, 2, 3, 4, 5];
+  const j = f.local("i32"), k = f.local("i32"), at = f.local("i32"), stride = f.local("i32");
+  const acc = f.local("v128"), s = f.local("f32");
+  f.get(R).i32(2).i32Shl().set(stride);
+  f.get(J0).set(j);
+  f.block().loop();
+  f.get(j).i32(4).i32Add().get(J1).i32GtS().brIf(1);
+  f.v128Const0().set(acc);
+  f.get(X).get(j).i32(2).i32Shl().i32Add().set(at);
+  f.i32(0).set(k);
+  f.block().loop();
+  f.get(k).get(M).i32GeS().brIf(1);
+  f.get(acc).get(at).v128Load().f32x4Add().set(acc);
+  f.get(at).get(stride).i32Add().set(at);
+  f.get(k).i32(1).i32Add().set(k).br(0);
+  f.end().end();
+  f.get(OUT).get(j).i32(2).i32Shl().i32Add().get(acc).v128Store();
+  f.get(j).i32(4).i32Add().set(j).br(0);
+  f.end().end();
+  f.block().loop();
+  f.get(j).get(J1).i32GeS().brIf(1);
+  f.f32(0).set(s);
+  f.get(X).get(j).i32(2).i32Shl().i32Add().set(at);
+  f.i32(0).set(k);
+  f.block().loop();
+  f.get(k).get(M).i32GeS().brIf(1);
+  f.get(s).get(at).f32Load().f32Add().set(s);
+  f.get(at).get(stride).i32Add().set(at);
+  f.get(k).i32(1).i32Add().set(k).br(0);
+  f.end().end();
+  f.get(OUT).get(j).i32(2).i32Shl().i32Add().get(s).f32Store();
+  f.get(j).i32(1).i32Add().set(j).br(0);
+  f.end().end();
+  return f;
+}
+
 /** The functions of this file, for the kernel module (`wasm_gemm.ts`). */
 export function pointwiseModuleFunctions(): ModuleFunction[] {
   return [
@@ -297,5 +340,6 @@ export function pointwiseModuleFunctions(): ModuleFunction[] {
     { name: "pw_max_s", fn: scalarSweep("max") },
     { name: "pw_ge_s", fn: scalarSweep("ge") },
     { name: "pw_sub_rows", fn: rowsByScalar("sub") },
+    { name: "pw_sum_lead", fn: sumLeading() },
   ];
 }

@@ -1080,6 +1080,34 @@ export function wasmSub(args: KernelArgs): TensorInfo {
   ]) ?? fallback(tf.Sub, args);
 }
 
+/** Floats per output row below which a `Sum` over leading axes goes to tfjs's kernel. */
+const SUM_LEADING_MIN = 4096;
+
+/**
+ * float32 `Sum` over leading axes (`[0, k)`) of a tensor whose other axes hold at least
+ * {@linkcode SUM_LEADING_MIN} floats (the warp's sum over its four bilinear corners, `[4, N, C]`):
+ * one sweep split between the threads, each sum in row order in float32. tfjs transposes the
+ * summed axes to the end first.
+ */
+export function wasmSum(args: KernelArgs): TensorInfo {
+  const backend = args.backend as Backend;
+  const { x } = args.inputs as { x: TensorInfo };
+  const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
+  const axes = [...tf.util.parseAxisParam(axis, x.shape)].sort((a, b) => a - b);
+  const k = axes.length, rank = x.shape.length;
+  const r = sizeOf(x.shape.slice(k)), m = sizeOf(x.shape.slice(0, k));
+  if (
+    x.dtype !== "float32" || k === 0 || k >= rank || axes.some((a, i) => a !== i) ||
+    r < SUM_LEADING_MIN || m === 0
+  ) return fallback(tf.Sum, args);
+  const shape = keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : x.shape.slice(k);
+  const out = backend.makeOutput(shape, "float32");
+  const xo = heapOffset(backend, x), oo = heapOffset(backend, out);
+  const parts = elementRanges(backend, r, Math.max(4, Math.ceil(POINTWISE_PER_PART / m)));
+  return sweep(backend, out, parts, (lo, hi) => ["pw_sum_lead", xo, oo, m, r, lo, hi]) ??
+    fallback(tf.Sum, args);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Adam
 
@@ -1287,6 +1315,7 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
   [tf.Exp, wasmExp as tf.KernelFunc],
   [tf.Log, wasmLog as tf.KernelFunc],
   [tf.Softmax, wasmSoftmax as tf.KernelFunc],
+  [tf.Sum, wasmSum as tf.KernelFunc],
   [tf.BatchMatMul, wasmBatchMatMul as tf.KernelFunc],
   [ADAM_KERNEL, wasmAdam as unknown as tf.KernelFunc],
 ];
