@@ -4,7 +4,8 @@
  * long dimension, float32 `UnsortedSegmentSum`), and the row-wise kernels of `wasm_misc.ts` on
  * the pool (the row copies of `Concat`, `SplitV`, `Slice` and `PadV2`, x2 nearest upsampling and
  * its gradient, the 2x2 max-pool gradient, `Add` of a `[C]` bias), the element-wise kernels of
- * the losses (`wasm_pointwise.ts`), with 2 threads, on shapes large enough to be split,
+ * the losses (`wasm_pointwise.ts`), a one-channel 3x3 convolution and its filter gradient (pointer
+ * tables), with 2 threads, on shapes large enough to be split,
  * against the cpu backend. Checks that each call gave parts to the helper, prints one
  * line per kernel and `done` at the end.
  *
@@ -225,6 +226,21 @@ for (const [k, inner] of [4, 5].entries()) {
     ],
     0,
   );
+}
+// A 3x3 convolution of a one-channel image (the network's first layer: no Winograd, pointer tables
+// split by pixels between the threads), forward and filter gradient.
+{
+  const xv = normal([2 * 96 * 96], 71),
+    fv = normal([9 * 8], 72),
+    dv = normal([2 * 96 * 96 * 8], 73);
+  await check("Conv2D 2x96x96x1 -> 8 and its filter gradient", () => {
+    const x = tf.tensor4d(xv, [2, 96, 96, 1]), f = tf.tensor4d(fv, [3, 3, 1, 8]);
+    const dy = tf.tensor4d(dv, [2, 96, 96, 8]);
+    return [
+      tf.conv2d(x, f, 1, "same"),
+      tf.grad((g: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, g as tf.Tensor4D, 1, "same"), dy)))(f),
+    ];
+  }, 1e-5);
 }
 console.log("done");
 Deno.exit(0);

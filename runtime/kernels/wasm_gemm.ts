@@ -49,16 +49,19 @@ function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
 }
 
 /**
- * `make_ptrs(idx, out, pixels, taps, x, zero, ci4, tapMajor)`: the byte address of the input
- * pixel of each (output pixel, tap) pair, `idx[p, t] < 0 ? zero : x + idx[p, t] * ci4`, stored at
- * `out[p, t]`, or at `out[t, p]` when `tapMajor` is 1.
+ * `make_ptrs(idx, out, p0, p1, pixels, taps, x, zero, ci4, tapMajor)`: the byte address of the
+ * input pixel of each (output pixel, tap) pair for output pixels `[p0, p1)` of `pixels`,
+ * `idx[p, t] < 0 ? zero : x + idx[p, t] * ci4`, stored at `out[p, t]`, or at `out[t, p]` when
+ * `tapMajor` is 1 (so that the threads can each take a range of pixels).
  */
 function makePointers(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [IDX, OUT, PIXELS, TAPS, X, ZERO, CI4, TAP_MAJOR] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
+  const [IDX, OUT, P0, P1, PIXELS, TAPS, X, ZERO, CI4, TAP_MAJOR] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const p = f.local("i32"), t = f.local("i32"), j = f.local("i32"), k = f.local("i32");
+  f.get(P0).set(p);
+  f.get(P0).get(TAPS).i32Mul().set(k);
   f.block().loop();
-  f.get(p).get(PIXELS).i32GeS().brIf(1);
+  f.get(p).get(P1).i32GeS().brIf(1);
   f.i32(0).set(t);
   f.block().loop();
   f.get(t).get(TAPS).i32GeS().brIf(1);
@@ -694,16 +697,6 @@ export interface GemmKernels {
   readonly module: WebAssembly.Module;
   /** The memory the kernels work on. */
   readonly memory: WebAssembly.Memory;
-  makePointers(
-    idx: number,
-    out: number,
-    pixels: number,
-    taps: number,
-    x: number,
-    zero: number,
-    ci4: number,
-    tapMajor: number,
-  ): void;
   /** Forward kernel for any `ci`. */
   convForward(
     ptrs: number,
@@ -806,7 +799,6 @@ export function instantiateGemm(memory: WebAssembly.Memory): GemmKernels {
     fma,
     module,
     memory,
-    makePointers: e.make_ptrs,
     convForward: e.conv_fwd,
     convForward4: e.conv_fwd4,
     convFilterGrad: e.conv_wgrad,
