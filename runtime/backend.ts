@@ -169,7 +169,7 @@ let threadedWasmShutDown = false;
  * End the threads the wasm backend started, so that the program can exit: with `threads` above
  * 1 its helper workers (this framework's kernel pool and the threaded build's pthreads) keep a
  * Deno process alive after its last line. Call it once, at the end of a program that imports
- * `mod.ts` and trained or predicted with threads; the command line does it for you. A threaded
+ * `mod.ts` and trained or predicted with threads (the command line ends with `Deno.exit`). A threaded
  * wasm backend is removed (its threads are gone; `initBackend("wasm")` then throws); any other
  * backend, and wasm without threads, stays usable. Returns the number of workers ended.
  *

@@ -270,14 +270,8 @@ export class Fn {
   static floatLanes(l: [number, number, number, number]): number[] {
     return l.flatMap((k) => [4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3]);
   }
-  f32x4Ne(): this {
-    return this.#simd(0x42);
-  }
   f32x4Lt(): this {
     return this.#simd(0x43);
-  }
-  f32x4Le(): this {
-    return this.#simd(0x45);
   }
   f32x4Ge(): this {
     return this.#simd(0x46);

@@ -19,7 +19,7 @@
 import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
 import { bnModuleFunctions } from "./wasm_bn.ts";
 import { winogradModuleFunctions } from "./wasm_winograd.ts";
-import { pointwiseModuleFunctions, rowsByScalar } from "./wasm_pointwise.ts";
+import { pointwiseModuleFunctions } from "./wasm_pointwise.ts";
 
 /** Rows (pixels) of a forward tile. */
 export const FWD_MR = 6;
@@ -774,7 +774,6 @@ function moduleFunctions(fma: boolean): ModuleFunction[] {
     { name: "conv_wgrad_rows", fn: convFilterGradRows(fma) },
     { name: "gather_rows", fn: gatherRows() },
     ...bnModuleFunctions("bn_"),
-    { name: "mul_rows", fn: rowsByScalar("mul") },
     { name: "segment_sum", fn: segmentSum() },
     { name: "mm_tn", fn: matMulTN() },
     { name: "mm_rows", fn: matMulRows() },

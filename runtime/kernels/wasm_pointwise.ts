@@ -3,11 +3,12 @@
  * (`wasm_gemm.ts` builds them in, so the pool's threads run them too): `Exp` and `Log` (float32
  * polynomial approximations, the Cephes / `sse_mathfun` ones, within 2 ulp of the exact value),
  * `Softmax` over a last axis of 2 or 4 classes, `Maximum` and `GreaterEqual` with a scalar (the
- * clamp before a logarithm, and its gradient), `Sub` of a `[..., 1]` tensor from a `[..., C]`
- * one (the softmax gradient) and `Sum` over leading axes (the warp's bilinear corners). tfjs's own kernels run these on one thread, `Softmax` through
- * XNNPACK with a per-row set-up and the broadcasting ones element by element (0.7-1.5 ms each on a
- * `[4, 128, 128, 4]` map here, the ACDC protocol's unlabeled batch). The kernels that choose them
- * (and give anything else to tfjs's) are in `wasm_training.ts`.
+ * clamp before a logarithm, and its gradient), `Multiply` and `Sub` by a `[..., 1]` tensor (the
+ * warp's bilinear weights, the softmax gradient) and `Sum` over leading axes (the warp's bilinear
+ * corners). tfjs's own kernels run these on one thread, `Softmax` through XNNPACK with a per-row
+ * set-up and the broadcasting ones element by element (0.7-1.5 ms each on a `[4, 128, 128, 4]` map
+ * here, the ACDC protocol's unlabeled batch). The kernels that choose them (and give anything else
+ * to tfjs's) are in `wasm_training.ts`.
  *
  * @module
  */
@@ -28,6 +29,32 @@ function intConstant(f: Fn, x: number): number {
   const l = f.local("v128");
   f.i32(x).i32x4Splat().set(l);
   return l;
+}
+
+/**
+ * Emits a loop of `i` (an i32 local, from its current value) up to the local `end`: four lanes a
+ * step while four remain (`body(4)`), then one (`body(1)`, on lane 0 of its vectors).
+ */
+function fourThenOne(f: Fn, i: number, end: number, body: (lanes: 4 | 1) => void): void {
+  for (const lanes of [4, 1] as const) {
+    f.block().loop();
+    f.get(i).i32(lanes).i32Add().get(end).i32GtS().brIf(1);
+    body(lanes);
+    f.get(i).i32(lanes).i32Add().set(i).br(0);
+    f.end().end();
+  }
+}
+
+/** Loads four floats at the address on the stack, or one splat to four lanes. */
+function loadLanes(f: Fn, lanes: 4 | 1): void {
+  if (lanes === 4) f.v128Load();
+  else f.f32Load().f32x4Splat();
+}
+
+/** Stores the vector on the stack (address below it): its four lanes, or lane 0. */
+function storeLanes(f: Fn, lanes: 4 | 1): void {
+  if (lanes === 4) f.v128Store();
+  else f.f32x4ExtractLane(0).f32Store();
 }
 
 /** Emits `out = exp(v)` for the v128 locals `v`, `out`; `c` from {@linkcode expConstants}. */
@@ -153,20 +180,14 @@ function unarySweep(which: "exp" | "log"): Fn {
     ? ((c) => (a: number, b: number) => emitExp(f, c, a, b))(expConstants(f))
     : ((c) => (a: number, b: number) => emitLog(f, c, a, b))(logConstants(f));
   f.get(I0).set(i);
-  f.block().loop();
-  f.get(i).i32(4).i32Add().get(I1).i32GtS().brIf(1);
-  f.get(X).get(i).i32(2).i32Shl().i32Add().v128Load().set(v);
-  emit(v, r);
-  f.get(OUT).get(i).i32(2).i32Shl().i32Add().get(r).v128Store();
-  f.get(i).i32(4).i32Add().set(i).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(i).get(I1).i32GeS().brIf(1);
-  f.get(X).get(i).i32(2).i32Shl().i32Add().f32Load().f32x4Splat().set(v);
-  emit(v, r);
-  f.get(OUT).get(i).i32(2).i32Shl().i32Add().get(r).f32x4ExtractLane(0).f32Store();
-  f.get(i).i32(1).i32Add().set(i).br(0);
-  f.end().end();
+  fourThenOne(f, i, I1, (lanes) => {
+    f.get(X).get(i).i32(2).i32Shl().i32Add();
+    loadLanes(f, lanes);
+    f.set(v);
+    emit(v, r);
+    f.get(OUT).get(i).i32(2).i32Shl().i32Add().get(r);
+    storeLanes(f, lanes);
+  });
   return f;
 }
 
@@ -223,19 +244,13 @@ function scalarSweep(which: "max" | "ge"): Fn {
   f.get(s).f32x4Splat().set(sv);
   f.get(I0).set(i);
   if (which === "max") {
-    f.block().loop();
-    f.get(i).i32(4).i32Add().get(I1).i32GtS().brIf(1);
-    f.get(OUT).get(i).i32(2).i32Shl().i32Add();
-    f.get(X).get(i).i32(2).i32Shl().i32Add().v128Load().get(sv).f32x4Max().v128Store();
-    f.get(i).i32(4).i32Add().set(i).br(0);
-    f.end().end();
-    f.block().loop();
-    f.get(i).get(I1).i32GeS().brIf(1);
-    f.get(OUT).get(i).i32(2).i32Shl().i32Add();
-    f.get(X).get(i).i32(2).i32Shl().i32Add().f32Load().f32x4Splat().get(sv).f32x4Max()
-      .f32x4ExtractLane(0).f32Store();
-    f.get(i).i32(1).i32Add().set(i).br(0);
-    f.end().end();
+    fourThenOne(f, i, I1, (lanes) => {
+      f.get(OUT).get(i).i32(2).i32Shl().i32Add();
+      f.get(X).get(i).i32(2).i32Shl().i32Add();
+      loadLanes(f, lanes);
+      f.get(sv).f32x4Max();
+      storeLanes(f, lanes);
+    });
   } else {
     f.block().loop();
     f.get(i).get(I1).i32GeS().brIf(1);
@@ -252,7 +267,7 @@ function scalarSweep(which: "max" | "ge"): Fn {
  * b[r]` for rows `[r0, r1)` of `cb` bytes (a multiple of 4): a `[..., C]` tensor and a `[..., 1]`
  * one.
  */
-export function rowsByScalar(op: "mul" | "sub"): Fn {
+function rowsByScalar(op: "mul" | "sub"): Fn {
   const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
   const [A, B, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
@@ -296,37 +311,24 @@ function sumLeading(): Fn {
   const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
   const [X, OUT, M, R, J0, J1] = [0, 1, 2, 3, 4, 5];
   const j = f.local("i32"), k = f.local("i32"), at = f.local("i32"), stride = f.local("i32");
-  const acc = f.local("v128"), s = f.local("f32");
+  const acc = f.local("v128");
   f.get(R).i32(2).i32Shl().set(stride);
   f.get(J0).set(j);
-  f.block().loop();
-  f.get(j).i32(4).i32Add().get(J1).i32GtS().brIf(1);
-  f.v128Const0().set(acc);
-  f.get(X).get(j).i32(2).i32Shl().i32Add().set(at);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(M).i32GeS().brIf(1);
-  f.get(acc).get(at).v128Load().f32x4Add().set(acc);
-  f.get(at).get(stride).i32Add().set(at);
-  f.get(k).i32(1).i32Add().set(k).br(0);
-  f.end().end();
-  f.get(OUT).get(j).i32(2).i32Shl().i32Add().get(acc).v128Store();
-  f.get(j).i32(4).i32Add().set(j).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(j).get(J1).i32GeS().brIf(1);
-  f.f32(0).set(s);
-  f.get(X).get(j).i32(2).i32Shl().i32Add().set(at);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(M).i32GeS().brIf(1);
-  f.get(s).get(at).f32Load().f32Add().set(s);
-  f.get(at).get(stride).i32Add().set(at);
-  f.get(k).i32(1).i32Add().set(k).br(0);
-  f.end().end();
-  f.get(OUT).get(j).i32(2).i32Shl().i32Add().get(s).f32Store();
-  f.get(j).i32(1).i32Add().set(j).br(0);
-  f.end().end();
+  fourThenOne(f, j, J1, (lanes) => {
+    f.v128Const0().set(acc);
+    f.get(X).get(j).i32(2).i32Shl().i32Add().set(at);
+    f.i32(0).set(k);
+    f.block().loop();
+    f.get(k).get(M).i32GeS().brIf(1);
+    f.get(acc).get(at);
+    loadLanes(f, lanes);
+    f.f32x4Add().set(acc);
+    f.get(at).get(stride).i32Add().set(at);
+    f.get(k).i32(1).i32Add().set(k).br(0);
+    f.end().end();
+    f.get(OUT).get(j).i32(2).i32Shl().i32Add().get(acc);
+    storeLanes(f, lanes);
+  });
   return f;
 }
 
@@ -339,6 +341,7 @@ export function pointwiseModuleFunctions(): ModuleFunction[] {
     { name: "pw_softmax2", fn: softmaxSweep(2) },
     { name: "pw_max_s", fn: scalarSweep("max") },
     { name: "pw_ge_s", fn: scalarSweep("ge") },
+    { name: "mul_rows", fn: rowsByScalar("mul") },
     { name: "pw_sub_rows", fn: rowsByScalar("sub") },
     { name: "pw_sum_lead", fn: sumLeading() },
   ];

@@ -179,7 +179,8 @@ export function ensurePool(kernels: GemmKernels, malloc: (bytes: number) => numb
 
 /**
  * Stop the helper workers (they keep the process alive otherwise); returns how many there were.
- * The next kernel that wants helpers starts new ones.
+ * Kernels then run all their parts on the calling thread (until `ensurePool` starts new helpers
+ * for a new memory).
  */
 export function stopKernelThreads(): number {
   if (pool === null) return 0;

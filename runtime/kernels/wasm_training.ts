@@ -931,22 +931,6 @@ export function wasmAdd(args: KernelArgs): TensorInfo {
 /** Elements per thread below which a sweep stays on one thread. */
 const POINTWISE_PER_PART = 1 << 15;
 
-/**
- * `[start, end)` ranges of `[0, n)` split between the pool's threads, each at least
- * `perPart` long and starting at a multiple of `align`.
- */
-function elementRanges(
-  backend: Backend,
-  n: number,
-  perPart: number,
-  align = 4,
-): [number, number][] {
-  const parts = Math.max(1, Math.min(kernelThreads(backend), Math.floor(n / perPart)));
-  const cut = (k: number) =>
-    k === parts ? n : Math.min(n, Math.round((k * n) / parts / align) * align);
-  return Array.from({ length: parts }, (_, k) => [cut(k), cut(k + 1)]);
-}
-
 /** Runs one call per range on the pool; disposes `out` and returns null where it cannot. */
 function sweep(
   backend: Backend,
@@ -966,7 +950,7 @@ function unary(name: string, fn: "pw_exp" | "pw_log", args: KernelArgs): TensorI
   if (x.dtype !== "float32" || n === 0) return fallback(name, args);
   const out = backend.makeOutput(x.shape, "float32");
   const xo = heapOffset(backend, x), oo = heapOffset(backend, out);
-  return sweep(backend, out, elementRanges(backend, n, POINTWISE_PER_PART), (lo, hi) => [
+  return sweep(backend, out, rowParts(backend, n, POINTWISE_PER_PART), (lo, hi) => [
     fn,
     xo,
     oo,
@@ -1002,7 +986,7 @@ export function wasmSoftmax(args: KernelArgs): TensorInfo {
   return sweep(
     backend,
     out,
-    elementRanges(backend, vectors, POINTWISE_PER_PART / 4, 1),
+    rowParts(backend, vectors, POINTWISE_PER_PART / 4),
     (lo, hi) => [
       fn,
       xo,
@@ -1040,7 +1024,7 @@ function byScalar(
   const [x, s] = pair;
   const out = backend.makeOutput(x.shape, dtype);
   const xo = heapOffset(backend, x), so = heapOffset(backend, s), oo = heapOffset(backend, out);
-  const parts = elementRanges(backend, sizeOf(x.shape), POINTWISE_PER_PART);
+  const parts = rowParts(backend, sizeOf(x.shape), POINTWISE_PER_PART);
   return sweep(backend, out, parts, (lo, hi) => [fn, xo, so, oo, lo, hi]) ??
     fallback(name, args);
 }
@@ -1069,7 +1053,7 @@ export function wasmSub(args: KernelArgs): TensorInfo {
   const out = backend.makeOutput(a.shape, "float32");
   const ao = heapOffset(backend, a), bo = heapOffset(backend, b), oo = heapOffset(backend, out);
   const perPart = Math.max(1, Math.ceil(POINTWISE_PER_PART / c));
-  return sweep(backend, out, elementRanges(backend, rows, perPart, 1), (lo, hi) => [
+  return sweep(backend, out, rowParts(backend, rows, perPart), (lo, hi) => [
     "pw_sub_rows",
     ao,
     bo,
@@ -1103,7 +1087,7 @@ export function wasmSum(args: KernelArgs): TensorInfo {
   const shape = keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : x.shape.slice(k);
   const out = backend.makeOutput(shape, "float32");
   const xo = heapOffset(backend, x), oo = heapOffset(backend, out);
-  const parts = elementRanges(backend, r, Math.max(4, Math.ceil(POINTWISE_PER_PART / m)));
+  const parts = rowParts(backend, r, Math.max(4, Math.ceil(POINTWISE_PER_PART / m)));
   return sweep(backend, out, parts, (lo, hi) => ["pw_sum_lead", xo, oo, m, r, lo, hi]) ??
     fallback(tf.Sum, args);
 }
@@ -1323,7 +1307,9 @@ const kernels: ReadonlyArray<[string, tf.KernelFunc]> = [
 /**
  * Registers `Conv2DBackpropFilter`, `Conv2DBackpropInput` and `UnsortedSegmentSum` for the
  * "wasm" backend (NHWC, float32), and replaces its `Conv2D`, `FusedConv2D`, data-movement,
- * `Identity` and `Cast` kernels (through `tfjs_internals.ts`, which can restore them). Safe to
+ * element-wise (`Multiply`, `Add`, `Sub`, `Maximum`, `GreaterEqual`, `Exp`, `Log`, `Softmax`,
+ * `Sum`), `BatchMatMul`, `Identity` and `Cast` kernels for the cases they speed up (through
+ * `tfjs_internals.ts`, which can restore them; tfjs's kernel for the other cases). Safe to
  * call more than once. Call it after `await tf.setBackend("wasm")`; a kernel wasm already had is
  * kept and used for the cases this module does not accelerate (`Conv2DBackpropInput` with
  * strides other than 1, except a filter the size of the stride without padding, as in a 2x2
