@@ -6,8 +6,9 @@
  * its gradient, the 2x2 max-pool gradient, `Add` of a `[C]` bias), the element-wise kernels of
  * the losses (`wasm_pointwise.ts`), a one-channel 3x3 convolution and its filter gradient (pointer
  * tables), with 2 threads, on shapes large enough to be split,
- * against the cpu backend. Checks that each call gave parts to the helper, prints one
- * line per kernel and `done` at the end.
+ * against the cpu backend. Checks that the threaded heap is made at its full, fixed size, that
+ * each call shared its parts with the helper and that the helper ran some, prints one line per
+ * kernel and `done` at the end.
  *
  * ```sh
  * deno run --allow-read --allow-env --allow-sys tests/_threaded_kernels.ts
@@ -18,10 +19,12 @@
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
 import { gemmKernels } from "../runtime/kernels/wasm_conv.ts";
-import { helperPartCount, workerCount } from "../runtime/kernels/wasm_pool.ts";
+import { helperPartCount, splitPartCount, workerCount } from "../runtime/kernels/wasm_pool.ts";
 import { batchNormRelu } from "../runtime/kernels/batch_norm_relu.ts";
 import { splitCopyCount } from "../runtime/kernels/wasm_training.ts";
 import { registerCpuFixes } from "../runtime/kernels/cpu_fixes.ts";
+import { memoryImport } from "../runtime/kernels/wasm_asm.ts";
+import { fullSizeMemoryCount, THREADED_HEAP_PAGES } from "../runtime/kernels/wasm_threads.ts";
 
 await initBackend("wasm", { threads: 2 });
 // The cpu reference with the training fixes (tfjs's cpu ResizeNearestNeighborGrad is wrong for
@@ -31,23 +34,41 @@ registerCpuFixes();
 if (gemmKernels(tf.backend() as never) === null) throw new Error("no kernel module");
 for (let i = 0; i < 500 && workerCount() < 1; i++) await new Promise((r) => setTimeout(r, 10));
 if (workerCount() < 1) throw new Error("no helper worker (threaded wasm unavailable?)");
+// The threaded heap is made at its full size, cannot grow, and the kernel modules declare it so.
+{
+  const memory = gemmKernels(tf.backend() as never)!.memory;
+  if (fullSizeMemoryCount() !== 1 || memory.buffer.byteLength !== THREADED_HEAP_PAGES * 65536) {
+    throw new Error(`threaded heap: ${memory.buffer.byteLength} bytes`);
+  }
+  if (memoryImport(memory).pages !== THREADED_HEAP_PAGES) {
+    throw new Error("heap not declared fixed");
+  }
+  let grew = true;
+  try {
+    memory.grow(1);
+  } catch {
+    grew = false;
+  }
+  if (grew) throw new Error("the threaded heap grew");
+  console.log(`threaded heap: ${THREADED_HEAP_PAGES} pages, fixed`);
+}
 
 function normal(shape: number[], seed: number): Float32Array {
   return tf.tidy(() => tf.randomNormal(shape, 0, 1, "float32", seed).dataSync() as Float32Array);
 }
 
 /**
- * `f` on wasm (2 threads; the helper must get parts) and on cpu: max |wasm - cpu| <= tol * max
+ * `f` on wasm (2 threads; its work must be shared with the helper) and on cpu: max |wasm - cpu| <= tol * max
  * |cpu| for every output.
  */
 async function check(name: string, f: () => tf.Tensor[], tol: number): Promise<void> {
   const results: Float32Array[][] = [];
   for (const backend of ["wasm", "cpu"]) {
     await tf.setBackend(backend);
-    const before = helperPartCount();
+    const before = splitPartCount();
     results.push(tf.tidy(() => f().map((t) => t.dataSync() as Float32Array)));
-    if (backend === "wasm" && helperPartCount() === before) {
-      throw new Error(`${name}: the helper got no part`);
+    if (backend === "wasm" && splitPartCount() === before) {
+      throw new Error(`${name}: no part shared with the helper`);
     }
   }
   await tf.setBackend("wasm");
@@ -242,5 +263,8 @@ for (const [k, inner] of [4, 5].entries()) {
     ];
   }, 1e-5);
 }
-console.log("done");
+// The parts of a job go to whichever thread claims them first; over all the jobs above, the
+// helper must have run some.
+if (helperPartCount() === 0) throw new Error("the helper ran no part of any job");
+console.log(`done (the helper ran ${helperPartCount()} of ${splitPartCount()} shared parts)`);
 Deno.exit(0);

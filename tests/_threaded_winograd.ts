@@ -14,7 +14,7 @@
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
 import { gemmKernels, winogradCallCount, winogradTileCount } from "../runtime/kernels/wasm_conv.ts";
-import { helperPartCount, workerCount } from "../runtime/kernels/wasm_pool.ts";
+import { splitPartCount, workerCount } from "../runtime/kernels/wasm_pool.ts";
 
 await initBackend("wasm", { threads: 2 });
 if (gemmKernels(tf.backend() as never) === null) throw new Error("no kernel module");
@@ -56,7 +56,7 @@ for (const [n, h, w, ci, co] of shapes) {
         tf.grad((b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x, b as tf.Tensor4D, 1, "same"), dy)))(f),
       ].map((t) => t.dataSync() as Float32Array);
     });
-  const parts = helperPartCount(), used = winogradCallCount(), tiles = winogradTileCount();
+  const parts = splitPartCount(), used = winogradCallCount(), tiles = winogradTileCount();
   const wasm = run();
   const now = winogradCallCount();
   const f4 = winogradTileCount()[4] - tiles[4];
@@ -66,9 +66,12 @@ for (const [n, h, w, ci, co] of shapes) {
   if (now.fwd - used.fwd !== 3 || now.dx - used.dx !== 1 || now.dw - used.dw !== 1) {
     throw new Error(`${n}x${h}x${w}x${ci}->${co}: not Winograd (${JSON.stringify(now)})`);
   }
-  // Tiles: 5 calls; the filter transforms: 5 more where they split.
-  if (helperPartCount() - parts < (ci * co >= 8192 ? 10 : 5)) {
-    throw new Error(`${n}x${h}x${w}x${ci}: the helper got ${helperPartCount() - parts} parts`);
+  // Tiles: 5 calls, each split in two parts or more; the filter transforms: 5 more where they
+  // split.
+  if (splitPartCount() - parts < 2 * (ci * co >= 8192 ? 10 : 5)) {
+    throw new Error(
+      `${n}x${h}x${w}x${ci}: ${splitPartCount() - parts} parts shared with the helper`,
+    );
   }
   await tf.setBackend("cpu");
   const cpu = run();

@@ -16,6 +16,7 @@ import {
   wasmSlice,
 } from "../runtime/kernels/wasm_training.ts";
 import { batchNormRelu } from "../runtime/kernels/batch_norm_relu.ts";
+import { buildModule, Fn, markFixedSize, memoryImport } from "../runtime/kernels/wasm_asm.ts";
 import { benchOursKlStep } from "../app/bench.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
@@ -548,4 +549,40 @@ Deno.test("the Adam sweep on wasm follows float64 Adam to float32 rounding, tail
     adam.dispose();
     w.dispose();
   }
+});
+
+Deno.test("kernel modules declare a shared memory that cannot grow as fixed, and only that one", () => {
+  // copy(src, dst): 16 bytes
+  const f = new Fn(["i32", "i32"]);
+  f.get(1).get(0).v128Load().v128Store();
+  const build = (memory: WebAssembly.Memory) =>
+    new WebAssembly.Module(
+      buildModule({
+        memory: memoryImport(memory),
+        functions: [{ name: "copy", fn: f }],
+      }) as BufferSource,
+    );
+  const run = (module: WebAssembly.Module, memory: WebAssembly.Memory) => {
+    const copy = new WebAssembly.Instance(module, { env: { memory } }).exports.copy as (
+      s: number,
+      d: number,
+    ) => void;
+    new Float32Array(memory.buffer, 0, 4).set([1, 2, 3, 4]);
+    copy(0, 64);
+    return [...new Float32Array(memory.buffer, 64, 4)];
+  };
+  const plain = new WebAssembly.Memory({ initial: 1 });
+  assert.deepEqual(memoryImport(plain), { shared: false });
+  assert.deepEqual(run(build(plain), plain), [1, 2, 3, 4]);
+  const growable = new WebAssembly.Memory({ initial: 4, maximum: 8, shared: true });
+  assert.deepEqual(memoryImport(growable), { shared: true });
+  assert.deepEqual(run(build(growable), growable), [1, 2, 3, 4]);
+  const fixed = new WebAssembly.Memory({ initial: 4, maximum: 4, shared: true });
+  assert.deepEqual(memoryImport(fixed), { shared: true }); // not marked: may not be assumed
+  markFixedSize(fixed, 4);
+  assert.deepEqual(memoryImport(fixed), { shared: true, pages: 4 });
+  const module = build(fixed);
+  assert.deepEqual(run(module, fixed), [1, 2, 3, 4]);
+  // The declaration is "exactly 4 pages, for good": a memory that may grow does not link.
+  assert.throws(() => run(module, growable), WebAssembly.LinkError);
 });

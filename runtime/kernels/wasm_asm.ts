@@ -370,9 +370,34 @@ export interface ModuleFunction {
   fn: Fn;
 }
 
+/** Pages of the largest 32-bit memory (4 GiB). */
+export const MAX_PAGES = 65536;
+
+/** Memories that cannot grow, with their size in pages (see {@linkcode markFixedSize}). */
+const fixedSize = new WeakMap<WebAssembly.Memory, number>();
+
+/** Record that `memory` was made with `initial = maximum = pages` (it cannot grow). */
+export function markFixedSize(memory: WebAssembly.Memory, pages: number): void {
+  fixedSize.set(memory, pages);
+}
+
+/**
+ * How a kernel module declares the memory it imports: shared or not, and for a shared memory that
+ * cannot grow ({@linkcode markFixedSize}), its size as both minimum and maximum. V8 without a
+ * trap handler (Deno) checks every access against the memory's size, and reloads the size
+ * before each access to a shared memory that may grow (another thread may grow it); for a module
+ * whose memory cannot grow it compares against a constant, as fast as for an unshared memory
+ * (docs/performance.md).
+ */
+export function memoryImport(memory: WebAssembly.Memory): { shared: boolean; pages?: number } {
+  const shared = memory.buffer instanceof SharedArrayBuffer;
+  const pages = fixedSize.get(memory);
+  return shared && pages !== undefined ? { shared, pages } : { shared };
+}
+
 /** Build the bytes of a module with one imported memory (`env.memory`) and `functions`. */
 export function buildModule(spec: {
-  memory: { shared: boolean };
+  memory: { shared: boolean; pages?: number };
   functions: ModuleFunction[];
 }): Uint8Array {
   const out: number[] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -405,8 +430,8 @@ export function buildModule(spec: {
   imports.push(0x02);
   if (spec.memory.shared) {
     imports.push(0x03);
-    uleb(0, imports);
-    uleb(65536, imports);
+    uleb(spec.memory.pages ?? 0, imports);
+    uleb(spec.memory.pages ?? MAX_PAGES, imports);
   } else {
     imports.push(0x00);
     uleb(0, imports);

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
+import { buildModule, Fn, memoryImport, type ModuleFunction } from "./wasm_asm.ts";
 import { warnFallback, wasmHeap } from "../tfjs_internals.ts";
 
 const CHUNK = 256;
@@ -210,8 +210,7 @@ export function bnModuleFunctions(prefix = ""): ModuleFunction[] {
 
 /** Compile and instantiate the sweeps on `memory`. */
 export function instantiateBn(memory: WebAssembly.Memory): BnKernels {
-  const shared = memory.buffer instanceof SharedArrayBuffer;
-  const bytes = buildModule({ memory: { shared }, functions: bnModuleFunctions() });
+  const bytes = buildModule({ memory: memoryImport(memory), functions: bnModuleFunctions() });
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource), {
     env: { memory },
   });

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { buildModule, Fn, type ModuleFunction } from "./wasm_asm.ts";
+import { buildModule, Fn, memoryImport, type ModuleFunction } from "./wasm_asm.ts";
 import { bnModuleFunctions } from "./wasm_bn.ts";
 import { winogradModuleFunctions } from "./wasm_winograd.ts";
 import { pointwiseModuleFunctions } from "./wasm_pointwise.ts";
@@ -758,9 +758,12 @@ export interface GemmKernels {
   ): void;
 }
 
-/** The module's bytes (shared or plain memory import). */
-export function gemmModuleBytes(shared: boolean, fma = hasRelaxedSimd()): Uint8Array {
-  return buildModule({ memory: { shared }, functions: moduleFunctions(fma) });
+/** The module's bytes (its memory import as {@linkcode memoryImport} gives it). */
+export function gemmModuleBytes(
+  memory: { shared: boolean; pages?: number },
+  fma = hasRelaxedSimd(),
+): Uint8Array {
+  return buildModule({ memory, functions: moduleFunctions(fma) });
 }
 
 /** The module's functions, `call_batch` last (it dispatches to the others by index). */
@@ -787,9 +790,8 @@ function moduleFunctions(fma: boolean): ModuleFunction[] {
 
 /** Compile and instantiate the kernels on `memory`. */
 export function instantiateGemm(memory: WebAssembly.Memory): GemmKernels {
-  const shared = memory.buffer instanceof SharedArrayBuffer;
   const fma = hasRelaxedSimd();
-  const module = new WebAssembly.Module(gemmModuleBytes(shared, fma) as BufferSource);
+  const module = new WebAssembly.Module(gemmModuleBytes(memoryImport(memory), fma) as BufferSource);
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const e = instance.exports as Record<string, (...args: number[]) => void>;
   // Every function is exported, in order: an export's position is its function index.

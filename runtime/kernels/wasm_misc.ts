@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { buildModule, Fn } from "./wasm_asm.ts";
+import { buildModule, Fn, memoryImport } from "./wasm_asm.ts";
 import { warnFallback, wasmHeap } from "../tfjs_internals.ts";
 
 /**
@@ -207,7 +207,7 @@ export function miscKernelsForMemory(memory: WebAssembly.Memory): MiscKernels | 
     let module: WebAssembly.Module | null = null;
     try {
       const bytes = buildModule({
-        memory: { shared: memory.buffer instanceof SharedArrayBuffer },
+        memory: memoryImport(memory),
         functions: [
           { name: "copy_rows", fn: copyRows() },
           { name: "up2", fn: up2() },

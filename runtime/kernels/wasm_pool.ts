@@ -6,9 +6,12 @@
  * `wasm_threads.ts`), on helper workers that instantiate the same modules on the same memory.
  *
  * A helper waits (`Atomics.wait`) on a small control block in the shared heap; the calling
- * thread writes a job (kernel and arguments), bumps the job counter, runs its own part, and
- * waits until the helpers have signalled the same counter as done. Each part writes disjoint
- * memory, so the result does not depend on which thread ran which part.
+ * thread writes the job's parts (argument lists) into a table in the shared heap, bumps each
+ * helper's job counter, and then every thread, the calling one included, claims the next part
+ * with an atomic increment until none is left; the calling thread finally waits until the
+ * helpers have signalled the same counter as done. A thread that starts late (a helper waking
+ * from sleep) or runs slower simply takes fewer parts. Each part writes disjoint memory, so the
+ * result does not depend on which thread ran which part.
  *
  * Every wait passes `Atomics.wait` the very value it has just checked (one atomic load): a wait
  * that re-reads the counter for its expected value can sleep on a counter the helper has already
@@ -64,10 +67,23 @@ const EXPORTS = [
 const MISC_EXPORTS = ["copy_rows", "up2", "max_pool2_grad", "add_bias", "mul_bias"];
 
 // Control block (int32 slots) per helper: 0 job counter (-1: stop), 1 done counter, 2 ready,
-// 3 kernel, 4 argument count, 5 error (1: the job's kernel threw), 6.. arguments.
-const SLOTS = 32;
-const ARGS = 6;
-const MAX_ARGS = SLOTS - ARGS;
+// 3 kernel, 4 parts table (its heap address), 5 error (1: the job's kernel threw), 6 parts the
+// helper ran in its last job, 7 state of the last job posted (below), 8 its number.
+const SLOTS = 16;
+const STATE = 7;
+const JOB = 8;
+// Posted: the helper may take it; running: the helper took it (the calling thread waits for
+// it to be done); called off: the calling thread ran every part before the helper woke (it does
+// not wait, and the helper, when it wakes, skips the job).
+const POSTED = 1, RUNNING = 2, CALLED_OFF = 3;
+/** Most arguments of one part. */
+const MAX_ARGS = 26;
+// Parts table (int32): 0 next part to claim, 1 part count, then one row per part: argument
+// count, arguments.
+const ROW = MAX_ARGS + 1;
+const TABLE_HEAD = 2;
+/** Parts one table holds; a job with more runs in rounds of this many. */
+const TABLE_PARTS = 512;
 
 /**
  * Milliseconds a thread of the pool spins (checks its counter without sleeping) before it sleeps
@@ -97,21 +113,37 @@ self.onmessage = (e) => {
     // and a wake-up from Atomics.wait costs tens of them.
     const until = performance.now() + ${SPIN_MS};
     while (Atomics.load(c, 0) === seen && performance.now() < until);
-    // \`seen\` is the last job done: the wait returns at once when a newer one is posted.
+    // \`seen\` is the last count acted on: the wait returns at once when a newer job is posted.
     Atomics.wait(c, 0, seen);
-    const job = Atomics.load(c, 0);
-    if (job < 0) break;
-    if (job === seen) continue;
-    seen = job;
-    const args = [];
-    for (let i = 0; i < c[4]; i++) args.push(c[${ARGS} + i]);
+    const posted = Atomics.load(c, 0);
+    if (posted < 0) break;
+    if (posted === seen) continue;
+    seen = posted;
+    // Take the job posted last unless the calling thread has called it off (it ran every part
+    // itself before this thread woke); its number is in slot ${JOB}.
+    if (Atomics.compareExchange(c, ${STATE}, ${POSTED}, ${RUNNING}) !== ${POSTED}) continue;
+    const job = c[${JOB}];
+    const fn = fns[c[3]];
+    const t = new Int32Array(memory.buffer, c[4], ${TABLE_HEAD});
+    const n = t[1];
+    let ran = 0;
     try {
-      fns[c[3]](...args);
+      for (;;) {
+        const k = Atomics.add(t, 0, 1);
+        if (k >= n) break;
+        const row = new Int32Array(memory.buffer, c[4] + 4 * (${TABLE_HEAD} + k * ${ROW}), ${ROW});
+        const args = [];
+        for (let i = 1; i <= row[0]; i++) args.push(row[i]);
+        fn(...args);
+        ran++;
+      }
     } catch (error) {
+      // the parts not yet claimed are left to the calling thread
       Atomics.store(c, 5, 1);
       console.error("wasm kernel helper:", error);
     }
-    Atomics.store(c, 1, seen);
+    c[6] = ran;
+    Atomics.store(c, 1, job);
     Atomics.notify(c, 1);
   }
   self.close();
@@ -127,6 +159,8 @@ interface Helper {
 interface Pool {
   memory: WebAssembly.Memory;
   helpers: Helper[];
+  /** Heap address of the parts table (0 without helpers). */
+  table: number;
 }
 
 let pool: Pool | null = null;
@@ -143,7 +177,9 @@ export function setKernelThreads(threads: number): void {
 function startPool(kernels: GemmKernels, malloc: (bytes: number) => number): Pool {
   const helpers: Helper[] = [];
   const misc = miscModuleFor(kernels.memory);
+  let table = 0;
   if (wanted > 0 && kernels.memory.buffer instanceof SharedArrayBuffer) {
+    table = malloc(4 * (TABLE_HEAD + TABLE_PARTS * ROW));
     const url = URL.createObjectURL(new Blob([HELPER], { type: "text/javascript" }));
     for (let k = 0; k < wanted; k++) {
       const ctrl = malloc(SLOTS * 4);
@@ -161,7 +197,7 @@ function startPool(kernels: GemmKernels, malloc: (bytes: number) => number): Poo
       helpers.push({ worker, ctrl: view, job: 0 });
     }
   }
-  return { memory: kernels.memory, helpers };
+  return { memory: kernels.memory, helpers, table };
 }
 
 /** Helper workers ready to take work (0 before they started, or without shared memory). */
@@ -194,13 +230,27 @@ export function stopKernelThreads(): number {
 }
 
 let helperParts = 0;
+let splitParts = 0;
+
+/**
+ * Parts of the jobs shared with helpers so far (tests check that a kernel's work was split: which
+ * thread runs which part depends on timing, see {@linkcode helperPartCount}).
+ */
+export function splitPartCount(): number {
+  return splitParts;
+}
 
 /** Parts run on helper workers so far (tests check that a kernel's work was split). */
 export function helperPartCount(): number {
   return helperParts;
 }
 
-/** Run `kind` once per argument list (each a disjoint part of the work), in parallel. */
+/**
+ * Run `kind` once per argument list (each a disjoint part of the work), in parallel: the calling
+ * thread and the ready helpers claim the parts in order, one at a time, until all have run.
+ * Callers give more parts than threads where the work is large (see `PARTS_PER_THREAD` in
+ * `wasm_conv.ts`), so that a thread that starts late or runs slower takes fewer.
+ */
 export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: number[][]): void {
   const f = ({
     fwd: kernels.convForward,
@@ -218,26 +268,70 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     addBias: kind === "addBias" ? miscKernelsForMemory(kernels.memory)!.addBias : undefined,
     mulBias: kind === "mulBias" ? miscKernelsForMemory(kernels.memory)!.mulBias : undefined,
   } as const)[kind] as (...a: number[]) => void;
-  const ready = pool === null ? [] : pool.helpers.filter((h) => Atomics.load(h.ctrl, 2) === 1);
-  const busy: Helper[] = [];
-  // Parts 1.. go to the helpers first (one each), the calling thread takes part 0 and the rest.
-  for (const h of ready) {
-    const k = 1 + busy.length;
-    if (k >= parts.length || parts[k].length > MAX_ARGS) break;
-    const args = parts[k];
+  // (a part with more arguments than a table row holds keeps the whole job on this thread)
+  const ready = pool === null || parts.length < 2 || parts.some((p) => p.length > MAX_ARGS)
+    ? []
+    : pool.helpers.filter((h) => Atomics.load(h.ctrl, 2) === 1);
+  if (ready.length === 0) {
+    for (const p of parts) f(...p);
+    return;
+  }
+  for (let start = 0; start < parts.length; start += TABLE_PARTS) {
+    runRound(f, kind, ready, parts.slice(start, start + TABLE_PARTS));
+  }
+}
+
+/** One round of {@linkcode parallelFor}: at most `TABLE_PARTS` parts, shared with `ready`. */
+function runRound(
+  f: (...a: number[]) => void,
+  kind: KernelKind,
+  ready: Helper[],
+  parts: number[][],
+): void {
+  const table = pool!.table, n = parts.length;
+  const t = new Int32Array(pool!.memory.buffer, table, TABLE_HEAD + n * ROW);
+  for (let k = 0; k < n; k++) {
+    const o = TABLE_HEAD + k * ROW, args = parts[k];
+    t[o] = args.length;
+    for (let i = 0; i < args.length; i++) t[o + 1 + i] = args[i] | 0;
+  }
+  t[1] = n;
+  Atomics.store(t, 0, 0);
+  const busy = ready.slice(0, n - 1);
+  splitParts += n;
+  for (const h of busy) {
     h.ctrl[3] = KINDS.indexOf(kind);
-    h.ctrl[4] = args.length;
-    for (let i = 0; i < args.length; i++) h.ctrl[ARGS + i] = args[i] | 0;
+    h.ctrl[4] = table;
     h.job++;
+    h.ctrl[JOB] = h.job;
+    // the state before the counter: a helper that sees the new count finds the job posted
+    Atomics.store(h.ctrl, STATE, POSTED);
     Atomics.store(h.ctrl, 0, h.job);
     Atomics.notify(h.ctrl, 0);
-    busy.push(h);
   }
-  helperParts += busy.length;
-  for (let k = 0; k < parts.length; k++) {
-    if (k === 0 || k > busy.length) f(...parts[k]);
+  let failure: unknown = null;
+  try {
+    for (;;) {
+      const k = Atomics.add(t, 0, 1);
+      if (k >= n) break;
+      f(...parts[k]);
+    }
+  } catch (error) {
+    failure = error;
   }
-  for (const h of busy) waitDone(h, kind);
+  // The helpers must be done before the table (and the kernel's buffers) can be reused; one that
+  // has not woken yet is called off instead (a wake-up costs tens of microseconds, more than many
+  // jobs take).
+  for (const h of busy) {
+    if (Atomics.compareExchange(h.ctrl, STATE, POSTED, CALLED_OFF) === POSTED) continue;
+    try {
+      waitDone(h, kind);
+    } catch (error) {
+      failure ??= error;
+    }
+    helperParts += h.ctrl[6];
+  }
+  if (failure !== null) throw failure;
 }
 
 /**

@@ -21,6 +21,7 @@
 import os from "node:os";
 import { tf, tfWasm } from "../../deps.ts";
 import { wasmBackendCreated } from "../tfjs_internals.ts";
+import { markFixedSize, MAX_PAGES } from "./wasm_asm.ts";
 
 /**
  * The bootstrap of each pthread worker (a module worker). It receives the `blob:` URL of
@@ -156,10 +157,58 @@ export async function withPthreadWorkers<T>(init: () => Promise<T>): Promise<T> 
     get: () => PthreadWorker,
     set: () => {},
   });
+  const Memory = WebAssembly.Memory;
+  WebAssembly.Memory = fullSizeSharedMemory(Memory);
   try {
     return await init();
   } finally {
     if (descriptor) Object.defineProperty(globalThis, "Worker", descriptor);
     os.cpus = cpus;
+    WebAssembly.Memory = Memory;
   }
+}
+
+/** Pages of the threaded build's heap: 4 GiB less one page (Emscripten keeps the heap's size
+ * in 32 bits, so a heap of exactly 4 GiB reads as 0 and aborts). */
+export const THREADED_HEAP_PAGES = MAX_PAGES - 1;
+
+/** Shared memories made at their full size so far (tests check the threaded heap is one). */
+let fullSize = 0;
+
+/** Shared memories {@linkcode withPthreadWorkers} made at their full size. */
+export function fullSizeMemoryCount(): number {
+  return fullSize;
+}
+
+/**
+ * `WebAssembly.Memory` for the threaded build's initialisation: the shared heap Emscripten asks
+ * for (16 MiB, growable to 4 GiB) is made at its full size ({@linkcode THREADED_HEAP_PAGES}) from
+ * the start, and cannot grow. The kernel modules then declare it so (`memoryImport` in
+ * `wasm_asm.ts`) and are compiled without reloading its size before every access: V8 without a
+ * trap handler (Deno) checks each access against the size, and reloads it for a shared memory
+ * that may grow, which made the kernels 10-20 % slower on the threaded heap than on the unshared
+ * one (docs/performance.md). The pages are reserved, not used: the process's resident memory
+ * grows with what is written, as before. Where the full size cannot be had (a limit on virtual
+ * memory), the heap is the growable one Emscripten asked for.
+ */
+function fullSizeSharedMemory(Memory: typeof WebAssembly.Memory): typeof WebAssembly.Memory {
+  const make = function (descriptor: WebAssembly.MemoryDescriptor) {
+    if (
+      descriptor.shared && descriptor.maximum === MAX_PAGES &&
+      descriptor.initial < THREADED_HEAP_PAGES
+    ) {
+      try {
+        const pages = THREADED_HEAP_PAGES;
+        const memory = new Memory({ ...descriptor, initial: pages, maximum: pages });
+        markFixedSize(memory, pages);
+        fullSize++;
+        return memory;
+      } catch {
+        // no reservation of that size here: the growable heap
+      }
+    }
+    return new Memory(descriptor);
+  } as unknown as typeof WebAssembly.Memory;
+  make.prototype = Memory.prototype;
+  return make;
 }
