@@ -122,9 +122,10 @@ for (const [k, c] of [4, 3, 1 + 8].entries()) {
   ], 0);
 }
 
-// BatchMatMul: the MI's joint (A^T B) and its two gradients, odd sizes.
-{
-  const n = 2 * 128 * 128 + 5, c = 4, kc = 37;
+// BatchMatMul: the MI's joint (A^T B) and its two gradients, odd sizes, and on the register
+// tiles (36 columns).
+for (const kc of [37, 36]) {
+  const n = 2 * 128 * 128 + 5, c = 4;
   const pv = normal([n * c], 70), qv = normal([n * kc], 71), gv = normal([c * kc], 72);
   await check(`BatchMatMul ${n}x${c}^T ${n}x${kc} and its gradients`, () => {
     const p = tf.tensor2d(pv, [n, c]), q = tf.tensor2d(qv, [n, kc]);

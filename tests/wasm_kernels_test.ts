@@ -387,3 +387,39 @@ Deno.test("A 1x1 filter gradient on wasm is one product x^T dy split over the pi
   );
   assert.equal(jobs, 1, "one job of the kernel module (the long BatchMatMul's sweep)");
 });
+
+Deno.test("A 1x1 convolution with 4 or 2 output channels on wasm is one tall product split by rows, and matches cpu", async () => {
+  for (const co of [4, 2]) {
+    const xShape: Shape4 = [3, 40, 41, 8];
+    const x = normal(xShape, 33), w = normal([8 * co], 34);
+    const counts = new Map<string, number>();
+    const spied = [tf.BatchMatMul, tf.Conv2D].map((name) => {
+      const original = tf.getKernel(name, "wasm")!;
+      tf.unregisterKernel(name, "wasm");
+      tf.registerKernel({
+        ...original,
+        kernelFunc: (args) => {
+          counts.set(name, (counts.get(name) ?? 0) + 1);
+          return original.kernelFunc(args);
+        },
+      });
+      return original;
+    });
+    let jobs = 0;
+    try {
+      await assertBackendsAgree(() => {
+        const before = callListJobCount();
+        const y = tf.conv2d(tf.tensor4d(x, xShape), tf.tensor4d(w, [1, 1, 8, co]), 1, "valid");
+        if (tf.getBackend() === "wasm") jobs = callListJobCount() - before;
+        return y;
+      });
+    } finally {
+      for (const original of spied) {
+        tf.unregisterKernel(original.kernelName, "wasm");
+        tf.registerKernel(original);
+      }
+    }
+    assert.deepEqual(Object.fromEntries(counts), { [tf.Conv2D]: 1, [tf.BatchMatMul]: 1 });
+    assert.equal(jobs, 1, `co ${co}: one job of the kernel module (the tall product's sweep)`);
+  }
+});

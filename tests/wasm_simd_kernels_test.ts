@@ -9,6 +9,7 @@ import {
   setGemmConvEnabled,
 } from "../runtime/kernels/wasm_conv.ts";
 import {
+  tnTileProductCount,
   wasmBatchMatMul,
   wasmGatherV2,
   wasmMultiply,
@@ -286,7 +287,13 @@ Deno.test("BatchMatMul with a long dimension on wasm (SIMD sweeps) matches cpu",
     { a: [30, 4], b: [30, 6], ta: true, tb: false },
     { a: [2, 40, 4], b: [2, 4, 5], ta: false, tb: false },
     { a: [4099, 4], b: [36, 4099], ta: true, tb: true },
+    // A^T B on register tiles (n a multiple of 4): 8 x 1 (the U-Net head's filter gradient),
+    // 4 x 3 and 1 x 3 then 4 x 2 and 1 x 2 (m = 13, n = 20), 4 x 2 and 2 x 2 (m = 6, n = 8)
+    { a: [4099, 8], b: [4099, 4], ta: true, tb: false },
+    { a: [4101, 13], b: [4101, 20], ta: true, tb: false },
+    { a: [1, 4100, 6], b: [1, 4100, 8], ta: true, tb: false },
   ];
+  const tiled = tnTileProductCount();
   for (const [k, c] of cases.entries()) {
     const av = normal([c.a.reduce((x, y) => x * y, 1)], 80 + k);
     const bv = normal([c.b.reduce((x, y) => x * y, 1)], 90 + k);
@@ -295,6 +302,8 @@ Deno.test("BatchMatMul with a long dimension on wasm (SIMD sweeps) matches cpu",
       1e-5,
     );
   }
+  // [4099, 4]^T [4099, 36] and the three above, on wasm
+  assert.equal(tnTileProductCount() - tiled, 4, "A^T B products on the register tiles");
   // the MI's pattern and both gradients
   const pv = normal([4200 * 4], 7), qv = normal([4200 * 12], 8), gv = normal([4 * 12], 9);
   await assertBackendsAgree(

@@ -561,6 +561,65 @@ function segmentSum(): Fn {
   return f;
 }
 
+/** Register tiles of `mm_tn_<rows>x<vectors>` (at most 12 accumulators: x64 has 16 SIMD registers). */
+export const MM_TN_TILES: [number, number][] = [
+  [8, 1],
+  [4, 3],
+  [4, 2],
+  [4, 1],
+  [2, 3],
+  [2, 2],
+  [2, 1],
+  [1, 3],
+  [1, 2],
+  [1, 1],
+];
+
+/**
+ * `mm_tn_<mr>x<nv>(a, b, out, k0, k1, m, n, i0, j0)`: the `mr x 4 nv` block at row `i0`, column
+ * `4 j0` of `A^T B` over rows `k` in `[k0, k1)` of `a` `[K, m]` and `b` `[K, n]` (`n % 4 == 0`),
+ * accumulated in registers and stored into `out` `[m, n]`: a vector of `b` and a float of `a`
+ * loaded per multiply-add row instead of `mm_tn`'s load and store of `out` per row, whose
+ * store-to-load chain bounded it (the U-Net head's filter gradient, `[pixels, 8]^T [pixels, 4]`,
+ * and the MI's joint distributions, `[pixels, 4]^T [pixels, 36]`).
+ */
+function matMulTNTile(fma: boolean, mr: number, nv: number): Fn {
+  const f = new Fn(Array.from({ length: 9 }, () => "i32" as const));
+  const [A, B, OUT, K0, K1, M, N, I0, J0] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const k = f.local("i32"), pa = f.local("i32"), pb = f.local("i32");
+  const mb = f.local("i32"), nb = f.local("i32");
+  const acc = Array.from({ length: mr * nv }, () => f.local("v128"));
+  const b = Array.from({ length: nv }, () => f.local("v128"));
+  const a = f.local("v128");
+  f.get(M).i32(2).i32Shl().set(mb);
+  f.get(N).i32(2).i32Shl().set(nb);
+  // pa = a + 4 (k0 m + i0), pb = b + 4 (k0 n + 4 j0)
+  f.get(A).get(K0).get(M).i32Mul().get(I0).i32Add().i32(2).i32Shl().i32Add().set(pa);
+  f.get(B).get(K0).get(N).i32Mul().get(J0).i32(2).i32Shl().i32Add().i32(2).i32Shl().i32Add()
+    .set(pb);
+  for (const l of acc) f.v128Const0().set(l);
+  f.get(K1).get(K0).i32Sub().set(k);
+  f.block().loop();
+  f.get(k).i32(1).i32LtS().brIf(1);
+  for (let v = 0; v < nv; v++) f.get(pb).v128Load(16 * v).set(b[v]);
+  for (let i = 0; i < mr; i++) {
+    f.get(pa).v128Load32Splat(4 * i).set(a);
+    for (let v = 0; v < nv; v++) madd(f, fma, a, b[v], acc[i * nv + v]);
+  }
+  f.get(pa).get(mb).i32Add().set(pa);
+  f.get(pb).get(nb).i32Add().set(pb);
+  f.get(k).i32(1).i32Sub().set(k).br(0);
+  f.end().end();
+  // out + 4 ((i0 + i) n + 4 j0) + 16 v
+  f.get(OUT).get(I0).get(N).i32Mul().get(J0).i32(2).i32Shl().i32Add().i32(2).i32Shl().i32Add()
+    .set(pa);
+  for (let i = 0; i < mr; i++) {
+    for (let v = 0; v < nv; v++) f.get(pa).get(acc[i * nv + v]).v128Store(16 * v);
+    f.get(pa).get(nb).i32Add().set(pa);
+  }
+  return f;
+}
+
 /**
  * `mm_tn(a, b, out, k0, k1, m, n)`: `out[i, j] += sum_k a[k, i] b[k, j]` over rows `k` in
  * `[k0, k1)` of `a` `[K, m]` and `b` `[K, n]`: `A^T B` with a long inner dimension and a small
@@ -779,6 +838,10 @@ function moduleFunctions(fma: boolean): ModuleFunction[] {
     ...bnModuleFunctions("bn_"),
     { name: "segment_sum", fn: segmentSum() },
     { name: "mm_tn", fn: matMulTN() },
+    ...MM_TN_TILES.map(([mr, nv]) => ({
+      name: `mm_tn_${mr}x${nv}`,
+      fn: matMulTNTile(fma, mr, nv),
+    })),
     { name: "mm_rows", fn: matMulRows() },
     { name: "adam", fn: adamSweep(false) },
     { name: "adam_wd", fn: adamSweep(true) },

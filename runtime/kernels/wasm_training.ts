@@ -221,12 +221,9 @@ function filterGradPointwise(
   info: Conv2DInfo,
 ): TensorInfo | null {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
-  if (
-    info.filterHeight !== 1 || info.filterWidth !== 1 || info.strideHeight !== 1 ||
-    info.strideWidth !== 1 || info.padInfo.top !== 0 || info.padInfo.left !== 0 ||
-    info.outHeight !== h || info.outWidth !== w || n * h * w < MATMUL_MIN_LONG ||
-    ci * co > MATMUL_MAX_SMALL
-  ) return null;
+  if (!isPointwise(info) || n * h * w < MATMUL_MIN_LONG || ci * co > MATMUL_MAX_SMALL) {
+    return null;
+  }
   const x2 = run("Reshape", backend, { x }, { shape: [n * h * w, ci] });
   const dy2 = run("Reshape", backend, { x: dy }, { shape: [n * h * w, co] });
   try {
@@ -410,7 +407,51 @@ function conv2D(args: KernelArgs): TensorInfo {
     false,
     tf.backend_util.convertConv2DDataFormat(dataFormat),
   );
-  return gemmConv2D(backend, x, filter, info) ?? fallback(tf.Conv2D, args);
+  return gemmConv2D(backend, x, filter, info) ?? pointwiseConv(backend, x, filter, info) ??
+    fallback(tf.Conv2D, args);
+}
+
+/**
+ * A 1x1 stride-1 convolution without padding that the GEMM kernels do not take (their output
+ * channels go by 8: the U-Net's head, with 4 or 2 classes) is the tall product `[pixels, ci]
+ * [ci, co]` of `wasmBatchMatMul`, split by rows between the threads; XNNPACK ran it on one
+ * (~1 ms of a 128 px step at width 8 with 4 classes, at any thread count). (Its input gradient,
+ * 8 output channels, is the GEMM kernels'.) Null for other convolutions.
+ */
+function pointwiseConv(
+  backend: Backend,
+  x: TensorInfo,
+  filter: TensorInfo,
+  info: Conv2DInfo,
+): TensorInfo | null {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
+  if (
+    !isPointwise(info) || x.dtype !== "float32" || filter.dtype !== "float32" ||
+    n * h * w < MATMUL_MIN_LONG || ci * co > MATMUL_MAX_SMALL
+  ) return null;
+  const x2 = run("Reshape", backend, { x }, { shape: [n * h * w, ci] });
+  const w2 = run("Reshape", backend, { x: filter }, { shape: [ci, co] });
+  try {
+    const product = run("BatchMatMul", backend, { a: x2, b: w2 }, {
+      transposeA: false,
+      transposeB: false,
+    });
+    // Reshape shares data: disposing the product only drops a reference
+    const out = run("Reshape", backend, { x: product }, { shape: [n, h, w, co] });
+    dispose(backend, product);
+    return out;
+  } finally {
+    dispose(backend, x2, w2);
+  }
+}
+
+/** A 1x1 convolution with stride and dilation 1, without padding, in NHWC. */
+function isPointwise(info: Conv2DInfo): boolean {
+  return info.dataFormat === "channelsLast" && info.filterHeight === 1 &&
+    info.filterWidth === 1 && info.strideHeight === 1 && info.strideWidth === 1 &&
+    info.dilationHeight === 1 && info.dilationWidth === 1 && info.padInfo.top === 0 &&
+    info.padInfo.left === 0 && info.outHeight === info.inHeight &&
+    info.outWidth === info.inWidth;
 }
 
 /** Conv2D + bias + ReLU (or linear) on the GEMM kernels where they apply, else XNNPACK. */
@@ -1160,6 +1201,30 @@ const MATMUL_MIN_LONG = 4096;
 /** The largest small matrix (output of `A^T B`, or the right factor) it takes. */
 const MATMUL_MAX_SMALL = 16384;
 
+let tnTileProducts = 0;
+
+/** `A^T B` products run on the register tiles so far (tests check the dispatch). */
+export function tnTileProductCount(): number {
+  return tnTileProducts;
+}
+
+/**
+ * The register tiles (`[rows, vectors, row, vector]`, `MM_TN_TILES`) that cover an `m x 4 nv`
+ * output of `A^T B`: up to 3 vectors of columns, then as many rows as keep 12 accumulators.
+ */
+function tnTiles(m: number, nv: number): [number, number, number, number][] {
+  const tiles: [number, number, number, number][] = [];
+  for (let j0 = 0; j0 < nv; j0 += 3) {
+    const v = Math.min(3, nv - j0);
+    for (let i0 = 0; i0 < m;) {
+      const r = [8, 4, 2, 1].find((r) => r <= m - i0 && r * v <= 12)!;
+      tiles.push([r, v, i0, j0]);
+      i0 += r;
+    }
+  }
+  return tiles;
+}
+
 /**
  * float32 `BatchMatMul` of one matrix pair where one dimension is long and the rest small: the
  * MI's joint distributions `A^T B` (`[K, m]^T [K, n]`, K = pixels) split over `K` between the
@@ -1188,12 +1253,26 @@ export function wasmBatchMatMul(args: KernelArgs): TensorInfo {
     const partial = backend.makeOutput([parts.length, m, n], "float32");
     (backend.typedArrayFromHeap(partial) as Float32Array).fill(0);
     const po = heapOffset(backend, partial);
+    const tiles = n % 4 === 0 ? tnTiles(m, n / 4) : null;
+    if (tiles !== null) tnTileProducts++;
     const ok = runCallLists(
       backend,
-      parts.map((
-        [k0, k1],
-        p,
-      ): KernelCall[] => [["mm_tn", ao, bo, po + 4 * p * m * n, k0, k1, m, n]]),
+      parts.map(([k0, k1], p): KernelCall[] =>
+        tiles === null
+          ? [["mm_tn", ao, bo, po + 4 * p * m * n, k0, k1, m, n]]
+          : tiles.map(([mr, nv, i0, j0]): KernelCall => [
+            `mm_tn_${mr}x${nv}`,
+            ao,
+            bo,
+            po + 4 * p * m * n,
+            k0,
+            k1,
+            m,
+            n,
+            i0,
+            j0,
+          ])
+      ),
     );
     if (!ok) {
       backend.disposeData(partial.dataId);
