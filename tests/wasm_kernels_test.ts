@@ -344,13 +344,13 @@ Deno.test("The wasm training kernels leak neither tensors nor backend data", asy
   tf.dispose([x, w, w2, dyUp, g, indices, xLong, w1]);
 });
 
-Deno.test("A 1x1 filter gradient on wasm is one product x^T dy split over the pixels, and matches cpu", async () => {
-  const xShape: Shape4 = [3, 40, 41, 16], dyShape: Shape4 = [3, 40, 41, 4];
-  const x = normal(xShape, 31), dy = normal(dyShape, 32);
-  const attrs = { strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [1, 1, 16, 4] };
-  // count the wasm kernels it runs
+/** Runs `f` with the wasm kernels `names` counted; returns the calls of each that ran. */
+async function countingKernels(
+  names: string[],
+  f: () => Promise<void>,
+): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  const spied = [tf.BatchMatMul, tf.Transpose, tf.Conv2D].map((name) => {
+  const spied = names.map((name) => {
     const original = tf.getKernel(name, "wasm")!;
     tf.unregisterKernel(name, "wasm");
     tf.registerKernel({
@@ -362,24 +362,37 @@ Deno.test("A 1x1 filter gradient on wasm is one product x^T dy split over the pi
     });
     return original;
   });
-  let jobs = 0;
   try {
-    await assertBackendsAgree(() => {
-      const before = callListJobCount();
-      const dw = tf.engine().runKernel(
-        tf.Conv2DBackpropFilter,
-        { x: tf.tensor4d(x, xShape), dy: tf.tensor4d(dy, dyShape) },
-        attrs,
-      ) as tf.Tensor;
-      if (tf.getBackend() === "wasm") jobs = callListJobCount() - before;
-      return dw;
-    });
+    await f();
   } finally {
     for (const original of spied) {
       tf.unregisterKernel(original.kernelName, "wasm");
       tf.registerKernel(original);
     }
   }
+  return counts;
+}
+
+Deno.test("A 1x1 filter gradient on wasm is one product x^T dy split over the pixels, and matches cpu", async () => {
+  const xShape: Shape4 = [3, 40, 41, 16], dyShape: Shape4 = [3, 40, 41, 4];
+  const x = normal(xShape, 31), dy = normal(dyShape, 32);
+  const attrs = { strides: 1, pad: "valid", dataFormat: "NHWC", filterShape: [1, 1, 16, 4] };
+  // count the wasm kernels it runs
+  let jobs = 0;
+  const counts = await countingKernels(
+    [tf.BatchMatMul, tf.Transpose, tf.Conv2D],
+    () =>
+      assertBackendsAgree(() => {
+        const before = callListJobCount();
+        const dw = tf.engine().runKernel(
+          tf.Conv2DBackpropFilter,
+          { x: tf.tensor4d(x, xShape), dy: tf.tensor4d(dy, dyShape) },
+          attrs,
+        ) as tf.Tensor;
+        if (tf.getBackend() === "wasm") jobs = callListJobCount() - before;
+        return dw;
+      }),
+  );
   assert.deepEqual(
     Object.fromEntries(counts),
     { [tf.BatchMatMul]: 1 },
@@ -392,33 +405,17 @@ Deno.test("A 1x1 convolution with 4 or 2 output channels on wasm is one tall pro
   for (const co of [4, 2]) {
     const xShape: Shape4 = [3, 40, 41, 8];
     const x = normal(xShape, 33), w = normal([8 * co], 34);
-    const counts = new Map<string, number>();
-    const spied = [tf.BatchMatMul, tf.Conv2D].map((name) => {
-      const original = tf.getKernel(name, "wasm")!;
-      tf.unregisterKernel(name, "wasm");
-      tf.registerKernel({
-        ...original,
-        kernelFunc: (args) => {
-          counts.set(name, (counts.get(name) ?? 0) + 1);
-          return original.kernelFunc(args);
-        },
-      });
-      return original;
-    });
     let jobs = 0;
-    try {
-      await assertBackendsAgree(() => {
-        const before = callListJobCount();
-        const y = tf.conv2d(tf.tensor4d(x, xShape), tf.tensor4d(w, [1, 1, 8, co]), 1, "valid");
-        if (tf.getBackend() === "wasm") jobs = callListJobCount() - before;
-        return y;
-      });
-    } finally {
-      for (const original of spied) {
-        tf.unregisterKernel(original.kernelName, "wasm");
-        tf.registerKernel(original);
-      }
-    }
+    const counts = await countingKernels(
+      [tf.BatchMatMul, tf.Conv2D],
+      () =>
+        assertBackendsAgree(() => {
+          const before = callListJobCount();
+          const y = tf.conv2d(tf.tensor4d(x, xShape), tf.tensor4d(w, [1, 1, 8, co]), 1, "valid");
+          if (tf.getBackend() === "wasm") jobs = callListJobCount() - before;
+          return y;
+        }),
+    );
     assert.deepEqual(Object.fromEntries(counts), { [tf.Conv2D]: 1, [tf.BatchMatMul]: 1 });
     assert.equal(jobs, 1, `co ${co}: one job of the kernel module (the tall product's sweep)`);
   }
