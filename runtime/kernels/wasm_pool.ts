@@ -9,9 +9,10 @@
  * thread writes the job's parts (argument lists) into a table in the shared heap, bumps each
  * helper's job counter, and then every thread, the calling one included, claims the next part
  * with an atomic increment until none is left; the calling thread finally waits until the
- * helpers have signalled the same counter as done. A thread that starts late (a helper waking
- * from sleep) or runs slower simply takes fewer parts. Each part writes disjoint memory, so the
- * result does not depend on which thread ran which part.
+ * helpers that took the job have signalled it done, and calls it off for a helper that has not
+ * woken yet (a compare-exchange on the job's state: the helper then skips it). A thread that
+ * starts late (a helper waking from sleep) or runs slower simply takes fewer parts. Each part
+ * writes disjoint memory, so the result does not depend on which thread ran which part.
  *
  * Every wait passes `Atomics.wait` the very value it has just checked (one atomic load): a wait
  * that re-reads the counter for its expected value can sleep on a counter the helper has already
