@@ -561,7 +561,11 @@ function segmentSum(): Fn {
   return f;
 }
 
-/** Register tiles of `mm_tn_<rows>x<vectors>` (at most 12 accumulators: x64 has 16 SIMD registers). */
+/**
+ * Register tiles `[rows, vectors]` of `mm_tn_<rows>x<vectors>` (at most 12 accumulators: x64 has
+ * 16 SIMD registers), the tallest first for each width (`wasm_training.ts` takes the first that
+ * fits).
+ */
 export const MM_TN_TILES: [number, number][] = [
   [8, 1],
   [4, 3],

@@ -249,8 +249,6 @@ export function helperPartCount(): number {
 /**
  * Run `kind` once per argument list (each a disjoint part of the work), in parallel: the calling
  * thread and the ready helpers claim the parts in order, one at a time, until all have run.
- * Callers give more parts than threads where the work is large (see `PARTS_PER_THREAD` in
- * `wasm_conv.ts`), so that a thread that starts late or runs slower takes fewer.
  */
 export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: number[][]): void {
   const f = ({
@@ -277,6 +275,7 @@ export function parallelFor(kernels: GemmKernels, kind: KernelKind, parts: numbe
     for (const p of parts) f(...p);
     return;
   }
+  if (parts.length <= TABLE_PARTS) return runRound(f, kind, ready, parts);
   for (let start = 0; start < parts.length; start += TABLE_PARTS) {
     runRound(f, kind, ready, parts.slice(start, start + TABLE_PARTS));
   }

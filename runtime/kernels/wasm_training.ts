@@ -29,6 +29,7 @@ import {
   kernelThreads,
   runCallLists,
 } from "./wasm_conv.ts";
+import { MM_TN_TILES } from "./wasm_gemm.ts";
 import { type MiscKernels, miscKernelsFor } from "./wasm_misc.ts";
 import { parallelFor } from "./wasm_pool.ts";
 import { addKernel, originalKernel, replaceKernel, wasmOffset } from "../tfjs_internals.ts";
@@ -224,19 +225,30 @@ function filterGradPointwise(
   if (!isPointwise(info) || n * h * w < MATMUL_MIN_LONG || ci * co > MATMUL_MAX_SMALL) {
     return null;
   }
-  const x2 = run("Reshape", backend, { x }, { shape: [n * h * w, ci] });
-  const dy2 = run("Reshape", backend, { x: dy }, { shape: [n * h * w, co] });
+  return product(backend, [x, [n * h * w, ci]], [dy, [n * h * w, co]], true, [1, 1, ci, co]);
+}
+
+/**
+ * The `BatchMatMul` (this file's, `wasmBatchMatMul`) of `a` and `b` viewed as the matrices of
+ * the given shapes (`transposeA`: `a^T b`), as a tensor of shape `out`.
+ */
+function product(
+  backend: Backend,
+  [a, aShape]: [TensorInfo, number[]],
+  [b, bShape]: [TensorInfo, number[]],
+  transposeA: boolean,
+  out: number[],
+): TensorInfo {
+  const a2 = run("Reshape", backend, { x: a }, { shape: aShape });
+  const b2 = run("Reshape", backend, { x: b }, { shape: bShape });
   try {
-    const product = run("BatchMatMul", backend, { a: x2, b: dy2 }, {
-      transposeA: true,
-      transposeB: false,
-    });
+    const p = run("BatchMatMul", backend, { a: a2, b: b2 }, { transposeA, transposeB: false });
     // Reshape shares data: disposing the product only drops a reference
-    const out = run("Reshape", backend, { x: product }, { shape: [1, 1, ci, co] });
-    dispose(backend, product);
-    return out;
+    const result = run("Reshape", backend, { x: p }, { shape: out });
+    dispose(backend, p);
+    return result;
   } finally {
-    dispose(backend, x2, dy2);
+    dispose(backend, a2, b2);
   }
 }
 
@@ -429,20 +441,7 @@ function pointwiseConv(
     !isPointwise(info) || x.dtype !== "float32" || filter.dtype !== "float32" ||
     n * h * w < MATMUL_MIN_LONG || ci * co > MATMUL_MAX_SMALL
   ) return null;
-  const x2 = run("Reshape", backend, { x }, { shape: [n * h * w, ci] });
-  const w2 = run("Reshape", backend, { x: filter }, { shape: [ci, co] });
-  try {
-    const product = run("BatchMatMul", backend, { a: x2, b: w2 }, {
-      transposeA: false,
-      transposeB: false,
-    });
-    // Reshape shares data: disposing the product only drops a reference
-    const out = run("Reshape", backend, { x: product }, { shape: [n, h, w, co] });
-    dispose(backend, product);
-    return out;
-  } finally {
-    dispose(backend, x2, w2);
-  }
+  return product(backend, [x, [n * h * w, ci]], [filter, [ci, co]], false, [n, h, w, co]);
 }
 
 /** A 1x1 convolution with stride and dilation 1, without padding, in NHWC. */
@@ -1208,16 +1207,20 @@ export function tnTileProductCount(): number {
   return tnTileProducts;
 }
 
+/** The most vectors of columns a register tile of `MM_TN_TILES` holds. */
+const TILE_VECTORS = Math.max(...MM_TN_TILES.map(([, v]) => v));
+
 /**
- * The register tiles (`[rows, vectors, row, vector]`, `MM_TN_TILES`) that cover an `m x 4 nv`
- * output of `A^T B`: up to 3 vectors of columns, then as many rows as keep 12 accumulators.
+ * The register tiles (`[rows, vectors, row, vector]`) that cover an `m x 4 nv` output of
+ * `A^T B`: the widest columns first, then for those the tallest tile of `MM_TN_TILES` (listed
+ * tallest first) that fits the rows left.
  */
 function tnTiles(m: number, nv: number): [number, number, number, number][] {
   const tiles: [number, number, number, number][] = [];
-  for (let j0 = 0; j0 < nv; j0 += 3) {
-    const v = Math.min(3, nv - j0);
+  for (let j0 = 0; j0 < nv; j0 += TILE_VECTORS) {
+    const v = Math.min(TILE_VECTORS, nv - j0);
     for (let i0 = 0; i0 < m;) {
-      const r = [8, 4, 2, 1].find((r) => r <= m - i0 && r * v <= 12)!;
+      const [r] = MM_TN_TILES.find(([r, tv]) => tv === v && r <= m - i0)!;
       tiles.push([r, v, i0, j0]);
       i0 += r;
     }
@@ -1251,10 +1254,11 @@ export function wasmBatchMatMul(args: KernelArgs): TensorInfo {
     // out = A^T B, split over the inner dimension
     const parts = rowParts(backend, ka);
     const partial = backend.makeOutput([parts.length, m, n], "float32");
-    (backend.typedArrayFromHeap(partial) as Float32Array).fill(0);
-    const po = heapOffset(backend, partial);
     const tiles = n % 4 === 0 ? tnTiles(m, n / 4) : null;
-    if (tiles !== null) tnTileProducts++;
+    // mm_tn adds to its part's sums; the tiles store every element of theirs
+    if (tiles === null) (backend.typedArrayFromHeap(partial) as Float32Array).fill(0);
+    else tnTileProducts++;
+    const po = heapOffset(backend, partial);
     const ok = runCallLists(
       backend,
       parts.map(([k0, k1], p): KernelCall[] =>
