@@ -184,9 +184,9 @@ export interface TableCell {
   std: number;
 }
 
-/** The paired test of the baseline against one method on one dataset. */
+/** A paired test of the baseline against one method on one dataset. */
 export interface TableTest {
-  /** Number of (volume id, seed) pairs. */
+  /** Number of pairs: (volume id, seed) pairs, or seeds for the seed-level test. */
   n: number;
   /** Mean of baseline minus method, per-volume mean foreground Dice, in percent. */
   mean_diff: number;
@@ -209,8 +209,18 @@ export interface TableEntry {
   seconds: TableCell;
   /** Whether some seed's time is the older `seconds` (training steps only). */
   secondsTrainOnly: boolean;
-  /** The test against the baseline (`null` for the baseline itself or without pairs). */
+  /**
+   * The test against the baseline over (volume, seed) pairs (`null` for the baseline itself or
+   * without pairs). Its pairs are not independent (the same volumes recur at every seed): it
+   * overstates the evidence; see `seedTest`.
+   */
   test: TableTest | null;
+  /**
+   * The test against the baseline whose unit is the seed: each seed's mean foreground Dice
+   * (`dice_mean`), paired by seed (`null` for the baseline itself or with fewer than 2 shared
+   * seeds). What a claim about a method rests on.
+   */
+  seedTest: TableTest | null;
   /** The run directories. */
   runs: string[];
 }
@@ -341,6 +351,17 @@ export function buildTable(runs: RunResult[], options: TableOptions = {}): Resul
           test = { n: r.n, mean_diff: r.meanDiff, t: r.t, df: r.df, p: r.p };
         }
       }
+      let seedTest: TableTest | null = null;
+      if (base && method !== baseline) {
+        const shared = seeds.filter((seed) => base.has(seed));
+        if (shared.length >= 2) {
+          const r = pairedTTestGreater(
+            shared.map((seed) => 100 * base.get(seed)!.summary.dice_mean),
+            shared.map((seed) => 100 * bySeed.get(seed)!.summary.dice_mean),
+          );
+          seedTest = { n: r.n, mean_diff: r.meanDiff, t: r.t, df: r.df, p: r.p };
+        }
+      }
       entries[id] = {
         seeds,
         dice,
@@ -352,6 +373,7 @@ export function buildTable(runs: RunResult[], options: TableOptions = {}): Resul
           !isNumber(r.summary.seconds_wall) && isNumber(r.summary.seconds)
         ),
         test,
+        seedTest,
         runs: seedRuns.map((r) => r.dir),
       };
     }
@@ -388,7 +410,9 @@ export function tableCells(table: ResultTable): { header: string[]; rows: string
     header.push(`${prefix}seeds`);
     if (d.classes.length > 1) { for (const c of d.classes) header.push(`${prefix}${c}`); }
     header.push(`${prefix}mean`);
-    if (table.baseline !== null) header.push(`${prefix}p (${table.baseline} >)`);
+    if (table.baseline !== null) {
+      header.push(`${prefix}p (${table.baseline} >)`, `${prefix}p seeds`);
+    }
     header.push(`${prefix}min`);
   }
   const rows = table.rows.map((row) => {
@@ -401,6 +425,13 @@ export function tableCells(table: ResultTable): { header: string[]; rows: string
       if (table.baseline !== null) {
         out.push(
           !e ? "" : row.method === table.baseline ? "-" : e.test ? formatP(e.test.p) : "n/a",
+          !e
+            ? ""
+            : row.method === table.baseline
+            ? "-"
+            : e.seedTest
+            ? formatP(e.seedTest.p)
+            : "n/a",
         );
       }
       out.push(formatMinutes(e?.seconds) + (e?.secondsTrainOnly ? "†" : ""));
@@ -437,7 +468,8 @@ export function formatTable(table: ResultTable, format: "md" | "csv" | "json"): 
   const note = "3D Dice (%) on the validation volumes: mean (sample std) over seeds." +
     (table.baseline !== null
       ? ` p: one-sided paired t-test of ${table.baseline} > method on the mean foreground Dice ` +
-        "of each validation volume, paired by (volume, seed)."
+        "of each validation volume, paired by (volume, seed); p seeds: the same test on each " +
+        "seed's mean Dice, paired by seed (the seed is the unit: the claims rest on it)."
       : "") +
     " min: mean wall time of a run in minutes (summary.json seconds_wall)." +
     (table.rows.some((r) => Object.values(r.datasets).some((e) => e.secondsTrainOnly))

@@ -112,12 +112,20 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
     assertClose(mt.test!.t, 3, 1e-9);
     assertClose(mt.test!.p, 0.5 - Math.atan(3) / Math.PI, 1e-9); // t with 1 df is Cauchy
     assert.equal(ours.test, null);
+    // the seed as the unit: dice_mean of ours-kl 80, 83.333 and of partial 70, 75.333 ->
+    // differences 10 and 8: mean 9, sd sqrt(2), t = 9 / (sqrt(2) / sqrt(2)) = 9 with 1 df (Cauchy)
+    assert.equal(partial.seedTest!.n, 2);
+    assertClose(partial.seedTest!.mean_diff, 9, 1e-9);
+    assertClose(partial.seedTest!.t, 9, 1e-9);
+    assertClose(partial.seedTest!.p, 0.5 - Math.atan(9) / Math.PI, 1e-9);
+    assert.equal(mt.seedTest, null, "one shared seed: no seed-level test");
+    assert.equal(ours.seedTest, null);
 
     const md = formatTable(table, "md");
     const lines = md.split("\n");
     assert.match(
       lines[0],
-      /\| method +\| seeds \| +RV \| +Myo \| +LV \| +mean \| p \(ours-kl >\) \| min \|/,
+      /\| method +\| seeds \| +RV \| +Myo \| +LV \| +mean \| p \(ours-kl >\) \| p seeds \| min \|/,
     );
     const row = (m: string) =>
       lines.find((l) => l.startsWith(`| ${m} `))!.split("|").slice(1, -1).map((s) => s.trim());
@@ -129,6 +137,7 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
       "91.00 (1.41)",
       "81.67 (2.36)",
       "-",
+      "-",
       "1.6",
     ]);
     assert.deepEqual(row("partial"), [
@@ -139,6 +148,7 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
       "83.00 (4.24)",
       "72.67 (3.77)",
       "0.0177",
+      "0.0352",
       "1.6",
     ]);
     assert.deepEqual(row("mean-teacher"), [
@@ -149,6 +159,7 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
       "88.00",
       "78.00",
       "0.1024",
+      "n/a",
       "1.1",
     ]);
     assert.match(md, /one-sided paired t-test of ours-kl > method/);
@@ -156,10 +167,10 @@ Deno.test("table: mean (std) over seeds and paired t-tests match a hand computat
     assertClose(ours.seconds.mean, 96, 1e-12);
 
     const csv = formatTable(table, "csv").trim().split("\n");
-    assert.equal(csv[0], "method,seeds,RV,Myo,LV,mean,p (ours-kl >),min");
+    assert.equal(csv[0], "method,seeds,RV,Myo,LV,mean,p (ours-kl >),p seeds,min");
     assert.equal(
       csv[1],
-      "partial,2,72.00 (2.83),63.00 (4.24),83.00 (4.24),72.67 (3.77),0.0177,1.6",
+      "partial,2,72.00 (2.83),63.00 (4.24),83.00 (4.24),72.67 (3.77),0.0177,0.0352,1.6",
     );
 
     const json = JSON.parse(formatTable(table, "json")) as ResultTable;
@@ -204,7 +215,7 @@ Deno.test("table CLI: csv from a glob; an unknown baseline exits 2", async () =>
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     assert.match(
       stdout,
-      /^method,seeds,RV,Myo,LV,mean,p \(ours-kl >\),min\npartial,2,72\.00 \(2\.83\)/,
+      /^method,seeds,RV,Myo,LV,mean,p \(ours-kl >\),p seeds,min\npartial,2,72\.00 \(2\.83\)/,
     );
     out = await run([root, "--baseline", "nope"]);
     assert.equal(out.code, 2);
