@@ -6,6 +6,7 @@
  * @module
  */
 import { dirname, isAbsolute, normalize, resolve } from "node:path";
+import { datasets } from "../dataset.ts";
 import { hasKey, isPlainObject, Problem, recipeError } from "./_data.ts";
 import { loadChain, stripReplaceMarkers } from "./extends.ts";
 import { escapeInterpolation, interpolate } from "./interpolate.ts";
@@ -39,15 +40,24 @@ export interface LoadRecipeOptions {
   /** Environment lookup for `${VAR}` interpolation. @default {Deno.env.get} */
   env?: (name: string) => string | undefined;
   /**
-   * The folder that `path` and the relative data paths given with `set` (`dataset.root`,
-   * `dataset.cache`) are resolved against: paths typed on a command line are relative to where
-   * it is typed, not to the recipe's folder. @default {Deno.cwd()}
+   * The folder that `path` and the relative data paths given with `set` (the options the
+   * dataset's factory lists in `pathOptions`, e.g. `dataset.root`, `dataset.cache`) are resolved
+   * against: paths typed on a command line are relative to where it is typed, not to the
+   * recipe's folder. @default {Deno.cwd()}
    */
   cwd?: string;
 }
 
-/** The dataset options that are paths (the file-based datasets' `root` and `cache`). */
-const DATASET_PATH_KEYS = ["root", "cache"] as const;
+/**
+ * The options of dataset `type` that are paths, as its factory declares them (`pathOptions` of
+ * `DatasetFactory`, core/dataset.ts). A dataset from a plugin module is not registered yet when
+ * its recipe loads (the recipe names the module): for it, an option named like a registered
+ * dataset's path option counts as a path (the `root` and `cache` of `commonOptionFields`).
+ */
+function datasetPathOptions(type: unknown): readonly string[] {
+  if (typeof type === "string" && datasets.has(type)) return datasets.get(type).pathOptions ?? [];
+  return [...new Set(datasets.ids().flatMap((id) => datasets.get(id).pathOptions ?? []))];
+}
 
 /** Whether `spec` is a URL or other scheme-qualified specifier (`https:`, `npm:`, `file:`). */
 export function isUrlLike(spec: string): boolean {
@@ -106,8 +116,8 @@ export async function loadRecipe(
   }
 
   let dirForPlugins = pluginsDir ?? dirname(file);
-  /** Dataset path options given with --set (resolved against `cwd` once interpolated). */
-  const setPaths = new Set<string>();
+  /** Dataset options given with --set (the paths among them resolved against `cwd` below). */
+  const setKeys = new Set<string>();
   for (const spec of options.set ?? []) {
     try {
       applySet(merged, spec);
@@ -116,14 +126,13 @@ export async function loadRecipe(
       throw recipeError(display, `--set "${spec}": ${error.message}`);
     }
     const target = spec.slice(0, spec.indexOf("=")).replace(/\s+/g, "");
-    for (const key of DATASET_PATH_KEYS) {
-      if (target === `dataset.${key}`) setPaths.add(key);
-      else if (target === "dataset") {
-        // a whole dataset mapping: its paths are the command line's
-        const dataset = merged.dataset;
-        if (isPlainObject(dataset) && hasKey(dataset, key)) setPaths.add(key);
-        else setPaths.delete(key);
-      }
+    const option = /^dataset\.([^.[\]]+)$/.exec(target);
+    if (option !== null) setKeys.add(option[1]);
+    else if (target === "dataset") {
+      // a whole dataset mapping: its paths are the command line's
+      setKeys.clear();
+      const dataset = merged.dataset;
+      if (isPlainObject(dataset)) { for (const key of Object.keys(dataset)) setKeys.add(key); }
     }
     if (/^\s*plugins\s*(=|$)/.test(spec.slice(0, spec.indexOf("=") + 1))) {
       dirForPlugins = dirname(file);
@@ -140,7 +149,9 @@ export async function loadRecipe(
   resolvePlugins(resolved, dirForPlugins);
   const dataset = resolved.dataset;
   if (isPlainObject(dataset)) {
-    for (const key of setPaths) {
+    const paths = datasetPathOptions(dataset.type);
+    for (const key of setKeys) {
+      if (!paths.includes(key) || !hasKey(dataset, key)) continue;
       const value = dataset[key];
       if (typeof value === "string" && value !== "" && !isUrlLike(value)) {
         dataset[key] = resolve(options.cwd ?? Deno.cwd(), value);
