@@ -153,6 +153,13 @@ export interface DatasetFactory<O = Record<string, unknown>> {
    * (`deno task run --grant read=/data ...`). Omit it for data that needs no files.
    */
   access?(options: O, context: DatasetAccessContext): DatasetAccess;
+  /**
+   * The options that are file or folder paths, e.g. `["root", "cache"]`. A relative path written
+   * in a recipe is the plugin's to resolve, against `context.baseDir` (the recipe's folder); one
+   * given on the command line (`--set dataset.root=data`) is relative to where the command is
+   * typed, so `loadRecipe` makes it absolute against its `cwd`. Omit it when no option is a path.
+   */
+  readonly pathOptions?: readonly string[];
 }
 
 /** All dataset plugins, by id. */

@@ -42,6 +42,8 @@ export const pairsDataset: DatasetFactory<PairsOptions> = {
   options,
   // What the run reads and writes (the data folder, its cache): `deno task run` grants these.
   access: (opts, context) => fileDatasetAccess(opts, context),
+  // Options that are paths: given with --set, they are relative to where the command is typed.
+  pathOptions: ["root", "cache"],
   async load(opts, context) {
     const root = await resolveRoot("pairs", opts.root, context.baseDir);
     const cases: LayoutCase[] = [];

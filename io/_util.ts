@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { UserError } from "../core/errors.ts";
+import { UserError } from "../errors.ts";
 import { VOXEL_ARRAYS, type VoxelArray, type VoxelType } from "./volume_data.ts";
 
 /** The error for a file that cannot be read: `Cannot read "<path>": <problem>`. */

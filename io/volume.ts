@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { UserError } from "../core/errors.ts";
+import { UserError } from "../errors.ts";
 import { readHdf5, writeHdf5 } from "./hdf5.ts";
 import {
   MET_ELEMENT_TYPES,

@@ -8,7 +8,7 @@
  * @module
  */
 import { tf, tfWasm } from "../deps.ts";
-import { UserError } from "../core/errors.ts";
+import { UserError } from "../errors.ts";
 import { registerWasmTrainingKernels } from "./kernels/wasm_training.ts";
 import {
   enableWasmThreads,
@@ -18,7 +18,7 @@ import {
 import { setKernelThreads, stopKernelThreads } from "./kernels/wasm_pool.ts";
 import { installLowMemoryGradients, installSumGradient } from "./gradients.ts";
 import { checkTfjsVersion, type KernelMode, setKernelMode } from "./tfjs_internals.ts";
-import { registerAdamKernel } from "../core/optimizer.ts";
+import { registerAdamKernel } from "./kernels/adam.ts";
 import { registerCpuFixes } from "./kernels/cpu_fixes.ts";
 import { registerWebgpuTrainingKernels } from "./kernels/webgpu_training.ts";
 import { describeAdapter, initWebgpu, probeAdapter, webgpuAvailable } from "./webgpu.ts";

@@ -24,7 +24,7 @@
  * @module
  */
 import { tf } from "../deps.ts";
-import { UserError } from "../core/errors.ts";
+import { UserError } from "../errors.ts";
 import { warnFallback } from "./tfjs_internals.ts";
 
 /** The npm package of the backend (with its version, as the other tfjs packages). */

@@ -1,6 +1,8 @@
 /**
- * The layers point one way: app -> plugins -> core / io / runtime. A file in core/, io/ or
- * runtime/ never imports plugins/ or app/, a file in plugins/ never imports app/, and mod.ts
+ * The layers point one way: app -> plugins -> core -> runtime / io. Each rule of
+ * {@linkcode RULES} is checked on every import of every file: core/ imports runtime/ and io/ but
+ * never plugins/ or app/; runtime/ and io/ import none of core/, plugins/, app/ (the errors.ts
+ * and deps.ts leaves at the root are theirs to import); plugins/ never imports app/; mod.ts
  * imports app/ only for the public helpers it re-exports.
  */
 import assert from "node:assert/strict";
@@ -9,13 +11,40 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
-/** The layers a file in each folder may not import. */
-const FORBIDDEN: Record<string, string[]> = {
-  core: ["plugins", "app"],
-  io: ["plugins", "app"],
-  runtime: ["plugins", "app"],
-  plugins: ["app"],
-};
+/**
+ * One import rule. `from` and `to` are paths relative to the root with `/` separators
+ * (`core/trainer.ts`, `runtime/backend.ts`); `broken` says whether `from` may not import `to`.
+ */
+export interface ImportRule {
+  /** What the rule says, named in each violation. */
+  name: string;
+  /** Whether importing `to` from `from` breaks the rule. */
+  broken(from: string, to: string): boolean;
+}
+
+/** The top-level folder (or root file) of a root-relative path. */
+function topLevel(path: string): string {
+  return path.split("/")[0];
+}
+
+/** A file under `layer` imports nothing under the folders `forbidden`. */
+function layerRule(layer: string, forbidden: readonly string[]): ImportRule {
+  return {
+    name: `${layer}/ imports none of ${forbidden.map((f) => `${f}/`).join(", ")}`,
+    broken: (from, to) => topLevel(from) === layer && forbidden.includes(topLevel(to)),
+  };
+}
+
+/** Every rule an import must keep; add one here (its own `broken`) to enforce another. */
+export const RULES: readonly ImportRule[] = [
+  layerRule("core", ["plugins", "app"]),
+  layerRule("runtime", ["core", "plugins", "app"]),
+  layerRule("io", ["core", "plugins", "app"]),
+  layerRule("plugins", ["app"]),
+];
+
+/** The folders whose files the rules are checked on. */
+const CHECKED = ["core", "runtime", "io", "plugins", "app"];
 
 /** Exactly what mod.ts may take from app/ (public helpers it re-exported before the move). */
 const MOD_APP_IMPORTS = ["app/export.ts"];
@@ -42,33 +71,80 @@ export function importSpecifiers(source: string): string[] {
   return out;
 }
 
-/** The top-level folder (relative to the root) that `specifier` in `file` points into. */
-function targetLayer(file: string, specifier: string): string | null {
+/** The root-relative path that `specifier` in `file` (root-relative) points to, or null. */
+function targetPath(file: string, specifier: string): string | null {
   if (!specifier.startsWith(".")) return null;
-  const target = relative(ROOT, resolve(dirname(file), specifier));
-  return target.split(/[\\/]/)[0];
+  return relative(ROOT, resolve(ROOT, dirname(file), specifier)).split(/[\\/]/).join("/");
 }
 
-/** Every import that breaks the layering, as "file imports specifier". */
+/** The top-level folder (relative to the root) that `specifier` in `file` points into. */
+function targetLayer(file: string, specifier: string): string | null {
+  const target = targetPath(relative(ROOT, file), specifier);
+  return target === null ? null : topLevel(target);
+}
+
+/** The rules that `specifier`, imported by `file` (root-relative), breaks, as messages. */
+export function ruleViolations(file: string, specifier: string): string[] {
+  const to = targetPath(file, specifier);
+  if (to === null) return [];
+  return RULES.filter((rule) => rule.broken(file, to))
+    .map((rule) => `${file} imports "${specifier}" (${rule.name})`);
+}
+
+/** Every import of the checked folders that breaks a rule, as "file imports specifier (rule)". */
 export async function layeringViolations(): Promise<string[]> {
   const problems: string[] = [];
-  for (const [layer, forbidden] of Object.entries(FORBIDDEN)) {
-    for await (const file of tsFiles(join(ROOT, layer))) {
-      const source = await Deno.readTextFile(file);
-      for (const specifier of importSpecifiers(source)) {
-        const target = targetLayer(file, specifier);
-        if (target !== null && forbidden.includes(target)) {
-          problems.push(`${relative(ROOT, file)} imports "${specifier}" (${layer} -> ${target})`);
-        }
+  for (const folder of CHECKED) {
+    for await (const path of tsFiles(join(ROOT, folder))) {
+      const file = relative(ROOT, path).split(/[\\/]/).join("/");
+      for (const specifier of importSpecifiers(await Deno.readTextFile(path))) {
+        problems.push(...ruleViolations(file, specifier));
       }
     }
   }
   return problems;
 }
 
-Deno.test("core/, io/ and runtime/ import neither plugins/ nor app/; plugins/ does not import app/", async () => {
+Deno.test("every import keeps the layering: core -> runtime / io one way, nothing below imports above", async () => {
   const problems = await layeringViolations();
   assert.deepEqual(problems, [], `layering violations:\n${problems.join("\n")}`);
+});
+
+Deno.test("each layering rule fails on an import that breaks it", () => {
+  const broken: Array<[string, string]> = [
+    ["core/trainer.ts", "../plugins/mod.ts"],
+    ["core/recipe/load.ts", "../../app/cli.ts"],
+    ["runtime/backend.ts", "../core/trainer.ts"],
+    ["runtime/kernels/adam.ts", "../../core/optimizer.ts"],
+    ["runtime/webgpu.ts", "../plugins/models/unet.ts"],
+    ["runtime/webgpu.ts", "../app/cli.ts"],
+    ["io/nifti.ts", "../core/errors.ts"],
+    ["io/volume.ts", "../plugins/mod.ts"],
+    ["io/volume.ts", "../app/cli.ts"],
+    ["plugins/datasets/acdc.ts", "../../app/cli.ts"],
+  ];
+  for (const [file, specifier] of broken) {
+    assert.equal(ruleViolations(file, specifier).length, 1, `${file} -> ${specifier} passes`);
+  }
+  for (const rule of RULES) {
+    assert.ok(
+      broken.some(([file, specifier]) =>
+        ruleViolations(file, specifier).some((m) => m.includes(rule.name))
+      ),
+      `no import above breaks "${rule.name}"`,
+    );
+  }
+  const allowed: Array<[string, string]> = [
+    ["core/optimizer.ts", "../runtime/kernels/adam.ts"],
+    ["core/dataset.ts", "../io/volume.ts"],
+    ["runtime/backend.ts", "../errors.ts"],
+    ["io/volume.ts", "../errors.ts"],
+    ["plugins/datasets/acdc.ts", "../../core/dataset.ts"],
+    ["app/cli.ts", "../plugins/mod.ts"],
+  ];
+  for (const [file, specifier] of allowed) {
+    assert.deepEqual(ruleViolations(file, specifier), [], `${file} -> ${specifier}`);
+  }
 });
 
 Deno.test("mod.ts imports app/ only for the public helpers it re-exports", async () => {

@@ -265,6 +265,39 @@ Deno.test("--set dataset.root / dataset.cache are relative to the given cwd; the
   );
 });
 
+Deno.test("--set resolves the options a dataset declares as pathOptions, and no other", async () => {
+  const id = `test-paths-${crypto.randomUUID().slice(0, 8)}`;
+  datasets.register({
+    id,
+    description: "test dataset with one path option",
+    options: z.object({ data: z.string(), root: z.string() }).strict(),
+    pathOptions: ["data"],
+    load: () => {
+      throw new Error("not used");
+    },
+  });
+  try {
+    const dir = await tempRecipes({ "r.yaml": MINIMAL.replace("type: phantom", `type: ${id}`) });
+    const cwd = join(dir, "elsewhere");
+    const { recipe } = await loadRecipe(join(dir, "r.yaml"), {
+      env: noEnv,
+      cwd,
+      set: ["dataset.data=d", "dataset.root=r"],
+    });
+    assert.equal(recipe.dataset.data, join(cwd, "d"));
+    assert.equal(recipe.dataset.root, "r"); // not declared: left as typed
+    // phantom declares no path option
+    const phantom = await loadRecipe(join(dir, "r.yaml"), {
+      env: noEnv,
+      cwd,
+      set: ["dataset={type: phantom, root: r}"],
+    });
+    assert.equal(phantom.recipe.dataset.root, "r");
+  } finally {
+    datasets.unregister(id);
+  }
+});
+
 Deno.test("extends: errors name the chain and the file", async () => {
   const dir = await tempRecipes({
     "a.yaml": "extends: b.yaml\n" + MINIMAL,

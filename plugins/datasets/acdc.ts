@@ -284,6 +284,7 @@ export const acdcDataset: DatasetFactory<AcdcOptions> = {
     "ACDC cardiac MRI (RV, Myo, LV): SSL4MIS HDF5 or challenge NIfTI layout, split by patient",
   options: acdcOptions,
   access: fileDatasetAccess,
+  pathOptions: ["root", "cache"],
   async load(options: AcdcOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("acdc", options.root, context.baseDir);
     let format = options.format;

@@ -109,6 +109,7 @@ export const folderDataset: DatasetFactory<FolderOptions> = {
   id: "folder",
   description: "Image / label volume pairs matched by name (images/X + labels/X, any format)",
   options: folderOptions,
+  pathOptions: ["root", "cache"],
   access(options: FolderOptions, context: DatasetAccessContext): DatasetAccess {
     // images / labels are joined to root and may point beside it ("../labels")
     const access = fileDatasetAccess(options, context);

@@ -114,6 +114,7 @@ export const spleenDataset: DatasetFactory<SpleenOptions> = {
   description: "MSD Task09 spleen CT (NIfTI), windowed and min-max normalised, split by patient",
   options: spleenOptions,
   access: fileDatasetAccess,
+  pathOptions: ["root", "cache"],
   async load(options: SpleenOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("spleen", options.root, context.baseDir);
     const pairs = await msdPairs("spleen", root);

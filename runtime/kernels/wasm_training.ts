@@ -33,7 +33,7 @@ import { MM_TN_TILES } from "./wasm_gemm.ts";
 import { type MiscKernels, miscKernelsFor } from "./wasm_misc.ts";
 import { parallelFor } from "./wasm_pool.ts";
 import { addKernel, originalKernel, replaceKernel, wasmOffset } from "../tfjs_internals.ts";
-import { ADAM_KERNEL, adamKernel } from "../../core/optimizer.ts";
+import { ADAM_KERNEL, adamKernel } from "./adam.ts";
 
 type Backend = tfWasm.BackendWasm;
 type TensorInfo = tf.TensorInfo;
