@@ -11,6 +11,7 @@ import {
   type DatasetFactory,
   datasets,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -42,6 +43,8 @@ export const pairsDataset: DatasetFactory<PairsOptions> = {
   options,
   // What the run reads and writes (the data folder, its cache): `deno task run` grants these.
   access: (opts, context) => fileDatasetAccess(opts, context),
+  // How `predict` preprocesses a new scan for a run on this dataset: as `load` does.
+  preprocessing: (opts) => filePreprocessing(opts),
   async load(opts, context) {
     const root = await resolveRoot("pairs", opts.root, context.baseDir);
     const cases: LayoutCase[] = [];

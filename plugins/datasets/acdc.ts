@@ -31,6 +31,7 @@ import {
   type CommonDatasetOptions,
   commonOptionFields,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -284,6 +285,7 @@ export const acdcDataset: DatasetFactory<AcdcOptions> = {
     "ACDC cardiac MRI (RV, Myo, LV): SSL4MIS HDF5 or challenge NIfTI layout, split by patient",
   options: acdcOptions,
   access: fileDatasetAccess,
+  preprocessing: (options) => filePreprocessing(options),
   async load(options: AcdcOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("acdc", options.root, context.baseDir);
     let format = options.format;

@@ -13,6 +13,8 @@
  *   them into a `SegmentationDataset`, log the counts;
  * - {@linkcode fileDatasetAccess}: the plugin's `access` (what `deno task run` must let it read
  *   and write).
+ * - {@linkcode filePreprocessing}: the plugin's `preprocessing` (how `predict` brings a scan
+ *   onto the network's grid), the very options `loadSplitDataset` preprocesses the cases with.
  *
  * The steps live in their own modules: the pure preprocessing in `preprocess.ts` (also what
  * `predict` uses), loading through the cache in `case_loader.ts`, stacking in `assemble.ts`, the
@@ -33,19 +35,22 @@ import { splitPatients } from "./_split.ts";
 import { assembleDataset } from "./assemble.ts";
 import { type CaseSource, loadCases } from "./case_loader.ts";
 import type { LayoutCase } from "./layout.ts";
-import type { CommonDatasetOptions } from "./options.ts";
+import { type CommonDatasetOptions, filePreprocessing } from "./options.ts";
 
 export { type SplitOptions, splitOptionsSchema } from "./_split.ts";
 export {
   type CommonDatasetOptions,
   type CommonOptionFields,
   commonOptionFields,
+  filePreprocessing,
 } from "./options.ts";
 export {
   type Fit,
   prepareCase,
   type PrepareContext,
   type PreparedCase,
+  type PreparedScan,
+  prepareScan,
   type PreprocessOptions,
   type RawCase,
   type ScanLayout,
@@ -149,13 +154,7 @@ export async function loadSplitDataset(
   const cacheDir = await resolveCacheDir(options.cache, input.root, context.baseDir, context.log);
   const cases = await loadCases(sources, {
     datasetId,
-    prep: {
-      size: options.size,
-      fit: options.fit,
-      normalize: options.normalize,
-      sliceAxis: options.sliceAxis,
-      ...(input.window ? { window: input.window } : {}),
-    },
+    prep: filePreprocessing(options, input.window),
     numClasses: input.classNames.length,
     classNames: input.classNames,
     scaledLabels: input.scaledLabels,

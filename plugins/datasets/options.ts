@@ -6,7 +6,7 @@
  * @module
  */
 import { z } from "../../deps.ts";
-import type { Fit } from "./preprocess.ts";
+import type { Fit, PreprocessOptions } from "./preprocess.ts";
 import type { SplitOptions } from "./_split.ts";
 
 /** The zod fields {@linkcode commonOptionFields} returns, to spread into a plugin's schema. */
@@ -87,4 +87,24 @@ export interface CommonDatasetOptions {
   cache?: string | false;
   /** Seed of the split. @default the run seed */
   seed?: number;
+}
+
+/**
+ * The preprocessing of a file-based plugin with `options`: what its `load` applies to every
+ * case (`loadSplitDataset`) and what its `preprocessing()` hook tells `predict`, so
+ * both come from this one function.
+ *
+ * @param window The plugin's intensity window, if it has one.
+ */
+export function filePreprocessing(
+  options: Pick<CommonDatasetOptions, "size" | "fit" | "normalize" | "sliceAxis">,
+  window?: [number, number] | null,
+): PreprocessOptions {
+  return {
+    size: options.size,
+    fit: options.fit,
+    normalize: options.normalize,
+    sliceAxis: options.sliceAxis,
+    ...(window ? { window } : {}),
+  };
 }

@@ -1,7 +1,8 @@
 /**
  * The pure preprocessing of the file-based datasets, and of `predict`: one case (volume) at a
  * time, a {@linkcode RawCase} into `[slices, size, size]` float32 intensities and uint8 labels
- * ({@linkcode prepareCase}):
+ * ({@linkcode prepareCase}; a scan that belongs to no dataset, for `predict`:
+ * {@linkcode prepareScan}):
  *
  * 1. squeeze to 3D (a 2D image is one slice) and check that image and label shapes agree;
  * 2. check labels: integers in `[0, classes)` (a PNG's `0/255` style is rescaled on request);
@@ -17,34 +18,12 @@
  * @module
  */
 import { UserError } from "../../core/errors.ts";
-import type { Volume } from "../../core/dataset.ts";
+import type { Fit, PreprocessOptions, Volume } from "../../core/dataset.ts";
 import type { VolumeData } from "../../io/volume_data.ts";
 import { volumeFormat } from "../../io/volume.ts";
 
-/** How a slice is brought to `size x size`. */
-export type Fit = "stretch" | "pad" | "crop" | "center";
-
-/** Preprocessing options common to the file-based dataset plugins. */
-export interface PreprocessOptions {
-  /** Side of the square slices in pixels. */
-  size: number;
-  /**
-   * `stretch`: resize each axis to `size` (SSL4MIS); `pad`: scale the longer side to `size`,
-   * zero-pad the other; `crop`: scale the shorter side to `size`, centre-crop the other;
-   * `center`: no scaling, centre-crop or zero-pad. @default "stretch"
-   */
-  fit: Fit;
-  /** `minmax`: per volume to [0, 1] (after the window); `none`: raw values. @default "minmax" */
-  normalize: "minmax" | "none";
-  /**
-   * The through-plane axis, in the row-major order of the file (`0` = `z` for NIfTI and
-   * MetaImage); `auto` = the axis of largest spacing, ties and unknown spacing -> 0.
-   * @default "auto"
-   */
-  sliceAxis: "auto" | 0 | 1 | 2;
-  /** Clip intensities to `[lo, hi]` before normalising (CT windows). */
-  window?: [number, number];
-}
+// The options are the dataset interface's (core), the type of DatasetFactory.preprocessing().
+export type { Fit, PreprocessOptions } from "../../core/dataset.ts";
 
 /** A case as read from its files, before preprocessing. */
 export interface RawCase {
@@ -413,4 +392,37 @@ function resampledAffine(
   m[2 - order[2]][0] = fx;
   m[2 - order[2]][3] = -fx * geometry.left;
   return affine.map((row) => [0, 1, 2, 3].map((c) => row.reduce((s, v, k) => s + v * m[k][c], 0)));
+}
+
+/** A scan on the network's grid. */
+export interface PreparedScan {
+  /** `[slices, size, size]` intensities, preprocessed as the run's dataset. */
+  image: Float32Array;
+  /** How the scan was laid out, to bring predictions back. */
+  layout: ScanLayout;
+}
+
+/**
+ * Preprocess a scan as a dataset with `prep` does (squeeze, slice axis first, window,
+ * normalise, resize).
+ *
+ * @throws {UserError} When the scan is not a 2D or 3D volume.
+ */
+export function prepareScan(
+  image: VolumeData,
+  prep: PreprocessOptions,
+  path: string,
+): PreparedScan {
+  const layout = scanLayout(image, prep);
+  if (!layout) {
+    throw new UserError(
+      `"${path}" has shape [${image.shape.join(", ")}]; expected a 2D or 3D volume`,
+    );
+  }
+  const prepared = prepareCase({ image, label: null, imagePath: path }, {
+    datasetId: "predict",
+    prep,
+    numClasses: 1,
+  }, { id: path, patient: path });
+  return { image: prepared.image, layout };
 }

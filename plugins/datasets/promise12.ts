@@ -24,6 +24,7 @@ import {
   type CommonDatasetOptions,
   commonOptionFields,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -117,6 +118,7 @@ export const promise12Dataset: DatasetFactory<Promise12Options> = {
   description: "PROMISE12 prostate MRI: MetaImage cases or PNG slice folders, split by patient",
   options: promise12Options,
   access: fileDatasetAccess,
+  preprocessing: (options) => filePreprocessing(options),
   async load(options: Promise12Options, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("promise12", options.root, context.baseDir);
     let format = options.format;

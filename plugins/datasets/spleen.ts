@@ -19,6 +19,7 @@ import {
   type CommonDatasetOptions,
   commonOptionFields,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -114,6 +115,7 @@ export const spleenDataset: DatasetFactory<SpleenOptions> = {
   description: "MSD Task09 spleen CT (NIfTI), windowed and min-max normalised, split by patient",
   options: spleenOptions,
   access: fileDatasetAccess,
+  preprocessing: (options) => filePreprocessing(options, options.window),
   async load(options: SpleenOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("spleen", options.root, context.baseDir);
     const pairs = await msdPairs("spleen", root);
