@@ -186,8 +186,8 @@ export interface DatasetFactory<O = Record<string, unknown>> {
   /**
    * How a scan that belongs to no dataset is preprocessed for a network trained on this dataset
    * with `options` (a pure function): `predict` and `eval --grid source` read it to bring scans
-   * onto the network's grid and back. Omit it when the dataset's volumes are no scans one could
-   * feed a new one like (`predict` then refuses the run).
+   * onto the network's grid and back. Omit it for data that a new scan cannot be prepared like
+   * (`predict` then refuses runs on it).
    */
   preprocessing?(options: O): PreprocessOptions;
 }

@@ -32,8 +32,8 @@ export interface CommonOptionFields {
 }
 
 /**
- * Zod fields of the `PreprocessOptions` and of the options every file plugin has, with
- * `size` defaulting to `defaultSize`: spread them into the plugin's `z.object({...})`.
+ * Zod fields of `PreprocessOptions` (all but `window`) and of the options every file plugin has,
+ * with `size` defaulting to `defaultSize`: spread them into the plugin's `z.object({...})`.
  */
 export function commonOptionFields(defaultSize: number): CommonOptionFields {
   return {
