@@ -12,7 +12,7 @@ import { UserError } from "../core/errors.ts";
 import { CACHE_DIR_ENV, datasets, defaultCacheDir, type Volume } from "../core/dataset.ts";
 import { datasetOverride, exportPrediction, predictionFileName } from "./export.ts";
 import { loadPredictor, predictScans, volumeOnSourceGrid, writeNiftiLabels } from "./predict.ts";
-import { scanPreprocessing } from "../plugins/datasets/_scan.ts";
+import { datasetPreprocessing } from "../core/dataset.ts";
 import { models } from "../core/model.ts";
 import { type LoadedRecipe, loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { regularizers } from "../core/regularizer.ts";
@@ -102,7 +102,7 @@ async function exportOnSourceGrid(
   loaded: LoadedRecipe,
 ): Promise<void> {
   const parsed = validatePluginOptions(loaded.recipe, loaded.file);
-  const prep = scanPreprocessing(loaded.recipe.dataset.type, parsed.dataset);
+  const prep = datasetPreprocessing(loaded.recipe.dataset.type, parsed.dataset);
   const model = trainer.evaluationModel();
   const numClasses = trainer.dataset.classNames.length;
   let generated = 0;

@@ -4,7 +4,7 @@
  * viewer overlays it on the scan without help.
  *
  * Each scan goes through the run's preprocessing (its dataset's `size`, `fit`, `normalize`,
- * `sliceAxis` and `window`, see {@linkcode scanPreprocessing}), the run's network (the one its
+ * `sliceAxis` and `window`: its plugin's `preprocessing()`), the run's network (the one its
  * evaluation reports: a mean teacher's teacher) gives class probabilities on the network's grid,
  * and those are resampled back to the scan's grid (the inverse of the resize, bilinear) before
  * the argmax ({@linkcode LabelsOnScanGrid}).
@@ -24,7 +24,7 @@ import { basename, join, resolve } from "node:path";
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
 import { loadCheckpoint } from "../core/checkpoint.ts";
-import type { Volume } from "../core/dataset.ts";
+import { datasetPreprocessing, type PreprocessOptions, type Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import type { SegmentationModel } from "../core/model.ts";
 import { loadRecipe, type Recipe, validatePluginOptions } from "../core/recipe.ts";
@@ -41,14 +41,8 @@ import { readPngSliceGroup, writePng } from "../io/png_slices.ts";
 import { readVolume, stripVolumeExtension, volumeFormat } from "../io/volume.ts";
 import { isDirectory } from "./_fs.ts";
 import type { VolumeData } from "../io/volume_data.ts";
-import type { PreprocessOptions } from "../plugins/datasets/file_dataset.ts";
-import { scanLayout } from "../plugins/datasets/file_dataset.ts";
-import {
-  LabelsOnScanGrid,
-  prepareScan,
-  rasAffine,
-  scanPreprocessing,
-} from "../plugins/datasets/_scan.ts";
+import { prepareScan, scanLayout } from "../plugins/datasets/preprocess.ts";
+import { LabelsOnScanGrid, rasAffine } from "../plugins/datasets/scan_grid.ts";
 
 /** A trained run, ready to segment scans. */
 export interface Predictor {
@@ -149,7 +143,7 @@ export async function loadPredictor(
   const recipe: Recipe = (await loadRecipe(join(runDir, "recipe.yaml"), { set })).recipe;
   await loadPluginModules(recipe.plugins);
   const parsed = validatePluginOptions(recipe, join(runDir, "recipe.yaml"));
-  const prep = scanPreprocessing(recipe.dataset.type, parsed.dataset);
+  const prep = datasetPreprocessing(recipe.dataset.type, parsed.dataset);
   const classNames = await runClassNames(runDir);
   const ckpt = await loadCheckpoint(checkpoint);
   const backend = await initBackend(recipe.backend, { threads: recipe.threads });

@@ -6,6 +6,7 @@
  */
 import type { OptionsSchema } from "./types.ts";
 import type { VolumeData } from "../io/volume_data.ts";
+import { UserError } from "./errors.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
 
 /** A set of 2D slices of one size, stored contiguously (slice-major, row-major, 1 channel). */
@@ -136,6 +137,35 @@ export function defaultCacheDir(
   return home ? `${home.replace(/\/+$/, "")}/.cache/mi-ssl` : null;
 }
 
+/** How a slice is brought to `size x size`. */
+export type Fit = "stretch" | "pad" | "crop" | "center";
+
+/**
+ * How a dataset brings a scan onto the network's grid: the options of the file-based datasets'
+ * preprocessing, and what {@linkcode DatasetFactory.preprocessing} returns so that `predict`
+ * (and `eval --grid source`) preprocess a scan as training did.
+ */
+export interface PreprocessOptions {
+  /** Side of the square slices in pixels. */
+  size: number;
+  /**
+   * `stretch`: resize each axis to `size` (SSL4MIS); `pad`: scale the longer side to `size`,
+   * zero-pad the other; `crop`: scale the shorter side to `size`, centre-crop the other;
+   * `center`: no scaling, centre-crop or zero-pad. @default "stretch"
+   */
+  fit: Fit;
+  /** `minmax`: per volume to [0, 1] (after the window); `none`: raw values. @default "minmax" */
+  normalize: "minmax" | "none";
+  /**
+   * The through-plane axis, in the row-major order of the file (`0` = `z` for NIfTI and
+   * MetaImage); `auto` = the axis of largest spacing, ties and unknown spacing -> 0.
+   * @default "auto"
+   */
+  sliceAxis: "auto" | 0 | 1 | 2;
+  /** Clip intensities to `[lo, hi]` before normalising (CT windows). */
+  window?: [number, number];
+}
+
 /** A dataset plugin. */
 export interface DatasetFactory<O = Record<string, unknown>> {
   /** The id recipes name the plugin by (`type: <id>`), unique among plugins of its kind. */
@@ -160,9 +190,33 @@ export interface DatasetFactory<O = Record<string, unknown>> {
    * typed, so `loadRecipe` makes it absolute against its `cwd`. Omit it when no option is a path.
    */
   readonly pathOptions?: readonly string[];
+  /**
+   * How a scan that belongs to no dataset is preprocessed for a network trained on this dataset
+   * with `options` (a pure function): `predict` and `eval --grid source` read it to bring scans
+   * onto the network's grid and back. Omit it for data that a new scan cannot be prepared like
+   * (`predict` then refuses runs on it).
+   */
+  preprocessing?(options: O): PreprocessOptions;
 }
 
 /** All dataset plugins, by id. */
 // Plugins of one kind have different option types; each validates its own options.
 // deno-lint-ignore no-explicit-any
 export const datasets: Registry<DatasetFactory<any>> = sharedRegistry("dataset");
+
+/**
+ * How a run whose dataset is `datasetType` with (parsed) `options` preprocesses a scan: the
+ * plugin's {@linkcode DatasetFactory.preprocessing}.
+ *
+ * @throws {UserError} When the dataset is unknown or its plugin has no `preprocessing()`.
+ */
+export function datasetPreprocessing(datasetType: string, options: unknown): PreprocessOptions {
+  const factory = datasets.get(datasetType);
+  if (!factory.preprocessing) {
+    throw new UserError(
+      `dataset "${datasetType}" does not say how a scan is preprocessed (its plugin has no ` +
+        `preprocessing()), so the network's input size is unknown`,
+    );
+  }
+  return factory.preprocessing(options);
+}

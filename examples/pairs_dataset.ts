@@ -11,6 +11,7 @@ import {
   type DatasetFactory,
   datasets,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -44,6 +45,8 @@ export const pairsDataset: DatasetFactory<PairsOptions> = {
   access: (opts, context) => fileDatasetAccess(opts, context),
   // Options that are paths: given with --set, they are relative to where the command is typed.
   pathOptions: ["root", "cache"],
+  // How `predict` preprocesses a new scan for a run on this dataset: as `load` does.
+  preprocessing: (opts) => filePreprocessing(opts),
   async load(opts, context) {
     const root = await resolveRoot("pairs", opts.root, context.baseDir);
     const cases: LayoutCase[] = [];

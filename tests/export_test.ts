@@ -14,6 +14,8 @@ import { UserError } from "../core/errors.ts";
 import { unetModel, unetOptions } from "../plugins/models/unet.ts";
 import { assertClose, useWasm } from "./_helpers.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
+import { hd95 } from "../core/metrics.ts";
+import { phantomDataset, phantomOptions } from "../plugins/datasets/phantom.ts";
 
 // The trainer registers no plugins: the built-ins come from here.
 registerBuiltins();
@@ -59,6 +61,18 @@ Deno.test("eval --export writes one NIfTI prediction per volume; --data swaps th
     const evaluation = JSON.parse(ev.stdout);
     const ids = Object.keys(evaluation.per_volume);
     assert.equal(ids.length, 2);
+    // the run's validation volumes again (PHANTOM(1, 4): generated from its own seed)
+    const truth = new Map((await phantomDataset.load(
+      phantomOptions.parse({
+        seed: 1,
+        patients: 4,
+        slicesPerPatient: 3,
+        size: 32,
+        split: { labeled: 1, unlabeled: 1, validation: 2 },
+      }),
+      { seed: 0, baseDir: dir },
+    )).validation.map((v) => [v.id, v]));
+    assert.deepEqual([...truth.keys()].sort(), [...ids].sort());
     assert.deepEqual(Object.keys(evaluation.hd95), ["RV", "Myo", "LV"]);
     assert.equal(evaluation.hd95_unit, "mm");
     for (const id of ids) {
@@ -67,8 +81,17 @@ Deno.test("eval --export writes one NIfTI prediction per volume; --data swaps th
       assert.ok(v.data instanceof Uint8Array);
       assert.ok(v.data.every((x) => x < 4), "labels in 0..3");
       assert.equal(v.spacing[0], 8); // the phantom's slice spacing
+      // HD95 of the exported prediction against the truth, class by class: undefined (null in
+      // JSON) when exactly one of the two masks is empty, 0 when both are, else the distance
       const hd = evaluation.per_volume[id].hd95;
-      for (const k of ["RV", "Myo", "LV"]) assert.ok(hd[k] === null || hd[k] >= 0);
+      const t = truth.get(id)!;
+      for (const [i, k] of ["RV", "Myo", "LV"].entries()) {
+        const c = i + 1;
+        const inPrediction = v.data.some((x) => x === c), inTruth = t.label.some((x) => x === c);
+        if (inPrediction !== inTruth) assert.equal(hd[k], null, `${id} ${k}`);
+        else if (!inTruth) assert.equal(hd[k], 0, `${id} ${k}`);
+        else assert.equal(hd[k], hd95(v.data, t.label, t.shape, t.spacing, c), `${id} ${k}`);
+      }
     }
     // Another dataset from a recipe file: its dataset section replaces the run's.
     await Deno.writeTextFile(`${dir}/other.yaml`, TINY.replace(PHANTOM(1, 4), PHANTOM(9, 5)));

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
+import { basename, isAbsolute } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -177,4 +178,58 @@ Deno.test("the import scanner sees static, re-export and dynamic imports but not
     "../plugins/x.ts",
     "./c.ts",
   ]);
+});
+
+// --- Private modules: a `_`-prefixed module belongs to its folder. ---
+
+/** Top-level folders whose files are not checked: tests may import anything; the rest is not code. */
+const PRIVATE_IMPORTS_UNCHECKED = new Set(["tests", "runs", "node_modules", "results", "docs"]);
+
+/**
+ * Whether `specifier` in `file` (both relative to the root) imports another folder's private
+ * module: one whose name starts with `_`, from a file that is neither in its folder nor below it.
+ */
+export function isForeignPrivateImport(file: string, specifier: string): boolean {
+  if (!specifier.startsWith(".")) return false;
+  const target = resolve(ROOT, dirname(file), specifier);
+  if (!basename(target).startsWith("_")) return false;
+  const fromOwnFolder = relative(dirname(target), resolve(ROOT, dirname(file)));
+  return fromOwnFolder.startsWith("..") || isAbsolute(fromOwnFolder);
+}
+
+/** Every import of another folder's `_` module outside tests/, as "file imports specifier". */
+export async function foreignPrivateImports(): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(ROOT)) {
+    if (entry.name.startsWith(".") || PRIVATE_IMPORTS_UNCHECKED.has(entry.name)) continue;
+    const path = join(ROOT, entry.name);
+    if (entry.isDirectory) { for await (const file of tsFiles(path)) files.push(file); }
+    else if (entry.isFile && entry.name.endsWith(".ts")) files.push(path);
+  }
+  const problems: string[] = [];
+  for (const file of files.sort()) {
+    const name = relative(ROOT, file);
+    for (const specifier of importSpecifiers(await Deno.readTextFile(file))) {
+      if (isForeignPrivateImport(name, specifier)) problems.push(`${name} imports "${specifier}"`);
+    }
+  }
+  return problems;
+}
+
+Deno.test("nothing outside a folder imports that folder's _ modules (tests/ may)", async () => {
+  const problems = await foreignPrivateImports();
+  assert.deepEqual(problems, [], `imports of another folder's _ modules:\n${problems.join("\n")}`);
+});
+
+Deno.test("a _ module may be imported from its folder and below, not from elsewhere", () => {
+  assert.equal(isForeignPrivateImport("app/cli.ts", "../plugins/datasets/_cache.ts"), true);
+  assert.equal(isForeignPrivateImport("plugins/mod.ts", "./datasets/_split.ts"), true);
+  assert.equal(isForeignPrivateImport("mod.ts", "./app/_fs.ts"), true);
+  assert.equal(isForeignPrivateImport("plugins/datasets/acdc.ts", "./_split.ts"), false);
+  assert.equal(isForeignPrivateImport("plugins/datasets/x/y.ts", "../_split.ts"), false);
+  assert.equal(
+    isForeignPrivateImport("app/predict.ts", "../plugins/datasets/preprocess.ts"),
+    false,
+  );
+  assert.equal(isForeignPrivateImport("app/cli.ts", "npm:_private"), false);
 });

@@ -398,36 +398,35 @@ Deno.test("the trainer computes only what the recipe's pairing needs", async () 
   // A flip transform that counts its calls.
   const calls = { apply: 0, invert: 0, validMask: 0, forwardValidMask: 0 };
   const id = "counting-flip-pairing-test";
-  if (!transforms.has(id)) {
-    transforms.register({
-      id,
-      description: "flip that counts calls (test)",
-      options: flipTransformPlugin.options,
-      create: (options: unknown) => {
-        const inner = flipTransformPlugin.create(flipTransformPlugin.options.parse(options));
-        return {
-          id,
-          sample: (rng: Rng, b: number, h: number, w: number) => inner.sample(rng, b, h, w),
-          apply: (x: tf.Tensor4D, prm: Affine, i?: "bilinear" | "nearest") => {
-            calls.apply++;
-            return inner.apply(x, prm, i);
-          },
-          invert: (y: tf.Tensor4D, prm: Affine) => {
-            calls.invert++;
-            return inner.invert(y, prm);
-          },
-          validMask: (prm: Affine, h: number, w: number) => {
-            calls.validMask++;
-            return inner.validMask(prm, h, w);
-          },
-          forwardValidMask: (prm: Affine, h: number, w: number) => {
-            calls.forwardValidMask++;
-            return inner.forwardValidMask!(prm, h, w);
-          },
-        };
-      },
-    });
-  }
+  // registered for this test only: the registry is process-wide
+  transforms.register({
+    id,
+    description: "flip that counts calls (test)",
+    options: flipTransformPlugin.options,
+    create: (options: unknown) => {
+      const inner = flipTransformPlugin.create(flipTransformPlugin.options.parse(options));
+      return {
+        id,
+        sample: (rng: Rng, b: number, h: number, w: number) => inner.sample(rng, b, h, w),
+        apply: (x: tf.Tensor4D, prm: Affine, i?: "bilinear" | "nearest") => {
+          calls.apply++;
+          return inner.apply(x, prm, i);
+        },
+        invert: (y: tf.Tensor4D, prm: Affine) => {
+          calls.invert++;
+          return inner.invert(y, prm);
+        },
+        validMask: (prm: Affine, h: number, w: number) => {
+          calls.validMask++;
+          return inner.validMask(prm, h, w);
+        },
+        forwardValidMask: (prm: Affine, h: number, w: number) => {
+          calls.forwardValidMask++;
+          return inner.forwardValidMask!(prm, h, w);
+        },
+      };
+    },
+  });
   const steps = async (pairing: Pairing, regularizers: unknown[], flip = {}) => {
     Object.keys(calls).forEach((k) => (calls[k as keyof typeof calls] = 0));
     const recipe = tinyRecipe({ pairing, transform: { type: id, ...flip }, regularizers });
@@ -442,17 +441,21 @@ Deno.test("the trainer computes only what the recipe's pairing needs", async () 
       trainer.dispose();
     }
   };
-  const mikl = [{ type: "mi", weight: 1 }, { type: "kl", weight: 1 }];
-  const forward = await steps("forward", mikl, { perImage: false });
-  // per step: T(x_u) and T f(x) (shared by mi and kl), one forward mask, no inverse warp
-  assert.deepEqual(calls, { apply: 4, invert: 0, validMask: 0, forwardValidMask: 2 });
-  const inverse = await steps("inverse", mikl, { perImage: false });
-  assert.deepEqual(calls, { apply: 2, invert: 2, validMask: 2, forwardValidMask: 0 });
-  // The first step starts from the same weights and batches, and flips pair the same pixels.
-  assert.ok(Number.isFinite(forward.mi) && forward.kl > 0);
-  assertClose(forward.mi, inverse.mi, 1e-5, "first step's MI");
-  assertClose(forward.kl, inverse.kl, 1e-5, "first step's KL");
-  // The mean teacher follows the pairing too.
-  await steps("forward", [{ type: "mean-teacher", weight: 1 }]);
-  assert.deepEqual(calls, { apply: 4, invert: 0, validMask: 0, forwardValidMask: 2 });
+  try {
+    const mikl = [{ type: "mi", weight: 1 }, { type: "kl", weight: 1 }];
+    const forward = await steps("forward", mikl, { perImage: false });
+    // per step: T(x_u) and T f(x) (shared by mi and kl), one forward mask, no inverse warp
+    assert.deepEqual(calls, { apply: 4, invert: 0, validMask: 0, forwardValidMask: 2 });
+    const inverse = await steps("inverse", mikl, { perImage: false });
+    assert.deepEqual(calls, { apply: 2, invert: 2, validMask: 2, forwardValidMask: 0 });
+    // The first step starts from the same weights and batches, and flips pair the same pixels.
+    assert.ok(Number.isFinite(forward.mi) && forward.kl > 0);
+    assertClose(forward.mi, inverse.mi, 1e-5, "first step's MI");
+    assertClose(forward.kl, inverse.kl, 1e-5, "first step's KL");
+    // The mean teacher follows the pairing too.
+    await steps("forward", [{ type: "mean-teacher", weight: 1 }]);
+    assert.deepEqual(calls, { apply: 4, invert: 0, validMask: 0, forwardValidMask: 2 });
+  } finally {
+    transforms.unregister(id);
+  }
 });

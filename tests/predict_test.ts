@@ -6,8 +6,9 @@ import { readVolume, writeVolume } from "../io/volume.ts";
 import { readHdf5 } from "../io/hdf5.ts";
 import { readPng, writePng } from "../io/png_slices.ts";
 import type { VolumeData } from "../io/volume_data.ts";
+import { datasetPreprocessing, datasets } from "../core/dataset.ts";
 import { prepareCase } from "../plugins/datasets/file_dataset.ts";
-import { scanPreprocessing } from "../plugins/datasets/_scan.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
 import { parsePredictArgs, planPredict } from "../app/launcher.ts";
 import { join } from "node:path";
 
@@ -160,7 +161,16 @@ Deno.test("predict writes each scan's prediction on its own grid: shape, spacing
       `{ type: folder, root: nowhere, size: ${size}, classes: 2, split: { labeled: 1 } }`,
       classes,
     );
-    const prep = scanPreprocessing("folder", { size });
+    registerBuiltins();
+    const prep = datasetPreprocessing(
+      "folder",
+      datasets.get("folder").options.parse({
+        root: "nowhere",
+        size,
+        classes: 2,
+        split: { labeled: 1 },
+      }),
+    );
     const inputs: string[] = [];
     const list = await scans();
     for (const s of list) {

@@ -1,6 +1,17 @@
 import assert from "node:assert/strict";
+import { z } from "../deps.ts";
+import { datasetPreprocessing, datasets } from "../core/dataset.ts";
 import type { Fit, PreprocessOptions } from "../plugins/datasets/file_dataset.ts";
-import { LabelsOnScanGrid, prepareScan, scanPreprocessing } from "../plugins/datasets/_scan.ts";
+import { prepareScan } from "../plugins/datasets/preprocess.ts";
+import { LabelsOnScanGrid } from "../plugins/datasets/scan_grid.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+
+registerBuiltins();
+
+/** The preprocessing of a scan for a run on dataset `type` with `options` (parsed first). */
+function scanPreprocessing(type: string, options: Record<string, unknown>): PreprocessOptions {
+  return datasetPreprocessing(type, datasets.get(type).options.parse(options));
+}
 
 /** Labels `[d0, d1, d2]` of nested ellipsoids: classes 0 (outside) .. 2 (core). */
 function ellipsoids(shape: [number, number, number]): Uint8Array {
@@ -100,8 +111,8 @@ Deno.test("probabilities on the network grid come back to the scan's grid exactl
   assert.deepEqual([...cropped.subarray(0, 9)], [0, 0, 1, 1, 1, 1, 1, 1, 0]);
 });
 
-Deno.test("scanPreprocessing reads a dataset's size, fit, normalize, sliceAxis and window", () => {
-  assert.deepEqual(scanPreprocessing("phantom", { size: 64, patients: 3 }), {
+Deno.test("a dataset's preprocessing() gives its size, fit, normalize, sliceAxis and window", () => {
+  assert.deepEqual(scanPreprocessing("phantom", { size: 64 }), {
     size: 64,
     fit: "stretch",
     normalize: "minmax",
@@ -109,6 +120,7 @@ Deno.test("scanPreprocessing reads a dataset's size, fit, normalize, sliceAxis a
   });
   assert.deepEqual(
     scanPreprocessing("spleen", {
+      root: "x",
       size: 128,
       fit: "pad",
       normalize: "none",
@@ -117,5 +129,32 @@ Deno.test("scanPreprocessing reads a dataset's size, fit, normalize, sliceAxis a
     }),
     { size: 128, fit: "pad", normalize: "none", sliceAxis: 2, window: [-160, 240] },
   );
-  assert.throws(() => scanPreprocessing("mine", { root: "x" }), /dataset "mine" has no "size"/);
+  // the file-based datasets' defaults; no window unless the dataset has one
+  assert.deepEqual(scanPreprocessing("acdc", { root: "x" }), {
+    size: 256,
+    fit: "stretch",
+    normalize: "minmax",
+    sliceAxis: "auto",
+  });
+  assert.deepEqual(scanPreprocessing("spleen", { root: "x", window: null }), {
+    size: 512,
+    fit: "stretch",
+    normalize: "minmax",
+    sliceAxis: "auto",
+  });
+  // a plugin that does not say how its scans are preprocessed
+  datasets.register({
+    id: "mine",
+    description: "a dataset without preprocessing()",
+    options: z.object({ root: z.string(), size: z.number() }).strict(),
+    load: () => Promise.reject(new Error("not used")),
+  });
+  try {
+    assert.throws(
+      () => scanPreprocessing("mine", { root: "x", size: 64 }),
+      /dataset "mine" does not say how a scan is preprocessed.*input size is unknown/,
+    );
+  } finally {
+    datasets.unregister("mine");
+  }
 });

@@ -9,24 +9,32 @@ import { tf } from "../deps.ts";
 import { npmCacheDir } from "../app/launcher.ts";
 import { assertClose, useWasm } from "./_helpers.ts";
 
-Deno.test("every gradient config of tfjs-core 4.22.0 is registered", async () => {
-  const registry = (globalThis as unknown as { _tfGlobals: Map<string, Map<string, unknown>> })
-    ._tfGlobals.get("gradRegistry")!;
-  const cache = await npmCacheDir();
-  const dir = join(cache ?? "", "registry.npmjs.org/@tensorflow/tfjs-core/4.22.0/dist/gradients");
-  const expected = new Set<string>();
-  try {
-    for await (const e of Deno.readDir(dir)) {
+/** tfjs-core 4.22.0's gradient sources in the npm cache, which the comparison reads. */
+const GRADIENTS = join(
+  (await npmCacheDir()) ?? "",
+  "registry.npmjs.org/@tensorflow/tfjs-core/4.22.0/dist/gradients",
+);
+const haveGradients = await Deno.stat(GRADIENTS).then((s) => s.isDirectory, () => false);
+if (!haveGradients) {
+  console.log(`ignored the gradient comparison: tfjs-core's sources are not in ${GRADIENTS}`);
+}
+
+Deno.test({
+  name: "every gradient config of tfjs-core 4.22.0 is registered",
+  // the expected list is read from tfjs-core's own sources in the npm cache
+  ignore: !haveGradients,
+  fn: async () => {
+    const registry = (globalThis as unknown as { _tfGlobals: Map<string, Map<string, unknown>> })
+      ._tfGlobals.get("gradRegistry")!;
+    const expected = new Set<string>();
+    for await (const e of Deno.readDir(GRADIENTS)) {
       if (!e.name.endsWith("_grad.js")) continue;
-      const m = /kernelName: (\w+),/.exec(await Deno.readTextFile(join(dir, e.name)));
+      const m = /kernelName: (\w+),/.exec(await Deno.readTextFile(join(GRADIENTS, e.name)));
       if (m) expected.add(m[1]);
     }
-  } catch {
-    console.log(`skipped the comparison: tfjs-core's sources are not in ${dir}`);
-    return;
-  }
-  assert.ok(expected.size > 90, `${expected.size} gradient files`);
-  assert.deepEqual([...registry.keys()].sort(), [...expected].sort());
+    assert.ok(expected.size > 90, `${expected.size} gradient files`);
+    assert.deepEqual([...registry.keys()].sort(), [...expected].sort());
+  },
 });
 
 Deno.test("chained ops are registered on tfjs-core's tensor class", async () => {

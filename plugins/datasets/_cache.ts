@@ -13,7 +13,7 @@ import { crc32 } from "node:zlib";
 import { join, relative, resolve } from "node:path";
 import { CACHE_DIR_ENV, defaultCacheDir } from "../../core/dataset.ts";
 import { UserError } from "../../core/errors.ts";
-import type { PreparedCase } from "./file_dataset.ts";
+import type { PreparedCase } from "./preprocess.ts";
 
 const MAGIC = "MISSLC01";
 const FORMAT = 2; // 2: the header carries the affine

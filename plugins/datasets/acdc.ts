@@ -31,6 +31,7 @@ import {
   type CommonDatasetOptions,
   commonOptionFields,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -285,6 +286,7 @@ export const acdcDataset: DatasetFactory<AcdcOptions> = {
   options: acdcOptions,
   access: fileDatasetAccess,
   pathOptions: ["root", "cache"],
+  preprocessing: (options) => filePreprocessing(options),
   async load(options: AcdcOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("acdc", options.root, context.baseDir);
     let format = options.format;

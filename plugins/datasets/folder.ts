@@ -25,6 +25,7 @@ import {
   type CommonDatasetOptions,
   commonOptionFields,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -117,6 +118,7 @@ export const folderDataset: DatasetFactory<FolderOptions> = {
     access.read.push(join(root, options.images), join(root, options.labels));
     return access;
   },
+  preprocessing: (options) => filePreprocessing(options, options.window),
   async load(options: FolderOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("folder", options.root, context.baseDir);
     const imageDir = join(root, options.images), labelDir = join(root, options.labels);

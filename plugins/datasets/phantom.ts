@@ -376,6 +376,13 @@ export const phantomDataset: DatasetFactory<PhantomOptions> = {
   description: "Procedural short-axis cardiac MRI phantom (RV, Myo, LV), generated from the seed",
   options: phantomOptions,
   access: () => ({ read: [], write: [] }), // generated in memory
+  // Its images are in [0, 1] already; a new scan is min-max normalised and stretched to `size`.
+  preprocessing: (options) => ({
+    size: options.size,
+    fit: "stretch",
+    normalize: "minmax",
+    sliceAxis: "auto",
+  }),
   load(options: PhantomOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const start = performance.now();
     const seed = options.seed ?? context.seed;

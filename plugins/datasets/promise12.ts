@@ -24,6 +24,7 @@ import {
   type CommonDatasetOptions,
   commonOptionFields,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -118,6 +119,7 @@ export const promise12Dataset: DatasetFactory<Promise12Options> = {
   options: promise12Options,
   access: fileDatasetAccess,
   pathOptions: ["root", "cache"],
+  preprocessing: (options) => filePreprocessing(options),
   async load(options: Promise12Options, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("promise12", options.root, context.baseDir);
     let format = options.format;

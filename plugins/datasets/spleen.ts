@@ -19,6 +19,7 @@ import {
   type CommonDatasetOptions,
   commonOptionFields,
   fileDatasetAccess,
+  filePreprocessing,
   type LayoutCase,
   listNames,
   loadSplitDataset,
@@ -115,6 +116,7 @@ export const spleenDataset: DatasetFactory<SpleenOptions> = {
   options: spleenOptions,
   access: fileDatasetAccess,
   pathOptions: ["root", "cache"],
+  preprocessing: (options) => filePreprocessing(options, options.window),
   async load(options: SpleenOptions, context: DatasetContext): Promise<SegmentationDataset> {
     const root = await resolveRoot("spleen", options.root, context.baseDir);
     const pairs = await msdPairs("spleen", root);

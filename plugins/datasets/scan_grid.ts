@@ -1,87 +1,16 @@
 /**
- * A scan that belongs to no dataset, through a run's preprocessing and back: the preprocessing
- * a dataset's options imply ({@linkcode scanPreprocessing}), the scan on the network's grid
- * ({@linkcode prepareScan}, the same {@linkcode prepareCase} the datasets use), and class
- * probabilities on that grid brought back to the scan's own grid ({@linkcode LabelsOnScanGrid}):
- * resampled in-plane by the inverse of the resize (bilinear) and turned into labels by argmax,
- * which keeps boundaries smoother than resampling labels by nearest neighbour. The result has
- * the scan's own shape and voxel order, so it is written with the scan's own spacing and
- * affine.
+ * A prediction brought back to a scan's own grid: class probabilities on the network's grid (a
+ * scan preprocessed by `prepareScan` in `preprocess.ts`, with its dataset's `preprocessing()`)
+ * resampled in-plane by the inverse of the resize (bilinear) and turned into labels by argmax
+ * ({@linkcode LabelsOnScanGrid}), which keeps boundaries smoother than resampling labels by
+ * nearest neighbour. The result has the scan's own shape and voxel order, so it is written with
+ * the scan's own spacing and affine ({@linkcode rasAffine}).
  *
  * @module
  */
-import { UserError } from "../../core/errors.ts";
 import type { VolumeData } from "../../io/volume_data.ts";
 import { volumeFormat } from "../../io/volume.ts";
-import {
-  type Fit,
-  prepareCase,
-  type PreprocessOptions,
-  type ScanLayout,
-  scanLayout,
-} from "./file_dataset.ts";
-
-const FITS: readonly Fit[] = ["stretch", "pad", "crop", "center"];
-
-/**
- * The preprocessing a dataset's parsed options imply for a new scan: `size`, and `fit`,
- * `normalize`, `sliceAxis` and `window` where the dataset has them (defaults `stretch`,
- * `minmax`, `auto`, none). Every built-in dataset has a `size`; the phantom's images are already
- * in [0, 1], so a new scan is min-max normalised as the file-based datasets do.
- *
- * @throws {UserError} When the options have no `size` (the network's input side is unknown).
- */
-export function scanPreprocessing(datasetType: string, options: unknown): PreprocessOptions {
-  const o = (options ?? {}) as Record<string, unknown>;
-  if (typeof o.size !== "number" || !Number.isInteger(o.size) || o.size < 1) {
-    throw new UserError(
-      `dataset "${datasetType}" has no "size" option, so the network's input size is unknown`,
-    );
-  }
-  const fit = FITS.includes(o.fit as Fit) ? o.fit as Fit : "stretch";
-  const normalize = o.normalize === "none" ? "none" : "minmax";
-  const sliceAxis = o.sliceAxis === 0 || o.sliceAxis === 1 || o.sliceAxis === 2
-    ? o.sliceAxis
-    : "auto";
-  const w = o.window;
-  const window = Array.isArray(w) && w.length === 2 && w.every((v) => typeof v === "number")
-    ? [w[0], w[1]] as [number, number]
-    : undefined;
-  return { size: o.size, fit, normalize, sliceAxis, ...(window ? { window } : {}) };
-}
-
-/** A scan on the network's grid. */
-export interface PreparedScan {
-  /** `[slices, size, size]` intensities, preprocessed as the run's dataset. */
-  image: Float32Array;
-  /** How the scan was laid out, to bring predictions back. */
-  layout: ScanLayout;
-}
-
-/**
- * Preprocess a scan as a dataset with `prep` does (squeeze, slice axis first, window,
- * normalise, resize).
- *
- * @throws {UserError} When the scan is not a 2D or 3D volume.
- */
-export function prepareScan(
-  image: VolumeData,
-  prep: PreprocessOptions,
-  path: string,
-): PreparedScan {
-  const layout = scanLayout(image, prep);
-  if (!layout) {
-    throw new UserError(
-      `"${path}" has shape [${image.shape.join(", ")}]; expected a 2D or 3D volume`,
-    );
-  }
-  const prepared = prepareCase({ image, label: null, imagePath: path }, {
-    datasetId: "predict",
-    prep,
-    numClasses: 1,
-  }, { id: path, patient: path });
-  return { image: prepared.image, layout };
-}
+import type { ScanLayout } from "./preprocess.ts";
 
 /**
  * Where the network-grid rows (or columns) are that the scan's `n` rows (columns) sit on: the
