@@ -7,7 +7,6 @@
  */
 import { dirname, join } from "node:path";
 import { Command, CommanderError } from "../deps.ts";
-import { type BackendName, BACKENDS } from "../runtime/backend.ts";
 import { UserError } from "../core/errors.ts";
 import { CACHE_DIR_ENV, datasets, defaultCacheDir, type Volume } from "../core/dataset.ts";
 import { datasetOverride, exportPrediction, predictionFileName } from "./export.ts";
@@ -30,16 +29,18 @@ import {
 import { formatDuration } from "../core/progress.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
+import {
+  addCommand,
+  EVAL_COMMAND,
+  PREDICT_COMMAND,
+  RUN_COMMAND,
+  setOverrides,
+} from "./commands.ts";
 import { addResultCommands, runSweep, type SweepRunOptions } from "./results_cli.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
-
-const GRANT_FLAG = "--grant <kind=values>";
-const GRANT_HELP = "deno task run / eval / predict only: grant more than the launcher gives " +
-  "(repeatable; kinds read, write, env, net, import, sys, run, ffi), e.g. --grant read=/data " +
-  '--grant import=example.com (README, "Permissions")';
 
 /** `--grant` reaching the CLI itself: it was started without the launcher, so nothing grants. */
 function refuseGrant(grants: string[]): void {
@@ -145,40 +146,14 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError(false);
 
-  program.command("run")
-    .description(
-      "Train a recipe and evaluate it on the validation volumes (Ctrl-C writes a checkpoint; " +
-        "--resume continues)",
-    )
-    .argument("[recipes...]", "YAML recipe file(s)")
-    .option("--resume <run-dir>", "continue an interrupted run from its latest checkpoint")
-    .option("--set <path=value>", "override a recipe field (repeatable)", collect, [])
-    .option(
-      "--out <dir>",
-      "run directory (default runs/<recipe>/<time>-seed<N>); with several runs, their base",
-    )
-    .option("--seed <n>", "random seed (same as --set seed=N)")
-    .option("--seeds <list>", "several seeds (1,2,3 or 1-3): runs <out>/<recipe name>/seed<N>")
-    .option("--jobs <n>", "with several runs: parallel subprocesses (needs --allow-run=deno)")
-    .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`)
-    .option("--quiet", "no progress bar")
-    .option(GRANT_FLAG, GRANT_HELP, collect, [])
+  addCommand(program, RUN_COMMAND)
     .action(async (files: string[], opts: SweepRunOptions & { grant: string[] }) => {
       refuseGrant(opts.grant);
       if (files.length > 1 || opts.seeds !== undefined || opts.jobs !== undefined) {
         return await runSweep(files, opts, main); // several runs: app/results_cli.ts
       }
       const file: string | undefined = files[0];
-      const set = [...opts.set];
-      if (opts.seed !== undefined) set.push(`seed=${opts.seed}`);
-      if (opts.backend !== undefined) {
-        if (!BACKENDS.includes(opts.backend as BackendName)) {
-          throw new UserError(
-            `Unknown backend "${opts.backend}"; known backends: ${BACKENDS.join(", ")}`,
-          );
-        }
-        set.push(`backend=${opts.backend}`);
-      }
+      const set = setOverrides(opts);
       registerBuiltins();
       let trainer: Trainer;
       if (opts.resume !== undefined) {
@@ -292,25 +267,7 @@ export function buildProgram(): Command {
       }
     });
 
-  program.command("eval")
-    .description("Evaluate a run's checkpoint on a split")
-    .argument("<run-dir>", "run directory (holds recipe.yaml and checkpoints)")
-    .option("--split <split>", "val | test", "val")
-    .option("--checkpoint <name>", "best | latest", "best")
-    .option("--set <path=value>", "override a field of the run's recipe (repeatable)", collect, [])
-    .option("--json", "print the evaluation as JSON")
-    .option(
-      "--data <recipe|dir>",
-      "evaluate on another dataset: a recipe's dataset section, or a data folder as the run's dataset root",
-    )
-    .option("--export <dir>", "write each volume's prediction as <dir>/<volume id>_pred.nii.gz")
-    .option(
-      "--grid <grid>",
-      "grid of the exported predictions: network (the evaluated one) | source (each volume's " +
-        "own file: its shape, spacing and affine)",
-      "network",
-    )
-    .option(GRANT_FLAG, GRANT_HELP, collect, [])
+  addCommand(program, EVAL_COMMAND)
     .action(async (runDir: string, opts: {
       grant: string[];
       split: string;
@@ -381,23 +338,7 @@ export function buildProgram(): Command {
       }
     });
 
-  program.command("predict")
-    .description(
-      "Segment scans that belong to no dataset with a run; each prediction is written on the " +
-        "scan's own grid (shape, spacing, affine) so that viewers overlay it",
-    )
-    .argument("<run-dir>", "run directory (holds recipe.yaml and checkpoints)")
-    .argument(
-      "<inputs...>",
-      "scans: NIfTI, MetaImage, HDF5 or PNG files, or folders of them (PNG slices grouped " +
-        "by <volume>_<slice>.png)",
-    )
-    .requiredOption("--out <dir>", "output folder: <out>/<name>_pred.<extension>")
-    .option("--format <format>", "same (each input's format) | nifti", "same")
-    .option("--checkpoint <name>", "best | latest", "best")
-    .option("--backend <name>", `backend: ${BACKENDS.join(" | ")} (default: the run's)`)
-    .option("--json", "print the results as JSON")
-    .option(GRANT_FLAG, GRANT_HELP, collect, [])
+  addCommand(program, PREDICT_COMMAND)
     .action(async (runDir: string, inputs: string[], opts: {
       out: string;
       format: string;

@@ -35,7 +35,14 @@
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Command, CommanderError } from "../deps.ts";
+import { type Command, CommanderError } from "../deps.ts";
+import {
+  commandParser,
+  EVAL_COMMAND,
+  PREDICT_COMMAND,
+  RUN_COMMAND,
+  setOverrides,
+} from "./commands.ts";
 import { nodeBindingInstalled } from "../runtime/backend.ts";
 import { CACHE_DIR_ENV, datasets, defaultCacheDir } from "../core/dataset.ts";
 import { datasetOverride } from "./export.ts";
@@ -100,30 +107,10 @@ export interface LaunchEnvironment {
   moduleGraph?: (specifier: string) => Promise<string[] | undefined>;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
 /** Parse the arguments of `run` as `app/cli.ts run` does (plus `--grant`). */
 export function parseLaunchArgs(args: string[]): LaunchArgs {
   let parsed: LaunchArgs | undefined;
-  const program = new Command()
-    .name("mi-ssl run")
-    .exitOverride()
-    .showHelpAfterError(false)
-    .helpOption(false)
-    .allowUnknownOption(false)
-    .argument("[recipes...]")
-    .option("--resume <run-dir>")
-    .option("--set <path=value>", "", collect, [])
-    .option("--out <dir>")
-    .option("--seed <n>")
-    .option("--seeds <list>")
-    .option("--jobs <n>")
-    .option("--backend <name>")
-    .option("--quiet")
-    .option("--grant <kind=values>", "", collect, [])
-    .option("-h, --help")
+  const program = commandParser(RUN_COMMAND)
     .action((recipes: string[], opts: Omit<LaunchArgs, "recipes"> & { help?: boolean }) => {
       parsed = { ...opts, recipes };
     });
@@ -314,9 +301,7 @@ export interface LaunchPlan {
 export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
   const plan = new Planner(launch);
   const { grants } = plan;
-  const set = [...args.set];
-  if (args.seed !== undefined) set.push(`seed=${args.seed}`);
-  if (args.backend !== undefined) set.push(`backend=${args.backend}`);
+  const set = setOverrides(args);
 
   if (args.resume !== undefined) {
     const dir = resolve(launch.cwd, args.resume);
@@ -359,21 +344,7 @@ export interface EvalArgs {
 /** Parse the arguments of `eval` as `app/cli.ts eval` does (plus `--grant`). */
 export function parseEvalArgs(args: string[]): EvalArgs {
   let parsed: EvalArgs | undefined;
-  const program = new Command()
-    .name("mi-ssl eval")
-    .exitOverride()
-    .showHelpAfterError(false)
-    .helpOption(false)
-    .argument("[run-dir]")
-    .option("--split <split>")
-    .option("--checkpoint <name>")
-    .option("--set <path=value>", "", collect, [])
-    .option("--json")
-    .option("--data <recipe|dir>")
-    .option("--export <dir>")
-    .option("--grid <grid>")
-    .option("--grant <kind=values>", "", collect, [])
-    .option("-h, --help")
+  const program = commandParser(EVAL_COMMAND)
     .action((runDir: string | undefined, opts: Omit<EvalArgs, "runDir">) => {
       parsed = { ...opts, runDir: runDir ?? "" };
     });
@@ -424,20 +395,7 @@ export interface PredictArgs {
 /** Parse the arguments of `predict` as `app/cli.ts predict` does (plus `--grant`). */
 export function parsePredictArgs(args: string[]): PredictArgs {
   let parsed: PredictArgs | undefined;
-  const program = new Command()
-    .name("mi-ssl predict")
-    .exitOverride()
-    .showHelpAfterError(false)
-    .helpOption(false)
-    .argument("[run-dir]")
-    .argument("[inputs...]")
-    .option("--out <dir>")
-    .option("--format <format>")
-    .option("--checkpoint <name>")
-    .option("--backend <name>")
-    .option("--json")
-    .option("--grant <kind=values>", "", collect, [])
-    .option("-h, --help")
+  const program = commandParser(PREDICT_COMMAND)
     .action((runDir: string | undefined, inputs: string[], opts: Omit<PredictArgs, "runDir">) => {
       parsed = { ...opts, runDir: runDir ?? "", inputs };
     });
@@ -495,8 +453,9 @@ export async function planPredict(
     add(grants, "read", out);
     add(grants, "write", out);
   }
-  const set = args.backend !== undefined ? [`backend=${args.backend}`] : [];
   const info = await plan.runInfo(dir);
+  // an unknown backend is left to the CLI, which names it (through the recipe's schema)
+  const set = args.backend !== undefined ? [`backend=${args.backend}`] : [];
   await plan.runRecipe(dir, set, info.baseDir ?? dir, false);
   return plan.finish(args.grant);
 }
