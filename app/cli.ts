@@ -1,11 +1,13 @@
 /**
- * Command-line interface: `run`, `validate`, `plugins`, `eval`, `bench`, `sweep`, `table`, `plot`.
+ * Command-line interface: `run`, `validate`, `plugins`, `eval`, `predict`, `init`, `cache`,
+ * `bench`, `sweep`, `table`, `plot` (installed as `mi-ssl` by `app/mi_ssl.ts`).
  *
  * Errors the user can fix end with one message on standard error and exit code 2.
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "../deps.ts";
 import { UserError } from "../core/errors.ts";
 import { CACHE_DIR_ENV, datasets, defaultCacheDir, type Volume } from "../core/dataset.ts";
@@ -29,6 +31,7 @@ import {
 import { formatDuration } from "../core/progress.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
+import { initProject } from "./init.ts";
 import {
   addCommand,
   EVAL_COMMAND,
@@ -439,6 +442,22 @@ export function buildProgram(): Command {
       console.log(`cleared the dataset cache ${dir}: ${removed} dataset entries (${size})`);
     });
 
+  program.command("init")
+    .description(
+      "Write a project template into a folder: a recipe on the folder dataset (data/images, " +
+        "data/labels) and a regularizer plugin it loads",
+    )
+    .argument("<folder>", "the project folder (created where missing)")
+    .option("--force", "overwrite template files that exist already")
+    .action(async (folder: string, opts: { force?: boolean }) => {
+      const files = await initProject(folder, { force: opts.force });
+      for (const f of files) console.log(f);
+      console.log(
+        `\nput image / label pairs in ${join(folder, "data", "images")} and ` +
+          `${join(folder, "data", "labels")}, then, in ${folder}: mi-ssl run recipe.yaml`,
+      );
+    });
+
   addBenchCommand(program);
   addResultCommands(program);
 
@@ -519,6 +538,26 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
+/**
+ * The folder a `deno task` command was typed in: deno task runs a task in the project's folder
+ * (this framework's root) and passes the folder it was typed in as `INIT_CWD`. `undefined` when
+ * the process was started elsewhere (by the launcher, by `mi-ssl`, by `deno run` in another
+ * folder) or may not read `INIT_CWD`: then the working directory is the user's already.
+ */
+export function taskCwd(): string | undefined {
+  try {
+    const init = Deno.env.get("INIT_CWD");
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    if (!init || !isAbsolute(init) || resolve(Deno.cwd()) !== resolve(root)) return undefined;
+    return Deno.statSync(init).isDirectory ? init : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 if (import.meta.main) {
+  // every path on the command line is relative to where it was typed, for every command
+  const cwd = taskCwd();
+  if (cwd !== undefined) Deno.chdir(cwd);
   Deno.exit(await main(Deno.args));
 }

@@ -228,3 +228,38 @@ export function setOverrides(
   }
   return set;
 }
+
+/** How a subcommand of `mi-ssl` (and its `deno task`) is started. */
+export interface CommandLaunch {
+  /** `launcher`: app/launcher.ts plans the permissions; `cli`: app/cli.ts runs with `flags`. */
+  script: "launcher" | "cli";
+  /** Deno's flags for the script. */
+  flags: string[];
+}
+
+/** The launcher's own flags: it reads the recipes and starts `deno run` with what they need. */
+export const LAUNCHER_FLAGS = ["--allow-read", "--allow-env", "--allow-run=deno"];
+
+/**
+ * Every subcommand of `mi-ssl` and how it starts: the same Deno flags as its `deno task`
+ * (`deno.json`, which a test keeps equal). `run`, `eval` and `predict` go through the launcher,
+ * which grants each run what its recipe needs; the others get their task's flags (`init`, only
+ * the folder it writes). `INIT_CWD` lets a task started by `deno task` (which runs in the
+ * project's folder) find the folder it was typed in.
+ */
+export const COMMAND_LAUNCH: Record<string, CommandLaunch> = {
+  run: { script: "launcher", flags: LAUNCHER_FLAGS },
+  eval: { script: "launcher", flags: LAUNCHER_FLAGS },
+  predict: { script: "launcher", flags: LAUNCHER_FLAGS },
+  validate: { script: "cli", flags: ["--allow-read", "--allow-env"] },
+  plugins: { script: "cli", flags: ["--allow-read", "--allow-env"] },
+  init: { script: "cli", flags: ["--allow-read", "--allow-write", "--allow-env=INIT_CWD"] },
+  cache: { script: "cli", flags: ["--allow-read", "--allow-write", "--allow-env"] },
+  sweep: { script: "cli", flags: ["--allow-read", "--allow-write", "--allow-env"] },
+  table: { script: "cli", flags: ["--allow-read", "--allow-env=INIT_CWD"] },
+  plot: { script: "cli", flags: ["--allow-read", "--allow-write", "--allow-env"] },
+  bench: {
+    script: "cli",
+    flags: ["--unstable-webgpu", "--allow-read", "--allow-env", "--allow-sys"],
+  },
+};

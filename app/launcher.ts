@@ -708,12 +708,21 @@ export function userCwd(env: (name: string) => string | undefined): string {
   return Deno.cwd();
 }
 
+/** Options of {@linkcode launch}. */
+export interface LaunchOptions {
+  /**
+   * The folder relative paths are resolved against and the command runs in. @default
+   * {@linkcode userCwd} (`mi-ssl` passes its working directory)
+   */
+  cwd?: string;
+}
+
 /**
  * `deno task run ...` / `deno task eval ...` (`args` starts with the command): plan the
  * permissions, then run `app/cli.ts <command>` with them, forwarding SIGINT / SIGTERM; returns the
  * child's exit code.
  */
-export async function launch(args: string[]): Promise<number> {
+export async function launch(args: string[], options: LaunchOptions = {}): Promise<number> {
   const [command, ...rest] = args;
   if (command !== "run" && command !== "eval" && command !== "predict") {
     throw new UserError(`the launcher runs "run", "eval" or "predict", not "${command ?? ""}"`);
@@ -730,7 +739,7 @@ export async function launch(args: string[]): Promise<number> {
   };
   // Relative paths on the command line are the user's: deno task runs a task in the project's
   // folder and passes the folder the command was typed in as INIT_CWD.
-  const cwd = userCwd(env);
+  const cwd = options.cwd ?? userCwd(env);
   const environment: LaunchEnvironment = {
     cwd,
     // the repository root (cli.ts is in app/)
