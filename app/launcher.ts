@@ -33,7 +33,7 @@
  *
  * @module
  */
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Command, CommanderError } from "../deps.ts";
 import {
@@ -264,6 +264,8 @@ async function recipeGrants(
   const factory = datasets.has(type) ? datasets.get(type) : undefined;
   const { type: _type, ...raw } = recipe.dataset;
   if (factory === undefined) {
+    // An unknown type the run reports itself; the note is for a dataset a plugin registers.
+    if (!await mayRegister(recipe.plugins, type, launch, graphFiles)) return;
     notes.push(
       `dataset "${type}" comes from a plugin module, so the launcher cannot tell which files ` +
         `it reads; grant them with --grant read=<folder> (and --grant write=<folder> for a cache)`,
@@ -280,6 +282,41 @@ async function recipeGrants(
   });
   add(grants, "read", ...access.read);
   add(grants, "write", ...access.write);
+}
+
+/**
+ * Whether one of `plugins` may register the dataset `id`: a remote plugin, one that cannot be
+ * read, or one whose own local modules (the plugin files and the modules of their import graphs
+ * outside the framework) name `id` in quotes. A recipe without plugins names an unknown type.
+ */
+async function mayRegister(
+  plugins: string[],
+  id: string,
+  launch: LaunchEnvironment,
+  graphFiles: Set<string>,
+): Promise<boolean> {
+  const files = new Set<string>();
+  for (const spec of plugins) {
+    if (isUrlLike(spec) && !spec.startsWith("file:")) return true;
+    files.add(spec.startsWith("file:") ? fileURLToPath(spec) : resolve(launch.cwd, spec));
+  }
+  const framework = launch.frameworkDir.startsWith("/") ? launch.frameworkDir : undefined;
+  for (const file of graphFiles) {
+    if (framework !== undefined && !relative(framework, file).startsWith("..")) continue;
+    if (launch.npmCache && !relative(launch.npmCache, file).startsWith("..")) continue;
+    files.add(file);
+  }
+  const quoted = [`"${id}"`, `'${id}'`, `\`${id}\``];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch {
+      return true; // cannot tell
+    }
+    if (quoted.some((q) => text.includes(q))) return true;
+  }
+  return false;
 }
 
 /** What a run with `args` needs, plus what `--grant` adds; `notes` says what it cannot know. */
