@@ -29,6 +29,7 @@ import {
   Trainer,
 } from "../core/trainer.ts";
 import { formatDuration } from "../core/progress.ts";
+import { volumeFormat } from "../io/volume.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
 import { initProject } from "./init.ts";
@@ -88,6 +89,16 @@ function printTable(
         undef.map(([k, n]) => `${k} ${n}`).join(", ") + " volume(s)",
     );
   }
+}
+
+/**
+ * A scan's shape in the order its file lists the axes: NIfTI and MetaImage list them fastest
+ * first (x, y, z: the reverse of a `VolumeData` shape, which is slowest first); HDF5 and PNG
+ * slices as stored.
+ */
+export function fileAxisOrder(shape: number[], path: string): number[] {
+  const format = volumeFormat(path);
+  return format === "nifti" || format === "metaimage" ? [...shape].reverse() : shape;
 }
 
 /** Some items of a command failed (each reported already): exit code 1. */
@@ -377,7 +388,10 @@ export function buildProgram(): Command {
             else {
               const counts = Object.entries(r.voxels).slice(1).map(([k, v]) => `${k} ${v}`);
               console.log(
-                `ok    ${r.input} -> ${r.output} (${r.shape.join(" x ")}; voxels ` +
+                `ok    ${r.input} -> ${r.output} (${
+                  fileAxisOrder(r.shape, r.input).join(" x ")
+                }; ` +
+                  `voxels ` +
                   `${counts.join(", ")}; ${r.seconds.toFixed(1)} s)`,
               );
             }

@@ -132,6 +132,8 @@ Deno.test("mi-ssl: installed with the README's line, init, train with the projec
     const predicted = await mi(["predict", "runs/first", "data/images", "--out", "pred"], project);
     assert.equal(predicted.code, 0, predicted.stderr);
     for (const id of ["a", "b", "c"]) await Deno.stat(join(project, "pred", `${id}_pred.nii.gz`));
+    // the shape as the NIfTI header lists it (x y z; the arrays were written z, y, x)
+    assert.match(predicted.stdout, /a\.nii\.gz -> pred\/a_pred\.nii\.gz \(6 x 16 x 10;/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
