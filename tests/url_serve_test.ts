@@ -1,7 +1,7 @@
 // The README's "Serving it": Deno imports .ts over HTTP only with a JavaScript / TypeScript
 // content type; the README's Deno.serve lines send one, and a program imports mod.ts from them.
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ROOT, withDir } from "./_helpers.ts";
 
 /** The README's `Deno.serve` block, listening on `port`, `.ts` sent as `tsType` when given. */
@@ -113,5 +113,50 @@ Deno.test("a server that sends .ts as python's http.server does (text/vnd.trollt
       new TextDecoder().decode(out.stderr),
       /Expected a JavaScript or TypeScript module/,
     );
+  });
+});
+
+Deno.test("mi-ssl installed from the served URL (the README's line with the URL) inits and validates a project", async () => {
+  await withDir(async (dir) => {
+    const [server, port, stderr] = await startServer(dir);
+    try {
+      const host = `127.0.0.1:${port}`;
+      const path = `${join(dir, "root", "bin")}:${dirname(Deno.execPath())}:${
+        Deno.env.get("PATH") ?? ""
+      }`;
+      const run = (command: string, args: string[], cwd: string) =>
+        new Deno.Command(command, {
+          args,
+          cwd,
+          env: { NO_COLOR: "1", PATH: path },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+      const line = readme.split("\n").find((l) => l.startsWith("deno install --global "))!;
+      const args = line.split(/\s+/).slice(1).map((a) =>
+        a === "app/mi_ssl.ts" ? `http://${host}/app/mi_ssl.ts` : a
+      );
+      const install = await run(
+        Deno.execPath(),
+        [...args, `--allow-import=${host}`, "--root", join(dir, "root")],
+        dir,
+      );
+      assert.equal(install.code, 0, new TextDecoder().decode(install.stderr));
+      const init = await run("mi-ssl", ["init", "p"], dir);
+      assert.equal(init.code, 0, new TextDecoder().decode(init.stderr));
+      // the template's plugin imports the framework from where the command came from
+      assert.ok(
+        (await Deno.readTextFile(join(dir, "p", "my_regularizer.ts")))
+          .includes(`from "http://${host}/mod.ts"`),
+      );
+      const validate = await run("mi-ssl", ["validate", "recipe.yaml"], join(dir, "p"));
+      assert.equal(validate.code, 0, new TextDecoder().decode(validate.stderr));
+      assert.match(new TextDecoder().decode(validate.stdout), /ok recipe\.yaml/);
+    } finally {
+      server.kill("SIGTERM");
+      await stderr.cancel();
+      await server.status;
+    }
   });
 });
