@@ -1,13 +1,14 @@
 /**
- * Command-line interface: `run`, `validate`, `plugins`, `eval`, `bench`, `sweep`, `table`, `plot`.
+ * Command-line interface: `run`, `validate`, `plugins`, `eval`, `predict`, `init`, `cache`,
+ * `bench`, `sweep`, `table`, `plot` (installed as `mi-ssl` by `app/mi_ssl.ts`).
  *
  * Errors the user can fix end with one message on standard error and exit code 2.
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "../deps.ts";
-import { type BackendName, BACKENDS } from "../runtime/backend.ts";
 import { UserError } from "../core/errors.ts";
 import { CACHE_DIR_ENV, datasets, defaultCacheDir, type Volume } from "../core/dataset.ts";
 import { datasetOverride, exportPrediction, predictionFileName } from "./export.ts";
@@ -28,18 +29,22 @@ import {
   Trainer,
 } from "../core/trainer.ts";
 import { formatDuration } from "../core/progress.ts";
+import { volumeFormat } from "../io/volume.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
+import { initProject } from "./init.ts";
+import {
+  addCommand,
+  EVAL_COMMAND,
+  PREDICT_COMMAND,
+  RUN_COMMAND,
+  setOverrides,
+} from "./commands.ts";
 import { addResultCommands, runSweep, type SweepRunOptions } from "./results_cli.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
-
-const GRANT_FLAG = "--grant <kind=values>";
-const GRANT_HELP = "deno task run / eval / predict only: grant more than the launcher gives " +
-  "(repeatable; kinds read, write, env, net, import, sys, run, ffi), e.g. --grant read=/data " +
-  '--grant import=example.com (README, "Permissions")';
 
 /** `--grant` reaching the CLI itself: it was started without the launcher, so nothing grants. */
 function refuseGrant(grants: string[]): void {
@@ -84,6 +89,16 @@ function printTable(
         undef.map(([k, n]) => `${k} ${n}`).join(", ") + " volume(s)",
     );
   }
+}
+
+/**
+ * A scan's shape in the order its file lists the axes: NIfTI and MetaImage list them fastest
+ * first (x, y, z: the reverse of a `VolumeData` shape, which is slowest first); HDF5 and PNG
+ * slices as stored.
+ */
+export function fileAxisOrder(shape: number[], path: string): number[] {
+  const format = volumeFormat(path);
+  return format === "nifti" || format === "metaimage" ? [...shape].reverse() : shape;
 }
 
 /** Some items of a command failed (each reported already): exit code 1. */
@@ -145,40 +160,14 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError(false);
 
-  program.command("run")
-    .description(
-      "Train a recipe and evaluate it on the validation volumes (Ctrl-C writes a checkpoint; " +
-        "--resume continues)",
-    )
-    .argument("[recipes...]", "YAML recipe file(s)")
-    .option("--resume <run-dir>", "continue an interrupted run from its latest checkpoint")
-    .option("--set <path=value>", "override a recipe field (repeatable)", collect, [])
-    .option(
-      "--out <dir>",
-      "run directory (default runs/<recipe>/<time>-seed<N>); with several runs, their base",
-    )
-    .option("--seed <n>", "random seed (same as --set seed=N)")
-    .option("--seeds <list>", "several seeds (1,2,3 or 1-3): runs <out>/<recipe name>/seed<N>")
-    .option("--jobs <n>", "with several runs: parallel subprocesses (needs --allow-run=deno)")
-    .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`)
-    .option("--quiet", "no progress bar")
-    .option(GRANT_FLAG, GRANT_HELP, collect, [])
+  addCommand(program, RUN_COMMAND)
     .action(async (files: string[], opts: SweepRunOptions & { grant: string[] }) => {
       refuseGrant(opts.grant);
       if (files.length > 1 || opts.seeds !== undefined || opts.jobs !== undefined) {
         return await runSweep(files, opts, main); // several runs: app/results_cli.ts
       }
       const file: string | undefined = files[0];
-      const set = [...opts.set];
-      if (opts.seed !== undefined) set.push(`seed=${opts.seed}`);
-      if (opts.backend !== undefined) {
-        if (!BACKENDS.includes(opts.backend as BackendName)) {
-          throw new UserError(
-            `Unknown backend "${opts.backend}"; known backends: ${BACKENDS.join(", ")}`,
-          );
-        }
-        set.push(`backend=${opts.backend}`);
-      }
+      const set = setOverrides(opts);
       registerBuiltins();
       let trainer: Trainer;
       if (opts.resume !== undefined) {
@@ -292,25 +281,7 @@ export function buildProgram(): Command {
       }
     });
 
-  program.command("eval")
-    .description("Evaluate a run's checkpoint on a split")
-    .argument("<run-dir>", "run directory (holds recipe.yaml and checkpoints)")
-    .option("--split <split>", "val | test", "val")
-    .option("--checkpoint <name>", "best | latest", "best")
-    .option("--set <path=value>", "override a field of the run's recipe (repeatable)", collect, [])
-    .option("--json", "print the evaluation as JSON")
-    .option(
-      "--data <recipe|dir>",
-      "evaluate on another dataset: a recipe's dataset section, or a data folder as the run's dataset root",
-    )
-    .option("--export <dir>", "write each volume's prediction as <dir>/<volume id>_pred.nii.gz")
-    .option(
-      "--grid <grid>",
-      "grid of the exported predictions: network (the evaluated one) | source (each volume's " +
-        "own file: its shape, spacing and affine)",
-      "network",
-    )
-    .option(GRANT_FLAG, GRANT_HELP, collect, [])
+  addCommand(program, EVAL_COMMAND)
     .action(async (runDir: string, opts: {
       grant: string[];
       split: string;
@@ -381,23 +352,7 @@ export function buildProgram(): Command {
       }
     });
 
-  program.command("predict")
-    .description(
-      "Segment scans that belong to no dataset with a run; each prediction is written on the " +
-        "scan's own grid (shape, spacing, affine) so that viewers overlay it",
-    )
-    .argument("<run-dir>", "run directory (holds recipe.yaml and checkpoints)")
-    .argument(
-      "<inputs...>",
-      "scans: NIfTI, MetaImage, HDF5 or PNG files, or folders of them (PNG slices grouped " +
-        "by <volume>_<slice>.png)",
-    )
-    .requiredOption("--out <dir>", "output folder: <out>/<name>_pred.<extension>")
-    .option("--format <format>", "same (each input's format) | nifti", "same")
-    .option("--checkpoint <name>", "best | latest", "best")
-    .option("--backend <name>", `backend: ${BACKENDS.join(" | ")} (default: the run's)`)
-    .option("--json", "print the results as JSON")
-    .option(GRANT_FLAG, GRANT_HELP, collect, [])
+  addCommand(program, PREDICT_COMMAND)
     .action(async (runDir: string, inputs: string[], opts: {
       out: string;
       format: string;
@@ -433,7 +388,10 @@ export function buildProgram(): Command {
             else {
               const counts = Object.entries(r.voxels).slice(1).map(([k, v]) => `${k} ${v}`);
               console.log(
-                `ok    ${r.input} -> ${r.output} (${r.shape.join(" x ")}; voxels ` +
+                `ok    ${r.input} -> ${r.output} (${
+                  fileAxisOrder(r.shape, r.input).join(" x ")
+                }; ` +
+                  `voxels ` +
                   `${counts.join(", ")}; ${r.seconds.toFixed(1)} s)`,
               );
             }
@@ -496,6 +454,22 @@ export function buildProgram(): Command {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
       console.log(`cleared the dataset cache ${dir}: ${removed} dataset entries (${size})`);
+    });
+
+  program.command("init")
+    .description(
+      "Write a project template into a folder: a recipe on the folder dataset (data/images, " +
+        "data/labels) and a regularizer plugin it loads",
+    )
+    .argument("<folder>", "the project folder (created where missing)")
+    .option("--force", "overwrite template files that exist already")
+    .action(async (folder: string, opts: { force?: boolean }) => {
+      const files = await initProject(folder, { force: opts.force });
+      for (const f of files) console.log(f);
+      console.log(
+        `\nput image / label pairs in ${join(folder, "data", "images")} and ` +
+          `${join(folder, "data", "labels")}, then, in ${folder}: mi-ssl run recipe.yaml`,
+      );
     });
 
   addBenchCommand(program);
@@ -578,6 +552,26 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
+/**
+ * The folder a `deno task` command was typed in: deno task runs a task in the project's folder
+ * (this framework's root) and passes the folder it was typed in as `INIT_CWD`. `undefined` when
+ * the process was started elsewhere (by the launcher, by `mi-ssl`, by `deno run` in another
+ * folder) or may not read `INIT_CWD`: then the working directory is the user's already.
+ */
+export function taskCwd(): string | undefined {
+  try {
+    const init = Deno.env.get("INIT_CWD");
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    if (!init || !isAbsolute(init) || resolve(Deno.cwd()) !== resolve(root)) return undefined;
+    return Deno.statSync(init).isDirectory ? init : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 if (import.meta.main) {
+  // every path on the command line is relative to where it was typed, for every command
+  const cwd = taskCwd();
+  if (cwd !== undefined) Deno.chdir(cwd);
   Deno.exit(await main(Deno.args));
 }

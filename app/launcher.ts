@@ -33,9 +33,16 @@
  *
  * @module
  */
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Command, CommanderError } from "../deps.ts";
+import { type Command, CommanderError } from "../deps.ts";
+import {
+  commandParser,
+  EVAL_COMMAND,
+  PREDICT_COMMAND,
+  RUN_COMMAND,
+  setOverrides,
+} from "./commands.ts";
 import { nodeBindingInstalled } from "../runtime/backend.ts";
 import { CACHE_DIR_ENV, datasets, defaultCacheDir } from "../core/dataset.ts";
 import { datasetOverride } from "./export.ts";
@@ -100,30 +107,10 @@ export interface LaunchEnvironment {
   moduleGraph?: (specifier: string) => Promise<string[] | undefined>;
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
 /** Parse the arguments of `run` as `app/cli.ts run` does (plus `--grant`). */
 export function parseLaunchArgs(args: string[]): LaunchArgs {
   let parsed: LaunchArgs | undefined;
-  const program = new Command()
-    .name("mi-ssl run")
-    .exitOverride()
-    .showHelpAfterError(false)
-    .helpOption(false)
-    .allowUnknownOption(false)
-    .argument("[recipes...]")
-    .option("--resume <run-dir>")
-    .option("--set <path=value>", "", collect, [])
-    .option("--out <dir>")
-    .option("--seed <n>")
-    .option("--seeds <list>")
-    .option("--jobs <n>")
-    .option("--backend <name>")
-    .option("--quiet")
-    .option("--grant <kind=values>", "", collect, [])
-    .option("-h, --help")
+  const program = commandParser(RUN_COMMAND)
     .action((recipes: string[], opts: Omit<LaunchArgs, "recipes"> & { help?: boolean }) => {
       parsed = { ...opts, recipes };
     });
@@ -277,6 +264,8 @@ async function recipeGrants(
   const factory = datasets.has(type) ? datasets.get(type) : undefined;
   const { type: _type, ...raw } = recipe.dataset;
   if (factory === undefined) {
+    // An unknown type the run reports itself; the note is for a dataset a plugin registers.
+    if (!await mayRegister(recipe.plugins, type, launch, graphFiles)) return;
     notes.push(
       `dataset "${type}" comes from a plugin module, so the launcher cannot tell which files ` +
         `it reads; grant them with --grant read=<folder> (and --grant write=<folder> for a cache)`,
@@ -293,6 +282,41 @@ async function recipeGrants(
   });
   add(grants, "read", ...access.read);
   add(grants, "write", ...access.write);
+}
+
+/**
+ * Whether one of `plugins` may register the dataset `id`: a remote plugin, one that cannot be
+ * read, or one whose own local modules (the plugin files and the modules of their import graphs
+ * outside the framework) name `id` in quotes. A recipe without plugins names an unknown type.
+ */
+async function mayRegister(
+  plugins: string[],
+  id: string,
+  launch: LaunchEnvironment,
+  graphFiles: Set<string>,
+): Promise<boolean> {
+  const files = new Set<string>();
+  for (const spec of plugins) {
+    if (isUrlLike(spec) && !spec.startsWith("file:")) return true;
+    files.add(spec.startsWith("file:") ? fileURLToPath(spec) : resolve(launch.cwd, spec));
+  }
+  const framework = launch.frameworkDir.startsWith("/") ? launch.frameworkDir : undefined;
+  for (const file of graphFiles) {
+    if (framework !== undefined && !relative(framework, file).startsWith("..")) continue;
+    if (launch.npmCache && !relative(launch.npmCache, file).startsWith("..")) continue;
+    files.add(file);
+  }
+  const quoted = [`"${id}"`, `'${id}'`, `\`${id}\``];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(file);
+    } catch {
+      return true; // cannot tell
+    }
+    if (quoted.some((q) => text.includes(q))) return true;
+  }
+  return false;
 }
 
 /** What a run with `args` needs, plus what `--grant` adds; `notes` says what it cannot know. */
@@ -314,9 +338,7 @@ export interface LaunchPlan {
 export async function planLaunch(args: LaunchArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
   const plan = new Planner(launch);
   const { grants } = plan;
-  const set = [...args.set];
-  if (args.seed !== undefined) set.push(`seed=${args.seed}`);
-  if (args.backend !== undefined) set.push(`backend=${args.backend}`);
+  const set = setOverrides(args);
 
   if (args.resume !== undefined) {
     const dir = resolve(launch.cwd, args.resume);
@@ -359,21 +381,7 @@ export interface EvalArgs {
 /** Parse the arguments of `eval` as `app/cli.ts eval` does (plus `--grant`). */
 export function parseEvalArgs(args: string[]): EvalArgs {
   let parsed: EvalArgs | undefined;
-  const program = new Command()
-    .name("mi-ssl eval")
-    .exitOverride()
-    .showHelpAfterError(false)
-    .helpOption(false)
-    .argument("[run-dir]")
-    .option("--split <split>")
-    .option("--checkpoint <name>")
-    .option("--set <path=value>", "", collect, [])
-    .option("--json")
-    .option("--data <recipe|dir>")
-    .option("--export <dir>")
-    .option("--grid <grid>")
-    .option("--grant <kind=values>", "", collect, [])
-    .option("-h, --help")
+  const program = commandParser(EVAL_COMMAND)
     .action((runDir: string | undefined, opts: Omit<EvalArgs, "runDir">) => {
       parsed = { ...opts, runDir: runDir ?? "" };
     });
@@ -424,20 +432,7 @@ export interface PredictArgs {
 /** Parse the arguments of `predict` as `app/cli.ts predict` does (plus `--grant`). */
 export function parsePredictArgs(args: string[]): PredictArgs {
   let parsed: PredictArgs | undefined;
-  const program = new Command()
-    .name("mi-ssl predict")
-    .exitOverride()
-    .showHelpAfterError(false)
-    .helpOption(false)
-    .argument("[run-dir]")
-    .argument("[inputs...]")
-    .option("--out <dir>")
-    .option("--format <format>")
-    .option("--checkpoint <name>")
-    .option("--backend <name>")
-    .option("--json")
-    .option("--grant <kind=values>", "", collect, [])
-    .option("-h, --help")
+  const program = commandParser(PREDICT_COMMAND)
     .action((runDir: string | undefined, inputs: string[], opts: Omit<PredictArgs, "runDir">) => {
       parsed = { ...opts, runDir: runDir ?? "", inputs };
     });
@@ -495,8 +490,9 @@ export async function planPredict(
     add(grants, "read", out);
     add(grants, "write", out);
   }
-  const set = args.backend !== undefined ? [`backend=${args.backend}`] : [];
   const info = await plan.runInfo(dir);
+  // an unknown backend is left to the CLI, which names it (through the recipe's schema)
+  const set = args.backend !== undefined ? [`backend=${args.backend}`] : [];
   await plan.runRecipe(dir, set, info.baseDir ?? dir, false);
   return plan.finish(args.grant);
 }
@@ -749,12 +745,21 @@ export function userCwd(env: (name: string) => string | undefined): string {
   return Deno.cwd();
 }
 
+/** Options of {@linkcode launch}. */
+export interface LaunchOptions {
+  /**
+   * The folder relative paths are resolved against and the command runs in. @default
+   * {@linkcode userCwd} (`mi-ssl` passes its working directory)
+   */
+  cwd?: string;
+}
+
 /**
  * `deno task run ...` / `deno task eval ...` (`args` starts with the command): plan the
  * permissions, then run `app/cli.ts <command>` with them, forwarding SIGINT / SIGTERM; returns the
  * child's exit code.
  */
-export async function launch(args: string[]): Promise<number> {
+export async function launch(args: string[], options: LaunchOptions = {}): Promise<number> {
   const [command, ...rest] = args;
   if (command !== "run" && command !== "eval" && command !== "predict") {
     throw new UserError(`the launcher runs "run", "eval" or "predict", not "${command ?? ""}"`);
@@ -771,7 +776,7 @@ export async function launch(args: string[]): Promise<number> {
   };
   // Relative paths on the command line are the user's: deno task runs a task in the project's
   // folder and passes the folder the command was typed in as INIT_CWD.
-  const cwd = userCwd(env);
+  const cwd = options.cwd ?? userCwd(env);
   const environment: LaunchEnvironment = {
     cwd,
     // the repository root (cli.ts is in app/)

@@ -27,6 +27,21 @@ export const PALETTE = [
   "#17becf",
 ];
 
+/**
+ * Dash patterns (SVG `stroke-dasharray`; `""` is solid), taken in turn once the ten colours are
+ * used: curve `i` is drawn in `PALETTE[i % 10]` with `DASHES[floor(i / 10) % 4]`, so that up to 40
+ * curves differ in colour or dash.
+ */
+export const DASHES = ["", "7 4", "2 3", "9 3 2 3"];
+
+/** The colour and dash of curve `i` (see {@linkcode DASHES}). */
+export function curveStyle(i: number): { colour: string; dash: string } {
+  return {
+    colour: PALETTE[i % PALETTE.length],
+    dash: DASHES[Math.floor(i / PALETTE.length) % DASHES.length],
+  };
+}
+
 /** Contour colours of the foreground classes (RGB), class 1 first: red, green, blue, ... */
 export const CLASS_COLOURS: Array<[number, number, number]> = [
   [255, 48, 48],
@@ -45,6 +60,48 @@ export interface RunCurves {
   terms: Record<string, Array<[number, number]>>;
   /** Validation Dice by name (`mean` and each class). */
   validation: Record<string, Array<[number, number]>>;
+  /** A mean over seeds ({@linkcode meanCurves}): the seeds' range, `[iteration, min, max]`. */
+  termBands?: Record<string, Array<[number, number, number]>>;
+  /** The same for {@linkcode RunCurves.validation}. */
+  validationBands?: Record<string, Array<[number, number, number]>>;
+}
+
+/**
+ * The mean of several runs' curves (seeds of one method), at the iterations they all logged,
+ * with the seeds' range (min to max) as a band. A curve that no iteration is common to is left
+ * out.
+ */
+export function meanCurves(runs: RunCurves[], label: string): RunCurves {
+  const average = (
+    pick: (r: RunCurves) => Record<string, Array<[number, number]>>,
+  ): [Record<string, Array<[number, number]>>, Record<string, Array<[number, number, number]>>] => {
+    const mean: Record<string, Array<[number, number]>> = {};
+    const band: Record<string, Array<[number, number, number]>> = {};
+    const names = [...new Set(runs.flatMap((r) => Object.keys(pick(r))))];
+    for (const k of names) {
+      const maps = runs.map((r) => new Map(pick(r)[k] ?? []));
+      const xs = [...maps[0].keys()].filter((x) => maps.every((m) => m.has(x)));
+      if (xs.length === 0) continue;
+      mean[k] = [];
+      band[k] = [];
+      for (const x of xs) {
+        const ys = maps.map((m) => m.get(x)!);
+        mean[k].push([x, ys.reduce((a, y) => a + y, 0) / ys.length]);
+        band[k].push([x, Math.min(...ys), Math.max(...ys)]);
+      }
+    }
+    return [mean, band];
+  };
+  const [terms, termBands] = average((r) => r.terms);
+  const [validation, validationBands] = average((r) => r.validation);
+  return { label, terms, validation, termBands, validationBands };
+}
+
+/** {@linkcode binPoints} of a band: its lower and upper edges binned alike. */
+function binBand(band: Array<[number, number, number]>): Array<[number, number, number]> {
+  const lo = binPoints(band.map(([x, l]) => [x, l]));
+  const hi = binPoints(band.map(([x, , h]) => [x, h]));
+  return lo.map(([x, l], i) => [x, l, hi[i][1]]);
 }
 
 /** Read `metrics.jsonl` into curves (lines cut by a crash are skipped). */
@@ -146,12 +203,20 @@ function esc(s: string): string {
 /** One panel: a title and a line per run. */
 interface Panel {
   title: string;
-  series: Array<{ colour: string; points: Array<[number, number]> }>;
+  series: Array<{
+    colour: string;
+    dash: string;
+    points: Array<[number, number]>;
+    band?: Array<[number, number, number]>;
+  }>;
 }
 
 function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): string {
   const m = { l: 56, r: 12, t: 24, b: 34 };
-  const pts = p.series.flatMap((s) => s.points);
+  const pts = p.series.flatMap((s) => [
+    ...s.points,
+    ...(s.band ?? []).flatMap(([x, lo, hi]): Array<[number, number]> => [[x, lo], [x, hi]]),
+  ]);
   const out = [`<g transform="translate(${x0},${y0})">`];
   out.push(
     `<text x="${w / 2}" y="15" text-anchor="middle" font-size="13" font-weight="bold">${
@@ -192,15 +257,28 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): strin
   out.push(
     `<text x="${m.l + pw / 2}" y="${h - 4}" text-anchor="middle" font-size="11">iteration</text>`,
   );
+  const xy = (x: number, y: number) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`;
+  // the bands first, under every line
+  for (const s of p.series) {
+    if (!s.band || s.band.length < 2) continue;
+    const edge = [
+      ...s.band.map(([x, , hi]) => xy(x, hi)),
+      ...[...s.band].reverse().map(([x, lo]) => xy(x, lo)),
+    ];
+    out.push(
+      `<polygon points="${edge.join(" ")}" fill="${s.colour}" fill-opacity="0.18" stroke="none"/>`,
+    );
+  }
   for (const s of p.series) {
     if (s.points.length === 0) continue;
-    const d = s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
+    const d = s.points.map(([x, y]) => xy(x, y)).join(" ");
+    const dash = s.dash ? ` stroke-dasharray="${s.dash}"` : "";
     out.push(
       s.points.length === 1
         ? `<circle cx="${sx(s.points[0][0]).toFixed(1)}" cy="${
           sy(s.points[0][1]).toFixed(1)
         }" r="2.5" fill="${s.colour}"/>`
-        : `<polyline points="${d}" fill="none" stroke="${s.colour}" stroke-width="1.5"/>`,
+        : `<polyline points="${d}" fill="none" stroke="${s.colour}" stroke-width="1.5"${dash}/>`,
     );
   }
   return out.join("") + "</g>";
@@ -208,7 +286,8 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): strin
 
 /**
  * Learning curves as one SVG: a panel per loss term (binned to at most 300 points per run) and
- * per validation Dice (mean, then each class), a line per run, a shared legend.
+ * per validation Dice (mean, then each class), a line per run (each its own colour and dash,
+ * {@linkcode curveStyle}; a mean over seeds with its band), a shared legend.
  */
 export function learningCurvesSvg(runs: RunCurves[], title = "Learning curves"): string {
   const termNames: string[] = [];
@@ -217,20 +296,29 @@ export function learningCurvesSvg(runs: RunCurves[], title = "Learning curves"):
     for (const k of Object.keys(r.terms)) if (!termNames.includes(k)) termNames.push(k);
     for (const k of Object.keys(r.validation)) if (!valNames.includes(k)) valNames.push(k);
   }
-  const colour = (i: number) => PALETTE[i % PALETTE.length];
   const panels: Panel[] = [
     ...termNames.map((k) => ({
       title: k === "loss" ? "loss (total)" : k === "sup" ? "sup (supervised)" : k,
-      series: runs.map((r, i) => ({ colour: colour(i), points: binPoints(r.terms[k] ?? []) })),
+      series: runs.map((r, i) => ({
+        ...curveStyle(i),
+        points: binPoints(r.terms[k] ?? []),
+        band: r.termBands?.[k] ? binBand(r.termBands[k]) : undefined,
+      })),
     })),
     ...valNames.map((k) => ({
       title: `validation Dice ${k}`,
-      series: runs.map((r, i) => ({ colour: colour(i), points: r.validation[k] ?? [] })),
+      series: runs.map((r, i) => ({
+        ...curveStyle(i),
+        points: r.validation[k] ?? [],
+        band: r.validationBands?.[k],
+      })),
     })),
   ];
   const cols = Math.min(3, Math.max(1, panels.length));
   const [pw, ph] = [380, 250];
-  const legendRows = Math.ceil(runs.length / 4);
+  // four legend entries a row, two where a label is long (a run folder)
+  const perRow = runs.some((r) => r.label.length > 26) ? 2 : 4;
+  const legendRows = Math.ceil(runs.length / perRow);
   const top = 34 + 18 * legendRows;
   const width = cols * pw;
   const height = top + Math.ceil(panels.length / cols) * ph + 8;
@@ -241,12 +329,17 @@ export function learningCurvesSvg(runs: RunCurves[], title = "Learning curves"):
     `<text x="${width / 2}" y="20" text-anchor="middle" font-size="16">${esc(title)}</text>`,
   ];
   runs.forEach((r, i) => {
-    const x = 20 + (i % 4) * (width / 4);
-    const y = 34 + Math.floor(i / 4) * 18;
+    const x = 20 + (i % perRow) * (width / perRow);
+    const y = 34 + Math.floor(i / perRow) * 18;
+    const { colour, dash } = curveStyle(i);
+    const band = r.termBands || r.validationBands
+      ? `<rect x="${x}" y="${y - 5}" width="24" height="10" fill="${colour}" fill-opacity="0.18"/>`
+      : "";
     out.push(
-      `<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${
-        colour(i)
-      }" stroke-width="3"/>` +
+      band +
+        `<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${colour}" stroke-width="3"${
+          dash ? ` stroke-dasharray="${dash}"` : ""
+        }/>` +
         `<text x="${x + 30}" y="${y}" dominant-baseline="middle" font-size="12">${
           esc(r.label)
         }</text>`,
@@ -382,7 +475,8 @@ async function describeRun(dir: string): Promise<{ method: string; seed: number 
 }
 
 /**
- * Write `learning-curves.svg` and, for runs with a `best.ckpt`, `overlay-<k>-<volume>-z<slice>.png`
+ * Write `learning-curves.svg` (one curve per method: the mean of its seeds with their range as a
+ * band; runs of one method and seed named by their folder) and, for runs with a `best.ckpt`, `overlay-<k>-<volume>-z<slice>.png`
  * (ground truth, then one panel per method, in the paper's order: its lowest seed) and
  * `overlays.svg` (the PNGs with their labels) into `options.out`. Returns the files written.
  */
@@ -405,21 +499,42 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
     rank(a.method) - rank(b.method) || (a.method < b.method ? -1 : a.method > b.method ? 1 : 0) ||
     a.seed - b.seed
   );
-  const seedsOf = new Map<string, number>();
-  for (const i of infos) seedsOf.set(i.method, (seedsOf.get(i.method) ?? 0) + 1);
-  for (const i of infos) if (seedsOf.get(i.method)! > 1) i.label = `${i.method} s${i.seed}`;
+  const byMethod = new Map<string, RunInfoForPlot[]>();
+  for (const i of infos) byMethod.set(i.method, [...(byMethod.get(i.method) ?? []), i]);
+  for (const group of byMethod.values()) {
+    if (group.length === 1) continue;
+    for (const i of group) {
+      // two runs of one method and seed (two run folders): the folder tells them apart
+      const twin = group.some((o) => o !== i && o.seed === i.seed);
+      i.label = `${i.method} s${i.seed}${twin ? ` (${i.dir})` : ""}`;
+    }
+  }
   await Deno.mkdir(options.out, { recursive: true });
   const files: string[] = [];
 
   const curves: RunCurves[] = [];
-  for (const i of infos) {
-    let text = "";
-    try {
-      text = await Deno.readTextFile(`${i.dir}/metrics.jsonl`);
-    } catch {
-      log(`note: ${i.dir} has no metrics.jsonl`);
+  for (const [method, group] of byMethod) {
+    const own: RunCurves[] = [];
+    for (const i of group) {
+      let text = "";
+      try {
+        text = await Deno.readTextFile(`${i.dir}/metrics.jsonl`);
+      } catch {
+        log(`note: ${i.dir} has no metrics.jsonl`);
+      }
+      own.push(parseMetrics(text, i.label));
     }
-    curves.push(parseMetrics(text, i.label));
+    // several seeds of a method: their mean, with the seeds' range as a band
+    const seeds = group.map((i) => i.seed);
+    if (group.length > 1 && new Set(seeds).size === seeds.length) {
+      const mean = meanCurves(own, `${method}: mean of seeds ${seeds.join(", ")}`);
+      if (Object.keys(mean.terms).length + Object.keys(mean.validation).length > 0) {
+        curves.push(mean);
+        continue;
+      }
+      log(`note: the seeds of ${method} logged no common iteration; drawn one by one`);
+    }
+    curves.push(...own);
   }
   const svgFile = `${options.out}/learning-curves.svg`;
   await Deno.writeTextFile(svgFile, learningCurvesSvg(curves));
@@ -441,6 +556,10 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
   if (runs.length === 0) {
     log("note: no run has a best.ckpt; no overlays");
     return files;
+  }
+  for (const [method, group] of byMethod) {
+    if (chosen.has(method)) continue;
+    log(`note: no overlay of ${method}: no best.ckpt in ${group.map((i) => i.dir).join(", ")}`);
   }
   let reference: { dataset: string; volumes: Volume[]; z: number[] } | null = null;
   const predictions: Array<{ label: string; pred: Uint8Array[] }> = [];

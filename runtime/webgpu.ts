@@ -85,7 +85,33 @@ const VENDORS: Record<number, string> = {
 const SOFTWARE_NAMES = /llvmpipe|lavapipe|swiftshader|softpipe|software|basic render/i;
 
 function gpu(): GpuLike | undefined {
-  return (globalThis.navigator as unknown as { gpu?: GpuLike } | undefined)?.gpu;
+  const g = (globalThis.navigator as unknown as { gpu?: GpuLike } | undefined)?.gpu;
+  if (g !== undefined) quietWayland();
+  return g;
+}
+
+/**
+ * Where `XDG_RUNTIME_DIR` is unset, set it to the temporary folder before the first adapter
+ * request: Mesa's Vulkan drivers (through libwayland) print "error: XDG_RUNTIME_DIR is invalid or
+ * not set in the environment." twice on every request without it, although the adapter is found
+ * either way, which made a good run look broken (library use, `plot`, the tests). Only where the
+ * process may set the variable (`--allow-env`); never prompts.
+ */
+function quietWayland(env: Pick<typeof Deno.env, "get" | "set"> = Deno.env): void {
+  try {
+    const state = Deno.permissions.querySync({ name: "env", variable: "XDG_RUNTIME_DIR" }).state;
+    if (state !== "granted" || env.get("XDG_RUNTIME_DIR")) return;
+    let tmp: string | undefined;
+    try {
+      tmp = env.get("TMPDIR");
+    } catch {
+      tmp = undefined;
+    }
+    // libwayland only checks that it is an absolute path (no Wayland socket there: no display)
+    env.set("XDG_RUNTIME_DIR", tmp?.startsWith("/") ? tmp : "/tmp");
+  } catch {
+    // no Deno.permissions (another runtime) or the variable cannot be set: leave it
+  }
 }
 
 /** Whether this process has WebGPU at all (Deno: run with `--unstable-webgpu`). */

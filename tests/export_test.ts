@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { datasetOverride, exportPrediction, predictionFileName } from "../app/export.ts";
 import {
   type Fit,
@@ -12,28 +11,13 @@ import { readVolume } from "../io/volume.ts";
 import { tf } from "../deps.ts";
 import { UserError } from "../core/errors.ts";
 import { unetModel, unetOptions } from "../plugins/models/unet.ts";
-import { assertClose, useWasm } from "./_helpers.ts";
+import { assertClose, cli, useWasm } from "./_helpers.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { hd95 } from "../core/metrics.ts";
 import { phantomDataset, phantomOptions } from "../plugins/datasets/phantom.ts";
 
 // The trainer registers no plugins: the built-ins come from here.
 registerBuiltins();
-
-const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", CLI, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
 
 const PHANTOM = (seed: number, patients: number) =>
   `{ type: phantom, seed: ${seed}, patients: ${patients}, slicesPerPatient: 3, size: 32, ` +

@@ -323,17 +323,58 @@ Deno.test("launcher: --grant is in the help of deno task run and deno task eval"
 });
 
 Deno.test("launcher: a dataset from a plugin module gets a note asking for --grant", async () => {
-  const args = parseLaunchArgs([
-    "recipes/ours-kl.yaml",
-    "--set",
-    "dataset={type: my-data, root: /elsewhere}",
-    "--grant",
-    "read=/elsewhere",
-  ]);
-  const { grants, notes } = await planLaunch(args, environment());
-  assert.equal(notes.length, 1);
-  assert.match(notes[0], /my-data.*--grant read=/);
-  assert.ok((grants.read as string[]).includes("/elsewhere"));
+  const dir = await Deno.makeTempDir();
+  try {
+    const plugin = join(dir, "my_data.ts");
+    await Deno.writeTextFile(
+      plugin,
+      `export const id = "my-data"; // datasets.register({ id, ... })\n`,
+    );
+    const args = parseLaunchArgs([
+      "recipes/ours-kl.yaml",
+      "--set",
+      "dataset={type: my-data, root: /elsewhere}",
+      "--set",
+      `plugins=[${plugin}]`,
+      "--grant",
+      "read=/elsewhere",
+    ]);
+    const { grants, notes } = await planLaunch(args, environment());
+    assert.equal(notes.length, 1);
+    assert.match(notes[0], /my-data.*--grant read=/);
+    assert.ok((grants.read as string[]).includes("/elsewhere"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launcher: an unknown dataset type no plugin names gets no --grant note (the run names the type)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const plugin = join(dir, "other.ts");
+    await Deno.writeTextFile(plugin, `export const id = "something-else";\n`);
+    for (const plugins of [[], [plugin]]) {
+      const args = parseLaunchArgs([
+        "recipes/ours-kl.yaml",
+        "--set",
+        "dataset={type: my-data}",
+        "--set",
+        `plugins=[${plugins.join(",")}]`,
+      ]);
+      assert.deepEqual((await planLaunch(args, environment())).notes, [], `${plugins}`);
+    }
+    // through deno task run: the error alone, no note before it
+    await Deno.writeTextFile(
+      join(dir, "r.yaml"),
+      "method: x\ndataset: { type: bogus }\ntrainer: { iterations: 2 }\n",
+    );
+    const out = await denoTask(["run", join(dir, "r.yaml"), "--out", join(dir, "run")]);
+    assert.equal(out.code, 2);
+    assert.match(text(out.stderr), /Unknown dataset "bogus"/);
+    assert.doesNotMatch(text(out.stderr), /note:|--grant/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("launcher: --resume reads and writes the run directory and the recorded recipe", async () => {

@@ -3,7 +3,9 @@ import { fileURLToPath } from "node:url";
 import { decodePng } from "../deps.ts";
 import {
   binPoints,
+  curveStyle,
   learningCurvesSvg,
+  meanCurves,
   niceTicks,
   overlayPanel,
   parseMetrics,
@@ -155,4 +157,90 @@ Deno.test("plot helpers: metrics parsing, binning, ticks, contours", () => {
   assert.deepEqual(rgb(1, 1), [255, 48, 48]);
   assert.deepEqual(rgb(2, 2), [0, 0, 0]); // grey of a constant image: lo = hi -> 0
   assert.deepEqual(rgb(0, 0), [0, 0, 0]);
+});
+
+Deno.test("meanCurves() is the mean of the seeds at the iterations they share, the band their range", () => {
+  const a = parseMetrics(
+    '{"iteration":1,"loss":2}\n{"iteration":2,"loss":1}\n{"iteration":3,"loss":0.5}\n' +
+      '{"iteration":2,"val_dice_mean":0.4}',
+    "a",
+  );
+  const b = parseMetrics(
+    '{"iteration":1,"loss":4}\n{"iteration":2,"loss":2}\n{"iteration":2,"val_dice_mean":0.6}',
+    "b",
+  );
+  const m = meanCurves([a, b], "m");
+  assert.deepEqual(m.terms, { loss: [[1, 3], [2, 1.5]] }); // iteration 3: only a has it
+  assert.deepEqual(m.termBands, { loss: [[1, 2, 4], [2, 1, 2]] });
+  assert.equal(m.validation.mean[0][0], 2);
+  assert.ok(Math.abs(m.validation.mean[0][1] - 0.5) < 1e-12);
+  assert.deepEqual(m.validationBands, { mean: [[2, 0.4, 0.6]] });
+  const svg = learningCurvesSvg([m]);
+  assertWellFormedSvg(svg);
+  assert.ok(svg.includes("<polygon "), "the band");
+});
+
+Deno.test("every curve differs in colour or dash: 14 methods (docs' ACDC figure) are 14 styles", () => {
+  const styles = Array.from({ length: 40 }, (_, i) => JSON.stringify(curveStyle(i)));
+  assert.equal(new Set(styles).size, 40);
+  const runs = Array.from(
+    { length: 14 },
+    (_, i) => parseMetrics('{"iteration":1,"loss":1}\n{"iteration":2,"loss":2}', `m${i}`),
+  );
+  const svg = learningCurvesSvg(runs);
+  assertWellFormedSvg(svg);
+  // the legend and the lines of the last four are dashed
+  assert.equal((svg.match(/stroke-dasharray="7 4"/g) ?? []).length, 2 * 4);
+});
+
+Deno.test("plot: two runs of one method and seed are named by their folder; several seeds are one mean; a run without overlay is said", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await tinyRun(`${root}/a/seed3`, {
+      trainer: { iterations: 2, labeledBatch: 2, unlabeledBatch: 2, validateEvery: 2 },
+    });
+    await tinyRun(`${root}/c/seed3`, {
+      method: "partial",
+      regularizers: [],
+      trainer: { iterations: 2, labeledBatch: 2, unlabeledBatch: 2, validateEvery: 2 },
+    });
+    await Deno.remove(`${root}/c/seed3/best.ckpt`);
+    // the same method and seed in another folder
+    await Deno.mkdir(`${root}/b/seed3`, { recursive: true });
+    for (const f of ["recipe.yaml", "metrics.jsonl", "summary.json"]) {
+      await Deno.copyFile(`${root}/a/seed3/${f}`, `${root}/b/seed3/${f}`);
+    }
+    const lines: string[] = [];
+    const out = `${root}/plots`;
+    await plotRuns([`${root}/a/seed3`, `${root}/b/seed3`, `${root}/c/seed3`], {
+      out,
+      slices: 1,
+      log: (l) => lines.push(l),
+    });
+    const svg = await Deno.readTextFile(`${out}/learning-curves.svg`);
+    assertWellFormedSvg(svg);
+    assert.ok(svg.includes(`>ours-kl s3 (${root}/a/seed3)</text>`), "legend names the folder");
+    assert.ok(svg.includes(`>ours-kl s3 (${root}/b/seed3)</text>`));
+    assert.ok(svg.includes(">partial</text>"));
+    assert.ok(
+      lines.some((l) => l === `note: no overlay of partial: no best.ckpt in ${root}/c/seed3`),
+      lines.join("\n"),
+    );
+
+    // seeds 3 and 4 of one method: one curve, their mean, with a band
+    await Deno.writeTextFile(
+      `${root}/b/seed3/recipe.yaml`,
+      (await Deno.readTextFile(`${root}/b/seed3/recipe.yaml`)).replace(/^seed: 3$/m, "seed: 4"),
+    );
+    await plotRuns([`${root}/a/seed3`, `${root}/b/seed3`], {
+      out,
+      noOverlays: true,
+      log: () => {},
+    });
+    const mean = await Deno.readTextFile(`${out}/learning-curves.svg`);
+    assert.ok(mean.includes(">ours-kl: mean of seeds 3, 4</text>"), "one legend entry");
+    assert.ok(mean.includes("<polygon "));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

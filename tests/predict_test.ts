@@ -11,23 +11,11 @@ import { prepareCase } from "../plugins/datasets/file_dataset.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { parsePredictArgs, planPredict } from "../app/launcher.ts";
 import { join } from "node:path";
+import { cli } from "./_helpers.ts";
 
-const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const HIPPOCAMPUS = Deno.env.get("HIPPOCAMPUS_ROOT") ??
   new URL("../../shared/data/hippocampus", import.meta.url).pathname;
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", CLI, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-}
 
 /** Labels `[d0, d1, d2]`: 1 inside an ellipsoid, 0 outside. */
 function ellipsoid(shape: [number, number, number]): Uint8Array {

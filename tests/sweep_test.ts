@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parseSeeds, planRuns, runArgs, shellQuote, slurmScript } from "../app/sweep.ts";
+import { cli } from "./_helpers.ts";
 
-const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 const TINY = (name: string, method: string, regs: string) =>
@@ -14,26 +14,6 @@ model: { type: unet, base: 4, depth: 3 }
 regularizers: ${regs}
 trainer: { iterations: 2, labeledBatch: 2, unlabeledBatch: 2 }
 `;
-
-async function cli(
-  args: string[],
-  options: { cwd?: string; allowRun?: boolean } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const perms = ["--allow-read", "--allow-write", "--allow-env", "--allow-sys"];
-  if (options.allowRun) perms.push("--allow-run");
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...perms, CLI, ...args],
-    cwd: options.cwd ?? ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-}
 
 async function withRecipes(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
