@@ -80,10 +80,12 @@ export interface TableCommand {
   paths: string[];
   baseline?: string;
   format: "md" | "csv" | "json";
+  /** `--per-seed`: one row per run. */
+  perSeed?: boolean;
 }
 
 /**
- * Parse `deno task table <runs...> [--baseline M] [--format md|csv|json]` (the `table`
+ * Parse `deno task table <runs...> [--baseline M] [--format md|csv|json] [--per-seed]` (the `table`
  * command's arguments).
  *
  * @throws {UserError} For another command, an unknown flag or a missing value.
@@ -102,6 +104,10 @@ export function parseTableCommand(command: string): TableCommand {
       out.paths.push(word);
       continue;
     }
+    if (word === "--per-seed") {
+      out.perSeed = true;
+      continue;
+    }
     const eq = word.indexOf("=");
     const flag = eq < 0 ? word : word.slice(0, eq);
     const value = eq < 0 ? rest[++i] : word.slice(eq + 1);
@@ -115,7 +121,7 @@ export function parseTableCommand(command: string): TableCommand {
       }
       out.format = value;
     } else {throw new UserError(
-        `"${command}": unknown option ${flag} (table takes --baseline, --format)`,
+        `"${command}": unknown option ${flag} (table takes --baseline, --format, --per-seed)`,
       );}
   }
   if (out.paths.length === 0) throw new UserError(`"${command}": no run folder`);
@@ -135,7 +141,7 @@ export async function renderTableCommand(
   const paths = c.paths.map((p) => (isAbsolute(p) ? p : join(root, p)));
   const runs = await loadRuns(paths, log);
   const table = buildTable(runs, { baseline: c.baseline, log });
-  return formatTable(table, c.format).trimEnd();
+  return formatTable(table, c.format, { perSeed: c.perSeed }).trimEnd();
 }
 
 /** Compare texts up to whitespace and the length of Markdown table rules (`---:`). */

@@ -176,7 +176,11 @@ export function addResultCommands(program: Command): void {
     .argument("<runs...>", "run directories, globs (runs/*/seed*) or folders holding runs")
     .option("--format <f>", "md | csv | json", "md")
     .option("--baseline <method>", "the method tested against the others (default ours-kl)")
-    .action(async (paths: string[], opts: { format: string; baseline?: string }) => {
+    .option("--per-seed", "one row per run: each seed's Dice per class, mean and lowest class")
+    .action(async (
+      paths: string[],
+      opts: { format: string; baseline?: string; perSeed?: boolean },
+    ) => {
       if (!["md", "csv", "json"].includes(opts.format)) {
         throw new UserError(`Unknown format "${opts.format}"; use md, csv or json`);
       }
@@ -185,7 +189,8 @@ export function addResultCommands(program: Command): void {
       if (opts.baseline === undefined && table.baseline === null) {
         console.error("note: no ours-kl run, so no t-test (choose a method with --baseline)");
       }
-      console.log(formatTable(table, opts.format as "md" | "csv" | "json").trimEnd());
+      const format = opts.format as "md" | "csv" | "json";
+      console.log(formatTable(table, format, { perSeed: opts.perSeed === true }).trimEnd());
     });
 
   program.command("plot")

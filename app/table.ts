@@ -446,7 +446,11 @@ function csvField(s: string): string {
 }
 
 /** Render a table as Markdown (`md`, with a note under it), `csv` or `json`. */
-export function formatTable(table: ResultTable, format: "md" | "csv" | "json"): string {
+export function formatTable(
+  table: ResultTable,
+  format: "md" | "csv" | "json",
+  options: { perSeed?: boolean } = {},
+): string {
   if (format === "json") {
     return JSON.stringify(
       table,
@@ -455,7 +459,7 @@ export function formatTable(table: ResultTable, format: "md" | "csv" | "json"): 
     ) +
       "\n";
   }
-  const { header, rows } = tableCells(table);
+  const { header, rows } = options.perSeed ? perSeedCells(table) : tableCells(table);
   if (format === "csv") {
     return [header, ...rows].map((r) => r.map(csvField).join(",")).join("\n") + "\n";
   }
@@ -465,6 +469,11 @@ export function formatTable(table: ResultTable, format: "md" | "csv" | "json"): 
   const rule = `| ${
     widths.map((w, i) => i === 0 ? "-".repeat(w) : "-".repeat(w - 1) + ":").join(" | ")
   } |`;
+  if (options.perSeed) {
+    const perSeedNote = "3D Dice (%) of each run on the validation volumes; lowest: its lowest " +
+      "class. min: the run's wall time in minutes (summary.json seconds_wall).";
+    return [line(header), rule, ...rows.map(line), "", perSeedNote].join("\n") + "\n";
+  }
   const note = "3D Dice (%) on the validation volumes: mean (sample std) over seeds." +
     (table.baseline !== null
       ? ` p: one-sided paired t-test of ${table.baseline} > method on the mean foreground Dice ` +
@@ -476,4 +485,52 @@ export function formatTable(table: ResultTable, format: "md" | "csv" | "json"): 
       ? " †: some seeds' summaries predate seconds_wall; their time is the training steps only."
       : "");
   return [line(header), rule, ...rows.map(line), "", note].join("\n") + "\n";
+}
+
+/**
+ * One row per run instead of per method (`table --per-seed`): each seed's Dice (%) per class, its
+ * mean and its lowest class, so that a class lost on one seed shows (the means hide it).
+ */
+export function perSeedCells(table: ResultTable): { header: string[]; rows: string[][] } {
+  const many = table.datasets.length > 1;
+  const header = ["method", "seed"];
+  for (const d of table.datasets) {
+    const prefix = many ? `${d.id} ` : "";
+    if (d.classes.length > 1) { for (const c of d.classes) header.push(`${prefix}${c}`); }
+    header.push(`${prefix}mean`);
+    if (d.classes.length > 1) header.push(`${prefix}lowest`);
+    header.push(`${prefix}min`);
+  }
+  const rows: string[][] = [];
+  for (const row of table.rows) {
+    const seeds = [
+      ...new Set(Object.values(row.datasets).flatMap((e) => e.seeds)),
+    ].sort((a, b) => a - b);
+    for (const seed of seeds) {
+      const out = [row.method, String(seed)];
+      for (const d of table.datasets) {
+        const e = row.datasets[d.id];
+        const i = e ? e.seeds.indexOf(seed) : -1;
+        const at = (c: TableCell) => (i >= 0 && i < c.values.length ? c.values[i] : NaN);
+        const classes = d.classes.map((c) =>
+          e?.dice[c] && e.dice[c].values.length === e.seeds.length ? at(e.dice[c]) : NaN
+        );
+        const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "");
+        if (d.classes.length > 1) out.push(...classes.map(fmt));
+        out.push(e ? fmt(at(e.dice_mean)) : "");
+        if (d.classes.length > 1) {
+          const known = classes.map((v, k) => [v, k] as const).filter(([v]) => Number.isFinite(v));
+          const low = known.reduce<readonly [number, number] | null>(
+            (m, x) => (m === null || x[0] < m[0] ? x : m),
+            null,
+          );
+          out.push(low === null ? "" : `${d.classes[low[1]]} ${low[0].toFixed(2)}`);
+        }
+        const timed = e !== undefined && i >= 0 && e.seconds.values.length === e.seeds.length;
+        out.push(timed ? formatMinutes(cell([e.seconds.values[i]])) : "");
+      }
+      rows.push(out);
+    }
+  }
+  return { header, rows };
 }

@@ -236,3 +236,34 @@ Deno.test("table: summaries without seconds_wall show their training seconds, st
     assert.match(md, /†: some seeds' summaries predate seconds_wall/);
   });
 });
+
+Deno.test("table --per-seed: one row per run with its lowest class", async () => {
+  await withRuns(async (root) => {
+    const table = buildTable(await loadRuns([root], () => {}));
+    const md = formatTable(table, "md", { perSeed: true });
+    const lines = md.split("\n");
+    assert.match(
+      lines[0],
+      /\| method +\| seed \| +RV \| +Myo \| +LV \| +mean \| +lowest \| +min \|/,
+    );
+    const row = (m: string, seed: number) =>
+      lines.find((l) => new RegExp(`^\\| ${m} +\\| +${seed} \\|`).test(l))!.split("|").slice(1, -1)
+        .map((s) => s.trim());
+    // ours-kl seed 2: c(0.84, 0.74, 0.92), mean 83.33, wall 126 s
+    assert.deepEqual(row("ours-kl", 2), [
+      "ours-kl",
+      "2",
+      "84.00",
+      "74.00",
+      "92.00",
+      "83.33",
+      "Myo 74.00",
+      "2.1",
+    ]);
+    assert.deepEqual(row("mean-teacher", 1)[6], "Myo 68.00");
+    assert.equal(lines.filter((l) => /^\| (partial|ours-kl|mean-teacher) /.test(l)).length, 5);
+    const csv = formatTable(table, "csv", { perSeed: true }).trim().split("\n");
+    assert.equal(csv[0], "method,seed,RV,Myo,LV,mean,lowest,min");
+    assert.equal(csv[1], "partial,1,70.00,60.00,80.00,70.00,Myo 60.00,1.1");
+  });
+});
