@@ -21,7 +21,8 @@ import { loadRecipe, type PluginOptions, type Recipe, validatePluginOptions } fr
 import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { type RunEnvironment, runEnvironment } from "./provenance.ts";
-import { forwardValidMask, type InvertibleTransform, transforms } from "./transform.ts";
+import { type InvertibleTransform, transforms } from "./transform.ts";
+import { createStepContext } from "./step_context.ts";
 import { losses, type SupervisedLoss } from "./loss.ts";
 import { sampleRandomAffine, warpAffine } from "./warp.ts";
 
@@ -655,27 +656,7 @@ export class Trainer {
         });
         const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
         logitsL = ll;
-        const transform = this.transform;
-        const probsUnlabeled = tf.softmax(lu) as tf.Tensor4D;
-        const probsTransformed = tf.softmax(lt) as tf.Tensor4D;
-        // The warped maps and masks of the two pairing forms are computed on first use: a
-        // regularizer reads only those of the recipe's `pairing` (see `pairedPredictions`).
-        const lazy = <T extends tf.Tensor>(make: () => T): () => T => {
-          let value: T | undefined;
-          return () => {
-            if (value === undefined) {
-              // First use may be inside a regularizer's tidy: keep it for the others.
-              value = tf.keep(make());
-              lazyTensors.push(value);
-            }
-            return value;
-          };
-        };
-        const back = lazy(() => transform.invert(probsTransformed, params));
-        const mask = lazy(() => transform.validMask(params, h, w));
-        const warped = lazy(() => transform.apply(probsUnlabeled, params, "bilinear"));
-        const forwardMask = lazy(() => forwardValidMask(transform, params, h, w, bu));
-        context = {
+        context = createStepContext({
           iteration: it,
           iterations: total,
           numClasses: this.dataset.classNames.length,
@@ -686,25 +667,11 @@ export class Trainer {
           logitsLabeled: ll,
           logitsUnlabeled: lu,
           logitsTransformed: lt,
-          probsUnlabeled,
-          probsTransformed,
-          get probsTransformedBack() {
-            return back();
-          },
-          get validMask() {
-            return mask();
-          },
-          get probsUnlabeledWarped() {
-            return warped();
-          },
-          get forwardMask() {
-            return forwardMask();
-          },
           pairing: r.pairing,
-          transform,
+          transform: this.transform,
           transformParams: params,
           model: this.model,
-        };
+        }, lazyTensors);
       } else {
         logitsL = this.model.apply(xl, { training: true, seed: dropoutSeed });
       }
