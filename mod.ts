@@ -101,12 +101,12 @@ export {
 export {
   type EvaluateOptions,
   type Evaluation,
-  type NamedRegularizer,
   sigmoidRampUp,
   type Summary,
   Trainer,
   type TrainerOptions,
 } from "./core/trainer.ts";
+export type { NamedRegularizer } from "./core/networks.ts";
 export type { RunEnvironment } from "./core/provenance.ts";
 export {
   diceScores,

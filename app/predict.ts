@@ -28,12 +28,8 @@ import type { Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import type { SegmentationModel } from "../core/model.ts";
 import { loadRecipe, type Recipe, validatePluginOptions } from "../core/recipe.ts";
-import {
-  createNetworks,
-  evaluationModelOf,
-  loadPluginModules,
-  networkTensors,
-} from "../core/trainer.ts";
+import { createNetworks, evaluationModelOf, networkTensors } from "../core/networks.ts";
+import { loadPluginModules } from "../core/trainer.ts";
 import { writeHdf5 } from "../io/hdf5.ts";
 import { type MetaImageVolume, writeMetaImage } from "../io/metaimage.ts";
 import { writeNifti } from "../io/nifti.ts";
