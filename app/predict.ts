@@ -23,7 +23,7 @@
 import { basename, join, resolve } from "node:path";
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
-import { loadCheckpoint } from "../core/checkpoint.ts";
+import { loadCheckpoint, restoreTensors } from "../core/checkpoint.ts";
 import type { Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import type { SegmentationModel } from "../core/model.ts";
@@ -151,21 +151,7 @@ export async function loadPredictor(
   const backend = await initBackend(recipe.backend, { threads: recipe.threads });
   const networks = createNetworks(recipe, parsed, classNames.length);
   try {
-    for (const [name, target] of networkTensors(networks)) {
-      const stored = ckpt.tensors.get(name);
-      if (stored === undefined) {
-        throw new UserError(`Checkpoint "${checkpoint}" has no tensor "${name}"`);
-      }
-      if (stored.shape.join("x") !== target.shape.join("x")) {
-        throw new UserError(
-          `Checkpoint "${checkpoint}": "${name}" has shape ${stored.shape}, the model ` +
-            `${target.shape}`,
-        );
-      }
-      const value = tf.tensor(stored.data, stored.shape);
-      target.assign(value);
-      value.dispose();
-    }
+    restoreTensors(ckpt, networkTensors(networks));
   } catch (error) {
     networks.dispose();
     throw error;

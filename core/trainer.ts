@@ -10,7 +10,7 @@
 import { dirname, resolve } from "node:path";
 import { tf, YAML } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
-import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
+import { loadCheckpoint, restoreTensors, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
 import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
 import { UserError } from "./errors.ts";
 import { diceScores, hd95, meanPerClass, nanMeanPerClass } from "./metrics.ts";
@@ -420,14 +420,9 @@ export class Trainer {
     return trainer;
   }
 
-  /** Every regularizer's and the trainer's own tensors to checkpoint, by unique name. */
-  #stateTensors(): Map<string, tf.Tensor> {
-    const out = new Map<string, tf.Tensor>();
-    for (const [k, v] of this.model.trainable) out.set(k, v);
-    for (const [k, v] of this.model.state) out.set(k, v);
-    for (const [k, v] of this.#optimizer.stateVariables()) out.set(k, v);
-    for (const [k, v] of networkTensors(this)) out.set(k, v);
-    return out;
+  /** The networks' tensors and the optimizer's moments to checkpoint, by unique name. */
+  #stateTensors(): Map<string, tf.Variable> {
+    return new Map([...networkTensors(this), ...this.#optimizer.stateVariables()]);
   }
 
   /** Save a checkpoint (`latest.ckpt` or `best.ckpt`) in the run directory. */
@@ -450,22 +445,9 @@ export class Trainer {
   /** Restore weights (and, unless `weightsOnly`, the training state) from a checkpoint file. */
   async loadCheckpoint(path: string, options: { weightsOnly?: boolean } = {}): Promise<void> {
     const ckpt = await loadCheckpoint<CheckpointMeta>(path);
-    const targets = this.#stateTensors();
-    for (const [name, target] of targets) {
-      const stored = ckpt.tensors.get(name);
-      if (stored === undefined) {
-        if (options.weightsOnly && name.startsWith("adam/")) continue;
-        throw new UserError(`Checkpoint "${path}" has no tensor "${name}"`);
-      }
-      if (stored.shape.join("x") !== target.shape.join("x")) {
-        throw new UserError(
-          `Checkpoint "${path}": "${name}" has shape ${stored.shape}, the model ${target.shape}`,
-        );
-      }
-      const value = tf.tensor(stored.data, stored.shape);
-      (target as tf.Variable).assign(value);
-      value.dispose();
-    }
+    restoreTensors(ckpt, this.#stateTensors(), {
+      optional: (name) => options.weightsOnly === true && name.startsWith("adam/"),
+    });
     if (!options.weightsOnly) {
       this.iteration = ckpt.meta.iteration;
       this.#rng.setState(ckpt.meta.rng);
