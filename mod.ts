@@ -98,14 +98,8 @@ export {
   RESERVED_METRIC_NAMES,
   validatePluginOptions,
 } from "./core/recipe.ts";
-export {
-  type EvaluateOptions,
-  type Evaluation,
-  sigmoidRampUp,
-  type Summary,
-  Trainer,
-  type TrainerOptions,
-} from "./core/trainer.ts";
+export type { EvaluateOptions, Evaluation } from "./core/evaluate.ts";
+export { sigmoidRampUp, type Summary, Trainer, type TrainerOptions } from "./core/trainer.ts";
 export type { NamedRegularizer } from "./core/networks.ts";
 export type { RunEnvironment } from "./core/provenance.ts";
 export {

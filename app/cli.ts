@@ -18,8 +18,8 @@ import { type LoadedRecipe, loadRecipe, validatePluginOptions } from "../core/re
 import { regularizers } from "../core/regularizer.ts";
 import { transforms } from "../core/transform.ts";
 import { losses } from "../core/loss.ts";
+import { formatDice } from "../core/evaluate.ts";
 import {
-  formatDice,
   InterruptedError,
   loadPluginModules,
   readRunInfo,
@@ -91,46 +91,50 @@ class PartialFailure extends Error {}
 
 /**
  * `eval --export DIR --grid source`: each volume's prediction brought back onto the grid of the
- * file it was read from (the class probabilities resampled, then the argmax) and written as
- * NIfTI with that file's shape, spacing and affine. Generated volumes (phantom) have no file:
- * their evaluated grid is their own, and they are written as `--grid network` writes them.
+ * file it was read from (the class probabilities its evaluation computed, resampled, then the
+ * argmax) and written as NIfTI with that file's shape, spacing and affine. Generated volumes
+ * (phantom) have no file: their evaluated grid is their own, and they are written as
+ * `--grid network` writes them. `add` is called with each evaluated volume, `done` at the end.
  */
-async function exportOnSourceGrid(
-  dir: string,
-  predictions: [Volume, Uint8Array][],
-  trainer: Trainer,
-  loaded: LoadedRecipe,
-): Promise<void> {
+function sourceGridExport(dir: string, trainer: Trainer, loaded: LoadedRecipe) {
   const parsed = validatePluginOptions(loaded.recipe, loaded.file);
   const prep = scanPreprocessing(loaded.recipe.dataset.type, parsed.dataset);
-  const model = trainer.evaluationModel();
   const numClasses = trainer.dataset.classNames.length;
   let generated = 0;
-  for (const [v, p] of predictions) {
-    const back = await volumeOnSourceGrid(v, model, numClasses, prep);
-    if (back === null) {
-      generated++;
-      await exportPrediction(dir, v, p);
-      continue;
-    }
-    try {
-      await Deno.mkdir(dir, { recursive: true });
-    } catch (error) {
-      throw new UserError(`Cannot write predictions to "${dir}": ${(error as Error).message}`);
-    }
-    await writeNiftiLabels(
-      join(dir, predictionFileName(v.id)),
-      back.labels,
-      back.image,
-      v.source!.path,
-    );
-  }
-  if (generated) {
-    console.error(
-      `${generated} volume(s) of dataset "${trainer.dataset.id}" have no source file (generated ` +
-        `data): written on the evaluated grid, which is their own`,
-    );
-  }
+  let count = 0;
+  return {
+    get count() {
+      return count;
+    },
+    async add(v: Volume, p: Uint8Array, probabilities: Float32Array): Promise<void> {
+      count++;
+      const back = await volumeOnSourceGrid(v, probabilities, numClasses, prep);
+      if (back === null) {
+        generated++;
+        await exportPrediction(dir, v, p);
+        return;
+      }
+      try {
+        await Deno.mkdir(dir, { recursive: true });
+      } catch (error) {
+        throw new UserError(`Cannot write predictions to "${dir}": ${(error as Error).message}`);
+      }
+      await writeNiftiLabels(
+        join(dir, predictionFileName(v.id)),
+        back.labels,
+        back.image,
+        v.source!.path,
+      );
+    },
+    done(): void {
+      if (generated) {
+        console.error(
+          `${generated} volume(s) of dataset "${trainer.dataset.id}" have no source file ` +
+            `(generated data): written on the evaluated grid, which is their own`,
+        );
+      }
+    },
+  };
 }
 
 /** Build the CLI program (exported for tests). */
@@ -358,17 +362,23 @@ export function buildProgram(): Command {
         await trainer.loadCheckpoint(ckpt, { weightsOnly: true });
         const split = opts.split === "test" ? "test" : "validation";
         const predictions: [Volume, Uint8Array][] = [];
+        // --grid source exports from the probabilities the evaluation computed (one pass)
+        const source = opts.export && opts.grid === "source"
+          ? sourceGridExport(opts.export, trainer, loaded)
+          : null;
         const ev = await trainer.evaluate(split, undefined, {
-          onPrediction: opts.export ? (v, p) => predictions.push([v, p]) : undefined,
+          onPrediction: !opts.export
+            ? undefined
+            : source
+            ? (v, p, probabilities) => source.add(v, p, probabilities)
+            : (v, p) => predictions.push([v, p]),
         });
-        if (opts.grid === "source" && opts.export) {
-          await exportOnSourceGrid(opts.export, predictions, trainer, loaded);
-        } else {
-          for (const [v, p] of predictions) await exportPrediction(opts.export!, v, p);
-        }
+        source?.done();
+        for (const [v, p] of predictions) await exportPrediction(opts.export!, v, p);
         if (opts.export && !opts.json) {
           console.log(
-            `${predictions.length} predictions written to ${opts.export} (${opts.grid} grid)`,
+            `${source?.count ?? predictions.length} predictions written to ${opts.export} ` +
+              `(${opts.grid} grid)`,
           );
         }
         if (opts.json) console.log(JSON.stringify(ev, null, 2));

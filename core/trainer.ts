@@ -13,7 +13,13 @@ import { initBackend } from "../runtime/backend.ts";
 import { loadCheckpoint, restoreTensors, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
 import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
 import { UserError } from "./errors.ts";
-import { diceScores, hd95, meanPerClass, nanMeanPerClass } from "./metrics.ts";
+import {
+  type EvaluateOptions,
+  evaluateVolumes,
+  type Evaluation,
+  formatDice,
+  predictVolume,
+} from "./evaluate.ts";
 import type { SegmentationModel } from "./model.ts";
 import {
   createNetworks,
@@ -54,33 +60,6 @@ export interface TrainerOptions {
   resuming?: boolean;
   /** Messages (loading, validation), default to standard error. */
   log?: (line: string) => void;
-}
-
-/** Evaluation of one split. */
-export interface Evaluation {
-  /** Mean Dice over volumes, by class name. */
-  dice: Record<string, number>;
-  /** Mean of `dice` over the foreground classes. */
-  dice_mean: number;
-  /**
-   * Mean HD95 (95th percentile symmetric surface distance, {@linkcode hd95}) by class name,
-   * over the volumes where it is defined (`NaN`, `null` in JSON, when it is defined in none).
-   */
-  hd95: Record<string, number>;
-  /** Mean of the defined values of `hd95` over the foreground classes. */
-  hd95_mean: number;
-  /** `mm` when every volume records its spacing, else `voxels` (of the evaluated grid). */
-  hd95_unit: "mm" | "voxels";
-  /** By class: volumes whose HD95 is undefined (the class in only one of prediction and truth). */
-  hd95_undefined: Record<string, number>;
-  /** Per volume: Dice and HD95 (`NaN` / `null` where undefined) by class name. */
-  per_volume: Record<string, { dice: Record<string, number>; hd95: Record<string, number> }>;
-}
-
-/** Options of {@linkcode Trainer.evaluate}. */
-export interface EvaluateOptions {
-  /** Called with each volume and its predicted labels (`--export`). */
-  onPrediction?: (volume: Volume, prediction: Uint8Array) => void;
 }
 
 /** What `summary.json` holds. */
@@ -611,23 +590,8 @@ export class Trainer {
    * Predicted labels of one volume (slice by slice), with `model` (default: the student). Async:
    * the webgpu backend can read results back only asynchronously.
    */
-  async predictVolume(
-    volume: Volume,
-    model: SegmentationModel = this.model,
-    batch = 8,
-  ): Promise<Uint8Array> {
-    const [d, h, w] = volume.shape;
-    const out = new Uint8Array(d * h * w);
-    for (let s = 0; s < d; s += batch) {
-      const n = Math.min(batch, d - s);
-      const pred = tf.tidy(() => {
-        const x = tf.tensor4d(volume.image.subarray(s * h * w, (s + n) * h * w), [n, h, w, 1]);
-        return tf.argMax(model.apply(x, { training: false }), 3);
-      });
-      out.set(await pred.data() as unknown as ArrayLike<number>, s * h * w);
-      pred.dispose();
-    }
-    return out;
+  async predictVolume(volume: Volume, model: SegmentationModel = this.model): Promise<Uint8Array> {
+    return (await predictVolume(model, volume)).labels;
   }
 
   /**
@@ -647,7 +611,7 @@ export class Trainer {
     }
   }
 
-  async #evaluate(
+  #evaluate(
     split: "validation" | "test",
     model: SegmentationModel,
     options: EvaluateOptions,
@@ -656,32 +620,7 @@ export class Trainer {
     if (!volumes || volumes.length === 0) {
       throw new UserError(`Dataset "${this.dataset.id}" has no ${split} volumes`);
     }
-    const classes = this.dataset.classNames.slice(1);
-    const rows: number[][] = [];
-    const hdRows: number[][] = [];
-    const perVolume: Evaluation["per_volume"] = {};
-    const byClass = (values: number[]) => Object.fromEntries(classes.map((c, i) => [c, values[i]]));
-    for (const v of volumes) {
-      const pred = await this.predictVolume(v, model);
-      options.onPrediction?.(v, pred);
-      const scores = diceScores(pred, v.label, this.dataset.classNames.length);
-      const hd = classes.map((_, i) => hd95(pred, v.label, v.shape, v.spacing, i + 1));
-      rows.push(scores);
-      hdRows.push(hd);
-      perVolume[v.id] = { dice: byClass(scores), hd95: byClass(hd) };
-    }
-    const mean = meanPerClass(rows);
-    const hdMean = nanMeanPerClass(hdRows);
-    const defined = hdMean.mean.filter((x) => !Number.isNaN(x));
-    return {
-      dice: byClass(mean),
-      dice_mean: mean.reduce((a, b) => a + b, 0) / Math.max(mean.length, 1),
-      hd95: byClass(hdMean.mean),
-      hd95_mean: defined.length ? defined.reduce((a, b) => a + b, 0) / defined.length : NaN,
-      hd95_unit: volumes.every((v) => v.spacing) ? "mm" : "voxels",
-      hd95_undefined: byClass(hdMean.undefinedCount),
-      per_volume: perVolume,
-    };
+    return evaluateVolumes(volumes, model, this.dataset.classNames, options);
   }
 
   /** Wall-clock seconds of the run so far (earlier sessions of a resumed run included). */
@@ -835,11 +774,6 @@ export async function readRunInfo(runDir: string): Promise<RunInfo> {
   } catch {
     return { baseDir: runDir, recipe: null };
   }
-}
-
-/** `RV 81.23 Myo 70.12 LV 90.01 %` (Dice in percent, as every line shown to a user). */
-export function formatDice(dice: Record<string, number>): string {
-  return Object.entries(dice).map(([k, v]) => `${k} ${(100 * v).toFixed(2)}`).join(" ") + " %";
 }
 
 /** A module specifier for a plugin path (absolute or relative file path, or URL). */
