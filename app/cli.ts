@@ -19,14 +19,8 @@ import { regularizers } from "../core/regularizer.ts";
 import { transforms } from "../core/transform.ts";
 import { losses } from "../core/loss.ts";
 import { formatDice } from "../core/evaluate.ts";
-import {
-  InterruptedError,
-  loadPluginModules,
-  readRunInfo,
-  runFinished,
-  type Summary,
-  Trainer,
-} from "../core/trainer.ts";
+import { RunDir } from "../core/run_dir.ts";
+import { InterruptedError, loadPluginModules, type Summary, Trainer } from "../core/trainer.ts";
 import { formatDuration } from "../core/progress.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
@@ -189,10 +183,10 @@ export function buildProgram(): Command {
         if (file !== undefined || opts.out !== undefined) {
           throw new UserError("--resume takes the run directory alone (no recipe, no --out)");
         }
-        if (await runFinished(opts.resume)) {
+        const s = await new RunDir(opts.resume).readSummary<Summary>();
+        if (s !== null) {
           // Finished means finished: nothing is re-evaluated or rewritten (exit 0, like a sweep
           // that skips finished runs). A longer run is a new run.
-          const s = JSON.parse(await Deno.readTextFile(`${opts.resume}/summary.json`));
           console.log(
             `${opts.resume} is finished (${s.iterations} iterations, mean Dice ` +
               `${(100 * s.dice_mean).toFixed(2)} %): nothing to resume. deno task eval ` +
@@ -335,13 +329,14 @@ export function buildProgram(): Command {
       if (!["best", "latest"].includes(opts.checkpoint)) {
         throw new UserError(`Unknown checkpoint "${opts.checkpoint}"; use best or latest`);
       }
-      const ckpt = `${runDir}/${opts.checkpoint}.ckpt`;
+      const dir = new RunDir(runDir);
+      const ckpt = dir.checkpoint(opts.checkpoint as "best" | "latest");
       try {
         await Deno.stat(ckpt);
       } catch {
         throw new UserError(`Cannot evaluate "${runDir}": ${ckpt} does not exist`);
       }
-      const recipeFile = `${runDir}/recipe.yaml`;
+      const recipeFile = dir.file("recipe");
       const set = opts.data
         ? [
           await datasetOverride(opts.data, {
@@ -354,7 +349,7 @@ export function buildProgram(): Command {
       const trainer = await Trainer.create(loaded.recipe, {
         source: recipeFile,
         // relative dataset paths of the recipe are relative to where it came from
-        baseDir: (await readRunInfo(runDir)).baseDir,
+        baseDir: (await dir.info()).baseDir,
         out: null,
         progress: false,
       });

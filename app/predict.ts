@@ -25,6 +25,7 @@ import { initBackend } from "../runtime/backend.ts";
 import { loadCheckpoint, restoreTensors } from "../core/checkpoint.ts";
 import type { Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
+import { RUN_FILES, RunDir } from "../core/run_dir.ts";
 import { probabilities } from "../core/evaluate.ts";
 import { loadRecipe, type Recipe, validatePluginOptions } from "../core/recipe.ts";
 import { createNetworks, evaluationModelOf, networkTensors } from "../core/networks.ts";
@@ -75,46 +76,6 @@ export interface LoadPredictorOptions {
 }
 
 /**
- * The class names of a run: from `run.json` (runs record them since `predict` exists), else
- * the foreground classes of `summary.json` or of the last validation in `metrics.jsonl`.
- *
- * @throws {UserError} When none of them tells.
- */
-export async function runClassNames(runDir: string): Promise<string[]> {
-  const json = async (file: string) => {
-    try {
-      return JSON.parse(await Deno.readTextFile(join(runDir, file)));
-    } catch {
-      return undefined;
-    }
-  };
-  const info = await json("run.json");
-  if (Array.isArray(info?.classNames) && info.classNames.length > 1) return info.classNames;
-  const summary = await json("summary.json");
-  if (summary?.dice && typeof summary.dice === "object") {
-    return ["background", ...Object.keys(summary.dice)];
-  }
-  try {
-    const lines = (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).split("\n");
-    for (const line of lines.reverse()) {
-      if (!line.includes("val_dice")) continue;
-      try {
-        const dice = JSON.parse(line).val_dice;
-        if (dice && typeof dice === "object") return ["background", ...Object.keys(dice)];
-      } catch {
-        // a cut line
-      }
-    }
-  } catch {
-    // no metrics
-  }
-  throw new UserError(
-    `Cannot tell the classes of "${runDir}": neither run.json, summary.json nor metrics.jsonl ` +
-      `names them`,
-  );
-}
-
-/**
  * Load a run's network and preprocessing from its directory (`recipe.yaml`, `run.json` and a
  * checkpoint), without its dataset. The run's plugin modules are imported (they may define the
  * model or regularizers); the built-in plugins must be registered.
@@ -129,11 +90,10 @@ export async function loadPredictor(
   if (which !== "best" && which !== "latest") {
     throw new UserError(`Unknown checkpoint "${which}"; use best or latest`);
   }
-  const checkpoint = join(runDir, `${which}.ckpt`);
-  try {
-    await Deno.stat(join(runDir, "recipe.yaml"));
-  } catch {
-    throw new UserError(`"${runDir}" is not a run directory (it has no recipe.yaml)`);
+  const dir = new RunDir(runDir);
+  const checkpoint = dir.checkpoint(which);
+  if (!(await dir.has("recipe"))) {
+    throw new UserError(`"${runDir}" is not a run directory (it has no ${RUN_FILES.recipe})`);
   }
   try {
     await Deno.stat(checkpoint);
@@ -141,11 +101,11 @@ export async function loadPredictor(
     throw new UserError(`Cannot predict with "${runDir}": ${checkpoint} does not exist`);
   }
   const set = options.backend !== undefined ? [`backend=${options.backend}`] : [];
-  const recipe: Recipe = (await loadRecipe(join(runDir, "recipe.yaml"), { set })).recipe;
+  const recipe: Recipe = (await loadRecipe(dir.file("recipe"), { set })).recipe;
   await loadPluginModules(recipe.plugins);
-  const parsed = validatePluginOptions(recipe, join(runDir, "recipe.yaml"));
+  const parsed = validatePluginOptions(recipe, dir.file("recipe"));
   const prep = scanPreprocessing(recipe.dataset.type, parsed.dataset);
-  const classNames = await runClassNames(runDir);
+  const classNames = await dir.classNames();
   const ckpt = await loadCheckpoint(checkpoint);
   const backend = await initBackend(recipe.backend, { threads: recipe.threads });
   const networks = createNetworks(recipe, parsed, classNames.length);

@@ -7,10 +7,10 @@
  *
  * @module
  */
-import { dirname, resolve } from "node:path";
-import { tf, YAML } from "../deps.ts";
+import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
-import { loadCheckpoint, restoreTensors, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
+import { loadCheckpoint, restoreTensors, saveCheckpoint } from "./checkpoint.ts";
+import { RUN_FILES, RunDir } from "./run_dir.ts";
 import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
 import { UserError } from "./errors.ts";
 import {
@@ -157,6 +157,7 @@ export class Trainer {
   readonly backend: string;
   /** The run directory, or `null` when the run writes nothing. */
   readonly runDir: string | null;
+  readonly #runDir: RunDir | null;
   /** 0-based index of the next iteration. */
   iteration = 0;
   /** Steps skipped because a loss term was not finite (`trainer.nonFinite: skip`). */
@@ -183,7 +184,7 @@ export class Trainer {
     regularizers: NamedRegularizer[];
     supervisedLoss: SupervisedLoss;
     backend: string;
-    runDir: string | null;
+    runDir: RunDir | null;
     log: (line: string) => void;
     progress: boolean;
     wallStart: number;
@@ -197,7 +198,8 @@ export class Trainer {
     this.regularizers = init.regularizers;
     this.supervisedLoss = init.supervisedLoss;
     this.backend = init.backend;
-    this.runDir = init.runDir;
+    this.#runDir = init.runDir;
+    this.runDir = init.runDir?.path ?? null;
     this.#log = init.log;
     this.#progress = init.progress;
     this.#wallStart = init.wallStart;
@@ -227,7 +229,7 @@ export class Trainer {
    */
   static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
     const wallStart = performance.now();
-    if (options.out && !options.resuming) await refuseExistingRun(options.out);
+    if (options.out && !options.resuming) await new RunDir(options.out).refuseExisting();
     const log = options.log ?? ((line: string) => console.error(line));
     const baseDir = options.baseDir ?? Deno.cwd();
     await loadPluginModules(recipe.plugins);
@@ -291,28 +293,22 @@ export class Trainer {
     const { model, regularizers: regs } = networks;
     checkRegularizersRun(regs);
     const transform = transforms.get(recipe.transform.type).create(parsed.transform);
-    let runDir: string | null = null;
+    let runDir: RunDir | null = null;
     if (options.out !== null) {
-      runDir = options.out ?? defaultRunDir(recipe);
-      await prepareRunDir(runDir);
-      await Deno.writeTextFile(
-        `${runDir}/recipe.yaml`,
-        YAML.stringify(options.resolved ?? recipe),
-      );
-      await Deno.writeTextFile(`${runDir}/splits.json`, JSON.stringify(dataset.splits, null, 2));
-      const realBase = await realFolder(baseDir, options.recipeFile);
-      const info = {
-        baseDir: realBase,
-        recipe: options.recipeFile ?? null,
+      runDir = options.out !== undefined ? new RunDir(options.out) : RunDir.forRecipe(recipe);
+      await runDir.start({
+        resolved: options.resolved ?? recipe,
+        splits: dataset.splits,
+        baseDir,
+        recipeFile: options.recipeFile,
         classNames: dataset.classNames,
-      };
-      await Deno.writeTextFile(`${runDir}/run.json`, JSON.stringify(info, null, 2) + "\n");
+      });
     }
     log(
       `backend ${backend} | dataset ${dataset.id}: ${dataset.labeled.count} labeled, ` +
         `${dataset.unlabeled.count} unlabeled slices, ${dataset.validation.length} validation ` +
         `volumes | model ${recipe.model.type} ${model.paramCount} parameters` +
-        (runDir ? ` | run ${runDir}` : ""),
+        (runDir ? ` | run ${runDir.path}` : ""),
     );
     return new Trainer({
       recipe,
@@ -352,46 +348,22 @@ export class Trainer {
     runDir: string,
     options: Omit<TrainerOptions, "out" | "resolved" | "baseDir"> & { set?: string[] } = {},
   ): Promise<Trainer> {
-    const ckpt = `${runDir}/latest.ckpt`;
-    try {
-      await Deno.stat(ckpt);
-    } catch {
-      throw new UserError(`Cannot resume "${runDir}": it has no latest.ckpt`);
-    }
-    if (await runFinished(runDir)) {
-      throw new UserError(
-        `"${runDir}" is a finished run (it has summary.json): there is nothing to resume`,
-      );
-    }
-    const info = await readRunInfo(runDir);
-    const loaded = await loadRecipe(`${runDir}/recipe.yaml`, { set: options.set });
+    const dir = new RunDir(runDir);
+    await refuseResume(dir);
+    const info = await dir.info();
+    const loaded = await loadRecipe(dir.file("recipe"), { set: options.set });
     const trainer = await Trainer.create(loaded.recipe, {
       ...options,
       baseDir: info.baseDir,
       recipeFile: info.recipe ?? undefined,
-      source: `${runDir}/recipe.yaml`,
+      source: dir.file("recipe"),
       out: runDir,
       resolved: loaded.resolved,
       resuming: true,
     });
     try {
-      await trainer.loadCheckpoint(ckpt);
-      const metrics = `${runDir}/metrics.jsonl`;
-      let text = "";
-      try {
-        text = await Deno.readTextFile(metrics);
-      } catch {
-        // no metrics yet
-      }
-      const kept = text.split("\n").filter((line) => {
-        if (line.trim() === "") return false;
-        try {
-          return (JSON.parse(line) as { iteration: number }).iteration <= trainer.iteration;
-        } catch {
-          return false; // a line cut by a crash
-        }
-      });
-      await writeFileAtomic(metrics, kept.map((l) => l + "\n").join(""));
+      await trainer.loadCheckpoint(dir.checkpoint("latest"));
+      await dir.cutMetrics(trainer.iteration);
     } catch (error) {
       trainer.dispose();
       throw error;
@@ -406,7 +378,7 @@ export class Trainer {
 
   /** Save a checkpoint (`latest.ckpt` or `best.ckpt`) in the run directory. */
   async saveCheckpoint(file: "latest.ckpt" | "best.ckpt"): Promise<void> {
-    if (this.runDir === null) return;
+    if (this.#runDir === null) return;
     const meta: CheckpointMeta = {
       iteration: this.iteration,
       rng: this.#rng.getState(),
@@ -418,7 +390,8 @@ export class Trainer {
       secondsData: this.#seconds.data,
       secondsWall: this.wallSeconds(),
     };
-    await saveCheckpoint(`${this.runDir}/${file}`, meta, this.#stateTensors());
+    const which = file === RUN_FILES.best ? "best" : "latest";
+    await saveCheckpoint(this.#runDir.checkpoint(which), meta, this.#stateTensors());
   }
 
   /** Restore weights (and, unless `weightsOnly`, the training state) from a checkpoint file. */
@@ -661,12 +634,7 @@ export class Trainer {
     const startIteration = this.iteration;
     /** The validation of the final weights, when the loop made it (it is not repeated). */
     let last: Evaluation | null = null;
-    if (this.runDir) {
-      this.#metricsFile = await Deno.open(`${this.runDir}/metrics.jsonl`, {
-        append: true,
-        create: true,
-      });
-    }
+    if (this.#runDir) this.#metricsFile = await this.#runDir.openMetrics();
     try {
       while (this.iteration < total) {
         const values = await this.step();
@@ -733,12 +701,7 @@ export class Trainer {
         environment: await runEnvironment(),
       };
       if (student) summary.student = student;
-      if (this.runDir) {
-        await writeFileAtomic(
-          `${this.runDir}/summary.json`,
-          JSON.stringify(summary, null, 2) + "\n",
-        );
-      }
+      await this.#runDir?.writeSummary(summary);
       return summary;
     } finally {
       this.#metricsFile?.close();
@@ -756,23 +719,6 @@ export class Trainer {
     for (const r of this.regularizers) r.instance.dispose?.();
     this.#optimizer.dispose();
     this.model.dispose();
-  }
-}
-
-/** What `run.json` in a run directory holds. */
-export interface RunInfo {
-  /** Directory relative dataset paths of the recipe are resolved against. */
-  baseDir: string;
-  /** The recipe file the run came from, when known. */
-  recipe: string | null;
-}
-
-/** Read `<runDir>/run.json` (defaults for runs without one). */
-export async function readRunInfo(runDir: string): Promise<RunInfo> {
-  try {
-    return JSON.parse(await Deno.readTextFile(`${runDir}/run.json`)) as RunInfo;
-  } catch {
-    return { baseDir: runDir, recipe: null };
   }
 }
 
@@ -833,82 +779,17 @@ function checkDataset(d: SegmentationDataset, recipe: Recipe): void {
 }
 
 /**
- * The real path of `baseDir`, found through the recipe file inside it when there is one: a
- * least-privilege run may read the recipe file but not list its folder.
- */
-async function realFolder(baseDir: string, recipeFile?: string): Promise<string> {
-  if (recipeFile !== undefined && resolve(dirname(recipeFile)) === resolve(baseDir)) {
-    try {
-      return dirname(await Deno.realPath(recipeFile));
-    } catch {
-      // gone or unreadable: fall through
-    }
-  }
-  try {
-    return await Deno.realPath(baseDir);
-  } catch {
-    return resolve(baseDir);
-  }
-}
-
-/** The files that make a folder a run (what a new run would overwrite or append to). */
-const RUN_FILES = ["summary.json", "latest.ckpt", "best.ckpt", "metrics.jsonl"];
-
-/** Whether `runDir` holds a finished run (`summary.json`). */
-export async function runFinished(runDir: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(`${runDir}/summary.json`)).isFile;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Refuse a run directory that already holds a run: its summary and checkpoints would be
- * replaced and its metrics appended to. (A folder left by a run that died before writing any
- * of {@linkcode RUN_FILES}, e.g. while loading data, holds nothing to lose and is reused.)
+ * Why `dir` cannot be resumed, if it cannot: it has no `latest.ckpt` or it is finished.
  *
- * @throws {UserError} Naming `--resume` for an unfinished run, a new folder for either.
+ * @throws {UserError} Saying which.
  */
-async function refuseExistingRun(dir: string): Promise<void> {
-  const found: string[] = [];
-  for (const f of RUN_FILES) {
-    try {
-      await Deno.stat(`${dir}/${f}`);
-      found.push(f);
-    } catch {
-      // absent (or unreadable: the run reports that when it writes)
-    }
+async function refuseResume(dir: RunDir): Promise<void> {
+  if (!(await dir.has("latest"))) {
+    throw new UserError(`Cannot resume "${dir.path}": it has no ${RUN_FILES.latest}`);
   }
-  if (found.length === 0) return;
-  if (found.includes("summary.json")) {
+  if (await dir.finished()) {
     throw new UserError(
-      `"${dir}" already holds a finished run (${found.join(", ")}); runs are never ` +
-        `overwritten: give --out a new folder (deno task eval ${dir} re-evaluates this one)`,
+      `"${dir.path}" is a finished run (it has ${RUN_FILES.summary}): there is nothing to resume`,
     );
-  }
-  throw new UserError(
-    `"${dir}" already holds a run (${found.join(", ")}); runs are never overwritten: ` +
-      `continue it with deno task run --resume ${dir}, or give --out a new folder`,
-  );
-}
-
-function defaultRunDir(recipe: Recipe): string {
-  const now = new Date();
-  const p = (n: number) => String(n).padStart(2, "0");
-  const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-` +
-    `${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
-  const name = (recipe.name ?? recipe.method).replace(/[^A-Za-z0-9._-]+/g, "_");
-  return `${recipe.output.dir}/${name}/${stamp}-seed${recipe.seed}`;
-}
-
-async function prepareRunDir(dir: string): Promise<void> {
-  try {
-    await Deno.mkdir(dir, { recursive: true });
-    const probe = `${dir}/.write-test`;
-    await Deno.writeTextFile(probe, "ok");
-    await Deno.remove(probe);
-  } catch (error) {
-    throw new UserError(`Cannot write the run directory "${dir}": ${(error as Error).message}`);
   }
 }
