@@ -29,7 +29,7 @@ import { RUN_FILES, RunDir } from "../core/run_dir.ts";
 import { probabilities } from "../core/evaluate.ts";
 import { loadRecipe, type Recipe, validatePluginOptions } from "../core/recipe.ts";
 import { createNetworks, evaluationModelOf, networkTensors } from "../core/networks.ts";
-import { loadPluginModules } from "../core/trainer.ts";
+import { loadPluginModules } from "../core/plugin_modules.ts";
 import { writeHdf5 } from "../io/hdf5.ts";
 import { type MetaImageVolume, writeMetaImage } from "../io/metaimage.ts";
 import { writeNifti } from "../io/nifti.ts";

@@ -10,7 +10,8 @@ import { resolve } from "node:path";
 import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { UserError } from "../core/errors.ts";
 import { RUN_FILES, RunDir } from "../core/run_dir.ts";
-import { InterruptedError, loadPluginModules } from "../core/trainer.ts";
+import { loadPluginModules } from "../core/plugin_modules.ts";
+import { InterruptedError } from "../core/trainer.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
 /** One run of a sweep. */

@@ -9,6 +9,8 @@ import { dirname, join, resolve } from "node:path";
 import { YAML } from "../deps.ts";
 import { writeFileAtomic } from "./checkpoint.ts";
 import { UserError } from "./errors.ts";
+import type { Evaluation } from "./evaluate.ts";
+import type { RunEnvironment } from "./provenance.ts";
 import type { Recipe } from "./recipe.ts";
 
 /** The files of a run folder, by role. */
@@ -52,6 +54,43 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** What `summary.json` holds. */
+export interface Summary extends Evaluation {
+  /** The recipe's `method`. */
+  method: string;
+  /** The dataset plugin's id. */
+  dataset: string;
+  /** The run's seed. */
+  seed: number;
+  /** Iterations trained. */
+  iterations: number;
+  /** Seconds spent in training steps (forward, backward, optimizer update). */
+  seconds_train: number;
+  /** Seconds spent evaluating on the validation volumes (during and at the end of training). */
+  seconds_validation: number;
+  /** Seconds spent loading (or generating) the dataset, cache reads included. */
+  seconds_data: number;
+  /**
+   * Wall-clock seconds of the run, from the start of {@linkcode Trainer.create} to the summary
+   * (backend start-up, data, training, validations, checkpoints), summed over resumed sessions.
+   */
+  seconds_wall: number;
+  /** The tfjs backend the run trained on. */
+  backend: string;
+  /** Trainable scalars of the student. */
+  params: number;
+  /** Best validation mean Dice and its iteration (the `best.ckpt` weights). */
+  best: { iteration: number; dice_mean: number };
+  /** Steps skipped because a loss term was not finite (`trainer.nonFinite: skip`). */
+  skipped_steps: number;
+  /** Which network `dice` describes (`student`, or `teacher` for mean teacher). */
+  evaluated: string;
+  /** The other network's evaluation, where there is one (mean teacher's student). */
+  student?: Evaluation;
+  /** The Deno and tfjs versions and the framework's commit of the session that finished it. */
+  environment: RunEnvironment;
 }
 
 /** A run folder (which need not exist yet). */

@@ -8,11 +8,9 @@
  * @module
  */
 import { tf } from "../deps.ts";
-import { initBackend } from "../runtime/backend.ts";
 import { loadCheckpoint, restoreTensors, saveCheckpoint } from "./checkpoint.ts";
-import { RUN_FILES, RunDir } from "./run_dir.ts";
-import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
-import { UserError } from "./errors.ts";
+import type { SegmentationDataset, SliceSet, Volume } from "./dataset.ts";
+import { InterruptedError, NonFiniteLossError, UserError } from "./errors.ts";
 import {
   type EvaluateOptions,
   evaluateVolumes,
@@ -21,83 +19,23 @@ import {
   predictVolume,
 } from "./evaluate.ts";
 import type { SegmentationModel } from "./model.ts";
-import {
-  createNetworks,
-  evaluationModelOf,
-  type NamedRegularizer,
-  networkTensors,
-} from "./networks.ts";
+import { evaluationModelOf, type NamedRegularizer, networkTensors } from "./networks.ts";
 import { Adam, learningRate } from "./optimizer.ts";
 import { Progress } from "./progress.ts";
-import { loadRecipe, type PluginOptions, type Recipe, validatePluginOptions } from "./recipe.ts";
+import { loadRecipe, type Recipe } from "./recipe.ts";
 import type { StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
-import { type RunEnvironment, runEnvironment } from "./provenance.ts";
-import { type InvertibleTransform, transforms } from "./transform.ts";
+import { runEnvironment } from "./provenance.ts";
+import { RUN_FILES, RunDir, type Summary } from "./run_dir.ts";
+import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
 import { createStepContext } from "./step_context.ts";
-import { losses, type SupervisedLoss } from "./loss.ts";
-import { sampleRandomAffine, warpAffine } from "./warp.ts";
+import type { InvertibleTransform } from "./transform.ts";
+import type { SupervisedLoss } from "./loss.ts";
+import { drawBatch } from "./batch.ts";
 
-/** Options of {@linkcode Trainer.create}. */
-export interface TrainerOptions {
-  /** Directory of the recipe file (relative dataset paths). @default {Deno.cwd()} */
-  baseDir?: string;
-  /** The run directory; `null` writes nothing (e.g. `eval`, benchmarks). @default {runs/<name>/<time>-seed<N>} */
-  out?: string | null;
-  /** The resolved recipe to write into the run directory. @default {the recipe} */
-  resolved?: Record<string, unknown>;
-  /** The recipe file the run came from (written to `run.json`). */
-  recipeFile?: string;
-  /** The recipe's file as messages name it. @default {recipeFile, else "<inline>"} */
-  source?: string;
-  /** Show progress on standard error. @default {true} */
-  progress?: boolean;
-  /**
-   * `out` is the run being resumed ({@linkcode Trainer.resume} sets it). Without it, an `out`
-   * that already holds a run (a checkpoint, metrics or a summary) is refused: runs are never
-   * overwritten.
-   */
-  resuming?: boolean;
-  /** Messages (loading, validation), default to standard error. */
-  log?: (line: string) => void;
-}
-
-/** What `summary.json` holds. */
-export interface Summary extends Evaluation {
-  /** The recipe's `method`. */
-  method: string;
-  /** The dataset plugin's id. */
-  dataset: string;
-  /** The run's seed. */
-  seed: number;
-  /** Iterations trained. */
-  iterations: number;
-  /** Seconds spent in training steps (forward, backward, optimizer update). */
-  seconds_train: number;
-  /** Seconds spent evaluating on the validation volumes (during and at the end of training). */
-  seconds_validation: number;
-  /** Seconds spent loading (or generating) the dataset, cache reads included. */
-  seconds_data: number;
-  /**
-   * Wall-clock seconds of the run, from the start of {@linkcode Trainer.create} to the summary
-   * (backend start-up, data, training, validations, checkpoints), summed over resumed sessions.
-   */
-  seconds_wall: number;
-  /** The tfjs backend the run trained on. */
-  backend: string;
-  /** Trainable scalars of the student. */
-  params: number;
-  /** Best validation mean Dice and its iteration (the `best.ckpt` weights). */
-  best: { iteration: number; dice_mean: number };
-  /** Steps skipped because a loss term was not finite (`trainer.nonFinite: skip`). */
-  skipped_steps: number;
-  /** Which network `dice` describes (`student`, or `teacher` for mean teacher). */
-  evaluated: string;
-  /** The other network's evaluation, where there is one (mean teacher's student). */
-  student?: Evaluation;
-  /** The Deno and tfjs versions and the framework's commit of the session that finished it. */
-  environment: RunEnvironment;
-}
+export type { TrainerOptions } from "./setup.ts";
+export type { Summary } from "./run_dir.ts";
+export { InterruptedError, NonFiniteLossError } from "./errors.ts";
 
 interface CheckpointMeta {
   iteration: number;
@@ -111,25 +49,6 @@ interface CheckpointMeta {
   secondsValidation?: number;
   secondsData?: number;
   secondsWall?: number;
-}
-
-/** A loss term became NaN or infinite (`trainer.nonFinite: stop`). */
-export class NonFiniteLossError extends UserError {
-  constructor(message: string) {
-    super(message);
-    this.name = "UserError";
-  }
-}
-
-/** The run stopped on SIGINT/SIGTERM after writing a checkpoint. */
-export class InterruptedError extends Error {
-  /** The exit code: 130 for SIGINT, 143 for SIGTERM. */
-  readonly exitCode: number;
-  constructor(readonly signal: "SIGINT" | "SIGTERM", message: string) {
-    super(message);
-    this.name = "InterruptedError";
-    this.exitCode = signal === "SIGINT" ? 130 : 143;
-  }
 }
 
 /** Sigmoid ramp-up `exp(-5 (1 - t/L)^2)` (Laine & Aila; SSL4MIS). */
@@ -176,21 +95,7 @@ export class Trainer {
   readonly #wallStart: number;
   #metricsFile: Deno.FsFile | null = null;
 
-  private constructor(init: {
-    recipe: Recipe;
-    dataset: SegmentationDataset;
-    model: SegmentationModel;
-    transform: InvertibleTransform;
-    regularizers: NamedRegularizer[];
-    supervisedLoss: SupervisedLoss;
-    backend: string;
-    runDir: RunDir | null;
-    log: (line: string) => void;
-    progress: boolean;
-    wallStart: number;
-    secondsData: number;
-    scope: string;
-  }) {
+  private constructor(init: TrainerParts) {
     this.recipe = init.recipe;
     this.dataset = init.dataset;
     this.model = init.model;
@@ -218,113 +123,14 @@ export class Trainer {
   }
 
   /**
-   * Build everything a run needs from a validated recipe: backend, plugin modules, dataset,
-   * model, transform, regularizers. The run directory is created only once all of that worked.
-   * The plugins must be registered before: importing `mod.ts` registers the built-in ones (or
-   * call `registerBuiltins()` from `plugins/mod.ts`); the trainer itself registers nothing.
-   *
-   * A failure after the networks were built (a regularizer whose `create` throws, an unwritable
-   * run folder) frees everything built so far. The variables of each trainer live in their own
-   * scope, so several trainers can live in one process.
+   * Build everything a run needs from a validated recipe ({@linkcode setUpRun}): backend, plugin
+   * modules, dataset, model, transform, regularizers, and the run directory once all of that
+   * worked. The plugins must be registered before: importing `mod.ts` registers the built-in
+   * ones (or call `registerBuiltins()` from `plugins/mod.ts`); the trainer registers nothing.
+   * A failure frees everything built so far; several trainers can live in one process.
    */
   static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
-    const wallStart = performance.now();
-    if (options.out && !options.resuming) await new RunDir(options.out).refuseExisting();
-    const log = options.log ?? ((line: string) => console.error(line));
-    const baseDir = options.baseDir ?? Deno.cwd();
-    await loadPluginModules(recipe.plugins);
-    const parsed = validatePluginOptions(
-      recipe,
-      options.source ?? options.recipeFile ?? "<inline>",
-    );
-    const backend = await initBackend(recipe.backend, {
-      threads: recipe.threads,
-      kernels: recipe.kernels,
-      log,
-    });
-    const dataStart = performance.now();
-    const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
-      seed: recipe.seed,
-      baseDir,
-      log,
-    });
-    const secondsData = (performance.now() - dataStart) / 1000;
-    checkDataset(dataset, recipe);
-    const numClasses = dataset.classNames.length;
-    const supervisedLoss = losses.get(parsed.supervised.type).create(parsed.supervised.options, {
-      numClasses,
-    });
-    const networks = createNetworks(recipe, parsed, numClasses);
-    try {
-      return await Trainer.#finishCreate(recipe, options, {
-        parsed,
-        networks,
-        supervisedLoss,
-        dataset,
-        backend,
-        baseDir,
-        log,
-        wallStart,
-        secondsData,
-      });
-    } catch (error) {
-      networks.dispose();
-      throw error;
-    }
-  }
-
-  /** The part of `create` after the networks exist (its caller frees them when this throws). */
-  static async #finishCreate(
-    recipe: Recipe,
-    options: TrainerOptions,
-    built: {
-      parsed: PluginOptions;
-      networks: ReturnType<typeof createNetworks>;
-      supervisedLoss: SupervisedLoss;
-      dataset: SegmentationDataset;
-      backend: string;
-      baseDir: string;
-      log: (line: string) => void;
-      wallStart: number;
-      secondsData: number;
-    },
-  ): Promise<Trainer> {
-    const { parsed, networks, supervisedLoss, dataset, backend, baseDir, log } = built;
-    const { model, regularizers: regs } = networks;
-    checkRegularizersRun(regs);
-    const transform = transforms.get(recipe.transform.type).create(parsed.transform);
-    let runDir: RunDir | null = null;
-    if (options.out !== null) {
-      runDir = options.out !== undefined ? new RunDir(options.out) : RunDir.forRecipe(recipe);
-      await runDir.start({
-        resolved: options.resolved ?? recipe,
-        splits: dataset.splits,
-        baseDir,
-        recipeFile: options.recipeFile,
-        classNames: dataset.classNames,
-      });
-    }
-    log(
-      `backend ${backend} | dataset ${dataset.id}: ${dataset.labeled.count} labeled, ` +
-        `${dataset.unlabeled.count} unlabeled slices, ${dataset.validation.length} validation ` +
-        `volumes | model ${recipe.model.type} ${model.paramCount} parameters` +
-        (runDir ? ` | run ${runDir.path}` : ""),
-    );
-    return new Trainer({
-      recipe,
-      dataset,
-      model,
-      transform,
-      regularizers: regs,
-      supervisedLoss,
-      backend,
-      runDir,
-      log,
-      progress: options.progress ?? true,
-      wallStart: built.wallStart,
-      secondsData: built.secondsData,
-      scope: networks.scope,
-    });
+    return new Trainer(await setUpRun(recipe, options));
   }
 
   /** Copies of the non-trainable model state (batch-norm statistics), to undo a bad step. */
@@ -416,38 +222,9 @@ export class Trainer {
     }
   }
 
-  /** Draw a batch of `n` slices (augmented), as tensors. */
+  /** Draw a batch of `n` slices (augmented) with the run's generator. */
   #batch(set: SliceSet, n: number, withLabels: boolean): { x: tf.Tensor4D; y?: tf.Tensor3D } {
-    const { height: h, width: w } = set;
-    const hw = h * w;
-    const images = new Float32Array(n * hw);
-    const labels = withLabels ? new Float32Array(n * hw) : null;
-    for (let i = 0; i < n; i++) {
-      const k = this.#rng.int(set.count);
-      images.set(set.images.subarray(k * hw, (k + 1) * hw), i * hw);
-      // Typed-array set converts the label bytes to float32 natively (the same values).
-      if (labels) labels.set(set.labels!.subarray(k * hw, (k + 1) * hw), i * hw);
-    }
-    const aug = this.recipe.augmentation;
-    return tf.tidy(() => {
-      let x = tf.tensor4d(images, [n, h, w, 1]);
-      let y = labels ? tf.tensor4d(labels, [n, h, w, 1]) : undefined;
-      if (aug.rotation > 0 || aug.flip) {
-        const m = sampleRandomAffine(this.#rng, n, {
-          rotation: aug.rotation,
-          shear: 0,
-          scale: [1, 1],
-          translate: 0,
-          flipProbability: aug.flip ? 0.5 : 0,
-        });
-        x = warpAffine(x, m, "bilinear");
-        if (y) y = warpAffine(y, m, "nearest");
-      }
-      return {
-        x,
-        y: y ? tf.cast(tf.reshape(y, [n, h, w]), "int32") as tf.Tensor3D : undefined,
-      };
-    });
+    return drawBatch(this.#rng, set, n, { withLabels, augmentation: this.recipe.augmentation });
   }
 
   /** Run one training iteration; returns the loss terms (unweighted) and the total. */
@@ -719,62 +496,6 @@ export class Trainer {
     for (const r of this.regularizers) r.instance.dispose?.();
     this.#optimizer.dispose();
     this.model.dispose();
-  }
-}
-
-/** A module specifier for a plugin path (absolute or relative file path, or URL). */
-export function pluginSpecifier(path: string): string {
-  if (/^(https?|file|npm|jsr|data):/.test(path)) return path;
-  const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
-  return new URL(`file://${abs}`).href;
-}
-
-/** Import plugin modules (each registers its plugins on import). */
-export async function loadPluginModules(paths: string[]): Promise<void> {
-  for (const path of paths) {
-    try {
-      await import(pluginSpecifier(path));
-    } catch (error) {
-      const message = (error as Error).message;
-      // A permission error names the flag Deno would want; under deno task run the way to
-      // give it is --grant (Deno reports a refused import as a TypeError, hence the text test).
-      const denied = error instanceof Deno.errors.NotCapable ||
-        error instanceof Deno.errors.PermissionDenied ||
-        /Requires (read|import|net|env|write|run|sys|ffi) access/.test(message);
-      throw new UserError(
-        `Cannot load plugin module "${path}": ${message}` +
-          (denied
-            ? `\nUnder deno task run / eval, grant it with --grant, e.g. --grant read=<file or ` +
-              `folder> or --grant import=<host> (README, "Permissions")`
-            : ""),
-      );
-    }
-  }
-}
-
-/**
- * The trainer calls the regularizers only in steps that run the unlabeled batch, which it does
- * only when a regularizer declares `needsUnlabeled`: regularizers none of which does would never
- * run, and the run would silently be plain supervised training.
- */
-function checkRegularizersRun(regs: NamedRegularizer[]): void {
-  if (regs.length === 0 || regs.some((r) => r.instance.needsUnlabeled)) return;
-  throw new UserError(
-    `The regularizers (${regs.map((r) => r.name).join(", ")}) would never run: none declares ` +
-      `needsUnlabeled, and the trainer calls regularizers only in steps that compute the ` +
-      `unlabeled predictions. Set needsUnlabeled: true in the plugin (its loss gets the ` +
-      `unlabeled batch and its transform), or remove the regularizers`,
-  );
-}
-
-function checkDataset(d: SegmentationDataset, recipe: Recipe): void {
-  if (d.labeled.count === 0) throw new UserError(`Dataset "${d.id}" has no labeled slices`);
-  if (d.validation.length === 0) throw new UserError(`Dataset "${d.id}" has no validation volumes`);
-  const needsU = recipe.regularizers.length > 0 && recipe.trainer.unlabeledBatch > 0;
-  if (needsU && d.unlabeled.count === 0) {
-    throw new UserError(
-      `Dataset "${d.id}" has no unlabeled slices, but the recipe has regularizers`,
-    );
   }
 }
 
