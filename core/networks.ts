@@ -8,6 +8,7 @@
 import type { tf } from "../deps.ts";
 import { UserError } from "./errors.ts";
 import { models, type SegmentationModel, uniqueVariableScope } from "./model.ts";
+import { callPlugin, type PluginRef } from "./plugin_errors.ts";
 import type { PluginOptions, Recipe } from "./recipe.ts";
 import { type Regularizer, regularizers } from "./regularizer.ts";
 
@@ -19,6 +20,8 @@ export interface NamedRegularizer {
   weight: number;
   /** The instance. */
   instance: Regularizer;
+  /** Its plugin id and recipe entry (`regularizers[1]`), as failures name them. */
+  plugin?: PluginRef;
 }
 
 /** The networks of a recipe: the student and the regularizers (a mean teacher holds one). */
@@ -61,13 +64,19 @@ export function createNetworks(
           `name: one student, at most one mean-teacher regularizer)`,
       );
     }
-    const built = modelFactory.create(parsed.model, {
-      inChannels: IN_CHANNELS,
-      numClasses,
-      seed: recipe.seed,
-      name,
-      scope,
-    });
+    const plugin: PluginRef = { kind: "model", id: recipe.model.type, entry: "model" };
+    const built = callPlugin(
+      plugin,
+      { method: "create()", expected: "a model" },
+      () =>
+        modelFactory.create(parsed.model, {
+          inChannels: IN_CHANNELS,
+          numClasses,
+          seed: recipe.seed,
+          name,
+          scope,
+        }),
+    );
     modelNames.add(name);
     return built;
   };
@@ -79,19 +88,25 @@ export function createNetworks(
     model.dispose();
   };
   try {
-    for (const r of parsed.regularizers) {
+    for (const [i, r] of parsed.regularizers.entries()) {
       let name = r.name ?? r.type;
       for (let k = 2; names.has(name) || name === "sup" || name === "loss"; k++) {
         name = `${r.name ?? r.type}${k}`;
       }
       names.add(name);
-      const instance = regularizers.get(r.type).create(r.options, {
-        model,
-        numClasses,
-        seed: recipe.seed,
-        createModel,
-      });
-      regs.push({ name, weight: r.weight, instance });
+      const plugin: PluginRef = { kind: "regularizer", id: r.type, entry: `regularizers[${i}]` };
+      const instance = callPlugin(
+        plugin,
+        { method: "create()", expected: "a regularizer" },
+        () =>
+          regularizers.get(r.type).create(r.options, {
+            model,
+            numClasses,
+            seed: recipe.seed,
+            createModel,
+          }),
+      );
+      regs.push({ name, weight: r.weight, instance, plugin });
     }
   } catch (error) {
     dispose();

@@ -13,6 +13,13 @@ import type { SegmentationModel } from "./model.ts";
 import { createNetworks, type NamedRegularizer } from "./networks.ts";
 import { loadPluginModules } from "./plugin_modules.ts";
 import { type PluginOptions, type Recipe, validatePluginOptions } from "./recipe.ts";
+import {
+  callPlugin,
+  callPluginAsync,
+  formatShape,
+  PluginError,
+  type PluginRef,
+} from "./plugin_errors.ts";
 import { RunDir } from "./run_dir.ts";
 import { type InvertibleTransform, transforms } from "./transform.ts";
 
@@ -99,17 +106,23 @@ export async function setUpRun(
     log,
   });
   const dataStart = performance.now();
-  const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
-    seed: recipe.seed,
-    baseDir,
-    log,
-  });
+  const datasetPlugin: PluginRef = { kind: "dataset", id: recipe.dataset.type, entry: "dataset" };
+  const dataset = await callPluginAsync(
+    datasetPlugin,
+    { method: "load()", expected: "a dataset" },
+    () =>
+      datasets.get(recipe.dataset.type).load(parsed.dataset, { seed: recipe.seed, baseDir, log }),
+  );
   const secondsData = (performance.now() - dataStart) / 1000;
+  checkDatasetShapes(datasetPlugin, dataset);
   checkDataset(dataset, recipe);
   const numClasses = dataset.classNames.length;
-  const supervisedLoss = losses.get(parsed.supervised.type).create(parsed.supervised.options, {
-    numClasses,
-  });
+  const lossPlugin: PluginRef = { kind: "loss", id: parsed.supervised.type, entry: "supervised" };
+  const supervisedLoss = callPlugin(
+    lossPlugin,
+    { method: "create()", expected: "a loss function" },
+    () => losses.get(parsed.supervised.type).create(parsed.supervised.options, { numClasses }),
+  );
   const networks = createNetworks(recipe, parsed, numClasses);
   try {
     return await finishSetUp(recipe, options, {
@@ -148,7 +161,11 @@ async function finishSetUp(
   const { parsed, networks, supervisedLoss, dataset, backend, baseDir, log } = built;
   const { model, regularizers: regs } = networks;
   checkRegularizersRun(regs);
-  const transform = transforms.get(recipe.transform.type).create(parsed.transform);
+  const transform = callPlugin(
+    { kind: "transform", id: recipe.transform.type, entry: "transform" },
+    { method: "create()", expected: "a transform" },
+    () => transforms.get(recipe.transform.type).create(parsed.transform),
+  );
   let runDir: RunDir | null = null;
   if (options.out !== null) {
     runDir = options.out !== undefined ? new RunDir(options.out) : RunDir.forRecipe(recipe);
@@ -206,5 +223,61 @@ function checkDataset(d: SegmentationDataset, recipe: Recipe): void {
     throw new UserError(
       `Dataset "${d.id}" has no unlabeled slices, but the recipe has regularizers`,
     );
+  }
+}
+
+/**
+ * What the trainer reads of a dataset has the shapes it reads it with: class names (background
+ * and at least one class), slice sets of `count x height x width` values, volumes of
+ * `D x H x W` values.
+ *
+ * @throws {PluginError} Naming the first field that does not.
+ */
+function checkDatasetShapes(plugin: PluginRef, d: SegmentationDataset): void {
+  const fail = (what: string): never => {
+    throw new PluginError(plugin, `load() returned a dataset whose ${what}`);
+  };
+  if (typeof d !== "object" || d === null) fail("value is not an object; expected a dataset");
+  if (!Array.isArray(d.classNames) || d.classNames.length < 2) {
+    fail(
+      `classNames is ${JSON.stringify(d.classNames)}; expected the class names, background ` +
+        `first, at least two`,
+    );
+  }
+  const sliceSet = (name: "labeled" | "unlabeled", withLabels: boolean) => {
+    const set = d[name];
+    if (typeof set !== "object" || set === null) fail(`${name} is missing; expected a SliceSet`);
+    const { count, height, width } = set;
+    const n = count * height * width;
+    if (![count, height, width].every((x) => Number.isInteger(x) && x >= 0)) {
+      fail(`${name} has count ${count}, height ${height}, width ${width}; expected whole numbers`);
+    }
+    if (!(set.images instanceof Float32Array) || set.images.length !== n) {
+      fail(
+        `${name}.images holds ${set.images?.length} values; expected count x height x width = ` +
+          `${count} x ${height} x ${width} = ${n} (a Float32Array)`,
+      );
+    }
+    if (withLabels && (set.labels === null || set.labels?.length !== n)) {
+      fail(
+        `${name}.labels holds ${set.labels?.length ?? "no"} values; expected one label per ` +
+          `pixel, ${n}`,
+      );
+    }
+  };
+  sliceSet("labeled", true);
+  sliceSet("unlabeled", false);
+  if (!Array.isArray(d.validation)) fail("validation is not an array of volumes");
+  for (const [i, v] of [...d.validation, ...(d.test ?? [])].entries()) {
+    const where = i < d.validation.length ? `validation[${i}]` : `test[${i - d.validation.length}]`;
+    const shape = Array.isArray(v?.shape) ? v.shape : [];
+    const n = shape.length === 3 ? shape.reduce((a, b) => a * b, 1) : NaN;
+    if (!(n >= 0)) fail(`${where}.shape is ${formatShape(shape)}; expected [depth, height, width]`);
+    if (v.image?.length !== n || v.label?.length !== n) {
+      fail(
+        `${where} has ${v.image?.length} image and ${v.label?.length} label values; expected ` +
+          `${formatShape(shape)} = ${n} of each`,
+      );
+    }
   }
 }

@@ -21,6 +21,13 @@ import {
 import type { SegmentationModel } from "./model.ts";
 import { evaluationModelOf, type NamedRegularizer, networkTensors } from "./networks.ts";
 import { Adam, learningRate } from "./optimizer.ts";
+import {
+  callPlugin,
+  checkLogits,
+  checkScalarLoss,
+  PluginError,
+  type PluginRef,
+} from "./plugin_errors.ts";
 import { Progress } from "./progress.ts";
 import { loadRecipe, type Recipe } from "./recipe.ts";
 import type { StepContext } from "./regularizer.ts";
@@ -49,6 +56,34 @@ interface CheckpointMeta {
   secondsValidation?: number;
   secondsData?: number;
   secondsWall?: number;
+}
+
+/** One step's draws: the labeled batch, the unlabeled one (when used) and `T`'s parameters. */
+interface StepBatch {
+  x: tf.Tensor4D;
+  y: tf.Tensor3D;
+  xu: tf.Tensor4D | null;
+  params: unknown;
+  dropoutSeed: number;
+  /** Every tensor above, to dispose after the step. */
+  tensors: tf.Tensor[];
+}
+
+/** What a step keeps beyond its gradient tape (disposed after the step). */
+interface StepTensors {
+  terms: Map<string, tf.Tensor>;
+  kept: tf.Tensor[];
+  logits: tf.Tensor | null;
+}
+
+const SAMPLE = { method: "sample()", expected: "transform parameters" };
+const TRANSFORM = { method: "apply()", expected: "the transformed batch" };
+const APPLY = { method: "apply()", expected: "logits [batch, height, width, classes]" };
+const LOSS = { method: "loss()", expected: "a scalar loss" };
+
+/** A regularizer's plugin as failures name it. */
+function regularizerRef(reg: NamedRegularizer): PluginRef {
+  return reg.plugin ?? { kind: "regularizer", id: reg.name, entry: `regularizers (${reg.name})` };
 }
 
 /** Sigmoid ramp-up `exp(-5 (1 - t/L)^2)` (Laine & Aila; SSL4MIS). */
@@ -94,6 +129,8 @@ export class Trainer {
   #wallBefore = 0;
   readonly #wallStart: number;
   #metricsFile: Deno.FsFile | null = null;
+  /** The recipe's model, transform and supervised loss plugins, as failures name them. */
+  readonly #plugins: Record<"model" | "transform" | "supervised", PluginRef>;
 
   private constructor(init: TrainerParts) {
     this.recipe = init.recipe;
@@ -118,6 +155,11 @@ export class Trainer {
       weightDecay: o.weightDecay,
       scope: init.scope,
     });
+    this.#plugins = {
+      model: { kind: "model", id: init.recipe.model.type, entry: "model" },
+      transform: { kind: "transform", id: init.recipe.transform.type, entry: "transform" },
+      supervised: { kind: "loss", id: init.recipe.supervised.type, entry: "supervised" },
+    };
     this.#needsUnlabeled = init.regularizers.some((r) => r.instance.needsUnlabeled) &&
       init.recipe.trainer.unlabeledBatch > 0;
   }
@@ -235,105 +277,186 @@ export class Trainer {
     const total = r.trainer.iterations;
     const lr = learningRate(r.optimizer.lr, r.optimizer.schedule, it, total);
     const ramp = r.rampUp.type === "sigmoid" ? sigmoidRampUp(it, r.rampUp.iterations ?? total) : 1;
-    const labeled = this.#batch(this.dataset.labeled, r.trainer.labeledBatch, true);
-    const useU = this.#needsUnlabeled;
-    const bu = r.trainer.unlabeledBatch;
-    const unlabeled = useU ? this.#batch(this.dataset.unlabeled, bu, false) : null;
-    const [, h, w] = labeled.x.shape;
-    const params = useU ? this.transform.sample(this.#rng, bu, h, w) : null;
-    const dropoutSeed = this.#rng.nextUint32() % 1_000_000;
+    const batch = this.#drawStep();
     const stateBefore = this.#snapshotState();
-    const terms = new Map<string, tf.Tensor>();
+    /** Tensors that outlive the tape: the loss terms, the lazy maps, the first step's logits. */
+    const step: StepTensors = { terms: new Map(), kept: [], logits: null };
     const vars = [...this.model.trainable.values()];
-    const lazyTensors: tf.Tensor[] = [];
-    const { value, grads } = tf.variableGrads(() => {
-      const xl = labeled.x;
-      let logitsL: tf.Tensor4D;
-      let context: StepContext | null = null;
-      if (useU) {
-        const xu = unlabeled!.x;
-        const xt = this.transform.apply(xu, params);
-        const bl = xl.shape[0];
-        const logits = this.model.apply(tf.concat([xl, xu, xt], 0), {
-          training: true,
-          seed: dropoutSeed,
-          groups: r.trainer.batchNormStatistics === "per-group" ? [bl, bu, bu] : undefined,
-        });
-        const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
-        logitsL = ll;
-        context = createStepContext({
-          iteration: it,
-          iterations: total,
-          numClasses: this.dataset.classNames.length,
-          xLabeled: xl,
-          yLabeled: labeled.y!,
-          xUnlabeled: xu,
-          xTransformed: xt,
-          logitsLabeled: ll,
-          logitsUnlabeled: lu,
-          logitsTransformed: lt,
-          pairing: r.pairing,
-          transform: this.transform,
-          transformParams: params,
-          model: this.model,
-        }, lazyTensors);
-      } else {
-        logitsL = this.model.apply(xl, { training: true, seed: dropoutSeed });
-      }
-      const sup = this.supervisedLoss(logitsL, labeled.y!);
-      terms.set("sup", tf.keep(sup));
-      let loss = tf.mul(sup, r.supervised.weight) as tf.Scalar;
-      if (context !== null) {
-        for (const reg of this.regularizers) {
-          const term = reg.instance.loss(context);
-          terms.set(reg.name, tf.keep(term));
-          loss = tf.add(loss, tf.mul(term, r.lambda * ramp * reg.weight));
+    let values: Record<string, number> = {};
+    let bad: [string, number] | undefined;
+    try {
+      const { value, grads } = tf.variableGrads(() => this.#loss(batch, ramp, step), vars);
+      try {
+        values = { loss: (await value.data())[0] };
+        for (const [name, t] of step.terms) values[name] = (await t.data())[0];
+        bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
+        if (bad !== undefined && it === 0) await this.#blameFirstStep(values, step.logits);
+        if (bad === undefined) {
+          const names = [...this.model.trainable.keys()];
+          const byName: Record<string, tf.Tensor> = {};
+          vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
+          this.#optimizer.apply(byName, lr);
         }
+      } finally {
+        tf.dispose([value, ...Object.values(grads)]);
       }
-      return loss;
-    }, vars);
-    const values: Record<string, number> = { loss: (await value.data())[0] };
-    for (const [name, t] of terms) values[name] = (await t.data())[0];
-    const bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
-    if (bad === undefined) {
-      const names = [...this.model.trainable.keys()];
-      const byName: Record<string, tf.Tensor> = {};
-      vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
-      this.#optimizer.apply(byName, lr);
+    } catch (error) {
+      this.#restoreState(stateBefore); // the failed forward pass may have updated them
+      tf.dispose([...stateBefore.values()]);
+      throw error;
+    } finally {
+      tf.dispose([...step.terms.values(), ...step.kept, ...batch.tensors]);
+      if (step.logits) tf.dispose(step.logits);
     }
-    tf.dispose([
-      value,
-      ...Object.values(grads),
-      ...terms.values(),
-      ...lazyTensors,
-      labeled.x,
-      labeled.y!,
-    ]);
-    if (unlabeled) tf.dispose(unlabeled.x);
     if (bad !== undefined) {
       // The weights were not updated; the forward pass may have left non-finite batch-norm
       // statistics behind, so they are restored too.
       this.#restoreState(stateBefore);
+    }
+    tf.dispose([...stateBefore.values()]);
+    if (bad !== undefined) {
       if (r.trainer.nonFinite === "stop") {
-        tf.dispose([...stateBefore.values()]);
         throw new NonFiniteLossError(
           `Training stopped at iteration ${it + 1}: loss term "${bad[0]}" is ${bad[1]}` +
-            (this.runDir
+            (await this.#runDir?.has("latest")
               ? `; the last good checkpoint is in ${this.runDir} (resume with --resume)`
               : ""),
         );
       }
       this.skippedSteps++;
     }
-    tf.dispose([...stateBefore.values()]);
     for (const reg of this.regularizers) {
-      reg.instance.onStepEnd?.({ iteration: it, model: this.model });
+      callPlugin(
+        regularizerRef(reg),
+        { method: "onStepEnd()", expected: "no error" },
+        () => reg.instance.onStepEnd?.({ iteration: it, model: this.model }),
+      );
     }
     this.iteration++;
     this.#seconds.train += (performance.now() - t0) / 1000;
     values.lr = lr;
     if (r.rampUp.type !== "none") values.ramp = ramp;
     return values;
+  }
+
+  /** The step's batches, transform parameters and dropout seed, drawn in this order. */
+  #drawStep(): StepBatch {
+    const r = this.recipe;
+    const labeled = this.#batch(this.dataset.labeled, r.trainer.labeledBatch, true);
+    const useU = this.#needsUnlabeled;
+    const bu = r.trainer.unlabeledBatch;
+    const unlabeled = useU ? this.#batch(this.dataset.unlabeled, bu, false) : null;
+    const [, h, w] = labeled.x.shape;
+    const params = useU
+      ? callPlugin(
+        this.#plugins.transform,
+        SAMPLE,
+        () => this.transform.sample(this.#rng, bu, h, w),
+      )
+      : null;
+    const dropoutSeed = this.#rng.nextUint32() % 1_000_000;
+    const tensors = [labeled.x, labeled.y!, ...(unlabeled ? [unlabeled.x] : [])];
+    return { x: labeled.x, y: labeled.y!, xu: unlabeled?.x ?? null, params, dropoutSeed, tensors };
+  }
+
+  /**
+   * The weighted loss of one step, inside the gradient tape: the forward pass over
+   * `[x_l, x_u, T(x_u)]` (or `x_l` alone), the step context, the supervised and regularizer
+   * terms (each kept in `step.terms`), every plugin's result checked.
+   */
+  #loss(batch: StepBatch, ramp: number, step: StepTensors): tf.Scalar {
+    const r = this.recipe;
+    const plugins = this.#plugins;
+    const xl = batch.x;
+    const bl = xl.shape[0];
+    const [, h, w] = xl.shape;
+    const classes = this.dataset.classNames.length;
+    const apply = (x: tf.Tensor4D, groups?: number[]) => {
+      const logits = callPlugin(
+        plugins.model,
+        APPLY,
+        () => this.model.apply(x, { training: true, seed: batch.dropoutSeed, groups }),
+      );
+      checkLogits(plugins.model, logits, [x.shape[0], h, w, classes]);
+      if (this.iteration === 0) step.logits = tf.keep(logits);
+      return logits;
+    };
+    let logitsL: tf.Tensor4D;
+    let context: StepContext | null = null;
+    if (batch.xu !== null) {
+      const xu = batch.xu;
+      const bu = xu.shape[0];
+      const xt = callPlugin(
+        plugins.transform,
+        TRANSFORM,
+        () => this.transform.apply(xu, batch.params),
+      );
+      const perGroup = r.trainer.batchNormStatistics === "per-group";
+      const logits = apply(tf.concat([xl, xu, xt], 0), perGroup ? [bl, bu, bu] : undefined);
+      const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
+      logitsL = ll;
+      context = createStepContext({
+        iteration: this.iteration,
+        iterations: r.trainer.iterations,
+        numClasses: classes,
+        xLabeled: xl,
+        yLabeled: batch.y,
+        xUnlabeled: xu,
+        xTransformed: xt,
+        logitsLabeled: ll,
+        logitsUnlabeled: lu,
+        logitsTransformed: lt,
+        pairing: r.pairing,
+        transform: this.transform,
+        transformParams: batch.params,
+        model: this.model,
+      }, step.kept);
+    } else {
+      logitsL = apply(xl);
+    }
+    const sup = callPlugin(plugins.supervised, LOSS, () => this.supervisedLoss(logitsL, batch.y));
+    step.terms.set("sup", tf.keep(checkScalarLoss(plugins.supervised, "the loss function", sup)));
+    let loss = tf.mul(sup, r.supervised.weight) as tf.Scalar;
+    if (context !== null) {
+      for (const reg of this.regularizers) {
+        const ref = regularizerRef(reg);
+        const term = callPlugin(ref, LOSS, () => reg.instance.loss(context));
+        step.terms.set(reg.name, tf.keep(checkScalarLoss(ref, "loss()", term)));
+        loss = tf.add(loss, tf.mul(term, r.lambda * ramp * reg.weight));
+      }
+    }
+    return loss;
+  }
+
+  /**
+   * A loss term that is not finite on the run's first step is a plugin's fault, not a
+   * divergence: the model's (when its logits are not finite), else the term's plugin.
+   *
+   * @throws {PluginError} Naming it.
+   */
+  async #blameFirstStep(values: Record<string, number>, logits: tf.Tensor | null): Promise<void> {
+    if (logits !== null) {
+      const finite = tf.tidy(() => tf.all(tf.isFinite(logits)));
+      const ok = (await finite.data())[0] === 1;
+      finite.dispose();
+      if (!ok) {
+        throw new PluginError(
+          this.#plugins.model,
+          `apply() gave logits that are not finite on the first step; expected finite numbers`,
+        );
+      }
+    }
+    // the term at fault (the total is not finite because one of them is not)
+    const terms = Object.entries(values).filter(([name]) => name !== "loss");
+    const bad = terms.find(([, v]) => !Number.isFinite(v)) ?? ["loss", values.loss];
+    const reg = this.regularizers.find((r) => r.name === bad[0]);
+    const [ref, method] = reg
+      ? [regularizerRef(reg), "loss()"]
+      : [this.#plugins.supervised, "the loss function"];
+    throw new PluginError(
+      ref,
+      `${method} gave ${bad[1]} on the first step (term "${bad[0]}"); expected a finite scalar`,
+    );
   }
 
   /**
@@ -480,6 +603,18 @@ export class Trainer {
       if (student) summary.student = student;
       await this.#runDir?.writeSummary(summary);
       return summary;
+    } catch (error) {
+      this.#metricsFile?.close();
+      this.#metricsFile = null;
+      // A run that fails before its first checkpoint leaves no folder behind (an interrupted
+      // one has written its checkpoint).
+      if (!(error instanceof InterruptedError) && await this.#runDir?.discardUnlessCheckpointed()) {
+        if (error instanceof UserError) {
+          error.message += ` (${this.#runDir!.path} removed: the run failed before its first ` +
+            `checkpoint)`;
+        }
+      }
+      throw error;
     } finally {
       this.#metricsFile?.close();
       this.#metricsFile = null;
@@ -505,8 +640,20 @@ export class Trainer {
  * @throws {UserError} Saying which.
  */
 async function refuseResume(dir: RunDir): Promise<void> {
+  try {
+    await Deno.stat(dir.path);
+  } catch {
+    throw new UserError(
+      `Cannot resume "${dir.path}": there is no such folder (a run that fails before its ` +
+        `first checkpoint is removed: start it again, with --out ${dir.path} if you like)`,
+    );
+  }
   if (!(await dir.has("latest"))) {
-    throw new UserError(`Cannot resume "${dir.path}": it has no ${RUN_FILES.latest}`);
+    throw new UserError(
+      `Cannot resume "${dir.path}": it has no ${RUN_FILES.latest} (the run stopped before ` +
+        `its first checkpoint, or it is no run folder): there is nothing to resume; start the ` +
+        `run again in a new folder`,
+    );
   }
   if (await dir.finished()) {
     throw new UserError(
