@@ -5,9 +5,11 @@
  * @module
  */
 import { tf } from "../deps.ts";
-import type { SliceSet } from "./dataset.ts";
+import type { SegmentationDataset, SliceSet } from "./dataset.ts";
+import { callPlugin, type PluginRef } from "./plugin_errors.ts";
 import type { Recipe } from "./recipe.ts";
 import type { Rng } from "./rng.ts";
+import type { InvertibleTransform } from "./transform.ts";
 import { sampleRandomAffine, warpAffine } from "./warp.ts";
 
 /** How {@linkcode drawBatch} draws. */
@@ -59,4 +61,56 @@ export function drawBatch(
       y: y ? tf.cast(tf.reshape(y, [n, h, w]), "int32") as tf.Tensor3D : undefined,
     };
   });
+}
+
+/** One step's draws: the labeled batch, the unlabeled one (when used) and `T`'s parameters. */
+export interface StepBatch {
+  x: tf.Tensor4D;
+  y: tf.Tensor3D;
+  xu: tf.Tensor4D | null;
+  params: unknown;
+  dropoutSeed: number;
+  /** Every tensor above, to dispose after the step. */
+  tensors: tf.Tensor[];
+}
+
+/** What {@linkcode drawStep} draws from. */
+export interface StepSource {
+  /** The run's recipe (batch sizes, augmentation). */
+  recipe: Recipe;
+  /** The dataset. */
+  dataset: SegmentationDataset;
+  /** The transform `T`, and its plugin as failures name it. */
+  transform: InvertibleTransform;
+  transformPlugin: PluginRef;
+  /** Whether the step uses the unlabeled batch (a regularizer needs it). */
+  useUnlabeled: boolean;
+}
+
+/** A step's batches, transform parameters and dropout seed, drawn with `rng` in this order. */
+export function drawStep(rng: Rng, source: StepSource): StepBatch {
+  const r = source.recipe;
+  const labeled = drawBatch(rng, source.dataset.labeled, r.trainer.labeledBatch, {
+    withLabels: true,
+    augmentation: r.augmentation,
+  });
+  const useU = source.useUnlabeled;
+  const bu = r.trainer.unlabeledBatch;
+  const unlabeled = useU
+    ? drawBatch(rng, source.dataset.unlabeled, bu, {
+      withLabels: false,
+      augmentation: r.augmentation,
+    })
+    : null;
+  const [, h, w] = labeled.x.shape;
+  const params = useU
+    ? callPlugin(
+      source.transformPlugin,
+      { method: "sample()", expected: "transform parameters" },
+      () => source.transform.sample(rng, bu, h, w),
+    )
+    : null;
+  const dropoutSeed = rng.nextUint32() % 1_000_000;
+  const tensors = [labeled.x, labeled.y!, ...(unlabeled ? [unlabeled.x] : [])];
+  return { x: labeled.x, y: labeled.y!, xu: unlabeled?.x ?? null, params, dropoutSeed, tensors };
 }

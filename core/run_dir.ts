@@ -193,6 +193,35 @@ export class RunDir {
   }
 
   /**
+   * Why the run cannot be resumed, if it cannot: the folder does not exist, has no
+   * `latest.ckpt`, or is finished.
+   *
+   * @throws {UserError} Saying which.
+   */
+  async refuseResume(): Promise<void> {
+    try {
+      await Deno.stat(this.path);
+    } catch {
+      throw new UserError(
+        `Cannot resume "${this.path}": there is no such folder (a run that fails before its ` +
+          `first checkpoint is removed: start it again, with --out ${this.path} if you like)`,
+      );
+    }
+    if (!(await this.has("latest"))) {
+      throw new UserError(
+        `Cannot resume "${this.path}": it has no ${RUN_FILES.latest} (the run stopped before ` +
+          `its first checkpoint, or it is no run folder): there is nothing to resume; start the ` +
+          `run again in a new folder`,
+      );
+    }
+    if (await this.finished()) {
+      throw new UserError(
+        `"${this.path}" is a finished run (it has ${RUN_FILES.summary}): there is nothing to resume`,
+      );
+    }
+  }
+
+  /**
    * Refuse a folder that already holds a run: its summary and checkpoints would be replaced and
    * its metrics appended to. (A folder left by a run that died before writing any of them, e.g.
    * while loading data, holds nothing to lose and is reused.)

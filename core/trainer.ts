@@ -9,7 +9,7 @@
  */
 import { tf } from "../deps.ts";
 import { loadCheckpoint, restoreTensors, saveCheckpoint } from "./checkpoint.ts";
-import type { SegmentationDataset, SliceSet, Volume } from "./dataset.ts";
+import type { SegmentationDataset, Volume } from "./dataset.ts";
 import { InterruptedError, NonFiniteLossError, UserError } from "./errors.ts";
 import {
   type EvaluateOptions,
@@ -21,28 +21,29 @@ import {
 import type { SegmentationModel } from "./model.ts";
 import { evaluationModelOf, type NamedRegularizer, networkTensors } from "./networks.ts";
 import { Adam, learningRate } from "./optimizer.ts";
+import { callPlugin } from "./plugin_errors.ts";
 import {
-  callPlugin,
-  checkLogits,
-  checkScalarLoss,
-  PluginError,
-  type PluginRef,
-} from "./plugin_errors.ts";
+  blameFirstStep,
+  type LossParts,
+  regularizerRef,
+  sigmoidRampUp,
+  stepLoss,
+  type StepTensors,
+} from "./loss_terms.ts";
 import { Progress } from "./progress.ts";
 import { loadRecipe, type Recipe } from "./recipe.ts";
-import type { StepContext } from "./regularizer.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { runEnvironment } from "./provenance.ts";
 import { RUN_FILES, RunDir, type Summary } from "./run_dir.ts";
 import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
-import { createStepContext } from "./step_context.ts";
 import type { InvertibleTransform } from "./transform.ts";
 import type { SupervisedLoss } from "./loss.ts";
-import { drawBatch } from "./batch.ts";
+import { drawStep, type StepBatch } from "./batch.ts";
 
 export type { TrainerOptions } from "./setup.ts";
 export type { Summary } from "./run_dir.ts";
 export { InterruptedError, NonFiniteLossError } from "./errors.ts";
+export { sigmoidRampUp } from "./loss_terms.ts";
 
 interface CheckpointMeta {
   iteration: number;
@@ -56,41 +57,6 @@ interface CheckpointMeta {
   secondsValidation?: number;
   secondsData?: number;
   secondsWall?: number;
-}
-
-/** One step's draws: the labeled batch, the unlabeled one (when used) and `T`'s parameters. */
-interface StepBatch {
-  x: tf.Tensor4D;
-  y: tf.Tensor3D;
-  xu: tf.Tensor4D | null;
-  params: unknown;
-  dropoutSeed: number;
-  /** Every tensor above, to dispose after the step. */
-  tensors: tf.Tensor[];
-}
-
-/** What a step keeps beyond its gradient tape (disposed after the step). */
-interface StepTensors {
-  terms: Map<string, tf.Tensor>;
-  kept: tf.Tensor[];
-  logits: tf.Tensor | null;
-}
-
-const SAMPLE = { method: "sample()", expected: "transform parameters" };
-const TRANSFORM = { method: "apply()", expected: "the transformed batch" };
-const APPLY = { method: "apply()", expected: "logits [batch, height, width, classes]" };
-const LOSS = { method: "loss()", expected: "a scalar loss" };
-
-/** A regularizer's plugin as failures name it. */
-function regularizerRef(reg: NamedRegularizer): PluginRef {
-  return reg.plugin ?? { kind: "regularizer", id: reg.name, entry: `regularizers (${reg.name})` };
-}
-
-/** Sigmoid ramp-up `exp(-5 (1 - t/L)^2)` (Laine & Aila; SSL4MIS). */
-export function sigmoidRampUp(iteration: number, length: number): number {
-  if (length <= 0 || iteration >= length) return 1;
-  const t = 1 - Math.max(iteration, 0) / length;
-  return Math.exp(-5 * t * t);
 }
 
 /** Trains one recipe. Build it with {@linkcode Trainer.create}; free it with `dispose()`. */
@@ -129,8 +95,8 @@ export class Trainer {
   #wallBefore = 0;
   readonly #wallStart: number;
   #metricsFile: Deno.FsFile | null = null;
-  /** The recipe's model, transform and supervised loss plugins, as failures name them. */
-  readonly #plugins: Record<"model" | "transform" | "supervised", PluginRef>;
+  /** What the step's loss is computed with (the networks, the plugins as failures name them). */
+  readonly #parts: LossParts;
 
   private constructor(init: TrainerParts) {
     this.recipe = init.recipe;
@@ -155,10 +121,18 @@ export class Trainer {
       weightDecay: o.weightDecay,
       scope: init.scope,
     });
-    this.#plugins = {
-      model: { kind: "model", id: init.recipe.model.type, entry: "model" },
-      transform: { kind: "transform", id: init.recipe.transform.type, entry: "transform" },
-      supervised: { kind: "loss", id: init.recipe.supervised.type, entry: "supervised" },
+    this.#parts = {
+      recipe: init.recipe,
+      model: init.model,
+      transform: init.transform,
+      regularizers: init.regularizers,
+      supervisedLoss: init.supervisedLoss,
+      numClasses: init.dataset.classNames.length,
+      plugins: {
+        model: { kind: "model", id: init.recipe.model.type, entry: "model" },
+        transform: { kind: "transform", id: init.recipe.transform.type, entry: "transform" },
+        supervised: { kind: "loss", id: init.recipe.supervised.type, entry: "supervised" },
+      },
     };
     this.#needsUnlabeled = init.regularizers.some((r) => r.instance.needsUnlabeled) &&
       init.recipe.trainer.unlabeledBatch > 0;
@@ -197,7 +171,7 @@ export class Trainer {
     options: Omit<TrainerOptions, "out" | "resolved" | "baseDir"> & { set?: string[] } = {},
   ): Promise<Trainer> {
     const dir = new RunDir(runDir);
-    await refuseResume(dir);
+    await dir.refuseResume();
     const info = await dir.info();
     const loaded = await loadRecipe(dir.file("recipe"), { set: options.set });
     const trainer = await Trainer.create(loaded.recipe, {
@@ -264,11 +238,6 @@ export class Trainer {
     }
   }
 
-  /** Draw a batch of `n` slices (augmented) with the run's generator. */
-  #batch(set: SliceSet, n: number, withLabels: boolean): { x: tf.Tensor4D; y?: tf.Tensor3D } {
-    return drawBatch(this.#rng, set, n, { withLabels, augmentation: this.recipe.augmentation });
-  }
-
   /** Run one training iteration; returns the loss terms (unweighted) and the total. */
   async step(): Promise<Record<string, number>> {
     const t0 = performance.now();
@@ -277,29 +246,19 @@ export class Trainer {
     const total = r.trainer.iterations;
     const lr = learningRate(r.optimizer.lr, r.optimizer.schedule, it, total);
     const ramp = r.rampUp.type === "sigmoid" ? sigmoidRampUp(it, r.rampUp.iterations ?? total) : 1;
-    const batch = this.#drawStep();
+    const batch = drawStep(this.#rng, {
+      recipe: r,
+      dataset: this.dataset,
+      transform: this.transform,
+      transformPlugin: this.#parts.plugins.transform,
+      useUnlabeled: this.#needsUnlabeled,
+    });
     const stateBefore = this.#snapshotState();
     /** Tensors that outlive the tape: the loss terms, the lazy maps, the first step's logits. */
-    const step: StepTensors = { terms: new Map(), kept: [], logits: null };
-    const vars = [...this.model.trainable.values()];
-    let values: Record<string, number> = {};
-    let bad: [string, number] | undefined;
+    const step: StepTensors = { terms: new Map(), kept: [], logits: null, iteration: it, ramp };
+    let values: Record<string, number>;
     try {
-      const { value, grads } = tf.variableGrads(() => this.#loss(batch, ramp, step), vars);
-      try {
-        values = { loss: (await value.data())[0] };
-        for (const [name, t] of step.terms) values[name] = (await t.data())[0];
-        bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
-        if (bad !== undefined && it === 0) await this.#blameFirstStep(values, step.logits);
-        if (bad === undefined) {
-          const names = [...this.model.trainable.keys()];
-          const byName: Record<string, tf.Tensor> = {};
-          vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
-          this.#optimizer.apply(byName, lr);
-        }
-      } finally {
-        tf.dispose([value, ...Object.values(grads)]);
-      }
+      values = await this.#lossAndUpdate(batch, step, lr);
     } catch (error) {
       this.#restoreState(stateBefore); // the failed forward pass may have updated them
       tf.dispose([...stateBefore.values()]);
@@ -308,23 +267,14 @@ export class Trainer {
       tf.dispose([...step.terms.values(), ...step.kept, ...batch.tensors]);
       if (step.logits) tf.dispose(step.logits);
     }
+    const bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
     if (bad !== undefined) {
       // The weights were not updated; the forward pass may have left non-finite batch-norm
       // statistics behind, so they are restored too.
       this.#restoreState(stateBefore);
     }
     tf.dispose([...stateBefore.values()]);
-    if (bad !== undefined) {
-      if (r.trainer.nonFinite === "stop") {
-        throw new NonFiniteLossError(
-          `Training stopped at iteration ${it + 1}: loss term "${bad[0]}" is ${bad[1]}` +
-            (await this.#runDir?.has("latest")
-              ? `; the last good checkpoint is in ${this.runDir} (resume with --resume)`
-              : ""),
-        );
-      }
-      this.skippedSteps++;
-    }
+    if (bad !== undefined) await this.#skip(bad);
     for (const reg of this.regularizers) {
       callPlugin(
         regularizerRef(reg),
@@ -339,124 +289,49 @@ export class Trainer {
     return values;
   }
 
-  /** The step's batches, transform parameters and dropout seed, drawn in this order. */
-  #drawStep(): StepBatch {
-    const r = this.recipe;
-    const labeled = this.#batch(this.dataset.labeled, r.trainer.labeledBatch, true);
-    const useU = this.#needsUnlabeled;
-    const bu = r.trainer.unlabeledBatch;
-    const unlabeled = useU ? this.#batch(this.dataset.unlabeled, bu, false) : null;
-    const [, h, w] = labeled.x.shape;
-    const params = useU
-      ? callPlugin(
-        this.#plugins.transform,
-        SAMPLE,
-        () => this.transform.sample(this.#rng, bu, h, w),
-      )
-      : null;
-    const dropoutSeed = this.#rng.nextUint32() % 1_000_000;
-    const tensors = [labeled.x, labeled.y!, ...(unlabeled ? [unlabeled.x] : [])];
-    return { x: labeled.x, y: labeled.y!, xu: unlabeled?.x ?? null, params, dropoutSeed, tensors };
+  /**
+   * The step's loss terms under the gradient tape ({@linkcode stepLoss}: step context, loss
+   * terms), then the update: applied when every term is finite, else skipped. Returns the terms.
+   */
+  async #lossAndUpdate(
+    batch: StepBatch,
+    step: StepTensors,
+    lr: number,
+  ): Promise<Record<string, number>> {
+    const vars = [...this.model.trainable.values()];
+    const { value, grads } = tf.variableGrads(() => stepLoss(this.#parts, batch, step), vars);
+    try {
+      const values: Record<string, number> = { loss: (await value.data())[0] };
+      for (const [name, t] of step.terms) values[name] = (await t.data())[0];
+      const finite = Object.values(values).every((v) => Number.isFinite(v));
+      if (!finite && step.iteration === 0) await blameFirstStep(this.#parts, values, step.logits);
+      if (finite) {
+        const names = [...this.model.trainable.keys()];
+        const byName: Record<string, tf.Tensor> = {};
+        vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
+        this.#optimizer.apply(byName, lr);
+      }
+      return values;
+    } finally {
+      tf.dispose([value, ...Object.values(grads)]);
+    }
   }
 
   /**
-   * The weighted loss of one step, inside the gradient tape: the forward pass over
-   * `[x_l, x_u, T(x_u)]` (or `x_l` alone), the step context, the supervised and regularizer
-   * terms (each kept in `step.terms`), every plugin's result checked.
+   * A step whose loss term `bad` is not finite: stop the run (`trainer.nonFinite: stop`) or
+   * count it as skipped.
    */
-  #loss(batch: StepBatch, ramp: number, step: StepTensors): tf.Scalar {
-    const r = this.recipe;
-    const plugins = this.#plugins;
-    const xl = batch.x;
-    const bl = xl.shape[0];
-    const [, h, w] = xl.shape;
-    const classes = this.dataset.classNames.length;
-    const apply = (x: tf.Tensor4D, groups?: number[]) => {
-      const logits = callPlugin(
-        plugins.model,
-        APPLY,
-        () => this.model.apply(x, { training: true, seed: batch.dropoutSeed, groups }),
+  async #skip(bad: [string, number]): Promise<void> {
+    if (this.recipe.trainer.nonFinite === "stop") {
+      throw new NonFiniteLossError(
+        `Training stopped at iteration ${this.iteration + 1}: loss term "${bad[0]}" is ` +
+          `${bad[1]}` +
+          (await this.#runDir?.has("latest")
+            ? `; the last good checkpoint is in ${this.runDir} (resume with --resume)`
+            : ""),
       );
-      checkLogits(plugins.model, logits, [x.shape[0], h, w, classes]);
-      if (this.iteration === 0) step.logits = tf.keep(logits);
-      return logits;
-    };
-    let logitsL: tf.Tensor4D;
-    let context: StepContext | null = null;
-    if (batch.xu !== null) {
-      const xu = batch.xu;
-      const bu = xu.shape[0];
-      const xt = callPlugin(
-        plugins.transform,
-        TRANSFORM,
-        () => this.transform.apply(xu, batch.params),
-      );
-      const perGroup = r.trainer.batchNormStatistics === "per-group";
-      const logits = apply(tf.concat([xl, xu, xt], 0), perGroup ? [bl, bu, bu] : undefined);
-      const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
-      logitsL = ll;
-      context = createStepContext({
-        iteration: this.iteration,
-        iterations: r.trainer.iterations,
-        numClasses: classes,
-        xLabeled: xl,
-        yLabeled: batch.y,
-        xUnlabeled: xu,
-        xTransformed: xt,
-        logitsLabeled: ll,
-        logitsUnlabeled: lu,
-        logitsTransformed: lt,
-        pairing: r.pairing,
-        transform: this.transform,
-        transformParams: batch.params,
-        model: this.model,
-      }, step.kept);
-    } else {
-      logitsL = apply(xl);
     }
-    const sup = callPlugin(plugins.supervised, LOSS, () => this.supervisedLoss(logitsL, batch.y));
-    step.terms.set("sup", tf.keep(checkScalarLoss(plugins.supervised, "the loss function", sup)));
-    let loss = tf.mul(sup, r.supervised.weight) as tf.Scalar;
-    if (context !== null) {
-      for (const reg of this.regularizers) {
-        const ref = regularizerRef(reg);
-        const term = callPlugin(ref, LOSS, () => reg.instance.loss(context));
-        step.terms.set(reg.name, tf.keep(checkScalarLoss(ref, "loss()", term)));
-        loss = tf.add(loss, tf.mul(term, r.lambda * ramp * reg.weight));
-      }
-    }
-    return loss;
-  }
-
-  /**
-   * A loss term that is not finite on the run's first step is a plugin's fault, not a
-   * divergence: the model's (when its logits are not finite), else the term's plugin.
-   *
-   * @throws {PluginError} Naming it.
-   */
-  async #blameFirstStep(values: Record<string, number>, logits: tf.Tensor | null): Promise<void> {
-    if (logits !== null) {
-      const finite = tf.tidy(() => tf.all(tf.isFinite(logits)));
-      const ok = (await finite.data())[0] === 1;
-      finite.dispose();
-      if (!ok) {
-        throw new PluginError(
-          this.#plugins.model,
-          `apply() gave logits that are not finite on the first step; expected finite numbers`,
-        );
-      }
-    }
-    // the term at fault (the total is not finite because one of them is not)
-    const terms = Object.entries(values).filter(([name]) => name !== "loss");
-    const bad = terms.find(([, v]) => !Number.isFinite(v)) ?? ["loss", values.loss];
-    const reg = this.regularizers.find((r) => r.name === bad[0]);
-    const [ref, method] = reg
-      ? [regularizerRef(reg), "loss()"]
-      : [this.#plugins.supervised, "the loss function"];
-    throw new PluginError(
-      ref,
-      `${method} gave ${bad[1]} on the first step (term "${bad[0]}"); expected a finite scalar`,
-    );
+    this.skippedSteps++;
   }
 
   /**
@@ -476,24 +351,16 @@ export class Trainer {
     model: SegmentationModel = this.evaluationModel(),
     options: EvaluateOptions = {},
   ): Promise<Evaluation> {
-    const t0 = performance.now();
-    try {
-      return await this.#evaluate(split, model, options);
-    } finally {
-      if (split === "validation") this.#seconds.validation += (performance.now() - t0) / 1000;
-    }
-  }
-
-  #evaluate(
-    split: "validation" | "test",
-    model: SegmentationModel,
-    options: EvaluateOptions,
-  ): Promise<Evaluation> {
     const volumes = split === "test" ? this.dataset.test : this.dataset.validation;
     if (!volumes || volumes.length === 0) {
       throw new UserError(`Dataset "${this.dataset.id}" has no ${split} volumes`);
     }
-    return evaluateVolumes(volumes, model, this.dataset.classNames, options);
+    const t0 = performance.now();
+    try {
+      return await evaluateVolumes(volumes, model, this.dataset.classNames, options);
+    } finally {
+      if (split === "validation") this.#seconds.validation += (performance.now() - t0) / 1000;
+    }
   }
 
   /** Wall-clock seconds of the run so far (earlier sessions of a resumed run included). */
@@ -631,33 +498,5 @@ export class Trainer {
     for (const r of this.regularizers) r.instance.dispose?.();
     this.#optimizer.dispose();
     this.model.dispose();
-  }
-}
-
-/**
- * Why `dir` cannot be resumed, if it cannot: it has no `latest.ckpt` or it is finished.
- *
- * @throws {UserError} Saying which.
- */
-async function refuseResume(dir: RunDir): Promise<void> {
-  try {
-    await Deno.stat(dir.path);
-  } catch {
-    throw new UserError(
-      `Cannot resume "${dir.path}": there is no such folder (a run that fails before its ` +
-        `first checkpoint is removed: start it again, with --out ${dir.path} if you like)`,
-    );
-  }
-  if (!(await dir.has("latest"))) {
-    throw new UserError(
-      `Cannot resume "${dir.path}": it has no ${RUN_FILES.latest} (the run stopped before ` +
-        `its first checkpoint, or it is no run folder): there is nothing to resume; start the ` +
-        `run again in a new folder`,
-    );
-  }
-  if (await dir.finished()) {
-    throw new UserError(
-      `"${dir.path}" is a finished run (it has ${RUN_FILES.summary}): there is nothing to resume`,
-    );
   }
 }
