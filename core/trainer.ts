@@ -34,6 +34,7 @@ import { Progress } from "./progress.ts";
 import { loadRecipe, type Recipe } from "./recipe.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { runEnvironment } from "./provenance.ts";
+import { type ClockState, RunClock, type RunTimes } from "./run_clock.ts";
 import { RUN_FILES, RunDir, type Summary } from "./run_dir.ts";
 import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
 import type { InvertibleTransform } from "./transform.ts";
@@ -45,18 +46,13 @@ export type { Summary } from "./run_dir.ts";
 export { InterruptedError, NonFiniteLossError } from "./errors.ts";
 export { sigmoidRampUp } from "./loss_terms.ts";
 
-interface CheckpointMeta {
+/** The header of the trainer's checkpoints (with the times of {@linkcode RunClock}). */
+interface CheckpointMeta extends ClockState {
   iteration: number;
   rng: RngState;
   adamStep: number;
   skippedSteps?: number;
   best: { iteration: number; dice_mean: number };
-  /** Training seconds (`seconds` in checkpoints written before the other times existed). */
-  secondsTrain?: number;
-  seconds?: number;
-  secondsValidation?: number;
-  secondsData?: number;
-  secondsWall?: number;
 }
 
 /** Trains one recipe. Build it with {@linkcode Trainer.create}; free it with `dispose()`. */
@@ -89,11 +85,8 @@ export class Trainer {
   readonly #progress: boolean;
   readonly #needsUnlabeled: boolean;
   #best = { iteration: 0, dice_mean: -1 };
-  /** Seconds of training steps, validations and data loading, over every session of the run. */
-  #seconds = { train: 0, validation: 0, data: 0 };
-  /** Wall seconds of earlier sessions (a resumed run), and when this one started. */
-  #wallBefore = 0;
-  readonly #wallStart: number;
+  /** Where the run's seconds went (earlier sessions of a resumed run included). */
+  readonly #clock: RunClock;
   #metricsFile: Deno.FsFile | null = null;
   /** What the step's loss is computed with (the networks, the plugins as failures name them). */
   readonly #parts: LossParts;
@@ -110,8 +103,7 @@ export class Trainer {
     this.runDir = init.runDir?.path ?? null;
     this.#log = init.log;
     this.#progress = init.progress;
-    this.#wallStart = init.wallStart;
-    this.#seconds.data = init.secondsData;
+    this.#clock = new RunClock(init.wallStart, init.secondsData);
     this.#rng = new Rng(init.recipe.seed * 7919 + 17);
     const o = init.recipe.optimizer;
     this.#optimizer = new Adam(init.model.trainable, {
@@ -207,10 +199,7 @@ export class Trainer {
       adamStep: this.#optimizer.step,
       skippedSteps: this.skippedSteps,
       best: this.#best,
-      secondsTrain: this.#seconds.train,
-      secondsValidation: this.#seconds.validation,
-      secondsData: this.#seconds.data,
-      secondsWall: this.wallSeconds(),
+      ...this.#clock.state(),
     };
     const which = file === RUN_FILES.best ? "best" : "latest";
     await saveCheckpoint(this.#runDir.checkpoint(which), meta, this.#stateTensors());
@@ -228,13 +217,7 @@ export class Trainer {
       this.#optimizer.step = ckpt.meta.adamStep;
       this.skippedSteps = ckpt.meta.skippedSteps ?? 0;
       this.#best = ckpt.meta.best;
-      // this session's data loading adds to the earlier sessions'
-      this.#seconds = {
-        train: ckpt.meta.secondsTrain ?? ckpt.meta.seconds ?? 0,
-        validation: ckpt.meta.secondsValidation ?? 0,
-        data: (ckpt.meta.secondsData ?? 0) + this.#seconds.data,
-      };
-      this.#wallBefore = ckpt.meta.secondsWall ?? 0;
+      this.#clock.restore(ckpt.meta);
     }
   }
 
@@ -283,7 +266,7 @@ export class Trainer {
       );
     }
     this.iteration++;
-    this.#seconds.train += (performance.now() - t0) / 1000;
+    this.#clock.addTrain((performance.now() - t0) / 1000);
     values.lr = lr;
     if (r.rampUp.type !== "none") values.ramp = ramp;
     return values;
@@ -359,24 +342,18 @@ export class Trainer {
     try {
       return await evaluateVolumes(volumes, model, this.dataset.classNames, options);
     } finally {
-      if (split === "validation") this.#seconds.validation += (performance.now() - t0) / 1000;
+      if (split === "validation") this.#clock.addValidation((performance.now() - t0) / 1000);
     }
   }
 
   /** Wall-clock seconds of the run so far (earlier sessions of a resumed run included). */
   wallSeconds(): number {
-    return this.#wallBefore + (performance.now() - this.#wallStart) / 1000;
+    return this.#clock.wallSeconds();
   }
 
   /** Seconds so far, as `metrics.jsonl` and `summary.json` record them (rounded to 0.01 s). */
-  times(): Pick<Summary, "seconds_train" | "seconds_validation" | "seconds_data" | "seconds_wall"> {
-    const r = (x: number) => Math.round(x * 100) / 100;
-    return {
-      seconds_train: r(this.#seconds.train),
-      seconds_validation: r(this.#seconds.validation),
-      seconds_data: r(this.#seconds.data),
-      seconds_wall: r(this.wallSeconds()),
-    };
+  times(): RunTimes {
+    return this.#clock.times();
   }
 
   /** The network to evaluate and checkpoint as "the" result (a mean teacher's teacher). */
