@@ -36,6 +36,7 @@ export type {
 } from "./core/types.ts";
 
 export { UserError } from "./core/errors.ts";
+export { PluginError, type PluginKind, type PluginRef } from "./core/plugin_errors.ts";
 export { type Identified, type RegisterOptions, Registry } from "./core/registry.ts";
 export { Rng, type RngState } from "./core/rng.ts";
 export {

@@ -28,6 +28,9 @@ export class PluginError extends UserError {
   /** The plugin at fault. */
   readonly plugin: PluginRef;
   /**
+   * A failure of `plugin`: its message is `Regularizer plugin "x" (recipe entry
+   * regularizers[1]): <what>`.
+   *
    * @param plugin The plugin at fault.
    * @param what What went wrong and what was expected, e.g. `loss() returned a tensor of shape
    *   [2, 4]; expected a scalar (shape [])`.

@@ -34,7 +34,7 @@ import { Progress } from "./progress.ts";
 import { loadRecipe, type Recipe } from "./recipe.ts";
 import { Rng, type RngState } from "./rng.ts";
 import { runEnvironment } from "./provenance.ts";
-import { type ClockState, RunClock, type RunTimes } from "./run_clock.ts";
+import { type ClockState, RunClock } from "./run_clock.ts";
 import { RUN_FILES, RunDir, type Summary } from "./run_dir.ts";
 import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
 import type { InvertibleTransform } from "./transform.ts";
@@ -352,7 +352,7 @@ export class Trainer {
   }
 
   /** Seconds so far, as `metrics.jsonl` and `summary.json` record them (rounded to 0.01 s). */
-  times(): RunTimes {
+  times(): Pick<Summary, "seconds_train" | "seconds_validation" | "seconds_data" | "seconds_wall"> {
     return this.#clock.times();
   }
 
