@@ -64,8 +64,8 @@ export interface PluginCall {
 
 /**
  * The error to throw for `error`, thrown by `plugin`'s `call.method` (`loss()`, `create()`, ...):
- * a {@linkcode UserError} as it is (it says what to fix already), anything else as a
- * {@linkcode PluginError}.
+ * a {@linkcode UserError} as it is (it says what to fix already), and a refused permission
+ * (the CLI says how to grant it), anything else as a {@linkcode PluginError}.
  */
 export function pluginFailure(
   plugin: PluginRef,
@@ -73,6 +73,10 @@ export function pluginFailure(
   error: unknown,
 ): Error {
   if (error instanceof UserError) return error;
+  // A refused permission stays itself: the CLI answers it with how to grant it (--grant).
+  if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    return error;
+  }
   return new PluginError(
     plugin,
     `${call.method} threw ${firstLine(error)}; expected ${call.expected}`,

@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { UserError } from "../core/errors.ts";
+import { PluginError, pluginFailure } from "../core/plugin_errors.ts";
 
 const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const MOD = new URL("../mod.ts", import.meta.url).href;
@@ -161,3 +163,18 @@ Deno.test("a dataset whose arrays have the wrong length, or whose load throws, i
       /Dataset plugin "load-throws" \(recipe entry dataset\): load\(\) threw RangeError: offset is out of bounds; expected a dataset/,
     );
   }));
+
+Deno.test("pluginFailure() names the plugin, but leaves user errors and refused permissions as they are", () => {
+  const plugin = { kind: "dataset" as const, id: "mine", entry: "dataset" };
+  const call = { method: "load()", expected: "a dataset" };
+  const wrapped = pluginFailure(plugin, call, new Error("first line\nsecond line"));
+  assert.ok(wrapped instanceof PluginError && wrapped instanceof UserError);
+  assert.equal(
+    wrapped.message,
+    'Dataset plugin "mine" (recipe entry dataset): load() threw Error: first line; expected a dataset',
+  );
+  const own = new UserError("Cannot read folder x");
+  assert.equal(pluginFailure(plugin, call, own), own);
+  const refused = new Deno.errors.NotCapable("Requires read access to /data");
+  assert.equal(pluginFailure(plugin, call, refused), refused);
+});
