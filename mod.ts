@@ -36,6 +36,7 @@ export type {
 } from "./core/types.ts";
 
 export { UserError } from "./core/errors.ts";
+export { PluginError, type PluginKind, type PluginRef } from "./core/plugin_errors.ts";
 export { type Identified, type RegisterOptions, Registry } from "./core/registry.ts";
 export { Rng, type RngState } from "./core/rng.ts";
 export {
@@ -99,15 +100,9 @@ export {
   RESERVED_METRIC_NAMES,
   validatePluginOptions,
 } from "./core/recipe.ts";
-export {
-  type EvaluateOptions,
-  type Evaluation,
-  type NamedRegularizer,
-  sigmoidRampUp,
-  type Summary,
-  Trainer,
-  type TrainerOptions,
-} from "./core/trainer.ts";
+export type { EvaluateOptions, Evaluation } from "./core/evaluate.ts";
+export { sigmoidRampUp, type Summary, Trainer, type TrainerOptions } from "./core/trainer.ts";
+export type { NamedRegularizer } from "./core/networks.ts";
 export type { RunEnvironment } from "./core/provenance.ts";
 export {
   diceScores,

@@ -19,15 +19,10 @@ import { type LoadedRecipe, loadRecipe, validatePluginOptions } from "../core/re
 import { regularizers } from "../core/regularizer.ts";
 import { transforms } from "../core/transform.ts";
 import { losses } from "../core/loss.ts";
-import {
-  formatDice,
-  InterruptedError,
-  loadPluginModules,
-  readRunInfo,
-  runFinished,
-  type Summary,
-  Trainer,
-} from "../core/trainer.ts";
+import { formatDice } from "../core/evaluate.ts";
+import { RunDir } from "../core/run_dir.ts";
+import { loadPluginModules } from "../core/plugin_modules.ts";
+import { InterruptedError, type Summary, Trainer } from "../core/trainer.ts";
 import { formatDuration } from "../core/progress.ts";
 import { volumeFormat } from "../io/volume.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
@@ -106,46 +101,50 @@ class PartialFailure extends Error {}
 
 /**
  * `eval --export DIR --grid source`: each volume's prediction brought back onto the grid of the
- * file it was read from (the class probabilities resampled, then the argmax) and written as
- * NIfTI with that file's shape, spacing and affine. Generated volumes (phantom) have no file:
- * their evaluated grid is their own, and they are written as `--grid network` writes them.
+ * file it was read from (the class probabilities its evaluation computed, resampled, then the
+ * argmax) and written as NIfTI with that file's shape, spacing and affine. Generated volumes
+ * (phantom) have no file: their evaluated grid is their own, and they are written as
+ * `--grid network` writes them. `add` is called with each evaluated volume, `done` at the end.
  */
-async function exportOnSourceGrid(
-  dir: string,
-  predictions: [Volume, Uint8Array][],
-  trainer: Trainer,
-  loaded: LoadedRecipe,
-): Promise<void> {
+function sourceGridExport(dir: string, trainer: Trainer, loaded: LoadedRecipe) {
   const parsed = validatePluginOptions(loaded.recipe, loaded.file);
   const prep = datasetPreprocessing(loaded.recipe.dataset.type, parsed.dataset);
-  const model = trainer.evaluationModel();
   const numClasses = trainer.dataset.classNames.length;
   let generated = 0;
-  for (const [v, p] of predictions) {
-    const back = await volumeOnSourceGrid(v, model, numClasses, prep);
-    if (back === null) {
-      generated++;
-      await exportPrediction(dir, v, p);
-      continue;
-    }
-    try {
-      await Deno.mkdir(dir, { recursive: true });
-    } catch (error) {
-      throw new UserError(`Cannot write predictions to "${dir}": ${(error as Error).message}`);
-    }
-    await writeNiftiLabels(
-      join(dir, predictionFileName(v.id)),
-      back.labels,
-      back.image,
-      v.source!.path,
-    );
-  }
-  if (generated) {
-    console.error(
-      `${generated} volume(s) of dataset "${trainer.dataset.id}" have no source file (generated ` +
-        `data): written on the evaluated grid, which is their own`,
-    );
-  }
+  let count = 0;
+  return {
+    get count() {
+      return count;
+    },
+    async add(v: Volume, p: Uint8Array, probabilities: Float32Array): Promise<void> {
+      count++;
+      const back = await volumeOnSourceGrid(v, probabilities, numClasses, prep);
+      if (back === null) {
+        generated++;
+        await exportPrediction(dir, v, p);
+        return;
+      }
+      try {
+        await Deno.mkdir(dir, { recursive: true });
+      } catch (error) {
+        throw new UserError(`Cannot write predictions to "${dir}": ${(error as Error).message}`);
+      }
+      await writeNiftiLabels(
+        join(dir, predictionFileName(v.id)),
+        back.labels,
+        back.image,
+        v.source!.path,
+      );
+    },
+    done(): void {
+      if (generated) {
+        console.error(
+          `${generated} volume(s) of dataset "${trainer.dataset.id}" have no source file ` +
+            `(generated data): written on the evaluated grid, which is their own`,
+        );
+      }
+    },
+  };
 }
 
 /** Build the CLI program (exported for tests). */
@@ -174,10 +173,10 @@ export function buildProgram(): Command {
         if (file !== undefined || opts.out !== undefined) {
           throw new UserError("--resume takes the run directory alone (no recipe, no --out)");
         }
-        if (await runFinished(opts.resume)) {
+        const s = await new RunDir(opts.resume).readSummary<Summary>();
+        if (s !== null) {
           // Finished means finished: nothing is re-evaluated or rewritten (exit 0, like a sweep
           // that skips finished runs). A longer run is a new run.
-          const s = JSON.parse(await Deno.readTextFile(`${opts.resume}/summary.json`));
           console.log(
             `${opts.resume} is finished (${s.iterations} iterations, mean Dice ` +
               `${(100 * s.dice_mean).toFixed(2)} %): nothing to resume. deno task eval ` +
@@ -302,13 +301,14 @@ export function buildProgram(): Command {
       if (!["best", "latest"].includes(opts.checkpoint)) {
         throw new UserError(`Unknown checkpoint "${opts.checkpoint}"; use best or latest`);
       }
-      const ckpt = `${runDir}/${opts.checkpoint}.ckpt`;
+      const dir = new RunDir(runDir);
+      const ckpt = dir.checkpoint(opts.checkpoint as "best" | "latest");
       try {
         await Deno.stat(ckpt);
       } catch {
         throw new UserError(`Cannot evaluate "${runDir}": ${ckpt} does not exist`);
       }
-      const recipeFile = `${runDir}/recipe.yaml`;
+      const recipeFile = dir.file("recipe");
       const set = opts.data
         ? [
           await datasetOverride(opts.data, {
@@ -321,7 +321,7 @@ export function buildProgram(): Command {
       const trainer = await Trainer.create(loaded.recipe, {
         source: recipeFile,
         // relative dataset paths of the recipe are relative to where it came from
-        baseDir: (await readRunInfo(runDir)).baseDir,
+        baseDir: (await dir.info()).baseDir,
         out: null,
         progress: false,
       });
@@ -329,17 +329,23 @@ export function buildProgram(): Command {
         await trainer.loadCheckpoint(ckpt, { weightsOnly: true });
         const split = opts.split === "test" ? "test" : "validation";
         const predictions: [Volume, Uint8Array][] = [];
+        // --grid source exports from the probabilities the evaluation computed (one pass)
+        const source = opts.export && opts.grid === "source"
+          ? sourceGridExport(opts.export, trainer, loaded)
+          : null;
         const ev = await trainer.evaluate(split, undefined, {
-          onPrediction: opts.export ? (v, p) => predictions.push([v, p]) : undefined,
+          onPrediction: !opts.export
+            ? undefined
+            : source
+            ? (v, p, probabilities) => source.add(v, p, probabilities)
+            : (v, p) => predictions.push([v, p]),
         });
-        if (opts.grid === "source" && opts.export) {
-          await exportOnSourceGrid(opts.export, predictions, trainer, loaded);
-        } else {
-          for (const [v, p] of predictions) await exportPrediction(opts.export!, v, p);
-        }
+        source?.done();
+        for (const [v, p] of predictions) await exportPrediction(opts.export!, v, p);
         if (opts.export && !opts.json) {
           console.log(
-            `${predictions.length} predictions written to ${opts.export} (${opts.grid} grid)`,
+            `${source?.count ?? predictions.length} predictions written to ${opts.export} ` +
+              `(${opts.grid} grid)`,
           );
         }
         if (opts.json) console.log(JSON.stringify(ev, null, 2));

@@ -49,6 +49,7 @@ import { datasetOverride } from "./export.ts";
 import { UserError } from "../core/errors.ts";
 import { COMMIT_ENV, frameworkDir, gitCommit } from "../core/provenance.ts";
 import { isUrlLike, loadRecipe, type Recipe } from "../core/recipe.ts";
+import { RunDir } from "../core/run_dir.ts";
 import { cliPath, runnableDeno } from "./sweep.ts";
 import type { SweepRunOptions } from "./results_cli.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
@@ -542,17 +543,13 @@ class Planner {
 
   /** `run.json` of a run directory (empty when missing: the command reports that). */
   async runInfo(dir: string): Promise<{ baseDir?: string; recipe?: string | null }> {
-    try {
-      return JSON.parse(await Deno.readTextFile(`${dir}/run.json`));
-    } catch {
-      return {};
-    }
+    return await new RunDir(dir).readInfo() ?? {};
   }
 
   /** The recipe of a run directory (when it cannot be loaded the command reports why). */
   async runRecipe(dir: string, set: string[], baseDir: string, withData = true): Promise<void> {
     try {
-      const loaded = await loadRecipe(`${dir}/recipe.yaml`, {
+      const loaded = await loadRecipe(new RunDir(dir).file("recipe"), {
         set,
         env: this.env,
         cwd: this.#launch.cwd,

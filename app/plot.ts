@@ -11,7 +11,8 @@ import type { Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import { loadRecipe } from "../core/recipe.ts";
 import { findRunDirs, PAPER_METHOD_ORDER } from "./table.ts";
-import { readRunInfo, Trainer } from "../core/trainer.ts";
+import { RUN_FILES, RunDir } from "../core/run_dir.ts";
+import { Trainer } from "../core/trainer.ts";
 
 /** Line colours (Tableau 10). */
 export const PALETTE = [
@@ -464,13 +465,16 @@ interface RunInfoForPlot {
 
 async function describeRun(dir: string): Promise<{ method: string; seed: number }> {
   try {
-    const r = YAML.parse(await Deno.readTextFile(`${dir}/recipe.yaml`)) as Record<string, unknown>;
+    const file = new RunDir(dir).file("recipe");
+    const r = YAML.parse(await Deno.readTextFile(file)) as Record<string, unknown>;
     return {
       method: String(r.method ?? r.name ?? dir),
       seed: typeof r.seed === "number" ? r.seed : 1,
     };
   } catch (error) {
-    throw new UserError(`Cannot read ${dir}/recipe.yaml: ${(error as Error).message}`);
+    throw new UserError(
+      `Cannot read ${new RunDir(dir).file("recipe")}: ${(error as Error).message}`,
+    );
   }
 }
 
@@ -518,9 +522,9 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
     for (const i of group) {
       let text = "";
       try {
-        text = await Deno.readTextFile(`${i.dir}/metrics.jsonl`);
+        text = await Deno.readTextFile(new RunDir(i.dir).file("metrics"));
       } catch {
-        log(`note: ${i.dir} has no metrics.jsonl`);
+        log(`note: ${i.dir} has no ${RUN_FILES.metrics}`);
       }
       own.push(parseMetrics(text, i.label));
     }
@@ -545,12 +549,7 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
   const chosen = new Map<string, RunInfoForPlot>();
   for (const i of infos) {
     if (chosen.has(i.method)) continue;
-    try {
-      await Deno.stat(`${i.dir}/best.ckpt`);
-      chosen.set(i.method, i);
-    } catch {
-      // no checkpoint yet
-    }
+    if (await new RunDir(i.dir).has("best")) chosen.set(i.method, i); // else no checkpoint yet
   }
   const runs = [...chosen.values()];
   if (runs.length === 0) {
@@ -564,9 +563,10 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
   let reference: { dataset: string; volumes: Volume[]; z: number[] } | null = null;
   const predictions: Array<{ label: string; pred: Uint8Array[] }> = [];
   for (const run of runs) {
-    const loaded = await loadRecipe(`${run.dir}/recipe.yaml`);
+    const dir = new RunDir(run.dir);
+    const loaded = await loadRecipe(dir.file("recipe"));
     const trainer = await Trainer.create(loaded.recipe, {
-      baseDir: (await readRunInfo(run.dir)).baseDir,
+      baseDir: (await dir.info()).baseDir,
       out: null,
       progress: false,
       log: () => {},
@@ -586,7 +586,7 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
           continue;
         }
       }
-      await trainer.loadCheckpoint(`${run.dir}/best.ckpt`, { weightsOnly: true });
+      await trainer.loadCheckpoint(dir.checkpoint("best"), { weightsOnly: true });
       const model = trainer.evaluationModel();
       const pred: Uint8Array[] = [];
       for (const v of reference.volumes) pred.push(await trainer.predictVolume(v, model));

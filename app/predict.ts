@@ -21,19 +21,15 @@
  * @module
  */
 import { basename, join, resolve } from "node:path";
-import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
-import { loadCheckpoint } from "../core/checkpoint.ts";
+import { loadCheckpoint, restoreTensors } from "../core/checkpoint.ts";
 import { datasetPreprocessing, type PreprocessOptions, type Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
-import type { SegmentationModel } from "../core/model.ts";
+import { RUN_FILES, RunDir } from "../core/run_dir.ts";
+import { probabilities } from "../core/evaluate.ts";
 import { loadRecipe, type Recipe, validatePluginOptions } from "../core/recipe.ts";
-import {
-  createNetworks,
-  evaluationModelOf,
-  loadPluginModules,
-  networkTensors,
-} from "../core/trainer.ts";
+import { createNetworks, evaluationModelOf, networkTensors } from "../core/networks.ts";
+import { loadPluginModules } from "../core/plugin_modules.ts";
 import { writeHdf5 } from "../io/hdf5.ts";
 import { type MetaImageVolume, writeMetaImage } from "../io/metaimage.ts";
 import { writeNifti } from "../io/nifti.ts";
@@ -60,7 +56,7 @@ export interface Predictor {
    * Softmax class probabilities of `n` preprocessed slices (`n * size * size` values):
    * `n * size * size * classes` values, channels last.
    */
-  probabilities(images: Float32Array, n: number): Float32Array;
+  probabilities(images: Float32Array, n: number): Promise<Float32Array>;
   /** Free the networks. */
   dispose(): void;
 }
@@ -71,46 +67,6 @@ export interface LoadPredictorOptions {
   checkpoint?: "best" | "latest";
   /** Another backend than the run's. */
   backend?: string;
-}
-
-/**
- * The class names of a run: from `run.json` (runs record them since `predict` exists), else
- * the foreground classes of `summary.json` or of the last validation in `metrics.jsonl`.
- *
- * @throws {UserError} When none of them tells.
- */
-export async function runClassNames(runDir: string): Promise<string[]> {
-  const json = async (file: string) => {
-    try {
-      return JSON.parse(await Deno.readTextFile(join(runDir, file)));
-    } catch {
-      return undefined;
-    }
-  };
-  const info = await json("run.json");
-  if (Array.isArray(info?.classNames) && info.classNames.length > 1) return info.classNames;
-  const summary = await json("summary.json");
-  if (summary?.dice && typeof summary.dice === "object") {
-    return ["background", ...Object.keys(summary.dice)];
-  }
-  try {
-    const lines = (await Deno.readTextFile(join(runDir, "metrics.jsonl"))).split("\n");
-    for (const line of lines.reverse()) {
-      if (!line.includes("val_dice")) continue;
-      try {
-        const dice = JSON.parse(line).val_dice;
-        if (dice && typeof dice === "object") return ["background", ...Object.keys(dice)];
-      } catch {
-        // a cut line
-      }
-    }
-  } catch {
-    // no metrics
-  }
-  throw new UserError(
-    `Cannot tell the classes of "${runDir}": neither run.json, summary.json nor metrics.jsonl ` +
-      `names them`,
-  );
 }
 
 /**
@@ -128,11 +84,10 @@ export async function loadPredictor(
   if (which !== "best" && which !== "latest") {
     throw new UserError(`Unknown checkpoint "${which}"; use best or latest`);
   }
-  const checkpoint = join(runDir, `${which}.ckpt`);
-  try {
-    await Deno.stat(join(runDir, "recipe.yaml"));
-  } catch {
-    throw new UserError(`"${runDir}" is not a run directory (it has no recipe.yaml)`);
+  const dir = new RunDir(runDir);
+  const checkpoint = dir.checkpoint(which);
+  if (!(await dir.has("recipe"))) {
+    throw new UserError(`"${runDir}" is not a run directory (it has no ${RUN_FILES.recipe})`);
   }
   try {
     await Deno.stat(checkpoint);
@@ -140,30 +95,16 @@ export async function loadPredictor(
     throw new UserError(`Cannot predict with "${runDir}": ${checkpoint} does not exist`);
   }
   const set = options.backend !== undefined ? [`backend=${options.backend}`] : [];
-  const recipe: Recipe = (await loadRecipe(join(runDir, "recipe.yaml"), { set })).recipe;
+  const recipe: Recipe = (await loadRecipe(dir.file("recipe"), { set })).recipe;
   await loadPluginModules(recipe.plugins);
-  const parsed = validatePluginOptions(recipe, join(runDir, "recipe.yaml"));
+  const parsed = validatePluginOptions(recipe, dir.file("recipe"));
   const prep = datasetPreprocessing(recipe.dataset.type, parsed.dataset);
-  const classNames = await runClassNames(runDir);
+  const classNames = await dir.classNames();
   const ckpt = await loadCheckpoint(checkpoint);
   const backend = await initBackend(recipe.backend, { threads: recipe.threads });
   const networks = createNetworks(recipe, parsed, classNames.length);
   try {
-    for (const [name, target] of networkTensors(networks)) {
-      const stored = ckpt.tensors.get(name);
-      if (stored === undefined) {
-        throw new UserError(`Checkpoint "${checkpoint}" has no tensor "${name}"`);
-      }
-      if (stored.shape.join("x") !== target.shape.join("x")) {
-        throw new UserError(
-          `Checkpoint "${checkpoint}": "${name}" has shape ${stored.shape}, the model ` +
-            `${target.shape}`,
-        );
-      }
-      const value = tf.tensor(stored.data, stored.shape);
-      target.assign(value);
-      value.dispose();
-    }
+    restoreTensors(ckpt, networkTensors(networks));
   } catch (error) {
     networks.dispose();
     throw error;
@@ -176,42 +117,9 @@ export async function loadPredictor(
     classNames,
     prep,
     backend,
-    probabilities: (images, n) => slicesProbabilities(model, images, n, size, size),
+    probabilities: (image, n) => probabilities(model, { image, shape: [n, size, size] }),
     dispose: () => networks.dispose(),
   };
-}
-
-/**
- * Softmax probabilities of `n` slices of `h x w` (`n * h * w` values) through `model` in
- * evaluation mode, 8 slices at a time: `n * h * w * classes` values, channels last.
- */
-export function slicesProbabilities(
-  model: SegmentationModel,
-  images: Float32Array,
-  n: number,
-  h: number,
-  w: number,
-): Float32Array {
-  const parts: Float32Array[] = [];
-  let total = 0;
-  for (let s = 0; s < n; s += 8) {
-    const m = Math.min(8, n - s);
-    const p = tf.tidy(() => {
-      const x = tf.tensor4d(images.subarray(s * h * w, (s + m) * h * w), [m, h, w, 1]);
-      return tf.softmax(model.apply(x, { training: false }));
-    });
-    const values = p.dataSync() as Float32Array;
-    p.dispose();
-    parts.push(values);
-    total += values.length;
-  }
-  const out = new Float32Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /**
@@ -219,21 +127,32 @@ export function slicesProbabilities(
  *
  * @throws {UserError} When the scan is not a 2D or 3D volume.
  */
-export function segmentScan(predictor: Predictor, image: VolumeData, path: string): Uint8Array {
+export async function segmentScan(
+  predictor: Predictor,
+  image: VolumeData,
+  path: string,
+): Promise<Uint8Array> {
   const { image: input, layout } = prepareScan(image, predictor.prep, path);
+  const probs = await predictor.probabilities(input, layout.depth);
+  return onScanGrid(probs, layout, predictor.classNames.length);
+}
+
+/** Network-grid probabilities (`[depth, size, size, classes]`) as labels on the scan's grid. */
+function onScanGrid(
+  probs: Float32Array,
+  layout: ConstructorParameters<typeof LabelsOnScanGrid>[0],
+  numClasses: number,
+): Uint8Array {
+  const labels = new LabelsOnScanGrid(layout, numClasses);
   const n = layout.size * layout.size;
-  const labels = new LabelsOnScanGrid(layout, predictor.classNames.length);
-  for (let s = 0; s < layout.depth; s += 8) {
-    const m = Math.min(8, layout.depth - s);
-    const probs = predictor.probabilities(input.subarray(s * n, (s + m) * n), m);
-    for (let k = 0; k < m; k++) labels.add(s + k, probs, k * n * predictor.classNames.length);
-  }
+  for (let k = 0; k < layout.depth; k++) labels.add(k, probs, k * n * numClasses);
   return labels.labels();
 }
 
 /**
  * A volume's prediction on its source grid (`eval --export --grid source`): its network-grid
- * probabilities from `model`, brought back onto the grid of the file it was read from.
+ * `probabilities` (`[D, H, W, classes]`, those its evaluation took the argmax of), brought back
+ * onto the grid of the file it was read from.
  *
  * @returns The labels and the source image (for its geometry), or `null` for a volume without
  *   a source file (generated data, whose grid is the network's).
@@ -241,7 +160,7 @@ export function segmentScan(predictor: Predictor, image: VolumeData, path: strin
  */
 export async function volumeOnSourceGrid(
   volume: Volume,
-  model: SegmentationModel,
+  probabilities: Float32Array,
   numClasses: number,
   prep: PreprocessOptions,
 ): Promise<{ labels: Uint8Array; image: VolumeData } | null> {
@@ -255,14 +174,7 @@ export async function volumeOnSourceGrid(
         `([${image.shape.join(", ")}] for [${volume.shape.join(", ")}]); was it changed?`,
     );
   }
-  const labels = new LabelsOnScanGrid(layout, numClasses);
-  const n = h * w;
-  for (let s = 0; s < d; s += 8) {
-    const m = Math.min(8, d - s);
-    const probs = slicesProbabilities(model, volume.image.subarray(s * n, (s + m) * n), m, h, w);
-    for (let k = 0; k < m; k++) labels.add(s + k, probs, k * n * numClasses);
-  }
-  return { labels: labels.labels(), image };
+  return { labels: onScanGrid(probabilities, layout, numClasses), image };
 }
 
 /** Write labels on a scan's grid as a gzipped NIfTI with the scan's geometry (RAS affine). */
@@ -501,7 +413,7 @@ export async function predictScans(
     const output = join(options.out, stem + outputExtension(scan, format));
     try {
       const image = await readScan(scan);
-      const labels = segmentScan(predictor, image, scan.path);
+      const labels = await segmentScan(predictor, image, scan.path);
       await writePrediction(output, scan, image, labels, format);
       const counts = new Array(predictor.classNames.length).fill(0);
       for (let i = 0; i < labels.length; i++) counts[labels[i]]++;

@@ -9,9 +9,10 @@
 import { resolve } from "node:path";
 import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { UserError } from "../core/errors.ts";
-import { InterruptedError, loadPluginModules } from "../core/trainer.ts";
+import { RUN_FILES, RunDir } from "../core/run_dir.ts";
+import { loadPluginModules } from "../core/plugin_modules.ts";
+import { InterruptedError } from "../core/trainer.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
-import { exists } from "./_fs.ts";
 
 /** One run of a sweep. */
 export interface PlannedRun {
@@ -106,8 +107,9 @@ export async function planRuns(files: string[], options: PlanOptions = {}): Prom
 
 /** `finished` (has `summary.json`), `interrupted` (has `latest.ckpt`) or `new`. */
 export async function runState(dir: string): Promise<RunState> {
-  if (await exists(`${dir}/summary.json`)) return "finished";
-  if (await exists(`${dir}/latest.ckpt`)) return "interrupted";
+  const run = new RunDir(dir);
+  if (await run.has("summary")) return "finished";
+  if (await run.has("latest")) return "interrupted";
   return "new";
 }
 
@@ -152,10 +154,11 @@ export function runArgs(
 /** Remove what a run that died before its first checkpoint left (its metrics would be appended to). */
 async function clearStale(dir: string, log: (line: string) => void): Promise<void> {
   const stale: string[] = [];
-  for (const f of ["metrics.jsonl", "best.ckpt"]) {
-    if (await exists(`${dir}/${f}`)) {
-      await Deno.remove(`${dir}/${f}`);
-      stale.push(f);
+  const run = new RunDir(dir);
+  for (const role of ["metrics", "best"] as const) {
+    if (await run.has(role)) {
+      await Deno.remove(run.file(role));
+      stale.push(RUN_FILES[role]);
     }
   }
   if (stale.length) log(`${dir}: no checkpoint to resume from; removed ${stale.join(", ")}`);
@@ -164,8 +167,9 @@ async function clearStale(dir: string, log: (line: string) => void): Promise<voi
 /** Summary line of a finished run: `mean Dice 81.23 %`. */
 async function resultLine(dir: string): Promise<string> {
   try {
-    const s = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
-    return `mean Dice ${(100 * (s.dice_mean as number)).toFixed(2)} %`;
+    const s = await new RunDir(dir).readSummary<{ dice_mean: number }>();
+    if (s === null) throw new Error("no summary");
+    return `mean Dice ${(100 * s.dice_mean).toFixed(2)} %`;
   } catch {
     return "no summary.json";
   }

@@ -7,6 +7,7 @@
  * @module
  */
 import { UserError } from "../core/errors.ts";
+import { RunDir } from "../core/run_dir.ts";
 import { mean, pairedTTestGreater, sampleStd } from "./stats.ts";
 import type { Summary } from "../core/trainer.ts";
 import { exists, isDirectory } from "./_fs.ts";
@@ -107,11 +108,11 @@ export async function findRunDirs(
   const finished = new Set<string>();
   const unfinished = new Set<string>();
   const visit = async (dir: string, depth: number): Promise<void> => {
-    if (await exists(`${dir}/summary.json`)) {
+    if (await new RunDir(dir).has("summary")) {
       finished.add(dir);
       return;
     }
-    if (await exists(`${dir}/recipe.yaml`)) {
+    if (await new RunDir(dir).has("recipe")) {
       unfinished.add(dir);
       return;
     }
@@ -141,7 +142,7 @@ export async function findRunDirs(
 
 /** Read and check `<dir>/summary.json`. */
 export async function readRunSummary(dir: string): Promise<RunSummary> {
-  const file = `${dir}/summary.json`;
+  const file = new RunDir(dir).file("summary");
   let s: RunSummary;
   try {
     s = JSON.parse(await Deno.readTextFile(file));

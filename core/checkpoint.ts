@@ -8,7 +8,8 @@
  *
  * @module
  */
-import type { tf } from "../deps.ts";
+import { tf } from "../deps.ts";
+import { UserError } from "./errors.ts";
 
 const MAGIC = "MISSLCK1";
 
@@ -22,6 +23,8 @@ export interface StoredTensor {
 
 /** A loaded checkpoint. */
 export interface Checkpoint<M> {
+  /** The file it was read from (messages name it). */
+  path: string;
   /** The JSON header the trainer wrote (iteration, rng state, ...). */
   meta: M;
   /** The tensors by name. */
@@ -81,7 +84,46 @@ export async function loadCheckpoint<M>(path: string): Promise<Checkpoint<M>> {
     tensors.set(name, { shape, data });
     offset += 4 * n;
   }
-  return { meta: header.meta, tensors };
+  return { path, meta: header.meta, tensors };
+}
+
+/** Options of {@linkcode restoreTensors}. */
+export interface RestoreOptions {
+  /**
+   * Targets that may be missing from the checkpoint (they keep their values), e.g. the
+   * optimizer's moments when only the weights are restored.
+   * @default {none}
+   */
+  optional?: (name: string) => boolean;
+}
+
+/**
+ * Assign a loaded checkpoint's tensors to `targets`, by name: the one restore of the trainer
+ * (`--resume`, `eval`) and `predict`.
+ *
+ * @throws {UserError} When a target has no tensor in the checkpoint, or one of another shape.
+ */
+export function restoreTensors(
+  checkpoint: Checkpoint<unknown>,
+  targets: Map<string, tf.Variable>,
+  options: RestoreOptions = {},
+): void {
+  const { path } = checkpoint;
+  for (const [name, target] of targets) {
+    const stored = checkpoint.tensors.get(name);
+    if (stored === undefined) {
+      if (options.optional?.(name)) continue;
+      throw new UserError(`Checkpoint "${path}" has no tensor "${name}"`);
+    }
+    if (stored.shape.join("x") !== target.shape.join("x")) {
+      throw new UserError(
+        `Checkpoint "${path}": "${name}" has shape ${stored.shape}, the model ${target.shape}`,
+      );
+    }
+    const value = tf.tensor(stored.data, stored.shape);
+    target.assign(value);
+    value.dispose();
+  }
 }
 
 /** Write `data` to a temporary file beside `path`, then rename it over `path`. */

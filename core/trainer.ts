@@ -7,262 +7,52 @@
  *
  * @module
  */
-import { dirname, resolve } from "node:path";
-import { tf, YAML } from "../deps.ts";
-import { initBackend } from "../runtime/backend.ts";
-import { loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
-import { datasets, type SegmentationDataset, type SliceSet, type Volume } from "./dataset.ts";
-import { UserError } from "./errors.ts";
-import { diceScores, hd95, meanPerClass, nanMeanPerClass } from "./metrics.ts";
-import { models, type SegmentationModel, uniqueVariableScope } from "./model.ts";
+import { tf } from "../deps.ts";
+import { loadCheckpoint, restoreTensors, saveCheckpoint } from "./checkpoint.ts";
+import type { SegmentationDataset, Volume } from "./dataset.ts";
+import { InterruptedError, NonFiniteLossError, UserError } from "./errors.ts";
+import {
+  type EvaluateOptions,
+  evaluateVolumes,
+  type Evaluation,
+  formatDice,
+  predictVolume,
+} from "./evaluate.ts";
+import type { SegmentationModel } from "./model.ts";
+import { evaluationModelOf, type NamedRegularizer, networkTensors } from "./networks.ts";
 import { Adam, learningRate } from "./optimizer.ts";
+import { callPlugin } from "./plugin_errors.ts";
+import {
+  blameFirstStep,
+  type LossParts,
+  regularizerRef,
+  sigmoidRampUp,
+  stepLoss,
+  type StepTensors,
+} from "./loss_terms.ts";
 import { Progress } from "./progress.ts";
-import { loadRecipe, type PluginOptions, type Recipe, validatePluginOptions } from "./recipe.ts";
-import { type Regularizer, regularizers, type StepContext } from "./regularizer.ts";
+import { loadRecipe, type Recipe } from "./recipe.ts";
 import { Rng, type RngState } from "./rng.ts";
-import { type RunEnvironment, runEnvironment } from "./provenance.ts";
-import { forwardValidMask, type InvertibleTransform, transforms } from "./transform.ts";
-import { losses, type SupervisedLoss } from "./loss.ts";
-import { sampleRandomAffine, warpAffine } from "./warp.ts";
+import { runEnvironment } from "./provenance.ts";
+import { type ClockState, RunClock } from "./run_clock.ts";
+import { RUN_FILES, RunDir, type Summary } from "./run_dir.ts";
+import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
+import type { InvertibleTransform } from "./transform.ts";
+import type { SupervisedLoss } from "./loss.ts";
+import { drawStep, type StepBatch } from "./batch.ts";
 
-/** Options of {@linkcode Trainer.create}. */
-export interface TrainerOptions {
-  /** Directory of the recipe file (relative dataset paths). @default {Deno.cwd()} */
-  baseDir?: string;
-  /** The run directory; `null` writes nothing (e.g. `eval`, benchmarks). @default {runs/<name>/<time>-seed<N>} */
-  out?: string | null;
-  /** The resolved recipe to write into the run directory. @default {the recipe} */
-  resolved?: Record<string, unknown>;
-  /** The recipe file the run came from (written to `run.json`). */
-  recipeFile?: string;
-  /** The recipe's file as messages name it. @default {recipeFile, else "<inline>"} */
-  source?: string;
-  /** Show progress on standard error. @default {true} */
-  progress?: boolean;
-  /**
-   * `out` is the run being resumed ({@linkcode Trainer.resume} sets it). Without it, an `out`
-   * that already holds a run (a checkpoint, metrics or a summary) is refused: runs are never
-   * overwritten.
-   */
-  resuming?: boolean;
-  /** Messages (loading, validation), default to standard error. */
-  log?: (line: string) => void;
-}
+export type { TrainerOptions } from "./setup.ts";
+export type { Summary } from "./run_dir.ts";
+export { InterruptedError, NonFiniteLossError } from "./errors.ts";
+export { sigmoidRampUp } from "./loss_terms.ts";
 
-/** Evaluation of one split. */
-export interface Evaluation {
-  /** Mean Dice over volumes, by class name. */
-  dice: Record<string, number>;
-  /** Mean of `dice` over the foreground classes. */
-  dice_mean: number;
-  /**
-   * Mean HD95 (95th percentile symmetric surface distance, {@linkcode hd95}) by class name,
-   * over the volumes where it is defined (`NaN`, `null` in JSON, when it is defined in none).
-   */
-  hd95: Record<string, number>;
-  /** Mean of the defined values of `hd95` over the foreground classes. */
-  hd95_mean: number;
-  /** `mm` when every volume records its spacing, else `voxels` (of the evaluated grid). */
-  hd95_unit: "mm" | "voxels";
-  /** By class: volumes whose HD95 is undefined (the class in only one of prediction and truth). */
-  hd95_undefined: Record<string, number>;
-  /** Per volume: Dice and HD95 (`NaN` / `null` where undefined) by class name. */
-  per_volume: Record<string, { dice: Record<string, number>; hd95: Record<string, number> }>;
-}
-
-/** Options of {@linkcode Trainer.evaluate}. */
-export interface EvaluateOptions {
-  /** Called with each volume and its predicted labels (`--export`). */
-  onPrediction?: (volume: Volume, prediction: Uint8Array) => void;
-}
-
-/** What `summary.json` holds. */
-export interface Summary extends Evaluation {
-  /** The recipe's `method`. */
-  method: string;
-  /** The dataset plugin's id. */
-  dataset: string;
-  /** The run's seed. */
-  seed: number;
-  /** Iterations trained. */
-  iterations: number;
-  /** Seconds spent in training steps (forward, backward, optimizer update). */
-  seconds_train: number;
-  /** Seconds spent evaluating on the validation volumes (during and at the end of training). */
-  seconds_validation: number;
-  /** Seconds spent loading (or generating) the dataset, cache reads included. */
-  seconds_data: number;
-  /**
-   * Wall-clock seconds of the run, from the start of {@linkcode Trainer.create} to the summary
-   * (backend start-up, data, training, validations, checkpoints), summed over resumed sessions.
-   */
-  seconds_wall: number;
-  /** The tfjs backend the run trained on. */
-  backend: string;
-  /** Trainable scalars of the student. */
-  params: number;
-  /** Best validation mean Dice and its iteration (the `best.ckpt` weights). */
-  best: { iteration: number; dice_mean: number };
-  /** Steps skipped because a loss term was not finite (`trainer.nonFinite: skip`). */
-  skipped_steps: number;
-  /** Which network `dice` describes (`student`, or `teacher` for mean teacher). */
-  evaluated: string;
-  /** The other network's evaluation, where there is one (mean teacher's student). */
-  student?: Evaluation;
-  /** The Deno and tfjs versions and the framework's commit of the session that finished it. */
-  environment: RunEnvironment;
-}
-
-interface CheckpointMeta {
+/** The header of the trainer's checkpoints (with the times of {@linkcode RunClock}). */
+interface CheckpointMeta extends ClockState {
   iteration: number;
   rng: RngState;
   adamStep: number;
   skippedSteps?: number;
   best: { iteration: number; dice_mean: number };
-  /** Training seconds (`seconds` in checkpoints written before the other times existed). */
-  secondsTrain?: number;
-  seconds?: number;
-  secondsValidation?: number;
-  secondsData?: number;
-  secondsWall?: number;
-}
-
-/** A regularizer of a run, under its unique name (the prefix of its checkpointed tensors). */
-export interface NamedRegularizer {
-  /** Its name: the recipe entry's `name`, else its type (`kl`, `kl2`, ... when repeated). */
-  name: string;
-  /** Its weight (multiplied by `lambda` and the ramp). */
-  weight: number;
-  /** The instance. */
-  instance: Regularizer;
-}
-
-/** The networks of a recipe: the student and the regularizers (a mean teacher holds one). */
-export interface Networks {
-  /** The student. */
-  model: SegmentationModel;
-  /** The regularizers, named uniquely. */
-  regularizers: NamedRegularizer[];
-  /**
-   * The prefix of every tfjs variable name of these networks (`run1/`, ...), unique in the
-   * process; checkpoints name the variables without it.
-   */
-  scope?: string;
-}
-
-/**
- * Input channels of every model: each dataset's slices hold one intensity per pixel
- * (`SliceSet.images` is `[count, H, W]`), so the trainer feeds `[B, H, W, 1]`. A multi-channel
- * dataset would need a channel count in `SliceSet` and `Volume` first.
- */
-const IN_CHANNELS = 1;
-
-/**
- * Build the networks of a validated recipe for `numClasses` classes without its data: the
- * student (`student/...` variables) and the regularizers, each named by `name` or its type
- * (`kl`, `kl2`, ... when repeated). `predict` builds these to load a run's checkpoint.
- */
-export function createNetworks(
-  recipe: Recipe,
-  parsed: PluginOptions,
-  numClasses: number,
-): Networks & { scope: string; dispose(): void } {
-  const modelFactory = models.get(recipe.model.type);
-  const scope = uniqueVariableScope();
-  const modelNames = new Set<string>();
-  const createModel = (name: string) => {
-    if (modelNames.has(name)) {
-      throw new UserError(
-        `Cannot build a second model named "${name}" in one run (a run holds one model per ` +
-          `name: one student, at most one mean-teacher regularizer)`,
-      );
-    }
-    const built = modelFactory.create(parsed.model, {
-      inChannels: IN_CHANNELS,
-      numClasses,
-      seed: recipe.seed,
-      name,
-      scope,
-    });
-    modelNames.add(name);
-    return built;
-  };
-  const model = createModel("student");
-  const regs: NamedRegularizer[] = [];
-  const names = new Set<string>();
-  const dispose = () => {
-    for (const r of regs) r.instance.dispose?.();
-    model.dispose();
-  };
-  try {
-    for (const r of parsed.regularizers) {
-      let name = r.name ?? r.type;
-      for (let k = 2; names.has(name) || name === "sup" || name === "loss"; k++) {
-        name = `${r.name ?? r.type}${k}`;
-      }
-      names.add(name);
-      const instance = regularizers.get(r.type).create(r.options, {
-        model,
-        numClasses,
-        seed: recipe.seed,
-        createModel,
-      });
-      regs.push({ name, weight: r.weight, instance });
-    }
-  } catch (error) {
-    dispose();
-    throw error;
-  }
-  return { model, regularizers: regs, scope, dispose };
-}
-
-/**
- * The networks' tensors as a checkpoint names them: the student's (`student/...`), then each
- * regularizer's as `<regularizer name>/<tensor>` (a mean teacher's `mean-teacher/teacher/...`).
- */
-export function networkTensors(networks: Networks): Map<string, tf.Variable> {
-  const out = new Map<string, tf.Variable>();
-  for (const [k, v] of networks.model.trainable) out.set(k, v);
-  for (const [k, v] of networks.model.state) out.set(k, v);
-  for (const r of networks.regularizers) {
-    for (const [k, v] of r.instance.stateTensors?.() ?? []) out.set(`${r.name}/${k}`, v);
-  }
-  return out;
-}
-
-/** The network a run evaluates and reports: a regularizer's (a mean teacher's teacher), else the student. */
-export function evaluationModelOf(networks: Networks): SegmentationModel {
-  for (const r of networks.regularizers) {
-    const m = r.instance.evaluationModel?.();
-    if (m) return m;
-  }
-  return networks.model;
-}
-
-/** A loss term became NaN or infinite (`trainer.nonFinite: stop`). */
-export class NonFiniteLossError extends UserError {
-  constructor(message: string) {
-    super(message);
-    this.name = "UserError";
-  }
-}
-
-/** The run stopped on SIGINT/SIGTERM after writing a checkpoint. */
-export class InterruptedError extends Error {
-  /** The exit code: 130 for SIGINT, 143 for SIGTERM. */
-  readonly exitCode: number;
-  constructor(readonly signal: "SIGINT" | "SIGTERM", message: string) {
-    super(message);
-    this.name = "InterruptedError";
-    this.exitCode = signal === "SIGINT" ? 130 : 143;
-  }
-}
-
-/** Sigmoid ramp-up `exp(-5 (1 - t/L)^2)` (Laine & Aila; SSL4MIS). */
-export function sigmoidRampUp(iteration: number, length: number): number {
-  if (length <= 0 || iteration >= length) return 1;
-  const t = 1 - Math.max(iteration, 0) / length;
-  return Math.exp(-5 * t * t);
 }
 
 /** Trains one recipe. Build it with {@linkcode Trainer.create}; free it with `dispose()`. */
@@ -283,6 +73,7 @@ export class Trainer {
   readonly backend: string;
   /** The run directory, or `null` when the run writes nothing. */
   readonly runDir: string | null;
+  readonly #runDir: RunDir | null;
   /** 0-based index of the next iteration. */
   iteration = 0;
   /** Steps skipped because a loss term was not finite (`trainer.nonFinite: skip`). */
@@ -294,28 +85,13 @@ export class Trainer {
   readonly #progress: boolean;
   readonly #needsUnlabeled: boolean;
   #best = { iteration: 0, dice_mean: -1 };
-  /** Seconds of training steps, validations and data loading, over every session of the run. */
-  #seconds = { train: 0, validation: 0, data: 0 };
-  /** Wall seconds of earlier sessions (a resumed run), and when this one started. */
-  #wallBefore = 0;
-  readonly #wallStart: number;
+  /** Where the run's seconds went (earlier sessions of a resumed run included). */
+  readonly #clock: RunClock;
   #metricsFile: Deno.FsFile | null = null;
+  /** What the step's loss is computed with (the networks, the plugins as failures name them). */
+  readonly #parts: LossParts;
 
-  private constructor(init: {
-    recipe: Recipe;
-    dataset: SegmentationDataset;
-    model: SegmentationModel;
-    transform: InvertibleTransform;
-    regularizers: NamedRegularizer[];
-    supervisedLoss: SupervisedLoss;
-    backend: string;
-    runDir: string | null;
-    log: (line: string) => void;
-    progress: boolean;
-    wallStart: number;
-    secondsData: number;
-    scope: string;
-  }) {
+  private constructor(init: TrainerParts) {
     this.recipe = init.recipe;
     this.dataset = init.dataset;
     this.model = init.model;
@@ -323,11 +99,11 @@ export class Trainer {
     this.regularizers = init.regularizers;
     this.supervisedLoss = init.supervisedLoss;
     this.backend = init.backend;
-    this.runDir = init.runDir;
+    this.#runDir = init.runDir;
+    this.runDir = init.runDir?.path ?? null;
     this.#log = init.log;
     this.#progress = init.progress;
-    this.#wallStart = init.wallStart;
-    this.#seconds.data = init.secondsData;
+    this.#clock = new RunClock(init.wallStart, init.secondsData);
     this.#rng = new Rng(init.recipe.seed * 7919 + 17);
     const o = init.recipe.optimizer;
     this.#optimizer = new Adam(init.model.trainable, {
@@ -337,124 +113,32 @@ export class Trainer {
       weightDecay: o.weightDecay,
       scope: init.scope,
     });
+    this.#parts = {
+      recipe: init.recipe,
+      model: init.model,
+      transform: init.transform,
+      regularizers: init.regularizers,
+      supervisedLoss: init.supervisedLoss,
+      numClasses: init.dataset.classNames.length,
+      plugins: {
+        model: { kind: "model", id: init.recipe.model.type, entry: "model" },
+        transform: { kind: "transform", id: init.recipe.transform.type, entry: "transform" },
+        supervised: { kind: "loss", id: init.recipe.supervised.type, entry: "supervised" },
+      },
+    };
     this.#needsUnlabeled = init.regularizers.some((r) => r.instance.needsUnlabeled) &&
       init.recipe.trainer.unlabeledBatch > 0;
   }
 
   /**
-   * Build everything a run needs from a validated recipe: backend, plugin modules, dataset,
-   * model, transform, regularizers. The run directory is created only once all of that worked.
-   * The plugins must be registered before: importing `mod.ts` registers the built-in ones (or
-   * call `registerBuiltins()` from `plugins/mod.ts`); the trainer itself registers nothing.
-   *
-   * A failure after the networks were built (a regularizer whose `create` throws, an unwritable
-   * run folder) frees everything built so far. The variables of each trainer live in their own
-   * scope, so several trainers can live in one process.
+   * Build everything a run needs from a validated recipe ({@linkcode setUpRun}): backend, plugin
+   * modules, dataset, model, transform, regularizers, and the run directory once all of that
+   * worked. The plugins must be registered before: importing `mod.ts` registers the built-in
+   * ones (or call `registerBuiltins()` from `plugins/mod.ts`); the trainer registers nothing.
+   * A failure frees everything built so far; several trainers can live in one process.
    */
   static async create(recipe: Recipe, options: TrainerOptions = {}): Promise<Trainer> {
-    const wallStart = performance.now();
-    if (options.out && !options.resuming) await refuseExistingRun(options.out);
-    const log = options.log ?? ((line: string) => console.error(line));
-    const baseDir = options.baseDir ?? Deno.cwd();
-    await loadPluginModules(recipe.plugins);
-    const parsed = validatePluginOptions(
-      recipe,
-      options.source ?? options.recipeFile ?? "<inline>",
-    );
-    const backend = await initBackend(recipe.backend, {
-      threads: recipe.threads,
-      kernels: recipe.kernels,
-      log,
-    });
-    const dataStart = performance.now();
-    const dataset = await datasets.get(recipe.dataset.type).load(parsed.dataset, {
-      seed: recipe.seed,
-      baseDir,
-      log,
-    });
-    const secondsData = (performance.now() - dataStart) / 1000;
-    checkDataset(dataset, recipe);
-    const numClasses = dataset.classNames.length;
-    const supervisedLoss = losses.get(parsed.supervised.type).create(parsed.supervised.options, {
-      numClasses,
-    });
-    const networks = createNetworks(recipe, parsed, numClasses);
-    try {
-      return await Trainer.#finishCreate(recipe, options, {
-        parsed,
-        networks,
-        supervisedLoss,
-        dataset,
-        backend,
-        baseDir,
-        log,
-        wallStart,
-        secondsData,
-      });
-    } catch (error) {
-      networks.dispose();
-      throw error;
-    }
-  }
-
-  /** The part of `create` after the networks exist (its caller frees them when this throws). */
-  static async #finishCreate(
-    recipe: Recipe,
-    options: TrainerOptions,
-    built: {
-      parsed: PluginOptions;
-      networks: ReturnType<typeof createNetworks>;
-      supervisedLoss: SupervisedLoss;
-      dataset: SegmentationDataset;
-      backend: string;
-      baseDir: string;
-      log: (line: string) => void;
-      wallStart: number;
-      secondsData: number;
-    },
-  ): Promise<Trainer> {
-    const { parsed, networks, supervisedLoss, dataset, backend, baseDir, log } = built;
-    const { model, regularizers: regs } = networks;
-    checkRegularizersRun(regs);
-    const transform = transforms.get(recipe.transform.type).create(parsed.transform);
-    let runDir: string | null = null;
-    if (options.out !== null) {
-      runDir = options.out ?? defaultRunDir(recipe);
-      await prepareRunDir(runDir);
-      await Deno.writeTextFile(
-        `${runDir}/recipe.yaml`,
-        YAML.stringify(options.resolved ?? recipe),
-      );
-      await Deno.writeTextFile(`${runDir}/splits.json`, JSON.stringify(dataset.splits, null, 2));
-      const realBase = await realFolder(baseDir, options.recipeFile);
-      const info = {
-        baseDir: realBase,
-        recipe: options.recipeFile ?? null,
-        classNames: dataset.classNames,
-      };
-      await Deno.writeTextFile(`${runDir}/run.json`, JSON.stringify(info, null, 2) + "\n");
-    }
-    log(
-      `backend ${backend} | dataset ${dataset.id}: ${dataset.labeled.count} labeled, ` +
-        `${dataset.unlabeled.count} unlabeled slices, ${dataset.validation.length} validation ` +
-        `volumes | model ${recipe.model.type} ${model.paramCount} parameters` +
-        (runDir ? ` | run ${runDir}` : ""),
-    );
-    return new Trainer({
-      recipe,
-      dataset,
-      model,
-      transform,
-      regularizers: regs,
-      supervisedLoss,
-      backend,
-      runDir,
-      log,
-      progress: options.progress ?? true,
-      wallStart: built.wallStart,
-      secondsData: built.secondsData,
-      scope: networks.scope,
-    });
+    return new Trainer(await setUpRun(recipe, options));
   }
 
   /** Copies of the non-trainable model state (batch-norm statistics), to undo a bad step. */
@@ -478,46 +162,22 @@ export class Trainer {
     runDir: string,
     options: Omit<TrainerOptions, "out" | "resolved" | "baseDir"> & { set?: string[] } = {},
   ): Promise<Trainer> {
-    const ckpt = `${runDir}/latest.ckpt`;
-    try {
-      await Deno.stat(ckpt);
-    } catch {
-      throw new UserError(`Cannot resume "${runDir}": it has no latest.ckpt`);
-    }
-    if (await runFinished(runDir)) {
-      throw new UserError(
-        `"${runDir}" is a finished run (it has summary.json): there is nothing to resume`,
-      );
-    }
-    const info = await readRunInfo(runDir);
-    const loaded = await loadRecipe(`${runDir}/recipe.yaml`, { set: options.set });
+    const dir = new RunDir(runDir);
+    await dir.refuseResume();
+    const info = await dir.info();
+    const loaded = await loadRecipe(dir.file("recipe"), { set: options.set });
     const trainer = await Trainer.create(loaded.recipe, {
       ...options,
       baseDir: info.baseDir,
       recipeFile: info.recipe ?? undefined,
-      source: `${runDir}/recipe.yaml`,
+      source: dir.file("recipe"),
       out: runDir,
       resolved: loaded.resolved,
       resuming: true,
     });
     try {
-      await trainer.loadCheckpoint(ckpt);
-      const metrics = `${runDir}/metrics.jsonl`;
-      let text = "";
-      try {
-        text = await Deno.readTextFile(metrics);
-      } catch {
-        // no metrics yet
-      }
-      const kept = text.split("\n").filter((line) => {
-        if (line.trim() === "") return false;
-        try {
-          return (JSON.parse(line) as { iteration: number }).iteration <= trainer.iteration;
-        } catch {
-          return false; // a line cut by a crash
-        }
-      });
-      await writeFileAtomic(metrics, kept.map((l) => l + "\n").join(""));
+      await trainer.loadCheckpoint(dir.checkpoint("latest"));
+      await dir.cutMetrics(trainer.iteration);
     } catch (error) {
       trainer.dispose();
       throw error;
@@ -525,100 +185,40 @@ export class Trainer {
     return trainer;
   }
 
-  /** Every regularizer's and the trainer's own tensors to checkpoint, by unique name. */
-  #stateTensors(): Map<string, tf.Tensor> {
-    const out = new Map<string, tf.Tensor>();
-    for (const [k, v] of this.model.trainable) out.set(k, v);
-    for (const [k, v] of this.model.state) out.set(k, v);
-    for (const [k, v] of this.#optimizer.stateVariables()) out.set(k, v);
-    for (const [k, v] of networkTensors(this)) out.set(k, v);
-    return out;
+  /** The networks' tensors and the optimizer's moments to checkpoint, by unique name. */
+  #stateTensors(): Map<string, tf.Variable> {
+    return new Map([...networkTensors(this), ...this.#optimizer.stateVariables()]);
   }
 
   /** Save a checkpoint (`latest.ckpt` or `best.ckpt`) in the run directory. */
   async saveCheckpoint(file: "latest.ckpt" | "best.ckpt"): Promise<void> {
-    if (this.runDir === null) return;
+    if (this.#runDir === null) return;
     const meta: CheckpointMeta = {
       iteration: this.iteration,
       rng: this.#rng.getState(),
       adamStep: this.#optimizer.step,
       skippedSteps: this.skippedSteps,
       best: this.#best,
-      secondsTrain: this.#seconds.train,
-      secondsValidation: this.#seconds.validation,
-      secondsData: this.#seconds.data,
-      secondsWall: this.wallSeconds(),
+      ...this.#clock.state(),
     };
-    await saveCheckpoint(`${this.runDir}/${file}`, meta, this.#stateTensors());
+    const which = file === RUN_FILES.best ? "best" : "latest";
+    await saveCheckpoint(this.#runDir.checkpoint(which), meta, this.#stateTensors());
   }
 
   /** Restore weights (and, unless `weightsOnly`, the training state) from a checkpoint file. */
   async loadCheckpoint(path: string, options: { weightsOnly?: boolean } = {}): Promise<void> {
     const ckpt = await loadCheckpoint<CheckpointMeta>(path);
-    const targets = this.#stateTensors();
-    for (const [name, target] of targets) {
-      const stored = ckpt.tensors.get(name);
-      if (stored === undefined) {
-        if (options.weightsOnly && name.startsWith("adam/")) continue;
-        throw new UserError(`Checkpoint "${path}" has no tensor "${name}"`);
-      }
-      if (stored.shape.join("x") !== target.shape.join("x")) {
-        throw new UserError(
-          `Checkpoint "${path}": "${name}" has shape ${stored.shape}, the model ${target.shape}`,
-        );
-      }
-      const value = tf.tensor(stored.data, stored.shape);
-      (target as tf.Variable).assign(value);
-      value.dispose();
-    }
+    restoreTensors(ckpt, this.#stateTensors(), {
+      optional: (name) => options.weightsOnly === true && name.startsWith("adam/"),
+    });
     if (!options.weightsOnly) {
       this.iteration = ckpt.meta.iteration;
       this.#rng.setState(ckpt.meta.rng);
       this.#optimizer.step = ckpt.meta.adamStep;
       this.skippedSteps = ckpt.meta.skippedSteps ?? 0;
       this.#best = ckpt.meta.best;
-      // this session's data loading adds to the earlier sessions'
-      this.#seconds = {
-        train: ckpt.meta.secondsTrain ?? ckpt.meta.seconds ?? 0,
-        validation: ckpt.meta.secondsValidation ?? 0,
-        data: (ckpt.meta.secondsData ?? 0) + this.#seconds.data,
-      };
-      this.#wallBefore = ckpt.meta.secondsWall ?? 0;
+      this.#clock.restore(ckpt.meta);
     }
-  }
-
-  /** Draw a batch of `n` slices (augmented), as tensors. */
-  #batch(set: SliceSet, n: number, withLabels: boolean): { x: tf.Tensor4D; y?: tf.Tensor3D } {
-    const { height: h, width: w } = set;
-    const hw = h * w;
-    const images = new Float32Array(n * hw);
-    const labels = withLabels ? new Float32Array(n * hw) : null;
-    for (let i = 0; i < n; i++) {
-      const k = this.#rng.int(set.count);
-      images.set(set.images.subarray(k * hw, (k + 1) * hw), i * hw);
-      // Typed-array set converts the label bytes to float32 natively (the same values).
-      if (labels) labels.set(set.labels!.subarray(k * hw, (k + 1) * hw), i * hw);
-    }
-    const aug = this.recipe.augmentation;
-    return tf.tidy(() => {
-      let x = tf.tensor4d(images, [n, h, w, 1]);
-      let y = labels ? tf.tensor4d(labels, [n, h, w, 1]) : undefined;
-      if (aug.rotation > 0 || aug.flip) {
-        const m = sampleRandomAffine(this.#rng, n, {
-          rotation: aug.rotation,
-          shear: 0,
-          scale: [1, 1],
-          translate: 0,
-          flipProbability: aug.flip ? 0.5 : 0,
-        });
-        x = warpAffine(x, m, "bilinear");
-        if (y) y = warpAffine(y, m, "nearest");
-      }
-      return {
-        x,
-        y: y ? tf.cast(tf.reshape(y, [n, h, w]), "int32") as tf.Tensor3D : undefined,
-      };
-    });
   }
 
   /** Run one training iteration; returns the loss terms (unweighted) and the total. */
@@ -629,162 +229,100 @@ export class Trainer {
     const total = r.trainer.iterations;
     const lr = learningRate(r.optimizer.lr, r.optimizer.schedule, it, total);
     const ramp = r.rampUp.type === "sigmoid" ? sigmoidRampUp(it, r.rampUp.iterations ?? total) : 1;
-    const labeled = this.#batch(this.dataset.labeled, r.trainer.labeledBatch, true);
-    const useU = this.#needsUnlabeled;
-    const bu = r.trainer.unlabeledBatch;
-    const unlabeled = useU ? this.#batch(this.dataset.unlabeled, bu, false) : null;
-    const [, h, w] = labeled.x.shape;
-    const params = useU ? this.transform.sample(this.#rng, bu, h, w) : null;
-    const dropoutSeed = this.#rng.nextUint32() % 1_000_000;
+    const batch = drawStep(this.#rng, {
+      recipe: r,
+      dataset: this.dataset,
+      transform: this.transform,
+      transformPlugin: this.#parts.plugins.transform,
+      useUnlabeled: this.#needsUnlabeled,
+    });
     const stateBefore = this.#snapshotState();
-    const terms = new Map<string, tf.Tensor>();
-    const vars = [...this.model.trainable.values()];
-    const lazyTensors: tf.Tensor[] = [];
-    const { value, grads } = tf.variableGrads(() => {
-      const xl = labeled.x;
-      let logitsL: tf.Tensor4D;
-      let context: StepContext | null = null;
-      if (useU) {
-        const xu = unlabeled!.x;
-        const xt = this.transform.apply(xu, params);
-        const bl = xl.shape[0];
-        const logits = this.model.apply(tf.concat([xl, xu, xt], 0), {
-          training: true,
-          seed: dropoutSeed,
-          groups: r.trainer.batchNormStatistics === "per-group" ? [bl, bu, bu] : undefined,
-        });
-        const [ll, lu, lt] = tf.split(logits, [bl, bu, bu], 0) as tf.Tensor4D[];
-        logitsL = ll;
-        const transform = this.transform;
-        const probsUnlabeled = tf.softmax(lu) as tf.Tensor4D;
-        const probsTransformed = tf.softmax(lt) as tf.Tensor4D;
-        // The warped maps and masks of the two pairing forms are computed on first use: a
-        // regularizer reads only those of the recipe's `pairing` (see `pairedPredictions`).
-        const lazy = <T extends tf.Tensor>(make: () => T): () => T => {
-          let value: T | undefined;
-          return () => {
-            if (value === undefined) {
-              // First use may be inside a regularizer's tidy: keep it for the others.
-              value = tf.keep(make());
-              lazyTensors.push(value);
-            }
-            return value;
-          };
-        };
-        const back = lazy(() => transform.invert(probsTransformed, params));
-        const mask = lazy(() => transform.validMask(params, h, w));
-        const warped = lazy(() => transform.apply(probsUnlabeled, params, "bilinear"));
-        const forwardMask = lazy(() => forwardValidMask(transform, params, h, w, bu));
-        context = {
-          iteration: it,
-          iterations: total,
-          numClasses: this.dataset.classNames.length,
-          xLabeled: xl,
-          yLabeled: labeled.y!,
-          xUnlabeled: xu,
-          xTransformed: xt,
-          logitsLabeled: ll,
-          logitsUnlabeled: lu,
-          logitsTransformed: lt,
-          probsUnlabeled,
-          probsTransformed,
-          get probsTransformedBack() {
-            return back();
-          },
-          get validMask() {
-            return mask();
-          },
-          get probsUnlabeledWarped() {
-            return warped();
-          },
-          get forwardMask() {
-            return forwardMask();
-          },
-          pairing: r.pairing,
-          transform,
-          transformParams: params,
-          model: this.model,
-        };
-      } else {
-        logitsL = this.model.apply(xl, { training: true, seed: dropoutSeed });
-      }
-      const sup = this.supervisedLoss(logitsL, labeled.y!);
-      terms.set("sup", tf.keep(sup));
-      let loss = tf.mul(sup, r.supervised.weight) as tf.Scalar;
-      if (context !== null) {
-        for (const reg of this.regularizers) {
-          const term = reg.instance.loss(context);
-          terms.set(reg.name, tf.keep(term));
-          loss = tf.add(loss, tf.mul(term, r.lambda * ramp * reg.weight));
-        }
-      }
-      return loss;
-    }, vars);
-    const values: Record<string, number> = { loss: (await value.data())[0] };
-    for (const [name, t] of terms) values[name] = (await t.data())[0];
-    const bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
-    if (bad === undefined) {
-      const names = [...this.model.trainable.keys()];
-      const byName: Record<string, tf.Tensor> = {};
-      vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
-      this.#optimizer.apply(byName, lr);
+    /** Tensors that outlive the tape: the loss terms, the lazy maps, the first step's logits. */
+    const step: StepTensors = { terms: new Map(), kept: [], logits: null, iteration: it, ramp };
+    let values: Record<string, number>;
+    try {
+      values = await this.#lossAndUpdate(batch, step, lr);
+    } catch (error) {
+      this.#restoreState(stateBefore); // the failed forward pass may have updated them
+      tf.dispose([...stateBefore.values()]);
+      throw error;
+    } finally {
+      tf.dispose([...step.terms.values(), ...step.kept, ...batch.tensors]);
+      if (step.logits) tf.dispose(step.logits);
     }
-    tf.dispose([
-      value,
-      ...Object.values(grads),
-      ...terms.values(),
-      ...lazyTensors,
-      labeled.x,
-      labeled.y!,
-    ]);
-    if (unlabeled) tf.dispose(unlabeled.x);
+    const bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
     if (bad !== undefined) {
       // The weights were not updated; the forward pass may have left non-finite batch-norm
       // statistics behind, so they are restored too.
       this.#restoreState(stateBefore);
-      if (r.trainer.nonFinite === "stop") {
-        tf.dispose([...stateBefore.values()]);
-        throw new NonFiniteLossError(
-          `Training stopped at iteration ${it + 1}: loss term "${bad[0]}" is ${bad[1]}` +
-            (this.runDir
-              ? `; the last good checkpoint is in ${this.runDir} (resume with --resume)`
-              : ""),
-        );
-      }
-      this.skippedSteps++;
     }
     tf.dispose([...stateBefore.values()]);
+    if (bad !== undefined) await this.#skip(bad);
     for (const reg of this.regularizers) {
-      reg.instance.onStepEnd?.({ iteration: it, model: this.model });
+      callPlugin(
+        regularizerRef(reg),
+        { method: "onStepEnd()", expected: "no error" },
+        () => reg.instance.onStepEnd?.({ iteration: it, model: this.model }),
+      );
     }
     this.iteration++;
-    this.#seconds.train += (performance.now() - t0) / 1000;
+    this.#clock.addTrain((performance.now() - t0) / 1000);
     values.lr = lr;
     if (r.rampUp.type !== "none") values.ramp = ramp;
     return values;
   }
 
   /**
+   * The step's loss terms under the gradient tape ({@linkcode stepLoss}: step context, loss
+   * terms), then the update: applied when every term is finite, else skipped. Returns the terms.
+   */
+  async #lossAndUpdate(
+    batch: StepBatch,
+    step: StepTensors,
+    lr: number,
+  ): Promise<Record<string, number>> {
+    const vars = [...this.model.trainable.values()];
+    const { value, grads } = tf.variableGrads(() => stepLoss(this.#parts, batch, step), vars);
+    try {
+      const values: Record<string, number> = { loss: (await value.data())[0] };
+      for (const [name, t] of step.terms) values[name] = (await t.data())[0];
+      const finite = Object.values(values).every((v) => Number.isFinite(v));
+      if (!finite && step.iteration === 0) await blameFirstStep(this.#parts, values, step.logits);
+      if (finite) {
+        const names = [...this.model.trainable.keys()];
+        const byName: Record<string, tf.Tensor> = {};
+        vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
+        this.#optimizer.apply(byName, lr);
+      }
+      return values;
+    } finally {
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+  }
+
+  /**
+   * A step whose loss term `bad` is not finite: stop the run (`trainer.nonFinite: stop`) or
+   * count it as skipped.
+   */
+  async #skip(bad: [string, number]): Promise<void> {
+    if (this.recipe.trainer.nonFinite === "stop") {
+      throw new NonFiniteLossError(
+        `Training stopped at iteration ${this.iteration + 1}: loss term "${bad[0]}" is ` +
+          `${bad[1]}` +
+          (await this.#runDir?.has("latest")
+            ? `; the last good checkpoint is in ${this.runDir} (resume with --resume)`
+            : ""),
+      );
+    }
+    this.skippedSteps++;
+  }
+
+  /**
    * Predicted labels of one volume (slice by slice), with `model` (default: the student). Async:
    * the webgpu backend can read results back only asynchronously.
    */
-  async predictVolume(
-    volume: Volume,
-    model: SegmentationModel = this.model,
-    batch = 8,
-  ): Promise<Uint8Array> {
-    const [d, h, w] = volume.shape;
-    const out = new Uint8Array(d * h * w);
-    for (let s = 0; s < d; s += batch) {
-      const n = Math.min(batch, d - s);
-      const pred = tf.tidy(() => {
-        const x = tf.tensor4d(volume.image.subarray(s * h * w, (s + n) * h * w), [n, h, w, 1]);
-        return tf.argMax(model.apply(x, { training: false }), 3);
-      });
-      out.set(await pred.data() as unknown as ArrayLike<number>, s * h * w);
-      pred.dispose();
-    }
-    return out;
+  async predictVolume(volume: Volume, model: SegmentationModel = this.model): Promise<Uint8Array> {
+    return (await predictVolume(model, volume)).labels;
   }
 
   /**
@@ -796,65 +334,26 @@ export class Trainer {
     model: SegmentationModel = this.evaluationModel(),
     options: EvaluateOptions = {},
   ): Promise<Evaluation> {
-    const t0 = performance.now();
-    try {
-      return await this.#evaluate(split, model, options);
-    } finally {
-      if (split === "validation") this.#seconds.validation += (performance.now() - t0) / 1000;
-    }
-  }
-
-  async #evaluate(
-    split: "validation" | "test",
-    model: SegmentationModel,
-    options: EvaluateOptions,
-  ): Promise<Evaluation> {
     const volumes = split === "test" ? this.dataset.test : this.dataset.validation;
     if (!volumes || volumes.length === 0) {
       throw new UserError(`Dataset "${this.dataset.id}" has no ${split} volumes`);
     }
-    const classes = this.dataset.classNames.slice(1);
-    const rows: number[][] = [];
-    const hdRows: number[][] = [];
-    const perVolume: Evaluation["per_volume"] = {};
-    const byClass = (values: number[]) => Object.fromEntries(classes.map((c, i) => [c, values[i]]));
-    for (const v of volumes) {
-      const pred = await this.predictVolume(v, model);
-      options.onPrediction?.(v, pred);
-      const scores = diceScores(pred, v.label, this.dataset.classNames.length);
-      const hd = classes.map((_, i) => hd95(pred, v.label, v.shape, v.spacing, i + 1));
-      rows.push(scores);
-      hdRows.push(hd);
-      perVolume[v.id] = { dice: byClass(scores), hd95: byClass(hd) };
+    const t0 = performance.now();
+    try {
+      return await evaluateVolumes(volumes, model, this.dataset.classNames, options);
+    } finally {
+      if (split === "validation") this.#clock.addValidation((performance.now() - t0) / 1000);
     }
-    const mean = meanPerClass(rows);
-    const hdMean = nanMeanPerClass(hdRows);
-    const defined = hdMean.mean.filter((x) => !Number.isNaN(x));
-    return {
-      dice: byClass(mean),
-      dice_mean: mean.reduce((a, b) => a + b, 0) / Math.max(mean.length, 1),
-      hd95: byClass(hdMean.mean),
-      hd95_mean: defined.length ? defined.reduce((a, b) => a + b, 0) / defined.length : NaN,
-      hd95_unit: volumes.every((v) => v.spacing) ? "mm" : "voxels",
-      hd95_undefined: byClass(hdMean.undefinedCount),
-      per_volume: perVolume,
-    };
   }
 
   /** Wall-clock seconds of the run so far (earlier sessions of a resumed run included). */
   wallSeconds(): number {
-    return this.#wallBefore + (performance.now() - this.#wallStart) / 1000;
+    return this.#clock.wallSeconds();
   }
 
   /** Seconds so far, as `metrics.jsonl` and `summary.json` record them (rounded to 0.01 s). */
   times(): Pick<Summary, "seconds_train" | "seconds_validation" | "seconds_data" | "seconds_wall"> {
-    const r = (x: number) => Math.round(x * 100) / 100;
-    return {
-      seconds_train: r(this.#seconds.train),
-      seconds_validation: r(this.#seconds.validation),
-      seconds_data: r(this.#seconds.data),
-      seconds_wall: r(this.wallSeconds()),
-    };
+    return this.#clock.times();
   }
 
   /** The network to evaluate and checkpoint as "the" result (a mean teacher's teacher). */
@@ -879,12 +378,7 @@ export class Trainer {
     const startIteration = this.iteration;
     /** The validation of the final weights, when the loop made it (it is not repeated). */
     let last: Evaluation | null = null;
-    if (this.runDir) {
-      this.#metricsFile = await Deno.open(`${this.runDir}/metrics.jsonl`, {
-        append: true,
-        create: true,
-      });
-    }
+    if (this.#runDir) this.#metricsFile = await this.#runDir.openMetrics();
     try {
       while (this.iteration < total) {
         const values = await this.step();
@@ -951,13 +445,20 @@ export class Trainer {
         environment: await runEnvironment(),
       };
       if (student) summary.student = student;
-      if (this.runDir) {
-        await writeFileAtomic(
-          `${this.runDir}/summary.json`,
-          JSON.stringify(summary, null, 2) + "\n",
-        );
-      }
+      await this.#runDir?.writeSummary(summary);
       return summary;
+    } catch (error) {
+      this.#metricsFile?.close();
+      this.#metricsFile = null;
+      // A run that fails before its first checkpoint leaves no folder behind (an interrupted
+      // one has written its checkpoint).
+      if (!(error instanceof InterruptedError) && await this.#runDir?.discardUnlessCheckpointed()) {
+        if (error instanceof UserError) {
+          error.message += ` (${this.#runDir!.path} removed: the run failed before its first ` +
+            `checkpoint)`;
+        }
+      }
+      throw error;
     } finally {
       this.#metricsFile?.close();
       this.#metricsFile = null;
@@ -974,164 +475,5 @@ export class Trainer {
     for (const r of this.regularizers) r.instance.dispose?.();
     this.#optimizer.dispose();
     this.model.dispose();
-  }
-}
-
-/** What `run.json` in a run directory holds. */
-export interface RunInfo {
-  /** Directory relative dataset paths of the recipe are resolved against. */
-  baseDir: string;
-  /** The recipe file the run came from, when known. */
-  recipe: string | null;
-}
-
-/** Read `<runDir>/run.json` (defaults for runs without one). */
-export async function readRunInfo(runDir: string): Promise<RunInfo> {
-  try {
-    return JSON.parse(await Deno.readTextFile(`${runDir}/run.json`)) as RunInfo;
-  } catch {
-    return { baseDir: runDir, recipe: null };
-  }
-}
-
-/** `RV 81.23 Myo 70.12 LV 90.01 %` (Dice in percent, as every line shown to a user). */
-export function formatDice(dice: Record<string, number>): string {
-  return Object.entries(dice).map(([k, v]) => `${k} ${(100 * v).toFixed(2)}`).join(" ") + " %";
-}
-
-/** A module specifier for a plugin path (absolute or relative file path, or URL). */
-export function pluginSpecifier(path: string): string {
-  if (/^(https?|file|npm|jsr|data):/.test(path)) return path;
-  const abs = path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
-  return new URL(`file://${abs}`).href;
-}
-
-/** Import plugin modules (each registers its plugins on import). */
-export async function loadPluginModules(paths: string[]): Promise<void> {
-  for (const path of paths) {
-    try {
-      await import(pluginSpecifier(path));
-    } catch (error) {
-      const message = (error as Error).message;
-      // A permission error names the flag Deno would want; under deno task run the way to
-      // give it is --grant (Deno reports a refused import as a TypeError, hence the text test).
-      const denied = error instanceof Deno.errors.NotCapable ||
-        error instanceof Deno.errors.PermissionDenied ||
-        /Requires (read|import|net|env|write|run|sys|ffi) access/.test(message);
-      throw new UserError(
-        `Cannot load plugin module "${path}": ${message}` +
-          (denied
-            ? `\nUnder deno task run / eval, grant it with --grant, e.g. --grant read=<file or ` +
-              `folder> or --grant import=<host> (README, "Permissions")`
-            : ""),
-      );
-    }
-  }
-}
-
-/**
- * The trainer calls the regularizers only in steps that run the unlabeled batch, which it does
- * only when a regularizer declares `needsUnlabeled`: regularizers none of which does would never
- * run, and the run would silently be plain supervised training.
- */
-function checkRegularizersRun(regs: NamedRegularizer[]): void {
-  if (regs.length === 0 || regs.some((r) => r.instance.needsUnlabeled)) return;
-  throw new UserError(
-    `The regularizers (${regs.map((r) => r.name).join(", ")}) would never run: none declares ` +
-      `needsUnlabeled, and the trainer calls regularizers only in steps that compute the ` +
-      `unlabeled predictions. Set needsUnlabeled: true in the plugin (its loss gets the ` +
-      `unlabeled batch and its transform), or remove the regularizers`,
-  );
-}
-
-function checkDataset(d: SegmentationDataset, recipe: Recipe): void {
-  if (d.labeled.count === 0) throw new UserError(`Dataset "${d.id}" has no labeled slices`);
-  if (d.validation.length === 0) throw new UserError(`Dataset "${d.id}" has no validation volumes`);
-  const needsU = recipe.regularizers.length > 0 && recipe.trainer.unlabeledBatch > 0;
-  if (needsU && d.unlabeled.count === 0) {
-    throw new UserError(
-      `Dataset "${d.id}" has no unlabeled slices, but the recipe has regularizers`,
-    );
-  }
-}
-
-/**
- * The real path of `baseDir`, found through the recipe file inside it when there is one: a
- * least-privilege run may read the recipe file but not list its folder.
- */
-async function realFolder(baseDir: string, recipeFile?: string): Promise<string> {
-  if (recipeFile !== undefined && resolve(dirname(recipeFile)) === resolve(baseDir)) {
-    try {
-      return dirname(await Deno.realPath(recipeFile));
-    } catch {
-      // gone or unreadable: fall through
-    }
-  }
-  try {
-    return await Deno.realPath(baseDir);
-  } catch {
-    return resolve(baseDir);
-  }
-}
-
-/** The files that make a folder a run (what a new run would overwrite or append to). */
-const RUN_FILES = ["summary.json", "latest.ckpt", "best.ckpt", "metrics.jsonl"];
-
-/** Whether `runDir` holds a finished run (`summary.json`). */
-export async function runFinished(runDir: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(`${runDir}/summary.json`)).isFile;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Refuse a run directory that already holds a run: its summary and checkpoints would be
- * replaced and its metrics appended to. (A folder left by a run that died before writing any
- * of {@linkcode RUN_FILES}, e.g. while loading data, holds nothing to lose and is reused.)
- *
- * @throws {UserError} Naming `--resume` for an unfinished run, a new folder for either.
- */
-async function refuseExistingRun(dir: string): Promise<void> {
-  const found: string[] = [];
-  for (const f of RUN_FILES) {
-    try {
-      await Deno.stat(`${dir}/${f}`);
-      found.push(f);
-    } catch {
-      // absent (or unreadable: the run reports that when it writes)
-    }
-  }
-  if (found.length === 0) return;
-  if (found.includes("summary.json")) {
-    throw new UserError(
-      `"${dir}" already holds a finished run (${found.join(", ")}); runs are never ` +
-        `overwritten: give --out a new folder (deno task eval ${dir} re-evaluates this one)`,
-    );
-  }
-  throw new UserError(
-    `"${dir}" already holds a run (${found.join(", ")}); runs are never overwritten: ` +
-      `continue it with deno task run --resume ${dir}, or give --out a new folder`,
-  );
-}
-
-function defaultRunDir(recipe: Recipe): string {
-  const now = new Date();
-  const p = (n: number) => String(n).padStart(2, "0");
-  const stamp = `${now.getFullYear()}${p(now.getMonth() + 1)}${p(now.getDate())}-` +
-    `${p(now.getHours())}${p(now.getMinutes())}${p(now.getSeconds())}`;
-  const name = (recipe.name ?? recipe.method).replace(/[^A-Za-z0-9._-]+/g, "_");
-  return `${recipe.output.dir}/${name}/${stamp}-seed${recipe.seed}`;
-}
-
-async function prepareRunDir(dir: string): Promise<void> {
-  try {
-    await Deno.mkdir(dir, { recursive: true });
-    const probe = `${dir}/.write-test`;
-    await Deno.writeTextFile(probe, "ok");
-    await Deno.remove(probe);
-  } catch (error) {
-    throw new UserError(`Cannot write the run directory "${dir}": ${(error as Error).message}`);
   }
 }

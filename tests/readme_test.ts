@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
-import { loadPluginModules, Trainer } from "../core/trainer.ts";
+import { loadPluginModules } from "../core/plugin_modules.ts";
+import { Trainer } from "../core/trainer.ts";
 import { regularizers } from "../core/regularizer.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { TINY_DATASET } from "./_tiny.ts";
