@@ -152,3 +152,99 @@ export function pairedTTestGreater(a: readonly number[], b: readonly number[]): 
   } else t = meanDiff / (sd / Math.sqrt(n));
   return { n, meanDiff, t, df: n - 1, p: studentTSurvival(t, n - 1) };
 }
+
+/** `P(Z <= x)` for a standard normal `Z` (through the regularized incomplete gamma: erf). */
+export function normalCdf(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  // Phi(x) = 1/2 (1 + erf(x / sqrt 2)), erf(z) = P(1/2, z^2) for z >= 0; P from its series
+  // (z^2 < 1.5) or its continued fraction (Numerical Recipes' gser / gcf), to ~1e-15.
+  const z = Math.abs(x) / Math.SQRT2;
+  const a = 0.5;
+  const z2 = z * z;
+  let q: number; // Q(1/2, z^2) = erfc(z)
+  if (z2 < 1.5) {
+    let sum = 1 / a;
+    let term = sum;
+    for (let k = 1; k < 200; k++) {
+      term *= z2 / (a + k);
+      sum += term;
+      if (Math.abs(term) < Math.abs(sum) * 1e-16) break;
+    }
+    q = 1 - sum * Math.exp(-z2 + a * Math.log(z2) - lnGamma(a));
+  } else {
+    let b = z2 + 1 - a;
+    let c = 1 / 1e-300;
+    let d = 1 / b;
+    let h = d;
+    for (let i = 1; i < 300; i++) {
+      const an = -i * (i - a);
+      b += 2;
+      d = an * d + b;
+      if (Math.abs(d) < 1e-300) d = 1e-300;
+      c = b + an / c;
+      if (Math.abs(c) < 1e-300) c = 1e-300;
+      d = 1 / d;
+      const del = d * c;
+      h *= del;
+      if (Math.abs(del - 1) < 1e-16) break;
+    }
+    q = Math.exp(-z2 + a * Math.log(z2) - lnGamma(a)) * h;
+  }
+  return x >= 0 ? 1 - q / 2 : q / 2;
+}
+
+/** The `t` with `P(T > t) = alpha` for Student's t with `df` degrees of freedom (bisection). */
+export function studentTUpperQuantile(alpha: number, df: number): number {
+  if (!(alpha > 0 && alpha < 1)) throw new RangeError(`alpha must be in (0, 1), got ${alpha}`);
+  let lo = -1e3;
+  let hi = 1e3;
+  for (let i = 0; i < 200; i++) {
+    const mid = (lo + hi) / 2;
+    if (studentTSurvival(mid, df) > alpha) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+/**
+ * Power of the one-sided paired t-test at level `alpha` with `n` pairs to detect a true mean
+ * difference `delta` when the differences have standard deviation `sd`:
+ * `P(T' > t_(1-alpha, n-1))` for the noncentral t `T'` with noncentrality `delta sqrt(n) / sd`,
+ * computed as `E_V[Phi(ncp - t sqrt(V / df))]` over `V ~ chi^2_df` (Simpson's rule).
+ */
+export function pairedTTestPower(delta: number, sd: number, n: number, alpha = 0.05): number {
+  if (!(n >= 2)) throw new RangeError(`pairedTTestPower needs n >= 2, got ${n}`);
+  if (!(sd > 0)) throw new RangeError(`pairedTTestPower needs sd > 0, got ${sd}`);
+  const df = n - 1;
+  const crit = studentTUpperQuantile(alpha, df);
+  const ncp = (delta * Math.sqrt(n)) / sd;
+  // chi^2_df density, integrated over [0, df + 60 sqrt(2 df) + 60]
+  const logNorm = -(df / 2) * Math.LN2 - lnGamma(df / 2);
+  const density = (v: number) =>
+    v <= 0 ? 0 : Math.exp(logNorm + (df / 2 - 1) * Math.log(v) - v / 2);
+  const f = (v: number) => normalCdf(ncp - crit * Math.sqrt(v / df)) * density(v);
+  const top = df + 60 * Math.sqrt(2 * df) + 60;
+  // the density has an integrable singularity at 0 for df = 1: substitute v = u^2 there
+  const steps = 4000;
+  const g = (u: number) => 2 * u * f(u * u);
+  const h = Math.sqrt(top) / steps;
+  let sum = g(0) + g(Math.sqrt(top));
+  for (let i = 1; i < steps; i++) sum += (i % 2 === 1 ? 4 : 2) * g(i * h);
+  return Math.min(1, Math.max(0, (sum * h) / 3));
+}
+
+/**
+ * The fewest pairs (2 to `max`) at which the one-sided paired t-test at level `alpha` reaches
+ * `power` for a true difference `delta` with difference standard deviation `sd`; `null` when even
+ * `max` pairs do not.
+ */
+export function pairsForPower(
+  delta: number,
+  sd: number,
+  alpha = 0.05,
+  power = 0.8,
+  max = 1000,
+): number | null {
+  for (let n = 2; n <= max; n++) if (pairedTTestPower(delta, sd, n, alpha) >= power) return n;
+  return null;
+}

@@ -3,10 +3,14 @@ import {
   incompleteBeta,
   lnGamma,
   mean,
+  normalCdf,
   pairedTTestGreater,
+  pairedTTestPower,
+  pairsForPower,
   sampleStd,
   studentTCdf,
   studentTSurvival,
+  studentTUpperQuantile,
 } from "../app/stats.ts";
 import { assertClose } from "./_helpers.ts";
 
@@ -80,4 +84,27 @@ Deno.test("paired t-test, one-sided, against a hand computation", () => {
   assert.ok(Number.isNaN(pairedTTestGreater([1], [0]).p));
   assert.equal(pairedTTestGreater([2, 3], [1, 2]).p, 0); // every difference is +1
   assert.ok(Number.isNaN(pairedTTestGreater([1, 2], [1, 2]).p));
+});
+
+Deno.test("the normal CDF and the t quantile match scipy (stats.norm.cdf, stats.t.isf)", () => {
+  assertClose(normalCdf(1.959963984540054), 0.975, 1e-13);
+  assertClose(normalCdf(-3), 0.0013498980316300933, 1e-15);
+  assertClose(normalCdf(0.5), 0.6914624612740131, 1e-13);
+  assertClose(normalCdf(-8), 6.22096057427178e-16, 1e-20);
+  assertClose(studentTUpperQuantile(0.05, 7), 1.8945786050613054, 1e-8);
+  assertClose(studentTUpperQuantile(0.05, 2), 2.919985580355516, 1e-8);
+});
+
+Deno.test("paired t-test power matches the noncentral t (scipy.stats.nct.sf)", () => {
+  // power = nct.sf(t.isf(0.05, n - 1), n - 1, (delta / sd) * sqrt(n)), scipy 1.10
+  assertClose(pairedTTestPower(1, 1, 8), 0.8150194415641823, 1e-8);
+  assertClose(pairedTTestPower(0.5, 1, 10), 0.42728982677207394, 1e-8);
+  assertClose(pairedTTestPower(2.4, 6, 5), 0.1854968024211146, 1e-8);
+  assertClose(pairedTTestPower(1.5, 1, 3), 0.5259334569654471, 1e-8);
+  // no effect: the power is the level
+  assertClose(pairedTTestPower(0, 3, 6), 0.05, 1e-8);
+  // the smallest n with power >= 0.8 (scipy: 41 for delta 2.4, sd 6; 8 for delta = sd)
+  assert.equal(pairsForPower(2.4, 6), 41);
+  assert.equal(pairsForPower(1, 1), 8);
+  assert.equal(pairsForPower(0.1, 100, 0.05, 0.8, 50), null);
 });
