@@ -10,7 +10,8 @@ import { encodePng, YAML } from "../deps.ts";
 import type { Volume } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import { loadRecipe } from "../core/recipe.ts";
-import { findRunDirs, PAPER_METHOD_ORDER } from "./table.ts";
+import { findRunDirs } from "./find_runs.ts";
+import { PAPER_METHOD_ORDER } from "./result_table.ts";
 import { RUN_FILES, RunDir } from "../core/run_dir.ts";
 import { Trainer } from "../core/trainer.ts";
 
