@@ -23,7 +23,7 @@
 import { isAbsolute, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { UserError } from "../core/errors.ts";
-import { runnableDeno } from "./sweep.ts";
+import { runnableDeno } from "./child_deno.ts";
 import { buildTable, formatTable, loadRuns } from "./table.ts";
 
 /** The repository root (where `deno task` runs). */

@@ -19,7 +19,7 @@ import { resolve } from "node:path";
 import { UserError } from "../core/errors.ts";
 import { COMMAND_LAUNCH } from "./commands.ts";
 import { launch } from "./launcher.ts";
-import { cliPath, runnableDeno } from "./sweep.ts";
+import { cliPath, runnableDeno } from "./child_deno.ts";
 
 /**
  * The Deno flags of a non-launched subcommand started from `cli` (a path or a URL): its task's,

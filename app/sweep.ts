@@ -4,114 +4,35 @@
  * another in this process or as parallel `deno run ... app/cli.ts run` subprocesses, finished runs
  * skipped and interrupted ones resumed; and the same set as a Slurm array job script.
  *
+ * This module runs the sweep ({@linkcode runMany}); its parts live in their own files and are
+ * re-exported here: the plan and the run directories' state (`sweep_plan.ts`), a child `deno run`
+ * and its permissions (`child_deno.ts`), and the Slurm script (`slurm.ts`).
+ *
  * @module
  */
-import { resolve } from "node:path";
-import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
 import { UserError } from "../core/errors.ts";
 import { RUN_FILES, RunDir } from "../core/run_dir.ts";
-import { loadPluginModules } from "../core/plugin_modules.ts";
 import { InterruptedError } from "../core/trainer.ts";
-import { registerBuiltins } from "../plugins/mod.ts";
+import {
+  type PlannedRun,
+  type PlanOptions,
+  planRuns,
+  type RunState,
+  runState,
+} from "./sweep_plan.ts";
+import { cliPath, inheritedFlags, permissionFlags, runnableDeno } from "./child_deno.ts";
 
-/** One run of a sweep. */
-export interface PlannedRun {
-  /** The recipe file, as given. */
-  recipe: string;
-  /** The recipe's name (`name`, else `method`), as used in directory names. */
-  name: string;
-  seed: number;
-  /** The run directory. */
-  dir: string;
-}
-
-/** The state of a planned run's directory. */
-export type RunState = "finished" | "interrupted" | "new";
-
-/**
- * Parse `--seeds`: a comma-separated list of non-negative integers and ranges
- * (`1,2,3`, `1-5`, `1-3,10`).
- */
-export function parseSeeds(text: string): number[] {
-  const out: number[] = [];
-  for (const part of text.split(",").map((s) => s.trim())) {
-    const range = part.match(/^(\d+)-(\d+)$/);
-    if (range) {
-      const [a, b] = [Number(range[1]), Number(range[2])];
-      if (b < a || b - a > 10000) throw new UserError(`--seeds: bad range "${part}"`);
-      for (let s = a; s <= b; s++) out.push(s);
-    } else if (/^\d+$/.test(part)) out.push(Number(part));
-    else {
-      throw new UserError(
-        `--seeds: "${part}" is not a seed; give non-negative integers like 1,2,3 or 1-3`,
-      );
-    }
-  }
-  const seen = new Set<number>();
-  for (const s of out) {
-    if (!Number.isSafeInteger(s)) throw new UserError(`--seeds: ${s} is too large`);
-    if (seen.has(s)) throw new UserError(`--seeds: seed ${s} is given twice`);
-    seen.add(s);
-  }
-  if (out.length === 0) throw new UserError("--seeds: no seed given");
-  return out;
-}
-
-/** A recipe name made safe for a directory name (as the single-run directory is). */
-export function runName(name: string): string {
-  return name.replace(/[^A-Za-z0-9._-]+/g, "_");
-}
-
-/** Options of {@linkcode planRuns}. */
-export interface PlanOptions {
-  /** `--set` overrides, applied to every recipe. */
-  set?: string[];
-  /** Seeds; by default each recipe's own `seed` (after `set`). */
-  seeds?: number[];
-  /** Base directory of the run directories; by default each recipe's `output.dir`. */
-  out?: string;
-}
-
-/**
- * Load and validate every recipe (nothing is run or written when one is bad), and give each
- * (recipe, seed) its run directory `<out>/<name>/seed<N>`.
- *
- * @throws {UserError} When a recipe is bad, or two recipes share a name (and so a directory).
- */
-export async function planRuns(files: string[], options: PlanOptions = {}): Promise<PlannedRun[]> {
-  if (files.length === 0) throw new UserError("no recipe given");
-  registerBuiltins();
-  const runs: PlannedRun[] = [];
-  const owner = new Map<string, string>();
-  for (const file of files) {
-    const loaded = await loadRecipe(file, { set: options.set ?? [] });
-    await loadPluginModules(loaded.recipe.plugins);
-    validatePluginOptions(loaded.recipe, loaded.file);
-    const r = loaded.recipe;
-    const name = runName(r.name ?? r.method);
-    const base = (options.out ?? r.output.dir).replace(/(.)\/+$/, "$1");
-    const other = owner.get(`${base}/${name}`);
-    if (other !== undefined) {
-      throw new UserError(
-        `${other} and ${file} have the same name "${name}", so their runs would share ` +
-          `${base}/${name}/; give one of them another name (--set name=... changes all)`,
-      );
-    }
-    owner.set(`${base}/${name}`, file);
-    for (const seed of options.seeds ?? [r.seed]) {
-      runs.push({ recipe: file, name, seed, dir: `${base}/${name}/seed${seed}` });
-    }
-  }
-  return runs;
-}
-
-/** `finished` (has `summary.json`), `interrupted` (has `latest.ckpt`) or `new`. */
-export async function runState(dir: string): Promise<RunState> {
-  const run = new RunDir(dir);
-  if (await run.has("summary")) return "finished";
-  if (await run.has("latest")) return "interrupted";
-  return "new";
-}
+export {
+  parseSeeds,
+  type PlannedRun,
+  type PlanOptions,
+  planRuns,
+  runName,
+  type RunState,
+  runState,
+} from "./sweep_plan.ts";
+export { cliPath, permissionFlags, runnableDeno } from "./child_deno.ts";
+export { checkSlurmOptions, shellQuote, type SlurmOptions, slurmScript } from "./slurm.ts";
 
 /** Options of {@linkcode runMany}. */
 export interface RunManyOptions extends PlanOptions {
@@ -173,80 +94,6 @@ async function resultLine(dir: string): Promise<string> {
   } catch {
     return "no summary.json";
   }
-}
-
-/**
- * The permission flags of a child `deno run`: the ones this process holds globally, and for
- * partial read / write grants, those of `paths` it holds.
- */
-export async function permissionFlags(
-  paths: { read: string[]; write: string[] },
-): Promise<string[]> {
-  const flags: string[] = [];
-  const names = ["read", "write", "env", "sys", "net", "ffi", "run", "import"] as const;
-  for (const name of names) {
-    let state: string;
-    try {
-      state = (await Deno.permissions.query({ name } as Deno.PermissionDescriptor)).state;
-    } catch {
-      continue; // not a permission of this Deno
-    }
-    if (state === "granted") {
-      flags.push(`--allow-${name}`);
-      continue;
-    }
-    if (name !== "read" && name !== "write") continue;
-    const granted: string[] = [];
-    for (const path of paths[name]) {
-      const s = await Deno.permissions.query({ name, path });
-      if (s.state === "granted") granted.push(path);
-    }
-    if (granted.length) flags.push(`--allow-${name}=${granted.join(",")}`);
-  }
-  return flags;
-}
-
-/**
- * The permission flags `deno task run` (app/launcher.ts) gave this process, passed on in
- * `MISSL_PERMISSION_FLAGS` so that each `--jobs` child gets the same, or `null`.
- */
-function inheritedFlags(): string[] | null {
-  let text: string | undefined;
-  try {
-    text = Deno.env.get("MISSL_PERMISSION_FLAGS");
-  } catch {
-    return null; // not granted: not launched by deno task run
-  }
-  if (!text) return null;
-  try {
-    const flags = JSON.parse(text);
-    if (Array.isArray(flags) && flags.every((f) => typeof f === "string" && f.startsWith("--"))) {
-      return flags;
-    }
-  } catch {
-    // fall through
-  }
-  return null;
-}
-
-/**
- * This Deno's executable when it may be run, else `deno` from the PATH when that may (what
- * `--allow-run=deno` names; it may be a link to the former), else null.
- */
-export async function runnableDeno(): Promise<string | null> {
-  const exec = Deno.execPath();
-  for (const command of [exec, "deno"]) {
-    if ((await Deno.permissions.query({ name: "run", command })).state === "granted") {
-      return command;
-    }
-  }
-  return null;
-}
-
-/** The path of app/cli.ts (its URL when the framework is imported by URL). */
-export function cliPath(): string {
-  const url = new URL("./cli.ts", import.meta.url);
-  return url.protocol === "file:" ? decodeURIComponent(url.pathname) : url.href;
 }
 
 /**
@@ -406,145 +253,4 @@ async function runParallel(
     );
   }
   return result;
-}
-
-/** Options of {@linkcode slurmScript}. */
-export interface SlurmOptions {
-  partition?: string;
-  /** `--time`, e.g. `04:00:00` or `1-00:00:00`. */
-  time?: string;
-  /** `--cpus-per-task`. */
-  cpus?: number;
-  /** `--mem`, e.g. `16G`. */
-  mem?: string;
-  /** GPUs per task (`--gres=gpu:N`). */
-  gpus?: number;
-  /** `--job-name`. @default "mi-ssl" */
-  jobName?: string;
-  /** `--set` overrides, passed to every run. */
-  set?: string[];
-  /** `--backend`, passed to every run. */
-  backend?: string;
-  /** What generated the script (a comment). */
-  command?: string;
-  /** The folder relative recipe and run paths are resolved against. @default Deno.cwd() */
-  cwd?: string;
-  /** The framework's folder (its `deno.json`). @default this checkout */
-  root?: string;
-  /** The Deno a task runs when `MISSL_DENO` is not set. @default Deno.execPath() */
-  deno?: string;
-}
-
-/** Quote a string for bash (single quotes). */
-export function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_./:=,@%+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** Check the Slurm options; throws a {@linkcode UserError} naming the bad one. */
-export function checkSlurmOptions(o: SlurmOptions): void {
-  if (o.partition !== undefined && !/^[A-Za-z0-9_.,-]+$/.test(o.partition)) {
-    throw new UserError(`--partition: "${o.partition}" is not a partition name`);
-  }
-  if (o.time !== undefined && !/^(\d+-)?\d+(:\d{1,2}){0,2}$/.test(o.time)) {
-    throw new UserError(`--time: "${o.time}" is not a Slurm time (HH:MM:SS, D-HH:MM:SS, minutes)`);
-  }
-  if (o.mem !== undefined && !/^\d+[KMGT]?$/i.test(o.mem)) {
-    throw new UserError(`--mem: "${o.mem}" is not a Slurm memory size (e.g. 16G, 8000M)`);
-  }
-  for (const [k, v, min] of [["--cpus", o.cpus, 1], ["--gpus", o.gpus, 0]] as const) {
-    if (v !== undefined && (!Number.isInteger(v) || v < min)) {
-      throw new UserError(`${k}: expected an integer >= ${min}`);
-    }
-  }
-}
-
-/** The folder of this checkout's `deno.json` (its URL when imported by URL). */
-function frameworkRoot(): string {
-  const url = new URL("..", import.meta.url);
-  return url.protocol === "file:" ? decodeURIComponent(url.pathname).replace(/\/$/, "") : url.href;
-}
-
-/**
- * A Slurm array job script with one task per planned run: `#SBATCH --array=0-(n-1)`, bash
- * arrays of the (recipe, seed, directory) of each task, indexed by `$SLURM_ARRAY_TASK_ID`, and
- * `deno task --config <root>/deno.json run <recipe> --seed <seed> --out <dir>` (a finished task
- * exits at once, an interrupted one resumes, so resubmitting the script finishes a partial
- * sweep).
- *
- * Everything a task needs is absolute, since a compute node starts it in the submission folder
- * with the submitter's environment: the recipes and run folders (resolved against `cwd`), the
- * framework's `deno.json` (`deno task` run elsewhere finds none, and would resolve relative paths
- * against its folder rather than the submission folder), and the Deno that wrote the script
- * (used unless `MISSL_DENO` names another; `deno` from the node's PATH when it is not there).
- * A task that died before its first checkpoint leaves `metrics.jsonl` / `best.ckpt` behind,
- * which `run` would refuse to overwrite: the task removes them before starting afresh.
- */
-export function slurmScript(runs: PlannedRun[], o: SlurmOptions = {}): string {
-  checkSlurmOptions(o);
-  if (runs.length === 0) throw new UserError("no run to put in the array job");
-  const cwd = o.cwd ?? Deno.cwd();
-  const root = o.root ?? frameworkRoot();
-  const deno = o.deno ?? Deno.execPath();
-  const n = runs.length;
-  const sb = [
-    `#SBATCH --job-name=${o.jobName ?? "mi-ssl"}`,
-    `#SBATCH --array=0-${n - 1}`,
-    `#SBATCH --output=slurm-%A_%a.out`,
-    `#SBATCH --ntasks=1`,
-  ];
-  if (o.partition !== undefined) sb.push(`#SBATCH --partition=${o.partition}`);
-  if (o.time !== undefined) sb.push(`#SBATCH --time=${o.time}`);
-  if (o.cpus !== undefined) sb.push(`#SBATCH --cpus-per-task=${o.cpus}`);
-  if (o.mem !== undefined) sb.push(`#SBATCH --mem=${o.mem}`);
-  if (o.gpus !== undefined && o.gpus > 0) sb.push(`#SBATCH --gres=gpu:${o.gpus}`);
-  const extra: string[] = [];
-  for (const s of o.set ?? []) extra.push("--set", s);
-  if (o.backend !== undefined) extra.push("--backend", o.backend);
-  const recipes = new Set(runs.map((r) => r.recipe)).size;
-  const seeds = new Set(runs.map((r) => r.seed)).size;
-  const table = runs.map((r, i) =>
-    `RECIPE[${i}]=${shellQuote(resolve(cwd, r.recipe))}; SEED[${i}]=${r.seed}; ` +
-    `OUT[${i}]=${shellQuote(resolve(cwd, r.dir))}`
-  );
-  return [
-    "#!/bin/bash",
-    `# Slurm array job: ${recipes} recipe(s) x ${seeds} seed(s) = ${n} task(s), one run each.`,
-    ...(o.command ? [`# Written by: ${o.command}`] : []),
-    "# Submit it with sbatch <this file>, from any folder (task logs: slurm-<job>_<task>.out",
-    "# there). A finished task (summary.json) exits at once and an interrupted one resumes from",
-    "# its latest.ckpt, so submitting the script again completes a partial sweep.",
-    ...sb,
-    "",
-    "set -euo pipefail",
-    `ROOT=${shellQuote(root)} # the framework (its deno.json)`,
-    "# Deno: $MISSL_DENO, else the one that wrote this script, else deno on the node's PATH",
-    `DENO="\${MISSL_DENO:-${deno.replace(/["$`\\]/g, "\\$&")}}"`,
-    '[ -x "$DENO" ] || DENO="$(command -v deno || true)"',
-    'if [ -z "$DENO" ]; then',
-    '  echo "deno is not on this node: install it or set MISSL_DENO to its path" >&2',
-    "  exit 127",
-    "fi",
-    "export NO_COLOR=1 # plain logs",
-    "",
-    "declare -a RECIPE SEED OUT",
-    ...table,
-    "",
-    'i="${SLURM_ARRAY_TASK_ID:?submit this script with sbatch: it is a Slurm array job}"',
-    'recipe="${RECIPE[$i]}"',
-    'seed="${SEED[$i]}"',
-    'out="${OUT[$i]}"',
-    `extra=(${extra.map(shellQuote).join(" ")})`,
-    'echo "task $i: $recipe seed $seed -> $out on $(hostname)"',
-    'if [ -f "$out/summary.json" ]; then',
-    '  echo "$out is finished (summary.json exists); nothing to do"',
-    "  exit 0",
-    'elif [ -f "$out/latest.ckpt" ]; then',
-    '  exec "$DENO" task --config "$ROOT/deno.json" run --resume "$out"',
-    "fi",
-    "# no checkpoint: what a task that died early left would make run refuse the folder",
-    'rm -f "$out/metrics.jsonl" "$out/best.ckpt"',
-    'exec "$DENO" task --config "$ROOT/deno.json" run "$recipe" --seed "$seed" --out "$out" \\',
-    '  ${extra[@]+"${extra[@]}"}',
-    "",
-  ].join("\n");
 }

@@ -1,0 +1,161 @@
+/**
+ * A result table ({@linkcode ResultTable}) as text: Markdown with a note under it, CSV or JSON,
+ * one row per method (mean (std) over seeds, the p-values, the wall time) or, `--per-seed`, one
+ * row per run with its lowest class.
+ *
+ * @module
+ */
+import { cell, type ResultTable, type TableCell } from "./result_table.ts";
+
+/** `85.08 (1.23)`, or `85.08` for one seed. */
+export function formatCell(c: TableCell | undefined): string {
+  if (!c || c.values.length === 0) return "";
+  return Number.isFinite(c.std) ? `${c.mean.toFixed(2)} (${c.std.toFixed(2)})` : c.mean.toFixed(2);
+}
+
+/** Mean seconds as minutes, `45.9`; empty without values. */
+export function formatMinutes(c: TableCell | undefined): string {
+  if (!c || c.values.length === 0) return "";
+  return (c.mean / 60).toFixed(1);
+}
+
+/** A p-value as `0.0367`, `3.2e-5`, or `n/a`. */
+export function formatP(p: number): string {
+  if (!Number.isFinite(p)) return "n/a";
+  if (p === 0) return "0";
+  return p < 0.001 ? p.toExponential(1) : p.toFixed(4);
+}
+
+/** The table as a header and rows of strings (what `md` and `csv` print). */
+export function tableCells(table: ResultTable): { header: string[]; rows: string[][] } {
+  const many = table.datasets.length > 1;
+  const header = ["method"];
+  for (const d of table.datasets) {
+    const prefix = many ? `${d.id} ` : "";
+    header.push(`${prefix}seeds`);
+    if (d.classes.length > 1) { for (const c of d.classes) header.push(`${prefix}${c}`); }
+    header.push(`${prefix}mean`);
+    if (table.baseline !== null) {
+      header.push(`${prefix}p (${table.baseline} >)`, `${prefix}p seeds`);
+    }
+    header.push(`${prefix}min`);
+  }
+  const rows = table.rows.map((row) => {
+    const out = [row.method];
+    for (const d of table.datasets) {
+      const e = row.datasets[d.id];
+      out.push(e ? String(e.seeds.length) : "");
+      if (d.classes.length > 1) { for (const c of d.classes) out.push(formatCell(e?.dice[c])); }
+      out.push(formatCell(e?.dice_mean));
+      if (table.baseline !== null) {
+        out.push(
+          !e ? "" : row.method === table.baseline ? "-" : e.test ? formatP(e.test.p) : "n/a",
+          !e
+            ? ""
+            : row.method === table.baseline
+            ? "-"
+            : e.seedTest
+            ? formatP(e.seedTest.p)
+            : "n/a",
+        );
+      }
+      out.push(formatMinutes(e?.seconds) + (e?.secondsTrainOnly ? "†" : ""));
+    }
+    return out;
+  });
+  return { header, rows };
+}
+
+function csvField(s: string): string {
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** Render a table as Markdown (`md`, with a note under it), `csv` or `json`. */
+export function formatTable(
+  table: ResultTable,
+  format: "md" | "csv" | "json",
+  options: { perSeed?: boolean } = {},
+): string {
+  if (format === "json") {
+    return JSON.stringify(
+      table,
+      (_k, v) => typeof v === "number" && !Number.isFinite(v) ? null : v,
+      2,
+    ) +
+      "\n";
+  }
+  const { header, rows } = options.perSeed ? perSeedCells(table) : tableCells(table);
+  if (format === "csv") {
+    return [header, ...rows].map((r) => r.map(csvField).join(",")).join("\n") + "\n";
+  }
+  const widths = header.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(" | ")} |`;
+  const rule = `| ${
+    widths.map((w, i) => i === 0 ? "-".repeat(w) : "-".repeat(w - 1) + ":").join(" | ")
+  } |`;
+  if (options.perSeed) {
+    const perSeedNote = "3D Dice (%) of each run on the validation volumes; lowest: its lowest " +
+      "class. min: the run's wall time in minutes (summary.json seconds_wall).";
+    return [line(header), rule, ...rows.map(line), "", perSeedNote].join("\n") + "\n";
+  }
+  const note = "3D Dice (%) on the validation volumes: mean (sample std) over seeds." +
+    (table.baseline !== null
+      ? ` p: one-sided paired t-test of ${table.baseline} > method on the mean foreground Dice ` +
+        "of each validation volume, paired by (volume, seed); p seeds: the same test on each " +
+        "seed's mean Dice, paired by seed (the seed is the unit: the claims rest on it)."
+      : "") +
+    " min: mean wall time of a run in minutes (summary.json seconds_wall)." +
+    (table.rows.some((r) => Object.values(r.datasets).some((e) => e.secondsTrainOnly))
+      ? " †: some seeds' summaries predate seconds_wall; their time is the training steps only."
+      : "");
+  return [line(header), rule, ...rows.map(line), "", note].join("\n") + "\n";
+}
+
+/**
+ * One row per run instead of per method (`table --per-seed`): each seed's Dice (%) per class, its
+ * mean and its lowest class, so that a class lost on one seed shows (the means hide it).
+ */
+export function perSeedCells(table: ResultTable): { header: string[]; rows: string[][] } {
+  const many = table.datasets.length > 1;
+  const header = ["method", "seed"];
+  for (const d of table.datasets) {
+    const prefix = many ? `${d.id} ` : "";
+    if (d.classes.length > 1) { for (const c of d.classes) header.push(`${prefix}${c}`); }
+    header.push(`${prefix}mean`);
+    if (d.classes.length > 1) header.push(`${prefix}lowest`);
+    header.push(`${prefix}min`);
+  }
+  const rows: string[][] = [];
+  for (const row of table.rows) {
+    const seeds = [
+      ...new Set(Object.values(row.datasets).flatMap((e) => e.seeds)),
+    ].sort((a, b) => a - b);
+    for (const seed of seeds) {
+      const out = [row.method, String(seed)];
+      for (const d of table.datasets) {
+        const e = row.datasets[d.id];
+        const i = e ? e.seeds.indexOf(seed) : -1;
+        const at = (c: TableCell) => (i >= 0 && i < c.values.length ? c.values[i] : NaN);
+        const classes = d.classes.map((c) =>
+          e?.dice[c] && e.dice[c].values.length === e.seeds.length ? at(e.dice[c]) : NaN
+        );
+        const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "");
+        if (d.classes.length > 1) out.push(...classes.map(fmt));
+        out.push(e ? fmt(at(e.dice_mean)) : "");
+        if (d.classes.length > 1) {
+          const known = classes.map((v, k) => [v, k] as const).filter(([v]) => Number.isFinite(v));
+          const low = known.reduce<readonly [number, number] | null>(
+            (m, x) => (m === null || x[0] < m[0] ? x : m),
+            null,
+          );
+          out.push(low === null ? "" : `${d.classes[low[1]]} ${low[0].toFixed(2)}`);
+        }
+        const timed = e !== undefined && i >= 0 && e.seconds.values.length === e.seeds.length;
+        out.push(timed ? formatMinutes(cell([e.seconds.values[i]])) : "");
+      }
+      rows.push(out);
+    }
+  }
+  return { header, rows };
+}
