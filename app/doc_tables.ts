@@ -24,7 +24,7 @@ import { isAbsolute, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { UserError } from "../core/errors.ts";
 import { runnableDeno } from "./child_deno.ts";
-import { buildTable, formatTable, loadRuns } from "./table.ts";
+import { buildTable, formatTable, loadRuns, parsePowerPoints } from "./table.ts";
 
 /** The repository root (where `deno task` runs). */
 export const REPO_ROOT: string = fileURLToPath(new URL("..", import.meta.url));
@@ -82,6 +82,8 @@ export interface TableCommand {
   format: "md" | "csv" | "json";
   /** `--per-seed`: one row per run. */
   perSeed?: boolean;
+  /** `--power D`. */
+  power?: number;
 }
 
 /**
@@ -115,13 +117,14 @@ export function parseTableCommand(command: string): TableCommand {
       throw new UserError(`"${command}": ${flag} needs a value`);
     }
     if (flag === "--baseline") out.baseline = value;
+    else if (flag === "--power") out.power = parsePowerPoints(value);
     else if (flag === "--format") {
       if (value !== "md" && value !== "csv" && value !== "json") {
         throw new UserError(`"${command}": --format is md, csv or json, not "${value}"`);
       }
       out.format = value;
     } else {throw new UserError(
-        `"${command}": unknown option ${flag} (table takes --baseline, --format, --per-seed)`,
+        `"${command}": unknown option ${flag} (table takes --baseline, --format, --per-seed, --power)`,
       );}
   }
   if (out.paths.length === 0) throw new UserError(`"${command}": no run folder`);
@@ -141,7 +144,7 @@ export async function renderTableCommand(
   const paths = c.paths.map((p) => (isAbsolute(p) ? p : join(root, p)));
   const runs = await loadRuns(paths, log);
   const table = buildTable(runs, { baseline: c.baseline, log });
-  return formatTable(table, c.format, { perSeed: c.perSeed }).trimEnd();
+  return formatTable(table, c.format, { perSeed: c.perSeed, power: c.power }).trimEnd();
 }
 
 /** Compare texts up to whitespace and the length of Markdown table rules (`---:`). */

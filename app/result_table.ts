@@ -37,6 +37,8 @@ export interface TableTest {
   n: number;
   /** Mean of baseline minus method, per-volume mean foreground Dice, in percent. */
   mean_diff: number;
+  /** Sample standard deviation of those differences, in percent. */
+  sd: number;
   t: number;
   df: number;
   /** One-sided p-value of H1: baseline > method. */
@@ -196,7 +198,7 @@ export function buildTable(runs: RunResult[], options: TableOptions = {}): Resul
         }
         if (a.length > 0) {
           const r = pairedTTestGreater(a, b);
-          test = { n: r.n, mean_diff: r.meanDiff, t: r.t, df: r.df, p: r.p };
+          test = { n: r.n, mean_diff: r.meanDiff, sd: r.sd, t: r.t, df: r.df, p: r.p };
         }
       }
       let seedTest: TableTest | null = null;
@@ -207,7 +209,7 @@ export function buildTable(runs: RunResult[], options: TableOptions = {}): Resul
             shared.map((seed) => 100 * base.get(seed)!.summary.dice_mean),
             shared.map((seed) => 100 * bySeed.get(seed)!.summary.dice_mean),
           );
-          seedTest = { n: r.n, mean_diff: r.meanDiff, t: r.t, df: r.df, p: r.p };
+          seedTest = { n: r.n, mean_diff: r.meanDiff, sd: r.sd, t: r.t, df: r.df, p: r.p };
         }
       }
       entries[id] = {

@@ -9,7 +9,7 @@ import type { Command } from "../deps.ts";
 import { UserError } from "../core/errors.ts";
 import { plotRuns } from "./plot.ts";
 import { parseSeeds, planRuns, runMany, runState, slurmScript } from "./sweep.ts";
-import { buildTable, formatTable, loadRuns } from "./table.ts";
+import { buildTable, formatTable, loadRuns, parsePowerPoints } from "./table.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -177,9 +177,15 @@ export function addResultCommands(program: Command): void {
     .option("--format <f>", "md | csv | json", "md")
     .option("--baseline <method>", "the method tested against the others (default ours-kl)")
     .option("--per-seed", "one row per run: each seed's Dice per class, mean and lowest class")
+    .option(
+      "--power <points>",
+      "add the seeds the seed-level test needs to detect a true difference of <points> " +
+        "(80 % power, level 0.05), from each row's measured spread",
+      parsePowerPoints,
+    )
     .action(async (
       paths: string[],
-      opts: { format: string; baseline?: string; perSeed?: boolean },
+      opts: { format: string; baseline?: string; perSeed?: boolean; power?: number },
     ) => {
       if (!["md", "csv", "json"].includes(opts.format)) {
         throw new UserError(`Unknown format "${opts.format}"; use md, csv or json`);
@@ -190,7 +196,14 @@ export function addResultCommands(program: Command): void {
         console.error("note: no ours-kl run, so no t-test (choose a method with --baseline)");
       }
       const format = opts.format as "md" | "csv" | "json";
-      console.log(formatTable(table, format, { perSeed: opts.perSeed === true }).trimEnd());
+      if (opts.power !== undefined && table.baseline === null) {
+        throw new UserError("--power needs a baseline to compare with (--baseline <method>)");
+      }
+      const printed = formatTable(table, format, {
+        perSeed: opts.perSeed === true,
+        power: opts.power,
+      });
+      console.log(printed.trimEnd());
     });
 
   program.command("plot")

@@ -127,6 +127,8 @@ export interface PairedTTest {
   n: number;
   /** Mean of the differences `a - b`. */
   meanDiff: number;
+  /** Sample standard deviation of the differences (`NaN` with fewer than 2 pairs). */
+  sd: number;
   /** The t statistic (`NaN` with fewer than 2 pairs or when every difference is 0). */
   t: number;
   /** Degrees of freedom, `n - 1`. */
@@ -144,13 +146,13 @@ export function pairedTTestGreater(a: readonly number[], b: readonly number[]): 
   const n = a.length;
   const diffs = a.map((v, i) => v - b[i]);
   const meanDiff = mean(diffs);
-  if (n < 2) return { n, meanDiff, t: NaN, df: Math.max(n - 1, 0), p: NaN };
+  if (n < 2) return { n, meanDiff, sd: NaN, t: NaN, df: Math.max(n - 1, 0), p: NaN };
   const sd = sampleStd(diffs);
   let t: number;
   if (sd === 0 || sd < 1e-15 * Math.abs(meanDiff)) {
     t = meanDiff === 0 ? NaN : meanDiff > 0 ? Infinity : -Infinity;
   } else t = meanDiff / (sd / Math.sqrt(n));
-  return { n, meanDiff, t, df: n - 1, p: studentTSurvival(t, n - 1) };
+  return { n, meanDiff, sd, t, df: n - 1, p: studentTSurvival(t, n - 1) };
 }
 
 /** `P(Z <= x)` for a standard normal `Z` (through the regularized incomplete gamma: erf). */

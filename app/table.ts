@@ -32,6 +32,8 @@ export {
   formatMinutes,
   formatP,
   formatTable,
+  parsePowerPoints,
   perSeedCells,
   tableCells,
+  type TableFormatOptions,
 } from "./table_format.ts";

@@ -6,6 +6,43 @@
  * @module
  */
 import { cell, type ResultTable, type TableCell } from "./result_table.ts";
+import { pairsForPower } from "./stats.ts";
+import { UserError } from "../core/errors.ts";
+
+/**
+ * A `--power` value: a positive number of Dice points.
+ *
+ * @throws {UserError} Otherwise.
+ */
+export function parsePowerPoints(value: string): number {
+  const points = Number(value);
+  if (value.trim() === "" || !Number.isFinite(points) || points <= 0) {
+    throw new UserError(`--power takes a positive number of Dice points, not "${value}"`);
+  }
+  return points;
+}
+
+/** How a table is printed. */
+export interface TableFormatOptions {
+  /** One row per run (`--per-seed`). */
+  perSeed?: boolean;
+  /**
+   * `--power D`: a column with the seeds the seed-level test needs to detect a true difference
+   * of `D` points (one-sided, level 0.05, power 0.8), from each row's measured spread of seed
+   * differences against the baseline.
+   */
+  power?: number;
+}
+
+/** The most seeds `--power` looks at. */
+const MAX_POWER_SEEDS = 1000;
+
+/** Seeds needed for `points` at 80 % power from a seed test's spread, as text. */
+function seedsForPower(sd: number, points: number): string {
+  if (!(Number.isFinite(sd) && sd > 0)) return "n/a";
+  const n = pairsForPower(points, sd, 0.05, 0.8, MAX_POWER_SEEDS);
+  return n === null ? `>${MAX_POWER_SEEDS}` : String(n);
+}
 
 /** `85.08 (1.23)`, or `85.08` for one seed. */
 export function formatCell(c: TableCell | undefined): string {
@@ -27,7 +64,11 @@ export function formatP(p: number): string {
 }
 
 /** The table as a header and rows of strings (what `md` and `csv` print). */
-export function tableCells(table: ResultTable): { header: string[]; rows: string[][] } {
+export function tableCells(
+  table: ResultTable,
+  options: TableFormatOptions = {},
+): { header: string[]; rows: string[][] } {
+  const power = table.baseline !== null ? options.power : undefined;
   const many = table.datasets.length > 1;
   const header = ["method"];
   for (const d of table.datasets) {
@@ -38,6 +79,7 @@ export function tableCells(table: ResultTable): { header: string[]; rows: string
     if (table.baseline !== null) {
       header.push(`${prefix}p (${table.baseline} >)`, `${prefix}p seeds`);
     }
+    if (power !== undefined) header.push(`${prefix}seeds for ${power}`);
     header.push(`${prefix}min`);
   }
   const rows = table.rows.map((row) => {
@@ -59,6 +101,17 @@ export function tableCells(table: ResultTable): { header: string[]; rows: string
             : "n/a",
         );
       }
+      if (power !== undefined) {
+        out.push(
+          !e
+            ? ""
+            : row.method === table.baseline
+            ? "-"
+            : e.seedTest
+            ? seedsForPower(e.seedTest.sd, power)
+            : "n/a",
+        );
+      }
       out.push(formatMinutes(e?.seconds) + (e?.secondsTrainOnly ? "†" : ""));
     }
     return out;
@@ -74,7 +127,7 @@ function csvField(s: string): string {
 export function formatTable(
   table: ResultTable,
   format: "md" | "csv" | "json",
-  options: { perSeed?: boolean } = {},
+  options: TableFormatOptions = {},
 ): string {
   if (format === "json") {
     return JSON.stringify(
@@ -84,7 +137,7 @@ export function formatTable(
     ) +
       "\n";
   }
-  const { header, rows } = options.perSeed ? perSeedCells(table) : tableCells(table);
+  const { header, rows } = options.perSeed ? perSeedCells(table) : tableCells(table, options);
   if (format === "csv") {
     return [header, ...rows].map((r) => r.map(csvField).join(",")).join("\n") + "\n";
   }
@@ -104,6 +157,11 @@ export function formatTable(
       ? ` p: one-sided paired t-test of ${table.baseline} > method on the mean foreground Dice ` +
         "of each validation volume, paired by (volume, seed); p seeds: the same test on each " +
         "seed's mean Dice, paired by seed (the seed is the unit: the claims rest on it)."
+      : "") +
+    (table.baseline !== null && options.power !== undefined
+      ? ` seeds for ${options.power}: the seeds the seed-level test needs to detect a true ` +
+        `difference of ${options.power} points with 80 % power at level 0.05 (one-sided), from ` +
+        "the row's measured standard deviation of its seed differences."
       : "") +
     " min: mean wall time of a run in minutes (summary.json seconds_wall)." +
     (table.rows.some((r) => Object.values(r.datasets).some((e) => e.secondsTrainOnly))

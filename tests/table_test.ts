@@ -267,3 +267,39 @@ Deno.test("table --per-seed: one row per run with its lowest class", async () =>
     assert.equal(csv[1], "partial,1,70.00,60.00,80.00,70.00,Myo 60.00,1.1");
   });
 });
+
+Deno.test("table --power: the seeds the seed-level test needs, from the measured spread", async () => {
+  await withRuns(async (root) => {
+    const table = buildTable(await loadRuns([root], () => {}));
+    // partial against ours-kl: seed differences 10 and 8, sd sqrt(2)
+    assertClose(table.rows[0].datasets.acdc.seedTest!.sd, Math.SQRT2, 1e-12);
+    const csv = formatTable(table, "csv", { power: 2.4 }).trim().split("\n");
+    assert.equal(csv[0], "method,seeds,RV,Myo,LV,mean,p (ours-kl >),p seeds,seeds for 2.4,min");
+    // scipy: the smallest n with nct.sf(t.isf(0.05, n - 1), n - 1, 2.4 / sqrt(2) * sqrt(n)) >= 0.8
+    assert.equal(csv[1].split(",").at(-2), "4");
+    assert.equal(csv[2].split(",").at(-2), "n/a"); // mean-teacher: one shared seed
+    assert.equal(csv[3].split(",").at(-2), "-"); // the baseline
+    const md = formatTable(table, "md", { power: 5 });
+    assert.match(md, /\| partial .*\| +3 \| +1\.6 \|/);
+    assert.match(md, /seeds for 5: the seeds the seed-level test needs/);
+  });
+});
+
+Deno.test("table CLI: --power needs a positive number and a baseline", async () => {
+  await withRuns(async (root) => {
+    const bad = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-env", CLI, "table", root, "--power", "-1"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(bad.code, 2);
+    assert.match(new TextDecoder().decode(bad.stderr), /--power takes a positive number/);
+    const ok = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-read", "--allow-env", CLI, "table", root, "--power", "2.4"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
+    assert.match(new TextDecoder().decode(ok.stdout), /seeds for 2\.4/);
+  });
+});
