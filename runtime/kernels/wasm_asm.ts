@@ -364,6 +364,93 @@ export class Fn {
   }
 }
 
+/** `acc = a * b + acc` on v128 locals: one fused multiply-add with `fma`, else multiply then add. */
+export function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
+  if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
+  else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);
+}
+
+/**
+ * The v128 locals of a GEMM register tile of `rows` by 8 floats, the layout the convolution and
+ * Winograd products share: row `r` in `acc[2 r]` (floats 0-3) and `acc[2 r + 1]` (4-7), `b0` and
+ * `b1` one row of the right operand, `a` one float of the left operand splat to four lanes.
+ */
+export class Tile8 {
+  readonly acc: number[];
+  readonly b0: number;
+  readonly b1: number;
+  readonly a: number;
+  readonly #f: Fn;
+  readonly #fma: boolean;
+
+  /** Allocates the tile's locals in `f` (`acc`, then `b0`, `b1`, `a`). */
+  constructor(f: Fn, rows: number, fma: boolean) {
+    this.#f = f;
+    this.#fma = fma;
+    this.acc = Array.from({ length: 2 * rows }, () => f.local("v128"));
+    this.b0 = f.local("v128");
+    this.b1 = f.local("v128");
+    this.a = f.local("v128");
+  }
+
+  /** Sets every accumulator to zero. */
+  zero(): void {
+    for (let r = 0; r < this.acc.length / 2; r++) this.zeroRow(r);
+  }
+
+  /** Sets row `r` to zero. */
+  zeroRow(r: number): void {
+    this.#f.v128Const0().set(this.acc[2 * r]).v128Const0().set(this.acc[2 * r + 1]);
+  }
+
+  /**
+   * One rank-1 update: `b0`, `b1` = the 8 floats at byte `offset` of the address in local `b`;
+   * then, for each row `r`, `splatA(r)` pushes its left operand (a v128) and `acc` row `r` +=
+   * `a * (b0, b1)`.
+   */
+  update(b: number, offset: number, splatA: (r: number) => void): void {
+    const f = this.#f;
+    f.get(b).v128Load(offset).set(this.b0);
+    f.get(b).v128Load(offset + 16).set(this.b1);
+    for (let r = 0; r < this.acc.length / 2; r++) {
+      splatA(r);
+      f.set(this.a);
+      madd(f, this.#fma, this.a, this.b0, this.acc[2 * r]);
+      madd(f, this.#fma, this.a, this.b1, this.acc[2 * r + 1]);
+    }
+  }
+
+  /** Row `r` = the 8 floats at the address `address()` pushes (it is called twice). */
+  loadRow(r: number, address: () => void): void {
+    address();
+    this.#f.v128Load(0).set(this.acc[2 * r]);
+    address();
+    this.#f.v128Load(16).set(this.acc[2 * r + 1]);
+  }
+
+  /** Stores row `r` at the address `address()` pushes (it is called twice). */
+  storeRow(r: number, address: () => void): void {
+    address();
+    this.#f.get(this.acc[2 * r]).v128Store(0);
+    address();
+    this.#f.get(this.acc[2 * r + 1]).v128Store(16);
+  }
+
+  /** Every row `r` from the address `base + r * stride` (`base`, `stride` i32 locals). */
+  loadRows(base: number, stride: number): void {
+    for (let r = 0; r < this.acc.length / 2; r++) {
+      this.loadRow(r, () => this.#f.get(base).get(stride).i32(r).i32Mul().i32Add());
+    }
+  }
+
+  /** Stores every row `r` at `base + r * stride` (`base`, `stride` i32 locals). */
+  storeRows(base: number, stride: number): void {
+    for (let r = 0; r < this.acc.length / 2; r++) {
+      this.storeRow(r, () => this.#f.get(base).get(stride).i32(r).i32Mul().i32Add());
+    }
+  }
+}
+
 /** A function of a module, exported under `name`. */
 export interface ModuleFunction {
   name: string;

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { buildModule, Fn, memoryImport, type ModuleFunction } from "./wasm_asm.ts";
+import { buildModule, Fn, madd, memoryImport, type ModuleFunction, Tile8 } from "./wasm_asm.ts";
 import { bnModuleFunctions } from "./wasm_bn.ts";
 import { winogradModuleFunctions } from "./wasm_winograd.ts";
 import { pointwiseModuleFunctions } from "./wasm_pointwise.ts";
@@ -40,12 +40,6 @@ export function hasRelaxedSimd(): boolean {
   } catch {
     return false;
   }
-}
-
-/** `acc = a * b + acc` on the stack discipline of {@linkcode Fn}. */
-function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
-  if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
-  else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);
 }
 
 /**
@@ -106,8 +100,8 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
   const nb = f.local("i32"), nbs = f.local("i32"), t = f.local("i32"), i = f.local("i32");
   const kb = f.local("i32"), k32 = f.local("i32"), co4 = f.local("i32"), o = f.local("i32");
   const p = Array.from({ length: mr }, () => f.local("i32"));
-  const acc = Array.from({ length: 2 * mr }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, mr, fma);
+  const { acc, b0, b1, a } = tile;
   const step = unroll ? 4 : 1;
   f.get(CO).i32(3).i32ShrU().set(nbs);
   f.get(CO).i32(2).i32Shl().set(co4);
@@ -126,7 +120,7 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
   f.get(mc).set(m);
   f.block().loop();
   f.get(m).get(mcEnd).i32GeS().brIf(1);
-  for (const r of acc) f.v128Const0().set(r);
+  tile.zero();
   f.get(BP).get(nb).get(k32).i32Mul().i32Add().set(kb);
   // for (t = 0; t < taps; t++)
   f.i32(0).set(t);
@@ -143,15 +137,7 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
   // for (i = ci; i > 0; i -= step)
   f.get(CI).set(i);
   f.loop();
-  for (let u = 0; u < step; u++) {
-    f.get(kb).v128Load(32 * u).set(b0);
-    f.get(kb).v128Load(32 * u + 16).set(b1);
-    for (let r = 0; r < mr; r++) {
-      f.get(p[r]).v128Load32Splat(4 * u).set(a);
-      madd(f, fma, a, b0, acc[2 * r]);
-      madd(f, fma, a, b1, acc[2 * r + 1]);
-    }
-  }
+  for (let u = 0; u < step; u++) tile.update(kb, 32 * u, (r) => f.get(p[r]).v128Load32Splat(4 * u));
   for (let r = 0; r < mr; r++) f.get(p[r]).i32(4 * step).i32Add().set(p[r]);
   f.get(kb).i32(32 * step).i32Add().set(kb);
   f.get(i).i32(-step).i32Add().tee(i).brIf(0);
@@ -176,8 +162,7 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
     f.get(m).i32(r).i32Add().get(mcEnd).i32LtS().if();
     f.get(OUT).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
       .set(o);
-    f.get(o).get(acc[2 * r]).v128Store(0);
-    f.get(o).get(acc[2 * r + 1]).v128Store(16);
+    tile.storeRow(r, () => f.get(o));
     f.end();
   }
   f.get(m).i32(mr).i32Add().set(m).br(0);
@@ -201,18 +186,10 @@ function convFilterGrad(fma: boolean): Fn {
   const nb = f.local("i32"), p = f.local("i32"), ptr = f.local("i32"), i4 = f.local("i32");
   const dwp = f.local("i32"), dyp = f.local("i32"), ip = f.local("i32"), ptr1 = f.local("i32");
   const co4 = f.local("i32"), dyp1 = f.local("i32");
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CO).i32(2).i32Shl().set(co4);
-  const body = (ptrLocal: number, dyLocal: number) => {
-    f.get(dyLocal).v128Load(0).set(b0);
-    f.get(dyLocal).v128Load(16).set(b1);
-    for (let r = 0; r < 4; r++) {
-      f.get(ptrLocal).v128Load32Splat(4 * r).set(a);
-      madd(f, fma, a, b0, acc[2 * r]);
-      madd(f, fma, a, b1, acc[2 * r + 1]);
-    }
-  };
+  const body = (ptrLocal: number, dyLocal: number) =>
+    tile.update(dyLocal, 0, (r) => f.get(ptrLocal).v128Load32Splat(4 * r));
   // for (pc = p0; pc < p1; pc += PC)
   f.get(P0).set(pc);
   f.block().loop();
@@ -232,10 +209,7 @@ function convFilterGrad(fma: boolean): Fn {
   // dwp = dw + ((t * ci + i0) * co + nb * 8) * 4
   f.get(DW).get(t).get(CI).i32Mul().get(i0).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5)
     .i32Shl().i32Add().set(dwp);
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(0).set(acc[2 * r]);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(16).set(acc[2 * r + 1]);
-  }
+  tile.loadRows(dwp, co4);
   // ip = ptrs + (t * pixels + pc) * 4; dyp = dy + pc * co4 + nb * 32
   f.get(PTRS).get(t).get(PIXELS).i32Mul().get(pc).i32Add().i32(2).i32Shl().i32Add().set(ip);
   f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
@@ -257,10 +231,7 @@ function convFilterGrad(fma: boolean): Fn {
   f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
   body(ptr, dyp);
   f.end();
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r]).v128Store(0);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r + 1]).v128Store(16);
-  }
+  tile.storeRows(dwp, co4);
   f.get(nb).i32(1).i32Add().set(nb).br(0);
   f.end().end();
   f.get(i0).i32(4).i32Add().set(i0).br(0);
@@ -285,8 +256,7 @@ function convFilterGradAny(fma: boolean): Fn {
   const co4 = f.local("i32"), m = f.local("i32"), addr = f.local("i32");
   const rb = Array.from({ length: 4 }, () => f.local("i32"));
   const ch = Array.from({ length: 4 }, () => f.local("i32"));
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(TAPS).get(CI).i32Mul().set(rows);
   f.get(P0).set(pc);
@@ -311,24 +281,20 @@ function convFilterGradAny(fma: boolean): Fn {
     f.get(m0).i32(r).i32Add().set(m);
     f.get(m).get(rows).i32LtS().if();
     f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
-    f.get(addr).v128Load(0).set(acc[2 * r]);
-    f.get(addr).v128Load(16).set(acc[2 * r + 1]);
+    tile.loadRow(r, () => f.get(addr));
     f.else();
-    f.v128Const0().set(acc[2 * r]);
-    f.v128Const0().set(acc[2 * r + 1]);
+    tile.zeroRow(r);
     f.end();
   }
   f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
   f.get(pc).i32(2).i32Shl().set(po);
   f.get(pc).set(p);
   f.loop();
-  f.get(dyp).v128Load(0).set(b0);
-  f.get(dyp).v128Load(16).set(b1);
-  for (let r = 0; r < 4; r++) {
-    f.get(rb[r]).get(po).i32Add().i32Load().get(ch[r]).i32Add().v128Load32Splat().set(a);
-    madd(f, fma, a, b0, acc[2 * r]);
-    madd(f, fma, a, b1, acc[2 * r + 1]);
-  }
+  tile.update(
+    dyp,
+    0,
+    (r) => f.get(rb[r]).get(po).i32Add().i32Load().get(ch[r]).i32Add().v128Load32Splat(),
+  );
   f.get(po).i32(4).i32Add().set(po);
   f.get(dyp).get(co4).i32Add().set(dyp);
   f.get(p).i32(1).i32Add().tee(p).get(pe).i32LtS().brIf(0);
@@ -337,8 +303,7 @@ function convFilterGradAny(fma: boolean): Fn {
     f.get(m0).i32(r).i32Add().set(m);
     f.get(m).get(rows).i32LtS().if();
     f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
-    f.get(addr).get(acc[2 * r]).v128Store(0);
-    f.get(addr).get(acc[2 * r + 1]).v128Store(16);
+    tile.storeRow(r, () => f.get(addr));
     f.end();
   }
   f.get(nb).i32(1).i32Add().set(nb).br(0);
@@ -368,8 +333,7 @@ function convFilterGradRows(fma: boolean): Fn {
   const row = f.local("i32"), sy = f.local("i32"), b = f.local("i32"), y = f.local("i32");
   const ptr = f.local("i32"), dyp = f.local("i32"), cnt = f.local("i32"), dwp = f.local("i32");
   const ci4 = f.local("i32"), co4 = f.local("i32");
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(R0).set(rc);
@@ -399,10 +363,7 @@ function convFilterGradRows(fma: boolean): Fn {
   // dwp = dw + (((tr * kw + tc) * ci + i0) * co + nb * 8) * 4
   f.get(DW).get(tr).get(KW).i32Mul().get(tc).i32Add().get(CI).i32Mul().get(i0).i32Add()
     .get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(0).set(acc[2 * r]);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(16).set(acc[2 * r + 1]);
-  }
+  tile.loadRows(dwp, co4);
   f.get(rc).set(row);
   f.block().loop(); // output rows of the chunk
   f.get(row).get(rce).i32GeS().brIf(1);
@@ -421,13 +382,7 @@ function convFilterGradRows(fma: boolean): Fn {
     .i32Shl().i32Add().set(dyp);
   f.get(x1).get(x0).i32Sub().set(cnt);
   f.loop();
-  f.get(dyp).v128Load(0).set(b0);
-  f.get(dyp).v128Load(16).set(b1);
-  for (let r = 0; r < 4; r++) {
-    f.get(ptr).v128Load32Splat(4 * r).set(a);
-    madd(f, fma, a, b0, acc[2 * r]);
-    madd(f, fma, a, b1, acc[2 * r + 1]);
-  }
+  tile.update(dyp, 0, (r) => f.get(ptr).v128Load32Splat(4 * r));
   f.get(ptr).get(ci4).i32Add().set(ptr);
   f.get(dyp).get(co4).i32Add().set(dyp);
   f.get(cnt).i32(-1).i32Add().tee(cnt).brIf(0);
@@ -435,10 +390,7 @@ function convFilterGradRows(fma: boolean): Fn {
   f.end(); // skipped row
   f.get(row).i32(1).i32Add().set(row).br(0);
   f.end().end();
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r]).v128Store(0);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r + 1]).v128Store(16);
-  }
+  tile.storeRows(dwp, co4);
   f.get(nb).i32(1).i32Add().set(nb).br(0);
   f.end().end();
   f.get(i0).i32(4).i32Add().set(i0).br(0);

@@ -19,16 +19,10 @@
  *
  * @module
  */
-import { Fn, type ModuleFunction } from "./wasm_asm.ts";
+import { Fn, type ModuleFunction, Tile8 } from "./wasm_asm.ts";
 
 /** Rows (tiles) of a register tile of `wino_gemm`. */
 export const WINO_MR = 6;
-
-/** `acc = a * b + acc`. */
-function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
-  if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
-  else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);
-}
 
 /**
  * The input patch of tile `t` of `wino_in` / `wino4_in` (`[n, th, tw]` row-major, tiles of
@@ -140,8 +134,7 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
   const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), ub = f.local("i32");
   const kb = f.local("i32"), mo = f.local("i32"), last = f.local("i32"), o = f.local("i32");
   const p = Array.from({ length: mr }, () => f.local("i32"));
-  const acc = Array.from({ length: 2 * mr }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, mr, fma);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(ROWS).i32(-1).i32Add().set(last);
@@ -157,7 +150,7 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
   f.i32(0).set(m);
   f.block().loop(); // rows by mr
   f.get(m).get(ROWS).i32GeS().brIf(1);
-  for (const r of acc) f.v128Const0().set(r);
+  tile.zero();
   for (let r = 0; r < mr; r++) {
     // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
     f.get(va);
@@ -167,15 +160,7 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
   f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
   f.get(CI).set(i);
   f.loop();
-  for (let s = 0; s < 4; s++) {
-    f.get(kb).v128Load(32 * s).set(b0);
-    f.get(kb).v128Load(32 * s + 16).set(b1);
-    for (let r = 0; r < mr; r++) {
-      f.get(p[r]).v128Load32Splat(4 * s).set(a);
-      madd(f, fma, a, b0, acc[2 * r]);
-      madd(f, fma, a, b1, acc[2 * r + 1]);
-    }
-  }
+  for (let s = 0; s < 4; s++) tile.update(kb, 32 * s, (r) => f.get(p[r]).v128Load32Splat(4 * s));
   for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
   f.get(kb).i32(128).i32Add().set(kb);
   f.get(i).i32(-4).i32Add().tee(i).brIf(0);
@@ -184,8 +169,7 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
     f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
     f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
       .set(o);
-    f.get(o).get(acc[2 * r]).v128Store(0);
-    f.get(o).get(acc[2 * r + 1]).v128Store(16);
+    tile.storeRow(r, () => f.get(o));
     f.end();
   }
   f.get(m).i32(mr).i32Add().set(m).br(0);
@@ -360,18 +344,11 @@ function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
   const k = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32"), r = f.local("i32");
   const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), da = f.local("i32");
   const dk = f.local("i32"), dwp = f.local("i32"), pa = f.local("i32"), pd = f.local("i32");
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(CO).i32(2).i32Shl().set(co4);
   const body = () => {
-    f.get(pd).v128Load(0).set(b0);
-    f.get(pd).v128Load(16).set(b1);
-    for (let l = 0; l < 4; l++) {
-      f.get(pa).v128Load32Splat(4 * l).set(a);
-      madd(f, fma, a, b0, acc[2 * l]);
-      madd(f, fma, a, b1, acc[2 * l + 1]);
-    }
+    tile.update(pd, 0, (l) => f.get(pa).v128Load32Splat(4 * l));
     f.get(pa).get(ci4).i32Add().set(pa);
     f.get(pd).get(co4).i32Add().set(pd);
   };
@@ -388,15 +365,8 @@ function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
   f.block().loop(); // output channels by 8
   f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
   f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
-  for (let l = 0; l < 4; l++) {
-    if (zeroInit) {
-      f.v128Const0().set(acc[2 * l]);
-      f.v128Const0().set(acc[2 * l + 1]);
-      continue;
-    }
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(0).set(acc[2 * l]);
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(16).set(acc[2 * l + 1]);
-  }
+  if (zeroInit) tile.zero();
+  else tile.loadRows(dwp, co4);
   f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
   f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
   f.get(ROWS).set(r);
@@ -410,10 +380,7 @@ function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
   f.get(r).if();
   body();
   f.end();
-  for (let l = 0; l < 4; l++) {
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().get(acc[2 * l]).v128Store(0);
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().get(acc[2 * l + 1]).v128Store(16);
-  }
+  tile.storeRows(dwp, co4);
   f.get(nb).i32(1).i32Add().set(nb).br(0);
   f.end().end();
   f.get(i0).i32(4).i32Add().set(i0).br(0);
