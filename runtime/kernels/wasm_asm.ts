@@ -103,6 +103,19 @@ export class Fn {
     uleb(depth, this.code);
     return this;
   }
+  /**
+   * `for (; i < end; i += step) body()` on the i32 locals `i` and `end` (signed; the caller sets
+   * `i` first), as `block loop (br_if 1 (i >= end)) body (i += step) (br 0) end end`. `step` may
+   * be a function that emits the update of `i` instead.
+   */
+  for(i: number, end: number, step: number | (() => void), body: () => void): this {
+    this.block().loop();
+    this.get(i).get(end).i32GeS().brIf(1);
+    body();
+    if (typeof step === "number") this.get(i).i32(step).i32Add().set(i);
+    else step();
+    return this.br(0).end().end();
+  }
   select(): this {
     return this.#op(0x1b);
   }
@@ -364,7 +377,7 @@ export class Fn {
   }
 }
 
-/** `acc = a * b + acc` on v128 locals: one fused multiply-add with `fma`, else multiply then add. */
+/** `acc = a * b + acc` on v128 locals: a fused multiply-add with `fma`, else multiply then add. */
 export function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
   if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
   else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);

@@ -25,6 +25,25 @@ import { Fn, type ModuleFunction, Tile8 } from "./wasm_asm.ts";
 export const WINO_MR = 6;
 
 /**
+ * Sets `b`, `ty`, `tx`, the coordinates of tile `t` of `[n, th, tw]` (row-major): `tx = t % tw`,
+ * `ty = t / tw % th`, `b = t / (tw th)` (`q` a scratch local).
+ */
+function emitTile(f: Fn, t: number, [TH, TW]: number[], [b, ty, tx, q]: number[]): void {
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+}
+
+/**
+ * Pushes `row + j + k * ks`: byte `j` of the tile's row of matrix `k`, where `row` is the row's
+ * address in matrix 0 and the matrices lie `ks` bytes apart.
+ */
+function emitMatrixAt(f: Fn, row: number, j: number, ks: number, k: number): void {
+  f.get(row).get(j).i32Add();
+  if (k > 0) f.get(ks).i32(k).i32Mul().i32Add();
+}
+
+/**
  * The input patch of tile `t` of `wino_in` / `wino4_in` (`[n, th, tw]` row-major, tiles of
  * `2^shift` outputs): sets `b`, `ty`, `tx`, the patch's top-left input pixel `(y0, x0)`, and
  * `p[r * n + c]` = the address of input pixel `(y0 + r, x0 + c)` of image `b`
@@ -38,9 +57,7 @@ function emitPatch(
   n: number,
   shift: number,
 ): void {
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
+  emitTile(f, t, [TH, TW], [b, ty, tx, q]);
   f.get(ty).i32(shift).i32Shl().get(TOP).i32Sub().set(y0);
   f.get(tx).i32(shift).i32Shl().get(LEFT).i32Sub().set(x0);
   for (let r = 0; r < n; r++) {
@@ -57,6 +74,33 @@ function emitPatch(
       f.get(q).get(W).i32LtS().if();
       f.get(X).get(row).get(q).i32Add().get(ci4).i32Mul().i32Add().set(p[n * r + c]);
       f.end().end().end();
+    }
+  }
+}
+
+/**
+ * The output-gradient pixels of tile `(b, ty, tx)` of `wino_dyt` / `wino4_dyt` (tiles of
+ * `n = 2^shift` outputs): `p[n y + x]` = the address of pixel `(n ty + y, n tx + x)` of image `b`
+ * of `dy` (`dy + ((b ho + n ty + y) wo + n tx + x) co4`), or `zero` where it is outside
+ * `[ho, wo]`.
+ */
+function emitOutputPixels(
+  f: Fn,
+  [DY, HO, WO, ZERO]: number[],
+  [b, ty, tx, co4]: number[],
+  p: number[],
+  shift: number,
+): void {
+  const n = 1 << shift;
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      f.get(ZERO).set(p[n * y + x]);
+      f.get(ty).i32(shift).i32Shl().i32(y).i32Add().get(HO).i32LtS().if();
+      f.get(tx).i32(shift).i32Shl().i32(x).i32Add().get(WO).i32LtS().if();
+      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(shift).i32Shl().i32Add().i32(y).i32Add()
+        .get(WO).i32Mul().get(tx).i32(shift).i32Shl().i32Add().i32(x).i32Add().get(co4).i32Mul()
+        .i32Add().set(p[n * y + x]);
+      f.end().end();
     }
   }
 }
@@ -79,16 +123,6 @@ function winoInput(): Fn {
   const row = f.local("i32"), dst = f.local("i32"), q = f.local("i32");
   const p = Array.from({ length: 16 }, () => f.local("i32"));
   const u = Array.from({ length: 4 }, () => f.local("v128"));
-  f.get(CI).i32(2).i32Shl().set(ci4);
-  f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 4, 1);
-  // dst = v + (t - t0) * ci4
-  f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(ci4).i32GeS().brIf(1);
   // row a of B^T d: u[a][c] = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)[a] over rows, column c;
   // then V[a][*] = the same combination of u[a][0..3] over columns.
   const rowsOf: [number, number, "sub" | "add"][] = [[0, 2, "sub"], [1, 2, "add"], [
@@ -96,29 +130,34 @@ function winoInput(): Fn {
     1,
     "sub",
   ], [1, 3, "sub"]];
-  for (let a = 0; a < 4; a++) {
-    const [r0, r1, op] = rowsOf[a];
-    for (let c = 0; c < 4; c++) {
-      f.get(p[4 * r0 + c]).get(i).i32Add().v128Load();
-      f.get(p[4 * r1 + c]).get(i).i32Add().v128Load();
-      if (op === "sub") f.f32x4Sub();
-      else f.f32x4Add();
-      f.set(u[c]);
-    }
-    for (let c = 0; c < 4; c++) {
-      const [c0, c1, cop] = rowsOf[c];
-      f.get(dst).get(i).i32Add();
-      if (4 * a + c > 0) f.get(KS).i32(4 * a + c).i32Mul().i32Add();
-      f.get(u[c0]).get(u[c1]);
-      if (cop === "sub") f.f32x4Sub();
-      else f.f32x4Add();
-      f.v128Store();
-    }
-  }
-  f.get(i).i32(16).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.get(CI).i32(2).i32Shl().set(ci4);
+  f.get(T0).set(t);
+  f.for(t, T1, 1, () => {
+    emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 4, 1);
+    // dst = v + (t - t0) * ci4
+    f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(i);
+    f.for(i, ci4, 16, () => {
+      for (let a = 0; a < 4; a++) {
+        const [r0, r1, op] = rowsOf[a];
+        for (let c = 0; c < 4; c++) {
+          f.get(p[4 * r0 + c]).get(i).i32Add().v128Load();
+          f.get(p[4 * r1 + c]).get(i).i32Add().v128Load();
+          if (op === "sub") f.f32x4Sub();
+          else f.f32x4Add();
+          f.set(u[c]);
+        }
+        for (let c = 0; c < 4; c++) {
+          const [c0, c1, cop] = rowsOf[c];
+          emitMatrixAt(f, dst, i, KS, 4 * a + c);
+          f.get(u[c0]).get(u[c1]);
+          if (cop === "sub") f.f32x4Sub();
+          else f.f32x4Add();
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -199,68 +238,61 @@ function winoOutput(): Fn {
   const s = Array.from({ length: 4 }, () => f.local("v128"));
   const floor = f.local("v128"), bias = f.local("v128"), r0 = f.local("v128");
   const r1 = f.local("v128");
+  const load = (k: number) => {
+    emitMatrixAt(f, src, j, KSM, k);
+    f.v128Load();
+  };
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(WO).get(co4).i32Mul().set(rowStep);
   // floor = relu ? 0 : -inf
   f.v128Const0().f32(-Infinity).f32x4Splat().get(RELU).select().set(floor);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  // out = y + ((b * ho + 2 ty) * wo + 2 tx) * co4
-  f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(WO).i32Mul().get(tx)
-    .i32(1).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
-  f.get(ty).i32(1).i32Shl().i32(1).i32Add().get(HO).i32LtS().set(okY);
-  f.get(tx).i32(1).i32Shl().i32(1).i32Add().get(WO).i32LtS().set(okX);
-  f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  f.get(BIAS).get(j).i32Add().v128Load().set(bias);
-  const load = (k: number) => {
-    f.get(src).get(j).i32Add();
-    if (k > 0) f.get(KSM).i32(k).i32Mul().i32Add();
-    f.v128Load();
-  };
-  for (let dx = 0; dx < 2; dx++) {
-    // s[r] = (A^T over columns)[dx] of row r: m0 + m1 + m2 or m1 - m2 - m3
-    for (let r = 0; r < 4; r++) {
-      if (dx === 0) {
-        load(4 * r);
-        load(4 * r + 1);
-        f.f32x4Add();
-        load(4 * r + 2);
-        f.f32x4Add();
-      } else {
-        load(4 * r + 1);
-        load(4 * r + 2);
-        f.f32x4Sub();
-        load(4 * r + 3);
-        f.f32x4Sub();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    // out = y + ((b * ho + 2 ty) * wo + 2 tx) * co4
+    f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(WO).i32Mul().get(tx)
+      .i32(1).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
+    f.get(ty).i32(1).i32Shl().i32(1).i32Add().get(HO).i32LtS().set(okY);
+    f.get(tx).i32(1).i32Shl().i32(1).i32Add().get(WO).i32LtS().set(okX);
+    f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      f.get(BIAS).get(j).i32Add().v128Load().set(bias);
+      for (let dx = 0; dx < 2; dx++) {
+        // s[r] = (A^T over columns)[dx] of row r: m0 + m1 + m2 or m1 - m2 - m3
+        for (let r = 0; r < 4; r++) {
+          if (dx === 0) {
+            load(4 * r);
+            load(4 * r + 1);
+            f.f32x4Add();
+            load(4 * r + 2);
+            f.f32x4Add();
+          } else {
+            load(4 * r + 1);
+            load(4 * r + 2);
+            f.f32x4Sub();
+            load(4 * r + 3);
+            f.f32x4Sub();
+          }
+          f.set(s[r]);
+        }
+        f.get(s[0]).get(s[1]).f32x4Add().get(s[2]).f32x4Add().get(bias).f32x4Add().get(floor)
+          .f32x4Max().set(r0);
+        f.get(s[1]).get(s[2]).f32x4Sub().get(s[3]).f32x4Sub().get(bias).f32x4Add().get(floor)
+          .f32x4Max().set(r1);
+        if (dx === 1) f.get(okX).if();
+        f.get(out).get(j).i32Add();
+        if (dx === 1) f.get(co4).i32Add();
+        f.get(r0).v128Store();
+        f.get(okY).if();
+        f.get(out).get(j).i32Add().get(rowStep).i32Add();
+        if (dx === 1) f.get(co4).i32Add();
+        f.get(r1).v128Store();
+        f.end();
+        if (dx === 1) f.end();
       }
-      f.set(s[r]);
-    }
-    f.get(s[0]).get(s[1]).f32x4Add().get(s[2]).f32x4Add().get(bias).f32x4Add().get(floor)
-      .f32x4Max().set(r0);
-    f.get(s[1]).get(s[2]).f32x4Sub().get(s[3]).f32x4Sub().get(bias).f32x4Add().get(floor)
-      .f32x4Max().set(r1);
-    if (dx === 1) f.get(okX).if();
-    f.get(out).get(j).i32Add();
-    if (dx === 1) f.get(co4).i32Add();
-    f.get(r0).v128Store();
-    f.get(okY).if();
-    f.get(out).get(j).i32Add().get(rowStep).i32Add();
-    if (dx === 1) f.get(co4).i32Add();
-    f.get(r1).v128Store();
-    f.end();
-    if (dx === 1) f.end();
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+    });
+  });
   return f;
 }
 
@@ -281,53 +313,35 @@ function winoOutputGrad(): Fn {
   f.get(CO).i32(2).i32Shl().set(co4);
   f.v128Const0().set(zero);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  for (let a = 0; a < 2; a++) {
-    for (let c = 0; c < 2; c++) {
-      // p[a][c] = dy + ((b * ho + 2 ty + a) * wo + 2 tx + c) * co4, or zero outside
-      f.get(ZERO).set(p[2 * a + c]);
-      f.get(ty).i32(1).i32Shl().i32(a).i32Add().get(HO).i32LtS().if();
-      f.get(tx).i32(1).i32Shl().i32(c).i32Add().get(WO).i32LtS().if();
-      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(a).i32Add().get(WO)
-        .i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(c).i32Add().get(co4).i32Mul().i32Add()
-        .set(p[2 * a + c]);
-      f.end().end();
-    }
-  }
-  f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  for (let k = 0; k < 4; k++) f.get(p[k]).get(j).i32Add().v128Load().set(d[k]);
-  // rows of A dy: d0, d0 + d1, d0 - d1, -d1 (d0, d1 the two rows of the tile)
-  for (let r = 0; r < 4; r++) {
-    for (let c = 0; c < 2; c++) {
-      const [top, bottom] = [d[c], d[2 + c]];
-      if (r === 0) f.get(top);
-      else if (r === 1) f.get(top).get(bottom).f32x4Add();
-      else if (r === 2) f.get(top).get(bottom).f32x4Sub();
-      else f.get(zero).get(bottom).f32x4Sub();
-      f.set(c === 0 ? e0 : e1);
-    }
-    // columns of (A dy) A^T: e0, e0 + e1, e0 - e1, -e1
-    for (let c = 0; c < 4; c++) {
-      f.get(dst).get(j).i32Add();
-      if (4 * r + c > 0) f.get(KSD).i32(4 * r + c).i32Mul().i32Add();
-      if (c === 0) f.get(e0);
-      else if (c === 1) f.get(e0).get(e1).f32x4Add();
-      else if (c === 2) f.get(e0).get(e1).f32x4Sub();
-      else f.get(zero).get(e1).f32x4Sub();
-      f.v128Store();
-    }
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    emitOutputPixels(f, [DY, HO, WO, ZERO], [b, ty, tx, co4], p, 1);
+    f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      for (let k = 0; k < 4; k++) f.get(p[k]).get(j).i32Add().v128Load().set(d[k]);
+      // rows of A dy: d0, d0 + d1, d0 - d1, -d1 (d0, d1 the two rows of the tile)
+      for (let r = 0; r < 4; r++) {
+        for (let c = 0; c < 2; c++) {
+          const [top, bottom] = [d[c], d[2 + c]];
+          if (r === 0) f.get(top);
+          else if (r === 1) f.get(top).get(bottom).f32x4Add();
+          else if (r === 2) f.get(top).get(bottom).f32x4Sub();
+          else f.get(zero).get(bottom).f32x4Sub();
+          f.set(c === 0 ? e0 : e1);
+        }
+        // columns of (A dy) A^T: e0, e0 + e1, e0 - e1, -e1
+        for (let c = 0; c < 4; c++) {
+          emitMatrixAt(f, dst, j, KSD, 4 * r + c);
+          if (c === 0) f.get(e0);
+          else if (c === 1) f.get(e0).get(e1).f32x4Add();
+          else if (c === 2) f.get(e0).get(e1).f32x4Sub();
+          else f.get(zero).get(e1).f32x4Sub();
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -478,30 +492,25 @@ function winoInput4(): Fn {
   f.v128Const0().set(zero);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 6, 2);
-  f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(ci4).i32GeS().brIf(1);
-  for (let a = 0; a < 6; a++) {
-    // u[c] = (B^T d)[a][c], then V[a][*] = u B
-    for (let c = 0; c < 6; c++) {
-      combine(f, F4.bt[a], (j) => f.get(p[6 * j + c]).get(i).i32Add().v128Load(), k, zero);
-      f.set(u[c]);
-    }
-    for (let c = 0; c < 6; c++) {
-      f.get(dst).get(i).i32Add();
-      if (6 * a + c > 0) f.get(KS).i32(6 * a + c).i32Mul().i32Add();
-      combine(f, F4.bt[c], (j) => f.get(u[j]), k, zero);
-      f.v128Store();
-    }
-  }
-  f.get(i).i32(16).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 6, 2);
+    f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(i);
+    f.for(i, ci4, 16, () => {
+      for (let a = 0; a < 6; a++) {
+        // u[c] = (B^T d)[a][c], then V[a][*] = u B
+        for (let c = 0; c < 6; c++) {
+          combine(f, F4.bt[a], (j) => f.get(p[6 * j + c]).get(i).i32Add().v128Load(), k, zero);
+          f.set(u[c]);
+        }
+        for (let c = 0; c < 6; c++) {
+          emitMatrixAt(f, dst, i, KS, 6 * a + c);
+          combine(f, F4.bt[c], (j) => f.get(u[j]), k, zero);
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -526,53 +535,41 @@ function winoOutput4(): Fn {
   f.get(WO).get(co4).i32Mul().set(rowStep);
   f.v128Const0().f32(-Infinity).f32x4Splat().get(RELU).select().set(floor);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().get(WO).i32Mul().get(tx)
-    .i32(2).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
-  // valid rows and columns of the tile: ho - 4 ty, wo - 4 tx (at least 1)
-  f.get(HO).get(ty).i32(2).i32Shl().i32Sub().set(ny);
-  f.get(WO).get(tx).i32(2).i32Shl().i32Sub().set(nx);
-  f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  f.get(BIAS).get(j).i32Add().v128Load().set(bias);
-  for (let x = 0; x < 4; x++) {
-    if (x > 0) f.get(nx).i32(x).i32GtS().if();
-    for (let r = 0; r < 6; r++) {
-      combine(
-        f,
-        F4.at[x],
-        (c) => {
-          f.get(src).get(j).i32Add();
-          if (6 * r + c > 0) f.get(KSM).i32(6 * r + c).i32Mul().i32Add();
-          f.v128Load();
-        },
-        k,
-        zero,
-      );
-      f.set(s[r]);
-    }
-    for (let y = 0; y < 4; y++) {
-      if (y > 0) f.get(ny).i32(y).i32GtS().if();
-      f.get(out).get(j).i32Add();
-      if (y > 0) f.get(rowStep).i32(y).i32Mul().i32Add();
-      if (x > 0) f.get(co4).i32(x).i32Mul().i32Add();
-      combine(f, F4.at[y], (r) => f.get(s[r]), k, zero);
-      f.get(bias).f32x4Add().get(floor).f32x4Max();
-      f.v128Store();
-      if (y > 0) f.end();
-    }
-    if (x > 0) f.end();
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().get(WO).i32Mul().get(tx)
+      .i32(2).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
+    // valid rows and columns of the tile: ho - 4 ty, wo - 4 tx (at least 1)
+    f.get(HO).get(ty).i32(2).i32Shl().i32Sub().set(ny);
+    f.get(WO).get(tx).i32(2).i32Shl().i32Sub().set(nx);
+    f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      f.get(BIAS).get(j).i32Add().v128Load().set(bias);
+      for (let x = 0; x < 4; x++) {
+        if (x > 0) f.get(nx).i32(x).i32GtS().if();
+        for (let r = 0; r < 6; r++) {
+          const load = (c: number) => {
+            emitMatrixAt(f, src, j, KSM, 6 * r + c);
+            f.v128Load();
+          };
+          combine(f, F4.at[x], load, k, zero);
+          f.set(s[r]);
+        }
+        for (let y = 0; y < 4; y++) {
+          if (y > 0) f.get(ny).i32(y).i32GtS().if();
+          f.get(out).get(j).i32Add();
+          if (y > 0) f.get(rowStep).i32(y).i32Mul().i32Add();
+          if (x > 0) f.get(co4).i32(x).i32Mul().i32Add();
+          combine(f, F4.at[y], (r) => f.get(s[r]), k, zero);
+          f.get(bias).f32x4Add().get(floor).f32x4Max();
+          f.v128Store();
+          if (y > 0) f.end();
+        }
+        if (x > 0) f.end();
+      }
+    });
+  });
   return f;
 }
 
@@ -595,43 +592,26 @@ function winoOutputGrad4(): Fn {
   f.get(CO).i32(2).i32Shl().set(co4);
   f.v128Const0().set(zero);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  for (let y = 0; y < 4; y++) {
-    for (let x = 0; x < 4; x++) {
-      f.get(ZERO).set(p[4 * y + x]);
-      f.get(ty).i32(2).i32Shl().i32(y).i32Add().get(HO).i32LtS().if();
-      f.get(tx).i32(2).i32Shl().i32(x).i32Add().get(WO).i32LtS().if();
-      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().i32(y).i32Add().get(WO)
-        .i32Mul().get(tx).i32(2).i32Shl().i32Add().i32(x).i32Add().get(co4).i32Mul().i32Add()
-        .set(p[4 * y + x]);
-      f.end().end();
-    }
-  }
-  f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  for (let r = 0; r < 6; r++) {
-    // e[x] = (A dy)[r][x], then row r of (A dy) A^T
-    for (let x = 0; x < 4; x++) {
-      combine(f, a[r], (y) => f.get(p[4 * y + x]).get(j).i32Add().v128Load(), k, zero);
-      f.set(e[x]);
-    }
-    for (let c = 0; c < 6; c++) {
-      f.get(dst).get(j).i32Add();
-      if (6 * r + c > 0) f.get(KSD).i32(6 * r + c).i32Mul().i32Add();
-      combine(f, a[c], (x) => f.get(e[x]), k, zero);
-      f.v128Store();
-    }
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    emitOutputPixels(f, [DY, HO, WO, ZERO], [b, ty, tx, co4], p, 2);
+    f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      for (let r = 0; r < 6; r++) {
+        // e[x] = (A dy)[r][x], then row r of (A dy) A^T
+        for (let x = 0; x < 4; x++) {
+          combine(f, a[r], (y) => f.get(p[4 * y + x]).get(j).i32Add().v128Load(), k, zero);
+          f.set(e[x]);
+        }
+        for (let c = 0; c < 6; c++) {
+          emitMatrixAt(f, dst, j, KSD, 6 * r + c);
+          combine(f, a[c], (x) => f.get(e[x]), k, zero);
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
