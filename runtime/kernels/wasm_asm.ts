@@ -109,8 +109,17 @@ export class Fn {
    * be a function that emits the update of `i` instead.
    */
   for(i: number, end: number, step: number | (() => void), body: () => void): this {
+    return this.#for(i, () => this.get(end).i32GeS(), step, body);
+  }
+  /** {@linkcode Fn.for} up to and including `last`: `for (; i <= last; i += step) body()`. */
+  forTo(i: number, last: number, step: number, body: () => void): this {
+    return this.#for(i, () => this.get(last).i32GtS(), step, body);
+  }
+  #for(i: number, exit: () => void, step: number | (() => void), body: () => void): this {
     this.block().loop();
-    this.get(i).get(end).i32GeS().brIf(1);
+    this.get(i);
+    exit();
+    this.brIf(1);
     body();
     if (typeof step === "number") this.get(i).i32(step).i32Add().set(i);
     else step();

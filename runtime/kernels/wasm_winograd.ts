@@ -97,9 +97,9 @@ function emitOutputPixels(
       f.get(ZERO).set(p[n * y + x]);
       f.get(ty).i32(shift).i32Shl().i32(y).i32Add().get(HO).i32LtS().if();
       f.get(tx).i32(shift).i32Shl().i32(x).i32Add().get(WO).i32LtS().if();
-      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(shift).i32Shl().i32Add().i32(y).i32Add()
-        .get(WO).i32Mul().get(tx).i32(shift).i32Shl().i32Add().i32(x).i32Add().get(co4).i32Mul()
-        .i32Add().set(p[n * y + x]);
+      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(shift).i32Shl().i32Add().i32(y).i32Add().get(WO)
+        .i32Mul().get(tx).i32(shift).i32Shl().i32Add().i32(x).i32Add().get(co4).i32Mul().i32Add()
+        .set(p[n * y + x]);
       f.end().end();
     }
   }
@@ -187,32 +187,30 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
   f.block().loop(); // output channels by 8
   f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
   f.i32(0).set(m);
-  f.block().loop(); // rows by mr
-  f.get(m).get(ROWS).i32GeS().brIf(1);
-  tile.zero();
-  for (let r = 0; r < mr; r++) {
-    // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
-    f.get(va);
-    f.get(m).i32(r).i32Add().get(last).get(m).i32(r).i32Add().get(last).i32LtS().select();
-    f.get(ci4).i32Mul().i32Add().set(p[r]);
-  }
-  f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
-  f.get(CI).set(i);
-  f.loop();
-  for (let s = 0; s < 4; s++) tile.update(kb, 32 * s, (r) => f.get(p[r]).v128Load32Splat(4 * s));
-  for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
-  f.get(kb).i32(128).i32Add().set(kb);
-  f.get(i).i32(-4).i32Add().tee(i).brIf(0);
-  f.end();
-  for (let r = 0; r < mr; r++) {
-    f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
-    f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
-      .set(o);
-    tile.storeRow(r, () => f.get(o));
+  f.for(m, ROWS, mr, () => { // rows by mr
+    tile.zero();
+    for (let r = 0; r < mr; r++) {
+      // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
+      f.get(va);
+      f.get(m).i32(r).i32Add().get(last).get(m).i32(r).i32Add().get(last).i32LtS().select();
+      f.get(ci4).i32Mul().i32Add().set(p[r]);
+    }
+    f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
+    f.get(CI).set(i);
+    f.loop();
+    for (let s = 0; s < 4; s++) tile.update(kb, 32 * s, (r) => f.get(p[r]).v128Load32Splat(4 * s));
+    for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
+    f.get(kb).i32(128).i32Add().set(kb);
+    f.get(i).i32(-4).i32Add().tee(i).brIf(0);
     f.end();
-  }
-  f.get(m).i32(mr).i32Add().set(m).br(0);
-  f.end().end();
+    for (let r = 0; r < mr; r++) {
+      f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
+      f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
+        .set(o);
+      tile.storeRow(r, () => f.get(o));
+      f.end();
+    }
+  });
   f.get(nb).i32(1).i32Add().set(nb).br(0);
   f.end().end();
   f.get(k).i32(1).i32Add().set(k).br(0);
@@ -373,32 +371,30 @@ function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
   f.get(D).get(k).get(KSD).i32Mul().i32Add().set(da);
   f.get(DU).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(dk);
   f.i32(0).set(i0);
-  f.block().loop(); // input channels by 4
-  f.get(i0).get(CI).i32GeS().brIf(1);
-  f.i32(0).set(nb);
-  f.block().loop(); // output channels by 8
-  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-  f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
-  if (zeroInit) tile.zero();
-  else tile.loadRows(dwp, co4);
-  f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
-  f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
-  f.get(ROWS).set(r);
-  // pairs of tiles, then the last of an odd count
-  f.block().loop();
-  f.get(r).i32(2).i32LtS().brIf(1);
-  body();
-  body();
-  f.get(r).i32(-2).i32Add().set(r).br(0);
-  f.end().end();
-  f.get(r).if();
-  body();
-  f.end();
-  tile.storeRows(dwp, co4);
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(i0).i32(4).i32Add().set(i0).br(0);
-  f.end().end();
+  f.for(i0, CI, 4, () => { // input channels by 4
+    f.i32(0).set(nb);
+    f.block().loop(); // output channels by 8
+    f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
+    f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
+    if (zeroInit) tile.zero();
+    else tile.loadRows(dwp, co4);
+    f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
+    f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
+    f.get(ROWS).set(r);
+    // pairs of tiles, then the last of an odd count
+    f.block().loop();
+    f.get(r).i32(2).i32LtS().brIf(1);
+    body();
+    body();
+    f.get(r).i32(-2).i32Add().set(r).br(0);
+    f.end().end();
+    f.get(r).if();
+    body();
+    f.end();
+    tile.storeRows(dwp, co4);
+    f.get(nb).i32(1).i32Add().set(nb).br(0);
+    f.end().end();
+  });
   f.get(k).i32(1).i32Add().set(k).br(0);
   f.end().end();
   return f;
@@ -652,50 +648,46 @@ function winoFilterTransform(gm: number[][], laneOut: boolean): Fn {
     }
   }
   f.get(LO).set(p);
-  f.block().loop();
-  f.get(p).get(HI).i32GeS().brIf(1);
-  if (laneOut) f.get(p).i32(2).i32Shl().set(o);
-  else f.get(p).set(o);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(NRED).i32GeS().brIf(1);
-  // at = src + (base + i si + o so) * 4
-  f.get(SRC).get(BASE).get(i).get(SI).i32Mul().i32Add().get(o).get(SO).i32Mul().i32Add().i32(2)
-    .i32Shl().i32Add().set(at);
-  for (let j = 0; j < 9; j++) f.get(at).get(off[j]).i32Add().v128Load().set(g[j]);
-  // t = G g (a x 3)
-  for (let r = 0; r < a; r++) {
-    for (let c = 0; c < 3; c++) {
-      combine(f, gm[r], (j) => f.get(g[3 * j + c]), k, zero);
-      f.set(t[3 * r + c]);
-    }
-  }
-  // dst = u + (((o >> 3) nred + i) 8 + (o & 7)) * 4
-  f.get(U).get(o).i32(3).i32ShrU().get(NRED).i32Mul().get(i).i32Add().i32(3).i32Shl().get(o)
-    .i32(7).i32And().i32Add().i32(2).i32Shl().i32Add().set(dst);
-  // U = t G^T
-  for (let r = 0; r < a; r++) {
-    for (let c = 0; c < a; c++) {
-      combine(f, gm[c], (j) => f.get(t[3 * r + j]), k, zero);
-      if (laneOut) {
-        f.set(v).get(dst);
-        if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
-        f.get(v).v128Store();
-      } else {
-        // four reduction channels: 8 floats apart
-        f.set(v);
-        for (let l = 0; l < 4; l++) {
-          f.get(dst);
-          if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
-          f.get(v).f32x4ExtractLane(l).f32Store(32 * l);
+  f.for(p, HI, 1, () => {
+    if (laneOut) f.get(p).i32(2).i32Shl().set(o);
+    else f.get(p).set(o);
+    f.i32(0).set(i);
+    f.for(i, NRED, laneOut ? 1 : 4, () => {
+      // at = src + (base + i si + o so) * 4
+      f.get(SRC).get(BASE).get(i).get(SI).i32Mul().i32Add().get(o).get(SO).i32Mul().i32Add().i32(2)
+        .i32Shl().i32Add().set(at);
+      for (let j = 0; j < 9; j++) f.get(at).get(off[j]).i32Add().v128Load().set(g[j]);
+      // t = G g (a x 3)
+      for (let r = 0; r < a; r++) {
+        for (let c = 0; c < 3; c++) {
+          combine(f, gm[r], (j) => f.get(g[3 * j + c]), k, zero);
+          f.set(t[3 * r + c]);
         }
       }
-    }
-  }
-  f.get(i).i32(laneOut ? 1 : 4).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(p).i32(1).i32Add().set(p).br(0);
-  f.end().end();
+      // dst = u + (((o >> 3) nred + i) 8 + (o & 7)) * 4
+      f.get(U).get(o).i32(3).i32ShrU().get(NRED).i32Mul().get(i).i32Add().i32(3).i32Shl().get(o)
+        .i32(7).i32And().i32Add().i32(2).i32Shl().i32Add().set(dst);
+      // U = t G^T
+      for (let r = 0; r < a; r++) {
+        for (let c = 0; c < a; c++) {
+          combine(f, gm[c], (j) => f.get(t[3 * r + j]), k, zero);
+          if (laneOut) {
+            f.set(v).get(dst);
+            if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
+            f.get(v).v128Store();
+          } else {
+            // four reduction channels: 8 floats apart
+            f.set(v);
+            for (let l = 0; l < 4; l++) {
+              f.get(dst);
+              if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
+              f.get(v).f32x4ExtractLane(l).f32Store(32 * l);
+            }
+          }
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -719,39 +711,35 @@ function winoFilterGradTransform(gm: number[][]): Fn {
   f.v128Const0().set(zero);
   f.get(N).i32(2).i32Shl().set(n4);
   f.get(LO).set(q);
-  f.block().loop();
-  f.get(q).get(HI).i32GeS().brIf(1);
-  f.get(DU).get(q).i32(4).i32Shl().i32Add().set(src);
-  for (let j = 0; j < a * a; j++) {
-    // u[j] = sum over the parts of du[p][j][4 q ..], in part order
-    f.get(src);
-    if (j > 0) f.get(n4).i32(j).i32Mul().i32Add();
-    f.tee(addr).v128Load().set(u[j]);
-    f.i32(1).set(pp);
-    f.block().loop();
-    f.get(pp).get(PARTS).i32GeS().brIf(1);
-    f.get(addr).get(PSTRIDE).i32Add().tee(addr).v128Load().get(u[j]).f32x4Add().set(u[j]);
-    f.get(pp).i32(1).i32Add().set(pp).br(0);
-    f.end().end();
-  }
-  // t = G^T dU (3 x a), then dg = t G
-  for (let r = 0; r < 3; r++) {
-    for (let c = 0; c < a; c++) {
-      combine(f, gt[r], (j) => f.get(u[a * j + c]), k, zero);
-      f.set(t[a * r + c]);
+  f.for(q, HI, 1, () => {
+    f.get(DU).get(q).i32(4).i32Shl().i32Add().set(src);
+    for (let j = 0; j < a * a; j++) {
+      // u[j] = sum over the parts of du[p][j][4 q ..], in part order
+      f.get(src);
+      if (j > 0) f.get(n4).i32(j).i32Mul().i32Add();
+      f.tee(addr).v128Load().set(u[j]);
+      f.i32(1).set(pp);
+      f.for(pp, PARTS, 1, () => {
+        f.get(addr).get(PSTRIDE).i32Add().tee(addr).v128Load().get(u[j]).f32x4Add().set(u[j]);
+      });
     }
-  }
-  f.get(DG).get(q).i32(4).i32Shl().i32Add().set(dst);
-  for (let r = 0; r < 3; r++) {
-    for (let c = 0; c < 3; c++) {
-      f.get(dst);
-      if (3 * r + c > 0) f.get(n4).i32(3 * r + c).i32Mul().i32Add();
-      combine(f, gt[c], (j) => f.get(t[a * r + j]), k, zero);
-      f.v128Store();
+    // t = G^T dU (3 x a), then dg = t G
+    for (let r = 0; r < 3; r++) {
+      for (let c = 0; c < a; c++) {
+        combine(f, gt[r], (j) => f.get(u[a * j + c]), k, zero);
+        f.set(t[a * r + c]);
+      }
     }
-  }
-  f.get(q).i32(1).i32Add().set(q).br(0);
-  f.end().end();
+    f.get(DG).get(q).i32(4).i32Shl().i32Add().set(dst);
+    for (let r = 0; r < 3; r++) {
+      for (let c = 0; c < 3; c++) {
+        f.get(dst);
+        if (3 * r + c > 0) f.get(n4).i32(3 * r + c).i32Mul().i32Add();
+        combine(f, gt[c], (j) => f.get(t[a * r + j]), k, zero);
+        f.v128Store();
+      }
+    }
+  });
   return f;
 }
 
