@@ -216,19 +216,17 @@ function softmaxSweep(classes: 2 | 4): Fn {
     }
   };
   f.get(Q0).set(q);
-  f.block().loop();
-  f.get(q).get(Q1).i32GeS().brIf(1);
-  f.get(X).get(q).i32(4).i32Shl().i32Add().v128Load().set(v);
-  f.get(v);
-  reduce(v, "max");
-  f.f32x4Sub().set(v);
-  emitExp(f, c, v, e);
-  f.get(e);
-  reduce(e, "add");
-  f.f32x4Div().set(v);
-  f.get(OUT).get(q).i32(4).i32Shl().i32Add().get(v).v128Store();
-  f.get(q).i32(1).i32Add().set(q).br(0);
-  f.end().end();
+  f.for(q, Q1, 1, () => {
+    f.get(X).get(q).i32(4).i32Shl().i32Add().v128Load().set(v);
+    f.get(v);
+    reduce(v, "max");
+    f.f32x4Sub().set(v);
+    emitExp(f, c, v, e);
+    f.get(e);
+    reduce(e, "add");
+    f.f32x4Div().set(v);
+    f.get(OUT).get(q).i32(4).i32Shl().i32Add().get(v).v128Store();
+  });
   return f;
 }
 
@@ -252,12 +250,10 @@ function scalarSweep(which: "max" | "ge"): Fn {
       storeLanes(f, lanes);
     });
   } else {
-    f.block().loop();
-    f.get(i).get(I1).i32GeS().brIf(1);
-    f.get(OUT).get(i).i32Add();
-    f.get(X).get(i).i32(2).i32Shl().i32Add().f32Load().get(s).f32Ge().i32Store8();
-    f.get(i).i32(1).i32Add().set(i).br(0);
-    f.end().end();
+    f.for(i, I1, 1, () => {
+      f.get(OUT).get(i).i32Add();
+      f.get(X).get(i).i32(2).i32Shl().i32Add().f32Load().get(s).f32Ge().i32Store8();
+    });
   }
   return f;
 }
@@ -274,31 +270,25 @@ function rowsByScalar(op: "mul" | "sub"): Fn {
   const vec = f.local("i32"), s = f.local("f32"), sv = f.local("v128");
   f.get(CB).i32(-16).i32Add().set(vec);
   f.get(R0).set(r);
-  f.block().loop();
-  f.get(r).get(R1).i32GeS().brIf(1);
-  f.get(B).get(r).i32(2).i32Shl().i32Add().f32Load().set(s);
-  f.get(s).f32x4Splat().set(sv);
-  f.get(r).get(CB).i32Mul().tee(k).get(A).i32Add().set(src);
-  f.get(k).get(OUT).i32Add().set(dst);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(vec).i32GtS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv);
-  if (op === "mul") f.f32x4Mul();
-  else f.f32x4Sub();
-  f.v128Store();
-  f.get(k).i32(16).i32Add().set(k).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(k).get(CB).i32GeS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s);
-  if (op === "mul") f.f32Mul();
-  else f.f32Sub();
-  f.f32Store();
-  f.get(k).i32(4).i32Add().set(k).br(0);
-  f.end().end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, R1, 1, () => {
+    f.get(B).get(r).i32(2).i32Shl().i32Add().f32Load().set(s);
+    f.get(s).f32x4Splat().set(sv);
+    f.get(r).get(CB).i32Mul().tee(k).get(A).i32Add().set(src);
+    f.get(k).get(OUT).i32Add().set(dst);
+    f.i32(0).set(k);
+    f.forTo(k, vec, 16, () => {
+      f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv);
+      if (op === "mul") f.f32x4Mul();
+      else f.f32x4Sub();
+      f.v128Store();
+    });
+    f.for(k, CB, 4, () => {
+      f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s);
+      if (op === "mul") f.f32Mul();
+      else f.f32Sub();
+      f.f32Store();
+    });
+  });
   return f;
 }
 
@@ -318,14 +308,12 @@ function sumLeading(): Fn {
     f.v128Const0().set(acc);
     f.get(X).get(j).i32(2).i32Shl().i32Add().set(at);
     f.i32(0).set(k);
-    f.block().loop();
-    f.get(k).get(M).i32GeS().brIf(1);
-    f.get(acc).get(at);
-    loadLanes(f, lanes);
-    f.f32x4Add().set(acc);
-    f.get(at).get(stride).i32Add().set(at);
-    f.get(k).i32(1).i32Add().set(k).br(0);
-    f.end().end();
+    f.for(k, M, 1, () => {
+      f.get(acc).get(at);
+      loadLanes(f, lanes);
+      f.f32x4Add().set(acc);
+      f.get(at).get(stride).i32Add().set(at);
+    });
     f.get(OUT).get(j).i32(2).i32Shl().i32Add().get(acc);
     storeLanes(f, lanes);
   });
