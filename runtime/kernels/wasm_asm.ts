@@ -5,8 +5,8 @@
  *
  * ```ts
  * import { Fn, buildModule } from "./wasm_asm.ts";
- * const f = new Fn(["i32", "i32"], []);
- * // ... f.localGet(0) ...
+ * const [f, [X, N]] = Fn.kernel(2);
+ * // ... f.get(X) ... f.for(i, N, 1, () => ...) ...
  * const bytes = buildModule({ memory: { shared: false }, functions: [{ name: "f", fn: f }] });
  * ```
  *
@@ -51,6 +51,16 @@ export class Fn {
   constructor(params: ValType[], results: ValType[] = []) {
     this.params = params;
     this.results = results;
+  }
+
+  /**
+   * A function of `n` i32 parameters and no result, the signature of every kernel (addresses,
+   * sizes, flags), with the parameters' indices `0 .. n - 1` to name them by destructuring:
+   * `const [f, [X, OUT, N]] = Fn.kernel(3)`.
+   */
+  static kernel(n: number): [Fn, number[]] {
+    const f = new Fn(Array.from({ length: n }, () => "i32"));
+    return [f, Array.from({ length: n }, (_, i) => i)];
   }
 
   /** A new local of type `t`; returns its index. */

@@ -25,8 +25,7 @@ function addToF64(f: Fn, addr: number, v: number): void {
  * channel).
  */
 function moments(kind: "sum" | "sq", groups: number): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, N, CB, G, MEAN, OUT] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, N, CB, G, MEAN, OUT]] = Fn.kernel(6);
   const p = f.local("i32"), end = f.local("i32"), ce = f.local("i32"), ptr = f.local("i32");
   const addr = f.local("i32");
   const acc = Array.from({ length: groups }, () => f.local("v128"));
@@ -65,8 +64,7 @@ function moments(kind: "sum" | "sq", groups: number): Fn {
  * `max(., 0)` when `relu` is 1) over `n` pixels of `c4` channel vectors.
  */
 function apply(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, OUT, N, C4, SCALE, SHIFT, RELU] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [X, OUT, N, C4, SCALE, SHIFT, RELU]] = Fn.kernel(7);
   const p = f.local("i32"), g = f.local("i32"), xo = f.local("i32"), oo = f.local("i32");
   const go = f.local("i32"), zero = f.local("v128"), z = f.local("v128");
   f.v128Const0().set(zero);
@@ -94,8 +92,7 @@ function apply(): Fn {
  * channel vectors at byte offset `g` of each pixel.
  */
 function gradSums(groups: number): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [DY, X, Y, N, CB, G, MEAN, S1, S2, RELU] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [f, [DY, X, Y, N, CB, G, MEAN, S1, S2, RELU]] = Fn.kernel(10);
   const p = f.local("i32"), ce = f.local("i32"), off = f.local("i32"), addr = f.local("i32");
   const a1 = Array.from({ length: groups }, () => f.local("v128"));
   const a2 = Array.from({ length: groups }, () => f.local("v128"));
@@ -138,8 +135,7 @@ function gradSums(groups: number): Fn {
  * `dz = relu ? dy * [y > 0] : dy`, over `n` pixels of `c4` channel vectors.
  */
 function gradApply(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [DY, X, Y, DX, N, C4, A, B, K, RELU] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [f, [DY, X, Y, DX, N, C4, A, B, K, RELU]] = Fn.kernel(10);
   const p = f.local("i32"), g = f.local("i32"), off = f.local("i32"), go = f.local("i32");
   const o = f.local("i32"), dz = f.local("v128"), zero = f.local("v128");
   f.v128Const0().set(zero);

@@ -49,8 +49,7 @@ export function hasRelaxedSimd(): boolean {
  * `tapMajor` is 1 (so that the threads can each take a range of pixels).
  */
 function makePointers(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [IDX, OUT, P0, P1, PIXELS, TAPS, X, ZERO, CI4, TAP_MAJOR] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [f, [IDX, OUT, P0, P1, PIXELS, TAPS, X, ZERO, CI4, TAP_MAJOR]] = Fn.kernel(10);
   const p = f.local("i32"), t = f.local("i32"), j = f.local("i32"), k = f.local("i32");
   f.get(P0).set(p);
   f.get(P0).get(TAPS).i32Mul().set(k);
@@ -78,20 +77,7 @@ function makePointers(): Fn {
  * `max(., 0)` when `relu` is 1. With `unroll`, `ci` must be a multiple of 4.
  */
 function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, BP, OUT, M0, M1, CI, TAPS, CO, ZERO, BIAS, RELU] = [
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-  ];
+  const [f, [PTRS, BP, OUT, M0, M1, CI, TAPS, CO, ZERO, BIAS, RELU]] = Fn.kernel(11);
   const mc = f.local("i32"), mcEnd = f.local("i32"), m = f.local("i32");
   const nb = f.local("i32"), nbs = f.local("i32"), t = f.local("i32"), i = f.local("i32");
   const kb = f.local("i32"), k32 = f.local("i32"), co4 = f.local("i32"), o = f.local("i32");
@@ -167,8 +153,7 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
  * (`ptrs` tap-major over `pixels` pixels, `ci` a multiple of 4, `co` of 8).
  */
 function convFilterGrad(fma: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [f, [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS]] = Fn.kernel(9);
   const pc = f.local("i32"), pe = f.local("i32"), t = f.local("i32"), i0 = f.local("i32");
   const nb = f.local("i32"), p = f.local("i32"), ptr = f.local("i32"), i4 = f.local("i32");
   const dwp = f.local("i32"), dyp = f.local("i32"), ip = f.local("i32"), ptr1 = f.local("i32");
@@ -230,8 +215,7 @@ function convFilterGrad(fma: boolean): Fn {
  * its own pointer row, for the first layer's single input channel.
  */
 function convFilterGradAny(fma: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [f, [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS]] = Fn.kernel(9);
   const pc = f.local("i32"), pe = f.local("i32"), m0 = f.local("i32"), rows = f.local("i32");
   const nb = f.local("i32"), p = f.local("i32"), po = f.local("i32"), dyp = f.local("i32");
   const co4 = f.local("i32"), m = f.local("i32"), addr = f.local("i32");
@@ -302,11 +286,7 @@ function convFilterGradAny(fma: boolean): Fn {
  * Adds into `dw` (`[kh, kw, ci, co]`); `ci` a multiple of 4, `co` of 8.
  */
 function convFilterGradRows(fma: boolean): Fn {
-  const f = new Fn(Array.from({ length: 16 }, () => "i32" as const));
-  const [X, DY, DW, R0, R1, RCH, H, W, WO, HO, CI, CO, KH, KW, TOP, LEFT] = Array.from(
-    { length: 16 },
-    (_, i) => i,
-  );
+  const [f, [X, DY, DW, R0, R1, RCH, H, W, WO, HO, CI, CO, KH, KW, TOP, LEFT]] = Fn.kernel(16);
   const rc = f.local("i32"), rce = f.local("i32"), tr = f.local("i32"), tc = f.local("i32");
   const x0 = f.local("i32"), x1 = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32");
   const row = f.local("i32"), sy = f.local("i32"), b = f.local("i32"), y = f.local("i32");
@@ -383,8 +363,7 @@ function convFilterGradRows(fma: boolean): Fn {
  * vectors then floats.
  */
 function gatherRows(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, IDX, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, IDX, OUT, R0, R1, CB]] = Fn.kernel(6);
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
   const vec = f.local("i32");
   f.get(CB).i32(-16).i32Add().set(vec); // last offset where a whole vector fits
@@ -410,8 +389,7 @@ function gatherRows(): Fn {
  * c2, eps, wd]` (`a1 = 1 - b1`, `a2 = 1 - b2`); `adam_wd` adds the weight decay.
  */
 function adamSweep(decay: boolean): Fn {
-  const f = new Fn(Array.from({ length: 10 }, () => "i32" as const));
-  const [W, G, M, V, W1, M1, V1, I0, I1, COEF] = Array.from({ length: 10 }, (_, i) => i);
+  const [f, [W, G, M, V, W1, M1, V1, I0, I1, COEF]] = Fn.kernel(10);
   const i = f.local("i32"), end = f.local("i32");
   const [step, b1, a1, b2, a2, c2, eps, wd] = Array.from({ length: 8 }, () => f.local("v128"));
   const gi = f.local("v128"), mi = f.local("v128"), vi = f.local("v128");
@@ -444,8 +422,7 @@ function adamSweep(decay: boolean): Fn {
  * each output row gets the same additions in the same order whatever the split.
  */
 function segmentSum(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, IDS, OUT, ROWS, CB, S0, S1] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [X, IDS, OUT, ROWS, CB, S0, S1]] = Fn.kernel(7);
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
   const vec = f.local("i32"), id = f.local("i32"), span = f.local("i32");
   f.get(CB).i32(-16).i32Add().set(vec);
@@ -498,8 +475,7 @@ export const MM_TN_TILES: [number, number][] = [
  * and the MI's joint distributions, `[pixels, 4]^T [pixels, 36]`).
  */
 function matMulTNTile(fma: boolean, mr: number, nv: number): Fn {
-  const f = new Fn(Array.from({ length: 9 }, () => "i32" as const));
-  const [A, B, OUT, K0, K1, M, N, I0, J0] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [f, [A, B, OUT, K0, K1, M, N, I0, J0]] = Fn.kernel(9);
   const k = f.local("i32"), pa = f.local("i32"), pb = f.local("i32");
   const mb = f.local("i32"), nb = f.local("i32");
   const acc = Array.from({ length: mr * nv }, () => f.local("v128"));
@@ -541,8 +517,7 @@ function matMulTNTile(fma: boolean, mr: number, nv: number): Fn {
  * by vectors of `n` then floats.
  */
 function matMulTN(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [A, B, OUT, K0, K1, M, N] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [A, B, OUT, K0, K1, M, N]] = Fn.kernel(7);
   const k = f.local("i32"), i = f.local("i32"), j = f.local("i32"), arow = f.local("i32");
   const brow = f.local("i32"), orow = f.local("i32"), nb = f.local("i32"), vec = f.local("i32");
   const s = f.local("f32"), sv = f.local("v128");
@@ -576,8 +551,7 @@ function matMulTN(): Fn {
  * MI's joint distributions), by vectors of `n` (accumulated in a register) then floats.
  */
 function matMulRows(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [A, W, OUT, R0, R1, M, N] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [A, W, OUT, R0, R1, M, N]] = Fn.kernel(7);
   const r = f.local("i32"), i = f.local("i32"), j = f.local("i32"), arow = f.local("i32");
   const orow = f.local("i32"), nb = f.local("i32"), vec = f.local("i32"), wp = f.local("i32");
   const acc = f.local("v128"), sacc = f.local("f32");
@@ -623,8 +597,7 @@ export const BATCH_RECORD = 16;
  * the batch-norm sweeps of one thread's pixels of every group, for instance.
  */
 function callBatch(functions: ModuleFunction[]): Fn {
-  const f = new Fn(["i32", "i32"]);
-  const [TABLE, COUNT] = [0, 1];
+  const [f, [TABLE, COUNT]] = Fn.kernel(2);
   const r = f.local("i32"), rec = f.local("i32"), sel = f.local("i32");
   f.get(TABLE).set(rec);
   f.for(r, COUNT, 1, () => {

@@ -14,8 +14,7 @@ import { warnFallback, wasmHeap } from "../tfjs_internals.ts";
  * (a multiple of 4) between strided layouts.
  */
 function copyRows(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [SRC, DST, ROWS, BYTES, SS, DS] = [0, 1, 2, 3, 4, 5];
+  const [f, [SRC, DST, ROWS, BYTES, SS, DS]] = Fn.kernel(6);
   const r = f.local("i32"), k = f.local("i32"), s = f.local("i32"), d = f.local("i32");
   const vec = f.local("i32");
   f.get(BYTES).i32(-16).i32Add().set(vec); // last offset where a whole vector fits
@@ -41,8 +40,7 @@ function copyRows(): Fn {
  * gradient instead, `out[r, x] = sum_(i, j) x[2r + i, 2x + j]` (`x` the upsampled gradient).
  */
 function up2(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, OUT, ROWS, W, CB, GRAD] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, OUT, ROWS, W, CB, GRAD]] = Fn.kernel(6);
   const r = f.local("i32"), px = f.local("i32"), k = f.local("i32");
   const small = f.local("i32"),
     big = f.local("i32"),
@@ -88,8 +86,7 @@ function up2(): Fn {
  * get 0. `rows` (batch x pooled height), `w` pooled width, `cb` bytes per pixel (multiple of 16).
  */
 function maxPool2Grad(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, DY, DX, ROWS, W, CB] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, DY, DX, ROWS, W, CB]] = Fn.kernel(6);
   const r = f.local("i32"), px = f.local("i32"), k = f.local("i32");
   const small = f.local("i32"), a = f.local("i32"), c = f.local("i32"), rowBig = f.local("i32");
   const v00 = f.local("v128"), v01 = f.local("v128"), v10 = f.local("v128"), v11 = f.local("v128");
@@ -135,8 +132,7 @@ function maxPool2Grad(): Fn {
  * `mul_bias` multiplies instead (`[..., C]` times `[C]`: batch norm's scale folded into a filter).
  */
 function addBias(multiply = false): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32"]);
-  const [X, B, OUT, ROWS, CB] = [0, 1, 2, 3, 4];
+  const [f, [X, B, OUT, ROWS, CB]] = Fn.kernel(5);
   const r = f.local("i32"), k = f.local("i32"), at = f.local("i32");
   f.for(r, ROWS, 1, () => {
     f.get(r).get(CB).i32Mul().set(at);

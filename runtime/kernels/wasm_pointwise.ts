@@ -173,8 +173,7 @@ function emitLog(f: Fn, c: ReturnType<typeof logConstants>, v: number, out: numb
  * four at a time, the rest one lane at a time.
  */
 function unarySweep(which: "exp" | "log"): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32"]);
-  const [X, OUT, I0, I1] = [0, 1, 2, 3];
+  const [f, [X, OUT, I0, I1]] = Fn.kernel(4);
   const i = f.local("i32"), v = f.local("v128"), r = f.local("v128");
   const emit = which === "exp"
     ? ((c) => (a: number, b: number) => emitExp(f, c, a, b))(expConstants(f))
@@ -196,8 +195,7 @@ function unarySweep(which: "exp" | "log"): Fn {
  * vector) or 2 classes (two pixels a vector), vectors `[q0, q1)`: `exp(x - max) / sum`.
  */
 function softmaxSweep(classes: 2 | 4): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32"]);
-  const [X, OUT, Q0, Q1] = [0, 1, 2, 3];
+  const [f, [X, OUT, Q0, Q1]] = Fn.kernel(4);
   const q = f.local("i32"), v = f.local("v128"), e = f.local("v128"), t = f.local("v128");
   const c = expConstants(f);
   // lane permutations: within pairs (2 classes); halves, then pairs (4 classes)
@@ -235,8 +233,7 @@ function softmaxSweep(classes: 2 | 4): Fn {
  * the byte `x[i] >= s[0]` (a bool tensor), for elements `[i0, i1)`.
  */
 function scalarSweep(which: "max" | "ge"): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32"]);
-  const [X, S, OUT, I0, I1] = [0, 1, 2, 3, 4];
+  const [f, [X, S, OUT, I0, I1]] = Fn.kernel(5);
   const i = f.local("i32"), sv = f.local("v128"), s = f.local("f32");
   f.get(S).f32Load().set(s);
   f.get(s).f32x4Splat().set(sv);
@@ -264,8 +261,7 @@ function scalarSweep(which: "max" | "ge"): Fn {
  * one.
  */
 function rowsByScalar(op: "mul" | "sub"): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [A, B, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
+  const [f, [A, B, OUT, R0, R1, CB]] = Fn.kernel(6);
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
   const vec = f.local("i32"), s = f.local("f32"), sv = f.local("v128");
   f.get(CB).i32(-16).i32Add().set(vec);
@@ -298,8 +294,7 @@ function rowsByScalar(op: "mul" | "sub"): Fn {
  * warp's four bilinear corners).
  */
 function sumLeading(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, OUT, M, R, J0, J1] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, OUT, M, R, J0, J1]] = Fn.kernel(6);
   const j = f.local("i32"), k = f.local("i32"), at = f.local("i32"), stride = f.local("i32");
   const acc = f.local("v128");
   f.get(R).i32(2).i32Shl().set(stride);

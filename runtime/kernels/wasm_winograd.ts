@@ -113,11 +113,7 @@ function emitOutputPixels(
  * multiple of 4, at most the floats of `zero` (a zero buffer read for the padding).
  */
 function winoInput(): Fn {
-  const f = new Fn(Array.from({ length: 13 }, () => "i32" as const));
-  const [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO] = Array.from(
-    { length: 13 },
-    (_, i) => i,
-  );
+  const [f, [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO]] = Fn.kernel(13);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const y0 = f.local("i32"), x0 = f.local("i32"), ci4 = f.local("i32"), i = f.local("i32");
   const row = f.local("i32"), dst = f.local("i32"), q = f.local("i32");
@@ -167,8 +163,7 @@ function winoInput(): Fn {
  * ksm`, `[rows, co]`; `u[k]` at `u + k * ci * co * 4`), `ci` a multiple of 4, `co` of 8.
  */
 function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
-  const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
-  const [V, U, M, ROWS, CI, CO, KSA, KSM] = Array.from({ length: 8 }, (_, i) => i);
+  const [f, [V, U, M, ROWS, CI, CO, KSA, KSM]] = Fn.kernel(8);
   const k = f.local("i32"), nb = f.local("i32"), m = f.local("i32"), i = f.local("i32");
   const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), ub = f.local("i32");
   const kb = f.local("i32"), mo = f.local("i32"), last = f.local("i32"), o = f.local("i32");
@@ -225,11 +220,7 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
  * `[ho, wo]`; `bias` a float32 `[co]` (a zero buffer for none), `co` a multiple of 4.
  */
 function winoOutput(): Fn {
-  const f = new Fn(Array.from({ length: 12 }, () => "i32" as const));
-  const [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU] = Array.from(
-    { length: 12 },
-    (_, i) => i,
-  );
+  const [f, [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU]] = Fn.kernel(12);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), src = f.local("i32");
   const out = f.local("i32"), okY = f.local("i32"), okX = f.local("i32"), rowStep = f.local("i32");
@@ -301,8 +292,7 @@ function winoOutput(): Fn {
  * products `U[k] V[k]` of the forward.
  */
 function winoOutputGrad(): Fn {
-  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
-  const [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO] = Array.from({ length: 11 }, (_, i) => i);
+  const [f, [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO]] = Fn.kernel(11);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), dst = f.local("i32");
   const p = Array.from({ length: 4 }, () => f.local("i32"));
@@ -351,8 +341,7 @@ function winoOutputGrad(): Fn {
  * `wino4_wgemm0` store `du` instead of adding to it.
  */
 function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
-  const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
-  const [V, D, DU, ROWS, CI, CO, KSA, KSD] = Array.from({ length: 8 }, (_, i) => i);
+  const [f, [V, D, DU, ROWS, CI, CO, KSA, KSD]] = Fn.kernel(8);
   const k = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32"), r = f.local("i32");
   const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), da = f.local("i32");
   const dk = f.local("i32"), dwp = f.local("i32"), pa = f.local("i32"), pd = f.local("i32");
@@ -473,11 +462,7 @@ function combine(
  * F(4x4, 3x3): tiles of 4x4 outputs read 6x6 input patches (rows `4 ty - top ..`), 36 matrices.
  */
 function winoInput4(): Fn {
-  const f = new Fn(Array.from({ length: 13 }, () => "i32" as const));
-  const [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO] = Array.from(
-    { length: 13 },
-    (_, i) => i,
-  );
+  const [f, [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO]] = Fn.kernel(13);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const y0 = f.local("i32"), x0 = f.local("i32"), ci4 = f.local("i32"), i = f.local("i32");
   const row = f.local("i32"), dst = f.local("i32"), q = f.local("i32");
@@ -515,11 +500,7 @@ function winoInput4(): Fn {
  * F(4x4, 3x3): the 4x4 outputs of each tile from its 36 matrices.
  */
 function winoOutput4(): Fn {
-  const f = new Fn(Array.from({ length: 12 }, () => "i32" as const));
-  const [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU] = Array.from(
-    { length: 12 },
-    (_, i) => i,
-  );
+  const [f, [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU]] = Fn.kernel(12);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), src = f.local("i32");
   const out = f.local("i32"), ny = f.local("i32"), nx = f.local("i32"), rowStep = f.local("i32");
@@ -575,8 +556,7 @@ function winoOutput4(): Fn {
  * matrices.
  */
 function winoOutputGrad4(): Fn {
-  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
-  const [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO] = Array.from({ length: 11 }, (_, i) => i);
+  const [f, [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO]] = Fn.kernel(11);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), dst = f.local("i32");
   const p = Array.from({ length: 16 }, () => f.local("i32"));
@@ -626,11 +606,7 @@ export const G2 = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]];
  */
 function winoFilterTransform(gm: number[][], laneOut: boolean): Fn {
   const a = gm.length;
-  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
-  const [SRC, U, NRED, NOUT, BASE, SR, SC, SI, SO, LO, HI] = Array.from(
-    { length: 11 },
-    (_, i) => i,
-  );
+  const [f, [SRC, U, NRED, NOUT, BASE, SR, SC, SI, SO, LO, HI]] = Fn.kernel(11);
   const p = f.local("i32"), i = f.local("i32"), o = f.local("i32"), at = f.local("i32");
   const dst = f.local("i32"), ks4 = f.local("i32");
   const off = Array.from({ length: 9 }, () => f.local("i32"));
@@ -700,8 +676,7 @@ function winoFilterTransform(gm: number[][], laneOut: boolean): Fn {
 function winoFilterGradTransform(gm: number[][]): Fn {
   const a = gm.length;
   const gt = [0, 1, 2].map((r) => gm.map((row) => row[r])); // G^T (3 x a)
-  const f = new Fn(Array.from({ length: 7 }, () => "i32" as const));
-  const [DU, DG, N, PARTS, PSTRIDE, LO, HI] = Array.from({ length: 7 }, (_, i) => i);
+  const [f, [DU, DG, N, PARTS, PSTRIDE, LO, HI]] = Fn.kernel(7);
   const q = f.local("i32"), n4 = f.local("i32"), src = f.local("i32"), pp = f.local("i32");
   const addr = f.local("i32"), dst = f.local("i32");
   const u = Array.from({ length: a * a }, () => f.local("v128"));
