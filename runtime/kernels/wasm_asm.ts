@@ -115,20 +115,23 @@ export class Fn {
   }
   /**
    * `for (; i < end; i += step) body()` on the i32 locals `i` and `end` (signed; the caller sets
-   * `i` first), as `block loop (br_if 1 (i >= end)) body (i += step) (br 0) end end`. `step` may
-   * be a function that emits the update of `i` instead.
+   * `i` first). See {@linkcode Fn.forUntil}.
    */
   for(i: number, end: number, step: number | (() => void), body: () => void): this {
-    return this.#for(i, () => this.get(end).i32GeS(), step, body);
+    return this.forUntil(i, () => this.get(i).get(end).i32GeS(), step, body);
   }
-  /** {@linkcode Fn.for} up to and including `last`: `for (; i <= last; i += step) body()`. */
+  /** `for (; i <= last; i += step) body()`, as {@linkcode Fn.for}. */
   forTo(i: number, last: number, step: number, body: () => void): this {
-    return this.#for(i, () => this.get(last).i32GtS(), step, body);
+    return this.forUntil(i, () => this.get(i).get(last).i32GtS(), step, body);
   }
-  #for(i: number, exit: () => void, step: number | (() => void), body: () => void): this {
+  /**
+   * The counted loop of every kernel: `for (; !done; i += step) body()`, where `done()` pushes
+   * the i32 that ends the loop when it is not zero, as `block loop (br_if 1 done) body
+   * (i += step) (br 0) end end`. `step` may be a function that emits the update of `i` instead.
+   */
+  forUntil(i: number, done: () => void, step: number | (() => void), body: () => void): this {
     this.block().loop();
-    this.get(i);
-    exit();
+    done();
     this.brIf(1);
     body();
     if (typeof step === "number") this.get(i).i32(step).i32Add().set(i);
@@ -450,6 +453,13 @@ export class Tile8 {
       madd(f, this.#fma, this.a, this.b0, this.acc[2 * r]);
       madd(f, this.#fma, this.a, this.b1, this.acc[2 * r + 1]);
     }
+  }
+
+  /** `for (nb = 0; 8 nb < co; nb++) body()`: the blocks of 8 of `co` output channels. */
+  forBlocks(nb: number, co: number, body: () => void): void {
+    const f = this.#f;
+    f.i32(0).set(nb);
+    f.forUntil(nb, () => f.get(nb).i32(3).i32Shl().get(co).i32GeS(), 1, body);
   }
 
   /** Row `r` = the 8 floats at the address `address()` pushes (it is called twice). */

@@ -172,37 +172,32 @@ function convFilterGrad(fma: boolean): Fn {
       f.i32(0).set(i0);
       f.for(i0, CI, 4, () => { // input channels by 4
         f.get(i0).i32(2).i32Shl().set(i4);
-        f.i32(0).set(nb);
-        f.block().loop(); // output channels by 8
-        f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-        // dwp = dw + ((t * ci + i0) * co + nb * 8) * 4
-        f.get(DW).get(t).get(CI).i32Mul().get(i0).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5)
-          .i32Shl().i32Add().set(dwp);
-        tile.loadRows(dwp, co4);
-        // ip = ptrs + (t * pixels + pc) * 4; dyp = dy + pc * co4 + nb * 32
-        f.get(PTRS).get(t).get(PIXELS).i32Mul().get(pc).i32Add().i32(2).i32Shl().i32Add().set(ip);
-        f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
-        f.get(pc).set(p);
-        // pairs of pixels
-        f.block().loop();
-        f.get(p).i32(1).i32Add().get(pe).i32GeS().brIf(1);
-        f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
-        f.get(ip).i32Load(4).get(i4).i32Add().set(ptr1);
-        f.get(dyp).get(co4).i32Add().set(dyp1);
-        body(ptr, dyp);
-        body(ptr1, dyp1);
-        f.get(ip).i32(8).i32Add().set(ip);
-        f.get(dyp1).get(co4).i32Add().set(dyp);
-        f.get(p).i32(2).i32Add().set(p).br(0);
-        f.end().end();
-        // the last pixel of an odd count
-        f.get(p).get(pe).i32LtS().if();
-        f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
-        body(ptr, dyp);
-        f.end();
-        tile.storeRows(dwp, co4);
-        f.get(nb).i32(1).i32Add().set(nb).br(0);
-        f.end().end();
+        tile.forBlocks(nb, CO, () => {
+          // dwp = dw + ((t * ci + i0) * co + nb * 8) * 4
+          f.get(DW).get(t).get(CI).i32Mul().get(i0).i32Add().get(co4).i32Mul().i32Add().get(nb)
+            .i32(5).i32Shl().i32Add().set(dwp);
+          tile.loadRows(dwp, co4);
+          // ip = ptrs + (t * pixels + pc) * 4; dyp = dy + pc * co4 + nb * 32
+          f.get(PTRS).get(t).get(PIXELS).i32Mul().get(pc).i32Add().i32(2).i32Shl().i32Add().set(ip);
+          f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
+          f.get(pc).set(p);
+          // pairs of pixels
+          f.forUntil(p, () => f.get(p).i32(1).i32Add().get(pe).i32GeS(), 2, () => {
+            f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
+            f.get(ip).i32Load(4).get(i4).i32Add().set(ptr1);
+            f.get(dyp).get(co4).i32Add().set(dyp1);
+            body(ptr, dyp);
+            body(ptr1, dyp1);
+            f.get(ip).i32(8).i32Add().set(ip);
+            f.get(dyp1).get(co4).i32Add().set(dyp);
+          });
+          // the last pixel of an odd count
+          f.get(p).get(pe).i32LtS().if();
+          f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
+          body(ptr, dyp);
+          f.end();
+          tile.storeRows(dwp, co4);
+        });
       });
     });
   });
@@ -239,40 +234,37 @@ function convFilterGradAny(fma: boolean): Fn {
         );
         f.get(m).get(CI).i32RemU().i32(2).i32Shl().set(ch[r]);
       }
-      f.i32(0).set(nb);
-      f.block().loop(); // output channels by 8
-      f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-      for (let r = 0; r < 4; r++) {
-        f.get(m0).i32(r).i32Add().set(m);
-        f.get(m).get(rows).i32LtS().if();
-        f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
-        tile.loadRow(r, () => f.get(addr));
-        f.else();
-        tile.zeroRow(r);
+      tile.forBlocks(nb, CO, () => {
+        for (let r = 0; r < 4; r++) {
+          f.get(m0).i32(r).i32Add().set(m);
+          f.get(m).get(rows).i32LtS().if();
+          f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
+          tile.loadRow(r, () => f.get(addr));
+          f.else();
+          tile.zeroRow(r);
+          f.end();
+        }
+        f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
+        f.get(pc).i32(2).i32Shl().set(po);
+        f.get(pc).set(p);
+        f.loop();
+        tile.update(
+          dyp,
+          0,
+          (r) => f.get(rb[r]).get(po).i32Add().i32Load().get(ch[r]).i32Add().v128Load32Splat(),
+        );
+        f.get(po).i32(4).i32Add().set(po);
+        f.get(dyp).get(co4).i32Add().set(dyp);
+        f.get(p).i32(1).i32Add().tee(p).get(pe).i32LtS().brIf(0);
         f.end();
-      }
-      f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
-      f.get(pc).i32(2).i32Shl().set(po);
-      f.get(pc).set(p);
-      f.loop();
-      tile.update(
-        dyp,
-        0,
-        (r) => f.get(rb[r]).get(po).i32Add().i32Load().get(ch[r]).i32Add().v128Load32Splat(),
-      );
-      f.get(po).i32(4).i32Add().set(po);
-      f.get(dyp).get(co4).i32Add().set(dyp);
-      f.get(p).i32(1).i32Add().tee(p).get(pe).i32LtS().brIf(0);
-      f.end();
-      for (let r = 0; r < 4; r++) {
-        f.get(m0).i32(r).i32Add().set(m);
-        f.get(m).get(rows).i32LtS().if();
-        f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
-        tile.storeRow(r, () => f.get(addr));
-        f.end();
-      }
-      f.get(nb).i32(1).i32Add().set(nb).br(0);
-      f.end().end();
+        for (let r = 0; r < 4; r++) {
+          f.get(m0).i32(r).i32Add().set(m);
+          f.get(m).get(rows).i32LtS().if();
+          f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
+          tile.storeRow(r, () => f.get(addr));
+          f.end();
+        }
+      });
     });
   });
   return f;
@@ -312,43 +304,40 @@ function convFilterGradRows(fma: boolean): Fn {
         f.get(x0).get(x1).i32GeS().brIf(0);
         f.i32(0).set(i0);
         f.for(i0, CI, 4, () => { // input channels by 4
-          f.i32(0).set(nb);
-          f.block().loop(); // output channels by 8
-          f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-          // dwp = dw + (((tr * kw + tc) * ci + i0) * co + nb * 8) * 4
-          f.get(DW).get(tr).get(KW).i32Mul().get(tc).i32Add().get(CI).i32Mul().get(i0).i32Add()
-            .get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
-          tile.loadRows(dwp, co4);
-          f.get(rc).set(row);
-          f.for(row, rce, 1, () => { // output rows of the chunk
-            f.get(row).get(HO).i32DivU().set(b);
-            f.get(row).get(HO).i32RemU().set(y);
-            f.get(y).get(tr).i32Add().get(TOP).i32Sub().set(sy);
-            f.block();
-            f.get(sy).i32(0).i32LtS().brIf(0);
-            f.get(sy).get(H).i32GeS().brIf(0);
-            // ptr = x + (((b * h + sy) * w + x0 + tc - left) * ci + i0) * 4
-            f.get(X).get(b).get(H).i32Mul().get(sy).i32Add().get(W).i32Mul().get(x0).i32Add().get(
-              tc,
-            )
-              .i32Add().get(LEFT).i32Sub().get(ci4).i32Mul().i32Add().get(i0).i32(2).i32Shl()
-              .i32Add()
-              .set(ptr);
-            // dyp = dy + (row * wo + x0) * co4 + nb * 32
-            f.get(DY).get(row).get(WO).i32Mul().get(x0).i32Add().get(co4).i32Mul().i32Add().get(nb)
-              .i32(5).i32Shl().i32Add().set(dyp);
-            f.get(x1).get(x0).i32Sub().set(cnt);
-            f.loop();
-            tile.update(dyp, 0, (r) => f.get(ptr).v128Load32Splat(4 * r));
-            f.get(ptr).get(ci4).i32Add().set(ptr);
-            f.get(dyp).get(co4).i32Add().set(dyp);
-            f.get(cnt).i32(-1).i32Add().tee(cnt).brIf(0);
-            f.end();
-            f.end(); // skipped row
+          tile.forBlocks(nb, CO, () => {
+            // dwp = dw + (((tr * kw + tc) * ci + i0) * co + nb * 8) * 4
+            f.get(DW).get(tr).get(KW).i32Mul().get(tc).i32Add().get(CI).i32Mul().get(i0).i32Add()
+              .get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
+            tile.loadRows(dwp, co4);
+            f.get(rc).set(row);
+            f.for(row, rce, 1, () => { // output rows of the chunk
+              f.get(row).get(HO).i32DivU().set(b);
+              f.get(row).get(HO).i32RemU().set(y);
+              f.get(y).get(tr).i32Add().get(TOP).i32Sub().set(sy);
+              f.block();
+              f.get(sy).i32(0).i32LtS().brIf(0);
+              f.get(sy).get(H).i32GeS().brIf(0);
+              // ptr = x + (((b * h + sy) * w + x0 + tc - left) * ci + i0) * 4
+              f.get(X).get(b).get(H).i32Mul().get(sy).i32Add().get(W).i32Mul().get(x0).i32Add().get(
+                tc,
+              )
+                .i32Add().get(LEFT).i32Sub().get(ci4).i32Mul().i32Add().get(i0).i32(2).i32Shl()
+                .i32Add()
+                .set(ptr);
+              // dyp = dy + (row * wo + x0) * co4 + nb * 32
+              f.get(DY).get(row).get(WO).i32Mul().get(x0).i32Add().get(co4).i32Mul().i32Add()
+                .get(nb).i32(5).i32Shl().i32Add().set(dyp);
+              f.get(x1).get(x0).i32Sub().set(cnt);
+              f.loop();
+              tile.update(dyp, 0, (r) => f.get(ptr).v128Load32Splat(4 * r));
+              f.get(ptr).get(ci4).i32Add().set(ptr);
+              f.get(dyp).get(co4).i32Add().set(dyp);
+              f.get(cnt).i32(-1).i32Add().tee(cnt).brIf(0);
+              f.end();
+              f.end(); // skipped row
+            });
+            tile.storeRows(dwp, co4);
           });
-          tile.storeRows(dwp, co4);
-          f.get(nb).i32(1).i32Add().set(nb).br(0);
-          f.end().end();
         });
         f.end(); // empty column range
       });
@@ -488,18 +477,17 @@ function matMulTNTile(fma: boolean, mr: number, nv: number): Fn {
   f.get(B).get(K0).get(N).i32Mul().get(J0).i32(2).i32Shl().i32Add().i32(2).i32Shl().i32Add()
     .set(pb);
   for (const l of acc) f.v128Const0().set(l);
+  // k1 - k0 rows, counted down
   f.get(K1).get(K0).i32Sub().set(k);
-  f.block().loop();
-  f.get(k).i32(1).i32LtS().brIf(1);
-  for (let v = 0; v < nv; v++) f.get(pb).v128Load(16 * v).set(b[v]);
-  for (let i = 0; i < mr; i++) {
-    f.get(pa).v128Load32Splat(4 * i).set(a);
-    for (let v = 0; v < nv; v++) madd(f, fma, a, b[v], acc[i * nv + v]);
-  }
-  f.get(pa).get(mb).i32Add().set(pa);
-  f.get(pb).get(nb).i32Add().set(pb);
-  f.get(k).i32(1).i32Sub().set(k).br(0);
-  f.end().end();
+  f.forUntil(k, () => f.get(k).i32(1).i32LtS(), () => f.get(k).i32(1).i32Sub().set(k), () => {
+    for (let v = 0; v < nv; v++) f.get(pb).v128Load(16 * v).set(b[v]);
+    for (let i = 0; i < mr; i++) {
+      f.get(pa).v128Load32Splat(4 * i).set(a);
+      for (let v = 0; v < nv; v++) madd(f, fma, a, b[v], acc[i * nv + v]);
+    }
+    f.get(pa).get(mb).i32Add().set(pa);
+    f.get(pb).get(nb).i32Add().set(pb);
+  });
   // out + 4 ((i0 + i) n + 4 j0) + 16 v
   f.get(OUT).get(I0).get(N).i32Mul().get(J0).i32(2).i32Shl().i32Add().i32(2).i32Shl().i32Add()
     .set(pa);

@@ -37,11 +37,9 @@ function intConstant(f: Fn, x: number): number {
  */
 function fourThenOne(f: Fn, i: number, end: number, body: (lanes: 4 | 1) => void): void {
   for (const lanes of [4, 1] as const) {
-    f.block().loop();
-    f.get(i).i32(lanes).i32Add().get(end).i32GtS().brIf(1);
-    body(lanes);
-    f.get(i).i32(lanes).i32Add().set(i).br(0);
-    f.end().end();
+    f.forUntil(i, () => f.get(i).i32(lanes).i32Add().get(end).i32GtS(), lanes, () => {
+      body(lanes);
+    });
   }
 }
 

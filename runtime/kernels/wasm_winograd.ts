@@ -173,43 +173,40 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(ROWS).i32(-1).i32Add().set(last);
   f.i32(0).set(k);
-  f.block().loop(); // matrices
-  f.get(k).i32(matrices).i32GeS().brIf(1);
-  f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
-  f.get(M).get(k).get(KSM).i32Mul().i32Add().set(mo);
-  f.get(U).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(ub);
-  f.i32(0).set(nb);
-  f.block().loop(); // output channels by 8
-  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-  f.i32(0).set(m);
-  f.for(m, ROWS, mr, () => { // rows by mr
-    tile.zero();
-    for (let r = 0; r < mr; r++) {
-      // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
-      f.get(va);
-      f.get(m).i32(r).i32Add().get(last).get(m).i32(r).i32Add().get(last).i32LtS().select();
-      f.get(ci4).i32Mul().i32Add().set(p[r]);
-    }
-    f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
-    f.get(CI).set(i);
-    f.loop();
-    for (let s = 0; s < 4; s++) tile.update(kb, 32 * s, (r) => f.get(p[r]).v128Load32Splat(4 * s));
-    for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
-    f.get(kb).i32(128).i32Add().set(kb);
-    f.get(i).i32(-4).i32Add().tee(i).brIf(0);
-    f.end();
-    for (let r = 0; r < mr; r++) {
-      f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
-      f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
-        .set(o);
-      tile.storeRow(r, () => f.get(o));
-      f.end();
-    }
+  f.forUntil(k, () => f.get(k).i32(matrices).i32GeS(), 1, () => { // matrices
+    f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
+    f.get(M).get(k).get(KSM).i32Mul().i32Add().set(mo);
+    f.get(U).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(ub);
+    tile.forBlocks(nb, CO, () => {
+      f.i32(0).set(m);
+      f.for(m, ROWS, mr, () => { // rows by mr
+        tile.zero();
+        for (let r = 0; r < mr; r++) {
+          // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
+          f.get(va);
+          f.get(m).i32(r).i32Add().get(last).get(m).i32(r).i32Add().get(last).i32LtS().select();
+          f.get(ci4).i32Mul().i32Add().set(p[r]);
+        }
+        f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
+        f.get(CI).set(i);
+        f.loop();
+        for (let s = 0; s < 4; s++) {
+          tile.update(kb, 32 * s, (r) => f.get(p[r]).v128Load32Splat(4 * s));
+        }
+        for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
+        f.get(kb).i32(128).i32Add().set(kb);
+        f.get(i).i32(-4).i32Add().tee(i).brIf(0);
+        f.end();
+        for (let r = 0; r < mr; r++) {
+          f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
+          f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl()
+            .i32Add().set(o);
+          tile.storeRow(r, () => f.get(o));
+          f.end();
+        }
+      });
+    });
   });
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(k).i32(1).i32Add().set(k).br(0);
-  f.end().end();
   return f;
 }
 
@@ -354,38 +351,31 @@ function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
     f.get(pd).get(co4).i32Add().set(pd);
   };
   f.i32(0).set(k);
-  f.block().loop(); // matrices
-  f.get(k).i32(matrices).i32GeS().brIf(1);
-  f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
-  f.get(D).get(k).get(KSD).i32Mul().i32Add().set(da);
-  f.get(DU).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(dk);
-  f.i32(0).set(i0);
-  f.for(i0, CI, 4, () => { // input channels by 4
-    f.i32(0).set(nb);
-    f.block().loop(); // output channels by 8
-    f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-    f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
-    if (zeroInit) tile.zero();
-    else tile.loadRows(dwp, co4);
-    f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
-    f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
-    f.get(ROWS).set(r);
-    // pairs of tiles, then the last of an odd count
-    f.block().loop();
-    f.get(r).i32(2).i32LtS().brIf(1);
-    body();
-    body();
-    f.get(r).i32(-2).i32Add().set(r).br(0);
-    f.end().end();
-    f.get(r).if();
-    body();
-    f.end();
-    tile.storeRows(dwp, co4);
-    f.get(nb).i32(1).i32Add().set(nb).br(0);
-    f.end().end();
+  f.forUntil(k, () => f.get(k).i32(matrices).i32GeS(), 1, () => { // matrices
+    f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
+    f.get(D).get(k).get(KSD).i32Mul().i32Add().set(da);
+    f.get(DU).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(dk);
+    f.i32(0).set(i0);
+    f.for(i0, CI, 4, () => { // input channels by 4
+      tile.forBlocks(nb, CO, () => {
+        f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
+        if (zeroInit) tile.zero();
+        else tile.loadRows(dwp, co4);
+        f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
+        f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
+        f.get(ROWS).set(r);
+        // pairs of tiles, then the last of an odd count
+        f.forUntil(r, () => f.get(r).i32(2).i32LtS(), -2, () => {
+          body();
+          body();
+        });
+        f.get(r).if();
+        body();
+        f.end();
+        tile.storeRows(dwp, co4);
+      });
+    });
   });
-  f.get(k).i32(1).i32Add().set(k).br(0);
-  f.end().end();
   return f;
 }
 
