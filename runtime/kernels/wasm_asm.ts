@@ -5,8 +5,8 @@
  *
  * ```ts
  * import { Fn, buildModule } from "./wasm_asm.ts";
- * const f = new Fn(["i32", "i32"], []);
- * // ... f.localGet(0) ...
+ * const [f, [X, N]] = Fn.kernel(2);
+ * // ... f.get(X) ... f.for(i, N, 1, () => ...) ...
  * const bytes = buildModule({ memory: { shared: false }, functions: [{ name: "f", fn: f }] });
  * ```
  *
@@ -51,6 +51,16 @@ export class Fn {
   constructor(params: ValType[], results: ValType[] = []) {
     this.params = params;
     this.results = results;
+  }
+
+  /**
+   * A function of `n` i32 parameters and no result, the signature of every kernel (addresses,
+   * sizes, flags), with the parameters' indices `0 .. n - 1` to name them by destructuring:
+   * `const [f, [X, OUT, N]] = Fn.kernel(3)`.
+   */
+  static kernel(n: number): [Fn, number[]] {
+    const f = new Fn(Array.from({ length: n }, () => "i32"));
+    return [f, Array.from({ length: n }, (_, i) => i)];
   }
 
   /** A new local of type `t`; returns its index. */
@@ -102,6 +112,31 @@ export class Fn {
     this.code.push(0x0d);
     uleb(depth, this.code);
     return this;
+  }
+  /**
+   * `for (; i < end; i += step) body()` on the i32 locals `i` and `end` (signed; the caller sets
+   * `i` first). See {@linkcode Fn.forUntil}.
+   */
+  for(i: number, end: number, step: number | (() => void), body: () => void): this {
+    return this.forUntil(i, () => this.get(i).get(end).i32GeS(), step, body);
+  }
+  /** `for (; i <= last; i += step) body()`, as {@linkcode Fn.for}. */
+  forTo(i: number, last: number, step: number, body: () => void): this {
+    return this.forUntil(i, () => this.get(i).get(last).i32GtS(), step, body);
+  }
+  /**
+   * The counted loop of every kernel: `for (; !done; i += step) body()`, where `done()` pushes
+   * the i32 that ends the loop when it is not zero, as `block loop (br_if 1 done) body
+   * (i += step) (br 0) end end`. `step` may be a function that emits the update of `i` instead.
+   */
+  forUntil(i: number, done: () => void, step: number | (() => void), body: () => void): this {
+    this.block().loop();
+    done();
+    this.brIf(1);
+    body();
+    if (typeof step === "number") this.get(i).i32(step).i32Add().set(i);
+    else step();
+    return this.br(0).end().end();
   }
   select(): this {
     return this.#op(0x1b);
@@ -361,6 +396,100 @@ export class Fn {
     for (let i = 8; i < 16; i++) this.code.push(i);
     for (let i = 0; i < 8; i++) this.code.push(i);
     return this;
+  }
+}
+
+/** `acc = a * b + acc` on v128 locals: a fused multiply-add with `fma`, else multiply then add. */
+export function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
+  if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
+  else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);
+}
+
+/**
+ * The v128 locals of a GEMM register tile of `rows` by 8 floats, the layout the convolution and
+ * Winograd products share: row `r` in `acc[2 r]` (floats 0-3) and `acc[2 r + 1]` (4-7), `b0` and
+ * `b1` one row of the right operand, `a` one float of the left operand splat to four lanes.
+ */
+export class Tile8 {
+  readonly acc: number[];
+  readonly b0: number;
+  readonly b1: number;
+  readonly a: number;
+  readonly #f: Fn;
+  readonly #fma: boolean;
+
+  /** Allocates the tile's locals in `f` (`acc`, then `b0`, `b1`, `a`). */
+  constructor(f: Fn, rows: number, fma: boolean) {
+    this.#f = f;
+    this.#fma = fma;
+    this.acc = Array.from({ length: 2 * rows }, () => f.local("v128"));
+    this.b0 = f.local("v128");
+    this.b1 = f.local("v128");
+    this.a = f.local("v128");
+  }
+
+  /** Sets every accumulator to zero. */
+  zero(): void {
+    for (let r = 0; r < this.acc.length / 2; r++) this.zeroRow(r);
+  }
+
+  /** Sets row `r` to zero. */
+  zeroRow(r: number): void {
+    this.#f.v128Const0().set(this.acc[2 * r]).v128Const0().set(this.acc[2 * r + 1]);
+  }
+
+  /**
+   * One rank-1 update: `b0`, `b1` = the 8 floats at byte `offset` of the address in local `b`;
+   * then, for each row `r`, `splatA(r)` pushes its left operand (a v128) and `acc` row `r` +=
+   * `a * (b0, b1)`.
+   */
+  update(b: number, offset: number, splatA: (r: number) => void): void {
+    const f = this.#f;
+    f.get(b).v128Load(offset).set(this.b0);
+    f.get(b).v128Load(offset + 16).set(this.b1);
+    for (let r = 0; r < this.acc.length / 2; r++) {
+      splatA(r);
+      f.set(this.a);
+      madd(f, this.#fma, this.a, this.b0, this.acc[2 * r]);
+      madd(f, this.#fma, this.a, this.b1, this.acc[2 * r + 1]);
+    }
+  }
+
+  /** `for (nb = 0; 8 nb < co; nb++) body()`: the blocks of 8 of `co` output channels. */
+  forBlocks(nb: number, co: number, body: () => void): void {
+    const f = this.#f;
+    f.i32(0).set(nb);
+    f.forUntil(nb, () => f.get(nb).i32(3).i32Shl().get(co).i32GeS(), 1, body);
+  }
+
+  /** Row `r` = the 8 floats at the address `address()` pushes (it is called twice). */
+  loadRow(r: number, address: () => void): void {
+    address();
+    this.#f.v128Load(0).set(this.acc[2 * r]);
+    address();
+    this.#f.v128Load(16).set(this.acc[2 * r + 1]);
+  }
+
+  /** Stores row `r` at the address `address()` pushes (it is called twice). */
+  storeRow(r: number, address: () => void): void {
+    address();
+    this.#f.get(this.acc[2 * r]).v128Store(0);
+    address();
+    this.#f.get(this.acc[2 * r + 1]).v128Store(16);
+  }
+
+  /** Every row `r` from the address `base + r * stride` (`base`, `stride` i32 locals). */
+  loadRows(base: number, stride: number): void {
+    for (let r = 0; r < this.acc.length / 2; r++) {
+      this.loadRow(r, () => this.#f.get(base).get(stride).i32(r).i32Mul().i32Add());
+    }
+  }
+
+  /** Stores every row `r` at `base + r * stride` (`base`, `stride` i32 locals). */
+  storeRows(base: number, stride: number): void {
+    for (let r = 0; r < this.acc.length / 2; r++) {
+      this.storeRow(r, () => this.#f.get(base).get(stride).i32(r).i32Mul().i32Add());
+    }
   }
 }
 

@@ -25,8 +25,7 @@ function addToF64(f: Fn, addr: number, v: number): void {
  * channel).
  */
 function moments(kind: "sum" | "sq", groups: number): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, N, CB, G, MEAN, OUT] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, N, CB, G, MEAN, OUT]] = Fn.kernel(6);
   const p = f.local("i32"), end = f.local("i32"), ce = f.local("i32"), ptr = f.local("i32");
   const addr = f.local("i32");
   const acc = Array.from({ length: groups }, () => f.local("v128"));
@@ -65,28 +64,25 @@ function moments(kind: "sum" | "sq", groups: number): Fn {
  * `max(., 0)` when `relu` is 1) over `n` pixels of `c4` channel vectors.
  */
 function apply(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, OUT, N, C4, SCALE, SHIFT, RELU] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [X, OUT, N, C4, SCALE, SHIFT, RELU]] = Fn.kernel(7);
   const p = f.local("i32"), g = f.local("i32"), xo = f.local("i32"), oo = f.local("i32");
   const go = f.local("i32"), zero = f.local("v128"), z = f.local("v128");
   f.v128Const0().set(zero);
   f.get(X).set(xo);
   f.get(OUT).set(oo);
-  f.block().loop();
-  f.get(p).get(N).i32GeS().brIf(1);
-  f.i32(0).set(g);
-  f.loop();
-  f.get(g).i32(4).i32Shl().set(go);
-  f.get(xo).get(go).i32Add().v128Load().get(SCALE).get(go).i32Add().v128Load().f32x4Mul()
-    .get(SHIFT).get(go).i32Add().v128Load().f32x4Add().set(z);
-  f.get(RELU).if().get(z).get(zero).f32x4Max().set(z).end();
-  f.get(oo).get(go).i32Add().get(z).v128Store();
-  f.get(g).i32(1).i32Add().tee(g).get(C4).i32LtS().brIf(0);
-  f.end();
-  f.get(C4).i32(4).i32Shl().tee(go).get(xo).i32Add().set(xo);
-  f.get(go).get(oo).i32Add().set(oo);
-  f.get(p).i32(1).i32Add().set(p).br(0);
-  f.end().end();
+  f.for(p, N, 1, () => {
+    f.i32(0).set(g);
+    f.loop();
+    f.get(g).i32(4).i32Shl().set(go);
+    f.get(xo).get(go).i32Add().v128Load().get(SCALE).get(go).i32Add().v128Load().f32x4Mul()
+      .get(SHIFT).get(go).i32Add().v128Load().f32x4Add().set(z);
+    f.get(RELU).if().get(z).get(zero).f32x4Max().set(z).end();
+    f.get(oo).get(go).i32Add().get(z).v128Store();
+    f.get(g).i32(1).i32Add().tee(g).get(C4).i32LtS().brIf(0);
+    f.end();
+    f.get(C4).i32(4).i32Shl().tee(go).get(xo).i32Add().set(xo);
+    f.get(go).get(oo).i32Add().set(oo);
+  });
   return f;
 }
 
@@ -96,8 +92,7 @@ function apply(): Fn {
  * channel vectors at byte offset `g` of each pixel.
  */
 function gradSums(groups: number): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [DY, X, Y, N, CB, G, MEAN, S1, S2, RELU] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [f, [DY, X, Y, N, CB, G, MEAN, S1, S2, RELU]] = Fn.kernel(10);
   const p = f.local("i32"), ce = f.local("i32"), off = f.local("i32"), addr = f.local("i32");
   const a1 = Array.from({ length: groups }, () => f.local("v128"));
   const a2 = Array.from({ length: groups }, () => f.local("v128"));
@@ -118,8 +113,8 @@ function gradSums(groups: number): Fn {
     f.get(dz).get(Y).get(off).i32Add().v128Load(16 * u).get(zero).f32x4Gt().v128And().set(dz);
     f.end();
     f.get(a1[u]).get(dz).f32x4Add().set(a1[u]);
-    f.get(X).get(off).i32Add().v128Load(16 * u).get(mu[u]).f32x4Sub().get(dz).f32x4Mul()
-      .get(a2[u]).f32x4Add().set(a2[u]);
+    f.get(X).get(off).i32Add().v128Load(16 * u).get(mu[u]).f32x4Sub().get(dz).f32x4Mul().get(a2[u])
+      .f32x4Add().set(a2[u]);
   }
   f.get(off).get(CB).i32Add().set(off);
   f.get(p).i32(1).i32Add().tee(p).get(ce).i32LtS().brIf(0);
@@ -140,31 +135,28 @@ function gradSums(groups: number): Fn {
  * `dz = relu ? dy * [y > 0] : dy`, over `n` pixels of `c4` channel vectors.
  */
 function gradApply(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [DY, X, Y, DX, N, C4, A, B, K, RELU] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [f, [DY, X, Y, DX, N, C4, A, B, K, RELU]] = Fn.kernel(10);
   const p = f.local("i32"), g = f.local("i32"), off = f.local("i32"), go = f.local("i32");
   const o = f.local("i32"), dz = f.local("v128"), zero = f.local("v128");
   f.v128Const0().set(zero);
-  f.block().loop();
-  f.get(p).get(N).i32GeS().brIf(1);
-  f.i32(0).set(g);
-  f.loop();
-  f.get(g).i32(4).i32Shl().set(go);
-  f.get(off).get(go).i32Add().set(o);
-  f.get(DY).get(o).i32Add().v128Load().set(dz);
-  f.get(RELU).if();
-  f.get(dz).get(Y).get(o).i32Add().v128Load().get(zero).f32x4Gt().v128And().set(dz);
-  f.end();
-  f.get(DX).get(o).i32Add();
-  f.get(A).get(go).i32Add().v128Load().get(dz).f32x4Mul();
-  f.get(B).get(go).i32Add().v128Load().get(X).get(o).i32Add().v128Load().f32x4Mul().f32x4Add();
-  f.get(K).get(go).i32Add().v128Load().f32x4Add();
-  f.v128Store();
-  f.get(g).i32(1).i32Add().tee(g).get(C4).i32LtS().brIf(0);
-  f.end();
-  f.get(off).get(C4).i32(4).i32Shl().i32Add().set(off);
-  f.get(p).i32(1).i32Add().set(p).br(0);
-  f.end().end();
+  f.for(p, N, 1, () => {
+    f.i32(0).set(g);
+    f.loop();
+    f.get(g).i32(4).i32Shl().set(go);
+    f.get(off).get(go).i32Add().set(o);
+    f.get(DY).get(o).i32Add().v128Load().set(dz);
+    f.get(RELU).if();
+    f.get(dz).get(Y).get(o).i32Add().v128Load().get(zero).f32x4Gt().v128And().set(dz);
+    f.end();
+    f.get(DX).get(o).i32Add();
+    f.get(A).get(go).i32Add().v128Load().get(dz).f32x4Mul();
+    f.get(B).get(go).i32Add().v128Load().get(X).get(o).i32Add().v128Load().f32x4Mul().f32x4Add();
+    f.get(K).get(go).i32Add().v128Load().f32x4Add();
+    f.v128Store();
+    f.get(g).i32(1).i32Add().tee(g).get(C4).i32LtS().brIf(0);
+    f.end();
+    f.get(off).get(C4).i32(4).i32Shl().i32Add().set(off);
+  });
   return f;
 }
 

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { buildModule, Fn, memoryImport, type ModuleFunction } from "./wasm_asm.ts";
+import { buildModule, Fn, madd, memoryImport, type ModuleFunction, Tile8 } from "./wasm_asm.ts";
 import { bnModuleFunctions } from "./wasm_bn.ts";
 import { winogradModuleFunctions } from "./wasm_winograd.ts";
 import { pointwiseModuleFunctions } from "./wasm_pointwise.ts";
@@ -42,12 +42,6 @@ export function hasRelaxedSimd(): boolean {
   }
 }
 
-/** `acc = a * b + acc` on the stack discipline of {@linkcode Fn}. */
-function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
-  if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
-  else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);
-}
-
 /**
  * `make_ptrs(idx, out, p0, p1, pixels, taps, x, zero, ci4, tapMajor)`: the byte address of the
  * input pixel of each (output pixel, tap) pair for output pixels `[p0, p1)` of `pixels`,
@@ -55,28 +49,23 @@ function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
  * `tapMajor` is 1 (so that the threads can each take a range of pixels).
  */
 function makePointers(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [IDX, OUT, P0, P1, PIXELS, TAPS, X, ZERO, CI4, TAP_MAJOR] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [f, [IDX, OUT, P0, P1, PIXELS, TAPS, X, ZERO, CI4, TAP_MAJOR]] = Fn.kernel(10);
   const p = f.local("i32"), t = f.local("i32"), j = f.local("i32"), k = f.local("i32");
   f.get(P0).set(p);
   f.get(P0).get(TAPS).i32Mul().set(k);
-  f.block().loop();
-  f.get(p).get(P1).i32GeS().brIf(1);
-  f.i32(0).set(t);
-  f.block().loop();
-  f.get(t).get(TAPS).i32GeS().brIf(1);
-  f.get(IDX).get(k).i32(2).i32Shl().i32Add().i32Load().set(j);
-  // destination index: tapMajor ? t * pixels + p : k
-  f.get(OUT);
-  f.get(t).get(PIXELS).i32Mul().get(p).i32Add().get(k).get(TAP_MAJOR).select();
-  f.i32(2).i32Shl().i32Add();
-  f.get(ZERO).get(X).get(j).get(CI4).i32Mul().i32Add().get(j).i32(0).i32LtS().select();
-  f.i32Store();
-  f.get(k).i32(1).i32Add().set(k);
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
-  f.get(p).i32(1).i32Add().set(p).br(0);
-  f.end().end();
+  f.for(p, P1, 1, () => {
+    f.i32(0).set(t);
+    f.for(t, TAPS, 1, () => {
+      f.get(IDX).get(k).i32(2).i32Shl().i32Add().i32Load().set(j);
+      // destination index: tapMajor ? t * pixels + p : k
+      f.get(OUT);
+      f.get(t).get(PIXELS).i32Mul().get(p).i32Add().get(k).get(TAP_MAJOR).select();
+      f.i32(2).i32Shl().i32Add();
+      f.get(ZERO).get(X).get(j).get(CI4).i32Mul().i32Add().get(j).i32(0).i32LtS().select();
+      f.i32Store();
+      f.get(k).i32(1).i32Add().set(k);
+    });
+  });
   return f;
 }
 
@@ -88,104 +77,73 @@ function makePointers(): Fn {
  * `max(., 0)` when `relu` is 1. With `unroll`, `ci` must be a multiple of 4.
  */
 function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, BP, OUT, M0, M1, CI, TAPS, CO, ZERO, BIAS, RELU] = [
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-  ];
+  const [f, [PTRS, BP, OUT, M0, M1, CI, TAPS, CO, ZERO, BIAS, RELU]] = Fn.kernel(11);
   const mc = f.local("i32"), mcEnd = f.local("i32"), m = f.local("i32");
   const nb = f.local("i32"), nbs = f.local("i32"), t = f.local("i32"), i = f.local("i32");
   const kb = f.local("i32"), k32 = f.local("i32"), co4 = f.local("i32"), o = f.local("i32");
   const p = Array.from({ length: mr }, () => f.local("i32"));
-  const acc = Array.from({ length: 2 * mr }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, mr, fma);
+  const { acc, b0, b1, a } = tile;
   const step = unroll ? 4 : 1;
   f.get(CO).i32(3).i32ShrU().set(nbs);
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(TAPS).get(CI).i32Mul().i32(5).i32Shl().set(k32);
   // for (mc = m0; mc < m1; mc += MC)
   f.get(M0).set(mc);
-  f.block().loop();
-  f.get(mc).get(M1).i32GeS().brIf(1);
-  f.get(mc).i32(FWD_MC).i32Add().set(mcEnd);
-  f.get(mcEnd).get(M1).i32GtS().if().get(M1).set(mcEnd).end();
-  // for (nb = 0; nb < nbs; nb++)
-  f.i32(0).set(nb);
-  f.block().loop();
-  f.get(nb).get(nbs).i32GeS().brIf(1);
-  // for (m = mc; m < mcEnd; m += mr)
-  f.get(mc).set(m);
-  f.block().loop();
-  f.get(m).get(mcEnd).i32GeS().brIf(1);
-  for (const r of acc) f.v128Const0().set(r);
-  f.get(BP).get(nb).get(k32).i32Mul().i32Add().set(kb);
-  // for (t = 0; t < taps; t++)
-  f.i32(0).set(t);
-  f.block().loop();
-  f.get(t).get(TAPS).i32GeS().brIf(1);
-  for (let r = 0; r < mr; r++) {
-    // p_r = m + r < mcEnd ? ptrs[(m + r) * taps + t] : zero
-    f.get(ZERO).set(p[r]);
-    f.get(m).i32(r).i32Add().get(mcEnd).i32LtS().if();
-    f.get(PTRS).get(m).i32(r).i32Add().get(TAPS).i32Mul().get(t).i32Add().i32(2).i32Shl().i32Add()
-      .i32Load().set(p[r]);
-    f.end();
-  }
-  // for (i = ci; i > 0; i -= step)
-  f.get(CI).set(i);
-  f.loop();
-  for (let u = 0; u < step; u++) {
-    f.get(kb).v128Load(32 * u).set(b0);
-    f.get(kb).v128Load(32 * u + 16).set(b1);
-    for (let r = 0; r < mr; r++) {
-      f.get(p[r]).v128Load32Splat(4 * u).set(a);
-      madd(f, fma, a, b0, acc[2 * r]);
-      madd(f, fma, a, b1, acc[2 * r + 1]);
-    }
-  }
-  for (let r = 0; r < mr; r++) f.get(p[r]).i32(4 * step).i32Add().set(p[r]);
-  f.get(kb).i32(32 * step).i32Add().set(kb);
-  f.get(i).i32(-step).i32Add().tee(i).brIf(0);
-  f.end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
-  // epilogue: + bias[o] (when bias != 0), then max(., 0) (when relu != 0)
-  f.get(BIAS).if();
-  f.get(BIAS).get(nb).i32(5).i32Shl().i32Add().v128Load(0).set(b0);
-  f.get(BIAS).get(nb).i32(5).i32Shl().i32Add().v128Load(16).set(b1);
-  for (let r = 0; r < mr; r++) {
-    f.get(acc[2 * r]).get(b0).f32x4Add().set(acc[2 * r]);
-    f.get(acc[2 * r + 1]).get(b1).f32x4Add().set(acc[2 * r + 1]);
-  }
-  f.end();
-  f.get(RELU).if();
-  f.v128Const0().set(a);
-  for (const r of acc) f.get(r).get(a).f32x4Max().set(r);
-  f.end();
-  // store the valid rows
-  for (let r = 0; r < mr; r++) {
-    f.get(m).i32(r).i32Add().get(mcEnd).i32LtS().if();
-    f.get(OUT).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
-      .set(o);
-    f.get(o).get(acc[2 * r]).v128Store(0);
-    f.get(o).get(acc[2 * r + 1]).v128Store(16);
-    f.end();
-  }
-  f.get(m).i32(mr).i32Add().set(m).br(0);
-  f.end().end();
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(mcEnd).set(mc).br(0);
-  f.end().end();
+  f.for(mc, M1, () => f.get(mcEnd).set(mc), () => {
+    f.get(mc).i32(FWD_MC).i32Add().set(mcEnd);
+    f.get(mcEnd).get(M1).i32GtS().if().get(M1).set(mcEnd).end();
+    f.i32(0).set(nb);
+    f.for(nb, nbs, 1, () => {
+      f.get(mc).set(m);
+      f.for(m, mcEnd, mr, () => {
+        tile.zero();
+        f.get(BP).get(nb).get(k32).i32Mul().i32Add().set(kb);
+        f.i32(0).set(t);
+        f.for(t, TAPS, 1, () => {
+          for (let r = 0; r < mr; r++) {
+            // p_r = m + r < mcEnd ? ptrs[(m + r) * taps + t] : zero
+            f.get(ZERO).set(p[r]);
+            f.get(m).i32(r).i32Add().get(mcEnd).i32LtS().if();
+            f.get(PTRS).get(m).i32(r).i32Add().get(TAPS).i32Mul().get(t).i32Add().i32(2).i32Shl()
+              .i32Add().i32Load().set(p[r]);
+            f.end();
+          }
+          // for (i = ci; i > 0; i -= step)
+          f.get(CI).set(i);
+          f.loop();
+          for (let u = 0; u < step; u++) {
+            tile.update(kb, 32 * u, (r) => f.get(p[r]).v128Load32Splat(4 * u));
+          }
+          for (let r = 0; r < mr; r++) f.get(p[r]).i32(4 * step).i32Add().set(p[r]);
+          f.get(kb).i32(32 * step).i32Add().set(kb);
+          f.get(i).i32(-step).i32Add().tee(i).brIf(0);
+          f.end();
+        });
+        // epilogue: + bias[o] (when bias != 0), then max(., 0) (when relu != 0)
+        f.get(BIAS).if();
+        f.get(BIAS).get(nb).i32(5).i32Shl().i32Add().v128Load(0).set(b0);
+        f.get(BIAS).get(nb).i32(5).i32Shl().i32Add().v128Load(16).set(b1);
+        for (let r = 0; r < mr; r++) {
+          f.get(acc[2 * r]).get(b0).f32x4Add().set(acc[2 * r]);
+          f.get(acc[2 * r + 1]).get(b1).f32x4Add().set(acc[2 * r + 1]);
+        }
+        f.end();
+        f.get(RELU).if();
+        f.v128Const0().set(a);
+        for (const r of acc) f.get(r).get(a).f32x4Max().set(r);
+        f.end();
+        // store the valid rows
+        for (let r = 0; r < mr; r++) {
+          f.get(m).i32(r).i32Add().get(mcEnd).i32LtS().if();
+          f.get(OUT).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl()
+            .i32Add().set(o);
+          tile.storeRow(r, () => f.get(o));
+          f.end();
+        }
+      });
+    });
+  });
   return f;
 }
 
@@ -195,80 +153,54 @@ function convForward(fma: boolean, mr: number, unroll: boolean): Fn {
  * (`ptrs` tap-major over `pixels` pixels, `ci` a multiple of 4, `co` of 8).
  */
 function convFilterGrad(fma: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [f, [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS]] = Fn.kernel(9);
   const pc = f.local("i32"), pe = f.local("i32"), t = f.local("i32"), i0 = f.local("i32");
   const nb = f.local("i32"), p = f.local("i32"), ptr = f.local("i32"), i4 = f.local("i32");
   const dwp = f.local("i32"), dyp = f.local("i32"), ip = f.local("i32"), ptr1 = f.local("i32");
   const co4 = f.local("i32"), dyp1 = f.local("i32");
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CO).i32(2).i32Shl().set(co4);
-  const body = (ptrLocal: number, dyLocal: number) => {
-    f.get(dyLocal).v128Load(0).set(b0);
-    f.get(dyLocal).v128Load(16).set(b1);
-    for (let r = 0; r < 4; r++) {
-      f.get(ptrLocal).v128Load32Splat(4 * r).set(a);
-      madd(f, fma, a, b0, acc[2 * r]);
-      madd(f, fma, a, b1, acc[2 * r + 1]);
-    }
-  };
+  const body = (ptrLocal: number, dyLocal: number) =>
+    tile.update(dyLocal, 0, (r) => f.get(ptrLocal).v128Load32Splat(4 * r));
   // for (pc = p0; pc < p1; pc += PC)
   f.get(P0).set(pc);
-  f.block().loop();
-  f.get(pc).get(P1).i32GeS().brIf(1);
-  f.get(pc).i32(WGRAD_PC).i32Add().set(pe);
-  f.get(pe).get(P1).i32GtS().if().get(P1).set(pe).end();
-  f.i32(0).set(t);
-  f.block().loop(); // taps
-  f.get(t).get(TAPS).i32GeS().brIf(1);
-  f.i32(0).set(i0);
-  f.block().loop(); // input channels by 4
-  f.get(i0).get(CI).i32GeS().brIf(1);
-  f.get(i0).i32(2).i32Shl().set(i4);
-  f.i32(0).set(nb);
-  f.block().loop(); // output channels by 8
-  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-  // dwp = dw + ((t * ci + i0) * co + nb * 8) * 4
-  f.get(DW).get(t).get(CI).i32Mul().get(i0).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5)
-    .i32Shl().i32Add().set(dwp);
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(0).set(acc[2 * r]);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(16).set(acc[2 * r + 1]);
-  }
-  // ip = ptrs + (t * pixels + pc) * 4; dyp = dy + pc * co4 + nb * 32
-  f.get(PTRS).get(t).get(PIXELS).i32Mul().get(pc).i32Add().i32(2).i32Shl().i32Add().set(ip);
-  f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
-  f.get(pc).set(p);
-  // pairs of pixels
-  f.block().loop();
-  f.get(p).i32(1).i32Add().get(pe).i32GeS().brIf(1);
-  f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
-  f.get(ip).i32Load(4).get(i4).i32Add().set(ptr1);
-  f.get(dyp).get(co4).i32Add().set(dyp1);
-  body(ptr, dyp);
-  body(ptr1, dyp1);
-  f.get(ip).i32(8).i32Add().set(ip);
-  f.get(dyp1).get(co4).i32Add().set(dyp);
-  f.get(p).i32(2).i32Add().set(p).br(0);
-  f.end().end();
-  // the last pixel of an odd count
-  f.get(p).get(pe).i32LtS().if();
-  f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
-  body(ptr, dyp);
-  f.end();
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r]).v128Store(0);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r + 1]).v128Store(16);
-  }
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(i0).i32(4).i32Add().set(i0).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
-  f.get(pe).set(pc).br(0);
-  f.end().end();
+  f.for(pc, P1, () => f.get(pe).set(pc), () => {
+    f.get(pc).i32(WGRAD_PC).i32Add().set(pe);
+    f.get(pe).get(P1).i32GtS().if().get(P1).set(pe).end();
+    f.i32(0).set(t);
+    f.for(t, TAPS, 1, () => { // taps
+      f.i32(0).set(i0);
+      f.for(i0, CI, 4, () => { // input channels by 4
+        f.get(i0).i32(2).i32Shl().set(i4);
+        tile.forBlocks(nb, CO, () => {
+          // dwp = dw + ((t * ci + i0) * co + nb * 8) * 4
+          f.get(DW).get(t).get(CI).i32Mul().get(i0).i32Add().get(co4).i32Mul().i32Add().get(nb)
+            .i32(5).i32Shl().i32Add().set(dwp);
+          tile.loadRows(dwp, co4);
+          // ip = ptrs + (t * pixels + pc) * 4; dyp = dy + pc * co4 + nb * 32
+          f.get(PTRS).get(t).get(PIXELS).i32Mul().get(pc).i32Add().i32(2).i32Shl().i32Add().set(ip);
+          f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
+          f.get(pc).set(p);
+          // pairs of pixels
+          f.forUntil(p, () => f.get(p).i32(1).i32Add().get(pe).i32GeS(), 2, () => {
+            f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
+            f.get(ip).i32Load(4).get(i4).i32Add().set(ptr1);
+            f.get(dyp).get(co4).i32Add().set(dyp1);
+            body(ptr, dyp);
+            body(ptr1, dyp1);
+            f.get(ip).i32(8).i32Add().set(ip);
+            f.get(dyp1).get(co4).i32Add().set(dyp);
+          });
+          // the last pixel of an odd count
+          f.get(p).get(pe).i32LtS().if();
+          f.get(ip).i32Load(0).get(i4).i32Add().set(ptr);
+          body(ptr, dyp);
+          f.end();
+          tile.storeRows(dwp, co4);
+        });
+      });
+    });
+  });
   return f;
 }
 
@@ -278,75 +210,63 @@ function convFilterGrad(fma: boolean): Fn {
  * its own pointer row, for the first layer's single input channel.
  */
 function convFilterGradAny(fma: boolean): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [f, [PTRS, DY, DW, P0, P1, CI, TAPS, CO, PIXELS]] = Fn.kernel(9);
   const pc = f.local("i32"), pe = f.local("i32"), m0 = f.local("i32"), rows = f.local("i32");
   const nb = f.local("i32"), p = f.local("i32"), po = f.local("i32"), dyp = f.local("i32");
   const co4 = f.local("i32"), m = f.local("i32"), addr = f.local("i32");
   const rb = Array.from({ length: 4 }, () => f.local("i32"));
   const ch = Array.from({ length: 4 }, () => f.local("i32"));
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(TAPS).get(CI).i32Mul().set(rows);
   f.get(P0).set(pc);
-  f.block().loop(); // pixel chunks
-  f.get(pc).get(P1).i32GeS().brIf(1);
-  f.get(pc).i32(WGRAD_PC).i32Add().set(pe);
-  f.get(pe).get(P1).i32GtS().if().get(P1).set(pe).end();
-  f.i32(0).set(m0);
-  f.block().loop(); // row tiles
-  f.get(m0).get(rows).i32GeS().brIf(1);
-  for (let r = 0; r < 4; r++) {
-    // row m = min(m0 + r, m0): invalid rows repeat row m0 and are not stored
-    f.get(m0).i32(r).i32Add().set(m);
-    f.get(m).get(rows).i32GeS().if().get(m0).set(m).end();
-    f.get(PTRS).get(m).get(CI).i32DivU().get(PIXELS).i32Mul().i32(2).i32Shl().i32Add().set(rb[r]);
-    f.get(m).get(CI).i32RemU().i32(2).i32Shl().set(ch[r]);
-  }
-  f.i32(0).set(nb);
-  f.block().loop(); // output channels by 8
-  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-  for (let r = 0; r < 4; r++) {
-    f.get(m0).i32(r).i32Add().set(m);
-    f.get(m).get(rows).i32LtS().if();
-    f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
-    f.get(addr).v128Load(0).set(acc[2 * r]);
-    f.get(addr).v128Load(16).set(acc[2 * r + 1]);
-    f.else();
-    f.v128Const0().set(acc[2 * r]);
-    f.v128Const0().set(acc[2 * r + 1]);
-    f.end();
-  }
-  f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
-  f.get(pc).i32(2).i32Shl().set(po);
-  f.get(pc).set(p);
-  f.loop();
-  f.get(dyp).v128Load(0).set(b0);
-  f.get(dyp).v128Load(16).set(b1);
-  for (let r = 0; r < 4; r++) {
-    f.get(rb[r]).get(po).i32Add().i32Load().get(ch[r]).i32Add().v128Load32Splat().set(a);
-    madd(f, fma, a, b0, acc[2 * r]);
-    madd(f, fma, a, b1, acc[2 * r + 1]);
-  }
-  f.get(po).i32(4).i32Add().set(po);
-  f.get(dyp).get(co4).i32Add().set(dyp);
-  f.get(p).i32(1).i32Add().tee(p).get(pe).i32LtS().brIf(0);
-  f.end();
-  for (let r = 0; r < 4; r++) {
-    f.get(m0).i32(r).i32Add().set(m);
-    f.get(m).get(rows).i32LtS().if();
-    f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
-    f.get(addr).get(acc[2 * r]).v128Store(0);
-    f.get(addr).get(acc[2 * r + 1]).v128Store(16);
-    f.end();
-  }
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(m0).i32(4).i32Add().set(m0).br(0);
-  f.end().end();
-  f.get(pe).set(pc).br(0);
-  f.end().end();
+  f.for(pc, P1, () => f.get(pe).set(pc), () => { // pixel chunks
+    f.get(pc).i32(WGRAD_PC).i32Add().set(pe);
+    f.get(pe).get(P1).i32GtS().if().get(P1).set(pe).end();
+    f.i32(0).set(m0);
+    f.for(m0, rows, 4, () => { // row tiles
+      for (let r = 0; r < 4; r++) {
+        // row m = min(m0 + r, m0): invalid rows repeat row m0 and are not stored
+        f.get(m0).i32(r).i32Add().set(m);
+        f.get(m).get(rows).i32GeS().if().get(m0).set(m).end();
+        f.get(PTRS).get(m).get(CI).i32DivU().get(PIXELS).i32Mul().i32(2).i32Shl().i32Add().set(
+          rb[r],
+        );
+        f.get(m).get(CI).i32RemU().i32(2).i32Shl().set(ch[r]);
+      }
+      tile.forBlocks(nb, CO, () => {
+        for (let r = 0; r < 4; r++) {
+          f.get(m0).i32(r).i32Add().set(m);
+          f.get(m).get(rows).i32LtS().if();
+          f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
+          tile.loadRow(r, () => f.get(addr));
+          f.else();
+          tile.zeroRow(r);
+          f.end();
+        }
+        f.get(DY).get(pc).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dyp);
+        f.get(pc).i32(2).i32Shl().set(po);
+        f.get(pc).set(p);
+        f.loop();
+        tile.update(
+          dyp,
+          0,
+          (r) => f.get(rb[r]).get(po).i32Add().i32Load().get(ch[r]).i32Add().v128Load32Splat(),
+        );
+        f.get(po).i32(4).i32Add().set(po);
+        f.get(dyp).get(co4).i32Add().set(dyp);
+        f.get(p).i32(1).i32Add().tee(p).get(pe).i32LtS().brIf(0);
+        f.end();
+        for (let r = 0; r < 4; r++) {
+          f.get(m0).i32(r).i32Add().set(m);
+          f.get(m).get(rows).i32LtS().if();
+          f.get(DW).get(m).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(addr);
+          tile.storeRow(r, () => f.get(addr));
+          f.end();
+        }
+      });
+    });
+  });
   return f;
 }
 
@@ -358,98 +278,71 @@ function convFilterGradAny(fma: boolean): Fn {
  * Adds into `dw` (`[kh, kw, ci, co]`); `ci` a multiple of 4, `co` of 8.
  */
 function convFilterGradRows(fma: boolean): Fn {
-  const f = new Fn(Array.from({ length: 16 }, () => "i32" as const));
-  const [X, DY, DW, R0, R1, RCH, H, W, WO, HO, CI, CO, KH, KW, TOP, LEFT] = Array.from(
-    { length: 16 },
-    (_, i) => i,
-  );
+  const [f, [X, DY, DW, R0, R1, RCH, H, W, WO, HO, CI, CO, KH, KW, TOP, LEFT]] = Fn.kernel(16);
   const rc = f.local("i32"), rce = f.local("i32"), tr = f.local("i32"), tc = f.local("i32");
   const x0 = f.local("i32"), x1 = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32");
   const row = f.local("i32"), sy = f.local("i32"), b = f.local("i32"), y = f.local("i32");
   const ptr = f.local("i32"), dyp = f.local("i32"), cnt = f.local("i32"), dwp = f.local("i32");
   const ci4 = f.local("i32"), co4 = f.local("i32");
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(R0).set(rc);
-  f.block().loop(); // row chunks
-  f.get(rc).get(R1).i32GeS().brIf(1);
-  f.get(rc).get(RCH).i32Add().set(rce);
-  f.get(rce).get(R1).i32GtS().if().get(R1).set(rce).end();
-  f.i32(0).set(tr);
-  f.block().loop(); // filter rows
-  f.get(tr).get(KH).i32GeS().brIf(1);
-  f.i32(0).set(tc);
-  f.block().loop(); // filter columns
-  f.get(tc).get(KW).i32GeS().brIf(1);
-  // output columns whose input column x + tc - left is inside [0, w)
-  f.get(LEFT).get(tc).i32Sub().set(x0);
-  f.get(x0).i32(0).i32LtS().if().i32(0).set(x0).end();
-  f.get(W).get(LEFT).i32Add().get(tc).i32Sub().set(x1);
-  f.get(x1).get(WO).i32GtS().if().get(WO).set(x1).end();
-  f.block();
-  f.get(x0).get(x1).i32GeS().brIf(0);
-  f.i32(0).set(i0);
-  f.block().loop(); // input channels by 4
-  f.get(i0).get(CI).i32GeS().brIf(1);
-  f.i32(0).set(nb);
-  f.block().loop(); // output channels by 8
-  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-  // dwp = dw + (((tr * kw + tc) * ci + i0) * co + nb * 8) * 4
-  f.get(DW).get(tr).get(KW).i32Mul().get(tc).i32Add().get(CI).i32Mul().get(i0).i32Add()
-    .get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(0).set(acc[2 * r]);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().v128Load(16).set(acc[2 * r + 1]);
-  }
-  f.get(rc).set(row);
-  f.block().loop(); // output rows of the chunk
-  f.get(row).get(rce).i32GeS().brIf(1);
-  f.get(row).get(HO).i32DivU().set(b);
-  f.get(row).get(HO).i32RemU().set(y);
-  f.get(y).get(tr).i32Add().get(TOP).i32Sub().set(sy);
-  f.block();
-  f.get(sy).i32(0).i32LtS().brIf(0);
-  f.get(sy).get(H).i32GeS().brIf(0);
-  // ptr = x + (((b * h + sy) * w + x0 + tc - left) * ci + i0) * 4
-  f.get(X).get(b).get(H).i32Mul().get(sy).i32Add().get(W).i32Mul().get(x0).i32Add().get(tc)
-    .i32Add().get(LEFT).i32Sub().get(ci4).i32Mul().i32Add().get(i0).i32(2).i32Shl().i32Add()
-    .set(ptr);
-  // dyp = dy + (row * wo + x0) * co4 + nb * 32
-  f.get(DY).get(row).get(WO).i32Mul().get(x0).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5)
-    .i32Shl().i32Add().set(dyp);
-  f.get(x1).get(x0).i32Sub().set(cnt);
-  f.loop();
-  f.get(dyp).v128Load(0).set(b0);
-  f.get(dyp).v128Load(16).set(b1);
-  for (let r = 0; r < 4; r++) {
-    f.get(ptr).v128Load32Splat(4 * r).set(a);
-    madd(f, fma, a, b0, acc[2 * r]);
-    madd(f, fma, a, b1, acc[2 * r + 1]);
-  }
-  f.get(ptr).get(ci4).i32Add().set(ptr);
-  f.get(dyp).get(co4).i32Add().set(dyp);
-  f.get(cnt).i32(-1).i32Add().tee(cnt).brIf(0);
-  f.end();
-  f.end(); // skipped row
-  f.get(row).i32(1).i32Add().set(row).br(0);
-  f.end().end();
-  for (let r = 0; r < 4; r++) {
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r]).v128Store(0);
-    f.get(dwp).get(co4).i32(r).i32Mul().i32Add().get(acc[2 * r + 1]).v128Store(16);
-  }
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(i0).i32(4).i32Add().set(i0).br(0);
-  f.end().end();
-  f.end(); // empty column range
-  f.get(tc).i32(1).i32Add().set(tc).br(0);
-  f.end().end();
-  f.get(tr).i32(1).i32Add().set(tr).br(0);
-  f.end().end();
-  f.get(rce).set(rc).br(0);
-  f.end().end();
+  f.for(rc, R1, () => f.get(rce).set(rc), () => { // row chunks
+    f.get(rc).get(RCH).i32Add().set(rce);
+    f.get(rce).get(R1).i32GtS().if().get(R1).set(rce).end();
+    f.i32(0).set(tr);
+    f.for(tr, KH, 1, () => { // filter rows
+      f.i32(0).set(tc);
+      f.for(tc, KW, 1, () => { // filter columns
+        // output columns whose input column x + tc - left is inside [0, w)
+        f.get(LEFT).get(tc).i32Sub().set(x0);
+        f.get(x0).i32(0).i32LtS().if().i32(0).set(x0).end();
+        f.get(W).get(LEFT).i32Add().get(tc).i32Sub().set(x1);
+        f.get(x1).get(WO).i32GtS().if().get(WO).set(x1).end();
+        f.block();
+        f.get(x0).get(x1).i32GeS().brIf(0);
+        f.i32(0).set(i0);
+        f.for(i0, CI, 4, () => { // input channels by 4
+          tile.forBlocks(nb, CO, () => {
+            // dwp = dw + (((tr * kw + tc) * ci + i0) * co + nb * 8) * 4
+            f.get(DW).get(tr).get(KW).i32Mul().get(tc).i32Add().get(CI).i32Mul().get(i0).i32Add()
+              .get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
+            tile.loadRows(dwp, co4);
+            f.get(rc).set(row);
+            f.for(row, rce, 1, () => { // output rows of the chunk
+              f.get(row).get(HO).i32DivU().set(b);
+              f.get(row).get(HO).i32RemU().set(y);
+              f.get(y).get(tr).i32Add().get(TOP).i32Sub().set(sy);
+              f.block();
+              f.get(sy).i32(0).i32LtS().brIf(0);
+              f.get(sy).get(H).i32GeS().brIf(0);
+              // ptr = x + (((b * h + sy) * w + x0 + tc - left) * ci + i0) * 4
+              f.get(X).get(b).get(H).i32Mul().get(sy).i32Add().get(W).i32Mul().get(x0).i32Add().get(
+                tc,
+              )
+                .i32Add().get(LEFT).i32Sub().get(ci4).i32Mul().i32Add().get(i0).i32(2).i32Shl()
+                .i32Add()
+                .set(ptr);
+              // dyp = dy + (row * wo + x0) * co4 + nb * 32
+              f.get(DY).get(row).get(WO).i32Mul().get(x0).i32Add().get(co4).i32Mul().i32Add()
+                .get(nb).i32(5).i32Shl().i32Add().set(dyp);
+              f.get(x1).get(x0).i32Sub().set(cnt);
+              f.loop();
+              tile.update(dyp, 0, (r) => f.get(ptr).v128Load32Splat(4 * r));
+              f.get(ptr).get(ci4).i32Add().set(ptr);
+              f.get(dyp).get(co4).i32Add().set(dyp);
+              f.get(cnt).i32(-1).i32Add().tee(cnt).brIf(0);
+              f.end();
+              f.end(); // skipped row
+            });
+            tile.storeRows(dwp, co4);
+          });
+        });
+        f.end(); // empty column range
+      });
+    });
+  });
   return f;
 }
 
@@ -459,29 +352,22 @@ function convFilterGradRows(fma: boolean): Fn {
  * vectors then floats.
  */
 function gatherRows(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, IDX, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, IDX, OUT, R0, R1, CB]] = Fn.kernel(6);
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
   const vec = f.local("i32");
   f.get(CB).i32(-16).i32Add().set(vec); // last offset where a whole vector fits
   f.get(R0).set(r);
-  f.block().loop();
-  f.get(r).get(R1).i32GeS().brIf(1);
-  f.get(X).get(IDX).get(r).i32(2).i32Shl().i32Add().i32Load().get(CB).i32Mul().i32Add().set(src);
-  f.get(OUT).get(r).get(CB).i32Mul().i32Add().set(dst);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(vec).i32GtS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().v128Store();
-  f.get(k).i32(16).i32Add().set(k).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(k).get(CB).i32GeS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().f32Store();
-  f.get(k).i32(4).i32Add().set(k).br(0);
-  f.end().end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, R1, 1, () => {
+    f.get(X).get(IDX).get(r).i32(2).i32Shl().i32Add().i32Load().get(CB).i32Mul().i32Add().set(src);
+    f.get(OUT).get(r).get(CB).i32Mul().i32Add().set(dst);
+    f.i32(0).set(k);
+    f.forTo(k, vec, 16, () => {
+      f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().v128Store();
+    });
+    f.for(k, CB, 4, () => {
+      f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().f32Store();
+    });
+  });
   return f;
 }
 
@@ -492,32 +378,29 @@ function gatherRows(): Fn {
  * c2, eps, wd]` (`a1 = 1 - b1`, `a2 = 1 - b2`); `adam_wd` adds the weight decay.
  */
 function adamSweep(decay: boolean): Fn {
-  const f = new Fn(Array.from({ length: 10 }, () => "i32" as const));
-  const [W, G, M, V, W1, M1, V1, I0, I1, COEF] = Array.from({ length: 10 }, (_, i) => i);
+  const [f, [W, G, M, V, W1, M1, V1, I0, I1, COEF]] = Fn.kernel(10);
   const i = f.local("i32"), end = f.local("i32");
   const [step, b1, a1, b2, a2, c2, eps, wd] = Array.from({ length: 8 }, () => f.local("v128"));
   const gi = f.local("v128"), mi = f.local("v128"), vi = f.local("v128");
   [step, b1, a1, b2, a2, c2, eps, wd].forEach((l, k) => f.get(COEF).v128Load32Splat(4 * k).set(l));
   f.get(I0).i32(2).i32Shl().set(i);
   f.get(I1).i32(2).i32Shl().set(end);
-  f.block().loop();
-  f.get(i).get(end).i32GeS().brIf(1);
-  f.get(G).get(i).i32Add().v128Load();
-  if (decay) f.get(wd).get(W).get(i).i32Add().v128Load().f32x4Mul().f32x4Add();
-  f.set(gi);
-  f.get(b1).get(M).get(i).i32Add().v128Load().f32x4Mul().get(a1).get(gi).f32x4Mul().f32x4Add()
-    .set(mi);
-  f.get(b2).get(V).get(i).i32Add().v128Load().f32x4Mul().get(a2).get(gi).f32x4Mul().get(gi)
-    .f32x4Mul().f32x4Add().set(vi);
-  f.get(M1).get(i).i32Add().get(mi).v128Store();
-  f.get(V1).get(i).i32Add().get(vi).v128Store();
-  f.get(W1).get(i).i32Add();
-  f.get(W).get(i).i32Add().v128Load();
-  f.get(mi).get(vi).get(c2).f32x4Div().f32x4Sqrt().get(eps).f32x4Add().f32x4Div().get(step)
-    .f32x4Mul();
-  f.f32x4Sub().v128Store();
-  f.get(i).i32(16).i32Add().set(i).br(0);
-  f.end().end();
+  f.for(i, end, 16, () => {
+    f.get(G).get(i).i32Add().v128Load();
+    if (decay) f.get(wd).get(W).get(i).i32Add().v128Load().f32x4Mul().f32x4Add();
+    f.set(gi);
+    f.get(b1).get(M).get(i).i32Add().v128Load().f32x4Mul().get(a1).get(gi).f32x4Mul().f32x4Add()
+      .set(mi);
+    f.get(b2).get(V).get(i).i32Add().v128Load().f32x4Mul().get(a2).get(gi).f32x4Mul().get(gi)
+      .f32x4Mul().f32x4Add().set(vi);
+    f.get(M1).get(i).i32Add().get(mi).v128Store();
+    f.get(V1).get(i).i32Add().get(vi).v128Store();
+    f.get(W1).get(i).i32Add();
+    f.get(W).get(i).i32Add().v128Load();
+    f.get(mi).get(vi).get(c2).f32x4Div().f32x4Sqrt().get(eps).f32x4Add().f32x4Div().get(step)
+      .f32x4Mul();
+    f.f32x4Sub().v128Store();
+  });
   return f;
 }
 
@@ -528,36 +411,29 @@ function adamSweep(decay: boolean): Fn {
  * each output row gets the same additions in the same order whatever the split.
  */
 function segmentSum(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, IDS, OUT, ROWS, CB, S0, S1] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [X, IDS, OUT, ROWS, CB, S0, S1]] = Fn.kernel(7);
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
   const vec = f.local("i32"), id = f.local("i32"), span = f.local("i32");
   f.get(CB).i32(-16).i32Add().set(vec);
   f.get(S1).get(S0).i32Sub().set(span);
   f.get(X).set(src);
-  f.block().loop();
-  f.get(r).get(ROWS).i32GeS().brIf(1);
-  f.get(IDS).get(r).i32(2).i32Shl().i32Add().i32Load().set(id);
-  // unsigned: ids below s0 wrap to large numbers
-  f.get(id).get(S0).i32Sub().get(span).i32LtU().if();
-  f.get(id).get(CB).i32Mul().get(OUT).i32Add().set(dst);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(vec).i32GtS().brIf(1);
-  f.get(dst).get(k).i32Add().get(dst).get(k).i32Add().v128Load().get(src).get(k).i32Add()
-    .v128Load().f32x4Add().v128Store();
-  f.get(k).i32(16).i32Add().set(k).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(k).get(CB).i32GeS().brIf(1);
-  f.get(dst).get(k).i32Add().get(dst).get(k).i32Add().f32Load().get(src).get(k).i32Add()
-    .f32Load().f32Add().f32Store();
-  f.get(k).i32(4).i32Add().set(k).br(0);
-  f.end().end();
-  f.end();
-  f.get(src).get(CB).i32Add().set(src);
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, ROWS, 1, () => {
+    f.get(IDS).get(r).i32(2).i32Shl().i32Add().i32Load().set(id);
+    // unsigned: ids below s0 wrap to large numbers
+    f.get(id).get(S0).i32Sub().get(span).i32LtU().if();
+    f.get(id).get(CB).i32Mul().get(OUT).i32Add().set(dst);
+    f.i32(0).set(k);
+    f.forTo(k, vec, 16, () => {
+      f.get(dst).get(k).i32Add().get(dst).get(k).i32Add().v128Load().get(src).get(k).i32Add()
+        .v128Load().f32x4Add().v128Store();
+    });
+    f.for(k, CB, 4, () => {
+      f.get(dst).get(k).i32Add().get(dst).get(k).i32Add().f32Load().get(src).get(k).i32Add()
+        .f32Load().f32Add().f32Store();
+    });
+    f.end();
+    f.get(src).get(CB).i32Add().set(src);
+  });
   return f;
 }
 
@@ -588,8 +464,7 @@ export const MM_TN_TILES: [number, number][] = [
  * and the MI's joint distributions, `[pixels, 4]^T [pixels, 36]`).
  */
 function matMulTNTile(fma: boolean, mr: number, nv: number): Fn {
-  const f = new Fn(Array.from({ length: 9 }, () => "i32" as const));
-  const [A, B, OUT, K0, K1, M, N, I0, J0] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [f, [A, B, OUT, K0, K1, M, N, I0, J0]] = Fn.kernel(9);
   const k = f.local("i32"), pa = f.local("i32"), pb = f.local("i32");
   const mb = f.local("i32"), nb = f.local("i32");
   const acc = Array.from({ length: mr * nv }, () => f.local("v128"));
@@ -602,18 +477,17 @@ function matMulTNTile(fma: boolean, mr: number, nv: number): Fn {
   f.get(B).get(K0).get(N).i32Mul().get(J0).i32(2).i32Shl().i32Add().i32(2).i32Shl().i32Add()
     .set(pb);
   for (const l of acc) f.v128Const0().set(l);
+  // k1 - k0 rows, counted down
   f.get(K1).get(K0).i32Sub().set(k);
-  f.block().loop();
-  f.get(k).i32(1).i32LtS().brIf(1);
-  for (let v = 0; v < nv; v++) f.get(pb).v128Load(16 * v).set(b[v]);
-  for (let i = 0; i < mr; i++) {
-    f.get(pa).v128Load32Splat(4 * i).set(a);
-    for (let v = 0; v < nv; v++) madd(f, fma, a, b[v], acc[i * nv + v]);
-  }
-  f.get(pa).get(mb).i32Add().set(pa);
-  f.get(pb).get(nb).i32Add().set(pb);
-  f.get(k).i32(1).i32Sub().set(k).br(0);
-  f.end().end();
+  f.forUntil(k, () => f.get(k).i32(1).i32LtS(), () => f.get(k).i32(1).i32Sub().set(k), () => {
+    for (let v = 0; v < nv; v++) f.get(pb).v128Load(16 * v).set(b[v]);
+    for (let i = 0; i < mr; i++) {
+      f.get(pa).v128Load32Splat(4 * i).set(a);
+      for (let v = 0; v < nv; v++) madd(f, fma, a, b[v], acc[i * nv + v]);
+    }
+    f.get(pa).get(mb).i32Add().set(pa);
+    f.get(pb).get(nb).i32Add().set(pb);
+  });
   // out + 4 ((i0 + i) n + 4 j0) + 16 v
   f.get(OUT).get(I0).get(N).i32Mul().get(J0).i32(2).i32Shl().i32Add().i32(2).i32Shl().i32Add()
     .set(pa);
@@ -631,40 +505,31 @@ function matMulTNTile(fma: boolean, mr: number, nv: number): Fn {
  * by vectors of `n` then floats.
  */
 function matMulTN(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [A, B, OUT, K0, K1, M, N] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [A, B, OUT, K0, K1, M, N]] = Fn.kernel(7);
   const k = f.local("i32"), i = f.local("i32"), j = f.local("i32"), arow = f.local("i32");
   const brow = f.local("i32"), orow = f.local("i32"), nb = f.local("i32"), vec = f.local("i32");
   const s = f.local("f32"), sv = f.local("v128");
   f.get(N).i32(2).i32Shl().tee(nb).i32(-16).i32Add().set(vec);
   f.get(K0).set(k);
-  f.block().loop();
-  f.get(k).get(K1).i32GeS().brIf(1);
-  f.get(A).get(k).get(M).i32Mul().i32(2).i32Shl().i32Add().set(arow);
-  f.get(B).get(k).get(nb).i32Mul().i32Add().set(brow);
-  f.i32(0).set(i);
-  f.get(OUT).set(orow);
-  f.block().loop();
-  f.get(i).get(M).i32GeS().brIf(1);
-  f.get(arow).get(i).i32(2).i32Shl().i32Add().f32Load().tee(s).f32x4Splat().set(sv);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(vec).i32GtS().brIf(1);
-  f.get(orow).get(j).i32Add().get(orow).get(j).i32Add().v128Load().get(brow).get(j).i32Add()
-    .v128Load().get(sv).f32x4Mul().f32x4Add().v128Store();
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(j).get(nb).i32GeS().brIf(1);
-  f.get(orow).get(j).i32Add().get(orow).get(j).i32Add().f32Load().get(brow).get(j).i32Add()
-    .f32Load().get(s).f32Mul().f32Add().f32Store();
-  f.get(j).i32(4).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(orow).get(nb).i32Add().set(orow);
-  f.get(i).i32(1).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(k).i32(1).i32Add().set(k).br(0);
-  f.end().end();
+  f.for(k, K1, 1, () => {
+    f.get(A).get(k).get(M).i32Mul().i32(2).i32Shl().i32Add().set(arow);
+    f.get(B).get(k).get(nb).i32Mul().i32Add().set(brow);
+    f.i32(0).set(i);
+    f.get(OUT).set(orow);
+    f.for(i, M, 1, () => {
+      f.get(arow).get(i).i32(2).i32Shl().i32Add().f32Load().tee(s).f32x4Splat().set(sv);
+      f.i32(0).set(j);
+      f.forTo(j, vec, 16, () => {
+        f.get(orow).get(j).i32Add().get(orow).get(j).i32Add().v128Load().get(brow).get(j).i32Add()
+          .v128Load().get(sv).f32x4Mul().f32x4Add().v128Store();
+      });
+      f.for(j, nb, 4, () => {
+        f.get(orow).get(j).i32Add().get(orow).get(j).i32Add().f32Load().get(brow).get(j).i32Add()
+          .f32Load().get(s).f32Mul().f32Add().f32Store();
+      });
+      f.get(orow).get(nb).i32Add().set(orow);
+    });
+  });
   return f;
 }
 
@@ -674,50 +539,39 @@ function matMulTN(): Fn {
  * MI's joint distributions), by vectors of `n` (accumulated in a register) then floats.
  */
 function matMulRows(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [A, W, OUT, R0, R1, M, N] = [0, 1, 2, 3, 4, 5, 6];
+  const [f, [A, W, OUT, R0, R1, M, N]] = Fn.kernel(7);
   const r = f.local("i32"), i = f.local("i32"), j = f.local("i32"), arow = f.local("i32");
   const orow = f.local("i32"), nb = f.local("i32"), vec = f.local("i32"), wp = f.local("i32");
   const acc = f.local("v128"), sacc = f.local("f32");
   f.get(N).i32(2).i32Shl().tee(nb).i32(-16).i32Add().set(vec);
   f.get(R0).set(r);
-  f.block().loop();
-  f.get(r).get(R1).i32GeS().brIf(1);
-  f.get(A).get(r).get(M).i32Mul().i32(2).i32Shl().i32Add().set(arow);
-  f.get(OUT).get(r).get(nb).i32Mul().i32Add().set(orow);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(vec).i32GtS().brIf(1);
-  f.v128Const0().set(acc);
-  f.get(W).get(j).i32Add().set(wp);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(M).i32GeS().brIf(1);
-  f.get(arow).get(i).i32(2).i32Shl().i32Add().v128Load32Splat().get(wp).v128Load().f32x4Mul()
-    .get(acc).f32x4Add().set(acc);
-  f.get(wp).get(nb).i32Add().set(wp);
-  f.get(i).i32(1).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(orow).get(j).i32Add().get(acc).v128Store();
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(j).get(nb).i32GeS().brIf(1);
-  f.f32(0).set(sacc);
-  f.get(W).get(j).i32Add().set(wp);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(M).i32GeS().brIf(1);
-  f.get(arow).get(i).i32(2).i32Shl().i32Add().f32Load().get(wp).f32Load().f32Mul().get(sacc)
-    .f32Add().set(sacc);
-  f.get(wp).get(nb).i32Add().set(wp);
-  f.get(i).i32(1).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(orow).get(j).i32Add().get(sacc).f32Store();
-  f.get(j).i32(4).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, R1, 1, () => {
+    f.get(A).get(r).get(M).i32Mul().i32(2).i32Shl().i32Add().set(arow);
+    f.get(OUT).get(r).get(nb).i32Mul().i32Add().set(orow);
+    f.i32(0).set(j);
+    f.forTo(j, vec, 16, () => {
+      f.v128Const0().set(acc);
+      f.get(W).get(j).i32Add().set(wp);
+      f.i32(0).set(i);
+      f.for(i, M, 1, () => {
+        f.get(arow).get(i).i32(2).i32Shl().i32Add().v128Load32Splat().get(wp).v128Load().f32x4Mul()
+          .get(acc).f32x4Add().set(acc);
+        f.get(wp).get(nb).i32Add().set(wp);
+      });
+      f.get(orow).get(j).i32Add().get(acc).v128Store();
+    });
+    f.for(j, nb, 4, () => {
+      f.f32(0).set(sacc);
+      f.get(W).get(j).i32Add().set(wp);
+      f.i32(0).set(i);
+      f.for(i, M, 1, () => {
+        f.get(arow).get(i).i32(2).i32Shl().i32Add().f32Load().get(wp).f32Load().f32Mul().get(sacc)
+          .f32Add().set(sacc);
+        f.get(wp).get(nb).i32Add().set(wp);
+      });
+      f.get(orow).get(j).i32Add().get(sacc).f32Store();
+    });
+  });
   return f;
 }
 
@@ -731,24 +585,21 @@ export const BATCH_RECORD = 16;
  * the batch-norm sweeps of one thread's pixels of every group, for instance.
  */
 function callBatch(functions: ModuleFunction[]): Fn {
-  const f = new Fn(["i32", "i32"]);
-  const [TABLE, COUNT] = [0, 1];
+  const [f, [TABLE, COUNT]] = Fn.kernel(2);
   const r = f.local("i32"), rec = f.local("i32"), sel = f.local("i32");
   f.get(TABLE).set(rec);
-  f.block().loop();
-  f.get(r).get(COUNT).i32GeS().brIf(1);
-  f.get(rec).i32Load().set(sel);
-  functions.forEach(({ fn }, index) => {
-    if (fn.results.length > 0 || fn.params.length >= BATCH_RECORD) return;
-    if (fn.params.some((t) => t !== "i32")) return;
-    f.get(sel).i32(index).i32Eq().if();
-    fn.params.forEach((_, i) => f.get(rec).i32Load(4 * (1 + i)));
-    f.call(index);
-    f.end();
+  f.for(r, COUNT, 1, () => {
+    f.get(rec).i32Load().set(sel);
+    functions.forEach(({ fn }, index) => {
+      if (fn.results.length > 0 || fn.params.length >= BATCH_RECORD) return;
+      if (fn.params.some((t) => t !== "i32")) return;
+      f.get(sel).i32(index).i32Eq().if();
+      fn.params.forEach((_, i) => f.get(rec).i32Load(4 * (1 + i)));
+      f.call(index);
+      f.end();
+    });
+    f.get(rec).i32(4 * BATCH_RECORD).i32Add().set(rec);
   });
-  f.get(rec).i32(4 * BATCH_RECORD).i32Add().set(rec);
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
   return f;
 }
 

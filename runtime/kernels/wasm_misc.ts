@@ -14,30 +14,23 @@ import { warnFallback, wasmHeap } from "../tfjs_internals.ts";
  * (a multiple of 4) between strided layouts.
  */
 function copyRows(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [SRC, DST, ROWS, BYTES, SS, DS] = [0, 1, 2, 3, 4, 5];
+  const [f, [SRC, DST, ROWS, BYTES, SS, DS]] = Fn.kernel(6);
   const r = f.local("i32"), k = f.local("i32"), s = f.local("i32"), d = f.local("i32");
   const vec = f.local("i32");
   f.get(BYTES).i32(-16).i32Add().set(vec); // last offset where a whole vector fits
   f.get(SRC).set(s);
   f.get(DST).set(d);
-  f.block().loop();
-  f.get(r).get(ROWS).i32GeS().brIf(1);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(vec).i32GtS().brIf(1);
-  f.get(d).get(k).i32Add().get(s).get(k).i32Add().v128Load().v128Store();
-  f.get(k).i32(16).i32Add().set(k).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(k).get(BYTES).i32GeS().brIf(1);
-  f.get(d).get(k).i32Add().get(s).get(k).i32Add().f32Load().f32Store();
-  f.get(k).i32(4).i32Add().set(k).br(0);
-  f.end().end();
-  f.get(s).get(SS).i32Add().set(s);
-  f.get(d).get(DS).i32Add().set(d);
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, ROWS, 1, () => {
+    f.i32(0).set(k);
+    f.forTo(k, vec, 16, () => {
+      f.get(d).get(k).i32Add().get(s).get(k).i32Add().v128Load().v128Store();
+    });
+    f.for(k, BYTES, 4, () => {
+      f.get(d).get(k).i32Add().get(s).get(k).i32Add().f32Load().f32Store();
+    });
+    f.get(s).get(SS).i32Add().set(s);
+    f.get(d).get(DS).i32Add().set(d);
+  });
   return f;
 }
 
@@ -47,8 +40,7 @@ function copyRows(): Fn {
  * gradient instead, `out[r, x] = sum_(i, j) x[2r + i, 2x + j]` (`x` the upsampled gradient).
  */
 function up2(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, OUT, ROWS, W, CB, GRAD] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, OUT, ROWS, W, CB, GRAD]] = Fn.kernel(6);
   const r = f.local("i32"), px = f.local("i32"), k = f.local("i32");
   const small = f.local("i32"),
     big = f.local("i32"),
@@ -57,38 +49,34 @@ function up2(): Fn {
   const v = f.local("v128");
   // big row (2w pixels) in bytes
   f.get(W).get(CB).i32Mul().i32(1).i32Shl().set(rowBig);
-  f.block().loop();
-  f.get(r).get(ROWS).i32GeS().brIf(1);
-  f.i32(0).set(px);
-  f.block().loop();
-  f.get(px).get(W).i32GeS().brIf(1);
-  // small = offset of (r, px); big = offset of (2r, 2px); big2 = next big row
-  f.get(r).get(W).i32Mul().get(px).i32Add().get(CB).i32Mul().set(small);
-  f.get(r).get(rowBig).i32Mul().i32(1).i32Shl().get(px).get(CB).i32Mul().i32(1).i32Shl().i32Add()
-    .set(big);
-  f.get(big).get(rowBig).i32Add().set(big2);
-  f.i32(0).set(k);
-  f.loop();
-  f.get(GRAD).if();
-  f.get(OUT).get(small).i32Add().get(k).i32Add();
-  f.get(X).get(big).i32Add().get(k).i32Add().v128Load();
-  f.get(X).get(big).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().f32x4Add();
-  f.get(X).get(big2).i32Add().get(k).i32Add().v128Load().f32x4Add();
-  f.get(X).get(big2).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().f32x4Add();
-  f.v128Store();
-  f.else();
-  f.get(X).get(small).i32Add().get(k).i32Add().v128Load().set(v);
-  f.get(OUT).get(big).i32Add().get(k).i32Add().get(v).v128Store();
-  f.get(OUT).get(big).i32Add().get(k).i32Add().get(CB).i32Add().get(v).v128Store();
-  f.get(OUT).get(big2).i32Add().get(k).i32Add().get(v).v128Store();
-  f.get(OUT).get(big2).i32Add().get(k).i32Add().get(CB).i32Add().get(v).v128Store();
-  f.end();
-  f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
-  f.end();
-  f.get(px).i32(1).i32Add().set(px).br(0);
-  f.end().end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, ROWS, 1, () => {
+    f.i32(0).set(px);
+    f.for(px, W, 1, () => {
+      // small = offset of (r, px); big = offset of (2r, 2px); big2 = next big row
+      f.get(r).get(W).i32Mul().get(px).i32Add().get(CB).i32Mul().set(small);
+      f.get(r).get(rowBig).i32Mul().i32(1).i32Shl().get(px).get(CB).i32Mul().i32(1).i32Shl()
+        .i32Add().set(big);
+      f.get(big).get(rowBig).i32Add().set(big2);
+      f.i32(0).set(k);
+      f.loop();
+      f.get(GRAD).if();
+      f.get(OUT).get(small).i32Add().get(k).i32Add();
+      f.get(X).get(big).i32Add().get(k).i32Add().v128Load();
+      f.get(X).get(big).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().f32x4Add();
+      f.get(X).get(big2).i32Add().get(k).i32Add().v128Load().f32x4Add();
+      f.get(X).get(big2).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().f32x4Add();
+      f.v128Store();
+      f.else();
+      f.get(X).get(small).i32Add().get(k).i32Add().v128Load().set(v);
+      f.get(OUT).get(big).i32Add().get(k).i32Add().get(v).v128Store();
+      f.get(OUT).get(big).i32Add().get(k).i32Add().get(CB).i32Add().get(v).v128Store();
+      f.get(OUT).get(big2).i32Add().get(k).i32Add().get(v).v128Store();
+      f.get(OUT).get(big2).i32Add().get(k).i32Add().get(CB).i32Add().get(v).v128Store();
+      f.end();
+      f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
+      f.end();
+    });
+  });
   return f;
 }
 
@@ -98,47 +86,43 @@ function up2(): Fn {
  * get 0. `rows` (batch x pooled height), `w` pooled width, `cb` bytes per pixel (multiple of 16).
  */
 function maxPool2Grad(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, DY, DX, ROWS, W, CB] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, DY, DX, ROWS, W, CB]] = Fn.kernel(6);
   const r = f.local("i32"), px = f.local("i32"), k = f.local("i32");
   const small = f.local("i32"), a = f.local("i32"), c = f.local("i32"), rowBig = f.local("i32");
   const v00 = f.local("v128"), v01 = f.local("v128"), v10 = f.local("v128"), v11 = f.local("v128");
   const m = f.local("v128"), e0 = f.local("v128"), e1 = f.local("v128"), e2 = f.local("v128");
   const taken = f.local("v128"), g = f.local("v128");
   f.get(W).get(CB).i32Mul().i32(1).i32Shl().set(rowBig);
-  f.block().loop();
-  f.get(r).get(ROWS).i32GeS().brIf(1);
-  f.i32(0).set(px);
-  f.block().loop();
-  f.get(px).get(W).i32GeS().brIf(1);
-  f.get(r).get(W).i32Mul().get(px).i32Add().get(CB).i32Mul().set(small);
-  f.get(r).get(rowBig).i32Mul().i32(1).i32Shl().get(px).get(CB).i32Mul().i32(1).i32Shl().i32Add()
-    .set(a);
-  f.get(a).get(rowBig).i32Add().set(c);
-  f.i32(0).set(k);
-  f.loop();
-  f.get(X).get(a).i32Add().get(k).i32Add().v128Load().set(v00);
-  f.get(X).get(a).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().set(v01);
-  f.get(X).get(c).i32Add().get(k).i32Add().v128Load().set(v10);
-  f.get(X).get(c).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().set(v11);
-  f.get(v00).get(v01).f32x4Max().get(v10).get(v11).f32x4Max().f32x4Max().set(m);
-  f.get(DY).get(small).i32Add().get(k).i32Add().v128Load().set(g);
-  f.get(v00).get(m).f32x4Eq().set(e0);
-  f.get(v01).get(m).f32x4Eq().get(e0).v128AndNot().set(e1);
-  f.get(e0).get(e1).v128Or().set(taken);
-  f.get(v10).get(m).f32x4Eq().get(taken).v128AndNot().set(e2);
-  f.get(taken).get(e2).v128Or().set(taken);
-  f.get(DX).get(a).i32Add().get(k).i32Add().get(g).get(e0).v128And().v128Store();
-  f.get(DX).get(a).i32Add().get(k).i32Add().get(CB).i32Add().get(g).get(e1).v128And().v128Store();
-  f.get(DX).get(c).i32Add().get(k).i32Add().get(g).get(e2).v128And().v128Store();
-  f.get(DX).get(c).i32Add().get(k).i32Add().get(CB).i32Add().get(g).get(taken).v128AndNot()
-    .v128Store();
-  f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
-  f.end();
-  f.get(px).i32(1).i32Add().set(px).br(0);
-  f.end().end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, ROWS, 1, () => {
+    f.i32(0).set(px);
+    f.for(px, W, 1, () => {
+      f.get(r).get(W).i32Mul().get(px).i32Add().get(CB).i32Mul().set(small);
+      f.get(r).get(rowBig).i32Mul().i32(1).i32Shl().get(px).get(CB).i32Mul().i32(1).i32Shl()
+        .i32Add().set(a);
+      f.get(a).get(rowBig).i32Add().set(c);
+      f.i32(0).set(k);
+      f.loop();
+      f.get(X).get(a).i32Add().get(k).i32Add().v128Load().set(v00);
+      f.get(X).get(a).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().set(v01);
+      f.get(X).get(c).i32Add().get(k).i32Add().v128Load().set(v10);
+      f.get(X).get(c).i32Add().get(k).i32Add().get(CB).i32Add().v128Load().set(v11);
+      f.get(v00).get(v01).f32x4Max().get(v10).get(v11).f32x4Max().f32x4Max().set(m);
+      f.get(DY).get(small).i32Add().get(k).i32Add().v128Load().set(g);
+      f.get(v00).get(m).f32x4Eq().set(e0);
+      f.get(v01).get(m).f32x4Eq().get(e0).v128AndNot().set(e1);
+      f.get(e0).get(e1).v128Or().set(taken);
+      f.get(v10).get(m).f32x4Eq().get(taken).v128AndNot().set(e2);
+      f.get(taken).get(e2).v128Or().set(taken);
+      f.get(DX).get(a).i32Add().get(k).i32Add().get(g).get(e0).v128And().v128Store();
+      f.get(DX).get(a).i32Add().get(k).i32Add().get(CB).i32Add().get(g).get(e1).v128And()
+        .v128Store();
+      f.get(DX).get(c).i32Add().get(k).i32Add().get(g).get(e2).v128And().v128Store();
+      f.get(DX).get(c).i32Add().get(k).i32Add().get(CB).i32Add().get(g).get(taken).v128AndNot()
+        .v128Store();
+      f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
+      f.end();
+    });
+  });
   return f;
 }
 
@@ -148,24 +132,21 @@ function maxPool2Grad(): Fn {
  * `mul_bias` multiplies instead (`[..., C]` times `[C]`: batch norm's scale folded into a filter).
  */
 function addBias(multiply = false): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32"]);
-  const [X, B, OUT, ROWS, CB] = [0, 1, 2, 3, 4];
+  const [f, [X, B, OUT, ROWS, CB]] = Fn.kernel(5);
   const r = f.local("i32"), k = f.local("i32"), at = f.local("i32");
-  f.block().loop();
-  f.get(r).get(ROWS).i32GeS().brIf(1);
-  f.get(r).get(CB).i32Mul().set(at);
-  f.i32(0).set(k);
-  f.loop();
-  f.get(OUT).get(at).i32Add().get(k).i32Add();
-  f.get(X).get(at).i32Add().get(k).i32Add().v128Load();
-  f.get(B).get(k).i32Add().v128Load();
-  if (multiply) f.f32x4Mul();
-  else f.f32x4Add();
-  f.v128Store();
-  f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
-  f.end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, ROWS, 1, () => {
+    f.get(r).get(CB).i32Mul().set(at);
+    f.i32(0).set(k);
+    f.loop();
+    f.get(OUT).get(at).i32Add().get(k).i32Add();
+    f.get(X).get(at).i32Add().get(k).i32Add().v128Load();
+    f.get(B).get(k).i32Add().v128Load();
+    if (multiply) f.f32x4Mul();
+    else f.f32x4Add();
+    f.v128Store();
+    f.get(k).i32(16).i32Add().tee(k).get(CB).i32LtS().brIf(0);
+    f.end();
+  });
   return f;
 }
 

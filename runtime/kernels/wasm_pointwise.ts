@@ -37,11 +37,9 @@ function intConstant(f: Fn, x: number): number {
  */
 function fourThenOne(f: Fn, i: number, end: number, body: (lanes: 4 | 1) => void): void {
   for (const lanes of [4, 1] as const) {
-    f.block().loop();
-    f.get(i).i32(lanes).i32Add().get(end).i32GtS().brIf(1);
-    body(lanes);
-    f.get(i).i32(lanes).i32Add().set(i).br(0);
-    f.end().end();
+    f.forUntil(i, () => f.get(i).i32(lanes).i32Add().get(end).i32GtS(), lanes, () => {
+      body(lanes);
+    });
   }
 }
 
@@ -173,8 +171,7 @@ function emitLog(f: Fn, c: ReturnType<typeof logConstants>, v: number, out: numb
  * four at a time, the rest one lane at a time.
  */
 function unarySweep(which: "exp" | "log"): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32"]);
-  const [X, OUT, I0, I1] = [0, 1, 2, 3];
+  const [f, [X, OUT, I0, I1]] = Fn.kernel(4);
   const i = f.local("i32"), v = f.local("v128"), r = f.local("v128");
   const emit = which === "exp"
     ? ((c) => (a: number, b: number) => emitExp(f, c, a, b))(expConstants(f))
@@ -196,8 +193,7 @@ function unarySweep(which: "exp" | "log"): Fn {
  * vector) or 2 classes (two pixels a vector), vectors `[q0, q1)`: `exp(x - max) / sum`.
  */
 function softmaxSweep(classes: 2 | 4): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32"]);
-  const [X, OUT, Q0, Q1] = [0, 1, 2, 3];
+  const [f, [X, OUT, Q0, Q1]] = Fn.kernel(4);
   const q = f.local("i32"), v = f.local("v128"), e = f.local("v128"), t = f.local("v128");
   const c = expConstants(f);
   // lane permutations: within pairs (2 classes); halves, then pairs (4 classes)
@@ -216,19 +212,17 @@ function softmaxSweep(classes: 2 | 4): Fn {
     }
   };
   f.get(Q0).set(q);
-  f.block().loop();
-  f.get(q).get(Q1).i32GeS().brIf(1);
-  f.get(X).get(q).i32(4).i32Shl().i32Add().v128Load().set(v);
-  f.get(v);
-  reduce(v, "max");
-  f.f32x4Sub().set(v);
-  emitExp(f, c, v, e);
-  f.get(e);
-  reduce(e, "add");
-  f.f32x4Div().set(v);
-  f.get(OUT).get(q).i32(4).i32Shl().i32Add().get(v).v128Store();
-  f.get(q).i32(1).i32Add().set(q).br(0);
-  f.end().end();
+  f.for(q, Q1, 1, () => {
+    f.get(X).get(q).i32(4).i32Shl().i32Add().v128Load().set(v);
+    f.get(v);
+    reduce(v, "max");
+    f.f32x4Sub().set(v);
+    emitExp(f, c, v, e);
+    f.get(e);
+    reduce(e, "add");
+    f.f32x4Div().set(v);
+    f.get(OUT).get(q).i32(4).i32Shl().i32Add().get(v).v128Store();
+  });
   return f;
 }
 
@@ -237,8 +231,7 @@ function softmaxSweep(classes: 2 | 4): Fn {
  * the byte `x[i] >= s[0]` (a bool tensor), for elements `[i0, i1)`.
  */
 function scalarSweep(which: "max" | "ge"): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32"]);
-  const [X, S, OUT, I0, I1] = [0, 1, 2, 3, 4];
+  const [f, [X, S, OUT, I0, I1]] = Fn.kernel(5);
   const i = f.local("i32"), sv = f.local("v128"), s = f.local("f32");
   f.get(S).f32Load().set(s);
   f.get(s).f32x4Splat().set(sv);
@@ -252,12 +245,10 @@ function scalarSweep(which: "max" | "ge"): Fn {
       storeLanes(f, lanes);
     });
   } else {
-    f.block().loop();
-    f.get(i).get(I1).i32GeS().brIf(1);
-    f.get(OUT).get(i).i32Add();
-    f.get(X).get(i).i32(2).i32Shl().i32Add().f32Load().get(s).f32Ge().i32Store8();
-    f.get(i).i32(1).i32Add().set(i).br(0);
-    f.end().end();
+    f.for(i, I1, 1, () => {
+      f.get(OUT).get(i).i32Add();
+      f.get(X).get(i).i32(2).i32Shl().i32Add().f32Load().get(s).f32Ge().i32Store8();
+    });
   }
   return f;
 }
@@ -268,37 +259,30 @@ function scalarSweep(which: "max" | "ge"): Fn {
  * one.
  */
 function rowsByScalar(op: "mul" | "sub"): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [A, B, OUT, R0, R1, CB] = [0, 1, 2, 3, 4, 5];
+  const [f, [A, B, OUT, R0, R1, CB]] = Fn.kernel(6);
   const r = f.local("i32"), src = f.local("i32"), dst = f.local("i32"), k = f.local("i32");
   const vec = f.local("i32"), s = f.local("f32"), sv = f.local("v128");
   f.get(CB).i32(-16).i32Add().set(vec);
   f.get(R0).set(r);
-  f.block().loop();
-  f.get(r).get(R1).i32GeS().brIf(1);
-  f.get(B).get(r).i32(2).i32Shl().i32Add().f32Load().set(s);
-  f.get(s).f32x4Splat().set(sv);
-  f.get(r).get(CB).i32Mul().tee(k).get(A).i32Add().set(src);
-  f.get(k).get(OUT).i32Add().set(dst);
-  f.i32(0).set(k);
-  f.block().loop();
-  f.get(k).get(vec).i32GtS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv);
-  if (op === "mul") f.f32x4Mul();
-  else f.f32x4Sub();
-  f.v128Store();
-  f.get(k).i32(16).i32Add().set(k).br(0);
-  f.end().end();
-  f.block().loop();
-  f.get(k).get(CB).i32GeS().brIf(1);
-  f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s);
-  if (op === "mul") f.f32Mul();
-  else f.f32Sub();
-  f.f32Store();
-  f.get(k).i32(4).i32Add().set(k).br(0);
-  f.end().end();
-  f.get(r).i32(1).i32Add().set(r).br(0);
-  f.end().end();
+  f.for(r, R1, 1, () => {
+    f.get(B).get(r).i32(2).i32Shl().i32Add().f32Load().set(s);
+    f.get(s).f32x4Splat().set(sv);
+    f.get(r).get(CB).i32Mul().tee(k).get(A).i32Add().set(src);
+    f.get(k).get(OUT).i32Add().set(dst);
+    f.i32(0).set(k);
+    f.forTo(k, vec, 16, () => {
+      f.get(dst).get(k).i32Add().get(src).get(k).i32Add().v128Load().get(sv);
+      if (op === "mul") f.f32x4Mul();
+      else f.f32x4Sub();
+      f.v128Store();
+    });
+    f.for(k, CB, 4, () => {
+      f.get(dst).get(k).i32Add().get(src).get(k).i32Add().f32Load().get(s);
+      if (op === "mul") f.f32Mul();
+      else f.f32Sub();
+      f.f32Store();
+    });
+  });
   return f;
 }
 
@@ -308,8 +292,7 @@ function rowsByScalar(op: "mul" | "sub"): Fn {
  * warp's four bilinear corners).
  */
 function sumLeading(): Fn {
-  const f = new Fn(["i32", "i32", "i32", "i32", "i32", "i32"]);
-  const [X, OUT, M, R, J0, J1] = [0, 1, 2, 3, 4, 5];
+  const [f, [X, OUT, M, R, J0, J1]] = Fn.kernel(6);
   const j = f.local("i32"), k = f.local("i32"), at = f.local("i32"), stride = f.local("i32");
   const acc = f.local("v128");
   f.get(R).i32(2).i32Shl().set(stride);
@@ -318,14 +301,12 @@ function sumLeading(): Fn {
     f.v128Const0().set(acc);
     f.get(X).get(j).i32(2).i32Shl().i32Add().set(at);
     f.i32(0).set(k);
-    f.block().loop();
-    f.get(k).get(M).i32GeS().brIf(1);
-    f.get(acc).get(at);
-    loadLanes(f, lanes);
-    f.f32x4Add().set(acc);
-    f.get(at).get(stride).i32Add().set(at);
-    f.get(k).i32(1).i32Add().set(k).br(0);
-    f.end().end();
+    f.for(k, M, 1, () => {
+      f.get(acc).get(at);
+      loadLanes(f, lanes);
+      f.f32x4Add().set(acc);
+      f.get(at).get(stride).i32Add().set(at);
+    });
     f.get(OUT).get(j).i32(2).i32Shl().i32Add().get(acc);
     storeLanes(f, lanes);
   });

@@ -19,15 +19,28 @@
  *
  * @module
  */
-import { Fn, type ModuleFunction } from "./wasm_asm.ts";
+import { Fn, type ModuleFunction, Tile8 } from "./wasm_asm.ts";
 
 /** Rows (tiles) of a register tile of `wino_gemm`. */
 export const WINO_MR = 6;
 
-/** `acc = a * b + acc`. */
-function madd(f: Fn, fma: boolean, a: number, b: number, acc: number): void {
-  if (fma) f.get(a).get(b).get(acc).f32x4RelaxedMadd().set(acc);
-  else f.get(a).get(b).f32x4Mul().get(acc).f32x4Add().set(acc);
+/**
+ * Sets `b`, `ty`, `tx`, the coordinates of tile `t` of `[n, th, tw]` (row-major): `tx = t % tw`,
+ * `ty = t / tw % th`, `b = t / (tw th)` (`q` a scratch local).
+ */
+function emitTile(f: Fn, t: number, [TH, TW]: number[], [b, ty, tx, q]: number[]): void {
+  f.get(t).get(TW).i32RemU().set(tx);
+  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
+  f.get(q).get(TH).i32DivU().set(b);
+}
+
+/**
+ * Pushes `row + j + k * ks`: byte `j` of the tile's row of matrix `k`, where `row` is the row's
+ * address in matrix 0 and the matrices lie `ks` bytes apart.
+ */
+function emitMatrixAt(f: Fn, row: number, j: number, ks: number, k: number): void {
+  f.get(row).get(j).i32Add();
+  if (k > 0) f.get(ks).i32(k).i32Mul().i32Add();
 }
 
 /**
@@ -44,9 +57,7 @@ function emitPatch(
   n: number,
   shift: number,
 ): void {
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
+  emitTile(f, t, [TH, TW], [b, ty, tx, q]);
   f.get(ty).i32(shift).i32Shl().get(TOP).i32Sub().set(y0);
   f.get(tx).i32(shift).i32Shl().get(LEFT).i32Sub().set(x0);
   for (let r = 0; r < n; r++) {
@@ -68,6 +79,33 @@ function emitPatch(
 }
 
 /**
+ * The output-gradient pixels of tile `(b, ty, tx)` of `wino_dyt` / `wino4_dyt` (tiles of
+ * `n = 2^shift` outputs): `p[n y + x]` = the address of pixel `(n ty + y, n tx + x)` of image `b`
+ * of `dy` (`dy + ((b ho + n ty + y) wo + n tx + x) co4`), or `zero` where it is outside
+ * `[ho, wo]`.
+ */
+function emitOutputPixels(
+  f: Fn,
+  [DY, HO, WO, ZERO]: number[],
+  [b, ty, tx, co4]: number[],
+  p: number[],
+  shift: number,
+): void {
+  const n = 1 << shift;
+  for (let y = 0; y < n; y++) {
+    for (let x = 0; x < n; x++) {
+      f.get(ZERO).set(p[n * y + x]);
+      f.get(ty).i32(shift).i32Shl().i32(y).i32Add().get(HO).i32LtS().if();
+      f.get(tx).i32(shift).i32Shl().i32(x).i32Add().get(WO).i32LtS().if();
+      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(shift).i32Shl().i32Add().i32(y).i32Add().get(WO)
+        .i32Mul().get(tx).i32(shift).i32Shl().i32Add().i32(x).i32Add().get(co4).i32Mul().i32Add()
+        .set(p[n * y + x]);
+      f.end().end();
+    }
+  }
+}
+
+/**
  * `wino_in(x, v, t0, t1, h, w, ci, th, tw, top, left, ks, zero)`: for tiles `t` in `[t0, t1)`
  * (`[n, th, tw]` row-major; tile `(b, ty, tx)` reads the input patch of rows `2 ty - top ..
  * + 3` and columns `2 tx - left .. + 3` of image `b` of `x` `[n, h, w, ci]`), writes
@@ -75,26 +113,12 @@ function emitPatch(
  * multiple of 4, at most the floats of `zero` (a zero buffer read for the padding).
  */
 function winoInput(): Fn {
-  const f = new Fn(Array.from({ length: 13 }, () => "i32" as const));
-  const [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO] = Array.from(
-    { length: 13 },
-    (_, i) => i,
-  );
+  const [f, [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO]] = Fn.kernel(13);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const y0 = f.local("i32"), x0 = f.local("i32"), ci4 = f.local("i32"), i = f.local("i32");
   const row = f.local("i32"), dst = f.local("i32"), q = f.local("i32");
   const p = Array.from({ length: 16 }, () => f.local("i32"));
   const u = Array.from({ length: 4 }, () => f.local("v128"));
-  f.get(CI).i32(2).i32Shl().set(ci4);
-  f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 4, 1);
-  // dst = v + (t - t0) * ci4
-  f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(ci4).i32GeS().brIf(1);
   // row a of B^T d: u[a][c] = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)[a] over rows, column c;
   // then V[a][*] = the same combination of u[a][0..3] over columns.
   const rowsOf: [number, number, "sub" | "add"][] = [[0, 2, "sub"], [1, 2, "add"], [
@@ -102,29 +126,34 @@ function winoInput(): Fn {
     1,
     "sub",
   ], [1, 3, "sub"]];
-  for (let a = 0; a < 4; a++) {
-    const [r0, r1, op] = rowsOf[a];
-    for (let c = 0; c < 4; c++) {
-      f.get(p[4 * r0 + c]).get(i).i32Add().v128Load();
-      f.get(p[4 * r1 + c]).get(i).i32Add().v128Load();
-      if (op === "sub") f.f32x4Sub();
-      else f.f32x4Add();
-      f.set(u[c]);
-    }
-    for (let c = 0; c < 4; c++) {
-      const [c0, c1, cop] = rowsOf[c];
-      f.get(dst).get(i).i32Add();
-      if (4 * a + c > 0) f.get(KS).i32(4 * a + c).i32Mul().i32Add();
-      f.get(u[c0]).get(u[c1]);
-      if (cop === "sub") f.f32x4Sub();
-      else f.f32x4Add();
-      f.v128Store();
-    }
-  }
-  f.get(i).i32(16).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.get(CI).i32(2).i32Shl().set(ci4);
+  f.get(T0).set(t);
+  f.for(t, T1, 1, () => {
+    emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 4, 1);
+    // dst = v + (t - t0) * ci4
+    f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(i);
+    f.for(i, ci4, 16, () => {
+      for (let a = 0; a < 4; a++) {
+        const [r0, r1, op] = rowsOf[a];
+        for (let c = 0; c < 4; c++) {
+          f.get(p[4 * r0 + c]).get(i).i32Add().v128Load();
+          f.get(p[4 * r1 + c]).get(i).i32Add().v128Load();
+          if (op === "sub") f.f32x4Sub();
+          else f.f32x4Add();
+          f.set(u[c]);
+        }
+        for (let c = 0; c < 4; c++) {
+          const [c0, c1, cop] = rowsOf[c];
+          emitMatrixAt(f, dst, i, KS, 4 * a + c);
+          f.get(u[c0]).get(u[c1]);
+          if (cop === "sub") f.f32x4Sub();
+          else f.f32x4Add();
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -134,66 +163,50 @@ function winoInput(): Fn {
  * ksm`, `[rows, co]`; `u[k]` at `u + k * ci * co * 4`), `ci` a multiple of 4, `co` of 8.
  */
 function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
-  const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
-  const [V, U, M, ROWS, CI, CO, KSA, KSM] = Array.from({ length: 8 }, (_, i) => i);
+  const [f, [V, U, M, ROWS, CI, CO, KSA, KSM]] = Fn.kernel(8);
   const k = f.local("i32"), nb = f.local("i32"), m = f.local("i32"), i = f.local("i32");
   const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), ub = f.local("i32");
   const kb = f.local("i32"), mo = f.local("i32"), last = f.local("i32"), o = f.local("i32");
   const p = Array.from({ length: mr }, () => f.local("i32"));
-  const acc = Array.from({ length: 2 * mr }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, mr, fma);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(ROWS).i32(-1).i32Add().set(last);
   f.i32(0).set(k);
-  f.block().loop(); // matrices
-  f.get(k).i32(matrices).i32GeS().brIf(1);
-  f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
-  f.get(M).get(k).get(KSM).i32Mul().i32Add().set(mo);
-  f.get(U).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(ub);
-  f.i32(0).set(nb);
-  f.block().loop(); // output channels by 8
-  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-  f.i32(0).set(m);
-  f.block().loop(); // rows by mr
-  f.get(m).get(ROWS).i32GeS().brIf(1);
-  for (const r of acc) f.v128Const0().set(r);
-  for (let r = 0; r < mr; r++) {
-    // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
-    f.get(va);
-    f.get(m).i32(r).i32Add().get(last).get(m).i32(r).i32Add().get(last).i32LtS().select();
-    f.get(ci4).i32Mul().i32Add().set(p[r]);
-  }
-  f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
-  f.get(CI).set(i);
-  f.loop();
-  for (let s = 0; s < 4; s++) {
-    f.get(kb).v128Load(32 * s).set(b0);
-    f.get(kb).v128Load(32 * s + 16).set(b1);
-    for (let r = 0; r < mr; r++) {
-      f.get(p[r]).v128Load32Splat(4 * s).set(a);
-      madd(f, fma, a, b0, acc[2 * r]);
-      madd(f, fma, a, b1, acc[2 * r + 1]);
-    }
-  }
-  for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
-  f.get(kb).i32(128).i32Add().set(kb);
-  f.get(i).i32(-4).i32Add().tee(i).brIf(0);
-  f.end();
-  for (let r = 0; r < mr; r++) {
-    f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
-    f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add()
-      .set(o);
-    f.get(o).get(acc[2 * r]).v128Store(0);
-    f.get(o).get(acc[2 * r + 1]).v128Store(16);
-    f.end();
-  }
-  f.get(m).i32(mr).i32Add().set(m).br(0);
-  f.end().end();
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(k).i32(1).i32Add().set(k).br(0);
-  f.end().end();
+  f.forUntil(k, () => f.get(k).i32(matrices).i32GeS(), 1, () => { // matrices
+    f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
+    f.get(M).get(k).get(KSM).i32Mul().i32Add().set(mo);
+    f.get(U).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(ub);
+    tile.forBlocks(nb, CO, () => {
+      f.i32(0).set(m);
+      f.for(m, ROWS, mr, () => { // rows by mr
+        tile.zero();
+        for (let r = 0; r < mr; r++) {
+          // p_r = va + min(m + r, rows - 1) * ci4 (rows past the end repeat the last, not stored)
+          f.get(va);
+          f.get(m).i32(r).i32Add().get(last).get(m).i32(r).i32Add().get(last).i32LtS().select();
+          f.get(ci4).i32Mul().i32Add().set(p[r]);
+        }
+        f.get(ub).get(nb).get(ci4).i32Mul().i32(3).i32Shl().i32Add().set(kb);
+        f.get(CI).set(i);
+        f.loop();
+        for (let s = 0; s < 4; s++) {
+          tile.update(kb, 32 * s, (r) => f.get(p[r]).v128Load32Splat(4 * s));
+        }
+        for (let r = 0; r < mr; r++) f.get(p[r]).i32(16).i32Add().set(p[r]);
+        f.get(kb).i32(128).i32Add().set(kb);
+        f.get(i).i32(-4).i32Add().tee(i).brIf(0);
+        f.end();
+        for (let r = 0; r < mr; r++) {
+          f.get(m).i32(r).i32Add().get(ROWS).i32LtS().if();
+          f.get(mo).get(m).i32(r).i32Add().get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl()
+            .i32Add().set(o);
+          tile.storeRow(r, () => f.get(o));
+          f.end();
+        }
+      });
+    });
+  });
   return f;
 }
 
@@ -204,79 +217,68 @@ function winoGemm(fma: boolean, mr: number, matrices = 16): Fn {
  * `[ho, wo]`; `bias` a float32 `[co]` (a zero buffer for none), `co` a multiple of 4.
  */
 function winoOutput(): Fn {
-  const f = new Fn(Array.from({ length: 12 }, () => "i32" as const));
-  const [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU] = Array.from(
-    { length: 12 },
-    (_, i) => i,
-  );
+  const [f, [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU]] = Fn.kernel(12);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), src = f.local("i32");
   const out = f.local("i32"), okY = f.local("i32"), okX = f.local("i32"), rowStep = f.local("i32");
   const s = Array.from({ length: 4 }, () => f.local("v128"));
   const floor = f.local("v128"), bias = f.local("v128"), r0 = f.local("v128");
   const r1 = f.local("v128");
+  const load = (k: number) => {
+    emitMatrixAt(f, src, j, KSM, k);
+    f.v128Load();
+  };
   f.get(CO).i32(2).i32Shl().set(co4);
   f.get(WO).get(co4).i32Mul().set(rowStep);
   // floor = relu ? 0 : -inf
   f.v128Const0().f32(-Infinity).f32x4Splat().get(RELU).select().set(floor);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  // out = y + ((b * ho + 2 ty) * wo + 2 tx) * co4
-  f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(WO).i32Mul().get(tx)
-    .i32(1).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
-  f.get(ty).i32(1).i32Shl().i32(1).i32Add().get(HO).i32LtS().set(okY);
-  f.get(tx).i32(1).i32Shl().i32(1).i32Add().get(WO).i32LtS().set(okX);
-  f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  f.get(BIAS).get(j).i32Add().v128Load().set(bias);
-  const load = (k: number) => {
-    f.get(src).get(j).i32Add();
-    if (k > 0) f.get(KSM).i32(k).i32Mul().i32Add();
-    f.v128Load();
-  };
-  for (let dx = 0; dx < 2; dx++) {
-    // s[r] = (A^T over columns)[dx] of row r: m0 + m1 + m2 or m1 - m2 - m3
-    for (let r = 0; r < 4; r++) {
-      if (dx === 0) {
-        load(4 * r);
-        load(4 * r + 1);
-        f.f32x4Add();
-        load(4 * r + 2);
-        f.f32x4Add();
-      } else {
-        load(4 * r + 1);
-        load(4 * r + 2);
-        f.f32x4Sub();
-        load(4 * r + 3);
-        f.f32x4Sub();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    // out = y + ((b * ho + 2 ty) * wo + 2 tx) * co4
+    f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().get(WO).i32Mul().get(tx)
+      .i32(1).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
+    f.get(ty).i32(1).i32Shl().i32(1).i32Add().get(HO).i32LtS().set(okY);
+    f.get(tx).i32(1).i32Shl().i32(1).i32Add().get(WO).i32LtS().set(okX);
+    f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      f.get(BIAS).get(j).i32Add().v128Load().set(bias);
+      for (let dx = 0; dx < 2; dx++) {
+        // s[r] = (A^T over columns)[dx] of row r: m0 + m1 + m2 or m1 - m2 - m3
+        for (let r = 0; r < 4; r++) {
+          if (dx === 0) {
+            load(4 * r);
+            load(4 * r + 1);
+            f.f32x4Add();
+            load(4 * r + 2);
+            f.f32x4Add();
+          } else {
+            load(4 * r + 1);
+            load(4 * r + 2);
+            f.f32x4Sub();
+            load(4 * r + 3);
+            f.f32x4Sub();
+          }
+          f.set(s[r]);
+        }
+        f.get(s[0]).get(s[1]).f32x4Add().get(s[2]).f32x4Add().get(bias).f32x4Add().get(floor)
+          .f32x4Max().set(r0);
+        f.get(s[1]).get(s[2]).f32x4Sub().get(s[3]).f32x4Sub().get(bias).f32x4Add().get(floor)
+          .f32x4Max().set(r1);
+        if (dx === 1) f.get(okX).if();
+        f.get(out).get(j).i32Add();
+        if (dx === 1) f.get(co4).i32Add();
+        f.get(r0).v128Store();
+        f.get(okY).if();
+        f.get(out).get(j).i32Add().get(rowStep).i32Add();
+        if (dx === 1) f.get(co4).i32Add();
+        f.get(r1).v128Store();
+        f.end();
+        if (dx === 1) f.end();
       }
-      f.set(s[r]);
-    }
-    f.get(s[0]).get(s[1]).f32x4Add().get(s[2]).f32x4Add().get(bias).f32x4Add().get(floor)
-      .f32x4Max().set(r0);
-    f.get(s[1]).get(s[2]).f32x4Sub().get(s[3]).f32x4Sub().get(bias).f32x4Add().get(floor)
-      .f32x4Max().set(r1);
-    if (dx === 1) f.get(okX).if();
-    f.get(out).get(j).i32Add();
-    if (dx === 1) f.get(co4).i32Add();
-    f.get(r0).v128Store();
-    f.get(okY).if();
-    f.get(out).get(j).i32Add().get(rowStep).i32Add();
-    if (dx === 1) f.get(co4).i32Add();
-    f.get(r1).v128Store();
-    f.end();
-    if (dx === 1) f.end();
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+    });
+  });
   return f;
 }
 
@@ -287,8 +289,7 @@ function winoOutput(): Fn {
  * products `U[k] V[k]` of the forward.
  */
 function winoOutputGrad(): Fn {
-  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
-  const [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO] = Array.from({ length: 11 }, (_, i) => i);
+  const [f, [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO]] = Fn.kernel(11);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), dst = f.local("i32");
   const p = Array.from({ length: 4 }, () => f.local("i32"));
@@ -297,53 +298,35 @@ function winoOutputGrad(): Fn {
   f.get(CO).i32(2).i32Shl().set(co4);
   f.v128Const0().set(zero);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  for (let a = 0; a < 2; a++) {
-    for (let c = 0; c < 2; c++) {
-      // p[a][c] = dy + ((b * ho + 2 ty + a) * wo + 2 tx + c) * co4, or zero outside
-      f.get(ZERO).set(p[2 * a + c]);
-      f.get(ty).i32(1).i32Shl().i32(a).i32Add().get(HO).i32LtS().if();
-      f.get(tx).i32(1).i32Shl().i32(c).i32Add().get(WO).i32LtS().if();
-      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(1).i32Shl().i32Add().i32(a).i32Add().get(WO)
-        .i32Mul().get(tx).i32(1).i32Shl().i32Add().i32(c).i32Add().get(co4).i32Mul().i32Add()
-        .set(p[2 * a + c]);
-      f.end().end();
-    }
-  }
-  f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  for (let k = 0; k < 4; k++) f.get(p[k]).get(j).i32Add().v128Load().set(d[k]);
-  // rows of A dy: d0, d0 + d1, d0 - d1, -d1 (d0, d1 the two rows of the tile)
-  for (let r = 0; r < 4; r++) {
-    for (let c = 0; c < 2; c++) {
-      const [top, bottom] = [d[c], d[2 + c]];
-      if (r === 0) f.get(top);
-      else if (r === 1) f.get(top).get(bottom).f32x4Add();
-      else if (r === 2) f.get(top).get(bottom).f32x4Sub();
-      else f.get(zero).get(bottom).f32x4Sub();
-      f.set(c === 0 ? e0 : e1);
-    }
-    // columns of (A dy) A^T: e0, e0 + e1, e0 - e1, -e1
-    for (let c = 0; c < 4; c++) {
-      f.get(dst).get(j).i32Add();
-      if (4 * r + c > 0) f.get(KSD).i32(4 * r + c).i32Mul().i32Add();
-      if (c === 0) f.get(e0);
-      else if (c === 1) f.get(e0).get(e1).f32x4Add();
-      else if (c === 2) f.get(e0).get(e1).f32x4Sub();
-      else f.get(zero).get(e1).f32x4Sub();
-      f.v128Store();
-    }
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    emitOutputPixels(f, [DY, HO, WO, ZERO], [b, ty, tx, co4], p, 1);
+    f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      for (let k = 0; k < 4; k++) f.get(p[k]).get(j).i32Add().v128Load().set(d[k]);
+      // rows of A dy: d0, d0 + d1, d0 - d1, -d1 (d0, d1 the two rows of the tile)
+      for (let r = 0; r < 4; r++) {
+        for (let c = 0; c < 2; c++) {
+          const [top, bottom] = [d[c], d[2 + c]];
+          if (r === 0) f.get(top);
+          else if (r === 1) f.get(top).get(bottom).f32x4Add();
+          else if (r === 2) f.get(top).get(bottom).f32x4Sub();
+          else f.get(zero).get(bottom).f32x4Sub();
+          f.set(c === 0 ? e0 : e1);
+        }
+        // columns of (A dy) A^T: e0, e0 + e1, e0 - e1, -e1
+        for (let c = 0; c < 4; c++) {
+          emitMatrixAt(f, dst, j, KSD, 4 * r + c);
+          if (c === 0) f.get(e0);
+          else if (c === 1) f.get(e0).get(e1).f32x4Add();
+          else if (c === 2) f.get(e0).get(e1).f32x4Sub();
+          else f.get(zero).get(e1).f32x4Sub();
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -355,71 +338,44 @@ function winoOutputGrad(): Fn {
  * `wino4_wgemm0` store `du` instead of adding to it.
  */
 function winoFilterGemm(fma: boolean, matrices = 16, zeroInit = false): Fn {
-  const f = new Fn(Array.from({ length: 8 }, () => "i32" as const));
-  const [V, D, DU, ROWS, CI, CO, KSA, KSD] = Array.from({ length: 8 }, (_, i) => i);
+  const [f, [V, D, DU, ROWS, CI, CO, KSA, KSD]] = Fn.kernel(8);
   const k = f.local("i32"), i0 = f.local("i32"), nb = f.local("i32"), r = f.local("i32");
   const ci4 = f.local("i32"), co4 = f.local("i32"), va = f.local("i32"), da = f.local("i32");
   const dk = f.local("i32"), dwp = f.local("i32"), pa = f.local("i32"), pd = f.local("i32");
-  const acc = Array.from({ length: 8 }, () => f.local("v128"));
-  const b0 = f.local("v128"), b1 = f.local("v128"), a = f.local("v128");
+  const tile = new Tile8(f, 4, fma);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(CO).i32(2).i32Shl().set(co4);
   const body = () => {
-    f.get(pd).v128Load(0).set(b0);
-    f.get(pd).v128Load(16).set(b1);
-    for (let l = 0; l < 4; l++) {
-      f.get(pa).v128Load32Splat(4 * l).set(a);
-      madd(f, fma, a, b0, acc[2 * l]);
-      madd(f, fma, a, b1, acc[2 * l + 1]);
-    }
+    tile.update(pd, 0, (l) => f.get(pa).v128Load32Splat(4 * l));
     f.get(pa).get(ci4).i32Add().set(pa);
     f.get(pd).get(co4).i32Add().set(pd);
   };
   f.i32(0).set(k);
-  f.block().loop(); // matrices
-  f.get(k).i32(matrices).i32GeS().brIf(1);
-  f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
-  f.get(D).get(k).get(KSD).i32Mul().i32Add().set(da);
-  f.get(DU).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(dk);
-  f.i32(0).set(i0);
-  f.block().loop(); // input channels by 4
-  f.get(i0).get(CI).i32GeS().brIf(1);
-  f.i32(0).set(nb);
-  f.block().loop(); // output channels by 8
-  f.get(nb).i32(3).i32Shl().get(CO).i32GeS().brIf(1);
-  f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
-  for (let l = 0; l < 4; l++) {
-    if (zeroInit) {
-      f.v128Const0().set(acc[2 * l]);
-      f.v128Const0().set(acc[2 * l + 1]);
-      continue;
-    }
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(0).set(acc[2 * l]);
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().v128Load(16).set(acc[2 * l + 1]);
-  }
-  f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
-  f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
-  f.get(ROWS).set(r);
-  // pairs of tiles, then the last of an odd count
-  f.block().loop();
-  f.get(r).i32(2).i32LtS().brIf(1);
-  body();
-  body();
-  f.get(r).i32(-2).i32Add().set(r).br(0);
-  f.end().end();
-  f.get(r).if();
-  body();
-  f.end();
-  for (let l = 0; l < 4; l++) {
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().get(acc[2 * l]).v128Store(0);
-    f.get(dwp).get(co4).i32(l).i32Mul().i32Add().get(acc[2 * l + 1]).v128Store(16);
-  }
-  f.get(nb).i32(1).i32Add().set(nb).br(0);
-  f.end().end();
-  f.get(i0).i32(4).i32Add().set(i0).br(0);
-  f.end().end();
-  f.get(k).i32(1).i32Add().set(k).br(0);
-  f.end().end();
+  f.forUntil(k, () => f.get(k).i32(matrices).i32GeS(), 1, () => { // matrices
+    f.get(V).get(k).get(KSA).i32Mul().i32Add().set(va);
+    f.get(D).get(k).get(KSD).i32Mul().i32Add().set(da);
+    f.get(DU).get(k).get(ci4).i32Mul().get(CO).i32Mul().i32Add().set(dk);
+    f.i32(0).set(i0);
+    f.for(i0, CI, 4, () => { // input channels by 4
+      tile.forBlocks(nb, CO, () => {
+        f.get(dk).get(i0).get(co4).i32Mul().i32Add().get(nb).i32(5).i32Shl().i32Add().set(dwp);
+        if (zeroInit) tile.zero();
+        else tile.loadRows(dwp, co4);
+        f.get(va).get(i0).i32(2).i32Shl().i32Add().set(pa);
+        f.get(da).get(nb).i32(5).i32Shl().i32Add().set(pd);
+        f.get(ROWS).set(r);
+        // pairs of tiles, then the last of an odd count
+        f.forUntil(r, () => f.get(r).i32(2).i32LtS(), -2, () => {
+          body();
+          body();
+        });
+        f.get(r).if();
+        body();
+        f.end();
+        tile.storeRows(dwp, co4);
+      });
+    });
+  });
   return f;
 }
 
@@ -496,11 +452,7 @@ function combine(
  * F(4x4, 3x3): tiles of 4x4 outputs read 6x6 input patches (rows `4 ty - top ..`), 36 matrices.
  */
 function winoInput4(): Fn {
-  const f = new Fn(Array.from({ length: 13 }, () => "i32" as const));
-  const [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO] = Array.from(
-    { length: 13 },
-    (_, i) => i,
-  );
+  const [f, [X, V, T0, T1, H, W, CI, TH, TW, TOP, LEFT, KS, ZERO]] = Fn.kernel(13);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const y0 = f.local("i32"), x0 = f.local("i32"), ci4 = f.local("i32"), i = f.local("i32");
   const row = f.local("i32"), dst = f.local("i32"), q = f.local("i32");
@@ -511,30 +463,25 @@ function winoInput4(): Fn {
   f.v128Const0().set(zero);
   f.get(CI).i32(2).i32Shl().set(ci4);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 6, 2);
-  f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(ci4).i32GeS().brIf(1);
-  for (let a = 0; a < 6; a++) {
-    // u[c] = (B^T d)[a][c], then V[a][*] = u B
-    for (let c = 0; c < 6; c++) {
-      combine(f, F4.bt[a], (j) => f.get(p[6 * j + c]).get(i).i32Add().v128Load(), k, zero);
-      f.set(u[c]);
-    }
-    for (let c = 0; c < 6; c++) {
-      f.get(dst).get(i).i32Add();
-      if (6 * a + c > 0) f.get(KS).i32(6 * a + c).i32Mul().i32Add();
-      combine(f, F4.bt[c], (j) => f.get(u[j]), k, zero);
-      f.v128Store();
-    }
-  }
-  f.get(i).i32(16).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitPatch(f, [X, H, W, TH, TW, TOP, LEFT, ZERO], [t, b, ty, tx, y0, x0, ci4, row, q], p, 6, 2);
+    f.get(V).get(t).get(T0).i32Sub().get(ci4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(i);
+    f.for(i, ci4, 16, () => {
+      for (let a = 0; a < 6; a++) {
+        // u[c] = (B^T d)[a][c], then V[a][*] = u B
+        for (let c = 0; c < 6; c++) {
+          combine(f, F4.bt[a], (j) => f.get(p[6 * j + c]).get(i).i32Add().v128Load(), k, zero);
+          f.set(u[c]);
+        }
+        for (let c = 0; c < 6; c++) {
+          emitMatrixAt(f, dst, i, KS, 6 * a + c);
+          combine(f, F4.bt[c], (j) => f.get(u[j]), k, zero);
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -543,11 +490,7 @@ function winoInput4(): Fn {
  * F(4x4, 3x3): the 4x4 outputs of each tile from its 36 matrices.
  */
 function winoOutput4(): Fn {
-  const f = new Fn(Array.from({ length: 12 }, () => "i32" as const));
-  const [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU] = Array.from(
-    { length: 12 },
-    (_, i) => i,
-  );
+  const [f, [M, Y, T0, T1, HO, WO, CO, TH, TW, KSM, BIAS, RELU]] = Fn.kernel(12);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), src = f.local("i32");
   const out = f.local("i32"), ny = f.local("i32"), nx = f.local("i32"), rowStep = f.local("i32");
@@ -559,53 +502,41 @@ function winoOutput4(): Fn {
   f.get(WO).get(co4).i32Mul().set(rowStep);
   f.v128Const0().f32(-Infinity).f32x4Splat().get(RELU).select().set(floor);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().get(WO).i32Mul().get(tx)
-    .i32(2).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
-  // valid rows and columns of the tile: ho - 4 ty, wo - 4 tx (at least 1)
-  f.get(HO).get(ty).i32(2).i32Shl().i32Sub().set(ny);
-  f.get(WO).get(tx).i32(2).i32Shl().i32Sub().set(nx);
-  f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  f.get(BIAS).get(j).i32Add().v128Load().set(bias);
-  for (let x = 0; x < 4; x++) {
-    if (x > 0) f.get(nx).i32(x).i32GtS().if();
-    for (let r = 0; r < 6; r++) {
-      combine(
-        f,
-        F4.at[x],
-        (c) => {
-          f.get(src).get(j).i32Add();
-          if (6 * r + c > 0) f.get(KSM).i32(6 * r + c).i32Mul().i32Add();
-          f.v128Load();
-        },
-        k,
-        zero,
-      );
-      f.set(s[r]);
-    }
-    for (let y = 0; y < 4; y++) {
-      if (y > 0) f.get(ny).i32(y).i32GtS().if();
-      f.get(out).get(j).i32Add();
-      if (y > 0) f.get(rowStep).i32(y).i32Mul().i32Add();
-      if (x > 0) f.get(co4).i32(x).i32Mul().i32Add();
-      combine(f, F4.at[y], (r) => f.get(s[r]), k, zero);
-      f.get(bias).f32x4Add().get(floor).f32x4Max();
-      f.v128Store();
-      if (y > 0) f.end();
-    }
-    if (x > 0) f.end();
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    f.get(Y).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().get(WO).i32Mul().get(tx)
+      .i32(2).i32Shl().i32Add().get(co4).i32Mul().i32Add().set(out);
+    // valid rows and columns of the tile: ho - 4 ty, wo - 4 tx (at least 1)
+    f.get(HO).get(ty).i32(2).i32Shl().i32Sub().set(ny);
+    f.get(WO).get(tx).i32(2).i32Shl().i32Sub().set(nx);
+    f.get(M).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(src);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      f.get(BIAS).get(j).i32Add().v128Load().set(bias);
+      for (let x = 0; x < 4; x++) {
+        if (x > 0) f.get(nx).i32(x).i32GtS().if();
+        for (let r = 0; r < 6; r++) {
+          const load = (c: number) => {
+            emitMatrixAt(f, src, j, KSM, 6 * r + c);
+            f.v128Load();
+          };
+          combine(f, F4.at[x], load, k, zero);
+          f.set(s[r]);
+        }
+        for (let y = 0; y < 4; y++) {
+          if (y > 0) f.get(ny).i32(y).i32GtS().if();
+          f.get(out).get(j).i32Add();
+          if (y > 0) f.get(rowStep).i32(y).i32Mul().i32Add();
+          if (x > 0) f.get(co4).i32(x).i32Mul().i32Add();
+          combine(f, F4.at[y], (r) => f.get(s[r]), k, zero);
+          f.get(bias).f32x4Add().get(floor).f32x4Max();
+          f.v128Store();
+          if (y > 0) f.end();
+        }
+        if (x > 0) f.end();
+      }
+    });
+  });
   return f;
 }
 
@@ -615,8 +546,7 @@ function winoOutput4(): Fn {
  * matrices.
  */
 function winoOutputGrad4(): Fn {
-  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
-  const [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO] = Array.from({ length: 11 }, (_, i) => i);
+  const [f, [DY, D, T0, T1, HO, WO, CO, TH, TW, KSD, ZERO]] = Fn.kernel(11);
   const t = f.local("i32"), b = f.local("i32"), ty = f.local("i32"), tx = f.local("i32");
   const q = f.local("i32"), co4 = f.local("i32"), j = f.local("i32"), dst = f.local("i32");
   const p = Array.from({ length: 16 }, () => f.local("i32"));
@@ -628,43 +558,26 @@ function winoOutputGrad4(): Fn {
   f.get(CO).i32(2).i32Shl().set(co4);
   f.v128Const0().set(zero);
   f.get(T0).set(t);
-  f.block().loop();
-  f.get(t).get(T1).i32GeS().brIf(1);
-  f.get(t).get(TW).i32RemU().set(tx);
-  f.get(t).get(TW).i32DivU().tee(q).get(TH).i32RemU().set(ty);
-  f.get(q).get(TH).i32DivU().set(b);
-  for (let y = 0; y < 4; y++) {
-    for (let x = 0; x < 4; x++) {
-      f.get(ZERO).set(p[4 * y + x]);
-      f.get(ty).i32(2).i32Shl().i32(y).i32Add().get(HO).i32LtS().if();
-      f.get(tx).i32(2).i32Shl().i32(x).i32Add().get(WO).i32LtS().if();
-      f.get(DY).get(b).get(HO).i32Mul().get(ty).i32(2).i32Shl().i32Add().i32(y).i32Add().get(WO)
-        .i32Mul().get(tx).i32(2).i32Shl().i32Add().i32(x).i32Add().get(co4).i32Mul().i32Add()
-        .set(p[4 * y + x]);
-      f.end().end();
-    }
-  }
-  f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
-  f.i32(0).set(j);
-  f.block().loop();
-  f.get(j).get(co4).i32GeS().brIf(1);
-  for (let r = 0; r < 6; r++) {
-    // e[x] = (A dy)[r][x], then row r of (A dy) A^T
-    for (let x = 0; x < 4; x++) {
-      combine(f, a[r], (y) => f.get(p[4 * y + x]).get(j).i32Add().v128Load(), k, zero);
-      f.set(e[x]);
-    }
-    for (let c = 0; c < 6; c++) {
-      f.get(dst).get(j).i32Add();
-      if (6 * r + c > 0) f.get(KSD).i32(6 * r + c).i32Mul().i32Add();
-      combine(f, a[c], (x) => f.get(e[x]), k, zero);
-      f.v128Store();
-    }
-  }
-  f.get(j).i32(16).i32Add().set(j).br(0);
-  f.end().end();
-  f.get(t).i32(1).i32Add().set(t).br(0);
-  f.end().end();
+  f.for(t, T1, 1, () => {
+    emitTile(f, t, [TH, TW], [b, ty, tx, q]);
+    emitOutputPixels(f, [DY, HO, WO, ZERO], [b, ty, tx, co4], p, 2);
+    f.get(D).get(t).get(T0).i32Sub().get(co4).i32Mul().i32Add().set(dst);
+    f.i32(0).set(j);
+    f.for(j, co4, 16, () => {
+      for (let r = 0; r < 6; r++) {
+        // e[x] = (A dy)[r][x], then row r of (A dy) A^T
+        for (let x = 0; x < 4; x++) {
+          combine(f, a[r], (y) => f.get(p[4 * y + x]).get(j).i32Add().v128Load(), k, zero);
+          f.set(e[x]);
+        }
+        for (let c = 0; c < 6; c++) {
+          emitMatrixAt(f, dst, j, KSD, 6 * r + c);
+          combine(f, a[c], (x) => f.get(e[x]), k, zero);
+          f.v128Store();
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -683,11 +596,7 @@ export const G2 = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]];
  */
 function winoFilterTransform(gm: number[][], laneOut: boolean): Fn {
   const a = gm.length;
-  const f = new Fn(Array.from({ length: 11 }, () => "i32" as const));
-  const [SRC, U, NRED, NOUT, BASE, SR, SC, SI, SO, LO, HI] = Array.from(
-    { length: 11 },
-    (_, i) => i,
-  );
+  const [f, [SRC, U, NRED, NOUT, BASE, SR, SC, SI, SO, LO, HI]] = Fn.kernel(11);
   const p = f.local("i32"), i = f.local("i32"), o = f.local("i32"), at = f.local("i32");
   const dst = f.local("i32"), ks4 = f.local("i32");
   const off = Array.from({ length: 9 }, () => f.local("i32"));
@@ -705,50 +614,46 @@ function winoFilterTransform(gm: number[][], laneOut: boolean): Fn {
     }
   }
   f.get(LO).set(p);
-  f.block().loop();
-  f.get(p).get(HI).i32GeS().brIf(1);
-  if (laneOut) f.get(p).i32(2).i32Shl().set(o);
-  else f.get(p).set(o);
-  f.i32(0).set(i);
-  f.block().loop();
-  f.get(i).get(NRED).i32GeS().brIf(1);
-  // at = src + (base + i si + o so) * 4
-  f.get(SRC).get(BASE).get(i).get(SI).i32Mul().i32Add().get(o).get(SO).i32Mul().i32Add().i32(2)
-    .i32Shl().i32Add().set(at);
-  for (let j = 0; j < 9; j++) f.get(at).get(off[j]).i32Add().v128Load().set(g[j]);
-  // t = G g (a x 3)
-  for (let r = 0; r < a; r++) {
-    for (let c = 0; c < 3; c++) {
-      combine(f, gm[r], (j) => f.get(g[3 * j + c]), k, zero);
-      f.set(t[3 * r + c]);
-    }
-  }
-  // dst = u + (((o >> 3) nred + i) 8 + (o & 7)) * 4
-  f.get(U).get(o).i32(3).i32ShrU().get(NRED).i32Mul().get(i).i32Add().i32(3).i32Shl().get(o)
-    .i32(7).i32And().i32Add().i32(2).i32Shl().i32Add().set(dst);
-  // U = t G^T
-  for (let r = 0; r < a; r++) {
-    for (let c = 0; c < a; c++) {
-      combine(f, gm[c], (j) => f.get(t[3 * r + j]), k, zero);
-      if (laneOut) {
-        f.set(v).get(dst);
-        if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
-        f.get(v).v128Store();
-      } else {
-        // four reduction channels: 8 floats apart
-        f.set(v);
-        for (let l = 0; l < 4; l++) {
-          f.get(dst);
-          if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
-          f.get(v).f32x4ExtractLane(l).f32Store(32 * l);
+  f.for(p, HI, 1, () => {
+    if (laneOut) f.get(p).i32(2).i32Shl().set(o);
+    else f.get(p).set(o);
+    f.i32(0).set(i);
+    f.for(i, NRED, laneOut ? 1 : 4, () => {
+      // at = src + (base + i si + o so) * 4
+      f.get(SRC).get(BASE).get(i).get(SI).i32Mul().i32Add().get(o).get(SO).i32Mul().i32Add().i32(2)
+        .i32Shl().i32Add().set(at);
+      for (let j = 0; j < 9; j++) f.get(at).get(off[j]).i32Add().v128Load().set(g[j]);
+      // t = G g (a x 3)
+      for (let r = 0; r < a; r++) {
+        for (let c = 0; c < 3; c++) {
+          combine(f, gm[r], (j) => f.get(g[3 * j + c]), k, zero);
+          f.set(t[3 * r + c]);
         }
       }
-    }
-  }
-  f.get(i).i32(laneOut ? 1 : 4).i32Add().set(i).br(0);
-  f.end().end();
-  f.get(p).i32(1).i32Add().set(p).br(0);
-  f.end().end();
+      // dst = u + (((o >> 3) nred + i) 8 + (o & 7)) * 4
+      f.get(U).get(o).i32(3).i32ShrU().get(NRED).i32Mul().get(i).i32Add().i32(3).i32Shl().get(o)
+        .i32(7).i32And().i32Add().i32(2).i32Shl().i32Add().set(dst);
+      // U = t G^T
+      for (let r = 0; r < a; r++) {
+        for (let c = 0; c < a; c++) {
+          combine(f, gm[c], (j) => f.get(t[3 * r + j]), k, zero);
+          if (laneOut) {
+            f.set(v).get(dst);
+            if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
+            f.get(v).v128Store();
+          } else {
+            // four reduction channels: 8 floats apart
+            f.set(v);
+            for (let l = 0; l < 4; l++) {
+              f.get(dst);
+              if (a * r + c > 0) f.get(ks4).i32(a * r + c).i32Mul().i32Add();
+              f.get(v).f32x4ExtractLane(l).f32Store(32 * l);
+            }
+          }
+        }
+      }
+    });
+  });
   return f;
 }
 
@@ -761,8 +666,7 @@ function winoFilterTransform(gm: number[][], laneOut: boolean): Fn {
 function winoFilterGradTransform(gm: number[][]): Fn {
   const a = gm.length;
   const gt = [0, 1, 2].map((r) => gm.map((row) => row[r])); // G^T (3 x a)
-  const f = new Fn(Array.from({ length: 7 }, () => "i32" as const));
-  const [DU, DG, N, PARTS, PSTRIDE, LO, HI] = Array.from({ length: 7 }, (_, i) => i);
+  const [f, [DU, DG, N, PARTS, PSTRIDE, LO, HI]] = Fn.kernel(7);
   const q = f.local("i32"), n4 = f.local("i32"), src = f.local("i32"), pp = f.local("i32");
   const addr = f.local("i32"), dst = f.local("i32");
   const u = Array.from({ length: a * a }, () => f.local("v128"));
@@ -772,39 +676,35 @@ function winoFilterGradTransform(gm: number[][]): Fn {
   f.v128Const0().set(zero);
   f.get(N).i32(2).i32Shl().set(n4);
   f.get(LO).set(q);
-  f.block().loop();
-  f.get(q).get(HI).i32GeS().brIf(1);
-  f.get(DU).get(q).i32(4).i32Shl().i32Add().set(src);
-  for (let j = 0; j < a * a; j++) {
-    // u[j] = sum over the parts of du[p][j][4 q ..], in part order
-    f.get(src);
-    if (j > 0) f.get(n4).i32(j).i32Mul().i32Add();
-    f.tee(addr).v128Load().set(u[j]);
-    f.i32(1).set(pp);
-    f.block().loop();
-    f.get(pp).get(PARTS).i32GeS().brIf(1);
-    f.get(addr).get(PSTRIDE).i32Add().tee(addr).v128Load().get(u[j]).f32x4Add().set(u[j]);
-    f.get(pp).i32(1).i32Add().set(pp).br(0);
-    f.end().end();
-  }
-  // t = G^T dU (3 x a), then dg = t G
-  for (let r = 0; r < 3; r++) {
-    for (let c = 0; c < a; c++) {
-      combine(f, gt[r], (j) => f.get(u[a * j + c]), k, zero);
-      f.set(t[a * r + c]);
+  f.for(q, HI, 1, () => {
+    f.get(DU).get(q).i32(4).i32Shl().i32Add().set(src);
+    for (let j = 0; j < a * a; j++) {
+      // u[j] = sum over the parts of du[p][j][4 q ..], in part order
+      f.get(src);
+      if (j > 0) f.get(n4).i32(j).i32Mul().i32Add();
+      f.tee(addr).v128Load().set(u[j]);
+      f.i32(1).set(pp);
+      f.for(pp, PARTS, 1, () => {
+        f.get(addr).get(PSTRIDE).i32Add().tee(addr).v128Load().get(u[j]).f32x4Add().set(u[j]);
+      });
     }
-  }
-  f.get(DG).get(q).i32(4).i32Shl().i32Add().set(dst);
-  for (let r = 0; r < 3; r++) {
-    for (let c = 0; c < 3; c++) {
-      f.get(dst);
-      if (3 * r + c > 0) f.get(n4).i32(3 * r + c).i32Mul().i32Add();
-      combine(f, gt[c], (j) => f.get(t[a * r + j]), k, zero);
-      f.v128Store();
+    // t = G^T dU (3 x a), then dg = t G
+    for (let r = 0; r < 3; r++) {
+      for (let c = 0; c < a; c++) {
+        combine(f, gt[r], (j) => f.get(u[a * j + c]), k, zero);
+        f.set(t[a * r + c]);
+      }
     }
-  }
-  f.get(q).i32(1).i32Add().set(q).br(0);
-  f.end().end();
+    f.get(DG).get(q).i32(4).i32Shl().i32Add().set(dst);
+    for (let r = 0; r < 3; r++) {
+      for (let c = 0; c < 3; c++) {
+        f.get(dst);
+        if (3 * r + c > 0) f.get(n4).i32(3 * r + c).i32Mul().i32Add();
+        combine(f, gt[c], (j) => f.get(t[a * r + j]), k, zero);
+        f.v128Store();
+      }
+    }
+  });
   return f;
 }
 
