@@ -136,3 +136,12 @@ export function withoutGrants(args: string[]): string[] {
   }
   return out;
 }
+
+/** `--grant` reaching the CLI itself: it was started without the launcher, so nothing grants. */
+export function refuseGrant(grants: string[]): void {
+  if (grants.length === 0) return;
+  throw new UserError(
+    "--grant is read by deno task run / eval / predict (the launcher); started with deno run, " +
+      "give Deno's own --allow-<kind> flags instead",
+  );
+}
