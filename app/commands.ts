@@ -168,7 +168,8 @@ export const LAUNCHED_COMMANDS = {
   predict: PREDICT_COMMAND,
 } as const;
 
-function collect(value: string, previous: string[]): string[] {
+/** Commander's collector of a repeatable option: each value appended to the list. */
+export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
