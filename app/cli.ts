@@ -27,6 +27,7 @@ import { formatDuration } from "../core/progress.ts";
 import { volumeFormat } from "../io/volume.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addBenchCommand } from "./bench.ts";
+import { addServeCommand } from "./serve.ts";
 import { initProject } from "./init.ts";
 import {
   addCommand,
@@ -480,6 +481,7 @@ export function buildProgram(): Command {
 
   addBenchCommand(program);
   addResultCommands(program);
+  addServeCommand(program, () => taskCwd() ?? Deno.cwd());
 
   return program;
 }
