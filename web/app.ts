@@ -7,6 +7,10 @@
  * @module
  */
 import { tf } from "../deps.ts";
+// The WebGPU backend registers itself on import (the framework imports it only when a run
+// chooses it, runtime/webgpu.ts; the page takes it whenever the browser has WebGPU).
+// deno-lint-ignore no-import-prefix -- the page's own dependency, versioned as the other tfjs packages.
+import "npm:@tensorflow/tfjs-backend-webgpu@4.22.0";
 import { initBackend } from "../runtime/backend.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import {
@@ -76,14 +80,22 @@ function draw(): void {
   ctx.putImageData(pixels, 0, 0);
 }
 
-/** Which backend runs the network: WebGPU where the browser has it, else the CPU backend. */
+/**
+ * Which backend runs the network: WebGPU where the browser has an adapter, else the CPU backend
+ * (tfjs's JavaScript kernels, the same as `predict --backend cpu`); `?backend=cpu` or
+ * `?backend=webgpu` in the address asks for one.
+ */
 async function startBackend(): Promise<string> {
+  const asked = new URLSearchParams(location.search).get("backend");
   const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  if (gpu && await gpu.requestAdapter().catch(() => null)) {
+  if (asked !== "cpu" && gpu && await gpu.requestAdapter().catch(() => null)) {
     try {
-      return await initBackend("webgpu");
+      if (await tf.setBackend("webgpu")) {
+        await tf.ready();
+        return tf.getBackend();
+      }
     } catch {
-      // not in the bundle or not usable: the CPU backend
+      // no device after all: the CPU backend
     }
   }
   return await initBackend("cpu");
