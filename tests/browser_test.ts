@@ -131,7 +131,7 @@ async function openInPage(
     await before?.(page, reach);
     const backend = await page.$eval("body", (b) => b.dataset.backend ?? "");
     if (scan === null) return { backend, nifti: null };
-    await (await page.$("#file"))!.uploadFile(scan);
+    await (await page.$("input#file"))!.uploadFile(scan);
     await reach("done");
     assert.deepEqual(errors, []);
     if (screenshot) assert.ok((await page.screenshot({ path: screenshot })).length > 1000);
@@ -225,7 +225,7 @@ Deno.test({
           // an unreadable file: a clear message, and the page still works
           const bad = join(dir, "broken.nii.gz");
           await Deno.writeFile(bad, new Uint8Array([0x1f, 0x8b, 1, 2, 3]));
-          await (await page.$("#file"))!.uploadFile(bad);
+          await (await page.$("input#file"))!.uploadFile(bad);
           await reach("error");
           assert.match(
             await page.$eval("#error", (e) => e.textContent ?? ""),
