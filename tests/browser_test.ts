@@ -14,6 +14,7 @@ import { decodeNifti, type NiftiVolume } from "../io/nifti.ts";
 import { gunzipIfNeeded } from "../web/segment.ts";
 import { COMMAND_LAUNCH } from "../app/commands.ts";
 import { cli } from "./_helpers.ts";
+import { buildWebBundle } from "./_web.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const HIPPOCAMPUS = Deno.env.get("HIPPOCAMPUS_ROOT") ??
@@ -163,15 +164,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "browser_test_" });
     let server: Deno.ChildProcess | undefined;
     try {
-      // the bundle, built as its task does
-      const task = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks["bundle:web"];
-      const bundle = await new Deno.Command(Deno.execPath(), {
-        args: task.split(" ").slice(1),
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(bundle.code, 0, new TextDecoder().decode(bundle.stderr));
+      await buildWebBundle();
 
       // a tiny run (a mean teacher: the page gets the teacher's weights) on four real scans
       const names = [...Deno.readDirSync(join(HIPPOCAMPUS, "images"))].map((e) => e.name)

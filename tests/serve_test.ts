@@ -15,6 +15,7 @@ import {
   segmentScanInPage,
 } from "../web/segment.ts";
 import { cli } from "./_helpers.ts";
+import { buildWebBundle } from "./_web.ts";
 
 const FILES: PageFiles = {
   "index.html": new TextEncoder().encode("<p>page</p>"),
@@ -89,28 +90,19 @@ Deno.test("serve --export writes the page; its model segments a scan as predict 
     const trained = await cli(["run", join(dir, "r.yaml"), "--out", run, "--quiet"]);
     assert.equal(trained.code, 0, trained.stderr);
     const page = join(dir, "page");
+    await buildWebBundle();
     const exported = await cli(["serve", run, "--export", page]);
-    if (exported.code !== 0 && /bundle:web/.test(exported.stderr)) {
-      console.log("serve_test: no web/dist/app.js (deno task bundle:web): --export not checked");
-    } else {
-      assert.equal(exported.code, 0, exported.stderr);
-      const names = [...Deno.readDirSync(page)].map((e) => e.name).sort();
-      assert.deepEqual(names, ["app.js", "index.html", "model.json", "weights.ckpt"]);
-    }
+    assert.equal(exported.code, 0, exported.stderr);
+    const names = [...Deno.readDirSync(page)].map((e) => e.name).sort();
+    assert.deepEqual(names, ["app.js", "index.html", "model.json", "weights.ckpt"]);
+    assert.match(exported.stdout, /wrote the page to /);
 
     // what the page does, in Deno, against predict's own path on the same (CPU) backend
     registerBuiltins();
     await initBackend("cpu");
     const predictor = await loadPredictor(run, { backend: "cpu" });
-    let files: PageFiles;
-    try {
-      files = await pageFiles(run);
-    } catch (error) {
-      // no bundle: build the model's files without it
-      assert.match((error as Error).message, /bundle:web/);
-      predictor.dispose();
-      return;
-    }
+    const files = await pageFiles(run);
+    assert.deepEqual(files["model.json"], await Deno.readFile(join(page, "model.json")));
     const meta = JSON.parse(new TextDecoder().decode(files["model.json"])) as PageModel;
     assert.deepEqual(meta.classNames, predictor.classNames);
     assert.deepEqual(meta.prep, predictor.prep);
