@@ -2,8 +2,8 @@
  * The layers point one way: app -> plugins -> core -> runtime / io. Each rule of
  * {@linkcode RULES} is checked on every import of every file: core/ imports runtime/ and io/ but
  * never plugins/ or app/; runtime/ and io/ import none of core/, plugins/, app/ (the errors.ts
- * and deps.ts leaves at the root are theirs to import); plugins/ never imports app/, nor does web/ (the browser page); mod.ts
- * imports app/ only for the public helpers it re-exports.
+ * and deps.ts leaves at the root are theirs to import); plugins/ never imports app/, nor does
+ * web/ (the browser page); mod.ts imports app/ only for the public helpers it re-exports.
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
