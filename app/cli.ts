@@ -23,6 +23,7 @@ import { addBenchCommand } from "./bench.ts";
 import { addCacheCommand } from "./cache_command.ts";
 import { collect } from "./commands.ts";
 import { addEvalCommand } from "./eval_command.ts";
+import { addServeCommand } from "./serve.ts";
 import { initProject } from "./init.ts";
 import { PartialFailure } from "./partial_failure.ts";
 import { addPluginsCommand } from "./plugins_command.ts";
@@ -85,6 +86,7 @@ export function buildProgram(): Command {
 
   addBenchCommand(program);
   addResultCommands(program);
+  addServeCommand(program, () => taskCwd() ?? Deno.cwd());
 
   return program;
 }

@@ -259,6 +259,10 @@ export const COMMAND_LAUNCH: Record<string, CommandLaunch> = {
   sweep: { script: "cli", flags: ["--allow-read", "--allow-write", "--allow-env"] },
   table: { script: "cli", flags: ["--allow-read", "--allow-env=INIT_CWD"] },
   plot: { script: "cli", flags: ["--allow-read", "--allow-write", "--allow-env"] },
+  serve: {
+    script: "cli",
+    flags: ["--allow-read", "--allow-write", "--allow-env", "--allow-net=127.0.0.1"],
+  },
   bench: {
     script: "cli",
     flags: ["--unstable-webgpu", "--allow-read", "--allow-env", "--allow-sys"],

@@ -11,7 +11,7 @@
  * subcommand runs in a child `deno run` with the permissions of its task
  * ({@linkcode COMMAND_LAUNCH}): `run`, `eval` and `predict` through the launcher, which grants a
  * run only what its recipe needs (docs/permissions.md); `init <folder>` may write that folder
- * only.
+ * only, and `serve` only its `--export` folder (nothing without it).
  *
  * @module
  */
@@ -38,6 +38,14 @@ export function subcommandFlags(
     if (folder !== undefined) {
       flags[flags.indexOf("--allow-write")] = `--allow-write=${resolve(cwd, folder)}`;
     }
+  }
+  if (command === "serve") {
+    // `serve` writes only with --export, and only that folder
+    const at = args.findIndex((a) => a === "--export" || a.startsWith("--export="));
+    const folder = at < 0 ? undefined : args[at].includes("=") ? args[at].slice(9) : args[at + 1];
+    const write = flags.indexOf("--allow-write");
+    if (folder !== undefined) flags[write] = `--allow-write=${resolve(cwd, folder)}`;
+    else flags.splice(write, 1);
   }
   if (/^https?:/.test(cli)) flags.push(`--allow-import=${new URL(cli).host}`);
   return flags;

@@ -30,6 +30,7 @@ import { probabilities } from "../core/evaluate.ts";
 import { loadRecipe, type Recipe, validatePluginOptions } from "../core/recipe.ts";
 import { createNetworks, evaluationModelOf, networkTensors } from "../core/networks.ts";
 import { loadPluginModules } from "../core/plugin_modules.ts";
+import type { SegmentationModel } from "../core/model.ts";
 import { writeHdf5 } from "../io/hdf5.ts";
 import { type MetaImageVolume, writeMetaImage } from "../io/metaimage.ts";
 import { writeNifti } from "../io/nifti.ts";
@@ -38,7 +39,7 @@ import { readVolume, stripVolumeExtension, volumeFormat } from "../io/volume.ts"
 import { isDirectory } from "./_fs.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import { prepareScan, scanLayout } from "../plugins/datasets/preprocess.ts";
-import { LabelsOnScanGrid, rasAffine } from "../plugins/datasets/scan_grid.ts";
+import { labelsOnScanGrid, rasAffine } from "../plugins/datasets/scan_grid.ts";
 
 /** A trained run, ready to segment scans. */
 export interface Predictor {
@@ -52,6 +53,10 @@ export interface Predictor {
   prep: PreprocessOptions;
   /** The backend tfjs runs on. */
   backend: string;
+  /** The network it segments with (a mean teacher's teacher). */
+  model: SegmentationModel;
+  /** The recipe's model plugin, its parsed options and the run's seed (to build it again). */
+  modelSpec: { type: string; options: unknown; seed: number };
   /**
    * Softmax class probabilities of `n` preprocessed slices (`n * size * size` values):
    * `n * size * size * classes` values, channels last.
@@ -117,6 +122,8 @@ export async function loadPredictor(
     classNames,
     prep,
     backend,
+    model,
+    modelSpec: { type: recipe.model.type, options: parsed.model, seed: recipe.seed },
     probabilities: (image, n) => probabilities(model, { image, shape: [n, size, size] }),
     dispose: () => networks.dispose(),
   };
@@ -134,19 +141,7 @@ export async function segmentScan(
 ): Promise<Uint8Array> {
   const { image: input, layout } = prepareScan(image, predictor.prep, path);
   const probs = await predictor.probabilities(input, layout.depth);
-  return onScanGrid(probs, layout, predictor.classNames.length);
-}
-
-/** Network-grid probabilities (`[depth, size, size, classes]`) as labels on the scan's grid. */
-function onScanGrid(
-  probs: Float32Array,
-  layout: ConstructorParameters<typeof LabelsOnScanGrid>[0],
-  numClasses: number,
-): Uint8Array {
-  const labels = new LabelsOnScanGrid(layout, numClasses);
-  const n = layout.size * layout.size;
-  for (let k = 0; k < layout.depth; k++) labels.add(k, probs, k * n * numClasses);
-  return labels.labels();
+  return labelsOnScanGrid(probs, layout, predictor.classNames.length);
 }
 
 /**
@@ -174,7 +169,7 @@ export async function volumeOnSourceGrid(
         `([${image.shape.join(", ")}] for [${volume.shape.join(", ")}]); was it changed?`,
     );
   }
-  return { labels: onScanGrid(probabilities, layout, numClasses), image };
+  return { labels: labelsOnScanGrid(probabilities, layout, numClasses), image };
 }
 
 /** Write labels on a scan's grid as a gzipped NIfTI with the scan's geometry (RAS affine). */

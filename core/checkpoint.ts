@@ -37,6 +37,14 @@ export async function saveCheckpoint<M>(
   meta: M,
   tensors: Map<string, tf.Tensor>,
 ): Promise<void> {
+  await writeFileAtomic(path, await encodeCheckpoint(meta, tensors));
+}
+
+/** The bytes of a checkpoint file holding `tensors` and `meta` (`serve` sends them as such). */
+export async function encodeCheckpoint<M>(
+  meta: M,
+  tensors: Map<string, tf.Tensor>,
+): Promise<Uint8Array> {
   const entries: Array<{ name: string; shape: number[]; data: Float32Array }> = [];
   for (const [name, t] of tensors) {
     entries.push({ name, shape: t.shape, data: (await t.data()) as Float32Array });
@@ -57,12 +65,19 @@ export async function saveCheckpoint<M>(
     floats.set(e.data, offset);
     offset += e.data.length;
   }
-  await writeFileAtomic(path, bytes);
+  return bytes;
 }
 
 /** Read a checkpoint written by {@linkcode saveCheckpoint}. */
 export async function loadCheckpoint<M>(path: string): Promise<Checkpoint<M>> {
-  const bytes = await Deno.readFile(path);
+  return decodeCheckpoint(await Deno.readFile(path), path);
+}
+
+/**
+ * Decode the bytes of a checkpoint file ({@linkcode encodeCheckpoint}); `path` names it in
+ * messages (the browser page reads one it fetched).
+ */
+export function decodeCheckpoint<M>(bytes: Uint8Array, path: string): Checkpoint<M> {
   if (bytes.length < 12 || new TextDecoder().decode(bytes.subarray(0, 8)) !== MAGIC) {
     throw new Error(`Cannot read checkpoint "${path}": not a checkpoint file`);
   }

@@ -2,8 +2,8 @@
  * The layers point one way: app -> plugins -> core -> runtime / io. Each rule of
  * {@linkcode RULES} is checked on every import of every file: core/ imports runtime/ and io/ but
  * never plugins/ or app/; runtime/ and io/ import none of core/, plugins/, app/ (the errors.ts
- * and deps.ts leaves at the root are theirs to import); plugins/ never imports app/; mod.ts
- * imports app/ only for the public helpers it re-exports.
+ * and deps.ts leaves at the root are theirs to import); plugins/ never imports app/, nor does
+ * web/ (the browser page); mod.ts imports app/ only for the public helpers it re-exports.
  */
 import assert from "node:assert/strict";
 import { dirname, join, relative, resolve } from "node:path";
@@ -42,10 +42,12 @@ export const RULES: readonly ImportRule[] = [
   layerRule("runtime", ["core", "plugins", "app"]),
   layerRule("io", ["core", "plugins", "app"]),
   layerRule("plugins", ["app"]),
+  // the browser page's modules: the framework's layers, never the CLI (Deno-only)
+  layerRule("web", ["app"]),
 ];
 
 /** The folders whose files the rules are checked on. */
-const CHECKED = ["core", "runtime", "io", "plugins", "app"];
+const CHECKED = ["core", "runtime", "io", "plugins", "app", "web"];
 
 /** Exactly what mod.ts may take from app/ (public helpers it re-exported before the move). */
 const MOD_APP_IMPORTS = ["app/export.ts"];
@@ -123,6 +125,7 @@ Deno.test("each layering rule fails on an import that breaks it", () => {
     ["io/volume.ts", "../plugins/mod.ts"],
     ["io/volume.ts", "../app/cli.ts"],
     ["plugins/datasets/acdc.ts", "../../app/cli.ts"],
+    ["web/segment.ts", "../app/predict.ts"],
   ];
   for (const [file, specifier] of broken) {
     assert.equal(ruleViolations(file, specifier).length, 1, `${file} -> ${specifier} passes`);

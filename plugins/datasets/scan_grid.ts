@@ -96,6 +96,21 @@ export class LabelsOnScanGrid {
   }
 }
 
+/**
+ * Network-grid probabilities (`[depth, size, size, classes]`, channels last) as labels on the
+ * scan's grid: what `predict` writes, and the browser page.
+ */
+export function labelsOnScanGrid(
+  probabilities: Float32Array,
+  layout: ScanLayout,
+  numClasses: number,
+): Uint8Array {
+  const labels = new LabelsOnScanGrid(layout, numClasses);
+  const n = layout.size * layout.size;
+  for (let k = 0; k < layout.depth; k++) labels.add(k, probabilities, k * n * numClasses);
+  return labels.labels();
+}
+
 /** The inverse of moving `axis` of `shape` first: `[shape[axis], ...others]` back to `shape`. */
 export function sliceAxisBack(data: Uint8Array, shape: number[], axis: number): Uint8Array {
   if (axis === 0) return data;
