@@ -45,6 +45,11 @@ export interface BenchOptions {
   warmup?: number;
   /** Backend. @default {"wasm"} */
   backend?: BackendName;
+  /**
+   * This project's kernels (`custom`) or tfjs's own (`builtin`), as a recipe's `kernels`.
+   * @default {"custom"}
+   */
+  kernels?: "custom" | "builtin";
   /** wasm threads (used where the threaded build runs). @default {1} */
   threads?: number;
   /** Weight of MI + KL. @default {0.1} */
@@ -82,17 +87,39 @@ export interface BenchResult {
   tensors_after: number;
   /** The WebGPU adapter (backend `webgpu`). */
   adapter?: string;
+  /** `custom` (this project's kernels) or `builtin` (tfjs's own). */
+  kernels: "custom" | "builtin";
   /**
-   * `--profile`: one more step under `tf.profile`: its wall time, the kernels' total, and the
-   * time per kernel, largest first (GPU time from timestamp queries on webgpu, where the device
-   * has them; on a GPU, wall minus kernels is the dispatch overhead on the CPU).
+   * `--profile`: one more step under `tf.profile`: its wall time, the kernels' total (GPU time
+   * from timestamp queries on webgpu, where the device has them; on a GPU, wall minus kernels is
+   * the dispatch overhead on the CPU), the host time spent inside the kernel functions
+   * (recording and dispatching), the kernel calls (`dispatches`) and, on webgpu, the GPU
+   * programs they ran (`gpu_dispatches`: a Reshape runs none, a convolution may run several);
+   * then the 15 largest kernels by time, by calls and by host time.
    */
   profile?: {
     wall_ms: number;
     kernels_ms: number;
+    host_ms: number;
     dispatches: number;
-    top: { kernel: string; ms: number; calls: number }[];
+    gpu_dispatches?: number;
+    top: KernelProfileRow[];
+    top_by_calls: KernelProfileRow[];
+    top_by_host: KernelProfileRow[];
   };
+}
+
+/** One kernel's share of a profiled step (see {@linkcode BenchResult.profile}). */
+export interface KernelProfileRow {
+  kernel: string;
+  /** Kernel time, ms (GPU time on webgpu where timestamps exist). */
+  ms: number;
+  /** Host time inside the kernel function, ms. */
+  host_ms: number;
+  /** Calls of the kernel. */
+  calls: number;
+  /** GPU programs the calls ran (webgpu only). */
+  programs?: number;
 }
 
 const randomOptions = z.object({
@@ -173,6 +200,7 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
     steps: 5,
     warmup: 1,
     backend: "wasm" as BackendName,
+    kernels: "custom" as "custom" | "builtin",
     threads: 1,
     lam: 0.1,
     bnStatistics: "per-group" as const,
@@ -187,6 +215,7 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
     method: "ours-kl",
     seed: o.seed,
     backend: o.backend,
+    kernels: o.kernels,
     threads: o.threads,
     dataset: {
       type: "bench-random",
@@ -246,6 +275,7 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
     return {
       impl: `tfjs-${tf.version_core}`,
       backend: trainer.backend,
+      kernels: o.kernels,
       threads: effectiveThreads(trainer.backend),
       params: trainer.model.paramCount,
       size: o.size,
@@ -266,32 +296,82 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
   }
 }
 
-/** One call of `step` under `tf.profile`: wall time, kernel time, the 15 largest kernels. */
+/** The part of tfjs's engine profiler that {@linkcode profileStep} wraps to time the host side. */
+interface ProfilerLike {
+  profileKernel(name: string, inputs: unknown, f: () => unknown): unknown;
+}
+
+/**
+ * One call of `step` under `tf.profile`: wall time, kernel time, host time, calls and (webgpu)
+ * GPU programs, and the 15 largest kernels by time, by calls and by host time.
+ */
 async function profileStep(
   step: () => Promise<unknown>,
 ): Promise<NonNullable<BenchResult["profile"]>> {
+  const host = new Map<string, number>();
+  const profiler = (tf.engine() as unknown as { profiler?: ProfilerLike }).profiler;
+  const original = profiler?.profileKernel;
+  if (profiler && original) {
+    // the host side of each kernel call: tfjs's profiler times the GPU (or the call) only
+    profiler.profileKernel = function (name, inputs, f) {
+      return original.call(this, name, inputs, () => {
+        const t = performance.now();
+        try {
+          return f();
+        } finally {
+          host.set(name, (host.get(name) ?? 0) + performance.now() - t);
+        }
+      });
+    };
+  }
   const t = performance.now();
-  const info = await tf.profile(async () => {
-    await step();
-  });
+  let info: Awaited<ReturnType<typeof tf.profile>>;
+  try {
+    info = await tf.profile(async () => {
+      await step();
+    });
+  } finally {
+    if (profiler && original) profiler.profileKernel = original;
+  }
   const wall = performance.now() - t;
-  const byKernel = new Map<string, { ms: number; calls: number }>();
+  const webgpu = tf.getBackend() === "webgpu";
+  const byKernel = new Map<string, { ms: number; calls: number; programs: number }>();
   for (const k of info.kernels) {
     const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
-    const s = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+    const s = byKernel.get(k.name) ?? { ms: 0, calls: 0, programs: 0 };
     s.ms += ms;
     s.calls++;
+    s.programs += webgpuPrograms(k.extraInfo);
     byKernel.set(k.name, s);
   }
-  const rows = [...byKernel.entries()]
-    .map(([kernel, s]) => ({ kernel, ms: round1(s.ms), calls: s.calls }))
-    .sort((a, b) => b.ms - a.ms);
+  const rows: KernelProfileRow[] = [...byKernel.entries()].map(([kernel, s]) => ({
+    kernel,
+    ms: round1(s.ms),
+    host_ms: round1(host.get(kernel) ?? 0),
+    calls: s.calls,
+    ...(webgpu ? { programs: s.programs } : {}),
+  }));
+  const top = (key: (r: KernelProfileRow) => number) =>
+    [...rows].sort((a, b) => key(b) - key(a)).slice(0, 15);
   return {
     wall_ms: round1(wall),
     kernels_ms: round1(rows.reduce((s, r) => s + r.ms, 0)),
+    host_ms: round1([...host.values()].reduce((a, b) => a + b, 0)),
     dispatches: info.kernels.length,
-    top: rows.slice(0, 15),
+    ...(webgpu ? { gpu_dispatches: rows.reduce((s, r) => s + (r.programs ?? 0), 0) } : {}),
+    top: top((r) => r.ms),
+    top_by_calls: top((r) => r.calls),
+    top_by_host: top((r) => r.host_ms),
   };
+}
+
+/**
+ * GPU programs one profiled webgpu kernel call ran: tfjs-backend-webgpu's profile names each
+ * (`"Program: ms, Program: ms"`); other backends leave it empty.
+ */
+function webgpuPrograms(extraInfo: unknown): number {
+  if (typeof extraInfo !== "string" || extraInfo.trim() === "") return 0;
+  return extraInfo.split(", ").length;
 }
 
 /**
@@ -337,12 +417,15 @@ export function addBenchCommand(program: Command): void {
     .option("--steps <n>", "timed steps (median reported)", positiveInt("steps"), 5)
     .option("--warmup <n>", "untimed warm-up steps", positiveInt("warmup", 0), 1)
     .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`, "wasm")
+    .option("--kernels <mode>", "custom (this project's kernels) | builtin (tfjs's own)", "custom")
     .option("--threads <n>", "wasm threads", positiveInt("threads"), 1)
     .option("--lam <x>", "weight of MI + KL", parseFloat, 0.1)
     .option("--bn-statistics <mode>", "per-group (the trainer's default) | joint (the peer's)")
     .option("--profile", "time one more step per kernel (GPU time on webgpu)")
     .option("--progress", "print each step's time on standard error")
-    .action(async (opts: BenchOptions & { bnStatistics?: string; backend: string }) => {
+    .action(async (
+      opts: BenchOptions & { bnStatistics?: string; backend: string; kernels: string },
+    ) => {
       if (!BACKENDS.includes(opts.backend as BackendName)) {
         throw new UserError(
           `Unknown backend "${opts.backend}"; known backends: ${BACKENDS.join(", ")}`,
@@ -352,9 +435,13 @@ export function addBenchCommand(program: Command): void {
       if (bn !== "per-group" && bn !== "joint") {
         throw new UserError(`bench: --bn-statistics must be per-group or joint, got "${bn}"`);
       }
+      if (opts.kernels !== "custom" && opts.kernels !== "builtin") {
+        throw new UserError(`bench: --kernels must be custom or builtin, got "${opts.kernels}"`);
+      }
       const result = await benchOursKlStep({
         ...opts,
         backend: opts.backend as BackendName,
+        kernels: opts.kernels,
         bnStatistics: bn,
       });
       console.log(JSON.stringify(result));

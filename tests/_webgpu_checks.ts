@@ -268,21 +268,63 @@ export function relativeError(a: Float32Array, b: Float32Array): number {
   return d / m;
 }
 
-async function adamOn(backend: "cpu" | "webgpu"): Promise<Float32Array> {
+/**
+ * Variables of odd sizes for the Adam check: within one workgroup, across several, and (the
+ * last) more than 65,535 workgroups of 128, which the webgpu kernel spreads over two dimensions.
+ */
+const ADAM_SHAPES = [[1], [3, 3, 5, 7], [13, 131], [8_388_617]];
+
+/** The weights and both moments after 3 Adam steps (weight decay on) on `backend`, per variable. */
+async function adamOn(backend: "cpu" | "webgpu"): Promise<Float32Array[][]> {
   await initBackend(backend);
   const r = rng(5);
-  const shape = [3, 3, 2, 4];
-  const v = tf.variable(tf.tensor(values({ shape }, r), shape), true, `adam-check-${backend}`);
-  const adam = new Adam(new Map([["w", v]]), { weightDecay: 1e-4 });
-  for (let s = 0; s < 3; s++) {
-    const g = tf.tensor(values({ shape }, r), shape);
-    adam.apply({ w: g }, 1e-2);
-    g.dispose();
+  const vars = new Map(
+    ADAM_SHAPES.map((shape, i) => {
+      const name = `w${i}`;
+      return [
+        name,
+        tf.variable(tf.tensor(values({ shape }, r), shape), true, `adam-${backend}-${i}`),
+      ];
+    }),
+  );
+  const adam = new Adam(vars, { weightDecay: 1e-4 });
+  try {
+    for (let s = 0; s < 3; s++) {
+      const grads = Object.fromEntries(
+        ADAM_SHAPES.map((shape, i) => [`w${i}`, tf.tensor(values({ shape }, r), shape)]),
+      );
+      adam.apply(grads, 1e-2);
+      tf.dispose(grads);
+    }
+    const state = adam.stateVariables();
+    const out: Float32Array[][] = [];
+    for (const [name, v] of vars) {
+      out.push([
+        Float32Array.from(await v.data()),
+        Float32Array.from(await state.get(`adam/m/${name}`)!.data()),
+        Float32Array.from(await state.get(`adam/v/${name}`)!.data()),
+      ]);
+    }
+    return out;
+  } finally {
+    adam.dispose();
+    for (const v of vars.values()) v.dispose();
   }
-  const out = Float32Array.from(await v.data());
-  adam.dispose();
-  v.dispose();
-  return out;
+}
+
+/** The kernels one Adam update of two variables runs on the current backend, by name. */
+async function adamKernels(): Promise<string[]> {
+  const vars = new Map([["a", tf.variable(tf.ones([5, 3]))], ["b", tf.variable(tf.ones([7]))]]);
+  const adam = new Adam(vars);
+  try {
+    const grads = { a: tf.ones([5, 3]), b: tf.ones([7]) };
+    const info = await tf.profile(() => adam.apply(grads, 1e-3));
+    tf.dispose(grads);
+    return info.kernels.map((k) => k.name);
+  } finally {
+    adam.dispose();
+    for (const v of vars.values()) v.dispose();
+  }
 }
 
 const quiet = { progress: false, log: () => {} };
@@ -328,7 +370,12 @@ async function resumedRun(
 export interface WebgpuChecks {
   adapter: string;
   kernels: { name: string; errors: number[]; ms: number }[];
-  adam: number;
+  /** Largest relative error of the weights, first and second moments after 3 steps. */
+  adam: { weights: number; m: number; v: number };
+  /** The kernels one Adam update of two variables ran on webgpu (`kernels: custom`). */
+  adamKernels: string[];
+  /** The same with `kernels: builtin` (tfjs's element-wise kernels). */
+  adamKernelsBuiltin: string[];
   phantom: { wasm: Record<string, number>[]; webgpu: Record<string, number>[] };
   checkpoint: { webgpuToWasm: Record<string, number>[]; wasmToWebgpu: Record<string, number>[] };
   limit: { name: string; message: string };
@@ -351,7 +398,12 @@ if (import.meta.main) {
       ms: Math.round(performance.now() - t),
     });
   }
-  const adam = relativeError(await adamOn("webgpu"), await adamOn("cpu"));
+  const adamGot = await adamOn("webgpu");
+  const adamKernelNames = await adamKernels();
+  const adamRef = await adamOn("cpu");
+  const adamError = (k: number) =>
+    Math.max(...adamGot.map((got, i) => relativeError(got[k], adamRef[i][k])));
+  const adam = { weights: adamError(0), m: adamError(1), v: adamError(2) };
   const phantom = { wasm: await phantomRun("wasm"), webgpu: await phantomRun("webgpu") };
   const dir = await Deno.makeTempDir();
   let checkpoint: WebgpuChecks["checkpoint"];
@@ -373,10 +425,15 @@ if (import.meta.main) {
   } catch (error) {
     limit = { name: (error as Error).name, message: (error as Error).message };
   }
+  // last: `builtin` puts back tfjs's kernels for the rest of the process
+  await initBackend("webgpu", { kernels: "builtin" });
+  const adamKernelsBuiltin = await adamKernels();
   const result: WebgpuChecks = {
     adapter: describeAdapter(adapter),
     kernels,
     adam,
+    adamKernels: adamKernelNames,
+    adamKernelsBuiltin,
     phantom,
     checkpoint,
     limit,

@@ -463,6 +463,30 @@ Deno.test("the step benchmark measures the trainer and leaks no tensors across s
   }
 });
 
+Deno.test("the step benchmark's profile counts kernel calls and ranks kernels by time, calls and host time", async () => {
+  const r = await benchOursKlStep({
+    size: 16,
+    labeled: 1,
+    unlabeled: 1,
+    base: 4,
+    depth: 2,
+    steps: 1,
+    warmup: 0,
+    profile: true,
+  });
+  const p = r.profile!;
+  assert.equal(r.kernels, "custom");
+  assert.ok(p.dispatches > 0 && p.host_ms > 0 && p.wall_ms > 0);
+  assert.equal(p.gpu_dispatches, undefined, "GPU programs are counted on webgpu only");
+  const sorted = (rows: typeof p.top, key: (row: (typeof p.top)[number]) => number) =>
+    rows.every((row, i) => i === 0 || key(rows[i - 1]) >= key(row));
+  assert.ok(sorted(p.top, (row) => row.ms));
+  assert.ok(sorted(p.top_by_calls, (row) => row.calls));
+  assert.ok(sorted(p.top_by_host, (row) => row.host_ms));
+  // the fused Adam: one call per variable (conv weights and biases, batch-norm scales and shifts)
+  assert.ok(p.top_by_calls.some((row) => row.kernel === "MiSslAdam" && row.calls > 10));
+});
+
 Deno.test({
   name: "the threaded wasm build runs the training step with 2 threads under Deno",
   // a child process: the backend's thread count is fixed once it is initialised

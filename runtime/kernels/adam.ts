@@ -1,7 +1,8 @@
 /**
  * The fused Adam update on the CPU: one sweep over a float32 variable on the backend's own arrays,
  * registered for `wasm` and `cpu` (the wasm training kernels replace it with a float32 SIMD sweep,
- * `wasm_training.ts`). `Adam` in core/optimizer.ts runs it when it is registered.
+ * `wasm_training.ts`; webgpu has its own WGSL version, `webgpu_adam.ts`). `Adam` in
+ * core/optimizer.ts runs it when it is registered.
  *
  * @module
  */

@@ -27,6 +27,7 @@
  */
 import { tf } from "../../deps.ts";
 import { originalKernel, replaceKernel } from "../tfjs_internals.ts";
+import { registerWebgpuAdamKernel } from "./webgpu_adam.ts";
 
 type TensorInfo = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -239,8 +240,12 @@ export function unsortedSegmentSumWebgpu(args: KernelArgs): TensorInfo {
   return out;
 }
 
-/** Register the kernels above for webgpu (idempotent; tfjs's own stay as the fallbacks). */
+/**
+ * Register the kernels above, and the fused Adam update (`webgpu_adam.ts`), for webgpu
+ * (idempotent; tfjs's own stay as the fallbacks).
+ */
 export function registerWebgpuTrainingKernels(): void {
+  registerWebgpuAdamKernel();
   replaceKernel({
     kernelName: "Conv2DBackpropFilter",
     backendName: BACKEND,
