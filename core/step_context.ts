@@ -6,41 +6,31 @@
  * @module
  */
 import { tf } from "../deps.ts";
-import type { SegmentationModel } from "./model.ts";
 import type { Pairing, StepContext } from "./regularizer.ts";
-import { forwardValidMask, type InvertibleTransform } from "./transform.ts";
+import { forwardValidMask } from "./transform.ts";
 
-/** What one step's {@linkcode StepContext} is built from. */
-export interface StepContextInit {
-  /** 0-based iteration. */
-  iteration: number;
-  /** Total iterations of the run. */
-  iterations: number;
-  /** Number of classes. */
-  numClasses: number;
-  /** Labeled images `[Bl, H, W, 1]`. */
-  xLabeled: tf.Tensor4D;
-  /** Labels `[Bl, H, W]` (int32). */
-  yLabeled: tf.Tensor3D;
-  /** Unlabeled images `[Bu, H, W, 1]`. */
-  xUnlabeled: tf.Tensor4D;
-  /** `T(x_u)`. */
-  xTransformed: tf.Tensor4D;
-  /** Logits of `x_l`. */
-  logitsLabeled: tf.Tensor4D;
-  /** Logits of `x_u`. */
-  logitsUnlabeled: tf.Tensor4D;
-  /** Logits of `T(x_u)`. */
-  logitsTransformed: tf.Tensor4D;
-  /** The recipe's `pairing`. */
-  pairing: Pairing;
-  /** The transform `T`. */
-  transform: InvertibleTransform;
-  /** The parameters of `T` drawn for this step. */
-  transformParams: unknown;
-  /** The student. */
-  model: SegmentationModel;
-}
+/**
+ * What one step's {@linkcode StepContext} is built from: its batches, logits, transform and
+ * model (the same fields, `pairing` required); the softmax and pairing maps are derived.
+ */
+export type StepContextInit =
+  & Pick<
+    StepContext,
+    | "iteration"
+    | "iterations"
+    | "numClasses"
+    | "xLabeled"
+    | "yLabeled"
+    | "xUnlabeled"
+    | "xTransformed"
+    | "logitsLabeled"
+    | "logitsUnlabeled"
+    | "logitsTransformed"
+    | "transform"
+    | "transformParams"
+    | "model"
+  >
+  & { pairing: Pairing };
 
 /**
  * Build the step context inside the step's gradient tape. The maps computed on first use are

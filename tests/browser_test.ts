@@ -15,6 +15,7 @@ import { gunzipIfNeeded } from "../web/segment.ts";
 import { COMMAND_LAUNCH } from "../app/commands.ts";
 import { cli } from "./_helpers.ts";
 import { buildWebBundle } from "./_web.ts";
+import { exists } from "../app/_fs.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const HIPPOCAMPUS = Deno.env.get("HIPPOCAMPUS_ROOT") ??
@@ -24,15 +25,6 @@ const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 const FIGURE = Deno.env.get("BROWSER_FIGURE") === "1"
   ? join(ROOT, "docs/figures/browser-page.png")
   : null;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const missing = !(await exists(CHROMIUM))
   ? `no chromium at ${CHROMIUM} (apt-get install chromium)`

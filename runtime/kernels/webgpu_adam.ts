@@ -16,18 +16,9 @@
 import type { tf } from "../../deps.ts";
 import { addKernel } from "../tfjs_internals.ts";
 import { ADAM_KERNEL } from "./adam.ts";
+import type { WebgpuBackendLike } from "./webgpu_training.ts";
 
 type TensorInfo = tf.TensorInfo;
-
-/** The part of tfjs-backend-webgpu's backend object this kernel uses. */
-interface WebgpuBackendLike {
-  runWebGPUProgram(
-    program: unknown,
-    inputs: TensorInfo[],
-    outputDtype: string,
-    uniforms?: { type: string; data: number[] }[],
-  ): TensorInfo;
-}
 
 /** Which of Adam's three results a program writes. */
 type AdamOutput = "w" | "m" | "v";

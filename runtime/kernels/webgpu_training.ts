@@ -37,7 +37,7 @@ const BACKEND = "webgpu";
 const CHUNK = 1024;
 
 /** The part of tfjs-backend-webgpu's backend object these kernels use. */
-interface WebgpuBackendLike {
+export interface WebgpuBackendLike {
   runWebGPUProgram(
     program: unknown,
     inputs: TensorInfo[],
