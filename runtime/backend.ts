@@ -158,7 +158,13 @@ export async function initBackend(
     setKernelThreads(threaded ? options.threads! : tfWasm.getThreadsCount());
   } else {
     await setBackend(target);
-    if (target === "cpu") registerCpuFixes();
+    if (target === "cpu") {
+      registerCpuFixes();
+      // tfjs's cpu backend advises installing tfjs-node on its first tensor in Deno / Node; for
+      // `predict --backend cpu` and the tests that is noise (auto already takes tfjs-node)
+      const cpu = tf.backend() as unknown as { firstUse?: boolean };
+      if (typeof cpu.firstUse === "boolean") cpu.firstUse = false;
+    }
   }
   return tf.getBackend();
 }

@@ -65,3 +65,28 @@ Deno.test("run and plot (backend auto) print no XDG_RUNTIME_DIR error where it i
     assert.doesNotMatch(plot.stderr, NOISE);
   });
 });
+
+Deno.test("the cpu backend does not print tfjs's 'running TensorFlow.js in Node.js' banner", async () => {
+  await withDir(async (dir) => {
+    const backend = new URL("../runtime/backend.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      join(dir, "main.ts"),
+      `import { initBackend } from "${backend}";
+import { tf } from "${new URL("../deps.ts", import.meta.url).href}";
+await initBackend("cpu");
+console.log(tf.getBackend(), tf.tensor([1, 2]).sum().dataSync()[0]);
+`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-config", "--allow-read", "--allow-env", "--allow-sys", "main.ts"],
+      cwd: dir,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "cpu 3");
+    assert.doesNotMatch(stderr, /running TensorFlow\.js in\s+Node\.js/);
+  });
+});
