@@ -46,7 +46,9 @@ async function deno(args: string[], cwd: string): Promise<string> {
     );
   }
   if (out.code !== 0) {
-    const said = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
+    const said = new TextDecoder().decode(out.stderr).trim().split("\n")
+      .filter((l) => l.trim() && !/^\s*(Stack backtrace:|\d+: <unknown>)/.test(l)).slice(-3)
+      .join(" | ");
     throw new UserError(`Cannot build the page: deno ${args[0]} failed: ${said}`);
   }
   return new TextDecoder().decode(out.stdout);
@@ -103,10 +105,15 @@ export async function pageBundle(log: (line: string) => void = () => {}): Promis
   }
   const entry = ENTRY.href;
   const map = IMPORT_MAP.href;
+  // a framework imported by URL: its host, as the command itself was granted
+  const remote = /^https?:$/.test(ENTRY.protocol) ? [`--allow-import=${ENTRY.host}`] : [];
   // the child runs in the cache so that no deno.json of the user's folder applies
   await Deno.mkdir(root, { recursive: true });
   const graph: Graph = JSON.parse(
-    await deno(["info", "--json", "--no-config", "--no-lock", "--import-map", map, entry], root),
+    await deno(
+      ["info", "--json", "--no-config", "--no-lock", ...remote, "--import-map", map, entry],
+      root,
+    ),
   );
   const key = (await graphKey(graph)).slice(0, 16);
   const dir = join(root, key);
@@ -121,6 +128,7 @@ export async function pageBundle(log: (line: string) => void = () => {}): Promis
       "--quiet",
       "--no-config",
       "--no-lock",
+      ...remote,
       "--platform",
       "browser",
       "--import-map",
