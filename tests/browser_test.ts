@@ -175,6 +175,7 @@ async function openInPage(
       await (await page.$("input#file"))!.uploadFile(...files);
       await reach("done");
       assert.deepEqual(errors, []);
+      console.log(`browser_test: ${await page.$eval("#status", (e) => e.textContent ?? "")}`);
       if (screenshot) assert.ok((await page.screenshot({ path: screenshot })).length > 1000);
       const [name, base64] = await page.$eval("#download", async (a) => {
         const link = a as unknown as { href: string; download: string };
