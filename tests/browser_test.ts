@@ -156,7 +156,7 @@ async function openInPage(
     /** Wait for the page's state, or fail with what it says. */
     const reach = async (state: string) => {
       try {
-        await page.waitForSelector(`body[data-state=${state}]`, { timeout: 30_000 });
+        await page.waitForSelector(`body[data-state=${state}]`, { timeout: 120_000 });
       } catch (error) {
         const said = await page.$eval("body", (b) => b.innerText).catch(() => "");
         throw new Error(`the page did not reach "${state}": ${said}\n${errors.join("\n")}`, {
