@@ -349,6 +349,17 @@ Deno.test({
         console.log(`browser_test: webgpu: ${n} of ${got.data.length} voxels differ`);
         assert.ok(n <= 0.001 * got.data.length, `${n} voxels differ on webgpu`);
       }
+      if (gpu.backend === "webgpu") {
+        // ?backend=wasm passes over the adapter
+        const forced = await openInPage(
+          `${served.url}?backend=wasm`,
+          dir,
+          ["--enable-unsafe-webgpu"],
+          null,
+          [],
+        );
+        assert.equal(forced.backend, "wasm", forced.said);
+      }
     } finally {
       if (server) {
         server.kill("SIGTERM");
