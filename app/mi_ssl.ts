@@ -77,13 +77,19 @@ export async function main(args: string[]): Promise<number> {
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
-  // Ctrl-C reaches the child (same process group); wait for it to finish
+  // Ctrl-C reaches the child (same process group); wait for it to finish. A SIGTERM sent to this
+  // process alone (`kill <pid>`, a supervisor) is passed on, so that the child (a `serve`) does
+  // not outlive it.
   const ignore = () => {};
+  const forward = () => child.kill("SIGTERM");
+  const term = Deno.build.os !== "windows";
   Deno.addSignalListener("SIGINT", ignore);
+  if (term) Deno.addSignalListener("SIGTERM", forward);
   try {
     return (await child.status).code;
   } finally {
     Deno.removeSignalListener("SIGINT", ignore);
+    if (term) Deno.removeSignalListener("SIGTERM", forward);
   }
 }
 

@@ -158,10 +158,10 @@ Deno.test("mi-ssl: installed with the README's line, init, train with the projec
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
+    let url: string | undefined;
     try {
       const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
       let said = "";
-      let url: string | undefined;
       while (url === undefined) {
         const { value, done } = await reader.read();
         if (done) throw new Error(`serve ended: ${said}`);
@@ -191,6 +191,9 @@ Deno.test("mi-ssl: installed with the README's line, init, train with the projec
       await server.stdout.cancel().catch(() => {});
       await server.status;
     }
+    // mi-ssl passed the SIGTERM on: its `deno run ... serve` child is gone too
+    const served = url;
+    if (served !== undefined) await assert.rejects(() => fetch(served));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
