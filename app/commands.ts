@@ -261,7 +261,13 @@ export const COMMAND_LAUNCH: Record<string, CommandLaunch> = {
   plot: { script: "cli", flags: ["--allow-read", "--allow-write", "--allow-env"] },
   serve: {
     script: "cli",
-    flags: ["--allow-read", "--allow-write", "--allow-env", "--allow-net=127.0.0.1"],
+    flags: [
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-net=127.0.0.1",
+      "--allow-run=deno",
+    ],
   },
   bench: {
     script: "cli",

@@ -11,7 +11,8 @@
  * subcommand runs in a child `deno run` with the permissions of its task
  * ({@linkcode COMMAND_LAUNCH}): `run`, `eval` and `predict` through the launcher, which grants a
  * run only what its recipe needs (docs/permissions.md); `init <folder>` may write that folder
- * only, and `serve` only its `--export` folder (nothing without it).
+ * only, and `serve` only its page's bundle cache (`<cache>/web`, built on first use) and its
+ * `--export` folder.
  *
  * @module
  */
@@ -20,17 +21,20 @@ import { UserError } from "../core/errors.ts";
 import { COMMAND_LAUNCH } from "./commands.ts";
 import { launch } from "./launcher.ts";
 import { cliPath, runnableDeno } from "./child_deno.ts";
+import { bundleCacheDir } from "./page_bundle.ts";
 
 /**
  * The Deno flags of a non-launched subcommand started from `cli` (a path or a URL): its task's,
- * `--allow-write` narrowed to the folder for `init`, and the framework's host for a framework
- * imported by URL.
+ * `--allow-write` narrowed to the folder for `init` and, for `serve`, to the page's bundle cache
+ * and the `--export` folder; the framework's host for a framework imported by URL. `env` reads
+ * the variables that place the cache.
  */
 export function subcommandFlags(
   command: string,
   args: string[],
   cli: string,
   cwd: string,
+  env?: (name: string) => string | undefined,
 ): string[] {
   const flags = [...COMMAND_LAUNCH[command].flags];
   if (command === "init") {
@@ -40,12 +44,15 @@ export function subcommandFlags(
     }
   }
   if (command === "serve") {
-    // `serve` writes only with --export, and only that folder
+    // `serve` writes its page's bundle into the cache (app/page_bundle.ts) and the page into
+    // --export's folder, nothing else
     const at = args.findIndex((a) => a === "--export" || a.startsWith("--export="));
     const folder = at < 0 ? undefined : args[at].includes("=") ? args[at].slice(9) : args[at + 1];
-    const write = flags.indexOf("--allow-write");
-    if (folder !== undefined) flags[write] = `--allow-write=${resolve(cwd, folder)}`;
-    else flags.splice(write, 1);
+    const write = [bundleCacheDir(env), folder === undefined ? null : resolve(cwd, folder)]
+      .filter((p) => p !== null);
+    const i = flags.indexOf("--allow-write");
+    if (write.length) flags[i] = `--allow-write=${write.join(",")}`;
+    else flags.splice(i, 1);
   }
   if (/^https?:/.test(cli)) flags.push(`--allow-import=${new URL(cli).host}`);
   return flags;
@@ -70,13 +77,19 @@ export async function main(args: string[]): Promise<number> {
     stdout: "inherit",
     stderr: "inherit",
   }).spawn();
-  // Ctrl-C reaches the child (same process group); wait for it to finish
+  // Ctrl-C reaches the child (same process group); wait for it to finish. A SIGTERM sent to this
+  // process alone (`kill <pid>`, a supervisor) is passed on, so that the child (a `serve`) does
+  // not outlive it.
   const ignore = () => {};
+  const forward = () => child.kill("SIGTERM");
+  const term = Deno.build.os !== "windows";
   Deno.addSignalListener("SIGINT", ignore);
+  if (term) Deno.addSignalListener("SIGTERM", forward);
   try {
     return (await child.status).code;
   } finally {
     Deno.removeSignalListener("SIGINT", ignore);
+    if (term) Deno.removeSignalListener("SIGTERM", forward);
   }
 }
 

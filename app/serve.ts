@@ -1,11 +1,11 @@
 /**
  * `serve <run-dir>`: a local page that segments a scan in the browser with a trained run,
- * nothing uploaded. A server on 127.0.0.1 answers GET and HEAD for four files only: the page
- * (`index.html`), its bundle (`app.js`, built by `deno task bundle:web` from the framework's own
- * modules, `web/segment.ts`), `model.json` (class names, preprocessing, the model's plugin and
- * options) and `weights.ckpt` (the weights of the network the run evaluates); any other method
- * is refused (405), any other path is 404. `--export <dir>` writes the same four files to a
- * folder for any static host instead.
+ * nothing uploaded. A server on 127.0.0.1 answers GET and HEAD for six files only: the page
+ * (`index.html`), its bundle (`app.js`, built on first use from the framework's own modules into
+ * the cache, `page_bundle.ts`), tfjs's two wasm binaries, `model.json` (class names,
+ * preprocessing, the model's plugin and options) and `weights.ckpt` (the weights of the network
+ * the run evaluates); any other method is refused (405), any other path is 404. `--export <dir>`
+ * writes the same six files to a folder for any static host instead.
  *
  * @module
  */
@@ -14,16 +14,13 @@ import { encodeCheckpoint } from "../core/checkpoint.ts";
 import { UserError } from "../core/errors.ts";
 import type { Command, tf } from "../deps.ts";
 import { PAGE_MODEL_NAME, type PageModel } from "../web/segment.ts";
+import { PAGE_HTML } from "../web/page_html.ts";
+import { type PageBundle, pageBundle } from "./page_bundle.ts";
 import { loadPredictor } from "./predict.ts";
 
-/** Where `deno task bundle:web` writes the page's bundle. */
-export const BUNDLE_PATH = new URL("../web/dist/app.js", import.meta.url);
-const PAGE_PATH = new URL("../web/index.html", import.meta.url);
-
-/** The four files of the page, by name. */
-export interface PageFiles {
+/** The six files of the page, by name. */
+export interface PageFiles extends PageBundle {
   "index.html": Uint8Array;
-  "app.js": Uint8Array;
   "model.json": Uint8Array;
   "weights.ckpt": Uint8Array;
 }
@@ -31,29 +28,25 @@ export interface PageFiles {
 const TYPES: Record<keyof PageFiles, string> = {
   "index.html": "text/html; charset=utf-8",
   "app.js": "text/javascript; charset=utf-8",
+  "tfjs-backend-wasm.wasm": "application/wasm",
+  "tfjs-backend-wasm-simd.wasm": "application/wasm",
   "model.json": "application/json",
   "weights.ckpt": "application/octet-stream",
 };
 
 /**
  * The page's files for a run: its network (a mean teacher's teacher) as `student/...` weights of
- * its model, built on the CPU backend, and the bundle.
+ * its model, built on the CPU backend, and the bundle ({@linkcode pageBundle}: built into the
+ * cache on first use, `log` says so).
  *
- * @throws {UserError} For a bad run folder or a missing bundle.
+ * @throws {UserError} For a bad run folder or a bundle that cannot be built.
  */
 export async function pageFiles(
   runDir: string,
-  options: { checkpoint?: "best" | "latest" } = {},
+  options: { checkpoint?: "best" | "latest"; log?: (line: string) => void } = {},
 ): Promise<PageFiles> {
-  let bundle: Uint8Array;
-  try {
-    bundle = await Deno.readFile(BUNDLE_PATH);
-  } catch {
-    throw new UserError(
-      `The page's bundle ${BUNDLE_PATH.pathname} is missing: build it with deno task bundle:web`,
-    );
-  }
-  const predictor = await loadPredictor(runDir, { ...options, backend: "cpu" });
+  const bundle = await pageBundle(options.log);
+  const predictor = await loadPredictor(runDir, { checkpoint: options.checkpoint, backend: "cpu" });
   try {
     const weights = new Map<string, tf.Tensor>();
     for (const [key, v] of [...predictor.model.trainable, ...predictor.model.state]) {
@@ -67,8 +60,8 @@ export async function pageFiles(
       model: predictor.modelSpec,
     };
     return {
-      "index.html": await Deno.readFile(PAGE_PATH),
-      "app.js": bundle,
+      "index.html": new TextEncoder().encode(PAGE_HTML),
+      ...bundle,
       "model.json": new TextEncoder().encode(JSON.stringify(meta, null, 2) + "\n"),
       "weights.ckpt": await encodeCheckpoint({ run: meta.run }, weights),
     };
@@ -93,12 +86,17 @@ export function answer(files: PageFiles, request: Request): Response {
       "content-type": TYPES[name],
       "content-length": String(files[name].length),
       "cache-control": "no-store",
-      // the page fetches its own files only
-      "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; " +
-        "img-src 'self' blob: data:; connect-src 'self' blob:",
+      "content-security-policy": CSP,
     },
   });
 }
+
+/**
+ * The page's Content-Security-Policy: it fetches its own files only; `'wasm-unsafe-eval'` lets it
+ * compile WebAssembly (tfjs's binaries and the framework's kernels, made in `runtime/kernels/`).
+ */
+export const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; " +
+  "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; connect-src 'self' blob:";
 
 /** Options of {@linkcode servePage}. */
 export interface ServeOptions {
@@ -149,11 +147,14 @@ export function addServeCommand(program: Command, cwd: () => string): void {
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
         throw new UserError(`--port must be a port number, not "${opts.port}"`);
       }
-      const files = await pageFiles(resolve(cwd(), runDir), { checkpoint: opts.checkpoint });
+      const files = await pageFiles(resolve(cwd(), runDir), {
+        checkpoint: opts.checkpoint,
+        log: (line) => console.log(line),
+      });
       if (opts.export !== undefined) {
         const dir = resolve(cwd(), opts.export);
         await exportPage(files, dir);
-        console.log(`wrote the page to ${dir} (index.html, app.js, model.json, weights.ckpt)`);
+        console.log(`wrote the page to ${dir} (${Object.keys(files).join(", ")})`);
         return;
       }
       const server = servePage(files, {

@@ -138,8 +138,23 @@ function parseHeader(
   throw readError(path, "not a MetaImage header, or truncated: no ElementDataFile line");
 }
 
+/** Where {@linkcode parseMetaImage} gets what is not in the header's bytes. */
+export interface MetaImageSource {
+  /**
+   * The bytes of the data file the header names (`ElementDataFile`, as written in the header);
+   * not called for a `.mha` (`LOCAL`).
+   */
+  dataFile(name: string): Promise<Uint8Array>;
+  /**
+   * Inflate a zlib or gzip stream (`CompressedData = True`). @default node:zlib's `unzipSync`
+   * (the page passes the browser's `DecompressionStream`)
+   */
+  inflate?(bytes: Uint8Array): Uint8Array | Promise<Uint8Array>;
+}
+
 /**
- * Read a MetaImage volume (`.mhd` with its `.raw` / `.zraw`, or a `.mha`).
+ * Read a MetaImage volume (`.mhd` with its `.raw` / `.zraw`, or a `.mha`) from the file system:
+ * {@linkcode parseMetaImage} with the data file read beside the header.
  *
  * @example
  * ```ts
@@ -155,7 +170,23 @@ function parseHeader(
  * @throws {UserError} For a missing, corrupt, truncated or unsupported file, naming it.
  */
 export async function readMetaImage(path: string): Promise<MetaImageVolume> {
-  const headerBytes = await readBytes(path);
+  return await parseMetaImage(await readBytes(path), path, {
+    dataFile: (name) => readBytes(joinPath(dirname(path), name)),
+  });
+}
+
+/**
+ * Parse a MetaImage volume from its header file's bytes (a `.mha` holds the voxels too); a
+ * `.mhd`'s data file comes from `source.dataFile`. Used by {@linkcode readMetaImage} and by the
+ * browser page, which has files' bytes and no file system.
+ *
+ * @throws {UserError} For a corrupt, truncated or unsupported file, naming it.
+ */
+export async function parseMetaImage(
+  headerBytes: Uint8Array,
+  path: string,
+  source: MetaImageSource,
+): Promise<MetaImageVolume> {
   const { fields, end } = parseHeader(headerBytes, path);
   const get = (...keys: string[]) => {
     for (const k of keys) {
@@ -209,7 +240,7 @@ export async function readMetaImage(path: string): Promise<MetaImageVolume> {
     throw readError(path, "ElementDataFile is empty");
   } else {
     dataPath = joinPath(dirname(path), dataFileName);
-    raw = await readBytes(dataPath);
+    raw = await source.dataFile(dataFileName);
   }
   const count = voxelCount(dimSize);
   const width = VOXEL_ARRAYS[type].BYTES_PER_ELEMENT;
@@ -217,7 +248,8 @@ export async function readMetaImage(path: string): Promise<MetaImageVolume> {
   let bytes: Uint8Array;
   if (compressed) {
     try {
-      bytes = plainBytes(unzipSync(headerSize > 0 ? raw.subarray(headerSize) : raw));
+      const stream = headerSize > 0 ? raw.subarray(headerSize) : raw;
+      bytes = source.inflate ? await source.inflate(stream) : plainBytes(unzipSync(stream));
     } catch (error) {
       throw readError(dataPath, `corrupt compressed data (${(error as Error).message})`, error);
     }

@@ -26,7 +26,16 @@ interface Result {
 /** Run `command args` in `cwd` with a fresh environment (no INIT_CWD from deno task test). */
 async function sh(command: string, args: string[], cwd: string, path: string): Promise<Result> {
   const env: Record<string, string> = { NO_COLOR: "1", PATH: path };
-  for (const k of ["HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR", "XDG_RUNTIME_DIR"]) {
+  for (
+    const k of [
+      "HOME",
+      "DENO_DIR",
+      "XDG_CACHE_HOME",
+      "TMPDIR",
+      "XDG_RUNTIME_DIR",
+      "MISSL_CACHE_DIR",
+    ]
+  ) {
     const v = Deno.env.get(k);
     if (v !== undefined) env[k] = v;
   }
@@ -57,7 +66,7 @@ function ellipsoid([d0, d1, d2]: [number, number, number], shift: number): Uint8
   return out;
 }
 
-Deno.test("mi-ssl: installed with the README's line, init, train with the project's plugin, eval and predict, from a folder outside the repository", async () => {
+Deno.test("mi-ssl: installed with the README's line, init, train with the project's plugin, eval, predict and serve, from a folder outside the repository", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mi-ssl-user-" });
   try {
     assert.ok(relative(ROOT, dir).startsWith(".."), `${dir} is outside the repository`);
@@ -134,6 +143,57 @@ Deno.test("mi-ssl: installed with the README's line, init, train with the projec
     for (const id of ["a", "b", "c"]) await Deno.stat(join(project, "pred", `${id}_pred.nii.gz`));
     // the shape as the NIfTI header lists it (x y z; the arrays were written z, y, x)
     assert.match(predicted.stdout, /a\.nii\.gz -> pred\/a_pred\.nii\.gz \(6 x 16 x 10;/);
+
+    // serve: the page's bundle is built on first use into the (test's) cache, then served
+    const server = new Deno.Command("mi-ssl", {
+      args: ["serve", "runs/first", "--port", "0"],
+      cwd: project,
+      clearEnv: true,
+      env: {
+        NO_COLOR: "1",
+        PATH: path,
+        HOME: Deno.env.get("HOME") ?? dir,
+        MISSL_CACHE_DIR: join(dir, "cache"),
+      },
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    let url: string | undefined;
+    try {
+      const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let said = "";
+      while (url === undefined) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`serve ended: ${said}`);
+        said += value;
+        url = /at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(said)?.[1];
+      }
+      reader.releaseLock();
+      assert.match(said, /building the page's bundle into .*cache\/web\/[0-9a-f]{16} /);
+      for (
+        const [name, type] of [
+          ["", "text/html"],
+          ["app.js", "text/javascript"],
+          ["tfjs-backend-wasm-simd.wasm", "application/wasm"],
+          ["model.json", "application/json"],
+        ]
+      ) {
+        const r: Response = await fetch(new URL(name, url));
+        assert.equal(r.status, 200, name);
+        assert.match(r.headers.get("content-type") ?? "", new RegExp(type), name);
+        assert.ok((await r.arrayBuffer()).byteLength > 0, name);
+      }
+      const other = await fetch(new URL("recipe.yaml", url));
+      assert.equal(other.status, 404);
+      await other.body?.cancel();
+    } finally {
+      server.kill("SIGTERM");
+      await server.stdout.cancel().catch(() => {});
+      await server.status;
+    }
+    // mi-ssl passed the SIGTERM on: its `deno run ... serve` child is gone too
+    const served = url;
+    if (served !== undefined) await assert.rejects(() => fetch(served));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -2,7 +2,7 @@
 // content type; the README's Deno.serve lines send one, and a program imports mod.ts from them.
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { ROOT, withDir } from "./_helpers.ts";
+import { cli, ROOT, withDir } from "./_helpers.ts";
 
 /** The README's `Deno.serve` block, listening on `port`, `.ts` sent as `tsType` when given. */
 async function serveScript(port: number, tsType?: string): Promise<string> {
@@ -116,7 +116,7 @@ Deno.test("a server that sends .ts as python's http.server does (text/vnd.trollt
   });
 });
 
-Deno.test("mi-ssl installed from the served URL (the README's line with the URL) inits and validates a project", async () => {
+Deno.test("mi-ssl installed from the served URL (the README's line with the URL) inits and validates a project, and serve builds its page without a checkout", async () => {
   await withDir(async (dir) => {
     const [server, port, stderr] = await startServer(dir);
     try {
@@ -124,11 +124,13 @@ Deno.test("mi-ssl installed from the served URL (the README's line with the URL)
       const path = `${join(dir, "root", "bin")}:${dirname(Deno.execPath())}:${
         Deno.env.get("PATH") ?? ""
       }`;
+      // the page's bundle goes to this cache (a fresh one: built from the URL)
+      const cache = join(dir, "cache");
       const run = (command: string, args: string[], cwd: string) =>
         new Deno.Command(command, {
           args,
           cwd,
-          env: { NO_COLOR: "1", PATH: path },
+          env: { NO_COLOR: "1", PATH: path, MISSL_CACHE_DIR: cache },
           stdout: "piped",
           stderr: "piped",
         }).output();
@@ -153,6 +155,29 @@ Deno.test("mi-ssl installed from the served URL (the README's line with the URL)
       const validate = await run("mi-ssl", ["validate", "recipe.yaml"], join(dir, "p"));
       assert.equal(validate.code, 0, new TextDecoder().decode(validate.stderr));
       assert.match(new TextDecoder().decode(validate.stdout), /ok recipe\.yaml/);
+
+      // serve: a tiny run (trained from the checkout), its page written by the installed command;
+      // the bundle is built from the URL's modules into the cache, the only place it may write
+      await Deno.writeTextFile(
+        join(dir, "r.yaml"),
+        "method: tiny\nbackend: wasm\ndataset: { type: phantom, patients: 4, slicesPerPatient: 2, " +
+          "size: 32, split: { labeled: 1, unlabeled: 1, validation: 2 } }\n" +
+          "model: { type: unet, base: 2, depth: 2 }\n" +
+          "trainer: { iterations: 1, labeledBatch: 1, unlabeledBatch: 1 }\n",
+      );
+      const trained = await cli(["run", join(dir, "r.yaml"), "--out", join(dir, "run"), "--quiet"]);
+      assert.equal(trained.code, 0, trained.stderr);
+      const served = await run("mi-ssl", ["serve", "../run", "--export", "page"], join(dir, "p"));
+      const said = new TextDecoder().decode(served.stdout);
+      assert.equal(served.code, 0, new TextDecoder().decode(served.stderr));
+      assert.match(said, /building the page's bundle into .*cache\/web\//);
+      const bundle = await Deno.readTextFile(join(dir, "p", "page", "app.js"));
+      assert.match(bundle, /tfjs-backend-wasm-simd\.wasm/);
+      assert.ok(
+        (await Deno.stat(join(dir, "p", "page", "tfjs-backend-wasm-simd.wasm"))).size > 1e5,
+      );
+      const cached = [...Deno.readDirSync(join(cache, "web"))].map((e) => e.name);
+      assert.equal(cached.length, 1, cached.join(", "));
     } finally {
       server.kill("SIGTERM");
       await stderr.cancel();

@@ -1,12 +1,13 @@
 /// <reference lib="dom" />
 /**
- * The browser page of `serve`: open or drop a NIfTI scan, segment it with the run's network in
- * the browser (nothing is uploaded), look through it slice by slice, read each class's volume
- * and download the prediction. Bundled with its imports by `deno task bundle:web`.
+ * The browser page of `serve`: open or drop a scan (NIfTI, or MetaImage: a `.mha`, or a `.mhd`
+ * with its data file), segment it with the run's network in the browser (nothing is uploaded),
+ * look through it slice by slice, read each class's volume and download the prediction. Bundled
+ * with its imports by `serve` on first use (`app/page_bundle.ts`).
  *
  * @module
  */
-import { tf } from "../deps.ts";
+import { tf, tfWasm } from "../deps.ts";
 // The WebGPU backend registers itself on import (the framework imports it only when a run
 // chooses it, runtime/webgpu.ts; the page takes it whenever the browser has WebGPU).
 // deno-lint-ignore no-import-prefix -- the page's own dependency, versioned as the other tfjs packages.
@@ -17,7 +18,8 @@ import {
   buildPageModel,
   type PageModel,
   type PageResult,
-  readScanBytes,
+  predictionName,
+  readScanFiles,
   segmentScanInPage,
 } from "./segment.ts";
 
@@ -81,35 +83,55 @@ function draw(): void {
 }
 
 /**
- * Which backend runs the network: WebGPU where the browser has an adapter, else the CPU backend
- * (tfjs's JavaScript kernels, the same as `predict --backend cpu`); `?backend=cpu` or
- * `?backend=webgpu` in the address asks for one.
+ * Which backend runs the network, and why: WebGPU where the browser has an adapter, else wasm
+ * (tfjs's wasm binaries, served beside the bundle, with this framework's wasm kernels, as
+ * `predict`'s default backend), else tfjs's CPU backend (JavaScript kernels, as
+ * `predict --backend cpu`). `?backend=webgpu`, `?backend=wasm` or `?backend=cpu` in the address
+ * asks for one. No threads: the page is not cross-origin isolated, so it has no
+ * `SharedArrayBuffer`.
  */
-async function startBackend(): Promise<string> {
+async function startBackend(): Promise<{ backend: string; note: string }> {
   const asked = new URLSearchParams(location.search).get("backend");
-  const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  if (asked !== "cpu" && gpu && await gpu.requestAdapter().catch(() => null)) {
-    try {
-      if (await tf.setBackend("webgpu")) {
-        await tf.ready();
-        return tf.getBackend();
+  if (asked !== null && !["webgpu", "wasm", "cpu"].includes(asked)) {
+    throw new Error(`unknown backend "${asked}" in the address; use webgpu, wasm or cpu`);
+  }
+  const notes: string[] = [];
+  if (asked === null || asked === "webgpu") {
+    const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+    const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
+    if (adapter) {
+      try {
+        if (await tf.setBackend("webgpu")) {
+          await tf.ready();
+          return { backend: tf.getBackend(), note: "" };
+        }
+        notes.push("WebGPU did not start");
+      } catch (error) {
+        notes.push(`WebGPU did not start (${(error as Error).message})`);
       }
-    } catch {
-      // no device after all: the CPU backend
+    } else notes.push("this browser offers no WebGPU adapter");
+  }
+  if (asked !== "cpu") {
+    try {
+      // beside the page; the threaded build is never asked for (no SharedArrayBuffer here)
+      tfWasm.setWasmPaths(new URL("./", location.href).href);
+      return { backend: await initBackend("wasm"), note: notes.join("; ") };
+    } catch (error) {
+      notes.push(`wasm did not start (${(error as Error).message})`);
     }
   }
-  return await initBackend("cpu");
+  return { backend: await initBackend("cpu"), note: notes.join("; ") };
 }
 
 async function main(): Promise<void> {
   say("loading the model");
   const meta = await (await fetch("model.json")).json() as PageModel;
   const weights = new Uint8Array(await (await fetch("weights.ckpt")).arrayBuffer());
-  const backend = await startBackend();
+  const { backend, note } = await startBackend();
   const model = buildPageModel(meta, weights);
   $("model").textContent = `Run "${meta.run}" (${meta.checkpoint}), classes ` +
     `${meta.classNames.join(", ")}, input ${meta.prep.size} x ${meta.prep.size}, ` +
-    `tfjs backend ${backend}`;
+    `tfjs backend ${backend}${note ? ` (${note})` : ""}`;
   document.body.dataset.backend = backend;
   const legend = $("legend");
   legend.innerHTML = "";
@@ -121,15 +143,21 @@ async function main(): Promise<void> {
     legend.append(row);
   }
 
-  const open = async (file: File) => {
+  const open = async (files: File[]) => {
     $("error").textContent = "";
     document.body.dataset.state = "running";
     const start = performance.now();
+    let name = files.map((f) => f.name).join(", ");
     try {
-      say(`reading ${file.name}`);
-      const image = await readScanBytes(new Uint8Array(await file.arrayBuffer()), file.name);
-      const result = await segmentScanInPage(model, meta, image, file.name, (line) => {
-        say(`${file.name}: ${line}`);
+      say(`reading ${name}`);
+      const read = await readScanFiles(files.map((f) => ({
+        name: f.name,
+        bytes: async () => new Uint8Array(await f.arrayBuffer()),
+      })));
+      const image = read.image;
+      name = read.name;
+      const result = await segmentScanInPage(model, meta, image, name, (line) => {
+        say(`${name}: ${line}`);
       });
       let min = Infinity, max = -Infinity;
       for (const v of image.data) (v < min && (min = v), v > max && (max = v));
@@ -144,33 +172,33 @@ async function main(): Promise<void> {
       const link = $<HTMLAnchorElement>("download");
       if (link.href) URL.revokeObjectURL(link.href);
       link.href = URL.createObjectURL(new Blob([result.nifti as Uint8Array<ArrayBuffer>]));
-      link.download = `${file.name.replace(/\.nii(\.gz)?$/i, "")}_pred.nii.gz`;
+      link.download = predictionName(name);
       link.hidden = false;
       draw();
       say(
-        `${file.name}: [${image.shape.join(" x ")}] segmented in ` +
+        `${name}: [${image.shape.join(" x ")}] segmented in ` +
           `${((performance.now() - start) / 1000).toFixed(1)} s on ${backend}`,
       );
       document.body.dataset.state = "done";
     } catch (error) {
       $("error").textContent = (error as Error).message;
-      say(`${file.name}: not segmented`);
+      say(`${name}: not segmented`);
       document.body.dataset.state = "error";
     }
   };
   $<HTMLInputElement>("file").addEventListener("change", (e) => {
-    const f = (e.target as HTMLInputElement).files?.[0];
-    if (f) open(f);
+    const files = [...(e.target as HTMLInputElement).files ?? []];
+    if (files.length) open(files);
   });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => e.preventDefault());
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
-    const f = e.dataTransfer?.files[0];
-    if (f) open(f);
+    const files = [...e.dataTransfer?.files ?? []];
+    if (files.length) open(files);
   });
   for (const id of ["slice", "opacity", "window", "level"]) $(id).addEventListener("input", draw);
-  say(`ready: open or drop a NIfTI scan (nothing leaves this computer)`);
+  say(`ready: open or drop a scan (nothing leaves this computer)`);
   document.body.dataset.state = "ready";
   (globalThis as Record<string, unknown>).tf = tf;
 }

@@ -12,7 +12,9 @@ import type { PreprocessOptions } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import { probabilities } from "../core/evaluate.ts";
 import { models, type SegmentationModel } from "../core/model.ts";
+import { parseMetaImage } from "../io/metaimage.ts";
 import { decodeNifti, encodeNifti, isGzip } from "../io/nifti.ts";
+import { stripVolumeExtension } from "../io/volume.ts";
 import type { VolumeData } from "../io/volume_data.ts";
 import { prepareScan } from "../plugins/datasets/preprocess.ts";
 import { labelsOnScanGrid, rasAffine } from "../plugins/datasets/scan_grid.ts";
@@ -85,22 +87,71 @@ export async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
+/** Inflate a zlib (or gzip) stream with the platform's `DecompressionStream`. */
+async function inflate(bytes: Uint8Array): Promise<Uint8Array> {
+  const format = isGzip(bytes) ? "gzip" : "deflate";
+  const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
+    .pipeThrough(new DecompressionStream(format));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** A file the user opened: its name and bytes (the page reads them from `File`s). */
+export interface PageFile {
+  /** The file's name, without a folder. */
+  name: string;
+  /** Its contents. */
+  bytes(): Promise<Uint8Array>;
+}
+
+const SCAN = /\.(nii|nii\.gz|mha|mhd)$/i;
+
 /**
- * Read a scan from a file's bytes: NIfTI (`.nii`, `.nii.gz`).
+ * Read the scan among the files the user opened together: a NIfTI (`.nii`, `.nii.gz`), a
+ * MetaImage `.mha`, or a `.mhd` whose data file (`ElementDataFile`) is one of the other files.
+ * Returns the scan and its file's name.
  *
- * @throws {UserError} `Cannot read "<name>": ...` for anything else or a corrupt file.
+ * @throws {UserError} `Cannot read "<name>": ...` for a corrupt file, a `.mhd` without its data
+ * file, or no scan among the files.
  */
-export async function readScanBytes(bytes: Uint8Array, name: string): Promise<VolumeData> {
-  if (!/\.nii(\.gz)?$/i.test(name)) {
-    throw new UserError(`Cannot read "${name}": the page opens NIfTI scans (.nii, .nii.gz)`);
+export async function readScanFiles(
+  files: PageFile[],
+): Promise<{ image: VolumeData; name: string }> {
+  const scan = files.find((f) => SCAN.test(f.name));
+  if (!scan) {
+    const names = files.map((f) => f.name).join(", ");
+    throw new UserError(
+      `Cannot read "${names}": the page opens NIfTI scans (.nii, .nii.gz) and MetaImage ` +
+        `(.mha, or a .mhd with its data file)`,
+    );
   }
-  let plain: Uint8Array;
+  const name = scan.name;
+  let bytes: Uint8Array;
   try {
-    plain = await gunzipIfNeeded(bytes);
+    bytes = await gunzipIfNeeded(await scan.bytes());
   } catch (error) {
     throw new UserError(`Cannot read "${name}": corrupt gzip stream (${(error as Error).message})`);
   }
-  return decodeNifti(plain, name);
+  if (/\.nii(\.gz)?$/i.test(name)) return { image: decodeNifti(bytes, name), name };
+  const image = await parseMetaImage(bytes, name, {
+    dataFile: async (wanted) => {
+      const base = wanted.split(/[\\/]/).pop()!;
+      const file = files.find((f) => f.name === base);
+      if (!file) {
+        throw new UserError(
+          `Cannot read "${name}": its data file "${base}" was not given; open (or drop) ` +
+            `${name} and ${base} together`,
+        );
+      }
+      return await file.bytes();
+    },
+    inflate,
+  });
+  return { image, name };
+}
+
+/** The name of the page's download for a scan: `<scan>_pred.nii.gz`, as `predict` names it. */
+export function predictionName(scan: string): string {
+  return `${stripVolumeExtension(scan)}_pred.nii.gz`;
 }
 
 /** A scan's segmentation, on its own grid. */

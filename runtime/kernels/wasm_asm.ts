@@ -511,6 +511,14 @@ export function markFixedSize(memory: WebAssembly.Memory, pages: number): void {
 }
 
 /**
+ * Whether `memory` is shared. A browser page that is not cross-origin isolated has no
+ * `SharedArrayBuffer` at all (and so no shared memory): naming it there would throw.
+ */
+export function isShared(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+}
+
+/**
  * How a kernel module declares the memory it imports: shared or not, and for a shared memory that
  * cannot grow ({@linkcode markFixedSize}), its size as both minimum and maximum. V8 without a
  * trap handler (Deno) checks every access against the memory's size, and reloads the size
@@ -519,7 +527,7 @@ export function markFixedSize(memory: WebAssembly.Memory, pages: number): void {
  * (docs/performance.md).
  */
 export function memoryImport(memory: WebAssembly.Memory): { shared: boolean; pages?: number } {
-  const shared = memory.buffer instanceof SharedArrayBuffer;
+  const shared = isShared(memory);
   const pages = fixedSize.get(memory);
   return shared && pages !== undefined ? { shared, pages } : { shared };
 }

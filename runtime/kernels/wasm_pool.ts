@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { isShared } from "./wasm_asm.ts";
 import type { GemmKernels } from "./wasm_gemm.ts";
 import { miscKernelsForMemory, miscModuleFor } from "./wasm_misc.ts";
 
@@ -179,7 +180,7 @@ function startPool(kernels: GemmKernels, malloc: (bytes: number) => number): Poo
   const helpers: Helper[] = [];
   const misc = miscModuleFor(kernels.memory);
   let table = 0;
-  if (wanted > 0 && kernels.memory.buffer instanceof SharedArrayBuffer) {
+  if (wanted > 0 && isShared(kernels.memory)) {
     table = malloc(4 * (TABLE_HEAD + TABLE_PARTS * ROW));
     const url = URL.createObjectURL(new Blob([HELPER], { type: "text/javascript" }));
     for (let k = 0; k < wanted; k++) {

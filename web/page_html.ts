@@ -1,4 +1,12 @@
-<!doctype html>
+/**
+ * The page of `serve` (its `index.html`): a module, so that `serve` imports it wherever the
+ * framework comes from (a checkout or an `https:` URL) with the permissions it already has.
+ *
+ * @module
+ */
+
+/** The page's HTML; it loads `app.js`, the bundle of `web/app.ts`. */
+export const PAGE_HTML = `<!doctype html>
 <html lang="en">
   <head>
     <meta charset="utf-8">
@@ -61,9 +69,10 @@
   <body>
     <h1>Segment a scan in the browser</h1>
     <p id="model">loading...</p>
-    <div id="drop">Open a NIfTI scan (<code>.nii</code>, <code>.nii.gz</code>):
-  <input type="file" id="file" accept=".nii,.gz"> or drop it here. It is read and segmented
-  on this computer; nothing is uploaded.</div>
+    <div id="drop">Open a scan: NIfTI (<code>.nii</code>, <code>.nii.gz</code>) or MetaImage
+  (<code>.mha</code>, or a <code>.mhd</code> with its data file: select or drop both)
+  <input type="file" id="file" multiple accept=".nii,.gz,.mha,.mhd,.raw,.zraw"> or drop it here.
+  It is read and segmented on this computer; nothing is uploaded.</div>
     <p id="status">starting</p>
     <p id="error"></p>
     <main>
@@ -84,3 +93,4 @@
     <script type="module" src="app.js"></script>
   </body>
 </html>
+`;
