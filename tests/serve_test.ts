@@ -137,6 +137,30 @@ Deno.test("serve --export writes the page; its model segments a scan as predict 
       await Deno.readFile(join(dir, "page2", "app.js")),
       await Deno.readFile(join(page, "app.js")),
     );
+    // reproducible: the bundle task, from a second empty cache, builds the same bytes
+    const task = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-run=deno",
+        new URL("../app/bundle_web.ts", import.meta.url).pathname,
+        join(dir, "page3"),
+      ],
+      env: { MISSL_CACHE_DIR: join(dir, "cache2"), NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    });
+    const built = await task.output();
+    const said = new TextDecoder().decode(built.stdout);
+    assert.equal(built.code, 0, new TextDecoder().decode(built.stderr));
+    assert.match(said, /building the page's bundle into .*cache2\/web\/[0-9a-f]{16} /);
+    assert.match(said, /^app\.js {2}\d+ bytes {2}sha256 [0-9a-f]{64}$/m);
+    assert.deepEqual(
+      await Deno.readFile(join(dir, "page3", "app.js")),
+      await Deno.readFile(join(page, "app.js")),
+    );
 
     // what the page does, in Deno, against predict's own path on the same (CPU) backend
     registerBuiltins();
