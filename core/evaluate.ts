@@ -35,11 +35,13 @@ export interface GridScores {
 
 /** One volume's scores: Dice and HD95 (`NaN` / `null` where undefined) by class name. */
 export interface VolumeScores {
-  /** On the network's grid. */
+  /** Dice by class name, on the network's grid. */
   dice: Record<string, number>;
+  /** HD95 by class name, on the network's grid. */
   hd95: Record<string, number>;
-  /** On the volume's source grid, when the evaluation scored it there. */
+  /** Dice by class name on the volume's source grid, when the evaluation scored it there. */
   dice_source?: Record<string, number>;
+  /** HD95 by class name on the volume's source grid, when the evaluation scored it there. */
   hd95_source?: Record<string, number>;
 }
 
