@@ -59,7 +59,8 @@ function sourceGridExport(dir: string, datasetId: string) {
       if (generated) {
         console.error(
           `${generated} volume(s) of dataset "${datasetId}" have no source grid (generated ` +
-            `data): written on the evaluated grid, which is their own`,
+            `data, whose grid is their own, or a source that cannot bring predictions back): ` +
+            `written on the evaluated grid`,
         );
       }
     },
