@@ -56,6 +56,7 @@ export {
   type PreprocessOptions,
   type SegmentationDataset,
   type SliceSet,
+  type SourceGridPrediction,
   type Volume,
   type VolumeSource,
 } from "./core/dataset.ts";
@@ -100,7 +101,7 @@ export {
   RESERVED_METRIC_NAMES,
   validatePluginOptions,
 } from "./core/recipe.ts";
-export type { EvaluateOptions, Evaluation } from "./core/evaluate.ts";
+export type { EvaluateOptions, Evaluation, GridScores, VolumeScores } from "./core/evaluate.ts";
 export { sigmoidRampUp, type Summary, Trainer, type TrainerOptions } from "./core/trainer.ts";
 export type { NamedRegularizer } from "./core/networks.ts";
 export type { RunEnvironment } from "./core/provenance.ts";

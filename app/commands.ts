@@ -119,9 +119,15 @@ export const EVAL_COMMAND: CommandSpec = {
     },
     {
       flags: "--grid <grid>",
-      description: "grid of the exported predictions: network (the evaluated one) | source " +
-        "(each volume's own file: its shape, spacing and affine)",
+      description: "network: score (and export) on the network's grid | source: also score " +
+        "each volume on its own file's grid against its stored label, and export there (the " +
+        "file's shape, spacing and affine)",
       default: "network",
+    },
+    {
+      flags: "--write",
+      description: "with --grid source: add the source-grid scores to the run's summary.json " +
+        "(of latest.ckpt, the final weights it describes), keeping every other key",
     },
     GRANT_OPTION,
   ],

@@ -84,11 +84,13 @@ export interface TableCommand {
   perSeed?: boolean;
   /** `--power D`. */
   power?: number;
+  /** `--grid network|source`. */
+  grid?: "network" | "source";
 }
 
 /**
- * Parse `deno task table <runs...> [--baseline M] [--format md|csv|json] [--per-seed]` (the `table`
- * command's arguments).
+ * Parse `deno task table <runs...> [--baseline M] [--format md|csv|json] [--grid G] [--per-seed]
+ * [--power D]` (the `table` command's arguments).
  *
  * @throws {UserError} For another command, an unknown flag or a missing value.
  */
@@ -117,14 +119,19 @@ export function parseTableCommand(command: string): TableCommand {
       throw new UserError(`"${command}": ${flag} needs a value`);
     }
     if (flag === "--baseline") out.baseline = value;
-    else if (flag === "--power") out.power = parsePowerPoints(value);
+    else if (flag === "--grid") {
+      if (value !== "network" && value !== "source") {
+        throw new UserError(`"${command}": --grid is network or source, not "${value}"`);
+      }
+      out.grid = value;
+    } else if (flag === "--power") out.power = parsePowerPoints(value);
     else if (flag === "--format") {
       if (value !== "md" && value !== "csv" && value !== "json") {
         throw new UserError(`"${command}": --format is md, csv or json, not "${value}"`);
       }
       out.format = value;
     } else {throw new UserError(
-        `"${command}": unknown option ${flag} (table takes --baseline, --format, --per-seed, --power)`,
+        `"${command}": unknown option ${flag} (table takes --baseline, --format, --grid, --per-seed, --power)`,
       );}
   }
   if (out.paths.length === 0) throw new UserError(`"${command}": no run folder`);
@@ -143,7 +150,7 @@ export async function renderTableCommand(
   const c = parseTableCommand(command);
   const paths = c.paths.map((p) => (isAbsolute(p) ? p : join(root, p)));
   const runs = await loadRuns(paths, log);
-  const table = buildTable(runs, { baseline: c.baseline, log });
+  const table = buildTable(runs, { baseline: c.baseline, log, grid: c.grid });
   return formatTable(table, c.format, { perSeed: c.perSeed, power: c.power }).trimEnd();
 }
 

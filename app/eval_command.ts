@@ -1,45 +1,44 @@
 /**
  * `eval`: evaluate a run directory's checkpoint on a split (or on the dataset `--data` names),
- * print the table or JSON, and with `--export` write the predictions, on the network's grid or
- * brought back onto each source file's grid.
+ * on the network's grid and with `--grid source` on each volume's own file's grid too; print
+ * the tables or JSON; with `--export` write the predictions on the chosen grid; with `--write`
+ * add the source-grid scores to the run's `summary.json`.
  *
  * @module
  */
 import { join } from "node:path";
 import type { Command } from "../deps.ts";
 import { UserError } from "../core/errors.ts";
-import { datasetPreprocessing, type Volume } from "../core/dataset.ts";
-import { type LoadedRecipe, loadRecipe, validatePluginOptions } from "../core/recipe.ts";
-import { formatDice } from "../core/evaluate.ts";
-import { RunDir } from "../core/run_dir.ts";
+import type { SourceGridPrediction, Volume } from "../core/dataset.ts";
+import { loadRecipe } from "../core/recipe.ts";
+import { type Evaluation, formatDice, sourceGridScores } from "../core/evaluate.ts";
+import { runEnvironment } from "../core/provenance.ts";
+import { RUN_FILES, RunDir } from "../core/run_dir.ts";
 import { Trainer } from "../core/trainer.ts";
 import { addCommand, EVAL_COMMAND } from "./commands.ts";
 import { printTable } from "./dice_table.ts";
 import { datasetOverride, exportPrediction, predictionFileName } from "./export.ts";
 import { refuseGrant } from "./grants.ts";
-import { volumeOnSourceGrid, writeNiftiLabels } from "./predict.ts";
+import { writeNiftiLabels } from "./predict.ts";
+import { addSourceScores } from "./source_scores.ts";
 
 /**
- * `eval --export DIR --grid source`: each volume's prediction brought back onto the grid of the
- * file it was read from (the class probabilities its evaluation computed, resampled, then the
- * argmax) and written as NIfTI with that file's shape, spacing and affine. Generated volumes
- * (phantom) have no file: their evaluated grid is their own, and they are written as
+ * `eval --export DIR --grid source`: each volume's prediction on the grid of the file it was
+ * read from (the one its source-grid evaluation scored: the class probabilities resampled,
+ * then the argmax), written as NIfTI with that file's shape, spacing and affine. Volumes
+ * without one (generated data, phantom: their evaluated grid is their own) are written as
  * `--grid network` writes them. `add` is called with each evaluated volume, `done` at the end.
  */
-function sourceGridExport(dir: string, trainer: Trainer, loaded: LoadedRecipe) {
-  const parsed = validatePluginOptions(loaded.recipe, loaded.file);
-  const prep = datasetPreprocessing(loaded.recipe.dataset.type, parsed.dataset);
-  const numClasses = trainer.dataset.classNames.length;
+function sourceGridExport(dir: string, datasetId: string) {
   let generated = 0;
   let count = 0;
   return {
     get count() {
       return count;
     },
-    async add(v: Volume, p: Uint8Array, probabilities: Float32Array): Promise<void> {
+    async add(v: Volume, p: Uint8Array, onSource: SourceGridPrediction | null): Promise<void> {
       count++;
-      const back = await volumeOnSourceGrid(v, probabilities, numClasses, prep);
-      if (back === null) {
+      if (onSource === null) {
         generated++;
         await exportPrediction(dir, v, p);
         return;
@@ -51,41 +50,69 @@ function sourceGridExport(dir: string, trainer: Trainer, loaded: LoadedRecipe) {
       }
       await writeNiftiLabels(
         join(dir, predictionFileName(v.id)),
-        back.labels,
-        back.image,
+        onSource.labels,
+        onSource.image,
         v.source!.path,
       );
     },
     done(): void {
       if (generated) {
         console.error(
-          `${generated} volume(s) of dataset "${trainer.dataset.id}" have no source file ` +
-            `(generated data): written on the evaluated grid, which is their own`,
+          `${generated} volume(s) of dataset "${datasetId}" have no source grid (generated ` +
+            `data, whose grid is their own, or a source that cannot bring predictions back): ` +
+            `written on the evaluated grid`,
         );
       }
     },
   };
 }
 
+/** The options of `eval`. */
+interface EvalOptions {
+  grant: string[];
+  split: string;
+  checkpoint: string;
+  set: string[];
+  json?: boolean;
+  data?: string;
+  export?: string;
+  grid: string;
+  write?: boolean;
+}
+
+/**
+ * Why `--write` cannot be used with these options, or `null`: it adds to the summary the
+ * scores of the weights and volumes the summary describes (the run's own validation split,
+ * `latest.ckpt`).
+ */
+function refuseWrite(opts: EvalOptions, checkpointGiven: boolean): string | null {
+  if (opts.grid !== "source") return "--write adds source-grid scores: give --grid source";
+  if (opts.split === "test") return "--write records the validation split's scores, not test";
+  if (opts.data !== undefined || opts.set.length) {
+    return "--write records the run's own dataset: leave out --data and --set";
+  }
+  if (checkpointGiven && opts.checkpoint !== "latest") {
+    return "--write scores latest.ckpt, the final weights summary.json describes " +
+      "(leave out --checkpoint)";
+  }
+  return null;
+}
+
 /** Add `eval` to `program`. */
 export function addEvalCommand(program: Command): void {
   addCommand(program, EVAL_COMMAND)
-    .action(async (runDir: string, opts: {
-      grant: string[];
-      split: string;
-      checkpoint: string;
-      set: string[];
-      json?: boolean;
-      data?: string;
-      export?: string;
-      grid: string;
-    }) => {
+    .action(async (runDir: string, opts: EvalOptions, command: Command) => {
       refuseGrant(opts.grant);
       if (opts.grid !== "network" && opts.grid !== "source") {
         throw new UserError(`Unknown grid "${opts.grid}"; use network or source`);
       }
       if (!["val", "validation", "test"].includes(opts.split)) {
         throw new UserError(`Unknown split "${opts.split}"; known splits: val, test`);
+      }
+      if (opts.write) {
+        const why = refuseWrite(opts, command.getOptionValueSource("checkpoint") === "cli");
+        if (why) throw new UserError(why);
+        opts.checkpoint = "latest";
       }
       if (!["best", "latest"].includes(opts.checkpoint)) {
         throw new UserError(`Unknown checkpoint "${opts.checkpoint}"; use best or latest`);
@@ -96,6 +123,13 @@ export function addEvalCommand(program: Command): void {
         await Deno.stat(ckpt);
       } catch {
         throw new UserError(`Cannot evaluate "${runDir}": ${ckpt} does not exist`);
+      }
+      const summary = opts.write ? await dir.readSummary() : null;
+      if (opts.write && summary === null) {
+        throw new UserError(
+          `Cannot add source-grid scores to "${runDir}": it has no readable ` +
+            `${RUN_FILES.summary} (unfinished?)`,
+        );
       }
       const recipeFile = dir.file("recipe");
       const set = opts.data
@@ -117,16 +151,18 @@ export function addEvalCommand(program: Command): void {
       try {
         await trainer.loadCheckpoint(ckpt, { weightsOnly: true });
         const split = opts.split === "test" ? "test" : "validation";
+        const onSource = opts.grid === "source";
         const predictions: [Volume, Uint8Array][] = [];
-        // --grid source exports from the probabilities the evaluation computed (one pass)
-        const source = opts.export && opts.grid === "source"
-          ? sourceGridExport(opts.export, trainer, loaded)
+        // --grid source exports what the evaluation scored on the source grid (one pass)
+        const source = opts.export && onSource
+          ? sourceGridExport(opts.export, trainer.dataset.id)
           : null;
         const ev = await trainer.evaluate(split, undefined, {
+          sourceGrid: onSource ? "require" : undefined,
           onPrediction: !opts.export
             ? undefined
             : source
-            ? (v, p, probabilities) => source.add(v, p, probabilities)
+            ? (v, p, _probabilities, back) => source.add(v, p, back)
             : (v, p) => predictions.push([v, p]),
         });
         source?.done();
@@ -137,13 +173,53 @@ export function addEvalCommand(program: Command): void {
               `(${opts.grid} grid)`,
           );
         }
+        if (ev.source_grid_missing) {
+          console.error(`note: no source-grid scores: ${ev.source_grid_missing}`);
+        }
         if (opts.json) console.log(JSON.stringify(ev, null, 2));
-        else {printTable(
-            ev,
-            `${runDir} (${opts.checkpoint}.ckpt) on ${split}: ${formatDice(ev.dice)}`,
-          );}
+        else {
+          const title = `${runDir} (${opts.checkpoint}.ckpt) on ${split}`;
+          const grids = onSource ? "network grid: " : "";
+          printTable(ev, `${title}, ${grids}${formatDice(ev.dice)}`);
+          const s = sourceGridScores(ev);
+          if (s) printTable(s, `${title}, source grid: ${formatDice(s.dice)}`);
+        }
+        if (opts.write) {
+          await writeSourceScores(dir, summary!, ev, trainer);
+        }
       } finally {
         trainer.dispose();
       }
     });
+}
+
+/**
+ * `eval --grid source --write`: add `ev`'s source-grid scores (and, for a mean teacher, its
+ * student's, evaluated here) to the run's summary, atomically.
+ */
+async function writeSourceScores(
+  dir: RunDir,
+  summary: Record<string, unknown>,
+  ev: Evaluation,
+  trainer: Trainer,
+): Promise<void> {
+  const file = dir.file("summary");
+  if (ev.dice_source === undefined) {
+    console.error(`${file} left as it was: nothing to add`);
+    return;
+  }
+  const student = summary.student
+    ? await trainer.evaluate("validation", trainer.model, { sourceGrid: "require" })
+    : null;
+  const updated = addSourceScores(summary, file, { evaluated: ev, student }, {
+    command: "eval --grid source --write",
+    checkpoint: "latest.ckpt",
+    date: new Date().toISOString(),
+    environment: await runEnvironment(),
+  });
+  await dir.writeSummary(updated);
+  console.error(
+    `${file}: source-grid scores added (mean Dice ${(100 * ev.dice_source_mean!).toFixed(2)} %` +
+      ` on the source grid, ${(100 * ev.dice_mean).toFixed(2)} % on the network's)`,
+  );
 }

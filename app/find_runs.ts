@@ -13,11 +13,13 @@ import { expandGlob } from "./glob.ts";
 
 /**
  * The fields of `summary.json` a table reads. `seconds_wall` is missing in summaries written
- * before it existed, which have `seconds` (the training steps only) instead.
+ * before it existed, which have `seconds` (the training steps only) instead; the source-grid
+ * Dice (`dice_source`, `dice_source_mean`, `per_volume[id].dice_source`) in those written before
+ * them.
  */
 export type RunSummary =
   & Pick<Summary, "method" | "dataset" | "seed" | "dice" | "dice_mean" | "per_volume">
-  & Partial<Pick<Summary, "seconds_wall">>
+  & Partial<Pick<Summary, "seconds_wall" | "dice_source" | "dice_source_mean">>
   & { seconds?: number };
 
 /** One finished run: its directory and `summary.json`. */

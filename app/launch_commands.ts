@@ -99,6 +99,8 @@ export interface EvalArgs {
   set: string[];
   data?: string;
   export?: string;
+  /** `--write`: the run's `summary.json` is rewritten (atomically, beside it). */
+  write?: boolean;
   grant: string[];
 }
 
@@ -114,7 +116,8 @@ export function parseEvalArgs(args: string[]): EvalArgs {
 
 /**
  * Work out the permissions of `app/cli.ts eval <args>`: read the run directory, the dataset (the
- * run's, or the one `--data` names) and its cache, write the `--export` folder and the cache.
+ * run's, or the one `--data` names) and its cache, write the `--export` folder and the cache,
+ * and with `--write` the run directory (its `summary.json`, replaced atomically).
  */
 export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
   const plan = new Planner(launch);
@@ -141,6 +144,7 @@ export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promi
     addGrant(grants, "read", out);
     addGrant(grants, "write", out);
   }
+  if (args.write) addGrant(grants, "write", dir);
   return plan.finish(args.grant);
 }
 

@@ -23,7 +23,7 @@
 import { basename, join, resolve } from "node:path";
 import { initBackend } from "../runtime/backend.ts";
 import { loadCheckpoint, restoreTensors } from "../core/checkpoint.ts";
-import { datasetPreprocessing, type PreprocessOptions, type Volume } from "../core/dataset.ts";
+import { datasetPreprocessing, type PreprocessOptions } from "../core/dataset.ts";
 import { UserError } from "../core/errors.ts";
 import { RUN_FILES, RunDir } from "../core/run_dir.ts";
 import { probabilities } from "../core/evaluate.ts";
@@ -38,7 +38,7 @@ import { readPngSliceGroup, writePng } from "../io/png_slices.ts";
 import { readVolume, stripVolumeExtension, volumeFormat } from "../io/volume.ts";
 import { isDirectory } from "./_fs.ts";
 import type { VolumeData } from "../io/volume_data.ts";
-import { prepareScan, scanLayout } from "../plugins/datasets/preprocess.ts";
+import { prepareScan } from "../plugins/datasets/preprocess.ts";
 import { labelsOnScanGrid, rasAffine } from "../plugins/datasets/scan_grid.ts";
 
 /** A trained run, ready to segment scans. */
@@ -142,34 +142,6 @@ export async function segmentScan(
   const { image: input, layout } = prepareScan(image, predictor.prep, path);
   const probs = await predictor.probabilities(input, layout.depth);
   return labelsOnScanGrid(probs, layout, predictor.classNames.length);
-}
-
-/**
- * A volume's prediction on its source grid (`eval --export --grid source`): its network-grid
- * `probabilities` (`[D, H, W, classes]`, those its evaluation took the argmax of), brought back
- * onto the grid of the file it was read from.
- *
- * @returns The labels and the source image (for its geometry), or `null` for a volume without
- *   a source file (generated data, whose grid is the network's).
- * @throws {UserError} When the source file no longer gives the volume's grid.
- */
-export async function volumeOnSourceGrid(
-  volume: Volume,
-  probabilities: Float32Array,
-  numClasses: number,
-  prep: PreprocessOptions,
-): Promise<{ labels: Uint8Array; image: VolumeData } | null> {
-  if (!volume.source) return null;
-  const image = await volume.source.read();
-  const layout = scanLayout(image, prep);
-  const [d, h, w] = volume.shape;
-  if (!layout || layout.depth !== d || layout.size !== h || layout.size !== w) {
-    throw new UserError(
-      `"${volume.source.path}" no longer gives volume "${volume.id}" ` +
-        `([${image.shape.join(", ")}] for [${volume.shape.join(", ")}]); was it changed?`,
-    );
-  }
-  return { labels: labelsOnScanGrid(probabilities, layout, numClasses), image };
 }
 
 /** Write labels on a scan's grid as a gzipped NIfTI with the scan's geometry (RAS affine). */

@@ -74,9 +74,19 @@ export interface TableEntry {
   runs: string[];
 }
 
+/** Which Dice a table shows: on the network's grid (`dice`) or on each scan's own (`dice_source`). */
+export type TableGrid = "network" | "source";
+
 /** A result table: see {@linkcode buildTable}. */
 export interface ResultTable {
   unit: "percent";
+  /** The grid its Dice are on. */
+  grid: TableGrid;
+  /**
+   * Runs left out because their summary has no Dice on that grid (`source`: summaries written
+   * before the source-grid scores, until `eval <run> --grid source --write` adds them).
+   */
+  left_out: string[];
   /** The baseline of the tests, or `null` when there is none. */
   baseline: string | null;
   datasets: Array<{ id: string; classes: string[] }>;
@@ -89,6 +99,57 @@ export interface TableOptions {
   baseline?: string;
   /** Notes (duplicate runs), default to standard error. */
   log?: (line: string) => void;
+  /** The grid of the Dice shown. @default "network" */
+  grid?: TableGrid;
+}
+
+/**
+ * A summary as its source-grid scores: `dice_source` as `dice` (and the per-volume ones), or
+ * `null` when it has none.
+ */
+export function onSourceGrid(s: RunSummary): RunSummary | null {
+  if (!s.dice_source || typeof s.dice_source !== "object" || !isNumber(s.dice_source_mean)) {
+    return null;
+  }
+  const perVolume: RunSummary["per_volume"] = {};
+  for (const [id, v] of Object.entries(s.per_volume ?? {})) {
+    if (!v.dice_source) return null;
+    perVolume[id] = { dice: v.dice_source, hd95: v.hd95_source ?? {} };
+  }
+  return { ...s, dice: s.dice_source, dice_mean: s.dice_source_mean, per_volume: perVolume };
+}
+
+/**
+ * The runs a table on `grid` is made of: with `source`, each summary read as its source-grid
+ * scores ({@linkcode onSourceGrid}), those without them left out (never mixed in).
+ *
+ * @throws {UserError} When no run has scores on that grid.
+ */
+function runsOnGrid(
+  runs: RunResult[],
+  grid: TableGrid,
+  log: (line: string) => void,
+): { runs: RunResult[]; leftOut: string[] } {
+  if (grid === "network") return { runs, leftOut: [] };
+  const kept: RunResult[] = [], leftOut: string[] = [];
+  for (const run of runs) {
+    const summary = onSourceGrid(run.summary);
+    if (summary) kept.push({ dir: run.dir, summary });
+    else leftOut.push(run.dir);
+  }
+  for (const dir of leftOut) {
+    log(
+      `note: ${dir} has no source-grid Dice, left out (add them: deno task eval ${dir} ` +
+        `--grid source --write)`,
+    );
+  }
+  if (kept.length === 0) {
+    throw new UserError(
+      `No run has source-grid Dice (summaries written before them); add them with ` +
+        `deno task eval <run-dir> --grid source --write`,
+    );
+  }
+  return { runs: kept, leftOut };
 }
 
 /** A {@linkcode TableCell} of `values`: their mean and sample standard deviation. */
@@ -117,13 +178,16 @@ function volumeMeans(s: RunSummary): Map<string, number> {
 }
 
 /**
- * Group runs by dataset and method and build the table. A second run of the same method, dataset
- * and seed replaces the first (with a note): list each run once.
+ * Group runs by dataset and method and build the table (of the Dice on `options.grid`: runs
+ * without them are left out, with a note). A second run of the same method, dataset and seed
+ * replaces the first (with a note): list each run once.
  *
  * @throws {UserError} When `baseline` is given and no run has that method.
  */
-export function buildTable(runs: RunResult[], options: TableOptions = {}): ResultTable {
+export function buildTable(all: RunResult[], options: TableOptions = {}): ResultTable {
   const log = options.log ?? ((line: string) => console.error(line));
+  const grid = options.grid ?? "network";
+  const { runs, leftOut } = runsOnGrid(all, grid, log);
   // dataset -> method -> seed -> run
   const groups = new Map<string, Map<string, Map<number, RunResult>>>();
   const classesOf = new Map<string, string[]>();
@@ -229,5 +293,5 @@ export function buildTable(runs: RunResult[], options: TableOptions = {}): Resul
     }
     return { method, datasets: entries };
   });
-  return { unit: "percent", baseline, datasets, rows };
+  return { unit: "percent", grid, left_out: leftOut, baseline, datasets, rows };
 }

@@ -178,6 +178,12 @@ export function addResultCommands(program: Command): void {
     .option("--baseline <method>", "the method tested against the others (default ours-kl)")
     .option("--per-seed", "one row per run: each seed's Dice per class, mean and lowest class")
     .option(
+      "--grid <grid>",
+      "network: the Dice on the network's grid (summary.json dice) | source: on each scan's " +
+        "own grid (dice_source; runs without it are left out, and the note says so)",
+      "network",
+    )
+    .option(
       "--power <points>",
       "add the seeds the seed-level test needs to detect a true difference of <points> " +
         "(80 % power, level 0.05), from each row's measured spread",
@@ -185,13 +191,22 @@ export function addResultCommands(program: Command): void {
     )
     .action(async (
       paths: string[],
-      opts: { format: string; baseline?: string; perSeed?: boolean; power?: number },
+      opts: {
+        format: string;
+        baseline?: string;
+        perSeed?: boolean;
+        power?: number;
+        grid: string;
+      },
     ) => {
       if (!["md", "csv", "json"].includes(opts.format)) {
         throw new UserError(`Unknown format "${opts.format}"; use md, csv or json`);
       }
+      if (opts.grid !== "network" && opts.grid !== "source") {
+        throw new UserError(`Unknown grid "${opts.grid}"; use network or source`);
+      }
       const runs = await loadRuns(paths);
-      const table = buildTable(runs, { baseline: opts.baseline });
+      const table = buildTable(runs, { baseline: opts.baseline, grid: opts.grid });
       if (opts.baseline === undefined && table.baseline === null) {
         console.error("note: no ours-kl run, so no t-test (choose a method with --baseline)");
       }

@@ -12,6 +12,7 @@ import { RunDir } from "../core/run_dir.ts";
 import { loadPluginModules } from "../core/plugin_modules.ts";
 import { type Summary, Trainer } from "../core/trainer.ts";
 import { formatDuration } from "../core/progress.ts";
+import { formatDice, sourceGridScores } from "../core/evaluate.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 import { addCommand, RUN_COMMAND, setOverrides } from "./commands.ts";
 import { printTable } from "./dice_table.ts";
@@ -91,6 +92,13 @@ export function addRunCommand(
             `best mean ${(100 * summary.best.dice_mean).toFixed(2)} % at iteration ` +
             `${summary.best.iteration})`,
         );
+        const onSource = sourceGridScores(summary);
+        if (onSource) {
+          printTable(
+            onSource,
+            `on each scan's own grid (source grid): ${formatDice(onSource.dice)}`,
+          );
+        }
         if (trainer.runDir) console.log(`\nrun directory: ${trainer.runDir}`);
       } finally {
         for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);

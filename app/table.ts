@@ -12,10 +12,12 @@
  */
 export {
   buildTable,
+  onSourceGrid,
   PAPER_METHOD_ORDER,
   type ResultTable,
   type TableCell,
   type TableEntry,
+  type TableGrid,
   type TableOptions,
   type TableTest,
 } from "./result_table.ts";

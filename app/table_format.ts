@@ -148,11 +148,13 @@ export function formatTable(
     widths.map((w, i) => i === 0 ? "-".repeat(w) : "-".repeat(w - 1) + ":").join(" | ")
   } |`;
   if (options.perSeed) {
-    const perSeedNote = "3D Dice (%) of each run on the validation volumes; lowest: its lowest " +
-      "class. min: the run's wall time in minutes (summary.json seconds_wall).";
+    const perSeedNote = `3D Dice (%) of each run on the validation volumes${gridNote(table)}; ` +
+      "lowest: its lowest class. min: the run's wall time in minutes (summary.json " +
+      "seconds_wall)." + leftOutNote(table);
     return [line(header), rule, ...rows.map(line), "", perSeedNote].join("\n") + "\n";
   }
-  const note = "3D Dice (%) on the validation volumes: mean (sample std) over seeds." +
+  const note = `3D Dice (%) on the validation volumes${gridNote(table)}: mean (sample std) over ` +
+    "seeds." +
     (table.baseline !== null
       ? ` p: one-sided paired t-test of ${table.baseline} > method on the mean foreground Dice ` +
         "of each validation volume, paired by (volume, seed); p seeds: the same test on each " +
@@ -166,8 +168,23 @@ export function formatTable(
     " min: mean wall time of a run in minutes (summary.json seconds_wall)." +
     (table.rows.some((r) => Object.values(r.datasets).some((e) => e.secondsTrainOnly))
       ? " †: some seeds' summaries predate seconds_wall; their time is the training steps only."
-      : "");
+      : "") +
+    leftOutNote(table);
   return [line(header), rule, ...rows.map(line), "", note].join("\n") + "\n";
+}
+
+/** How the note names the grid: nothing for the network's (the default, as ever). */
+function gridNote(table: ResultTable): string {
+  return table.grid === "source"
+    ? ", on each scan's own grid (summary.json dice_source: probabilities resampled to the " +
+      "scan's grid, then the argmax, against the stored label)"
+    : "";
+}
+
+/** The runs a source-grid table left out, said in its note. */
+function leftOutNote(table: ResultTable): string {
+  const n = table.left_out.length;
+  return n ? ` Left out: ${n} run(s) without source-grid Dice (${table.left_out.join(", ")}).` : "";
 }
 
 /**

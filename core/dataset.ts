@@ -59,6 +59,34 @@ export interface VolumeSource {
   path: string;
   /** Read the image again as stored: its own shape, spacing and affine. */
   read(): Promise<VolumeData>;
+  /**
+   * Read the label again as stored: class indices (uint8, checked and rescaled as loading does)
+   * in the file's own shape and voxel order; `null` for a case without a label. Absent when
+   * the dataset cannot read it again.
+   */
+  readLabel?(): Promise<VolumeData | null>;
+  /**
+   * The volume's class probabilities on the network's grid (`[D, H, W, classes]`, channels
+   * last, as evaluated) brought back onto this file's grid by the inverse of the dataset's
+   * preprocessing (bilinear in-plane, then the argmax), with the file's stored label: what
+   * `eval --grid source` scores and exports. Absent when the dataset cannot undo its
+   * preprocessing.
+   */
+  toSourceGrid?(probabilities: Float32Array, numClasses: number): Promise<SourceGridPrediction>;
+}
+
+/** A prediction on a volume's source grid ({@linkcode VolumeSource.toSourceGrid}). */
+export interface SourceGridPrediction {
+  /** Predicted labels in the file's own voxel order. */
+  labels: Uint8Array;
+  /** The stored label, same layout (class indices), or `null` for a case without a label. */
+  label: Uint8Array | null;
+  /** The image as stored (its shape, spacing and affine, to write the prediction with). */
+  image: VolumeData;
+  /** The file's 3D shape (singleton axes squeezed, a 2D image is one slice), slowest first. */
+  shape: [number, number, number];
+  /** The spacing of `shape`'s axes in mm, when the file records it. */
+  spacing?: [number, number, number];
 }
 
 /** A segmentation dataset split by patient. */

@@ -55,6 +55,13 @@ interface CheckpointMeta extends ClockState {
   best: { iteration: number; dice_mean: number };
 }
 
+/**
+ * The evaluation of the final weights (the summary's): on the network's grid and on each
+ * volume's source grid; a source file that cannot be read again leaves the source-grid scores
+ * out (`source_grid_missing` says why) rather than failing a finished training.
+ */
+const FINAL_EVALUATION: EvaluateOptions = { sourceGrid: "try" };
+
 /** Trains one recipe. Build it with {@linkcode Trainer.create}; free it with `dispose()`. */
 export class Trainer {
   /** The validated recipe. */
@@ -388,7 +395,12 @@ export class Trainer {
         );
         progress.update(this.iteration, shown, startIteration);
         if (this.iteration % validateEvery === 0 || this.iteration === total) {
-          const ev = await this.evaluate("validation");
+          // the final weights are scored on the volumes' source grids too (the summary's)
+          const ev = await this.evaluate(
+            "validation",
+            undefined,
+            this.iteration === total ? FINAL_EVALUATION : {},
+          );
           if (this.iteration === total) last = ev;
           await this.#appendMetrics({
             iteration: this.iteration,
@@ -425,11 +437,15 @@ export class Trainer {
       progress.done();
       await this.saveCheckpoint("latest.ckpt");
       // The loop validated the final weights already (unless a resumed run had no step left).
-      const final = last ?? await this.evaluate("validation");
+      const final = last ?? await this.evaluate("validation", undefined, FINAL_EVALUATION);
       const evaluated = this.evaluationModel() === this.model ? "student" : "teacher";
       const student = evaluated !== "student"
-        ? await this.evaluate("validation", this.model)
+        ? await this.evaluate("validation", this.model, FINAL_EVALUATION)
         : null;
+      // generated volumes (phantom) have no source grid: nothing to say about them
+      if (final.source_grid_missing && this.dataset.validation.some((v) => v.source)) {
+        console.error(`note: no source-grid scores: ${final.source_grid_missing}`);
+      }
       const summary: Summary = {
         method: r.method,
         dataset: this.dataset.id,

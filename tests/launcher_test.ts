@@ -423,6 +423,12 @@ Deno.test("launcher: eval reads the run and the --data recipe's dataset, writes 
     // without --export nothing but the dataset cache is writable
     const plain = await planEval(parseEvalArgs([dir]), environment());
     assert.deepEqual(plain.grants.write ?? [], []);
+    // --write rewrites the run's summary.json (atomically, beside it): the run folder
+    const write = await planEval(
+      parseEvalArgs([dir, "--grid", "source", "--write"]),
+      environment(),
+    );
+    assert.deepEqual(write.grants.write, [dir]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -216,5 +216,14 @@ Deno.test("table markers: missing runs, a missing closing marker and bad command
       baseline: "x",
       format: "csv",
     });
+    assert.deepEqual(parseTableCommand("deno task table results/a --grid source"), {
+      paths: ["results/a"],
+      format: "md",
+      grid: "source",
+    });
+    assert.throws(
+      () => parseTableCommand("deno task table results/a --grid scan"),
+      /--grid is network or source, not "scan"/,
+    );
   });
 });

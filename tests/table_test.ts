@@ -303,3 +303,78 @@ Deno.test("table CLI: --power needs a positive number and a baseline", async () 
     assert.match(new TextDecoder().decode(ok.stdout), /seeds for 2\.4/);
   });
 });
+
+/** Add source-grid Dice to a fabricated run: `dice` and each volume's Dice times `scale`. */
+async function addSource(dir: string, dice: Dice, scale: number): Promise<void> {
+  const file = `${dir}/summary.json`;
+  const s = JSON.parse(await Deno.readTextFile(file));
+  const values = Object.values(dice);
+  s.dice_source = dice;
+  s.dice_source_mean = values.reduce((a, b) => a + b, 0) / values.length;
+  for (const v of Object.values(s.per_volume) as { dice: Dice; dice_source?: Dice }[]) {
+    v.dice_source = Object.fromEntries(Object.entries(v.dice).map(([k, x]) => [k, x * scale]));
+  }
+  await Deno.writeTextFile(file, JSON.stringify(s));
+}
+
+Deno.test("table --grid source: the source-grid Dice of the runs that have them, the others left out and named", async () => {
+  await withRuns(async (root) => {
+    await addSource(`${root}/ours/seed1`, c(0.4, 0.3, 0.5), 0.5);
+    await addSource(`${root}/ours/seed2`, c(0.44, 0.34, 0.52), 0.5);
+    await addSource(`${root}/partial/seed1`, c(0.3, 0.2, 0.4), 0.4);
+    const runs = await loadRuns([root], () => {});
+    // the network grid as before: dice, never dice_source
+    const network = buildTable(runs);
+    assert.equal(network.grid, "network");
+    assertClose(network.rows[2].datasets.acdc.dice.RV.mean, 82, 1e-12);
+    assert.doesNotMatch(formatTable(network, "md"), /own grid|Left out/);
+
+    const notes: string[] = [];
+    const table = buildTable(runs, { grid: "source", log: (l) => notes.push(l) });
+    assert.equal(table.grid, "source");
+    assert.deepEqual(table.left_out.sort(), [`${root}/mt/seed1`, `${root}/partial/seed2`]);
+    assert.equal(notes.filter((n) => /no source-grid Dice, left out/.test(n)).length, 2);
+    assert.deepEqual(table.rows.map((r) => r.method), ["partial", "ours-kl"]);
+    const [partial, ours] = table.rows.map((r) => r.datasets.acdc);
+    assert.deepEqual(ours.seeds, [1, 2]);
+    assert.deepEqual(partial.seeds, [1]);
+    assertClose(ours.dice.RV.mean, 42, 1e-12);
+    assertClose(ours.dice.RV.std, Math.sqrt(8), 1e-12);
+    assertClose(partial.dice_mean.mean, 30, 1e-12);
+    // per-volume source means, seed 1: ours v1 40, v2 35; partial v1 28, v2 26 -> differences
+    // 12 and 9: mean 10.5, sd sqrt(4.5), t = 10.5 / (sqrt(4.5) / sqrt(2)) = 7 with 1 df
+    assert.equal(partial.test!.n, 2);
+    assertClose(partial.test!.mean_diff, 10.5, 1e-9);
+    assertClose(partial.test!.t, 7, 1e-9);
+    assertClose(partial.test!.p, 0.5 - Math.atan(7) / Math.PI, 1e-9);
+    assert.equal(partial.seedTest, null, "one shared seed");
+    const md = formatTable(table, "md");
+    assert.match(md, /on each scan's own grid \(summary\.json dice_source/);
+    assert.match(md, /Left out: 2 run\(s\) without source-grid Dice \(.*mt\/seed1/);
+    assert.match(md, /^\| ours-kl +\| +2 \| +42\.00 \(2\.83\) \|/m);
+    assert.match(formatTable(table, "md", { perSeed: true }), /Left out: 2 run\(s\)/);
+
+    // the CLI: notes on standard error, the table on standard output; none with scores: exit 2
+    const run = (args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-read", "--allow-env", CLI, "table", ...args],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const out = await run([root, "--grid", "source"]);
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    assert.equal(out.code, 0, text(out.stderr));
+    assert.match(
+      text(out.stderr),
+      /partial\/seed2 has no source-grid Dice, left out \(add them: .*--grid source --write\)/,
+    );
+    assert.match(text(out.stdout), /^\| partial +\| +1 \| +30\.00 \|/m);
+    const none = await run([`${root}/mt`, "--grid", "source"]);
+    assert.equal(none.code, 2);
+    assert.match(text(none.stderr), /No run has source-grid Dice/);
+    const bad = await run([root, "--grid", "scan"]);
+    assert.equal(bad.code, 2);
+    assert.match(text(bad.stderr), /Unknown grid "scan"; use network or source/);
+  });
+});

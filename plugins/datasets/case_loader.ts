@@ -7,7 +7,14 @@
  */
 import type { VolumeSource } from "../../core/dataset.ts";
 import { CaseCache, type SourceSignature, sourceSignature } from "./_cache.ts";
-import { prepareCase, type PrepareContext, type PreparedCase, type RawCase } from "./preprocess.ts";
+import {
+  prepareCase,
+  type PrepareContext,
+  type PreparedCase,
+  type RawCase,
+  storedLabel,
+} from "./preprocess.ts";
+import { volumeOnScanGrid } from "./scan_grid.ts";
 
 /** A case (one volume) to load: its ids, its files and how to read them. */
 export interface CaseSource {
@@ -69,7 +76,7 @@ export async function loadCases(
       signature = await sourceSignature(source.files, options.root);
       const found = await cache.read(source.id, signature);
       if (found.status === "hit" && !(source.needsLabel && !found.value.label)) {
-        out.push({ ...found.value, source: volumeSource(source) });
+        out.push({ ...found.value, source: volumeSource(source, found.value.shape, options) });
         hits++;
         continue;
       }
@@ -81,7 +88,7 @@ export async function loadCases(
     const raw = await source.read();
     options.onRead?.(source.id);
     const prepared = prepareCase(raw, options, source);
-    out.push({ ...prepared, source: volumeSource(source) });
+    out.push({ ...prepared, source: volumeSource(source, prepared.shape, options) });
     if (cache && signature) {
       if (built++ === 0) {
         options.log?.(
@@ -111,10 +118,45 @@ export async function loadCases(
   return out;
 }
 
-/** A case's {@linkcode VolumeSource}: its image read again through the case's own reader. */
-function volumeSource(source: CaseSource): VolumeSource {
+/**
+ * A case's {@linkcode VolumeSource}: its image and label read again through the case's own
+ * reader, and network-grid predictions brought back onto its grid by the inverse of the
+ * preprocessing it was loaded with (`context.prep`).
+ */
+function volumeSource(
+  source: CaseSource,
+  shape: readonly number[],
+  context: PrepareContext,
+): VolumeSource {
+  const path = source.files[0];
   return {
-    path: source.files[0],
+    path,
     read: async () => (await source.read()).image,
+    readLabel: async () => {
+      const raw = await source.read();
+      const label = storedLabel(raw, context);
+      return label && { ...raw.label!, data: label };
+    },
+    toSourceGrid: async (probabilities, numClasses) => {
+      const raw = await source.read();
+      const { labels, layout } = volumeOnScanGrid(
+        raw.image,
+        context.prep,
+        probabilities,
+        numClasses,
+        {
+          id: source.id,
+          shape,
+          path,
+        },
+      );
+      return {
+        labels,
+        label: storedLabel(raw, context, layout),
+        image: raw.image,
+        shape: layout.shape3d,
+        ...(raw.image.spacingKnown === false ? {} : { spacing: layout.spacing3d }),
+      };
+    },
   };
 }

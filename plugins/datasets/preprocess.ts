@@ -263,6 +263,32 @@ export function scanLayout(image: VolumeData, prep: PreprocessOptions): ScanLayo
 }
 
 /**
+ * A raw case's label as stored, checked as {@linkcode prepareCase} checks it (the image's shape
+ * once squeezed, class indices in `[0, classes)`, grey levels rescaled with `scaledLabels`):
+ * uint8 class indices in the file's voxel order, or `null` for a case without a label. The
+ * truth that `eval --grid source` scores against.
+ *
+ * @throws {UserError} For a label whose shape is not the image's or with values outside the
+ *   classes, naming the file.
+ */
+export function storedLabel(
+  raw: RawCase,
+  context: PrepareContext,
+  layout: ScanLayout | null = scanLayout(raw.image, context.prep),
+): Uint8Array | null {
+  if (!raw.label) return null;
+  const lb = as3d(raw.label);
+  if (!layout || !lb || lb.shape.join() !== layout.shape3d.join()) {
+    throw fail(
+      context,
+      `image "${raw.imagePath}" is [${raw.image.shape.join(", ")}] but label ` +
+        `"${raw.labelPath}" is [${raw.label.shape.join(", ")}]`,
+    );
+  }
+  return checkLabels(raw, context);
+}
+
+/**
  * Preprocess one raw case (see the module doc). Pure and synchronous.
  *
  * @throws {UserError} For a volume that is not 2D / 3D, image and label shapes that differ, or
@@ -283,18 +309,7 @@ export function prepareCase(
     );
   }
   const im = { shape: layout.shape3d, spacing: layout.spacing3d };
-  let label: Uint8Array | null = null;
-  if (raw.label) {
-    const lb = as3d(raw.label);
-    if (!lb || lb.shape.join() !== im.shape.join()) {
-      throw fail(
-        context,
-        `image "${raw.imagePath}" is [${raw.image.shape.join(", ")}] but label ` +
-          `"${raw.labelPath}" is [${raw.label.shape.join(", ")}]`,
-      );
-    }
-    label = checkLabels(raw, context);
-  }
+  let label = storedLabel(raw, context, layout);
   const spacingKnown = raw.image.spacingKnown !== false;
   const { axis, order, depth: d, height: h, width: w, geometry } = layout;
   const spacing = order.map((i) => im.spacing[i]);

@@ -8,9 +8,11 @@
  *
  * @module
  */
+import { UserError } from "../../core/errors.ts";
+import type { PreprocessOptions } from "../../core/dataset.ts";
 import type { VolumeData } from "../../io/volume_data.ts";
 import { volumeFormat } from "../../io/volume.ts";
-import type { ScanLayout } from "./preprocess.ts";
+import { type ScanLayout, scanLayout } from "./preprocess.ts";
 
 /**
  * Where the network-grid rows (or columns) are that the scan's `n` rows (columns) sit on: the
@@ -109,6 +111,35 @@ export function labelsOnScanGrid(
   const n = layout.size * layout.size;
   for (let k = 0; k < layout.depth; k++) labels.add(k, probabilities, k * n * numClasses);
   return labels.labels();
+}
+
+/**
+ * A dataset volume's network-grid `probabilities` (`[D, H, W, classes]`, those its evaluation
+ * took the argmax of) as labels on the grid of the file it was prepared from with `prep`
+ * ({@linkcode labelsOnScanGrid}): `eval --grid source` scores and exports these, and `predict`
+ * goes through the same resampling.
+ *
+ * @param image The volume's image file as stored.
+ * @param volume The volume's id, network-grid shape and file (to check that the file still
+ *   gives that grid, and for the message).
+ * @throws {UserError} When the file no longer gives the volume's grid.
+ */
+export function volumeOnScanGrid(
+  image: VolumeData,
+  prep: PreprocessOptions,
+  probabilities: Float32Array,
+  numClasses: number,
+  volume: { id: string; shape: readonly number[]; path: string },
+): { labels: Uint8Array; layout: ScanLayout } {
+  const layout = scanLayout(image, prep);
+  const [d, h, w] = volume.shape;
+  if (!layout || layout.depth !== d || layout.size !== h || layout.size !== w) {
+    throw new UserError(
+      `"${volume.path}" no longer gives volume "${volume.id}" ` +
+        `([${image.shape.join(", ")}] for [${volume.shape.join(", ")}]); was it changed?`,
+    );
+  }
+  return { labels: labelsOnScanGrid(probabilities, layout, numClasses), layout };
 }
 
 /** The inverse of moving `axis` of `shape` first: `[shape[axis], ...others]` back to `shape`. */
