@@ -17,6 +17,7 @@ import {
   batchNormRelu,
   batchNormReluAvailable,
 } from "../runtime/kernels/batch_norm_relu.ts";
+import { unetModel, unetOptions } from "../plugins/models/unet.ts";
 import { relativeError } from "./_webgpu_checks.ts";
 
 /** One comparison: the shape of `x`, the groups, the ReLU and the values' offset. */
@@ -107,6 +108,46 @@ async function programs(): Promise<Record<string, number>> {
   return counts;
 }
 
+/**
+ * A U-Net's training forward pass (3 images, groups [1, 2], momentum 0.3) on `backend` from the
+ * same weights: the logits, then every running statistic after it, by name; and the kernels run.
+ */
+async function unetStep(
+  backend: "cpu" | "webgpu",
+  weights: Map<string, Float32Array> | null,
+): Promise<
+  { weights: Map<string, Float32Array>; out: Map<string, Float32Array>; kernels: string[] }
+> {
+  await initBackend(backend);
+  const model = unetModel.create(unetOptions.parse({ base: 4, depth: 2, bnMomentum: 0.3 }), {
+    inChannels: 1,
+    numClasses: 3,
+    seed: 7,
+  });
+  try {
+    let seed = 40;
+    const before = new Map<string, Float32Array>();
+    for (const [name, v] of [...model.trainable, ...model.state]) {
+      const saved = weights?.get(name);
+      if (saved !== undefined) v.assign(tf.tensor(saved, v.shape));
+      else if (name.endsWith("Var")) v.assign(tf.randomUniform(v.shape, 0.5, 2, "float32", seed++));
+      else v.assign(tf.randomUniform(v.shape, -0.5, 0.5, "float32", seed++));
+      before.set(name, Float32Array.from(await v.data()));
+    }
+    const x = tf.randomUniform([3, 8, 8, 1], -1, 1, "float32", 9) as tf.Tensor4D;
+    let logits: tf.Tensor | undefined;
+    const info = await tf.profile(() => {
+      logits = model.apply(x, { training: true, groups: [1, 2] });
+    });
+    const out = new Map([["logits", Float32Array.from(await logits!.data())]]);
+    for (const [name, v] of model.state) out.set(name, Float32Array.from(await v.data()));
+    tf.dispose([x, logits!]);
+    return { weights: before, out, kernels: info.kernels.map((k) => k.name) };
+  } finally {
+    model.dispose();
+  }
+}
+
 /** What `webgpu_bn_test.ts` asserts. */
 export interface WebgpuBnChecks {
   adapter: string;
@@ -114,6 +155,8 @@ export interface WebgpuBnChecks {
   cases: { name: string; errors: number[]; ms: number }[];
   /** GPU programs of one forward (`MiSslBatchNormRelu`) and backward pass. */
   programs: Record<string, number>;
+  /** U-Net forward on webgpu vs cpu: relative error of the logits and each running statistic. */
+  unet: { errors: Record<string, number>; kernels: Record<string, number>; moved: number };
   /** Whether the U-Net takes the fused kernel on webgpu with `custom` and `builtin`. */
   available: { custom: boolean; builtin: boolean };
   seconds: number;
@@ -135,6 +178,17 @@ if (import.meta.main) {
     });
   }
   const counts = await programs();
+  const ref = await unetStep("cpu", null);
+  const got = await unetStep("webgpu", ref.weights);
+  const unetErrors: Record<string, number> = {};
+  for (const [name, v] of got.out) unetErrors[name] = relativeError(v, ref.out.get(name)!);
+  // how far the step moved the running statistics (on cpu): the comparison is not vacuous
+  let moved = Infinity;
+  for (const [name, v] of ref.out) {
+    if (name !== "logits") moved = Math.min(moved, relativeError(v, ref.weights.get(name)!));
+  }
+  const unetKernels: Record<string, number> = {};
+  for (const k of got.kernels) unetKernels[k] = (unetKernels[k] ?? 0) + 1;
   const custom = batchNormReluAvailable();
   // last: `builtin` puts back tfjs's kernels for the rest of the process
   await initBackend("webgpu", { kernels: "builtin" });
@@ -143,6 +197,7 @@ if (import.meta.main) {
     adapter: describeAdapter(adapter),
     cases,
     programs: counts,
+    unet: { errors: unetErrors, kernels: unetKernels, moved },
     available: { custom, builtin },
     seconds: Math.round((performance.now() - t0) / 100) / 10,
   };

@@ -90,3 +90,23 @@ gpuTest(
     assert.deepEqual(c.available, { custom: true, builtin: false });
   },
 );
+
+gpuTest(
+  "a U-Net's training forward pass on webgpu: the cpu's logits and running statistics",
+  async () => {
+    const { unet } = await bnChecks();
+    const names = Object.keys(unet.errors);
+    // 7 batch norms (U-Net base 4, depth 2), each a running mean and variance, and the logits
+    assert.equal(names.length, 15, names.join(", "));
+    for (const [name, e] of Object.entries(unet.errors)) {
+      assert.ok(e <= TOLERANCE, `${name}: relative error ${e.toExponential(2)}`);
+    }
+    assert.ok(unet.moved > 1e-3, `the running statistics hardly moved (${unet.moved})`);
+    // fused: one MiSslBatchNormRelu and two MiSslBnRunningStats per layer, nothing composed
+    assert.equal(unet.kernels.MiSslBatchNormRelu, 7);
+    assert.equal(unet.kernels.MiSslBnRunningStats, 14);
+    for (const composed of ["Mean", "Multiply", "Relu", "Sub"]) {
+      assert.equal(unet.kernels[composed], undefined, `${composed} ran`);
+    }
+  },
+);

@@ -12,7 +12,8 @@
  *   `dbeta`, then `dx`.
  *
  * With these registered (`kernels: custom`), the U-Net's training batch norm
- * (`plugins/models/unet.ts`, through `batchNormReluAvailable`) uses them on webgpu.
+ * (`plugins/models/unet.ts`, through `batchNormReluAvailable`) uses them on webgpu; the
+ * registration also adds the fused running-statistics update (`bn_running_stats.ts`).
  *
  * ```ts
  * import { registerWebgpuBatchNormRelu } from "./webgpu_bn.ts";
@@ -40,6 +41,7 @@ import {
   bnUniforms,
 } from "./webgpu_bn_programs.ts";
 import type { WebgpuBackendLike } from "./webgpu_training.ts";
+import { registerWebgpuBnRunningStats } from "./bn_running_stats.ts";
 
 type TensorInfo = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -127,6 +129,7 @@ export function batchNormReluGradWebgpu(args: KernelArgs): TensorInfo[] {
  */
 export function registerWebgpuBatchNormRelu(): void {
   registerBatchNormRelu();
+  registerWebgpuBnRunningStats();
   addKernel({
     kernelName: BATCH_NORM_RELU,
     backendName: "webgpu",
