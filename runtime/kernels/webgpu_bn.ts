@@ -1,7 +1,7 @@
 /**
  * The fused training batch norm + ReLU (`MiSslBatchNormRelu`, `MiSslBatchNormReluGrad`: the
  * interface of `batch_norm_relu.ts`) for `@tensorflow/tfjs-backend-webgpu`, in WGSL
- * (`webgpu_bn_programs.ts`). Composed from tfjs ops, a training batch norm and its gradient
+ * (`webgpu_bn_programs.ts`, `webgpu_bn_apply.ts`). Composed from tfjs ops, a training batch norm and its gradient
  * are some 40 GPU programs per layer; here the forward pass is 4 and the backward pass 5
  * (tfjs's programs have one output each):
  *
@@ -31,15 +31,13 @@ import {
   registerBatchNormRelu,
 } from "./batch_norm_relu.ts";
 import {
-  BnApplyProgram,
   BnCombineProgram,
   type BnGeometry,
   bnGeometry,
-  BnGradApplyProgram,
-  BnParamGradProgram,
   BnPartialProgram,
   bnUniforms,
 } from "./webgpu_bn_programs.ts";
+import { BnApplyProgram, BnGradApplyProgram, BnParamGradProgram } from "./webgpu_bn_apply.ts";
 import type { WebgpuBackendLike } from "./webgpu_training.ts";
 import { registerWebgpuBnRunningStats } from "./bn_running_stats.ts";
 

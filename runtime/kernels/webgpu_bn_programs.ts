@@ -1,6 +1,6 @@
 /**
- * The WGSL programs of the fused training batch norm + ReLU on webgpu (`webgpu_bn.ts` runs
- * them). Data is NHWC, bound flat; statistics are per group of consecutive images, the groups
+ * The reduction programs of the fused training batch norm + ReLU on webgpu (`webgpu_bn.ts` runs
+ * them; the element-wise ones are in `webgpu_bn_apply.ts`). Data is NHWC, bound flat; statistics are per group of consecutive images, the groups
  * given as an int32 tensor `spans` of `G + 1` image offsets.
  *
  * Reductions are trees in workgroup memory, never atomics: a workgroup of 256 threads takes a
@@ -114,7 +114,7 @@ const SUMS = `
 `;
 
 /** WGSL: the group of image `img` (a scan of the `G + 1` offsets in `spans`). */
-const GROUP_OF = `
+export const GROUP_OF = `
   fn groupOf(img : i32) -> i32 {
     var k = 0;
     loop {
@@ -125,8 +125,8 @@ const GROUP_OF = `
   }
 `;
 
-/** Fields every program has (tfjs-backend-webgpu's `WebGPUProgram`). */
-abstract class BnProgram {
+/** Fields every program of the batch norm has (tfjs-backend-webgpu's `WebGPUProgram`). */
+export abstract class BnProgram {
   abstract readonly variableNames: string[];
   readonly uniforms: string = "";
   readonly workgroupSize: [number, number, number] = [THREADS, 1, 1];
@@ -144,7 +144,7 @@ abstract class BnProgram {
 }
 
 /** Uniforms of the programs over blocks and groups (values: {@linkcode bnUniforms}). */
-const GEOMETRY_UNIFORMS = "images : i32, pixels : i32, channels : i32, groups : i32, " +
+export const GEOMETRY_UNIFORMS = "images : i32, pixels : i32, channels : i32, groups : i32, " +
   "tiles : i32, blocks : i32, blockPixels : i32, epsilon : f32, relu : i32,";
 
 /** The uniform values of {@linkcode GEOMETRY_UNIFORMS}. */
@@ -318,91 +318,5 @@ export class BnCombineProgram extends BnProgram {
         }
       }
     `;
-  }
-}
-
-/** Element-wise programs: a thread per value (`apply`, `gradApply`) or per channel (`params`). */
-abstract class BnElementwise extends BnProgram {
-  abstract override readonly variableNames: string[];
-  override readonly workgroupSize: [number, number, number] = [128, 1, 1];
-  override readonly uniforms = GEOMETRY_UNIFORMS + " size : i32,";
-
-  constructor(readonly count: number) {
-    super(count, Math.ceil(count / 128));
-  }
-
-  protected wrap(body: string): string {
-    return `
-      ${this.variableNames.includes("spans") ? GROUP_OF : ""}
-      fn flatIndex() -> i32 {
-        return i32((workgroupId.z * numWorkgroups.y + workgroupId.y) * numWorkgroups.x +
-          workgroupId.x) * 128 + i32(localIndex);
-      }
-      fn main(unused : i32) {
-        let index = flatIndex();
-        if (index < uniforms.size) {
-          ${body}
-        }
-      }
-    `;
-  }
-}
-
-/** `y = relu(gamma (x - mean) / sqrt(variance + epsilon) + beta)` per value. */
-export class BnApplyProgram extends BnElementwise {
-  readonly variableNames = ["x", "gamma", "beta", "mu", "sigma2", "spans"];
-  readonly shaderKey = "miSslBnApply";
-
-  getUserCode(): string {
-    return this.wrap(`
-      let c = index % uniforms.channels;
-      let k = groupOf(index / uniforms.channels / uniforms.pixels);
-      let s = k * uniforms.channels + c;
-      let scale = gamma[c] * inverseSqrt(sigma2[s] + uniforms.epsilon);
-      var z = (x[index] - mu[s]) * scale + beta[c];
-      if (uniforms.relu != 0 && !(z > 0.0)) { z = 0.0; }
-      result[index] = z;
-    `);
-  }
-}
-
-/** `dx = a dz + b (x - mean) + k0` per value, from the gradient's table. */
-export class BnGradApplyProgram extends BnElementwise {
-  readonly variableNames = ["dy", "x", "y", "table", "spans"];
-  readonly shaderKey = "miSslBnGradApply";
-
-  getUserCode(): string {
-    return this.wrap(`
-      let C = uniforms.channels;
-      let c = index % C;
-      let k = groupOf(index / C / uniforms.pixels);
-      let at = k * ${GRAD_ROWS} * C + c;
-      var dz = dy[index];
-      if (uniforms.relu != 0 && !(y[index] > 0.0)) { dz = 0.0; }
-      result[index] = table[at + 2 * C] * dz + table[at + 3 * C] * (x[index] - table[at + 5 * C]) +
-        table[at + 4 * C];
-    `);
-  }
-}
-
-/** `dgamma = sum_g S2` or `dbeta = sum_g S1` per channel, from the gradient's table. */
-export class BnParamGradProgram extends BnElementwise {
-  readonly variableNames = ["table"];
-  readonly shaderKey: string;
-
-  constructor(count: number, readonly which: "gamma" | "beta") {
-    super(count);
-    this.shaderKey = `miSslBnParamGrad_${which}`;
-  }
-
-  getUserCode(): string {
-    const row = this.which === "beta" ? 0 : 1;
-    return this.wrap(`
-      var total = 0.0;
-      for (var k = 0; k < uniforms.groups; k = k + 1) {
-        total = total + table[(k * ${GRAD_ROWS} + ${row}) * uniforms.channels + index];
-      }
-      result[index] = total;
-    `);
   }
 }
