@@ -17,6 +17,7 @@ import {
 import { UserError } from "../../core/errors.ts";
 import { Rng } from "../../core/rng.ts";
 import { batchNormRelu, batchNormReluAvailable } from "../../runtime/kernels/batch_norm_relu.ts";
+import { bnRunningStatistics } from "../../runtime/kernels/bn_running_stats.ts";
 
 /** Options of the U-Net plugin. */
 export const unetOptions = z.object({
@@ -227,6 +228,15 @@ class UNet implements SegmentationModel {
       );
       const g = groups !== undefined && groups.length > 1 ? groups : [y.shape[0]];
       const count = Math.min(...g) * y.shape[1] * y.shape[2];
+      // one kernel per statistic where the backend has it (webgpu), else composed
+      const next = bnRunningStatistics(movingMean, movingVar, mean, variance, {
+        momentum: this.#opts.bnMomentum,
+        count,
+      });
+      if (next !== null) {
+        this.#bnUpdates.push([movingMean, next[0]], [movingVar, next[1]]);
+        return out;
+      }
       this.#updateRunningStatistics(
         movingMean,
         movingVar,

@@ -28,6 +28,7 @@
 import { tf } from "../../deps.ts";
 import { originalKernel, replaceKernel } from "../tfjs_internals.ts";
 import { registerWebgpuAdamKernel } from "./webgpu_adam.ts";
+import { registerWebgpuBatchNormRelu } from "./webgpu_bn.ts";
 
 type TensorInfo = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -246,6 +247,7 @@ export function unsortedSegmentSumWebgpu(args: KernelArgs): TensorInfo {
  */
 export function registerWebgpuTrainingKernels(): void {
   registerWebgpuAdamKernel();
+  registerWebgpuBatchNormRelu();
   replaceKernel({
     kernelName: "Conv2DBackpropFilter",
     backendName: BACKEND,
