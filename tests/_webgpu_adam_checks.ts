@@ -70,7 +70,9 @@ async function run(backend: "cpu" | "webgpu", weightDecay: number): Promise<Run>
     `w${i}`,
     i === 0
       ? tf.variable(kept, true, `adam-${backend}-${i}`)
-      : tf.tidy(() => tf.variable(tf.tensor(values(shape, r), shape), true, `adam-${backend}-${i}`)),
+      : tf.tidy(() =>
+        tf.variable(tf.tensor(values(shape, r), shape), true, `adam-${backend}-${i}`)
+      ),
   ]));
   const adam = new Adam(vars, { weightDecay });
   const restored = tf.tensor(values(SHAPES[2], r), SHAPES[2]);
@@ -124,10 +126,14 @@ async function profileStep(count: number): Promise<{ kernels: string[]; programs
   try {
     adam.apply(grads, 1e-3); // the first step copies the weights the ones tensors still share
     const info = await tf.profile(() => adam.apply(grads, 1e-3));
-    const programs = info.kernels.reduce((s, k) =>
-      s + (typeof k.extraInfo === "string" && k.extraInfo.trim() !== ""
-        ? k.extraInfo.split(", ").length
-        : 0), 0);
+    const programs = info.kernels.reduce(
+      (s, k) =>
+        s +
+        (typeof k.extraInfo === "string" && k.extraInfo.trim() !== ""
+          ? k.extraInfo.split(", ").length
+          : 0),
+      0,
+    );
     return { kernels: info.kernels.map((k) => k.name), programs };
   } finally {
     tf.dispose(grads);

@@ -29,7 +29,7 @@
 import { tf } from "../../deps.ts";
 import { addKernel, warnFallback } from "../tfjs_internals.ts";
 import { ADAM_KERNEL } from "./adam.ts";
-import { ADAM_MANY_KERNEL, type AdamSlot, adamManySlots } from "./adam_many.ts";
+import { ADAM_MANY_KERNEL, adamManySlots, type AdamSlot } from "./adam_many.ts";
 import {
   type GpuBuffer,
   type GpuPipeline,
@@ -181,7 +181,7 @@ export function adamManyWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[]
       throw new Error(`${ADAM_MANY_KERNEL}: variable ${i}: float32 only`);
     }
     const [w, m, v] = [s.w, s.m, s.v].map((t) => n === 0 ? t : writable(b, t, n, uses));
-    if (n === 0) for (const t of [w, m, v]) b.incRef(t.dataId);
+    if (n === 0) { for (const t of [w, m, v]) b.incRef(t.dataId); }
     outputs.push(w, m, v);
     if (n > 0) live.push({ n, slot: { w, g: s.g, m, v } });
   }
@@ -244,10 +244,12 @@ export function registerWebgpuAdamKernel(): void {
     );
     return;
   }
-  for (const [kernelName, kernelFunc] of [
-    [ADAM_MANY_KERNEL, adamManyWebgpu],
-    [ADAM_KERNEL, adamKernelWebgpu],
-  ] as const) {
+  for (
+    const [kernelName, kernelFunc] of [
+      [ADAM_MANY_KERNEL, adamManyWebgpu],
+      [ADAM_KERNEL, adamKernelWebgpu],
+    ] as const
+  ) {
     addKernel({
       kernelName,
       backendName: "webgpu",

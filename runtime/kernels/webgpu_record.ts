@@ -39,7 +39,9 @@ export interface WebgpuInternals {
       compute: { module: unknown; entryPoint: string };
       label?: string;
     }): GpuPipeline;
-    createBindGroup(d: { layout: unknown; entries: { binding: number; resource: unknown }[] }): unknown;
+    createBindGroup(
+      d: { layout: unknown; entries: { binding: number; resource: unknown }[] },
+    ): unknown;
     createQuerySet(d: { type: string; count: number }): unknown;
   };
   tensorMap: { get(dataId: unknown): { resource?: unknown } | undefined };
