@@ -14,10 +14,10 @@ import { Adam } from "../core/optimizer.ts";
 
 /**
  * Odd sizes: one value, within a workgroup of 128, across several, more than 65,535 workgroups
- * (8,388,617 values: the dispatch's second dimension), and one past a workgroup; five variables,
- * so the last program of two-variable programs updates one.
+ * (8,388,617 values: the dispatch's second dimension), one past a workgroup, and none; five
+ * non-empty variables, so the last of the two-variable programs updates one.
  */
-export const SHAPES = [[1], [3, 3, 5, 7], [13, 131], [8_388_617], [129]];
+export const SHAPES = [[1], [3, 3, 5, 7], [13, 131], [8_388_617], [129], [0]];
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -142,6 +142,42 @@ async function profileStep(count: number): Promise<{ kernels: string[]; programs
   }
 }
 
+/**
+ * `MiSslAdamMany` called directly with the same data twice: `x` as the weights and the gradient,
+ * one zeros tensor as both moments. Returns the largest relative error of `[w', m', v']` against
+ * the update computed here in double precision, and the largest change of `x` and of the zeros.
+ */
+async function duplicates(): Promise<{ error: number; inputsChanged: number }> {
+  const xs = Float32Array.from({ length: 300 }, (_, i) => Math.sin(i) + 0.1);
+  const x = tf.tensor(xs), z = tf.zeros([300]);
+  const [b1, b2, eps, lr, c2] = [0.9, 0.999, 1e-8, 1e-2, 1 - 0.999];
+  const outs = tf.engine().runKernel(
+    "MiSslAdamMany",
+    { w0: x, g0: x, m0: z, v0: z } as unknown as tf.NamedTensorMap,
+    { stepSize: lr / (1 - b1), beta1: b1, beta2: b2, epsilon: eps, c2, weightDecay: 0 },
+  ) as tf.Tensor[];
+  try {
+    const m = Array.from(xs, (g) => (1 - b1) * g);
+    const v = Array.from(xs, (g) => (1 - b2) * g * g);
+    const w = Array.from(xs, (x, i) => x - m[i] / (Math.sqrt(v[i] / c2) + eps) * lr / (1 - b1));
+    let error = 0;
+    for (const [k, want] of [w, m, v].entries()) {
+      error = Math.max(
+        error,
+        relativeError(await outs[k].data() as Float32Array, Float32Array.from(want)),
+      );
+    }
+    const xNow = await x.data(), zNow = await z.data();
+    let inputsChanged = 0;
+    for (let i = 0; i < 300; i++) {
+      inputsChanged = Math.max(inputsChanged, Math.abs(xNow[i] - xs[i]), Math.abs(zNow[i]));
+    }
+    return { error, inputsChanged };
+  } finally {
+    tf.dispose([x, z, ...outs]);
+  }
+}
+
 /** What `webgpu_adam_test.ts` checks. */
 export interface WebgpuAdamChecks {
   adapter: string;
@@ -151,7 +187,9 @@ export interface WebgpuAdamChecks {
   errors: Record<string, { w: number; m: number; v: number }>;
   /** Per weight decay and backend: the aliasing checks and leaks. */
   aliasing: Record<string, Omit<Run, "state">>;
-  /** One profiled step of the 5 test variables and of 68 (the U-Net 16x5's count). */
+  /** `MiSslAdamMany` given the same data twice (see `duplicates`). */
+  duplicates: { error: number; inputsChanged: number };
+  /** One profiled step of 5 variables and of 68 (the U-Net 16x5's count). */
   step5: { kernels: string[]; programs: number };
   step68: { kernels: string[]; programs: number };
   seconds: number;
@@ -180,7 +218,8 @@ if (import.meta.main) {
     maxStorageBuffers: device.limits.maxStorageBuffersPerShaderStage,
     errors,
     aliasing,
-    step5: await profileStep(SHAPES.length),
+    duplicates: await duplicates(),
+    step5: await profileStep(5),
     step68: await profileStep(68),
     seconds: Math.round((performance.now() - t0) / 100) / 10,
   };

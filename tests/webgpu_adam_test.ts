@@ -1,7 +1,7 @@
 /**
  * The fused Adam on `webgpu` (runtime/kernels/webgpu_adam.ts, `MiSslAdamMany`) on whatever
  * WebGPU adapter this machine has (lavapipe in CI): 3 steps of `Adam` against the `cpu` backend,
- * weight decay on and off, over five variables of odd sizes (1 to 8,388,617 values); the GPU
+ * weight decay on and off, over six variables of odd sizes (0 to 8,388,617 values); the GPU
  * programs of a step (two variables a program where the device allows 8 storage buffers a
  * shader stage, as tfjs asks); and that updating in place leaves alone the tensors a variable or
  * moment shares its data with, leaking nothing. Skipped, with one line saying why, without
@@ -101,4 +101,7 @@ gpuTest("in place leaves shared data alone and leaks nothing", async () => {
     assert.equal(a.restoredChanged, 0, `${run}: the tensor a moment was assigned from changed`);
     assert.deepEqual(a.leaked, { tensors: 0, dataIds: 0 }, run);
   }
+  // the same data as weights and gradient, one zeros tensor as both moments
+  assert.ok(c.duplicates.error <= TOLERANCE, `duplicates: relative error ${c.duplicates.error}`);
+  assert.equal(c.duplicates.inputsChanged, 0, "duplicates: an input changed");
 });

@@ -168,9 +168,7 @@ export function adamManyWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[]
   for (const s of slots) {
     for (const t of [s.w, s.g, s.m, s.v]) uses.set(t.dataId, (uses.get(t.dataId) ?? 0) + 1);
   }
-  const outputs: TensorInfo[] = [];
-  const live: { n: number; slot: AdamSlot<TensorInfo> }[] = [];
-  for (const [i, s] of slots.entries()) {
+  const sizes = slots.map((s, i) => {
     const n = s.w.shape.reduce((a, d) => a * d, 1);
     for (const t of [s.g, s.m, s.v]) {
       if (t.shape.reduce((a, d) => a * d, 1) !== n) {
@@ -180,10 +178,24 @@ export function adamManyWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[]
     if ([s.w, s.g, s.m, s.v].some((t) => t.dtype !== "float32")) {
       throw new Error(`${ADAM_MANY_KERNEL}: variable ${i}: float32 only`);
     }
-    const [w, m, v] = [s.w, s.m, s.v].map((t) => n === 0 ? t : writable(b, t, n, uses));
-    if (n === 0) { for (const t of [w, m, v]) b.incRef(t.dataId); }
+    return n;
+  });
+  // (all checked before any reference is taken)
+  const outputs: TensorInfo[] = [];
+  const live: { n: number; slot: AdamSlot<TensorInfo> }[] = [];
+  for (const [i, s] of slots.entries()) {
+    const n = sizes[i];
+    if (n === 0) {
+      // plain infos: the engine would hand back a Tensor output as it is, without a reference
+      for (const t of [s.w, s.m, s.v]) {
+        b.incRef(t.dataId);
+        outputs.push({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
+      }
+      continue;
+    }
+    const [w, m, v] = [s.w, s.m, s.v].map((t) => writable(b, t, n, uses));
     outputs.push(w, m, v);
-    if (n > 0) live.push({ n, slot: { w, g: s.g, m, v } });
+    live.push({ n, slot: { w, g: s.g, m, v } });
   }
   const hyper = [stepSize, beta1, 1 - beta1, beta2, 1 - beta2, epsilon, c2, weightDecay].map(
     (x) => ({ type: "float32", data: [x] }),
