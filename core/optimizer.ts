@@ -6,6 +6,19 @@
  */
 import { tf } from "../deps.ts";
 import { ADAM_KERNEL } from "../runtime/kernels/adam.ts";
+import { ADAM_MANY_KERNEL, adamManyInputs } from "../runtime/kernels/adam_many.ts";
+
+/** Assign a fused update's outputs `[w', m', v', ...]` to the slots' variables. */
+function assignAll(
+  slots: { w: tf.Variable; m: tf.Variable; v: tf.Variable }[],
+  outputs: tf.Tensor[],
+): void {
+  slots.forEach((s, i) => {
+    s.w.assign(outputs[3 * i]);
+    s.m.assign(outputs[3 * i + 1]);
+    s.v.assign(outputs[3 * i + 2]);
+  });
+}
 
 /** Options of {@linkcode Adam}. */
 export interface AdamOptions {
@@ -51,14 +64,12 @@ export class Adam {
     this.#wd = options.weightDecay ?? 0;
     const scope = options.scope ?? "";
     try {
+      // each moment its own zeros: a fused update may write a moment's data in place
+      const zeros = (v: tf.Variable, name: string) =>
+        tf.tidy(() => tf.variable(tf.zerosLike(v), false, name));
       for (const [name, v] of variables) {
-        const zeros = tf.zerosLike(v);
-        try {
-          this.#m.set(name, tf.variable(zeros, false, `${scope}adam/m/${name}`));
-          this.#v.set(name, tf.variable(zeros, false, `${scope}adam/v/${name}`));
-        } finally {
-          zeros.dispose();
-        }
+        this.#m.set(name, zeros(v, `${scope}adam/m/${name}`));
+        this.#v.set(name, zeros(v, `${scope}adam/v/${name}`));
       }
     } catch (error) {
       this.dispose();
@@ -72,28 +83,31 @@ export class Adam {
     const c1 = 1 - this.#b1 ** this.step;
     const c2 = 1 - this.#b2 ** this.step;
     const stepSize = lr / c1;
-    const fused = tf.getKernel(ADAM_KERNEL, tf.getBackend()) !== undefined;
+    const backend = tf.getBackend();
+    const fused = tf.getKernel(ADAM_KERNEL, backend) !== undefined;
+    const many = tf.getKernel(ADAM_MANY_KERNEL, backend) !== undefined;
+    const attrs = {
+      stepSize,
+      beta1: this.#b1,
+      beta2: this.#b2,
+      epsilon: this.#eps,
+      c2,
+      weightDecay: this.#wd,
+    };
     tf.tidy(() => {
+      // with MiSslAdamMany, every float32 variable in one kernel call (webgpu: a few programs)
+      const batch: { w: tf.Variable; g: tf.Tensor; m: tf.Variable; v: tf.Variable }[] = [];
       for (const [name, variable] of this.#vars) {
         let g = grads[name];
         if (g === undefined) continue;
-        if (fused && g.dtype === "float32" && variable.dtype === "float32") {
-          const m = this.#m.get(name)!, v = this.#v.get(name)!;
-          const [w1, m1, v1] = tf.engine().runKernel(
-            ADAM_KERNEL,
-            { w: variable, g, m, v } as unknown as tf.NamedTensorMap,
-            {
-              stepSize,
-              beta1: this.#b1,
-              beta2: this.#b2,
-              epsilon: this.#eps,
-              c2,
-              weightDecay: this.#wd,
-            },
-          ) as tf.Tensor[];
-          m.assign(m1);
-          v.assign(v1);
-          variable.assign(w1);
+        const float = g.dtype === "float32" && variable.dtype === "float32";
+        if ((fused || many) && float) {
+          const slot = { w: variable, g, m: this.#m.get(name)!, v: this.#v.get(name)! };
+          if (many) {
+            batch.push(slot);
+            continue;
+          }
+          assignAll([slot], tf.engine().runKernel(ADAM_KERNEL, slot as never, attrs) as never);
           continue;
         }
         if (this.#wd > 0) g = tf.add(g, tf.mul(variable, this.#wd));
@@ -105,6 +119,10 @@ export class Adam {
         v.assign(vNew);
         const denom = tf.add(tf.sqrt(tf.div(vNew, c2)), this.#eps);
         variable.assign(tf.sub(variable, tf.mul(tf.div(mNew, denom), stepSize)));
+      }
+      if (batch.length > 0) {
+        const inputs = adamManyInputs(batch) as unknown as tf.NamedTensorMap;
+        assignAll(batch, tf.engine().runKernel(ADAM_MANY_KERNEL, inputs, attrs) as tf.Tensor[]);
       }
     });
   }

@@ -95,16 +95,19 @@ gpuTest("every training kernel's forward and gradients match the cpu backend", a
   }
 });
 
-gpuTest("the fused Adam update matches the cpu backend's in a dispatch per variable", async () => {
+gpuTest("the fused Adam update matches the cpu backend's in one kernel call", async () => {
   const c = await webgpuChecks();
   console.log(`largest relative errors: ${JSON.stringify(c.adam)}`);
   for (const [k, e] of Object.entries(c.adam)) {
     assert.ok(e <= ADAM_TOLERANCE, `Adam (3 steps, odd sizes) ${k}: relative error ${e}`);
   }
-  // one MiSslAdam call (three GPU programs) per variable, nothing composed around it
-  assert.deepEqual(c.adamKernels, ["MiSslAdam", "MiSslAdam"]);
+  // one MiSslAdamMany call for all variables (webgpu_adam_test.ts counts its programs)
+  assert.deepEqual(c.adamKernels, ["MiSslAdamMany"]);
   // kernels: builtin keeps tfjs's element-wise kernels
-  assert.ok(!c.adamKernelsBuiltin.includes("MiSslAdam"), c.adamKernelsBuiltin.join(", "));
+  assert.ok(
+    !c.adamKernelsBuiltin.some((k) => k.startsWith("MiSslAdam")),
+    c.adamKernelsBuiltin.join(", "),
+  );
   assert.ok(c.adamKernelsBuiltin.length >= 20, c.adamKernelsBuiltin.join(", "));
 });
 

@@ -1,0 +1,107 @@
+/**
+ * The fused Adam on `webgpu` (runtime/kernels/webgpu_adam.ts, `MiSslAdamMany`) on whatever
+ * WebGPU adapter this machine has (lavapipe in CI): 3 steps of `Adam` against the `cpu` backend,
+ * weight decay on and off, over six variables of odd sizes (0 to 8,388,617 values); the GPU
+ * programs of a step (two variables a program where the device allows 8 storage buffers a
+ * shader stage, as tfjs asks); and that updating in place leaves alone the tensors a variable or
+ * moment shares its data with, leaking nothing. Skipped, with one line saying why, without
+ * WebGPU or an adapter.
+ *
+ * The numbers come from `_webgpu_adam_checks.ts`, run once in a child process with a copy of
+ * deno.lock (as `webgpu_test.ts` does). Measured on lavapipe: weights 7.5e-7, moments 2.4e-7.
+ */
+import assert from "node:assert/strict";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { webgpuUnavailableReason } from "../runtime/webgpu.ts";
+import type { WebgpuAdamChecks } from "./_webgpu_adam_checks.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const TOLERANCE = 1e-5;
+
+const skip = await webgpuUnavailableReason();
+if (skip !== null) console.log(`webgpu Adam tests skipped: ${skip}`);
+
+let checks: Promise<WebgpuAdamChecks> | undefined;
+
+/** Run `_webgpu_adam_checks.ts` once, with its own copy of deno.lock. */
+function adamChecks(): Promise<WebgpuAdamChecks> {
+  checks ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "missl-webgpu-adam-" });
+    try {
+      const lock = join(dir, "deno.lock");
+      await Deno.copyFile(join(ROOT, "deno.lock"), lock);
+      const env: Record<string, string> = { NO_COLOR: "1" };
+      // Mesa's window-system code complains on standard error without it (harmless)
+      if (!Deno.env.get("XDG_RUNTIME_DIR")) env.XDG_RUNTIME_DIR = dir;
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--unstable-webgpu",
+          `--lock=${lock}`,
+          "--allow-read",
+          "--allow-env",
+          "--allow-sys",
+          join(ROOT, "tests", "_webgpu_adam_checks.ts"),
+        ],
+        cwd: ROOT,
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(out.stdout).trim();
+      if (out.code !== 0 || !stdout) {
+        throw new Error(
+          `_webgpu_adam_checks.ts failed (exit ${out.code}):\n` +
+            new TextDecoder().decode(out.stderr),
+        );
+      }
+      return JSON.parse(stdout.split("\n").pop()!) as WebgpuAdamChecks;
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  })();
+  return checks;
+}
+
+const gpuTest = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name: `webgpu Adam: ${name}`, ignore: skip !== null, fn });
+
+gpuTest("3 steps match the cpu backend, weight decay on and off", async () => {
+  const c = await adamChecks();
+  console.log(`adapter: ${c.adapter}; ${c.seconds} s; errors ${JSON.stringify(c.errors)}`);
+  assert.deepEqual(Object.keys(c.errors), ["wd=0", "wd=0.01"]);
+  for (const [wd, errors] of Object.entries(c.errors)) {
+    for (const [k, e] of Object.entries(errors)) {
+      assert.ok(e <= TOLERANCE, `${wd}, ${k}: relative error ${e}`);
+    }
+  }
+});
+
+gpuTest("a step is one kernel call, two variables a GPU program", async () => {
+  const c = await adamChecks();
+  // four storage buffers (w, g, m, v) a variable, at most 8 variables a program
+  const perProgram = Math.min(8, Math.floor(c.maxStorageBuffers / 4));
+  for (const [step, count] of [[c.step5, 5], [c.step68, 68]] as const) {
+    assert.deepEqual(step.kernels, ["MiSslAdamMany"]);
+    assert.equal(step.programs, Math.ceil(count / perProgram), `${count} variables`);
+  }
+  if (c.maxStorageBuffers === 8) {
+    // tfjs-backend-webgpu asks for the default limit: the U-Net 16x5's 68 variables in 34
+    assert.equal(c.step5.programs, 3);
+    assert.equal(c.step68.programs, 34);
+  }
+});
+
+gpuTest("in place leaves shared data alone and leaks nothing", async () => {
+  const c = await adamChecks();
+  assert.equal(Object.keys(c.aliasing).length, 4);
+  for (const [run, a] of Object.entries(c.aliasing)) {
+    assert.equal(a.keptChanged, 0, `${run}: the tensor variable 0 was made from changed`);
+    assert.equal(a.restoredChanged, 0, `${run}: the tensor a moment was assigned from changed`);
+    assert.deepEqual(a.leaked, { tensors: 0, dataIds: 0 }, run);
+  }
+  // the same data as weights and gradient, one zeros tensor as both moments
+  assert.ok(c.duplicates.error <= TOLERANCE, `duplicates: relative error ${c.duplicates.error}`);
+  assert.equal(c.duplicates.inputsChanged, 0, "duplicates: an input changed");
+});
