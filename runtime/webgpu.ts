@@ -212,8 +212,9 @@ export async function initWebgpu(): Promise<AdapterDescription> {
   if (reason !== null) throw new UserError(`Cannot use backend "webgpu": ${reason}`);
   // A computed specifier: Deno neither fetches the package nor pins it in deno.lock unless this
   // backend is chosen.
-  await import(["npm:", WEBGPU_PACKAGE].join(""));
+  const pkg = await import(["npm:", WEBGPU_PACKAGE].join(""));
   if (tf.getBackend() !== "webgpu") {
+    registerWithAdapterLimits(pkg.WebGPUBackend);
     let ok = false;
     try {
       ok = await tf.setBackend("webgpu");
@@ -231,6 +232,66 @@ export async function initWebgpu(): Promise<AdapterDescription> {
   adapter = (await probeAdapter())!;
   installGuards(tf.backend(), adapter);
   return adapter;
+}
+
+/** Device limits tfjs-backend-webgpu 4.22.0 asks the adapter for, and the one added here. */
+const DEVICE_LIMITS = [
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeInvocationsPerWorkgroup",
+  // not asked for by tfjs (so WebGPU's default, 8): how many tensors one program may bind; the
+  // fused Adam updates maxStorageBuffersPerShaderStage / 4 variables a program, tfjs's Concat
+  // takes that many inputs less one
+  "maxStorageBuffersPerShaderStage",
+] as const;
+
+interface DeviceAdapterLike {
+  features: { has(name: string): boolean };
+  limits: Record<string, number>;
+  info?: unknown;
+  requestDevice(descriptor: {
+    requiredFeatures: string[];
+    requiredLimits: Record<string, number>;
+  }): Promise<unknown>;
+}
+
+/**
+ * Register tfjs's `webgpu` backend again with the package's own device set-up (its adapter
+ * request, features and limits, `base.js` in 4.22.0) plus the adapter's
+ * `maxStorageBuffersPerShaderStage`. Only before the backend is first created; where the package
+ * does not export its backend class, tfjs's registration stays.
+ */
+function registerWithAdapterLimits(
+  WebGPUBackend: (new (device: unknown, info?: unknown) => tf.KernelBackend) | undefined,
+): void {
+  if (typeof WebGPUBackend !== "function") {
+    warnFallback(
+      "webgpu-limits",
+      "tfjs-backend-webgpu's WebGPUBackend export",
+      "the device keeps tfjs's limits (8 storage buffers a program)",
+    );
+    return;
+  }
+  tf.removeBackend("webgpu");
+  tf.registerBackend("webgpu", async () => {
+    const adapter = await (gpu() as unknown as {
+      requestAdapter(o: { powerPreference: string }): Promise<DeviceAdapterLike | null>;
+    }).requestAdapter({
+      powerPreference: tf.env().get("WEBGPU_USE_LOW_POWER_GPU") ? "low-power" : "high-performance",
+    });
+    if (adapter === null) throw new Error("no WebGPU adapter");
+    const requiredFeatures = ["timestamp-query", "bgra8unorm-storage"]
+      .filter((f) => adapter.features.has(f));
+    const requiredLimits: Record<string, number> = {};
+    for (const name of DEVICE_LIMITS) {
+      if (typeof adapter.limits[name] === "number") requiredLimits[name] = adapter.limits[name];
+    }
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    return new WebGPUBackend(device, adapter.info);
+  }, 3);
 }
 
 interface WebgpuBackendLike {

@@ -183,6 +183,8 @@ export interface WebgpuAdamChecks {
   adapter: string;
   /** The device's storage buffers per shader stage (tfjs asks for the default, 8). */
   maxStorageBuffers: number;
+  /** The adapter's `maxStorageBuffersPerShaderStage` (runtime/webgpu.ts asks the device for it). */
+  adapterMaxStorageBuffers: number;
   /** Per weight decay: largest relative error of weights, first and second moments vs cpu. */
   errors: Record<string, { w: number; m: number; v: number }>;
   /** Per weight decay and backend: the aliasing checks and leaks. */
@@ -216,6 +218,9 @@ if (import.meta.main) {
   const result: WebgpuAdamChecks = {
     adapter: describeAdapter(adapter),
     maxStorageBuffers: device.limits.maxStorageBuffersPerShaderStage,
+    adapterMaxStorageBuffers: (await (navigator as unknown as {
+      gpu: { requestAdapter(): Promise<{ limits: { maxStorageBuffersPerShaderStage: number } }> };
+    }).gpu.requestAdapter()).limits.maxStorageBuffersPerShaderStage,
     errors,
     aliasing,
     duplicates: await duplicates(),
