@@ -140,7 +140,8 @@ function runsOnGrid(
   for (const dir of leftOut) {
     log(
       `note: ${dir} has no source-grid Dice, left out (add them: deno task eval ${dir} ` +
-        `--grid source --write)`,
+        `--grid source --write, where the folder still has its latest.ckpt; results/ keeps ` +
+        `none, so there: the run's own folder)`,
     );
   }
   if (kept.length === 0) {
