@@ -367,7 +367,7 @@ Deno.test("table --grid source: the source-grid Dice of the runs that have them,
     assert.equal(out.code, 0, text(out.stderr));
     assert.match(
       text(out.stderr),
-      /partial\/seed2 has no source-grid Dice, left out \(add them: .*--grid source --write\)/,
+      /partial\/seed2 has no source-grid Dice, left out \(add them: .*--grid source --write, where the folder still has its latest\.ckpt/,
     );
     assert.match(text(out.stdout), /^\| partial +\| +1 \| +30\.00 \|/m);
     const none = await run([`${root}/mt`, "--grid", "source"]);
