@@ -12,7 +12,7 @@
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
 import { probeAdapter } from "../runtime/webgpu.ts";
-import { filterGradChunks } from "../runtime/kernels/webgpu_conv.ts";
+import { filterGradChunks, tfjsForwardIsTiled } from "../runtime/kernels/webgpu_conv.ts";
 import { relativeError } from "./_webgpu_checks.ts";
 
 /** One convolution: input `[n, h, w, ci]`, filter `[k, k, ci, co]`. */
@@ -58,6 +58,8 @@ export interface ConvCheck {
   errors: [number, number, number];
   /** The filter gradient's chunks (`filterGradChunks`; 1 for the fallback). */
   chunks: number;
+  /** Whether our forward runs (else tfjs's tiled one: `tfjsForwardIsTiled`). */
+  oursForward: boolean;
   /** GPU programs each kernel ran on webgpu, by kernel name. */
   programs: Record<string, string[]>;
   /** Two runs of the filter gradient on webgpu gave the same bits. */
@@ -129,6 +131,7 @@ if (import.meta.main) {
       name: c.name,
       errors: ref.map((r, j) => relativeError(got[j], r)) as [number, number, number],
       chunks: c.stride ? 1 : filterGradChunks(outPixels, k * k * ci * co),
+      oursForward: !tfjsForwardIsTiled(c.filter),
       programs: await programs(c),
       deterministic: got[2].every((v, j) => Object.is(v, again[2][j])),
     });

@@ -83,27 +83,33 @@ gpuTest("forward, input and filter gradients match the cpu backend", async () =>
   }
   // the cases cover a filter gradient in several chunks, the last one partial
   assert.ok(c.cases.some((k) => k.chunks > 1 && k.name.includes("1,311")));
+  // and both forwards: ours (channels tfjs does not vectorise) and tfjs's
+  assert.ok(c.cases.filter((k) => k.oursForward).length >= 4);
 });
 
-gpuTest("stride 1 runs one tiled program per kernel, plus one chunk sum when split", async () => {
-  const c = await convChecks();
-  for (const k of c.cases) {
-    if (k.name.includes("fallback")) continue;
-    assert.deepEqual(k.programs.Conv2D, ["GemmProgram"], k.name);
-    assert.deepEqual(k.programs.Conv2DBackpropInput, ["GemmProgram"], k.name);
-    assert.deepEqual(
-      k.programs.Conv2DBackpropFilter,
-      k.chunks > 1 ? ["GemmProgram", "ChunkSumProgram"] : ["GemmProgram"],
-      k.name,
-    );
-  }
-  // stride 2, and kernels: builtin, keep tfjs's programs
-  const fallback = c.cases.find((k) => k.name.includes("fallback"))!;
-  for (const programs of [fallback.programs, c.builtinPrograms]) {
-    const all = Object.values(programs).flat();
-    assert.ok(all.length >= 3 && !all.includes("GemmProgram"), all.join(", "));
-  }
-});
+gpuTest(
+  "stride 1 runs one tiled program per gradient (+ a chunk sum when split), forward where tfjs has none",
+  async () => {
+    const c = await convChecks();
+    for (const k of c.cases) {
+      if (k.name.includes("fallback")) continue;
+      if (k.oursForward) assert.deepEqual(k.programs.Conv2D, ["GemmProgram"], k.name);
+      else assert.ok(!k.programs.Conv2D.includes("GemmProgram"), k.name);
+      assert.deepEqual(k.programs.Conv2DBackpropInput, ["GemmProgram"], k.name);
+      assert.deepEqual(
+        k.programs.Conv2DBackpropFilter,
+        k.chunks > 1 ? ["GemmProgram", "ChunkSumProgram"] : ["GemmProgram"],
+        k.name,
+      );
+    }
+    // stride 2, and kernels: builtin, keep tfjs's programs
+    const fallback = c.cases.find((k) => k.name.includes("fallback"))!;
+    for (const programs of [fallback.programs, c.builtinPrograms]) {
+      const all = Object.values(programs).flat();
+      assert.ok(all.length >= 3 && !all.includes("GemmProgram"), all.join(", "));
+    }
+  },
+);
 
 gpuTest("the filter gradient is the same on two runs (no atomics)", async () => {
   const c = await convChecks();

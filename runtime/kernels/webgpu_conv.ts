@@ -12,8 +12,8 @@
  *   W[kh, kw, ci, co]`, the filter read flipped in place: 1 program (tfjs runs its naive
  *   `Conv2DDerInputProgram`, a thread per input value, unless a flag is set).
  * - `Conv2D`: `y[n, i, j, co] = Σ_{kh,kw,ci} x[n, i+kh-top, j+kw-left, ci] · W[kh, kw, ci, co]`:
- *   1 program (tfjs's forward is already a tiled implicit GEMM, `Conv2DMMProgram`, and a
- *   matrix product for 1x1; see docs/backends.md for the comparison).
+ *   1 program, only where tfjs's forward is not already a vectorised tiled implicit GEMM
+ *   (`Conv2DMMProgram`) or matrix product ({@linkcode tfjsForwardIsTiled}).
  *
  * Strides, dilations other than 1, NCHW or other dtypes go to tfjs's kernels.
  *
@@ -120,72 +120,84 @@ const convUniforms = (g: Geometry) => [
   g.left,
 ];
 
-/** WGSL: the input value at output pixel `p` (flat over n, y, x) shifted by tap `t`, channel `c`. */
-const READ_X_SHIFTED = `
-  fn readXShifted(p : i32, t : i32, c : i32) -> f32 {
-    let ox = p % uniforms.outW;
-    let rest = p / uniforms.outW;
-    let oy = rest % uniforms.outH;
-    let n = rest / uniforms.outH;
-    let iy = oy + t / uniforms.fw - uniforms.padT;
-    let ix = ox + t % uniforms.fw - uniforms.padL;
-    if (iy < 0 || iy >= uniforms.inH || ix < 0 || ix >= uniforms.inW) {
+/** WGSL: `t`'s value at (n, y, x, c) of an NHWC tensor of `h x w x ch` pixels, 0 outside. */
+const readPadded = (t: string, h: string, w: string, ch: string) => `
+  fn read_${t}(n : i32, row : i32, col : i32, c : i32) -> f32 {
+    if (row < 0 || row >= uniforms.${h} || col < 0 || col >= uniforms.${w}) {
       return 0.0;
     }
-    return x[((n * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.cIn + c];
+    return ${t}[((n * uniforms.${h} + row) * uniforms.${w} + col) * uniforms.${ch} + c];
   }`;
 
-/** Forward: A = the shifted input (pixels x taps·cIn), B = the filter (taps·cIn x cOut). */
-const FORWARD_CODE = `${READ_X_SHIFTED}
-  fn readA(m : i32, k : i32) -> f32 {
-    return readXShifted(m, k / uniforms.cIn, k % uniforms.cIn);
-  }
-  fn readB(k : i32, n : i32) -> f32 {
-    return W[k * uniforms.cOut + n];
-  }
+/** WGSL statements: `(n, y, x)` of pixel `p` (flat over n, y, x) of an `h x w` image. */
+const pixel = (p: string, h: string, w: string) => `
+  let px = ${p} % uniforms.${w};
+  let prest = ${p} / uniforms.${w};
+  let py = prest % uniforms.${h};
+  let pn = prest / uniforms.${h};`;
+
+/** WGSL statements: `(kh, kw, c)` of `q` (flat over taps, then `ch` channels). */
+const tap = (q: string, ch: string) => `
+  let tq = ${q} / uniforms.${ch};
+  let tc = ${q} % uniforms.${ch};
+  let tkh = tq / uniforms.fw;
+  let tkw = tq % uniforms.fw;`;
+
+const writeTo = (index: string) => `
   fn writeC(chunk : i32, m : i32, n : i32, value : f32) {
-    result[m * uniforms.cOut + n] = value;
+    result[${index}] = value;
   }`;
 
 /**
- * Input gradient: A = dy at the input pixel shifted back by each tap (input pixels x
- * taps·cOut), B[(t, co), ci] = W[t, ci, co] (the filter read flipped, no transpose pass).
+ * Forward: A = the shifted input (output pixels x taps·cIn), B = the filter (taps·cIn x cOut).
+ * rowInfo: (n, y - top, x - left); aCol: (kh, kw, ci).
  */
-const INPUT_GRAD_CODE = `
-  fn readA(m : i32, k : i32) -> f32 {
-    let t = k / uniforms.cOut;
-    let co = k % uniforms.cOut;
-    let ix = m % uniforms.inW;
-    let rest = m / uniforms.inW;
-    let iy = rest % uniforms.inH;
-    let n = rest / uniforms.inH;
-    let oy = iy - t / uniforms.fw + uniforms.padT;
-    let ox = ix - t % uniforms.fw + uniforms.padL;
-    if (oy < 0 || oy >= uniforms.outH || ox < 0 || ox >= uniforms.outW) {
-      return 0.0;
-    }
-    return dy[((n * uniforms.outH + oy) * uniforms.outW + ox) * uniforms.cOut + co];
-  }
-  fn readB(k : i32, n : i32) -> f32 {
-    let t = k / uniforms.cOut;
-    let co = k % uniforms.cOut;
-    return W[(t * uniforms.cIn + n) * uniforms.cOut + co];
-  }
-  fn writeC(chunk : i32, m : i32, n : i32, value : f32) {
-    result[m * uniforms.cIn + n] = value;
-  }`;
+const FORWARD = {
+  helpers: readPadded("x", "inH", "inW", "cIn"),
+  aRow: `${pixel("m", "outH", "outW")}
+    rowInfo[i] = vec4<i32>(pn, py - uniforms.padT, px - uniforms.padL, 0);`,
+  aCol: `${tap("k", "cIn")}
+    aCol = vec4<i32>(tkh, tkw, tc, 0);`,
+  aRead: "read_x(rowInfo[i].x, rowInfo[i].y + aCol.x, rowInfo[i].z + aCol.y, aCol.z)",
+  bRow: "bRow = vec4<i32>(k * uniforms.cOut, 0, 0, 0);",
+  bRead: "W[bRow.x + n]",
+  write: writeTo("m * uniforms.cOut + n"),
+};
 
-/** Filter gradient: A = the shifted input transposed (taps·cIn x pixels), B = dy (pixels x cOut). */
-const FILTER_GRAD_CODE = `${READ_X_SHIFTED}
-  fn readA(m : i32, k : i32) -> f32 {
-    return readXShifted(k, m / uniforms.cIn, m % uniforms.cIn);
-  }
-  fn readB(k : i32, n : i32) -> f32 {
-    return dy[k * uniforms.cOut + n];
-  }
-  fn writeC(chunk : i32, m : i32, n : i32, value : f32) {
-    result[(chunk * uniforms.dimM + m) * uniforms.cOut + n] = value;
-  }`;
+/**
+ * Input gradient: A = dy at each input pixel shifted back by each tap (input pixels x
+ * taps·cOut), B[(t, co), ci] = W[t, ci, co] (the filter read flipped, no transpose pass).
+ * rowInfo: (n, y + top, x + left); aCol: (kh, kw, co).
+ */
+const INPUT_GRAD = {
+  helpers: readPadded("dy", "outH", "outW", "cOut"),
+  aRow: `${pixel("m", "inH", "inW")}
+    rowInfo[i] = vec4<i32>(pn, py + uniforms.padT, px + uniforms.padL, 0);`,
+  aCol: `${tap("k", "cOut")}
+    aCol = vec4<i32>(tkh, tkw, tc, 0);`,
+  aRead: "read_dy(rowInfo[i].x, rowInfo[i].y - aCol.x, rowInfo[i].z - aCol.y, aCol.z)",
+  bRow: `${tap("k", "cOut")}
+    bRow = vec4<i32>(tq * uniforms.cIn * uniforms.cOut + tc, 0, 0, 0);`,
+  bRead: "W[bRow.x + n * uniforms.cOut]",
+  write: writeTo("m * uniforms.cIn + n"),
+};
+
+/**
+ * Filter gradient: A = the shifted input, transposed (taps·cIn x output pixels), B = dy
+ * (output pixels x cOut); each chunk of pixels writes its own partial result.
+ * rowInfo: (kh - top, kw - left, ci); aCol: (n, y, x).
+ */
+const FILTER_GRAD = {
+  helpers: readPadded("x", "inH", "inW", "cIn"),
+  aRow: `${tap("m", "cIn")}
+    rowInfo[i] = vec4<i32>(tkh - uniforms.padT, tkw - uniforms.padL, tc, 0);`,
+  aCol: `${pixel("k", "outH", "outW")}
+    aCol = vec4<i32>(pn, py, px, 0);`,
+  aRead: "read_x(aCol.x, aCol.y + rowInfo[i].x, aCol.z + rowInfo[i].y, rowInfo[i].z)",
+  bRow: "bRow = vec4<i32>(k * uniforms.cOut, 0, 0, 0);",
+  bRead: "dy[bRow.x + n]",
+  write: writeTo("(chunk * uniforms.dimM + m) * uniforms.cOut + n"),
+};
 
 function runOriginal(name: string, args: KernelArgs): TensorInfo {
   const config = originalKernel(name, BACKEND);
@@ -193,23 +205,35 @@ function runOriginal(name: string, args: KernelArgs): TensorInfo {
   return config.kernelFunc(args) as TensorInfo;
 }
 
-/** `Conv2D` (stride 1, NHWC): one tiled implicit-GEMM program. */
+/**
+ * Whether tfjs's own forward is already a vectorised tiled product for this convolution: a
+ * matrix product for 1x1 filters, `Conv2DMMProgram` with vec4 loads when the channels allow
+ * (`cIn` a multiple of 4 or 3, `cOut` of 4). It is as fast as ours there (on lavapipe, faster
+ * at 8-32 px, see docs/backends.md), so it keeps those; ours takes the rest (the U-Net's first
+ * layer, `cIn = 1`, where tfjs falls back to scalar loads: 5x slower than ours on lavapipe).
+ */
+export function tfjsForwardIsTiled(filterShape: number[]): boolean {
+  const [fh, fw, cIn, cOut] = filterShape;
+  return (fh === 1 && fw === 1) || ((cIn % 4 === 0 || cIn % 3 === 0) && cOut % 4 === 0);
+}
+
+/** `Conv2D` (stride 1, NHWC): one tiled implicit-GEMM program where tfjs has none. */
 export function conv2dWebgpu(args: KernelArgs): TensorInfo {
   const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
   const attrs = args.attrs as unknown as Parameters<typeof geometry>[2];
   const g = geometry(x.shape, filter.shape, attrs, [x.dtype, filter.dtype]);
   const m = g === null ? 0 : g.b * g.outH * g.outW;
-  if (g === null || !gemmFits(m, g.cOut) || m === 0) return runOriginal("Conv2D", args);
+  if (g === null || !gemmFits(m, g.cOut) || m === 0 || tfjsForwardIsTiled(filter.shape)) {
+    return runOriginal("Conv2D", args);
+  }
   const spec = { m, n: g.cOut, k: g.fh * g.fw * g.cIn };
   const program = new GemmProgram({
     ...spec,
     key: "conv2d",
     inputs: ["x", "W"],
     outputShape: [g.b, g.outH, g.outW, g.cOut],
-    code: FORWARD_CODE,
+    ...FORWARD,
     uniforms: CONV_UNIFORMS,
-    aAlongK: true,
-    bAlongK: false,
   });
   const backend = args.backend as unknown as WebgpuBackendLike;
   return backend.runWebGPUProgram(
@@ -237,10 +261,8 @@ export function conv2dBackpropInputWebgpu(args: KernelArgs): TensorInfo {
     key: "conv2dInputGrad",
     inputs: ["dy", "W"],
     outputShape: [g.b, g.inH, g.inW, g.cIn],
-    code: INPUT_GRAD_CODE,
+    ...INPUT_GRAD,
     uniforms: CONV_UNIFORMS,
-    aAlongK: true,
-    bAlongK: true,
   });
   const backend = args.backend as unknown as WebgpuBackendLike;
   return backend.runWebGPUProgram(
@@ -284,10 +306,8 @@ export function conv2dBackpropFilterWebgpu(args: KernelArgs): TensorInfo {
     key: "conv2dFilterGrad",
     inputs: ["x", "dy"],
     outputShape: chunks === 1 ? attrs.filterShape : [chunks, m, g.cOut],
-    code: FILTER_GRAD_CODE,
+    ...FILTER_GRAD,
     uniforms: CONV_UNIFORMS,
-    aAlongK: false,
-    bAlongK: false,
   });
   const backend = args.backend as unknown as WebgpuBackendLike;
   const uniforms = gemmUniforms(spec, convUniforms(g));

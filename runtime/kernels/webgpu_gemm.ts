@@ -1,8 +1,8 @@
 /**
  * A tiled matrix product in WGSL for `@tensorflow/tfjs-backend-webgpu` programs whose operands
- * are read through functions (implicit GEMM): `C[m, n] = Σ_k A(m, k) · B(k, n)`, where the
- * caller writes `readA`, `readB` (bounds already checked) and `writeC`. Used by the stride-1
- * convolutions of `webgpu_conv.ts`.
+ * are read through snippets (implicit GEMM): `C[m, n] = Σ_k A(m, k) · B(k, n)`, where the caller
+ * writes how a row and a column of A, and a row of B, are located, and how C is written (see
+ * {@linkcode GemmSpec}). Used by the stride-1 convolutions of `webgpu_conv.ts`.
  *
  * Each workgroup of {@linkcode GEMM_THREADS} threads computes a {@linkcode TILE_M} x
  * {@linkcode TILE_N} tile of C, {@linkcode PER_THREAD_M} x {@linkcode PER_THREAD_N} outputs per
@@ -13,8 +13,14 @@
  *
  * ```ts
  * import { GemmProgram } from "./webgpu_gemm.ts";
- * const program = new GemmProgram({ key: "demo", inputs: ["a", "b"], outputShape: [4, 8],
- *   m: 4, n: 8, k: 16, code: "fn readA(m : i32, k : i32) -> f32 { return a[m * 16 + k]; } ..." });
+ * // C = A · B for row-major a [m, k] and b [k, n] (m, n, k also passed as uniforms)
+ * const program = new GemmProgram({
+ *   key: "demo", inputs: ["a", "b"], outputShape: [4, 8], m: 4, n: 8, k: 16, helpers: "",
+ *   aRow: "rowInfo[i] = vec4<i32>(m * uniforms.dimK);", aCol: "aCol = vec4<i32>(k);",
+ *   aRead: "a[rowInfo[i].x + aCol.x]", bRow: "bRow = vec4<i32>(k * uniforms.dimN);",
+ *   bRead: "b[bRow.x + n]", uniforms: "",
+ *   write: "fn writeC(c : i32, m : i32, n : i32, v : f32) { result[m * uniforms.dimN + n] = v; }",
+ * });
  * ```
  *
  * @module
@@ -23,9 +29,9 @@
 /** Threads along n (x) and m (y) of a workgroup. */
 const WG_N = 8;
 const WG_M = 16;
-/** Outputs per thread along m and n. */
-export const PER_THREAD_M = 4;
-export const PER_THREAD_N = 4;
+/** Outputs per thread along m and n (4 x 4: the kernel is written for vec4s). */
+const PER_THREAD_M = 4;
+const PER_THREAD_N = 4;
 /** The tile of C a workgroup computes, and the slice of the inner axis staged at once. */
 export const TILE_M = WG_M * PER_THREAD_M;
 export const TILE_N = WG_N * PER_THREAD_N;
@@ -35,9 +41,20 @@ export const GEMM_THREADS = WG_M * WG_N;
 /** WebGPU's guaranteed `maxComputeWorkgroupsPerDimension`. */
 export const MAX_GROUPS = 65535;
 
-/** What a {@linkcode GemmProgram} computes. */
+/** Rows of A's tile each thread loads (its column is fixed: `tid % TILE_K`). */
+export const A_ROWS = (TILE_M * TILE_K) / GEMM_THREADS;
+/** Columns of B's tile each thread loads (its row is fixed: `tid % TILE_K`). */
+export const B_COLS = (TILE_K * TILE_N) / GEMM_THREADS;
+
+/**
+ * What a {@linkcode GemmProgram} computes. A and B are read through WGSL snippets that split the
+ * index arithmetic (integer divisions, slow on GPUs and very slow on a CPU adapter) from the
+ * loads: each thread loads {@linkcode A_ROWS} rows of one column of A's tile and
+ * {@linkcode B_COLS} columns of one row of B's, so a row's arithmetic runs once per call and a
+ * column's once per tile of k, not once per element.
+ */
 export interface GemmSpec {
-  /** Shader cache key: one per distinct `code` (shapes are uniforms). */
+  /** Shader cache key: one per distinct code (shapes are uniforms). */
   key: string;
   /** The input tensors' names in the shader, in the order they are passed. */
   inputs: string[];
@@ -47,17 +64,22 @@ export interface GemmSpec {
   k: number;
   /** Chunks of the inner axis (workgroups along z); default 1. */
   chunks?: number;
-  /**
-   * WGSL defining `readA(m, k) -> f32`, `readB(k, n) -> f32` (called with in-range indices)
-   * and `writeC(chunk, m, n, value)` (called with in-range m, n), reading `uniforms.*`.
-   */
-  code: string;
+  /** Module-scope WGSL (helper functions); may read `uniforms.*` and the inputs. */
+  helpers: string;
+  /** Statements run once per row slot `i` with `m` (maybe >= dimM): set `rowInfo[i]` (vec4<i32>). */
+  aRow: string;
+  /** Statements run once per tile with `k` (maybe >= kEnd), the thread's column of A: set `aCol`. */
+  aCol: string;
+  /** Expression: A at row slot `i` and the thread's column (both in range). */
+  aRead: string;
+  /** Statements run once per tile with `k`, the thread's row of B: set `bRow` (vec4<i32>). */
+  bRow: string;
+  /** Expression: B at the thread's row and column `n` (both in range). */
+  bRead: string;
+  /** WGSL defining `writeC(chunk, m, n, value)` (called with in-range m, n). */
+  write: string;
   /** Extra uniforms (WGSL struct fields, all `i32`), appended after the GEMM's own. */
   uniforms: string;
-  /** Load A's tile with consecutive threads along k (true) or along m (false). */
-  aAlongK: boolean;
-  /** Load B's tile with consecutive threads along k (true) or along n (false). */
-  bAlongK: boolean;
 }
 
 /** The uniform values of a {@linkcode GemmProgram}: the GEMM's, then the spec's extras. */
@@ -77,30 +99,6 @@ export function gemmUniforms(
 export function gemmFits(m: number, n: number, chunks = 1): boolean {
   return Math.ceil(m / TILE_M) <= MAX_GROUPS && Math.ceil(n / TILE_N) <= MAX_GROUPS &&
     chunks <= MAX_GROUPS;
-}
-
-/** Loads `count` tile elements of `tile` (rows x cols) through `read`, threads along `fast`. */
-function loadSnippet(
-  tile: string,
-  rows: number,
-  cols: number,
-  alongCols: boolean,
-  read: (row: string, col: string) => string,
-  inRange: (row: string, col: string) => string,
-): string {
-  const per = (rows * cols) / GEMM_THREADS;
-  const [row, col] = alongCols ? [`e / ${cols}`, `e % ${cols}`] : [`e % ${rows}`, `e / ${rows}`];
-  return `
-    for (var i = 0; i < ${per}; i++) {
-      let e = tid + i * ${GEMM_THREADS};
-      let r = ${row};
-      let c = ${col};
-      var v = 0.0;
-      if (${inRange("r", "c")}) {
-        v = ${read("r", "c")};
-      }
-      ${tile}[r][c] = v;
-    }`;
 }
 
 /** A tiled (implicit) matrix product, optionally split over the inner axis. */
@@ -133,32 +131,19 @@ export class GemmProgram {
       Math.ceil(spec.m / TILE_M),
       spec.chunks ?? 1,
     ];
-    this.shaderKey = `miSslGemm_${spec.key}_${spec.aAlongK}_${spec.bAlongK}`;
+    this.shaderKey = `miSslGemm_${spec.key}`;
   }
 
   getUserCode(): string {
     const s = this.#spec;
-    const loadA = loadSnippet(
-      "tileA",
-      TILE_M,
-      TILE_K,
-      s.aAlongK,
-      (r, c) => `readA(m0 + ${r}, k0 + ${c})`,
-      (r, c) => `m0 + ${r} < uniforms.dimM && k0 + ${c} < kEnd`,
-    );
-    const loadB = loadSnippet(
-      "tileB",
-      TILE_K,
-      TILE_N,
-      !s.bAlongK,
-      (r, c) => `readB(k0 + ${r}, n0 + ${c})`,
-      (r, c) => `k0 + ${r} < kEnd && n0 + ${c} < uniforms.dimN`,
-    );
     return `
-      ${s.code}
+      ${s.helpers}
+      ${s.write}
 
-      var<workgroup> tileA : array<array<f32, ${TILE_K}>, ${TILE_M}>;
-      var<workgroup> tileB : array<array<f32, ${TILE_N}>, ${TILE_K}>;
+      // both tiles k-major, 4 consecutive m (n) per vec4: a thread's 4 x 4 outputs take one
+      // vec4 of each per k
+      var<workgroup> tileA : array<array<vec4<f32>, ${TILE_M / 4}>, ${TILE_K}>;
+      var<workgroup> tileB : array<array<vec4<f32>, ${TILE_N / 4}>, ${TILE_K}>;
 
       fn main() {
         let tx = i32(localId.x);
@@ -169,33 +154,66 @@ export class GemmProgram {
         let chunk = i32(workgroupId.z);
         let kBegin = chunk * uniforms.kChunk;
         let kEnd = min(kBegin + uniforms.kChunk, uniforms.dimK);
-        var acc : array<array<f32, ${PER_THREAD_N}>, ${PER_THREAD_M}>;
+        // this thread's loads: A rows rowA0 + i * ${GEMM_THREADS / TILE_K} of column kk, and
+        // B columns colB0 + i * ${GEMM_THREADS / TILE_K} of row kk
+        let kk = tid % ${TILE_K};
+        let rowA0 = tid / ${TILE_K};
+        let colB0 = tid / ${TILE_K};
+        var rowInfo : array<vec4<i32>, ${A_ROWS}>;
+        for (var i = 0; i < ${A_ROWS}; i++) {
+          let m = m0 + rowA0 + i * ${GEMM_THREADS / TILE_K};
+          {
+            ${s.aRow}
+          }
+        }
+        var aCol = vec4<i32>(0);
+        var bRow = vec4<i32>(0);
+        // acc[j][i]: output (m0 + 4 ty + i, n0 + 4 tx + j)
+        var acc : array<vec4<f32>, 4>;
         // the trip count is uniform (barriers inside); the last tile is masked by kEnd
         for (var t = 0; t < uniforms.kTiles; t++) {
-          let k0 = kBegin + t * ${TILE_K};
-          ${loadA}
-          ${loadB}
+          let k = kBegin + t * ${TILE_K} + kk;
+          let kIn = k < kEnd;
+          {
+            ${s.aCol}
+          }
+          for (var i = 0; i < ${A_ROWS}; i++) {
+            let r = rowA0 + i * ${GEMM_THREADS / TILE_K};
+            var v = 0.0;
+            if (kIn && m0 + r < uniforms.dimM) {
+              v = ${s.aRead};
+            }
+            tileA[kk][r / 4][r % 4] = v;
+          }
+          {
+            ${s.bRow}
+          }
+          for (var i = 0; i < ${B_COLS}; i++) {
+            let c = colB0 + i * ${GEMM_THREADS / TILE_K};
+            let n = n0 + c;
+            var v = 0.0;
+            if (kIn && n < uniforms.dimN) {
+              v = ${s.bRead};
+            }
+            tileB[kk][c / 4][c % 4] = v;
+          }
           workgroupBarrier();
-          for (var k = 0; k < ${TILE_K}; k++) {
-            var b : array<f32, ${PER_THREAD_N}>;
-            for (var j = 0; j < ${PER_THREAD_N}; j++) {
-              b[j] = tileB[k][tx + j * ${WG_N}];
-            }
-            for (var i = 0; i < ${PER_THREAD_M}; i++) {
-              let a = tileA[ty + i * ${WG_M}][k];
-              for (var j = 0; j < ${PER_THREAD_N}; j++) {
-                acc[i][j] = fma(a, b[j], acc[i][j]);
-              }
-            }
+          for (var q = 0; q < ${TILE_K}; q++) {
+            let a = tileA[q][ty];
+            let b = tileB[q][tx];
+            acc[0] = fma(a, vec4<f32>(b.x), acc[0]);
+            acc[1] = fma(a, vec4<f32>(b.y), acc[1]);
+            acc[2] = fma(a, vec4<f32>(b.z), acc[2]);
+            acc[3] = fma(a, vec4<f32>(b.w), acc[3]);
           }
           workgroupBarrier();
         }
-        for (var i = 0; i < ${PER_THREAD_M}; i++) {
-          let m = m0 + ty + i * ${WG_M};
-          for (var j = 0; j < ${PER_THREAD_N}; j++) {
-            let n = n0 + tx + j * ${WG_N};
+        for (var i = 0; i < 4; i++) {
+          let m = m0 + 4 * ty + i;
+          for (var j = 0; j < 4; j++) {
+            let n = n0 + 4 * tx + j;
             if (m < uniforms.dimM && n < uniforms.dimN) {
-              writeC(chunk, m, n, acc[i][j]);
+              writeC(chunk, m, n, acc[j][i]);
             }
           }
         }
