@@ -5,8 +5,8 @@
  * {@linkcode GemmSpec}). Used by the stride-1 convolutions of `webgpu_conv.ts`.
  *
  * Each workgroup of {@linkcode GEMM_THREADS} threads computes a {@linkcode TILE_M} x
- * {@linkcode TILE_N} tile of C, {@linkcode PER_THREAD_M} x {@linkcode PER_THREAD_N} outputs per
- * thread, staging {@linkcode TILE_K}-wide slices of A and B in workgroup memory. The inner axis
+ * {@linkcode TILE_N} tile of C, 4 x 4 outputs per thread, staging {@linkcode TILE_K}-wide slices
+ * of A and B in workgroup memory as vec4s (4 consecutive rows of A, columns of B). The inner axis
  * can be split over the workgroups' z index into chunks of `kChunk` (`writeC` gets the chunk
  * index), which {@linkcode ChunkSumProgram} then sums in a fixed order: deterministic, no
  * atomics.
