@@ -4,8 +4,8 @@
  * writes how a row and a column of A, and a row of B, are located, and how C is written (see
  * {@linkcode GemmSpec}). Used by the stride-1 convolutions of `webgpu_conv.ts`.
  *
- * Each workgroup of {@linkcode GEMM_THREADS} threads computes a {@linkcode TILE_M} x
- * {@linkcode TILE_N} tile of C, 4 x 4 outputs per thread, staging {@linkcode TILE_K}-wide slices
+ * Each workgroup of 128 (64) threads computes a {@linkcode TILE_M} x 32 (16, for 16 columns or
+ * fewer) tile of C, 4 x 4 outputs per thread, staging {@linkcode TILE_K}-wide slices
  * of A and B in workgroup memory as vec4s (4 consecutive rows of A, columns of B). The inner axis
  * can be split over the workgroups' z index into chunks of `kChunk` (`writeC` gets the chunk
  * index), which {@linkcode ChunkSumProgram} then sums in a fixed order: deterministic, no
@@ -26,32 +26,52 @@
  * @module
  */
 
-/** Threads along n (x) and m (y) of a workgroup. */
-const WG_N = 8;
+/** Threads along m (y) of a workgroup; along n (x) see {@linkcode gemmTiles}. */
 const WG_M = 16;
-/** Outputs per thread along m and n (4 x 4: the kernel is written for vec4s). */
-const PER_THREAD_M = 4;
-const PER_THREAD_N = 4;
-/** The tile of C a workgroup computes, and the slice of the inner axis staged at once. */
-export const TILE_M = WG_M * PER_THREAD_M;
-export const TILE_N = WG_N * PER_THREAD_N;
+/** The tile of C a workgroup computes along m (4 rows a thread: the kernel uses vec4s). */
+export const TILE_M = WG_M * 4;
+/** The slice of the inner axis staged at once. */
 export const TILE_K = 16;
-/** Threads per workgroup. */
-export const GEMM_THREADS = WG_M * WG_N;
 /** WebGPU's guaranteed `maxComputeWorkgroupsPerDimension`. */
 export const MAX_GROUPS = 65535;
 
-/** Rows of A's tile each thread loads (its column is fixed: `tid % TILE_K`). */
-export const A_ROWS = (TILE_M * TILE_K) / GEMM_THREADS;
-/** Columns of B's tile each thread loads (its row is fixed: `tid % TILE_K`). */
-export const B_COLS = (TILE_K * TILE_N) / GEMM_THREADS;
+/** How a {@linkcode GemmProgram} with `n` columns is cut (4 x 4 outputs a thread). */
+export interface GemmTiles {
+  /** Threads along n; the tile is `TILE_M x tileN`. */
+  wgN: number;
+  tileN: number;
+  threads: number;
+  /** Rows of A's tile each thread loads (its column is fixed: `tid % TILE_K`), `stride` apart. */
+  aRows: number;
+  /** Columns of B's tile each thread loads (its row is fixed: `tid % TILE_K`), `stride` apart. */
+  bCols: number;
+  stride: number;
+}
+
+/**
+ * 16 columns a tile (64 threads) when `n <= 16`, the U-Net's 16-channel level and the head,
+ * else 32 (128 threads): a 32-wide tile would be half empty there.
+ */
+export function gemmTiles(n: number): GemmTiles {
+  const wgN = n <= 16 ? 4 : 8;
+  const tileN = 4 * wgN;
+  const threads = WG_M * wgN;
+  return {
+    wgN,
+    tileN,
+    threads,
+    aRows: (TILE_M * TILE_K) / threads,
+    bCols: (TILE_K * tileN) / threads,
+    stride: threads / TILE_K,
+  };
+}
 
 /**
  * What a {@linkcode GemmProgram} computes. A and B are read through WGSL snippets that split the
  * index arithmetic (integer divisions, slow on GPUs and very slow on a CPU adapter) from the
- * loads: each thread loads {@linkcode A_ROWS} rows of one column of A's tile and
- * {@linkcode B_COLS} columns of one row of B's, so a row's arithmetic runs once per call and a
- * column's once per tile of k, not once per element.
+ * loads: each thread loads several rows of one column of A's tile and several columns of one
+ * row of B's ({@linkcode gemmTiles}), so a row's arithmetic runs once per call and a column's
+ * once per tile of k, not once per element.
  */
 export interface GemmSpec {
   /** Shader cache key: one per distinct code (shapes are uniforms). */
@@ -97,7 +117,7 @@ export function gemmUniforms(
 
 /** Whether a product of this size fits WebGPU's workgroup-count limits. */
 export function gemmFits(m: number, n: number, chunks = 1): boolean {
-  return Math.ceil(m / TILE_M) <= MAX_GROUPS && Math.ceil(n / TILE_N) <= MAX_GROUPS &&
+  return Math.ceil(m / TILE_M) <= MAX_GROUPS && Math.ceil(n / gemmTiles(n).tileN) <= MAX_GROUPS &&
     chunks <= MAX_GROUPS;
 }
 
@@ -105,16 +125,19 @@ export function gemmFits(m: number, n: number, chunks = 1): boolean {
 export class GemmProgram {
   readonly variableNames: string[];
   readonly uniforms: string;
-  readonly workgroupSize: [number, number, number] = [WG_N, WG_M, 1];
+  readonly workgroupSize: [number, number, number];
   readonly size = false;
   readonly outputShape: number[];
   readonly dispatchLayout: { x: number[]; y: number[]; z: number[] };
   readonly dispatch: [number, number, number];
   readonly shaderKey: string;
   readonly #spec: GemmSpec;
+  readonly #tiles: GemmTiles;
 
   constructor(spec: GemmSpec) {
     this.#spec = spec;
+    this.#tiles = gemmTiles(spec.n);
+    this.workgroupSize = [this.#tiles.wgN, WG_M, 1];
     this.variableNames = spec.inputs;
     this.outputShape = spec.outputShape;
     this.uniforms = "dimM : i32, dimN : i32, dimK : i32, kChunk : i32, kTiles : i32, " +
@@ -127,15 +150,16 @@ export class GemmProgram {
       z: [0],
     };
     this.dispatch = [
-      Math.ceil(spec.n / TILE_N),
+      Math.ceil(spec.n / this.#tiles.tileN),
       Math.ceil(spec.m / TILE_M),
       spec.chunks ?? 1,
     ];
-    this.shaderKey = `miSslGemm_${spec.key}`;
+    this.shaderKey = `miSslGemm_${spec.key}_${this.#tiles.wgN}`;
   }
 
   getUserCode(): string {
     const s = this.#spec;
+    const g = this.#tiles;
     return `
       ${s.helpers}
       ${s.write}
@@ -143,25 +167,25 @@ export class GemmProgram {
       // both tiles k-major, 4 consecutive m (n) per vec4: a thread's 4 x 4 outputs take one
       // vec4 of each per k
       var<workgroup> tileA : array<array<vec4<f32>, ${TILE_M / 4}>, ${TILE_K}>;
-      var<workgroup> tileB : array<array<vec4<f32>, ${TILE_N / 4}>, ${TILE_K}>;
+      var<workgroup> tileB : array<array<vec4<f32>, ${g.tileN / 4}>, ${TILE_K}>;
 
       fn main() {
         let tx = i32(localId.x);
         let ty = i32(localId.y);
-        let tid = ty * ${WG_N} + tx;
+        let tid = ty * ${g.wgN} + tx;
         let m0 = i32(workgroupId.y) * ${TILE_M};
-        let n0 = i32(workgroupId.x) * ${TILE_N};
+        let n0 = i32(workgroupId.x) * ${g.tileN};
         let chunk = i32(workgroupId.z);
         let kBegin = chunk * uniforms.kChunk;
         let kEnd = min(kBegin + uniforms.kChunk, uniforms.dimK);
-        // this thread's loads: A rows rowA0 + i * ${GEMM_THREADS / TILE_K} of column kk, and
-        // B columns colB0 + i * ${GEMM_THREADS / TILE_K} of row kk
+        // this thread's loads: A rows rowA0 + i * ${g.stride} of column kk, and
+        // B columns colB0 + i * ${g.stride} of row kk
         let kk = tid % ${TILE_K};
         let rowA0 = tid / ${TILE_K};
         let colB0 = tid / ${TILE_K};
-        var rowInfo : array<vec4<i32>, ${A_ROWS}>;
-        for (var i = 0; i < ${A_ROWS}; i++) {
-          let m = m0 + rowA0 + i * ${GEMM_THREADS / TILE_K};
+        var rowInfo : array<vec4<i32>, ${g.aRows}>;
+        for (var i = 0; i < ${g.aRows}; i++) {
+          let m = m0 + rowA0 + i * ${g.stride};
           {
             ${s.aRow}
           }
@@ -177,8 +201,8 @@ export class GemmProgram {
           {
             ${s.aCol}
           }
-          for (var i = 0; i < ${A_ROWS}; i++) {
-            let r = rowA0 + i * ${GEMM_THREADS / TILE_K};
+          for (var i = 0; i < ${g.aRows}; i++) {
+            let r = rowA0 + i * ${g.stride};
             var v = 0.0;
             if (kIn && m0 + r < uniforms.dimM) {
               v = ${s.aRead};
@@ -188,8 +212,8 @@ export class GemmProgram {
           {
             ${s.bRow}
           }
-          for (var i = 0; i < ${B_COLS}; i++) {
-            let c = colB0 + i * ${GEMM_THREADS / TILE_K};
+          for (var i = 0; i < ${g.bCols}; i++) {
+            let c = colB0 + i * ${g.stride};
             let n = n0 + c;
             var v = 0.0;
             if (kIn && n < uniforms.dimN) {
