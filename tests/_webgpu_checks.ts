@@ -87,7 +87,7 @@ export const KERNEL_CASES: KernelCase[] = [
     f: (x, w) => tf.conv2d(t4(x), t4(w), 1, "same"),
   },
   {
-    name: "conv2d 3x3 same on 2048 pixels (the filter gradient in two chunks of pixels)",
+    name: "conv2d 3x3 same on 2048 pixels (the filter gradient in 8 chunks of 256 pixels)",
     inputs: [{ shape: [2, 32, 32, 8] }, { shape: [3, 3, 8, 8] }],
     f: (x, w) => tf.conv2d(t4(x), t4(w), 1, "same"),
   },
