@@ -187,6 +187,14 @@ run() {
   # correctness on this GPU: tests/webgpu_test.ts's numbers (kernels vs cpu, losses vs wasm)
   measure checks 120 "$deno" run "${d[@]}" --allow-read --allow-write --allow-env --allow-sys \
     tests/_webgpu_checks.ts
+  # the fused batch norm, the fused Adam and the tiled convolutions against cpu on this GPU
+  for k in bn adam conv; do
+    measure "checks-$k" 45 "$deno" run "${d[@]}" --allow-read --allow-write --allow-env \
+      --allow-sys "tests/_webgpu_${k}_checks.ts"
+  done
+  # tfjs's own kernels on the same step, for the per-kernel comparison
+  measure webgpu-128-builtin-profile 60 "${bench[@]}" --backend webgpu --kernels builtin \
+    "${small[@]}" --steps 1 --warmup 1 --profile --progress
   "$deno" eval --cached-only --lock="$GPU_DIR/deno.lock" '
     const rows = Deno.readTextFileSync(Deno.args[0]).trim().split("\n").map((l) => JSON.parse(l));
     const ms = (n) => rows.find((r) => r.run === n)?.result?.step_ms_median ??
