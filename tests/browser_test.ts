@@ -27,6 +27,8 @@ const CHROMIUM = Deno.env.get("CHROMIUM") ?? "/usr/bin/chromium";
 const FIGURE = Deno.env.get("BROWSER_FIGURE") === "1"
   ? join(ROOT, "docs/figures/browser-page.png")
   : null;
+/** Iterations of the test's run: a few for the test, enough for a figure to show a segmentation. */
+const ITERATIONS = FIGURE ? 800 : 40;
 
 const missing = !(await exists(CHROMIUM))
   ? `no chromium at ${CHROMIUM} (apt-get install chromium)`
@@ -221,7 +223,7 @@ Deno.test({
           `dataset: { type: folder, root: data, size: 32, cache: false, classes: [background, anterior, posterior], ` +
           `split: { labeled: 2, unlabeled: 1, validation: 1 } }\n` +
           `model: { type: unet, base: 8, depth: 3 }\nregularizers: [{ type: mean-teacher }]\n` +
-          `trainer: { iterations: 40, labeledBatch: 4, unlabeledBatch: 2, validateEvery: 40 }\n`,
+          `trainer: { iterations: ${ITERATIONS}, labeledBatch: 4, unlabeledBatch: 2, validateEvery: ${ITERATIONS} }\n`,
       );
       const run = join(dir, "run");
       const trained = await cli(["run", join(dir, "r.yaml"), "--out", run, "--quiet"]);
