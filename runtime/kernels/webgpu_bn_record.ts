@@ -1,0 +1,243 @@
+/**
+ * The batch norm's programs with several outputs, recorded into tfjs's command encoder
+ * (`webgpu_record.ts`; a tfjs program writes one buffer):
+ *
+ * - `stats`: per (group, channel), the blocks' partials of `BnPartialProgram` (mode `stats`)
+ *   combined by Chan's rule into the `mean` AND the biased `variance` (`[G, C]`), one program;
+ * - `grad`: per channel tile, for each group in turn, the blocks' sums `S1 = sum dz`,
+ *   `S2' = sum dz (x - mean)`, written as the gradient's table `[G, 6, C]` (`S1`,
+ *   `S2 = S2' rstd`, and `dx = a dz + b (x - mean) + k0`'s `a = gamma rstd`,
+ *   `b = -a rstd S2 / n`, `k0 = -a S1 / n`, the mean), and `dgamma = sum_g S2`,
+ *   `dbeta = sum_g S1` (`[C]`, groups added in order), one program;
+ * - the running statistics (`bn_running_stats.ts`): both updated in one program.
+ *
+ * Reductions are the trees of `webgpu_bn_programs.ts`; nothing atomic, so results are the same
+ * run to run.
+ *
+ * @module
+ */
+import {
+  type BnGeometry,
+  CHAN,
+  GRAD_ROWS,
+  SUMS,
+  THREADS,
+  treeHeader,
+} from "./webgpu_bn_programs.ts";
+import type { tf } from "../../deps.ts";
+import {
+  type GpuBuffer,
+  type GpuPipeline,
+  recordProgram,
+  type WebgpuInternals,
+} from "./webgpu_record.ts";
+
+/** The uniform struct of the reduction programs (values: `bnUniforms`). */
+const BN_STRUCT = `struct Uniforms {
+  images : i32, pixels : i32, channels : i32, groups : i32, tiles : i32, blocks : i32,
+  blockPixels : i32, epsilon : f32, relu : i32,
+};`;
+
+/** Storage bindings 1, 2, ... (`rw` ones writable) and an entry point calling `main`. */
+function program(struct: string, bindings: [string, string, boolean][], body: string): string {
+  const decls = bindings.map(([name, type, rw], i) =>
+    `@group(0) @binding(${i + 1}) var<storage, ${rw ? "read_write" : "read"}> ${name} : ` +
+    `array<${type}>;`
+  ).join("\n");
+  return `${struct}
+@group(0) @binding(0) var<uniform> uniforms : Uniforms;
+${decls}
+var<private> workgroupId : vec3<u32>;
+var<private> numWorkgroups : vec3<u32>;
+var<private> localIndex : u32;
+${body}
+@compute @workgroup_size(${THREADS}, 1, 1)
+fn entry(@builtin(workgroup_id) w : vec3<u32>, @builtin(num_workgroups) n : vec3<u32>,
+    @builtin(local_invocation_index) l : u32) {
+  workgroupId = w;
+  numWorkgroups = n;
+  localIndex = l;
+  main();
+}
+`;
+}
+
+/** WGSL of the `stats` or `grad` combination (see the module comment). */
+export function combineShader(g: BnGeometry, mode: "stats" | "grad"): string {
+  const grad = mode === "grad";
+  const inputs: [string, string, boolean][] = [["partial", "f32", false], ["spans", "i32", false]];
+  const bindings: [string, string, boolean][] = grad
+    ? [
+      ...inputs,
+      ["gamma", "f32", false],
+      ["mu", "f32", false],
+      ["sigma2", "f32", false],
+      ["table", "f32", true],
+      ["dgamma", "f32", true],
+      ["dbeta", "f32", true],
+    ]
+    : [...inputs, ["mean", "f32", true], ["variance", "f32", true]];
+  const accumulate = grad ? "a = a + pa; b = b + pb;" : `
+    let blockStart = (r % uniforms.blocks) * uniforms.blockPixels;
+    let nb = f32(min(uniforms.blockPixels, uniforms.pixels - blockStart));
+    let nn = n + nb;
+    let d = pa - a;
+    a = a + d * (nb / nn);
+    b = b + pb + d * d * n * (nb / nn);
+    n = nn;`;
+  // group k's blocks of channel c into lane 0 (every thread calls it)
+  const reduceGroup = `
+    fn reduceGroup(t : i32, lane : i32, c : i32, k : i32, holds : bool) {
+      var n = 0.0;
+      var a = 0.0;
+      var b = 0.0;
+      if (holds) {
+        let r1 = spans[k + 1] * uniforms.blocks;
+        for (var r = spans[k] * uniforms.blocks + lane; r < r1; r = r + LANES) {
+          let pa = partial[r * 2 * uniforms.channels + c];
+          let pb = partial[(r * 2 + 1) * uniforms.channels + c];
+          ${accumulate}
+        }
+      }
+      sN[t] = n;
+      sA[t] = a;
+      sB[t] = b;
+      reduceLanes(t, holds);
+    }`;
+  const main = grad
+    ? `
+    fn main() {
+      let t = i32(localIndex);
+      let lane = t / CT;
+      let c = flatWorkgroup() * CT + t % CT;
+      let C = uniforms.channels;
+      let holds = lane < LANES && c < C;
+      var sumS1 = 0.0;
+      var sumS2 = 0.0;
+      for (var k = 0; k < uniforms.groups; k = k + 1) {
+        reduceGroup(t, lane, c, k, holds);
+        if (holds && lane == 0) {
+          let s = k * C + c;
+          let n = f32((spans[k + 1] - spans[k]) * uniforms.pixels);
+          let rstd = inverseSqrt(sigma2[s] + uniforms.epsilon);
+          let a = gamma[c] * rstd;
+          let s2 = sB[t] * rstd;
+          let at = k * ${GRAD_ROWS} * C + c;
+          table[at] = sA[t];
+          table[at + C] = s2;
+          table[at + 2 * C] = a;
+          table[at + 3 * C] = -a * rstd * s2 / n;
+          table[at + 4 * C] = -a * sA[t] / n;
+          table[at + 5 * C] = mu[s];
+          sumS1 = sumS1 + sA[t];
+          sumS2 = sumS2 + s2;
+        }
+      }
+      if (holds && lane == 0) {
+        dgamma[c] = sumS2;
+        dbeta[c] = sumS1;
+      }
+    }`
+    : `
+    fn main() {
+      let t = i32(localIndex);
+      let lane = t / CT;
+      let wid = flatWorkgroup();
+      let k = wid / uniforms.tiles;
+      let c = (wid % uniforms.tiles) * CT + t % CT;
+      let holds = lane < LANES && c < uniforms.channels && k < uniforms.groups;
+      reduceGroup(t, lane, c, k, holds);
+      if (holds && lane == 0) {
+        mean[k * uniforms.channels + c] = sA[t];
+        variance[k * uniforms.channels + c] = sB[t] / max(sN[t], 1.0);
+      }
+    }`;
+  return program(
+    BN_STRUCT,
+    bindings,
+    `${treeHeader(g, grad ? SUMS : CHAN)}
+${reduceGroup}
+${main}`,
+  );
+}
+
+/** WGSL updating the running mean and variance, a thread per channel. */
+export const RUNNING_STATS_SHADER = program(
+  `struct Uniforms {
+  groups : i32, channels : i32, keep : f32, momentum : f32, scaleVar : f32,
+};`,
+  [
+    ["movingMean", "f32", false],
+    ["movingVar", "f32", false],
+    ["mean", "f32", false],
+    ["variance", "f32", false],
+    ["nextMean", "f32", true],
+    ["nextVar", "f32", true],
+  ],
+  `
+fn main() {
+  let c = i32(workgroupId.x) * ${THREADS} + i32(localIndex);
+  if (c < uniforms.channels) {
+    var totalMean = 0.0;
+    var totalVar = 0.0;
+    for (var k = 0; k < uniforms.groups; k = k + 1) {
+      totalMean = totalMean + mean[k * uniforms.channels + c];
+      totalVar = totalVar + variance[k * uniforms.channels + c];
+    }
+    let g = f32(uniforms.groups);
+    nextMean[c] = movingMean[c] * uniforms.keep + totalMean / g * 1.0 * uniforms.momentum;
+    nextVar[c] = movingVar[c] * uniforms.keep + totalVar / g * uniforms.scaleVar * uniforms.momentum;
+  }
+}`,
+);
+
+const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
+
+/** The pipeline of `code` (compiled once per device and `key`). */
+function pipeline(b: WebgpuInternals, key: string, code: () => string): GpuPipeline {
+  let byKey = pipelines.get(b.device);
+  if (byKey === undefined) pipelines.set(b.device, byKey = new Map());
+  let p = byKey.get(key);
+  if (p === undefined) {
+    const module = b.device.createShaderModule({ code: code(), label: key });
+    p = b.device.createComputePipeline({
+      layout: "auto",
+      compute: { module, entryPoint: "entry" },
+      label: key,
+    });
+    byKey.set(key, p);
+  }
+  return p;
+}
+
+/** The GPU buffer of a tensor (allocated, or uploaded from the CPU, where needed). */
+function gpuBuffer(b: WebgpuInternals, t: tf.TensorInfo): GpuBuffer {
+  b.uploadToGPU(t.dataId);
+  const resource = b.tensorMap.get(t.dataId)?.resource as GpuBuffer | null | undefined;
+  if (resource == null || typeof (resource as { createView?: unknown }).createView === "function") {
+    throw new Error("batchNormRelu (webgpu): a tensor not in a GPU buffer (a texture?)");
+  }
+  return resource;
+}
+
+/**
+ * Record one program: `key` names its pipeline (built from `code` the first time) and its
+ * entry in the profile; `tensors` are bindings 1, 2, ...; `workgroups` in x.
+ */
+export function recordBn(
+  b: WebgpuInternals,
+  key: string,
+  code: () => string,
+  uniforms: { type: string; data: number[] }[],
+  tensors: tf.TensorInfo[],
+  workgroups: number,
+): void {
+  recordProgram(b, {
+    pipeline: pipeline(b, key, code),
+    name: key.replace(/_.*/, ""),
+    uniforms,
+    buffers: tensors.map((t) => gpuBuffer(b, t)),
+    dataIds: tensors.map((t) => t.dataId),
+    dispatch: [workgroups, 1],
+  });
+}
