@@ -2,11 +2,12 @@
  * The fused training batch norm + ReLU (`MiSslBatchNormRelu`, `MiSslBatchNormReluGrad`: the
  * interface of `batch_norm_relu.ts`) for `@tensorflow/tfjs-backend-webgpu`, in WGSL
  * (`webgpu_bn_programs.ts`, `webgpu_bn_apply.ts`). Composed from tfjs ops, a training batch norm and its gradient
- * are some 40 GPU programs per layer; here the forward pass is 3 and the backward pass 3:
+ * are some 40 GPU programs per layer; here the forward pass is 2 and the backward pass 3:
  *
- * - forward: per-block partial statistics, the mean and the variance (both from one program
- *   combining the partials of each group, recorded by `webgpu_bn_record.ts` since tfjs's
- *   programs have one output each), then normalise + scale + shift + ReLU;
+ * - forward: per-block partial statistics, then one program (recorded by `webgpu_bn_record.ts`,
+ *   since tfjs's programs have one output each) in which every block combines its group's
+ *   partials and normalises + scales + shifts + ReLUs its pixels, writing `y`, the mean and the
+ *   variance;
  * - backward: per-block partial sums of `dz` and `dz (x - mean)`, then one recorded program
  *   writing the groups' table, `dgamma` and `dbeta`, then `dx`.
  *
@@ -40,7 +41,7 @@ import {
   bnUniforms,
   GRAD_ROWS,
 } from "./webgpu_bn_programs.ts";
-import { BnApplyProgram, BnGradApplyProgram } from "./webgpu_bn_apply.ts";
+import { BnGradApplyProgram } from "./webgpu_bn_apply.ts";
 import { combineShader, recordBn } from "./webgpu_bn_record.ts";
 import { type WebgpuInternals, webgpuInternalsMissing } from "./webgpu_record.ts";
 import type { WebgpuBackendLike } from "./webgpu_training.ts";
@@ -86,7 +87,7 @@ function setUp(args: KernelArgs, x: TensorInfo) {
   const run = (program: unknown, inputs: TensorInfo[], extra = uniforms) =>
     backend.runWebGPUProgram(program, inputs.map(flat), "float32", extra);
   const record = (
-    mode: "stats" | "grad",
+    mode: "apply" | "grad",
     tensors: TensorInfo[],
     workgroups: number,
   ) =>
@@ -101,25 +102,24 @@ function setUp(args: KernelArgs, x: TensorInfo) {
   return { attrs, backend, geometry, spans, uniforms, sized, run, record };
 }
 
-/** Forward: `[x, gamma, beta]` to `[y, mean, variance]` in 3 programs. */
+/** Forward: `[x, gamma, beta]` to `[y, mean, variance]` in 2 programs. */
 export function batchNormReluWebgpu(args: KernelArgs): TensorInfo[] {
   const { x, gamma, beta } = args.inputs as Record<string, TensorInfo>;
   validate(BATCH_NORM_RELU, x, args.attrs as unknown as BatchNormReluAttrs, gamma, beta);
-  const { backend, geometry: g, spans, sized, run, record } = setUp(args, x);
-  const size = x.shape.reduce((a, d) => a * d, 1);
+  const { backend, geometry: g, spans, run, record } = setUp(args, x);
   const stats = [g.groups, g.channels];
   const partial = run(new BnPartialProgram(g, "stats"), [x]);
+  const y = backend.makeTensorInfo(x.shape, "float32");
   const mean = backend.makeTensorInfo(stats, "float32");
   const variance = backend.makeTensorInfo(stats, "float32");
-  record("stats", [partial, spans, mean, variance], g.groups * g.tiles);
-  const y = run(
-    new BnApplyProgram(size),
-    [x, gamma, beta, mean, variance, spans],
-    sized(size),
+  record(
+    "apply",
+    [partial, spans, x, gamma, beta, y, mean, variance],
+    g.images * g.blocks * g.tiles,
   );
   backend.disposeData(partial.dataId);
   backend.disposeData(spans.dataId);
-  return [view(y, x.shape), mean, variance];
+  return [y, mean, variance];
 }
 
 /** Backward: `[dy, x, gamma, y, mean, variance]` to `[dx, dgamma, dbeta]` in 3 programs. */

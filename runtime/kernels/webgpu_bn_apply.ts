@@ -1,7 +1,8 @@
 /**
- * The element-wise programs of the fused training batch norm + ReLU on webgpu (`webgpu_bn.ts`
- * runs them after the reductions of `webgpu_bn_programs.ts` and `webgpu_bn_record.ts`): the
- * forward output and `dx` from the groups' table. A thread per value, data bound flat.
+ * The element-wise program of the fused training batch norm + ReLU's gradient on webgpu
+ * (`webgpu_bn.ts` runs it after the reductions of `webgpu_bn_programs.ts` and
+ * `webgpu_bn_record.ts`): `dx` from the groups' table, a thread per value, data bound flat. (The
+ * forward's normalisation is in `webgpu_bn_record.ts`, with the combination of the blocks.)
  *
  * @module
  */
@@ -31,24 +32,6 @@ abstract class BnElementwise extends BnProgram {
         }
       }
     `;
-  }
-}
-
-/** `y = relu(gamma (x - mean) / sqrt(variance + epsilon) + beta)` per value. */
-export class BnApplyProgram extends BnElementwise {
-  readonly variableNames = ["x", "gamma", "beta", "mu", "sigma2", "spans"];
-  readonly shaderKey = "miSslBnApply";
-
-  getUserCode(): string {
-    return this.wrap(`
-      let c = index % uniforms.channels;
-      let k = groupOf(index / uniforms.channels / uniforms.pixels);
-      let s = k * uniforms.channels + c;
-      let scale = gamma[c] * inverseSqrt(sigma2[s] + uniforms.epsilon);
-      var z = (x[index] - mu[s]) * scale + beta[c];
-      if (uniforms.relu != 0 && !(z > 0.0)) { z = 0.0; }
-      result[index] = z;
-    `);
   }
 }
 

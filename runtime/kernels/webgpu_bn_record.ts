@@ -2,8 +2,12 @@
  * The batch norm's programs with several outputs, recorded into tfjs's command encoder
  * (`webgpu_record.ts`; a tfjs program writes one buffer):
  *
- * - `stats`: per (group, channel), the blocks' partials of `BnPartialProgram` (mode `stats`)
- *   combined by Chan's rule into the `mean` AND the biased `variance` (`[G, C]`), one program;
+ * - `apply`: the forward's second and last program. Each workgroup takes the channel tile and
+ *   pixel block of `BnPartialProgram` (mode `stats`), combines the blocks' partials of its
+ *   image's group by Chan's rule into the mean and the biased variance (every workgroup of a
+ *   group computes the same, in the same order), writes `y = relu(gamma (x - mean) /
+ *   sqrt(variance + epsilon) + beta)` for its block, and the group's first block writes the
+ *   `mean` and `variance` outputs (`[G, C]`);
  * - `grad`: per channel tile, for each group in turn, the blocks' sums `S1 = sum dz`,
  *   `S2' = sum dz (x - mean)`, written as the gradient's table `[G, 6, C]` (`S1`,
  *   `S2 = S2' rstd`, and `dx = a dz + b (x - mean) + k0`'s `a = gamma rstd`,
@@ -20,6 +24,7 @@ import {
   type BnGeometry,
   CHAN,
   GRAD_ROWS,
+  GROUP_OF,
   SUMS,
   THREADS,
   treeHeader,
@@ -62,8 +67,8 @@ fn entry(@builtin(workgroup_id) w : vec3<u32>, @builtin(num_workgroups) n : vec3
 `;
 }
 
-/** WGSL of the `stats` or `grad` combination (see the module comment). */
-export function combineShader(g: BnGeometry, mode: "stats" | "grad"): string {
+/** WGSL of the `apply` or `grad` program (see the module comment). */
+export function combineShader(g: BnGeometry, mode: "apply" | "grad"): string {
   const grad = mode === "grad";
   const inputs: [string, string, boolean][] = [["partial", "f32", false], ["spans", "i32", false]];
   const bindings: [string, string, boolean][] = grad
@@ -76,7 +81,15 @@ export function combineShader(g: BnGeometry, mode: "stats" | "grad"): string {
       ["dgamma", "f32", true],
       ["dbeta", "f32", true],
     ]
-    : [...inputs, ["mean", "f32", true], ["variance", "f32", true]];
+    : [
+      ...inputs,
+      ["x", "f32", false],
+      ["gamma", "f32", false],
+      ["beta", "f32", false],
+      ["y", "f32", true],
+      ["mean", "f32", true],
+      ["variance", "f32", true],
+    ];
   const accumulate = grad ? "a = a + pa; b = b + pb;" : `
     let blockStart = (r % uniforms.blocks) * uniforms.blockPixels;
     let nb = f32(min(uniforms.blockPixels, uniforms.pixels - blockStart));
@@ -139,17 +152,41 @@ export function combineShader(g: BnGeometry, mode: "stats" | "grad"): string {
       }
     }`
     : `
+    ${GROUP_OF}
     fn main() {
       let t = i32(localIndex);
       let lane = t / CT;
       let wid = flatWorkgroup();
-      let k = wid / uniforms.tiles;
-      let c = (wid % uniforms.tiles) * CT + t % CT;
-      let holds = lane < LANES && c < uniforms.channels && k < uniforms.groups;
+      let tile = wid % uniforms.tiles;
+      let rest = wid / uniforms.tiles;
+      let blk = rest % uniforms.blocks;
+      let img = rest / uniforms.blocks;
+      let C = uniforms.channels;
+      let c = tile * CT + t % CT;
+      let holds = lane < LANES && c < C && img < uniforms.images;
+      var k = 0;
+      if (img < uniforms.images) {
+        k = groupOf(img);
+      }
       reduceGroup(t, lane, c, k, holds);
-      if (holds && lane == 0) {
-        mean[k * uniforms.channels + c] = sA[t];
-        variance[k * uniforms.channels + c] = sB[t] / max(sN[t], 1.0);
+      // lane 0 of channel slot t % CT holds the group's (count, mean, M2)
+      let slot = t % CT;
+      let m = sA[slot];
+      let v = sB[slot] / max(sN[slot], 1.0);
+      if (holds) {
+        if (lane == 0 && blk == 0 && img == spans[k]) {
+          mean[k * C + c] = m;
+          variance[k * C + c] = v;
+        }
+        let scale = gamma[c] * inverseSqrt(v + uniforms.epsilon);
+        let shift = beta[c];
+        let p1 = min((blk + 1) * uniforms.blockPixels, uniforms.pixels);
+        for (var p = blk * uniforms.blockPixels + lane; p < p1; p = p + LANES) {
+          let at = (img * uniforms.pixels + p) * C + c;
+          var z = (x[at] - m) * scale + shift;
+          if (uniforms.relu != 0 && !(z > 0.0)) { z = 0.0; }
+          y[at] = z;
+        }
       }
     }`;
   return program(
@@ -238,6 +275,7 @@ export function recordBn(
     uniforms,
     buffers: tensors.map((t) => gpuBuffer(b, t)),
     dataIds: tensors.map((t) => t.dataId),
-    dispatch: [workgroups, 1],
+    // more than 65,535 workgroups go over y too; the programs flatten them back
+    dispatch: workgroups <= 65535 ? [workgroups, 1] : [65535, Math.ceil(workgroups / 65535)],
   });
 }
