@@ -2,14 +2,16 @@
  * The fused training batch norm + ReLU (`MiSslBatchNormRelu`, `MiSslBatchNormReluGrad`: the
  * interface of `batch_norm_relu.ts`) for `@tensorflow/tfjs-backend-webgpu`, in WGSL
  * (`webgpu_bn_programs.ts`, `webgpu_bn_apply.ts`). Composed from tfjs ops, a training batch norm and its gradient
- * are some 40 GPU programs per layer; here the forward pass is 2 and the backward pass 3:
+ * are some 40 GPU programs per layer; here the forward pass is 2 and the backward pass 2 (or 3):
  *
  * - forward: per-block partial statistics, then one program (recorded by `webgpu_bn_record.ts`,
  *   since tfjs's programs have one output each) in which every block combines its group's
  *   partials and normalises + scales + shifts + ReLUs its pixels, writing `y`, the mean and the
  *   variance;
- * - backward: per-block partial sums of `dz` and `dz (x - mean)`, then one recorded program
- *   writing the groups' table, `dgamma` and `dbeta`, then `dx`.
+ * - backward: per-block partial sums of `dz` and `dz (x - mean)`, then one recorded program in
+ *   which every block combines its group's sums and writes its `dx`, the first block of each
+ *   channel tile `dgamma` and `dbeta` (it binds 11 storage buffers: where the device allows
+ *   fewer, one program writes the groups' table, `dgamma` and `dbeta`, and a third `dx`).
  *
  * Where the backend lacks what recording uses (`webgpu_record.ts`), the kernels are not
  * registered (saying so once) and the U-Net composes tfjs's ops.
@@ -87,7 +89,7 @@ function setUp(args: KernelArgs, x: TensorInfo) {
   const run = (program: unknown, inputs: TensorInfo[], extra = uniforms) =>
     backend.runWebGPUProgram(program, inputs.map(flat), "float32", extra);
   const record = (
-    mode: "apply" | "grad",
+    mode: "apply" | "grad" | "dx",
     tensors: TensorInfo[],
     workgroups: number,
   ) =>
@@ -122,7 +124,25 @@ export function batchNormReluWebgpu(args: KernelArgs): TensorInfo[] {
   return [y, mean, variance];
 }
 
-/** Backward: `[dy, x, gamma, y, mean, variance]` to `[dx, dgamma, dbeta]` in 3 programs. */
+/** Storage buffers the backward's one-program `dx` binds (WebGPU's default limit is 8). */
+const DX_BUFFERS = 11;
+
+let backwardOverride: 2 | 3 | null = null;
+
+/**
+ * Tests only: force the backward's 2-program form (which needs a device allowing 11 storage
+ * buffers a program) or its 3-program form; `null` (the default) picks by the device's
+ * `maxStorageBuffersPerShaderStage`.
+ */
+export function setBnBackwardPrograms(programs: 2 | 3 | null): void {
+  backwardOverride = programs;
+}
+
+/**
+ * Backward: `[dy, x, gamma, y, mean, variance]` to `[dx, dgamma, dbeta]` in 2 programs where the
+ * device allows 11 storage buffers a program (block sums, then `dx` with the blocks combined and
+ * `dgamma`, `dbeta`), else 3 (block sums, the groups' table with `dgamma` and `dbeta`, `dx`).
+ */
 export function batchNormReluGradWebgpu(args: KernelArgs): TensorInfo[] {
   const { dy, x, gamma, y, mean, variance } = args.inputs as Record<string, TensorInfo>;
   const attrs = args.attrs as unknown as BatchNormReluAttrs;
@@ -131,6 +151,20 @@ export function batchNormReluGradWebgpu(args: KernelArgs): TensorInfo[] {
   const size = x.shape.reduce((a, d) => a * d, 1);
   const c = g.channels;
   const partial = run(new BnPartialProgram(g, "grad"), [dy, x, y, mean, spans]);
+  const limit = (backend as unknown as WebgpuInternals).device.limits
+    ?.maxStorageBuffersPerShaderStage ?? 8;
+  if (backwardOverride === 2 || (backwardOverride === null && limit >= DX_BUFFERS)) {
+    const dx = backend.makeTensorInfo(x.shape, "float32");
+    const dgamma = backend.makeTensorInfo([c], "float32");
+    const dbeta = backend.makeTensorInfo([c], "float32");
+    record(
+      "dx",
+      [partial, spans, gamma, mean, variance, dy, x, y, dx, dgamma, dbeta],
+      g.images * g.blocks * g.tiles,
+    );
+    for (const t of [partial, spans]) backend.disposeData(t.dataId);
+    return [dx, dgamma, dbeta];
+  }
   const table = backend.makeTensorInfo([g.groups * GRAD_ROWS * c], "float32");
   const dgamma = backend.makeTensorInfo([c], "float32");
   const dbeta = backend.makeTensorInfo([c], "float32");

@@ -67,8 +67,9 @@ fn entry(@builtin(workgroup_id) w : vec3<u32>, @builtin(num_workgroups) n : vec3
 `;
 }
 
-/** WGSL of the `apply` or `grad` program (see the module comment). */
-export function combineShader(g: BnGeometry, mode: "apply" | "grad"): string {
+/** WGSL of the `apply`, `grad` or `dx` program (see the module comment). */
+export function combineShader(g: BnGeometry, mode: "apply" | "grad" | "dx"): string {
+  if (mode === "dx") return dxShader(g);
   const grad = mode === "grad";
   const inputs: [string, string, boolean][] = [["partial", "f32", false], ["spans", "i32", false]];
   const bindings: [string, string, boolean][] = grad
@@ -90,7 +91,19 @@ export function combineShader(g: BnGeometry, mode: "apply" | "grad"): string {
       ["mean", "f32", true],
       ["variance", "f32", true],
     ];
-  const accumulate = grad ? "a = a + pa; b = b + pb;" : `
+  const main = grad ? GRAD_MAIN : APPLY_MAIN;
+  return program(
+    BN_STRUCT,
+    bindings,
+    `${treeHeader(g, grad ? SUMS : CHAN)}
+${reduceGroup(grad)}
+${main}`,
+  );
+}
+
+/** WGSL: group k's blocks of channel c into lane 0, plain sums or Chan's (every thread calls). */
+function reduceGroup(sums: boolean): string {
+  const accumulate = sums ? "a = a + pa; b = b + pb;" : `
     let blockStart = (r % uniforms.blocks) * uniforms.blockPixels;
     let nb = f32(min(uniforms.blockPixels, uniforms.pixels - blockStart));
     let nn = n + nb;
@@ -98,8 +111,7 @@ export function combineShader(g: BnGeometry, mode: "apply" | "grad"): string {
     a = a + d * (nb / nn);
     b = b + pb + d * d * n * (nb / nn);
     n = nn;`;
-  // group k's blocks of channel c into lane 0 (every thread calls it)
-  const reduceGroup = `
+  return `
     fn reduceGroup(t : i32, lane : i32, c : i32, k : i32, holds : bool) {
       var n = 0.0;
       var a = 0.0;
@@ -117,8 +129,10 @@ export function combineShader(g: BnGeometry, mode: "apply" | "grad"): string {
       sB[t] = b;
       reduceLanes(t, holds);
     }`;
-  const main = grad
-    ? `
+}
+
+/** The `grad` program's body. */
+const GRAD_MAIN = `
     fn main() {
       let t = i32(localIndex);
       let lane = t / CT;
@@ -150,8 +164,10 @@ export function combineShader(g: BnGeometry, mode: "apply" | "grad"): string {
         dgamma[c] = sumS2;
         dbeta[c] = sumS1;
       }
-    }`
-    : `
+    }`;
+
+/** The `apply` program's body. */
+const APPLY_MAIN = `
     ${GROUP_OF}
     fn main() {
       let t = i32(localIndex);
@@ -189,12 +205,89 @@ export function combineShader(g: BnGeometry, mode: "apply" | "grad"): string {
         }
       }
     }`;
+
+/**
+ * WGSL of the `dx` program: the backward's second and last where the device allows 11 storage
+ * buffers a program. Each workgroup takes a block of `BnPartialProgram` (mode `grad`), sums its
+ * group's blocks and writes `dx` for its block; the first block of each channel tile sums every
+ * group's (in order) into `dgamma` and `dbeta`.
+ */
+function dxShader(g: BnGeometry): string {
+  const bindings: [string, string, boolean][] = [
+    ["partial", "f32", false],
+    ["spans", "i32", false],
+    ["gamma", "f32", false],
+    ["mu", "f32", false],
+    ["sigma2", "f32", false],
+    ["dy", "f32", false],
+    ["x", "f32", false],
+    ["y", "f32", false],
+    ["dx", "f32", true],
+    ["dgamma", "f32", true],
+    ["dbeta", "f32", true],
+  ];
   return program(
     BN_STRUCT,
     bindings,
-    `${treeHeader(g, grad ? SUMS : CHAN)}
-${reduceGroup}
-${main}`,
+    `${treeHeader(g, SUMS)}
+${reduceGroup(true)}
+${GROUP_OF}
+fn main() {
+  let t = i32(localIndex);
+  let lane = t / CT;
+  let wid = flatWorkgroup();
+  let tile = wid % uniforms.tiles;
+  let rest = wid / uniforms.tiles;
+  let blk = rest % uniforms.blocks;
+  let img = rest / uniforms.blocks;
+  let C = uniforms.channels;
+  let c = tile * CT + t % CT;
+  let holds = lane < LANES && c < C && img < uniforms.images;
+  var k = 0;
+  if (img < uniforms.images) {
+    k = groupOf(img);
+  }
+  let first = img == 0 && blk == 0;
+  let slot = t % CT;
+  var s1 = 0.0;
+  var s2raw = 0.0;
+  var sumS1 = 0.0;
+  var sumS2 = 0.0;
+  for (var kk = 0; kk < uniforms.groups; kk = kk + 1) {
+    reduceGroup(t, lane, c, kk, holds && (kk == k || first));
+    if (kk == k) {
+      s1 = sA[slot];
+      s2raw = sB[slot];
+    }
+    if (first && holds && lane == 0) {
+      sumS1 = sumS1 + sA[t];
+      sumS2 = sumS2 + sB[t] * inverseSqrt(sigma2[kk * C + c] + uniforms.epsilon);
+    }
+    // every read of the slots before the next group overwrites them
+    workgroupBarrier();
+  }
+  if (holds) {
+    if (first && lane == 0) {
+      dgamma[c] = sumS2;
+      dbeta[c] = sumS1;
+    }
+    let s = k * C + c;
+    let n = f32((spans[k + 1] - spans[k]) * uniforms.pixels);
+    let rstd = inverseSqrt(sigma2[s] + uniforms.epsilon);
+    let a = gamma[c] * rstd;
+    let s2 = s2raw * rstd;
+    let b = -a * rstd * s2 / n;
+    let k0 = -a * s1 / n;
+    let m = mu[s];
+    let p1 = min((blk + 1) * uniforms.blockPixels, uniforms.pixels);
+    for (var p = blk * uniforms.blockPixels + lane; p < p1; p = p + LANES) {
+      let at = (img * uniforms.pixels + p) * C + c;
+      var dz = dy[at];
+      if (uniforms.relu != 0 && !(y[at] > 0.0)) { dz = 0.0; }
+      dx[at] = a * dz + b * (x[at] - m) + k0;
+    }
+  }
+}`,
   );
 }
 
