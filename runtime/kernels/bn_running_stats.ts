@@ -20,7 +20,7 @@
  */
 import { tf } from "../../deps.ts";
 import { addKernel, kernelMode } from "../tfjs_internals.ts";
-import { recordBn, RUNNING_STATS_SHADER } from "./webgpu_bn_record.ts";
+import { program, recordBn } from "./webgpu_bn_record.ts";
 import { THREADS } from "./webgpu_bn_programs.ts";
 import type { WebgpuInternals } from "./webgpu_record.ts";
 
@@ -31,6 +31,36 @@ import type { WebgpuInternals } from "./webgpu_record.ts";
 export const BN_RUNNING_STATS = "MiSslBnRunningStats";
 
 type TensorInfo = tf.TensorInfo;
+
+/** WGSL updating the running mean and variance, a thread per channel. */
+const RUNNING_STATS_SHADER = program(
+  `struct Uniforms {
+  groups : i32, channels : i32, keep : f32, momentum : f32, scaleVar : f32,
+};`,
+  [
+    ["movingMean", "f32", false],
+    ["movingVar", "f32", false],
+    ["mean", "f32", false],
+    ["variance", "f32", false],
+    ["nextMean", "f32", true],
+    ["nextVar", "f32", true],
+  ],
+  `
+fn main() {
+  let c = i32(workgroupId.x) * ${THREADS} + i32(localIndex);
+  if (c < uniforms.channels) {
+    var totalMean = 0.0;
+    var totalVar = 0.0;
+    for (var k = 0; k < uniforms.groups; k = k + 1) {
+      totalMean = totalMean + mean[k * uniforms.channels + c];
+      totalVar = totalVar + variance[k * uniforms.channels + c];
+    }
+    let g = f32(uniforms.groups);
+    nextMean[c] = movingMean[c] * uniforms.keep + totalMean / g * 1.0 * uniforms.momentum;
+    nextVar[c] = movingVar[c] * uniforms.keep + totalVar / g * uniforms.scaleVar * uniforms.momentum;
+  }
+}`,
+);
 
 function runningStatsWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[] {
   const { movingMean, movingVar, mean, variance } = args.inputs as Record<string, TensorInfo>;

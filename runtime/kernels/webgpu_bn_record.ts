@@ -8,12 +8,17 @@
  *   group computes the same, in the same order), writes `y = relu(gamma (x - mean) /
  *   sqrt(variance + epsilon) + beta)` for its block, and the group's first block writes the
  *   `mean` and `variance` outputs (`[G, C]`);
- * - `grad`: per channel tile, for each group in turn, the blocks' sums `S1 = sum dz`,
- *   `S2' = sum dz (x - mean)`, written as the gradient's table `[G, 6, C]` (`S1`,
+ * - `grad` (the backward's second of three, on devices with fewer storage buffers): per channel
+ *   tile, for each group in turn, the blocks' sums `S1 = sum dz`, `S2' = sum dz (x - mean)`,
+ *   written as the gradient's table `[G, 6, C]` (`S1`,
  *   `S2 = S2' rstd`, and `dx = a dz + b (x - mean) + k0`'s `a = gamma rstd`,
  *   `b = -a rstd S2 / n`, `k0 = -a S1 / n`, the mean), and `dgamma = sum_g S2`,
  *   `dbeta = sum_g S1` (`[C]`, groups added in order), one program;
- * - the running statistics (`bn_running_stats.ts`): both updated in one program.
+ * - `dx`: the backward's second and last where the device allows 11 storage buffers a program:
+ *   each block sums its group's blocks and writes its `dx`, the first block of each channel tile
+ *   `dgamma` and `dbeta` (then the `grad` program's table is not needed).
+ *
+ * `recordBn` also records the running statistics' update (`bn_running_stats.ts`).
  *
  * Reductions are the trees of `webgpu_bn_programs.ts`; nothing atomic, so results are the same
  * run to run.
@@ -43,8 +48,16 @@ const BN_STRUCT = `struct Uniforms {
   blockPixels : i32, epsilon : f32, relu : i32,
 };`;
 
-/** Storage bindings 1, 2, ... (`rw` ones writable) and an entry point calling `main`. */
-function program(struct: string, bindings: [string, string, boolean][], body: string): string {
+/**
+ * WGSL of a whole program: `struct` (the `Uniforms`, binding 0), storage bindings 1, 2, ... (`rw`
+ * ones writable), `body` with a `fn main()`, and an entry point of 256 threads calling it with
+ * `workgroupId`, `numWorkgroups` and `localIndex` set.
+ */
+export function program(
+  struct: string,
+  bindings: [string, string, boolean][],
+  body: string,
+): string {
   const decls = bindings.map(([name, type, rw], i) =>
     `@group(0) @binding(${i + 1}) var<storage, ${rw ? "read_write" : "read"}> ${name} : ` +
     `array<${type}>;`
@@ -290,36 +303,6 @@ fn main() {
 }`,
   );
 }
-
-/** WGSL updating the running mean and variance, a thread per channel. */
-export const RUNNING_STATS_SHADER = program(
-  `struct Uniforms {
-  groups : i32, channels : i32, keep : f32, momentum : f32, scaleVar : f32,
-};`,
-  [
-    ["movingMean", "f32", false],
-    ["movingVar", "f32", false],
-    ["mean", "f32", false],
-    ["variance", "f32", false],
-    ["nextMean", "f32", true],
-    ["nextVar", "f32", true],
-  ],
-  `
-fn main() {
-  let c = i32(workgroupId.x) * ${THREADS} + i32(localIndex);
-  if (c < uniforms.channels) {
-    var totalMean = 0.0;
-    var totalVar = 0.0;
-    for (var k = 0; k < uniforms.groups; k = k + 1) {
-      totalMean = totalMean + mean[k * uniforms.channels + c];
-      totalVar = totalVar + variance[k * uniforms.channels + c];
-    }
-    let g = f32(uniforms.groups);
-    nextMean[c] = movingMean[c] * uniforms.keep + totalMean / g * 1.0 * uniforms.momentum;
-    nextVar[c] = movingVar[c] * uniforms.keep + totalVar / g * uniforms.scaleVar * uniforms.momentum;
-  }
-}`,
-);
 
 const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
 
