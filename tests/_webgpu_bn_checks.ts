@@ -17,6 +17,7 @@ import {
   batchNormRelu,
   batchNormReluAvailable,
 } from "../runtime/kernels/batch_norm_relu.ts";
+import { setBnBackwardPrograms } from "../runtime/kernels/webgpu_bn.ts";
 import { unetModel, unetOptions } from "../plugins/models/unet.ts";
 import { relativeError } from "./_webgpu_checks.ts";
 
@@ -151,10 +152,17 @@ async function unetStep(
 /** What `webgpu_bn_test.ts` asserts. */
 export interface WebgpuBnChecks {
   adapter: string;
-  /** Per case: relative errors of y, mean, variance, dx, dgamma, dbeta. */
+  /**
+   * Per case: relative errors of y, mean, variance, dx, dgamma, dbeta; each case twice, with the
+   * device's backward (2 programs on lavapipe) and with the 3-program one (name ending in "3").
+   */
   cases: { name: string; errors: number[]; ms: number }[];
   /** GPU programs of one forward (`MiSslBatchNormRelu`) and backward pass. */
   programs: Record<string, number>;
+  /** The same with the 3-program backward forced. */
+  programs3: Record<string, number>;
+  /** The device's `maxStorageBuffersPerShaderStage` (the 2-program backward needs 11). */
+  storageBuffers: number;
   /** U-Net forward on webgpu vs cpu: relative error of the logits and each running statistic. */
   unet: { errors: Record<string, number>; kernels: Record<string, number>; moved: number };
   /** Whether the U-Net takes the fused kernel on webgpu with `custom` and `builtin`. */
@@ -176,8 +184,22 @@ if (import.meta.main) {
       errors: ref.map((v, k) => relativeError(got[k], v)),
       ms: Math.round(performance.now() - t),
     });
+    setBnBackwardPrograms(3);
+    const got3 = await evaluate("webgpu", c, 300 + i);
+    setBnBackwardPrograms(null);
+    cases.push({
+      name: `${c.name}, backward 3`,
+      errors: ref.map((v, k) => relativeError(got3[k], v)),
+      ms: 0,
+    });
   }
   const counts = await programs();
+  setBnBackwardPrograms(3);
+  const counts3 = await programs();
+  setBnBackwardPrograms(null);
+  const storageBuffers = (tf.backend() as unknown as {
+    device: { limits: { maxStorageBuffersPerShaderStage: number } };
+  }).device.limits.maxStorageBuffersPerShaderStage;
   const ref = await unetStep("cpu", null);
   const got = await unetStep("webgpu", ref.weights);
   const unetErrors: Record<string, number> = {};
@@ -197,6 +219,8 @@ if (import.meta.main) {
     adapter: describeAdapter(adapter),
     cases,
     programs: counts,
+    programs3: counts3,
+    storageBuffers,
     unet: { errors: unetErrors, kernels: unetKernels, moved },
     available: { custom, builtin },
     seconds: Math.round((performance.now() - t0) / 100) / 10,

@@ -72,7 +72,7 @@ const gpuTest = (name: string, fn: () => Promise<void>) =>
 gpuTest("the fused batch norm + ReLU and its three gradients match the cpu backend", async () => {
   const c = await bnChecks();
   console.log(`adapter: ${c.adapter}; ${c.seconds} s`);
-  assert.equal(c.cases.length, 5);
+  assert.equal(c.cases.length, 10);
   for (const k of c.cases) {
     console.log(`${k.name}: ${k.errors.map((e) => e.toExponential(1)).join(" ")}`);
     k.errors.forEach((e, i) =>
@@ -82,10 +82,12 @@ gpuTest("the fused batch norm + ReLU and its three gradients match the cpu backe
 });
 
 gpuTest(
-  "a fused batch norm is 4 GPU programs forward and 5 backward, only with custom",
+  "a fused batch norm is 2 GPU programs forward and 2 backward (3 on 8 storage buffers), only with custom",
   async () => {
     const c = await bnChecks();
-    assert.deepEqual(c.programs, { MiSslBatchNormRelu: 4, MiSslBatchNormReluGrad: 5 });
+    const backward = c.storageBuffers >= 11 ? 2 : 3;
+    assert.deepEqual(c.programs, { MiSslBatchNormRelu: 2, MiSslBatchNormReluGrad: backward });
+    assert.deepEqual(c.programs3, { MiSslBatchNormRelu: 2, MiSslBatchNormReluGrad: 3 });
     // the U-Net takes the fused kernel on webgpu with kernels: custom, tfjs's ops with builtin
     assert.deepEqual(c.available, { custom: true, builtin: false });
   },
@@ -102,9 +104,9 @@ gpuTest(
       assert.ok(e <= TOLERANCE, `${name}: relative error ${e.toExponential(2)}`);
     }
     assert.ok(unet.moved > 1e-3, `the running statistics hardly moved (${unet.moved})`);
-    // fused: one MiSslBatchNormRelu and two MiSslBnRunningStats per layer, nothing composed
+    // fused: one MiSslBatchNormRelu and one MiSslBnRunningStats per layer, nothing composed
     assert.equal(unet.kernels.MiSslBatchNormRelu, 7);
-    assert.equal(unet.kernels.MiSslBnRunningStats, 14);
+    assert.equal(unet.kernels.MiSslBnRunningStats, 7);
     for (const composed of ["Mean", "Multiply", "Relu", "Sub"]) {
       assert.equal(unet.kernels[composed], undefined, `${composed} ran`);
     }

@@ -1,13 +1,14 @@
 /**
- * The running statistics' update of a training batch norm as one kernel per statistic
- * (`MiSslBnRunningStats`), where a backend has it (webgpu with `kernels: custom`):
+ * The running statistics' update of a training batch norm as one kernel (`MiSslBnRunningStats`),
+ * where a backend has it (webgpu with `kernels: custom`):
  *
  * `moving' = moving (1 - momentum) + mean_g(stat) * scale * momentum`
  *
  * for the running mean (`scale` 1) and variance (`scale` `count / (count - 1)`, the unbiased
  * estimate), from the per-group statistics `[G, C]` of `batchNormRelu`. Composed, the update is
  * a `Mean` (two programs on webgpu), up to three `Multiply` and an `Add` per statistic: 11 GPU
- * programs per layer; fused, 2. Elsewhere the U-Net composes it (`bnRunningStatistics` returns
+ * programs per layer; fused, 1 (both statistics, recorded by `webgpu_record.ts` since tfjs's
+ * programs have one output). Elsewhere the U-Net composes it (`bnRunningStatistics` returns
  * null).
  *
  * ```ts
@@ -19,60 +20,78 @@
  */
 import { tf } from "../../deps.ts";
 import { addKernel, kernelMode } from "../tfjs_internals.ts";
-import type { WebgpuBackendLike } from "./webgpu_training.ts";
+import { program, recordBn } from "./webgpu_bn_record.ts";
+import { THREADS } from "./webgpu_bn_programs.ts";
+import type { WebgpuInternals } from "./webgpu_record.ts";
 
-/** Kernel name: inputs `moving` `[C]`, `stats` `[G, C]`; output the updated `[C]`. */
+/**
+ * Kernel name: inputs `movingMean`, `movingVar` `[C]`, `mean`, `variance` `[G, C]`, attrs
+ * `momentum`, `count`; outputs the updated running mean and variance `[C]`.
+ */
 export const BN_RUNNING_STATS = "MiSslBnRunningStats";
 
 type TensorInfo = tf.TensorInfo;
 
-/** One updated running statistic per channel (webgpu). */
-class RunningStatsProgram {
-  readonly variableNames = ["moving", "stats"];
-  readonly uniforms = "groups : i32, keep : f32, momentum : f32, scale : f32,";
-  readonly workgroupSize: [number, number, number] = [64, 1, 1];
-  readonly size = true;
-  readonly outputShape: number[];
-  readonly dispatchLayout = { x: [0] };
-  readonly dispatch: [number, number, number];
-  readonly shaderKey = "miSslBnRunningStats";
-
-  constructor(channels: number) {
-    this.outputShape = [channels];
-    this.dispatch = [Math.ceil(channels / 64), 1, 1];
+/** WGSL updating the running mean and variance, a thread per channel. */
+const RUNNING_STATS_SHADER = program(
+  `struct Uniforms {
+  groups : i32, channels : i32, keep : f32, momentum : f32, scaleVar : f32,
+};`,
+  [
+    ["movingMean", "f32", false],
+    ["movingVar", "f32", false],
+    ["mean", "f32", false],
+    ["variance", "f32", false],
+    ["nextMean", "f32", true],
+    ["nextVar", "f32", true],
+  ],
+  `
+fn main() {
+  let c = i32(workgroupId.x) * ${THREADS} + i32(localIndex);
+  if (c < uniforms.channels) {
+    var totalMean = 0.0;
+    var totalVar = 0.0;
+    for (var k = 0; k < uniforms.groups; k = k + 1) {
+      totalMean = totalMean + mean[k * uniforms.channels + c];
+      totalVar = totalVar + variance[k * uniforms.channels + c];
+    }
+    let g = f32(uniforms.groups);
+    nextMean[c] = movingMean[c] * uniforms.keep + totalMean / g * 1.0 * uniforms.momentum;
+    nextVar[c] = movingVar[c] * uniforms.keep + totalVar / g * uniforms.scaleVar * uniforms.momentum;
   }
+}`,
+);
 
-  getUserCode(): string {
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          var total = 0.0;
-          for (var k = 0; k < uniforms.groups; k = k + 1) {
-            total = total + stats[k * uniforms.size + index];
-          }
-          let mean = total / f32(uniforms.groups);
-          setOutputAtIndex(index,
-            moving[index] * uniforms.keep + mean * uniforms.scale * uniforms.momentum);
-        }
-      }
-    `;
-  }
-}
-
-function runningStatsWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo {
-  const { moving, stats } = args.inputs as Record<string, TensorInfo>;
-  const { momentum, scale } = args.attrs as Record<string, number>;
-  const [groups, channels] = stats.shape;
-  if (moving.shape.length !== 1 || moving.shape[0] !== channels || stats.shape.length !== 2) {
+function runningStatsWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[] {
+  const { movingMean, movingVar, mean, variance } = args.inputs as Record<string, TensorInfo>;
+  const { momentum, count } = args.attrs as Record<string, number>;
+  const [groups, channels] = mean.shape;
+  const ok = (t: TensorInfo, shape: number[]) =>
+    t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+  if (
+    !ok(movingMean, [channels]) || !ok(movingVar, [channels]) || !ok(mean, [groups, channels]) ||
+    !ok(variance, [groups, channels])
+  ) {
     throw new Error(`${BN_RUNNING_STATS}: [C] and [G, C] inputs expected`);
   }
-  const backend = args.backend as unknown as WebgpuBackendLike;
-  return backend.runWebGPUProgram(new RunningStatsProgram(channels), [moving, stats], "float32", [
-    { type: "int32", data: [groups] },
-    { type: "float32", data: [1 - momentum] },
-    { type: "float32", data: [momentum] },
-    { type: "float32", data: [scale] },
-  ]);
+  const b = args.backend as unknown as WebgpuInternals;
+  const nextMean = b.makeTensorInfo([channels], "float32");
+  const nextVar = b.makeTensorInfo([channels], "float32");
+  recordBn(
+    b,
+    BN_RUNNING_STATS,
+    () => RUNNING_STATS_SHADER,
+    [
+      { type: "int32", data: [groups] },
+      { type: "int32", data: [channels] },
+      { type: "float32", data: [1 - momentum] },
+      { type: "float32", data: [momentum] },
+      { type: "float32", data: [count / Math.max(count - 1, 1)] },
+    ],
+    [movingMean, movingVar, mean, variance, nextMean, nextVar],
+    Math.ceil(channels / THREADS),
+  );
+  return [nextMean, nextVar];
 }
 
 /** Register the kernel for webgpu (idempotent; `webgpu_bn.ts` does with the batch norm). */
@@ -99,12 +118,10 @@ export function bnRunningStatistics(
   if (kernelMode() === "builtin" || tf.getKernel(BN_RUNNING_STATS, tf.getBackend()) === undefined) {
     return null;
   }
-  const run = (moving: tf.Tensor, stats: tf.Tensor2D, scale: number) =>
-    tf.engine().runKernel(
-      BN_RUNNING_STATS,
-      { moving, stats } as unknown as tf.NamedTensorMap,
-      { momentum: options.momentum, scale } as unknown as tf.NamedAttrMap,
-    ) as tf.Tensor1D;
-  const { count } = options;
-  return [run(movingMean, mean, 1), run(movingVar, variance, count / Math.max(count - 1, 1))];
+  const [nextMean, nextVar] = tf.engine().runKernel(
+    BN_RUNNING_STATS,
+    { movingMean, movingVar, mean, variance } as unknown as tf.NamedTensorMap,
+    { momentum: options.momentum, count: options.count } as unknown as tf.NamedAttrMap,
+  ) as tf.Tensor1D[];
+  return [nextMean, nextVar];
 }

@@ -1,13 +1,14 @@
 /**
- * The element-wise programs of the fused training batch norm + ReLU on webgpu (`webgpu_bn.ts`
- * runs them after the reductions of `webgpu_bn_programs.ts`): the forward output, `dx`, and
- * `dgamma` / `dbeta` from the groups' table. A thread per value (or channel), data bound flat.
+ * The element-wise program of the fused training batch norm + ReLU's gradient on webgpu
+ * (`webgpu_bn.ts` runs it after the reductions of `webgpu_bn_programs.ts` and
+ * `webgpu_bn_record.ts`): `dx` from the groups' table, a thread per value, data bound flat. (The
+ * forward's normalisation is in `webgpu_bn_record.ts`, with the combination of the blocks.)
  *
  * @module
  */
 import { BnProgram, GEOMETRY_UNIFORMS, GRAD_ROWS, GROUP_OF } from "./webgpu_bn_programs.ts";
 
-/** Element-wise programs: a thread per value (`apply`, `gradApply`) or per channel (`params`). */
+/** Element-wise programs: a thread per value. */
 abstract class BnElementwise extends BnProgram {
   abstract override readonly variableNames: string[];
   override readonly workgroupSize: [number, number, number] = [128, 1, 1];
@@ -34,24 +35,6 @@ abstract class BnElementwise extends BnProgram {
   }
 }
 
-/** `y = relu(gamma (x - mean) / sqrt(variance + epsilon) + beta)` per value. */
-export class BnApplyProgram extends BnElementwise {
-  readonly variableNames = ["x", "gamma", "beta", "mu", "sigma2", "spans"];
-  readonly shaderKey = "miSslBnApply";
-
-  getUserCode(): string {
-    return this.wrap(`
-      let c = index % uniforms.channels;
-      let k = groupOf(index / uniforms.channels / uniforms.pixels);
-      let s = k * uniforms.channels + c;
-      let scale = gamma[c] * inverseSqrt(sigma2[s] + uniforms.epsilon);
-      var z = (x[index] - mu[s]) * scale + beta[c];
-      if (uniforms.relu != 0 && !(z > 0.0)) { z = 0.0; }
-      result[index] = z;
-    `);
-  }
-}
-
 /** `dx = a dz + b (x - mean) + k0` per value, from the gradient's table. */
 export class BnGradApplyProgram extends BnElementwise {
   readonly variableNames = ["dy", "x", "y", "table", "spans"];
@@ -67,28 +50,6 @@ export class BnGradApplyProgram extends BnElementwise {
       if (uniforms.relu != 0 && !(y[index] > 0.0)) { dz = 0.0; }
       result[index] = table[at + 2 * C] * dz + table[at + 3 * C] * (x[index] - table[at + 5 * C]) +
         table[at + 4 * C];
-    `);
-  }
-}
-
-/** `dgamma = sum_g S2` or `dbeta = sum_g S1` per channel, from the gradient's table. */
-export class BnParamGradProgram extends BnElementwise {
-  readonly variableNames = ["table"];
-  readonly shaderKey: string;
-
-  constructor(count: number, readonly which: "gamma" | "beta") {
-    super(count);
-    this.shaderKey = `miSslBnParamGrad_${which}`;
-  }
-
-  getUserCode(): string {
-    const row = this.which === "beta" ? 0 : 1;
-    return this.wrap(`
-      var total = 0.0;
-      for (var k = 0; k < uniforms.groups; k = k + 1) {
-        total = total + table[(k * ${GRAD_ROWS} + ${row}) * uniforms.channels + index];
-      }
-      result[index] = total;
     `);
   }
 }

@@ -1,6 +1,7 @@
 /**
  * The reduction programs of the fused training batch norm + ReLU on webgpu (`webgpu_bn.ts` runs
- * them; the element-wise ones are in `webgpu_bn_apply.ts`). Data is NHWC, bound flat; statistics are per group of consecutive images, the groups
+ * them; the element-wise ones are in `webgpu_bn_apply.ts`, the combination of the blocks, which
+ * writes several outputs, in `webgpu_bn_record.ts`). Data is NHWC, bound flat; statistics are per group of consecutive images, the groups
  * given as an int32 tensor `spans` of `G + 1` image offsets.
  *
  * Reductions are trees in workgroup memory, never atomics: a workgroup of 256 threads takes a
@@ -14,7 +15,7 @@
  */
 
 /** Threads per workgroup of the reduction programs. */
-const THREADS = 256;
+export const THREADS = 256;
 /** Most channels a reduction workgroup takes. */
 const MAX_TILE = 64;
 /** Pixels each lane accumulates per block of the first pass. */
@@ -57,7 +58,7 @@ export function bnGeometry(shape: readonly number[], groups: number): BnGeometry
 }
 
 /** Flat workgroup index and the tree of lanes (shared by the reduction programs). */
-function treeHeader(g: BnGeometry, combine: string): string {
+export function treeHeader(g: BnGeometry, combine: string): string {
   return `
     const CT : i32 = ${g.tile};
     const LANES : i32 = ${g.lanes};
@@ -94,7 +95,7 @@ function treeHeader(g: BnGeometry, combine: string): string {
 }
 
 /** Chan's combination of (count, mean, M2). */
-const CHAN = `
+export const CHAN = `
   let nb = sN[o];
   if (nb > 0.0) {
     let na = sN[t];
@@ -108,7 +109,7 @@ const CHAN = `
 `;
 
 /** Plain sums of both values. */
-const SUMS = `
+export const SUMS = `
   sA[t] = sA[t] + sA[o];
   sB[t] = sB[t] + sB[o];
 `;
@@ -236,87 +237,5 @@ export class BnPartialProgram extends BnProgram {
   }
 }
 
-/** Rows of the gradient's per-(group, channel) table (`BnCombineProgram`, mode `grad`). */
+/** Rows of the gradient's per-(group, channel) table (`webgpu_bn_record.ts`'s combine, mode `grad`). */
 export const GRAD_ROWS = 6;
-
-/**
- * Second pass: per (group, channel), the blocks' partials of the group's images combined:
- * the `mean` or the biased `variance` (`[G, C]`), or (`grad`) the gradient's table
- * `[G, 6, C]`: `S1 = sum dz`, `S2 = sum dz xhat`, and `dx = a dz + b (x - mean) + k0`'s
- * `a = gamma rstd`, `b = -a rstd S2 / n`, `k0 = -a S1 / n`, and the mean.
- */
-export class BnCombineProgram extends BnProgram {
-  readonly variableNames: string[];
-  override readonly uniforms = GEOMETRY_UNIFORMS;
-  readonly shaderKey: string;
-
-  constructor(readonly geometry: BnGeometry, readonly mode: "mean" | "variance" | "grad") {
-    const g = geometry;
-    super(g.groups * g.channels * (mode === "grad" ? GRAD_ROWS : 1), g.groups * g.tiles);
-    this.variableNames = mode === "grad"
-      ? ["partial", "spans", "gamma", "mu", "sigma2"]
-      : ["partial", "spans"];
-    this.shaderKey = `miSslBnCombine_${mode}_${g.tile}`;
-  }
-
-  getUserCode(): string {
-    const grad = this.mode === "grad";
-    const write = {
-      mean: "result[k * uniforms.channels + c] = sA[t];",
-      variance: "result[k * uniforms.channels + c] = sB[t] / max(sN[t], 1.0);",
-      grad: `
-        let C = uniforms.channels;
-        let s = k * C + c;
-        let n = f32((spans[k + 1] - spans[k]) * uniforms.pixels);
-        let rstd = inverseSqrt(sigma2[s] + uniforms.epsilon);
-        let a = gamma[c] * rstd;
-        let s2 = sB[t] * rstd;
-        let at = k * ${GRAD_ROWS} * C + c;
-        result[at] = sA[t];
-        result[at + C] = s2;
-        result[at + 2 * C] = a;
-        result[at + 3 * C] = -a * rstd * s2 / n;
-        result[at + 4 * C] = -a * sA[t] / n;
-        result[at + 5 * C] = mu[s];`,
-    }[this.mode];
-    return `
-      ${treeHeader(this.geometry, grad ? SUMS : CHAN)}
-      fn main(index : i32) {
-        let t = i32(localIndex);
-        let lane = t / CT;
-        let wid = flatWorkgroup();
-        let tile = wid % uniforms.tiles;
-        let k = wid / uniforms.tiles;
-        let c = tile * CT + t % CT;
-        let holds = lane < LANES && c < uniforms.channels && k < uniforms.groups;
-        var n = 0.0;
-        var a = 0.0;
-        var b = 0.0;
-        if (holds) {
-          let r1 = spans[k + 1] * uniforms.blocks;
-          for (var r = spans[k] * uniforms.blocks + lane; r < r1; r = r + LANES) {
-            let pa = partial[r * 2 * uniforms.channels + c];
-            let pb = partial[(r * 2 + 1) * uniforms.channels + c];
-            ${
-      grad ? "a = a + pa; b = b + pb;" : `
-            let blockStart = (r % uniforms.blocks) * uniforms.blockPixels;
-            let nb = f32(min(uniforms.blockPixels, uniforms.pixels - blockStart));
-            let nn = n + nb;
-            let d = pa - a;
-            a = a + d * (nb / nn);
-            b = b + pb + d * d * n * (nb / nn);
-            n = nn;`
-    }
-          }
-        }
-        sN[t] = n;
-        sA[t] = a;
-        sB[t] = b;
-        reduceLanes(t, holds);
-        if (holds && lane == 0) {
-          ${write}
-        }
-      }
-    `;
-  }
-}
