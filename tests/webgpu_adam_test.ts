@@ -11,61 +11,16 @@
  * deno.lock (as `webgpu_test.ts` does). Measured on lavapipe: weights 7.5e-7, moments 2.4e-7.
  */
 import assert from "node:assert/strict";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { webgpuUnavailableReason } from "../runtime/webgpu.ts";
 import type { WebgpuAdamChecks } from "./_webgpu_adam_checks.ts";
+import { webgpuChecks } from "./_webgpu_child.ts";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TOLERANCE = 1e-5;
 
-const skip = await webgpuUnavailableReason();
-if (skip !== null) console.log(`webgpu Adam tests skipped: ${skip}`);
-
-let checks: Promise<WebgpuAdamChecks> | undefined;
-
-/** Run `_webgpu_adam_checks.ts` once, with its own copy of deno.lock. */
-function adamChecks(): Promise<WebgpuAdamChecks> {
-  checks ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "missl-webgpu-adam-" });
-    try {
-      const lock = join(dir, "deno.lock");
-      await Deno.copyFile(join(ROOT, "deno.lock"), lock);
-      const env: Record<string, string> = { NO_COLOR: "1" };
-      // Mesa's window-system code complains on standard error without it (harmless)
-      if (!Deno.env.get("XDG_RUNTIME_DIR")) env.XDG_RUNTIME_DIR = dir;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--unstable-webgpu",
-          `--lock=${lock}`,
-          "--allow-read",
-          "--allow-env",
-          "--allow-sys",
-          join(ROOT, "tests", "_webgpu_adam_checks.ts"),
-        ],
-        cwd: ROOT,
-        env,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(out.stdout).trim();
-      if (out.code !== 0 || !stdout) {
-        throw new Error(
-          `_webgpu_adam_checks.ts failed (exit ${out.code}):\n` +
-            new TextDecoder().decode(out.stderr),
-        );
-      }
-      return JSON.parse(stdout.split("\n").pop()!) as WebgpuAdamChecks;
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  })();
-  return checks;
-}
-
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: `webgpu Adam: ${name}`, ignore: skip !== null, fn });
+const { checks: adamChecks, gpuTest } = await webgpuChecks<WebgpuAdamChecks>(
+  "_webgpu_adam_checks.ts",
+  "webgpu Adam",
+  "webgpu Adam",
+);
 
 gpuTest("3 steps match the cpu backend, weight decay on and off", async () => {
   const c = await adamChecks();

@@ -11,63 +11,17 @@
  * (measured on lavapipe: <= 1.6e-6, the large case's dbeta; the odd shapes <= 2e-7).
  */
 import assert from "node:assert/strict";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { webgpuUnavailableReason } from "../runtime/webgpu.ts";
 import type { WebgpuBnChecks } from "./_webgpu_bn_checks.ts";
+import { webgpuChecks } from "./_webgpu_child.ts";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TOLERANCE = 1e-4;
 const OUTPUTS = ["y", "mean", "variance", "dx", "dgamma", "dbeta"];
 
-const skip = await webgpuUnavailableReason();
-if (skip !== null) console.log(`webgpu batch-norm tests skipped: ${skip}`);
-
-let checks: Promise<WebgpuBnChecks> | undefined;
-
-/** Run `_webgpu_bn_checks.ts` once, with its own copy of deno.lock. */
-function bnChecks(): Promise<WebgpuBnChecks> {
-  checks ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "missl-webgpu-bn-" });
-    try {
-      const lock = join(dir, "deno.lock");
-      await Deno.copyFile(join(ROOT, "deno.lock"), lock);
-      const env: Record<string, string> = { NO_COLOR: "1" };
-      if (!Deno.env.get("XDG_RUNTIME_DIR")) env.XDG_RUNTIME_DIR = dir;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--unstable-webgpu",
-          `--lock=${lock}`,
-          "--allow-read",
-          "--allow-write",
-          "--allow-env",
-          "--allow-sys",
-          join(ROOT, "tests", "_webgpu_bn_checks.ts"),
-        ],
-        cwd: ROOT,
-        env,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(out.stdout).trim();
-      if (out.code !== 0 || !stdout) {
-        throw new Error(
-          `_webgpu_bn_checks.ts failed (exit ${out.code}):\n${
-            new TextDecoder().decode(out.stderr)
-          }`,
-        );
-      }
-      return JSON.parse(stdout.split("\n").pop()!) as WebgpuBnChecks;
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  })();
-  return checks;
-}
-
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: `webgpu: ${name}`, ignore: skip !== null, fn });
+const { checks: bnChecks, gpuTest } = await webgpuChecks<WebgpuBnChecks>(
+  "_webgpu_bn_checks.ts",
+  "webgpu",
+  "webgpu batch-norm",
+);
 
 gpuTest("the fused batch norm + ReLU and its three gradients match the cpu backend", async () => {
   const c = await bnChecks();

@@ -12,62 +12,16 @@
  * `webgpu_test.ts` (measured on lavapipe: <= 9e-7).
  */
 import assert from "node:assert/strict";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { webgpuUnavailableReason } from "../runtime/webgpu.ts";
 import type { ConvChecks } from "./_webgpu_conv_checks.ts";
+import { webgpuChecks } from "./_webgpu_child.ts";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const TOLERANCE = 1e-4;
 
-const skip = await webgpuUnavailableReason();
-if (skip !== null) console.log(`webgpu conv tests skipped: ${skip}`);
-
-let checks: Promise<ConvChecks> | undefined;
-
-/** Run `_webgpu_conv_checks.ts` once, with its own copy of deno.lock. */
-function convChecks(): Promise<ConvChecks> {
-  checks ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "missl-webgpu-conv-" });
-    try {
-      const lock = join(dir, "deno.lock");
-      await Deno.copyFile(join(ROOT, "deno.lock"), lock);
-      const env: Record<string, string> = { NO_COLOR: "1" };
-      if (!Deno.env.get("XDG_RUNTIME_DIR")) env.XDG_RUNTIME_DIR = dir;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--unstable-webgpu",
-          `--lock=${lock}`,
-          "--allow-read",
-          "--allow-write",
-          "--allow-env",
-          "--allow-sys",
-          join(ROOT, "tests", "_webgpu_conv_checks.ts"),
-        ],
-        cwd: ROOT,
-        env,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(out.stdout).trim();
-      if (out.code !== 0 || !stdout) {
-        throw new Error(
-          `_webgpu_conv_checks.ts failed (exit ${out.code}):\n${
-            new TextDecoder().decode(out.stderr)
-          }`,
-        );
-      }
-      return JSON.parse(stdout.split("\n").pop()!) as ConvChecks;
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  })();
-  return checks;
-}
-
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: `webgpu conv: ${name}`, ignore: skip !== null, fn });
+const { checks: convChecks, gpuTest } = await webgpuChecks<ConvChecks>(
+  "_webgpu_conv_checks.ts",
+  "webgpu conv",
+  "webgpu conv",
+);
 
 gpuTest("forward, input and filter gradients match the cpu backend", async () => {
   const c = await convChecks();

@@ -16,68 +16,23 @@
  * 6e-6).
  */
 import assert from "node:assert/strict";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
-import { webgpuUnavailableReason } from "../runtime/webgpu.ts";
 import type { WebgpuChecks } from "./_webgpu_checks.ts";
+import { webgpuChecks } from "./_webgpu_child.ts";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const KERNEL_TOLERANCE = 1e-4;
 const ADAM_TOLERANCE = 1e-5;
 const LOSS_TOLERANCE = 1e-4;
 
-const skip = await webgpuUnavailableReason();
-if (skip !== null) console.log(`webgpu tests skipped: ${skip}`);
-
-let checks: Promise<WebgpuChecks> | undefined;
-
-/** Run `_webgpu_checks.ts` once, with its own copy of deno.lock. */
-function webgpuChecks(): Promise<WebgpuChecks> {
-  checks ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "missl-webgpu-" });
-    try {
-      const lock = join(dir, "deno.lock");
-      await Deno.copyFile(join(ROOT, "deno.lock"), lock);
-      const env: Record<string, string> = { NO_COLOR: "1" };
-      // Mesa's window-system code complains on standard error without it (harmless)
-      if (!Deno.env.get("XDG_RUNTIME_DIR")) env.XDG_RUNTIME_DIR = dir;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--unstable-webgpu",
-          `--lock=${lock}`,
-          "--allow-read",
-          "--allow-write",
-          "--allow-env",
-          "--allow-sys",
-          join(ROOT, "tests", "_webgpu_checks.ts"),
-        ],
-        cwd: ROOT,
-        env,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(out.stdout).trim();
-      if (out.code !== 0 || !stdout) {
-        throw new Error(
-          `_webgpu_checks.ts failed (exit ${out.code}):\n${new TextDecoder().decode(out.stderr)}`,
-        );
-      }
-      return JSON.parse(stdout.split("\n").pop()!) as WebgpuChecks;
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  })();
-  return checks;
-}
-
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name: `webgpu: ${name}`, ignore: skip !== null, fn });
+const { checks: webgpuChecksResult, gpuTest } = await webgpuChecks<WebgpuChecks>(
+  "_webgpu_checks.ts",
+  "webgpu",
+  "webgpu",
+);
 
 gpuTest("every training kernel's forward and gradients match the cpu backend", async () => {
-  const c = await webgpuChecks();
+  const c = await webgpuChecksResult();
   console.log(`adapter: ${c.adapter}; all checks in ${c.seconds} s`);
   assert.ok(c.kernels.length >= 20);
   for (const k of c.kernels) {
@@ -96,7 +51,7 @@ gpuTest("every training kernel's forward and gradients match the cpu backend", a
 });
 
 gpuTest("the fused Adam update matches the cpu backend's in one kernel call", async () => {
-  const c = await webgpuChecks();
+  const c = await webgpuChecksResult();
   console.log(`largest relative errors: ${JSON.stringify(c.adam)}`);
   for (const [k, e] of Object.entries(c.adam)) {
     assert.ok(e <= ADAM_TOLERANCE, `Adam (3 steps, odd sizes) ${k}: relative error ${e}`);
@@ -125,7 +80,7 @@ function lossDifference(a: Record<string, number>[], b: Record<string, number>[]
 }
 
 gpuTest("an Ours (KL) phantom run has the losses of the wasm run with the same seed", async () => {
-  const { phantom } = await webgpuChecks();
+  const { phantom } = await webgpuChecksResult();
   assert.equal(phantom.webgpu.length, 4);
   const d = lossDifference(phantom.webgpu, phantom.wasm);
   console.log(`largest loss difference over 4 iterations: ${d.toExponential(2)}`);
@@ -137,7 +92,7 @@ gpuTest("an Ours (KL) phantom run has the losses of the wasm run with the same s
 gpuTest(
   "a checkpoint written on webgpu resumes on wasm, and one written on wasm on webgpu",
   async () => {
-    const { phantom, checkpoint } = await webgpuChecks();
+    const { phantom, checkpoint } = await webgpuChecksResult();
     const tail = (rows: Record<string, number>[]) => rows.slice(2);
     // resumed at iteration 2: iterations 3 and 4 are those of the uninterrupted run (on either)
     for (const reference of [phantom.wasm, phantom.webgpu]) {
@@ -152,7 +107,7 @@ gpuTest(
 gpuTest(
   "a tensor over the adapter's buffer limit ends in a UserError naming the limit and the recipe fields",
   async () => {
-    const { limit } = await webgpuChecks();
+    const { limit } = await webgpuChecksResult();
     assert.equal(limit.name, "UserError", limit.message);
     assert.match(limit.message, /maxStorageBufferBindingSize/);
     for (
