@@ -181,10 +181,27 @@ function gridNote(table: ResultTable): string {
     : "";
 }
 
-/** The runs a source-grid table left out, said in its note. */
+/**
+ * The runs a source-grid table left out, said in its note by their last two path parts grouped by
+ * folder (`full seeds 1, 2; partial seed 3`): the note is the same wherever the runs lie.
+ */
 function leftOutNote(table: ResultTable): string {
   const n = table.left_out.length;
-  return n ? ` Left out: ${n} run(s) without source-grid Dice (${table.left_out.join(", ")}).` : "";
+  if (!n) return "";
+  const byFolder = new Map<string, string[]>();
+  for (const dir of table.left_out) {
+    const parts = dir.split(/[\\/]+/).filter((p) => p !== "");
+    const run = parts.pop() ?? dir, folder = parts.pop() ?? ".";
+    byFolder.set(folder, [...byFolder.get(folder) ?? [], run]);
+  }
+  const said = [...byFolder].map(([folder, runs]) => {
+    const seeds = runs.map((r) => /^seed(\d+)$/.exec(r)?.[1]);
+    return seeds.every((s) => s !== undefined)
+      ? `${folder} seed${seeds.length > 1 ? "s" : ""} ` +
+        seeds.map(Number).sort((a, b) => a - b).join(", ")
+      : `${folder}: ${runs.join(", ")}`;
+  });
+  return ` Left out: ${n} run(s) without source-grid Dice (${said.join("; ")}).`;
 }
 
 /**
