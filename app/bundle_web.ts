@@ -8,15 +8,7 @@
  */
 import { join } from "node:path";
 import { UserError } from "../core/errors.ts";
-import { type PageBundle, pageBundle } from "./page_bundle.ts";
-
-/** SHA-256 of `bytes`, hex. */
-export async function sha256(bytes: Uint8Array): Promise<string> {
-  const hash = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
-  );
-  return [...hash].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+import { type PageBundle, pageBundle, sha256 } from "./page_bundle.ts";
 
 /** Build (or reuse) the bundle; write it to `dir` when given; one line per file. */
 export async function bundleWeb(dir?: string, log = console.log): Promise<PageBundle> {

@@ -72,7 +72,14 @@ async function graphKey(graph: Graph): Promise<string> {
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) (all.set(p, at), at += p.length);
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  return await sha256(all);
+}
+
+/** SHA-256 of `bytes`, hex. */
+export async function sha256(bytes: Uint8Array): Promise<string> {
+  const hash = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
+  );
   return [...hash].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 

@@ -163,7 +163,7 @@ export function bnUniforms(
 }
 
 /** WGSL: the workgroup's image, block and channel; `holds` threads hold a channel. */
-const BLOCK_COORDS = `
+export const BLOCK_WORKGROUP = `
   let t = i32(localIndex);
   let lane = t / CT;
   let wid = flatWorkgroup();
@@ -173,6 +173,10 @@ const BLOCK_COORDS = `
   let img = rest / uniforms.blocks;
   let c = tile * CT + t % CT;
   let holds = lane < LANES && c < uniforms.channels && img < uniforms.images;
+`;
+
+/** WGSL: {@linkcode BLOCK_WORKGROUP} and the block's pixel range and partials row. */
+const BLOCK_COORDS = `${BLOCK_WORKGROUP}
   let p0 = blk * uniforms.blockPixels;
   let p1 = min(p0 + uniforms.blockPixels, uniforms.pixels);
   let row = img * uniforms.blocks + blk;

@@ -26,6 +26,7 @@
  * @module
  */
 import {
+  BLOCK_WORKGROUP,
   type BnGeometry,
   CHAN,
   GRAD_ROWS,
@@ -183,16 +184,7 @@ const GRAD_MAIN = `
 const APPLY_MAIN = `
     ${GROUP_OF}
     fn main() {
-      let t = i32(localIndex);
-      let lane = t / CT;
-      let wid = flatWorkgroup();
-      let tile = wid % uniforms.tiles;
-      let rest = wid / uniforms.tiles;
-      let blk = rest % uniforms.blocks;
-      let img = rest / uniforms.blocks;
-      let C = uniforms.channels;
-      let c = tile * CT + t % CT;
-      let holds = lane < LANES && c < C && img < uniforms.images;
+      let C = uniforms.channels;${BLOCK_WORKGROUP}
       var k = 0;
       if (img < uniforms.images) {
         k = groupOf(img);
@@ -246,16 +238,7 @@ function dxShader(g: BnGeometry): string {
 ${reduceGroup(true)}
 ${GROUP_OF}
 fn main() {
-  let t = i32(localIndex);
-  let lane = t / CT;
-  let wid = flatWorkgroup();
-  let tile = wid % uniforms.tiles;
-  let rest = wid / uniforms.tiles;
-  let blk = rest % uniforms.blocks;
-  let img = rest / uniforms.blocks;
-  let C = uniforms.channels;
-  let c = tile * CT + t % CT;
-  let holds = lane < LANES && c < C && img < uniforms.images;
+  let C = uniforms.channels;${BLOCK_WORKGROUP}
   var k = 0;
   if (img < uniforms.images) {
     k = groupOf(img);

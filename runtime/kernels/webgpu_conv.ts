@@ -117,6 +117,38 @@ const convUniforms = (g: Geometry) => [
   g.left,
 ];
 
+/**
+ * Run one of the convolution's tiled products: `spec` (sizes, split), the WGSL `body` (one of
+ * `webgpu_conv_wgsl.ts`'s), its named inputs and output shape, with the geometry's uniforms.
+ */
+function runConvGemm(
+  args: KernelArgs,
+  g: Geometry,
+  spec: { m: number; n: number; k: number; chunks?: number },
+  program: {
+    key: string;
+    body: typeof FORWARD;
+    inputs: [string, TensorInfo][];
+    outputShape: number[];
+  },
+): TensorInfo {
+  const gemm = new GemmProgram({
+    ...spec,
+    key: program.key,
+    inputs: program.inputs.map(([name]) => name),
+    outputShape: program.outputShape,
+    ...program.body,
+    uniforms: CONV_UNIFORMS,
+  });
+  const backend = args.backend as unknown as WebgpuBackendLike;
+  return backend.runWebGPUProgram(
+    gemm,
+    program.inputs.map(([, t]) => t),
+    "float32",
+    gemmUniforms(spec, convUniforms(g)),
+  );
+}
+
 function runOriginal(name: string, args: KernelArgs): TensorInfo {
   const config = originalKernel(name, BACKEND);
   if (config === undefined) throw new Error(`webgpu conv kernels: no webgpu kernel ${name}`);
@@ -145,21 +177,12 @@ export function conv2dWebgpu(args: KernelArgs): TensorInfo {
     return runOriginal("Conv2D", args);
   }
   const spec = { m, n: g.cOut, k: g.fh * g.fw * g.cIn };
-  const program = new GemmProgram({
-    ...spec,
+  return runConvGemm(args, g, spec, {
     key: "conv2d",
-    inputs: ["x", "W"],
+    body: FORWARD,
+    inputs: [["x", x], ["W", filter]],
     outputShape: [g.b, g.outH, g.outW, g.cOut],
-    ...FORWARD,
-    uniforms: CONV_UNIFORMS,
   });
-  const backend = args.backend as unknown as WebgpuBackendLike;
-  return backend.runWebGPUProgram(
-    program,
-    [x, filter],
-    "float32",
-    gemmUniforms(spec, convUniforms(g)),
-  );
 }
 
 /** `Conv2DBackpropInput` (stride 1, NHWC): one program, the filter read flipped. */
@@ -174,21 +197,12 @@ export function conv2dBackpropInputWebgpu(args: KernelArgs): TensorInfo {
     return runOriginal("Conv2DBackpropInput", args);
   }
   const spec = { m, n: g.cIn, k: g.fh * g.fw * g.cOut };
-  const program = new GemmProgram({
-    ...spec,
+  return runConvGemm(args, g, spec, {
     key: "conv2dInputGrad",
-    inputs: ["dy", "W"],
+    body: INPUT_GRAD,
+    inputs: [["dy", dy], ["W", filter]],
     outputShape: [g.b, g.inH, g.inW, g.cIn],
-    ...INPUT_GRAD,
-    uniforms: CONV_UNIFORMS,
   });
-  const backend = args.backend as unknown as WebgpuBackendLike;
-  return backend.runWebGPUProgram(
-    program,
-    [dy, filter],
-    "float32",
-    gemmUniforms(spec, convUniforms(g)),
-  );
 }
 
 /**
@@ -219,17 +233,13 @@ export function conv2dBackpropFilterWebgpu(args: KernelArgs): TensorInfo {
     return runOriginal("Conv2DBackpropFilter", args);
   }
   const spec = { m, n: g.cOut, k: pixels, chunks };
-  const program = new GemmProgram({
-    ...spec,
+  const partial = runConvGemm(args, g, spec, {
     key: "conv2dFilterGrad",
-    inputs: ["x", "dy"],
+    body: FILTER_GRAD,
+    inputs: [["x", x], ["dy", dy]],
     outputShape: chunks === 1 ? attrs.filterShape : [chunks, m, g.cOut],
-    ...FILTER_GRAD,
-    uniforms: CONV_UNIFORMS,
   });
   const backend = args.backend as unknown as WebgpuBackendLike;
-  const uniforms = gemmUniforms(spec, convUniforms(g));
-  const partial = backend.runWebGPUProgram(program, [x, dy], "float32", uniforms);
   if (chunks === 1) return partial;
   const values = m * g.cOut;
   const summed = backend.runWebGPUProgram(new ChunkSumProgram(values), [partial], "float32", [
