@@ -187,9 +187,11 @@ export type { VolumeData, VoxelArray, VoxelType } from "./io/volume_data.ts";
 export { type NiftiVolume, type NiftiWriteOptions, readNifti, writeNifti } from "./io/nifti.ts";
 export {
   MET_ELEMENT_TYPES,
+  type MetaImageSource,
   type MetaImageVolume,
   type MetaImageWriteOptions,
   type MetElementType,
+  parseMetaImage,
   readMetaImage,
   writeMetaImage,
 } from "./io/metaimage.ts";

@@ -1,6 +1,6 @@
 /**
  * `cache`: show the dataset cache folder and its size, or empty it (only the entry folders the
- * cache writes).
+ * cache writes: datasets' `<name>-<key>` and the browser page's bundles `web/<key>`).
  *
  * @module
  */
@@ -15,7 +15,7 @@ export function addCacheCommand(program: Command): void {
       `Show the dataset cache folder (${CACHE_DIR_ENV}, else $XDG_CACHE_HOME/mi-ssl or ` +
         `~/.cache/mi-ssl) and its size, or empty it`,
     )
-    .option("--clear", "remove every cached dataset")
+    .option("--clear", "remove every cached dataset and the browser page's built bundles")
     .action(async (opts: { clear?: boolean }) => {
       const dir = defaultCacheDir();
       if (dir === null) {
@@ -56,6 +56,22 @@ export function addCacheCommand(program: Command): void {
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
-      console.log(`cleared the dataset cache ${dir}: ${removed} dataset entries (${size})`);
+      // the page's bundles (`serve` builds one per framework version into web/<key>; older
+      // versions' stay behind otherwise), and folders an interrupted build left
+      let bundles = 0;
+      try {
+        for await (const e of Deno.readDir(`${dir}/web`)) {
+          if (e.isDirectory && /^[0-9a-f]{16}(\.tmp-.*)?$/.test(e.name)) {
+            await Deno.remove(`${dir}/web/${e.name}`, { recursive: true });
+            bundles++;
+          }
+        }
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+      console.log(
+        `cleared the dataset cache ${dir}: ${removed} dataset entries, ${bundles} page bundles ` +
+          `(${size})`,
+      );
     });
 }

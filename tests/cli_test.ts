@@ -294,6 +294,10 @@ Deno.test("deno task cache shows the dataset cache folder and --clear empties it
     await Deno.mkdir(entry);
     await Deno.writeFile(`${entry}/patient001_frame01.bin`, new Uint8Array(1000));
     await Deno.writeTextFile(`${dir}/notes.txt`, "not the cache's"); // left alone
+    const bundle = `${dir}/web/0123456789abcdef`; // a page bundle serve built
+    await Deno.mkdir(bundle, { recursive: true });
+    await Deno.writeTextFile(`${bundle}/app.js`, "//");
+    await Deno.mkdir(`${dir}/web/mine`); // not a bundle: left alone
     const cache = async (args: string[]) => {
       const out = await new Deno.Command(Deno.execPath(), {
         args: ["task", "cache", ...args],
@@ -306,11 +310,13 @@ Deno.test("deno task cache shows the dataset cache folder and --clear empties it
     };
     const shown = await cache([]);
     assert.equal(shown.code, 0);
-    assert.match(shown.stdout, new RegExp(`dataset cache: ${dir} \\(2 files, 0\\.0 MB\\)`));
+    assert.match(shown.stdout, new RegExp(`dataset cache: ${dir} \\(3 files, 0\\.0 MB\\)`));
     const cleared = await cache(["--clear"]);
     assert.equal(cleared.code, 0);
-    assert.match(cleared.stdout, /cleared the dataset cache .*: 1 dataset entries/);
+    assert.match(cleared.stdout, /cleared the dataset cache .*: 1 dataset entries, 1 page bundles/);
     assert.equal(await Deno.stat(entry).then(() => true, () => false), false);
+    assert.equal(await Deno.stat(bundle).then(() => true, () => false), false);
+    await Deno.stat(`${dir}/web/mine`);
     await Deno.stat(`${dir}/notes.txt`);
   });
 });

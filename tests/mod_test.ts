@@ -167,6 +167,7 @@ const EXPORTS = [
   "pairSource",
   "pairTarget",
   "pairedPredictions",
+  "parseMetaImage",
   "parseRecipe",
   "percentile",
   "phantomDataset",
