@@ -52,6 +52,7 @@ const EXPORTS = [
   "type MeanTeacherFactory",
   "type MeanTeacherOptions",
   "type MetElementType",
+  "type MetaImageSource",
   "type MetaImageVolume",
   "type MetaImageWriteOptions",
   "type ModelContext",
