@@ -91,14 +91,24 @@ export function miCaseData(k: MiCase, seed: number) {
   return { p, q, mask };
 }
 
-/** The value and both gradients of `mi` on the current backend, as plain arrays. */
-export function miOutputs(
+/** Outputs of {@linkcode miOutputs}. */
+export interface MiOutputs {
+  value: number;
+  dp: Float32Array;
+  dq: Float32Array;
+}
+
+/**
+ * The value and both gradients of `mi` on the current backend, as plain arrays (read
+ * asynchronously: webgpu cannot read synchronously in Deno).
+ */
+export async function miOutputs(
   k: MiCase,
   seed: number,
   mi: (p: tf.Tensor4D, q: tf.Tensor4D, o: MutualInformationOptions) => tf.Scalar,
-): { value: number; dp: Float32Array; dq: Float32Array } {
+): Promise<MiOutputs> {
   const d = miCaseData(k, seed);
-  return tf.tidy(() => {
+  const [value, dp, dq] = tf.tidy(() => {
     const [b, h, w] = k.shape;
     const p = tf.tensor4d(d.p, k.shape), q = tf.tensor4d(d.q, k.shape);
     const options: MutualInformationOptions = {
@@ -109,12 +119,17 @@ export function miOutputs(
     };
     const f = (a: tf.Tensor, e: tf.Tensor) => mi(a as tf.Tensor4D, e as tf.Tensor4D, options);
     const { value, grads } = tf.valueAndGrads(f)([p, q]);
-    return {
-      value: value.dataSync()[0],
-      dp: grads[0].dataSync() as Float32Array,
-      dq: grads[1].dataSync() as Float32Array,
-    };
+    return [value, grads[0], grads[1]];
   });
+  try {
+    return {
+      value: (await value.data())[0],
+      dp: Float32Array.from(await dp.data()),
+      dq: Float32Array.from(await dq.data()),
+    };
+  } finally {
+    tf.dispose([value, dp, dq]);
+  }
 }
 
 /** Largest absolute difference over the largest absolute reference value. */
@@ -128,10 +143,7 @@ export function relError(got: Float32Array | number[], want: Float32Array | numb
 }
 
 /** `[value, dp, dq]` relative errors of `got` against `want`. */
-export function miErrors(
-  got: ReturnType<typeof miOutputs>,
-  want: ReturnType<typeof miOutputs>,
-): [number, number, number] {
+export function miErrors(got: MiOutputs, want: MiOutputs): [number, number, number] {
   return [
     relError([got.value], [want.value]),
     relError(got.dp, want.dp),

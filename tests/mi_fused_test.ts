@@ -25,7 +25,7 @@ import {
   miFromJointValues,
 } from "../runtime/kernels/mi_from_joint.ts";
 import { miJoint } from "../runtime/kernels/mi_joint.ts";
-import { MI_CASES, miErrors, miOutputs } from "./_mi_cases.ts";
+import { MI_CASES, miErrors, type MiOutputs, miOutputs } from "./_mi_cases.ts";
 
 const TOLERANCE = 1e-5;
 const SEED = 7;
@@ -47,12 +47,13 @@ function composed(p: tf.Tensor4D, q: tf.Tensor4D, o: MutualInformationOptions): 
 }
 
 await initBackend("cpu");
-const reference = MI_CASES.map((k) => miOutputs(k, SEED, composed));
+const reference: MiOutputs[] = [];
+for (const k of MI_CASES) reference.push(await miOutputs(k, SEED, composed));
 
-function compareAll(backend: string): void {
+async function compareAll(backend: string): Promise<void> {
   let worst = 0;
   for (const [i, k] of MI_CASES.entries()) {
-    const errors = miErrors(miOutputs(k, SEED, mutualInformation), reference[i]);
+    const errors = miErrors(await miOutputs(k, SEED, mutualInformation), reference[i]);
     errors.forEach((e, j) =>
       assert.ok(
         e <= TOLERANCE,
@@ -66,19 +67,19 @@ function compareAll(backend: string): void {
   );
 }
 
-Deno.test("the fused mutualInformation() matches the composed one on cpu: value, dp, dq", () => {
+Deno.test("the fused mutualInformation() matches the composed one on cpu: value, dp, dq", async () => {
   assert.equal(tf.getBackend(), "cpu");
   assert.ok(miFromJointAvailable());
   // the cases are not degenerate: a substantial MI, the clamp active where asked
   assert.ok(reference.every((r) => Math.abs(r.value) > 0.1), "an MI near zero tests little");
-  compareAll("cpu");
+  await compareAll("cpu");
 });
 
 Deno.test("the fused mutualInformation() on wasm matches the composed one on cpu", async () => {
   await initBackend("wasm");
   try {
     assert.ok(miFromJointAvailable());
-    compareAll("wasm");
+    await compareAll("wasm");
   } finally {
     await initBackend("cpu");
   }
@@ -86,7 +87,9 @@ Deno.test("the fused mutualInformation() on wasm matches the composed one on cpu
 
 Deno.test("the fused path runs one filter gradient and one tail kernel, nothing composed", async () => {
   const k = MI_CASES.find((c) => c.radius === 1 && c.mask)!;
-  const info = await tf.profile(() => miOutputs(k, SEED, mutualInformation));
+  const info = await tf.profile(async () => {
+    await miOutputs(k, SEED, mutualInformation);
+  });
   const names = info.kernelNames;
   for (const name of ["Conv2DBackpropFilter", "MiSslMiFromJoint", "MiSslMiFromJointGrad"]) {
     assert.ok(names.includes(name), `${name} did not run: ${names}`);
@@ -164,7 +167,9 @@ Deno.test("with kernels: builtin, mutualInformation() composes tfjs ops (the ref
   try {
     assert.equal(kernelMode(), "builtin");
     assert.ok(!miFromJointAvailable());
-    const info = await tf.profile(() => miOutputs(k, SEED, mutualInformation));
+    const info = await tf.profile(async () => {
+      await miOutputs(k, SEED, mutualInformation);
+    });
     assert.ok(info.kernelNames.includes("BatchMatMul"), `${info.kernelNames}`);
     assert.ok(!info.kernelNames.includes("MiSslMiFromJoint"), `${info.kernelNames}`);
   } finally {
