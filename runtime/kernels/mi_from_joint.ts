@@ -15,6 +15,9 @@
  *     dA_ij = (dN_ij - sum_kl dN_kl N_kl) / S
  *     dJ    = (dA + dA^T) / 2 when symmetrised, else dA
  *
+ * (When symmetrised, `P` is symmetric, so `dA` is already symmetric up to rounding; dropping the
+ * last average changes nothing the tests can see, dropping the forward's symmetrisation does.)
+ *
  * ```ts
  * import { miFromJoint } from "./mi_from_joint.ts";
  * const mi = miFromJoint(joint, { eps: 1.1920929e-7, symmetrize: true, marginalWeight: 1 });
