@@ -6,7 +6,11 @@
  */
 import { tf, z } from "../../deps.ts";
 import { pairedPredictions, type RegularizerFactory } from "../../core/regularizer.ts";
+import { kernelMode } from "../../runtime/tfjs_internals.ts";
+import { miJoint } from "../../runtime/kernels/mi_joint.ts";
+import { miFromJoint, miFromJointAvailable } from "../../runtime/kernels/mi_from_joint.ts";
 import { stopSides } from "./_masked.ts";
+import { miOfJointComposed, mutualInformationComposed } from "./_mi_composed.ts";
 
 /** Options of {@linkcode mutualInformation}. */
 export interface MutualInformationOptions {
@@ -40,8 +44,13 @@ export interface MutualInformationOptions {
  * symmetrised (unless `symmetrize: false`), normalised to sum 1 and clamped at `eps`, and
  * `I_d = sum P_d (log P_d - log rowsum - log colsum)`.
  *
- * All displacements are computed in one batched matrix product of `p` with the stack of the
- * shifted `q`s; nothing loops over pixels.
+ * Nothing loops over pixels. With `kernels: custom` (the default) the joints of all
+ * displacements are one convolution filter gradient (`runtime/kernels/mi_joint.ts`) and the rest
+ * one fused kernel with its gradient kernel (`runtime/kernels/mi_from_joint.ts`, on webgpu
+ * `webgpu_mi.ts`): on webgpu a handful of GPU programs for the whole term, forward and backward.
+ * With `kernels: builtin` it is composed from tfjs ops (`_mi_composed.ts`: one batched matrix
+ * product of `p` with the stack of the shifted `q`s, then the tail op by op), the reference the
+ * fused version is tested against.
  *
  * @example
  * ```ts
@@ -58,50 +67,28 @@ export function mutualInformation(
   options: MutualInformationOptions = {},
 ): tf.Scalar {
   const r = options.radius ?? 1;
-  const eps = options.eps ?? 1.1920929e-7;
   if (!Number.isInteger(r) || r < 0) {
     throw new Error(`mutualInformation: radius must be an integer >= 0, got ${r}`);
   }
   if (p.shape.join() !== q.shape.join()) {
     throw new Error(`mutualInformation: shapes differ, ${p.shape} vs ${q.shape}`);
   }
-  const [b, h, w, c] = p.shape;
+  const tail = {
+    eps: options.eps ?? 1.1920929e-7,
+    symmetrize: options.symmetrize ?? true,
+    marginalWeight: options.marginalWeight ?? 1,
+  };
   return tf.tidy(() => {
     let pm: tf.Tensor4D = p, qm: tf.Tensor4D = q;
     if (options.mask !== undefined) {
       pm = tf.mul(p, options.mask);
       qm = tf.mul(q, options.mask);
     }
-    const k = 2 * r + 1;
-    const padded = r > 0 ? tf.pad(qm, [[0, 0], [r, r], [r, r], [0, 0]]) : qm;
-    const shifted: tf.Tensor4D[] = [];
-    for (let dy = -r; dy <= r; dy++) {
-      for (let dx = -r; dx <= r; dx++) {
-        shifted.push(tf.slice(padded, [0, r + dy, r + dx, 0], [b, h, w, c]));
-      }
+    if (kernelMode() === "builtin") {
+      return mutualInformationComposed(pm, qm, { ...tail, radius: r });
     }
-    const n = b * h * w;
-    const stack = tf.reshape(shifted.length === 1 ? shifted[0] : tf.concat(shifted, 3), [
-      n,
-      k * k * c,
-    ]);
-    // [C, K*C] -> [K, C, C]: joint[d][i][j] = sum_x p_i(x) q_j(x + d)
-    const prod = tf.matMul(tf.reshape(pm, [n, c]), stack, true, false);
-    let joint = tf.transpose(tf.reshape(prod, [c, k * k, c]), [1, 0, 2]);
-    if (options.symmetrize ?? true) {
-      joint = tf.div(tf.add(joint, tf.transpose(joint, [0, 2, 1])), 2);
-    }
-    joint = tf.div(joint, tf.sum(joint, [1, 2], true));
-    joint = tf.maximum(joint, eps);
-    const pi = tf.sum(joint, 2, true);
-    const pj = tf.sum(joint, 1, true);
-    const wm = options.marginalWeight ?? 1;
-    const logMarginals = tf.add(tf.log(pi), tf.log(pj));
-    const perD = tf.sum(
-      tf.mul(joint, tf.sub(tf.log(joint), wm === 1 ? logMarginals : tf.mul(logMarginals, wm))),
-      [1, 2],
-    );
-    return tf.mean(perD) as tf.Scalar;
+    const joint = miJoint(pm, qm, r);
+    return miFromJointAvailable() ? miFromJoint(joint, tail) : miOfJointComposed(joint, tail);
   });
 }
 
