@@ -1,0 +1,62 @@
+/**
+ * `trainer.readback` on `webgpu` (where `auto` is `log`): the checks of `readback_test.ts` on the
+ * WebGPU adapter (lavapipe in CI), the update gated by the fused Adam's and running statistics'
+ * gate inputs, and the kernels a gated step adds. Skipped, with one line saying why, without
+ * WebGPU or an adapter. The numbers come from `_webgpu_readback_checks.ts`, run once in a child
+ * process (`_webgpu_child.ts`).
+ *
+ * Tolerance 1e-6: webgpu runs differ from each other by up to about 3e-7 in the loss terms (the
+ * same mode twice, measured on lavapipe); the gate changes nothing of the arithmetic.
+ */
+import assert from "node:assert/strict";
+import type { ReadbackChecks } from "./_readback_checks.ts";
+import { webgpuChecks } from "./_webgpu_child.ts";
+import { assertNanGated, assertReads, assertSameMetrics, assertStop } from "./_readback_asserts.ts";
+
+const TOLERANCE = 1e-6;
+
+const { checks, gpuTest } = await webgpuChecks<
+  ReadbackChecks & { adapter: string; seconds: number }
+>("_webgpu_readback_checks.ts", "webgpu readback");
+
+gpuTest("auto is log; log writes the metrics of step, one line per iteration", async () => {
+  const c = await checks();
+  console.log(
+    `adapter: ${c.adapter}; ${c.seconds} s; metrics ${c.metrics.maxDiff} (${c.metrics.worst})`,
+  );
+  assert.equal(c.auto, "log");
+  assertSameMetrics(c, TOLERANCE);
+});
+
+gpuTest("a NaN step is gated on the device like a step skipped on the host", async () => {
+  const c = await checks();
+  console.log(
+    `gated vs skipped ${c.nan.maxDiff}, changed by the bad step ${c.nan.changedByBadStep}`,
+  );
+  assertNanGated(c, TOLERANCE);
+});
+
+gpuTest("nonFinite: stop names the first bad iteration", async () => {
+  assertStop(await checks());
+});
+
+gpuTest("the loss is read once per logged iteration", async () => {
+  assertReads(await checks());
+});
+
+gpuTest(
+  "a gated step adds no per-layer programs (the gate is an input of the fused kernels)",
+  async () => {
+    const c = await checks();
+    console.log(
+      `kernels added ${c.kernels.added.join(", ")}; removed ${c.kernels.removed.join(", ")}`,
+    );
+    assert.ok(c.kernels.logHasAdamMany);
+    // Identity: the deferred running statistics' placeholders (a reference each, no GPU program)
+  for (const k of c.kernels.added.filter((k) => !k.startsWith("Identity"))) {
+      const [, n] = k.split("x");
+      assert.ok(Number(n) <= 2, `${k}: a gated step runs no kernel more than twice more`);
+    }
+    assert.ok(!c.kernels.added.some((k) => k.startsWith("Select")), "no tf.where per tensor");
+  },
+);
