@@ -65,7 +65,9 @@ export interface ReadStep {
   deferred: boolean;
 }
 
-/** Readbacks of loss terms made by {@linkcode StepQueue.read} (in this process): for tests. */
+/**
+ * Readbacks of loss terms in this process (a step's own, a queue's): for tests and the bench.
+ */
 export const readbackCount = { reads: 0 };
 
 /** Steps waiting for their loss terms to be read, in order. */

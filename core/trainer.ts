@@ -40,7 +40,13 @@ import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
 import type { InvertibleTransform } from "./transform.ts";
 import type { SupervisedLoss } from "./loss.ts";
 import { drawStep, type StepBatch } from "./batch.ts";
-import { firstNonFinite, readbackMode, type ReadStep, StepQueue } from "./step_readback.ts";
+import {
+  firstNonFinite,
+  readbackCount,
+  readbackMode,
+  type ReadStep,
+  StepQueue,
+} from "./step_readback.ts";
 import {
   commitRunningStatistics,
   deferRunningStatistics,
@@ -369,6 +375,7 @@ export class Trainer {
       const names = ["loss", ...step.terms.keys()];
       const stacked = tf.stack([value, ...step.terms.values()]);
       const numbers = Array.from(await stacked.data());
+      readbackCount.reads++;
       stacked.dispose();
       const values = Object.fromEntries(names.map((n, i) => [n, numbers[i]]));
       const finite = numbers.every((v) => Number.isFinite(v));

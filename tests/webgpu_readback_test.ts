@@ -5,15 +5,19 @@
  * WebGPU or an adapter. The numbers come from `_webgpu_readback_checks.ts`, run once in a child
  * process (`_webgpu_child.ts`).
  *
- * Tolerance 1e-6: webgpu runs differ from each other by up to about 3e-7 in the loss terms (the
- * same mode twice, measured on lavapipe); the gate changes nothing of the arithmetic.
+ * Tolerances: on webgpu two runs of the same recipe and mode already differ (the forward's MI term
+ * at iteration 1 by ~3e-8, then the weights drift apart: results depend on the order of parallel
+ * sums, e.g. the atomic adds of the warp's gradient in `webgpu_training.ts`), so `step` and `log` are compared within 1e-5 in the loss terms (measured
+ * on lavapipe: 1.2e-7 to 2.4e-7, once above 1e-6) and 1e-6 in the tensors after the NaN step
+ * (1.5e-8); on wasm (`readback_test.ts`) they are equal bit for bit.
  */
 import assert from "node:assert/strict";
 import type { ReadbackChecks } from "./_readback_checks.ts";
 import { webgpuChecks } from "./_webgpu_child.ts";
 import { assertNanGated, assertReads, assertSameMetrics, assertStop } from "./_readback_asserts.ts";
 
-const TOLERANCE = 1e-6;
+const METRICS_TOLERANCE = 1e-5;
+const TENSOR_TOLERANCE = 1e-6;
 
 const { checks, gpuTest } = await webgpuChecks<
   ReadbackChecks & { adapter: string; seconds: number }
@@ -25,7 +29,7 @@ gpuTest("auto is log; log writes the metrics of step, one line per iteration", a
     `adapter: ${c.adapter}; ${c.seconds} s; metrics ${c.metrics.maxDiff} (${c.metrics.worst})`,
   );
   assert.equal(c.auto, "log");
-  assertSameMetrics(c, TOLERANCE);
+  assertSameMetrics(c, METRICS_TOLERANCE);
 });
 
 gpuTest("a NaN step is gated on the device like a step skipped on the host", async () => {
@@ -33,7 +37,7 @@ gpuTest("a NaN step is gated on the device like a step skipped on the host", asy
   console.log(
     `gated vs skipped ${c.nan.maxDiff}, changed by the bad step ${c.nan.changedByBadStep}`,
   );
-  assertNanGated(c, TOLERANCE);
+  assertNanGated(c, TENSOR_TOLERANCE);
 });
 
 gpuTest("nonFinite: stop names the first bad iteration", async () => {
@@ -53,7 +57,7 @@ gpuTest(
     );
     assert.ok(c.kernels.logHasAdamMany);
     // Identity: the deferred running statistics' placeholders (a reference each, no GPU program)
-  for (const k of c.kernels.added.filter((k) => !k.startsWith("Identity"))) {
+    for (const k of c.kernels.added.filter((k) => !k.startsWith("Identity"))) {
       const [, n] = k.split("x");
       assert.ok(Number(n) <= 2, `${k}: a gated step runs no kernel more than twice more`);
     }
