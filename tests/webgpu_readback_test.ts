@@ -5,19 +5,20 @@
  * WebGPU or an adapter. The numbers come from `_webgpu_readback_checks.ts`, run once in a child
  * process (`_webgpu_child.ts`).
  *
- * Tolerances: on webgpu two runs of the same recipe and mode already differ (the forward's MI term
- * at iteration 1 by ~3e-8, then the weights drift apart: results depend on the order of parallel
- * sums, e.g. the atomic adds of the warp's gradient in `webgpu_training.ts`), so `step` and `log` are compared within 1e-5 in the loss terms (measured
- * on lavapipe: 1.2e-7 to 2.4e-7, once above 1e-6) and 1e-6 in the tensors after the NaN step
- * (1.5e-8); on wasm (`readback_test.ts`) they are equal bit for bit.
+ * Tolerances: on webgpu two runs of the same recipe and mode differ where the gradient goes
+ * through the warp (its gradient adds atomically, in any order: `webgpu_training.ts`), and Adam
+ * turns a tiny difference of a near-zero gradient into a whole step, so the Ours (KL) runs are
+ * compared within 1e-3 (measured on lavapipe, `step` against `log`: 1.2e-7 to 2.4e-7 in most runs,
+ * 7.4e-5 once; `step` against `step` differs as much). Without a warp in the gradient (partial
+ * supervision; the NaN plugin's recipe) webgpu runs are the same bit for bit, and so must `step`
+ * and `log` be.
  */
 import assert from "node:assert/strict";
 import type { ReadbackChecks } from "./_readback_checks.ts";
 import { webgpuChecks } from "./_webgpu_child.ts";
 import { assertNanGated, assertReads, assertSameMetrics, assertStop } from "./_readback_asserts.ts";
 
-const METRICS_TOLERANCE = 1e-5;
-const TENSOR_TOLERANCE = 1e-6;
+const SPREAD = 1e-3;
 
 const { checks, gpuTest } = await webgpuChecks<
   ReadbackChecks & { adapter: string; seconds: number }
@@ -26,10 +27,12 @@ const { checks, gpuTest } = await webgpuChecks<
 gpuTest("auto is log; log writes the metrics of step, one line per iteration", async () => {
   const c = await checks();
   console.log(
-    `adapter: ${c.adapter}; ${c.seconds} s; metrics ${c.metrics.maxDiff} (${c.metrics.worst})`,
+    `adapter: ${c.adapter}; ${c.seconds} s; Ours (KL) metrics ${c.metrics.maxDiff} ` +
+      `(${c.metrics.worst}), supervised ${c.metricsSupervised.maxDiff}`,
   );
   assert.equal(c.auto, "log");
-  assertSameMetrics(c, METRICS_TOLERANCE);
+  assertSameMetrics(c.metricsSupervised, 0);
+  assertSameMetrics(c.metrics, SPREAD);
 });
 
 gpuTest("a NaN step is gated on the device like a step skipped on the host", async () => {
@@ -37,7 +40,7 @@ gpuTest("a NaN step is gated on the device like a step skipped on the host", asy
   console.log(
     `gated vs skipped ${c.nan.maxDiff}, changed by the bad step ${c.nan.changedByBadStep}`,
   );
-  assertNanGated(c, TENSOR_TOLERANCE);
+  assertNanGated(c, 0);
 });
 
 gpuTest("nonFinite: stop names the first bad iteration", async () => {
