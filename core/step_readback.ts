@@ -8,31 +8,22 @@
  * @module
  */
 import { tf } from "../deps.ts";
-import { UserError } from "./errors.ts";
 
 /** The recipe's `trainer.readback`. */
 export type ReadbackOption = "auto" | "step" | "log";
 
 /**
- * The mode a run uses: `auto` is `log` where the update can be gated on the device cheaply
- * (`gatedOnDevice`: webgpu with the fused Adam and running-statistics kernels), else `step`.
- * An explicit `log` is honoured wherever the update can be gated at all (`gateable`).
- *
- * @throws {UserError} For `log` where the update cannot be gated.
+ * The mode a run uses: `auto` is `log` where the update is gated on the device cheaply
+ * (`gatedOnDevice`: webgpu with the fused Adam, whose gate input adds no program), else `step`.
+ * An explicit `log` is honoured everywhere: without the fused kernels the gate composes
+ * `tf.where` (a few programs a variable), slower but the same numbers.
  */
 export function readbackMode(
   option: ReadbackOption,
-  where: { backend: string; gatedOnDevice: boolean; gateable: boolean },
+  where: { backend: string; gatedOnDevice: boolean },
 ): "step" | "log" {
-  if (option === "step") return "step";
   if (option === "auto") return where.backend === "webgpu" && where.gatedOnDevice ? "log" : "step";
-  if (!where.gateable) {
-    throw new UserError(
-      `trainer.readback: log needs an update that can be skipped on the device, which the ` +
-        `${where.backend} backend here cannot do; use readback: step (or auto)`,
-    );
-  }
-  return "log";
+  return option;
 }
 
 /** One step's loss terms: read already (`values`) or still on the device (`device`). */

@@ -159,7 +159,6 @@ export class Trainer {
     this.readback = readbackMode(init.recipe.trainer.readback, {
       backend: init.backend,
       gatedOnDevice: fusedAdam,
-      gateable: true,
     });
   }
 
