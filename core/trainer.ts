@@ -57,6 +57,7 @@ import { kernelMode } from "../runtime/tfjs_internals.ts";
 
 export type { TrainerOptions } from "./setup.ts";
 export type { Summary } from "./run_dir.ts";
+export type { ReadStep } from "./step_readback.ts";
 export { InterruptedError, NonFiniteLossError } from "./errors.ts";
 export { sigmoidRampUp } from "./loss_terms.ts";
 
