@@ -102,7 +102,13 @@ export {
   validatePluginOptions,
 } from "./core/recipe.ts";
 export type { EvaluateOptions, Evaluation, GridScores, VolumeScores } from "./core/evaluate.ts";
-export { sigmoidRampUp, type Summary, Trainer, type TrainerOptions } from "./core/trainer.ts";
+export {
+  type ReadStep,
+  sigmoidRampUp,
+  type Summary,
+  Trainer,
+  type TrainerOptions,
+} from "./core/trainer.ts";
 export type { NamedRegularizer } from "./core/networks.ts";
 export type { RunEnvironment } from "./core/provenance.ts";
 export {

@@ -19,6 +19,7 @@ import { datasets, type SegmentationDataset } from "../core/dataset.ts";
 import { parseRecipe } from "../core/recipe.ts";
 import { Rng } from "../core/rng.ts";
 import { Trainer } from "../core/trainer.ts";
+import { readbackCount } from "../core/step_readback.ts";
 import { type BackendName, BACKENDS } from "../runtime/backend.ts";
 import { describeAdapter, webgpuAdapter } from "../runtime/webgpu.ts";
 import { kernelThreads } from "../runtime/kernels/wasm_conv.ts";
@@ -56,6 +57,8 @@ export interface BenchOptions {
   lam?: number;
   /** Batch-norm statistics: the trainer's default `per-group`, or the peer's `joint`. */
   bnStatistics?: "per-group" | "joint";
+  /** The trainer's `readback` (`auto`: `log` on webgpu with custom kernels). @default {"auto"} */
+  readback?: "auto" | "step" | "log";
   /** Seed of the weights and of the random data. @default {0} */
   seed?: number;
   /** Profile one more step per kernel (`profile` in the result). @default {false} */
@@ -77,10 +80,24 @@ export interface BenchResult {
   depth: number;
   /** Forward pass of the labeled batch in inference mode, ms (median of 3, after warm-up). */
   forward_ms: number;
-  /** Median of the timed training steps, ms. */
+  /**
+   * Median of the timed training steps' host times (`step_ms`), ms. With `readback: step` each
+   * includes the GPU's work (the step reads its loss back); with `log` (webgpu) it does not:
+   * compare `step_ms_mean` there.
+   */
   step_ms_median: number;
-  /** Every timed step, ms. */
+  /** Every timed step's host time, ms (with `readback: log`: encoding, not the GPU's work). */
   step_ms: number[];
+  /**
+   * The timed steps' wall time, the GPU's work included, per step, ms: the steps run as a
+   * training run runs them (`trainer.readback`) and the host then waits once for the last
+   * queued loss terms (one readback), so the GPU's work of every timed step is in the sum.
+   */
+  step_ms_mean: number;
+  /** The trainer's `readback` mode (`step` or `log`, resolved from `auto`). */
+  readback: "step" | "log";
+  /** Loss readbacks (host waits for the GPU) per timed step, the final one included. */
+  readbacks_per_step: number;
   /** Peak resident set size of the process, MiB. */
   peak_rss_mb: number;
   /** Live tensors after the timed steps (model, optimizer state: constant in `steps`). */
@@ -204,6 +221,7 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
     threads: 1,
     lam: 0.1,
     bnStatistics: "per-group" as const,
+    readback: "auto" as "auto" | "step" | "log",
     seed: 0,
     profile: false,
     progress: false,
@@ -236,6 +254,7 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
       labeledBatch: o.labeled,
       unlabeledBatch: o.unlabeled,
       batchNormStatistics: o.bnStatistics,
+      readback: o.readback,
     },
     optimizer: { lr: 1e-3 },
   }, "<bench>");
@@ -263,12 +282,19 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
     const forwardMs = median([await forward(), await forward(), await forward()]);
     xl.dispose();
     const times: number[] = [];
+    const reads0 = readbackCount.reads;
+    const t0 = performance.now();
     for (let i = 0; i < o.steps; i++) {
       const t = performance.now();
-      await trainer.step();
+      // as run() does: with readback: step the terms are read each step, with log once
+      await trainer.queueStep();
+      if (trainer.readback === "step") await trainer.flushSteps();
       times.push(performance.now() - t);
       say(`step ${i + 1}: ${round1(times[i])} ms`);
     }
+    await trainer.flushSteps(); // waits for the GPU's work of every timed step
+    const meanMs = (performance.now() - t0) / o.steps;
+    const readbacks = (readbackCount.reads - reads0) / o.steps;
     const tensorsAfter = tf.memory().numTensors;
     const profile = o.profile ? await profileStep(() => trainer.step()) : undefined;
     const adapter = trainer.backend === "webgpu" ? webgpuAdapter() : null;
@@ -286,6 +312,9 @@ export async function benchOursKlStep(options: BenchOptions = {}): Promise<Bench
       forward_ms: round1(forwardMs),
       step_ms_median: round1(median(times)),
       step_ms: times.map(round1),
+      step_ms_mean: round1(meanMs),
+      readback: trainer.readback,
+      readbacks_per_step: Math.round(readbacks * 100) / 100,
       peak_rss_mb: round1(peakRssMb()),
       tensors_after: tensorsAfter,
       ...(adapter ? { adapter: describeAdapter(adapter) } : {}),
@@ -414,17 +443,28 @@ export function addBenchCommand(program: Command): void {
     .option("--base <n>", "U-Net width of the first level", positiveInt("base"), 16)
     .option("--depth <n>", "U-Net levels", positiveInt("depth"), 5)
     .option("--classes <n>", "classes", positiveInt("classes", 2), 4)
-    .option("--steps <n>", "timed steps (median reported)", positiveInt("steps"), 5)
+    .option(
+      "--steps <n>",
+      "timed steps (median of the host times and the mean with the GPU's work reported)",
+      positiveInt("steps"),
+      5,
+    )
     .option("--warmup <n>", "untimed warm-up steps", positiveInt("warmup", 0), 1)
     .option("--backend <name>", `backend: ${BACKENDS.join(" | ")}`, "wasm")
     .option("--kernels <mode>", "custom (this project's kernels) | builtin (tfjs's own)", "custom")
     .option("--threads <n>", "wasm threads", positiveInt("threads"), 1)
     .option("--lam <x>", "weight of MI + KL", parseFloat, 0.1)
     .option("--bn-statistics <mode>", "per-group (the trainer's default) | joint (the peer's)")
+    .option("--readback <mode>", "auto | step | log: when the loss is read (trainer.readback)")
     .option("--profile", "time one more step per kernel (GPU time on webgpu)")
     .option("--progress", "print each step's time on standard error")
     .action(async (
-      opts: BenchOptions & { bnStatistics?: string; backend: string; kernels: string },
+      opts: BenchOptions & {
+        bnStatistics?: string;
+        backend: string;
+        kernels: string;
+        readback?: string;
+      },
     ) => {
       if (!BACKENDS.includes(opts.backend as BackendName)) {
         throw new UserError(
@@ -438,8 +478,13 @@ export function addBenchCommand(program: Command): void {
       if (opts.kernels !== "custom" && opts.kernels !== "builtin") {
         throw new UserError(`bench: --kernels must be custom or builtin, got "${opts.kernels}"`);
       }
+      const readback = opts.readback ?? "auto";
+      if (readback !== "auto" && readback !== "step" && readback !== "log") {
+        throw new UserError(`bench: --readback must be auto, step or log, got "${readback}"`);
+      }
       const result = await benchOursKlStep({
         ...opts,
+        readback,
         backend: opts.backend as BackendName,
         kernels: opts.kernels,
         bnStatistics: bn,

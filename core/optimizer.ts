@@ -77,15 +77,21 @@ export class Adam {
     }
   }
 
-  /** Apply one update with learning rate `lr` from gradients keyed like the variables. */
-  apply(grads: Record<string, tf.Tensor>, lr: number): void {
+  /**
+   * Apply one update with learning rate `lr` from gradients keyed like the variables. With `ok`
+   * (a one-element bool tensor, e.g. "every loss term is finite", left on the device), the
+   * update applies only where it is true: weights and moments stay as they are otherwise. The
+   * step count (bias correction) counts the update either way: a caller that learns later that
+   * it did not apply takes it back (`step--`).
+   */
+  apply(grads: Record<string, tf.Tensor>, lr: number, ok?: tf.Tensor): void {
     this.step++;
     const c1 = 1 - this.#b1 ** this.step;
     const c2 = 1 - this.#b2 ** this.step;
     const stepSize = lr / c1;
     const backend = tf.getBackend();
-    const fused = tf.getKernel(ADAM_KERNEL, backend) !== undefined;
     const many = tf.getKernel(ADAM_MANY_KERNEL, backend) !== undefined;
+    const fused = tf.getKernel(ADAM_KERNEL, backend) !== undefined;
     const attrs = {
       stepSize,
       beta1: this.#b1,
@@ -107,7 +113,16 @@ export class Adam {
             batch.push(slot);
             continue;
           }
-          assignAll([slot], tf.engine().runKernel(ADAM_KERNEL, slot as never, attrs) as never);
+          if (ok === undefined) {
+            assignAll([slot], tf.engine().runKernel(ADAM_KERNEL, slot as never, attrs) as never);
+            continue;
+          }
+          // the one-variable kernel has no gate: keep the old values (held, the kernel writes
+          // new buffers) and select
+          const old = [slot.w, slot.m, slot.v].map((t) => tf.clone(t));
+          const out = tf.engine().runKernel(ADAM_KERNEL, slot as never, attrs) as tf.Tensor[];
+          const gate = tf.cast(ok, "bool");
+          assignAll([slot], out.map((t, j) => tf.where(gate, t, old[j])));
           continue;
         }
         if (this.#wd > 0) g = tf.add(g, tf.mul(variable, this.#wd));
@@ -115,13 +130,17 @@ export class Adam {
         const v = this.#v.get(name)!;
         const mNew = tf.add(tf.mul(m, this.#b1), tf.mul(g, 1 - this.#b1));
         const vNew = tf.add(tf.mul(v, this.#b2), tf.mul(tf.square(g), 1 - this.#b2));
-        m.assign(mNew);
-        v.assign(vNew);
         const denom = tf.add(tf.sqrt(tf.div(vNew, c2)), this.#eps);
-        variable.assign(tf.sub(variable, tf.mul(tf.div(mNew, denom), stepSize)));
+        const wNew = tf.sub(variable, tf.mul(tf.div(mNew, denom), stepSize));
+        const gate = (next: tf.Tensor, old: tf.Tensor) =>
+          ok === undefined ? next : tf.where(tf.cast(ok, "bool"), next, old);
+        const [w1, m1, v1] = [gate(wNew, variable), gate(mNew, m), gate(vNew, v)];
+        m.assign(m1);
+        v.assign(v1);
+        variable.assign(w1);
       }
       if (batch.length > 0) {
-        const inputs = adamManyInputs(batch) as unknown as tf.NamedTensorMap;
+        const inputs = adamManyInputs(batch, ok) as unknown as tf.NamedTensorMap;
         assignAll(batch, tf.engine().runKernel(ADAM_MANY_KERNEL, inputs, attrs) as tf.Tensor[]);
       }
     });

@@ -40,9 +40,24 @@ import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
 import type { InvertibleTransform } from "./transform.ts";
 import type { SupervisedLoss } from "./loss.ts";
 import { drawStep, type StepBatch } from "./batch.ts";
+import {
+  firstNonFinite,
+  readbackCount,
+  readbackMode,
+  type ReadStep,
+  StepQueue,
+} from "./step_readback.ts";
+import {
+  commitRunningStatistics,
+  deferRunningStatistics,
+  discardRunningStatistics,
+} from "../runtime/kernels/bn_running_stats.ts";
+import { ADAM_MANY_KERNEL } from "../runtime/kernels/adam_many.ts";
+import { kernelMode } from "../runtime/tfjs_internals.ts";
 
 export type { TrainerOptions } from "./setup.ts";
 export type { Summary } from "./run_dir.ts";
+export type { ReadStep } from "./step_readback.ts";
 export { InterruptedError, NonFiniteLossError } from "./errors.ts";
 export { sigmoidRampUp } from "./loss_terms.ts";
 
@@ -97,6 +112,10 @@ export class Trainer {
   #metricsFile: Deno.FsFile | null = null;
   /** What the step's loss is computed with (the networks, the plugins as failures name them). */
   readonly #parts: LossParts;
+  /** When loss terms are read back (`trainer.readback`, resolved for this backend). */
+  readonly readback: "step" | "log";
+  /** Steps whose loss terms wait to be read ({@linkcode Trainer.flushSteps}). */
+  readonly #queue = new StepQueue();
 
   private constructor(init: TrainerParts) {
     this.recipe = init.recipe;
@@ -135,6 +154,13 @@ export class Trainer {
     };
     this.#needsUnlabeled = init.regularizers.some((r) => r.instance.needsUnlabeled) &&
       init.recipe.trainer.unlabeledBatch > 0;
+    // the fused Adam takes the gate; elsewhere the update composes tf.where (any backend)
+    const fusedAdam = kernelMode() !== "builtin" &&
+      tf.getKernel(ADAM_MANY_KERNEL, init.backend) !== undefined;
+    this.readback = readbackMode(init.recipe.trainer.readback, {
+      backend: init.backend,
+      gatedOnDevice: fusedAdam,
+    });
   }
 
   /**
@@ -197,9 +223,15 @@ export class Trainer {
     return new Map([...networkTensors(this), ...this.#optimizer.stateVariables()]);
   }
 
-  /** Save a checkpoint (`latest.ckpt` or `best.ckpt`) in the run directory. */
+  /**
+   * Save a checkpoint (`latest.ckpt` or `best.ckpt`) in the run directory. Steps whose loss terms
+   * wait to be read are read first ({@linkcode Trainer.flushSteps}), so that the checkpoint's
+   * step and skipped-step counts are settled (`run()` reads them itself before, for their
+   * metrics lines).
+   */
   async saveCheckpoint(file: "latest.ckpt" | "best.ckpt"): Promise<void> {
     if (this.#runDir === null) return;
+    await this.flushSteps();
     const meta: CheckpointMeta = {
       iteration: this.iteration,
       rng: this.#rng.getState(),
@@ -228,8 +260,26 @@ export class Trainer {
     }
   }
 
-  /** Run one training iteration; returns the loss terms (unweighted) and the total. */
+  /**
+   * Run one training iteration; returns the loss terms (unweighted) and the total. Reads the
+   * terms back (with `trainer.readback: log`, every step still waiting too): a loop that should
+   * not wait for the GPU every step calls {@linkcode Trainer.queueStep} and
+   * {@linkcode Trainer.flushSteps}.
+   */
   async step(): Promise<Record<string, number>> {
+    await this.queueStep();
+    const read = await this.flushSteps();
+    const last = read[read.length - 1];
+    return { ...last.values, ...last.host };
+  }
+
+  /**
+   * Run one training iteration and queue its loss terms. With `trainer.readback: step` (and on
+   * the run's first iteration, whose non-finite terms blame a plugin) the terms are read now and
+   * a non-finite step is handled now; with `log` they stay on the device, the update applied
+   * only where every term is finite (decided on the device), until {@linkcode Trainer.flushSteps}.
+   */
+  async queueStep(): Promise<void> {
     const t0 = performance.now();
     const r = this.recipe;
     const it = this.iteration;
@@ -243,13 +293,19 @@ export class Trainer {
       transformPlugin: this.#parts.plugins.transform,
       useUnlabeled: this.#needsUnlabeled,
     });
+    const deferred = this.readback === "log" && it > 0;
+    // references to the statistics' data, not copies: the step assigns new tensors
     const stateBefore = this.#snapshotState();
     /** Tensors that outlive the tape: the loss terms, the lazy maps, the first step's logits. */
     const step: StepTensors = { terms: new Map(), kept: [], logits: null, iteration: it, ramp };
-    let values: Record<string, number>;
+    let terms: { names: string[]; device: tf.Tensor | null; values: number[] | null };
     try {
-      values = await this.#lossAndUpdate(batch, step, lr);
+      if (deferred) deferRunningStatistics();
+      terms = deferred
+        ? this.#lossAndGatedUpdate(batch, step, lr, stateBefore)
+        : await this.#lossAndUpdate(batch, step, lr);
     } catch (error) {
+      discardRunningStatistics();
       this.#restoreState(stateBefore); // the failed forward pass may have updated them
       tf.dispose([...stateBefore.values()]);
       throw error;
@@ -257,14 +313,16 @@ export class Trainer {
       tf.dispose([...step.terms.values(), ...step.kept, ...batch.tensors]);
       if (step.logits) tf.dispose(step.logits);
     }
-    const bad = Object.entries(values).find(([, v]) => !Number.isFinite(v));
+    const bad = terms.values === null
+      ? undefined
+      : firstNonFinite(Object.fromEntries(terms.names.map((n, i) => [n, terms.values![i]])));
     if (bad !== undefined) {
       // The weights were not updated; the forward pass may have left non-finite batch-norm
       // statistics behind, so they are restored too.
       this.#restoreState(stateBefore);
     }
     tf.dispose([...stateBefore.values()]);
-    if (bad !== undefined) await this.#skip(bad);
+    if (bad !== undefined) await this.#skip(bad, it);
     for (const reg of this.regularizers) {
       callPlugin(
         regularizerRef(reg),
@@ -274,47 +332,113 @@ export class Trainer {
     }
     this.iteration++;
     this.#clock.addTrain((performance.now() - t0) / 1000);
-    values.lr = lr;
-    if (r.rampUp.type !== "none") values.ramp = ramp;
-    return values;
+    const host: Record<string, number> = { lr };
+    if (r.rampUp.type !== "none") host.ramp = ramp;
+    this.#queue.push({ iteration: it, ...terms, host, times: this.times() });
+  }
+
+  /**
+   * Read the queued steps' loss terms (one readback for all of them) and settle the steps whose
+   * update was gated on the device: a non-finite one stops the run (`trainer.nonFinite: stop`,
+   * naming the first such iteration) or is counted in `skippedSteps`, and Adam's step count is
+   * corrected (the steps between it and this read used a count one too high). `each` sees every
+   * read step in order before a stop is thrown (the run's metrics line and progress line).
+   */
+  async flushSteps(each?: (read: ReadStep) => Promise<void> | void): Promise<ReadStep[]> {
+    if (this.#queue.size === 0) return [];
+    const t0 = performance.now();
+    const read = await this.#queue.read();
+    this.#clock.addTrain((performance.now() - t0) / 1000);
+    for (const s of read) {
+      const bad = s.deferred ? firstNonFinite(s.values) : undefined;
+      if (bad !== undefined) {
+        this.#optimizer.step--;
+        await this.#skip(bad, s.iteration);
+      }
+      await each?.(s);
+    }
+    return read;
   }
 
   /**
    * The step's loss terms under the gradient tape ({@linkcode stepLoss}: step context, loss
-   * terms), then the update: applied when every term is finite, else skipped. Returns the terms.
+   * terms), read back, then the update: applied when every term is finite, else skipped.
    */
   async #lossAndUpdate(
     batch: StepBatch,
     step: StepTensors,
     lr: number,
-  ): Promise<Record<string, number>> {
+  ): Promise<{ names: string[]; device: null; values: number[] }> {
     const vars = [...this.model.trainable.values()];
     const { value, grads } = tf.variableGrads(() => stepLoss(this.#parts, batch, step), vars);
     try {
-      const values: Record<string, number> = { loss: (await value.data())[0] };
-      for (const [name, t] of step.terms) values[name] = (await t.data())[0];
-      const finite = Object.values(values).every((v) => Number.isFinite(v));
+      const names = ["loss", ...step.terms.keys()];
+      const stacked = tf.stack([value, ...step.terms.values()]);
+      const numbers = Array.from(await stacked.data());
+      readbackCount.reads++;
+      stacked.dispose();
+      const values = Object.fromEntries(names.map((n, i) => [n, numbers[i]]));
+      const finite = numbers.every((v) => Number.isFinite(v));
       if (!finite && step.iteration === 0) await blameFirstStep(this.#parts, values, step.logits);
-      if (finite) {
-        const names = [...this.model.trainable.keys()];
-        const byName: Record<string, tf.Tensor> = {};
-        vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
-        this.#optimizer.apply(byName, lr);
-      }
-      return values;
+      if (finite) this.#optimizer.apply(this.#byName(vars, grads), lr);
+      return { names, device: null, values: numbers };
     } finally {
       tf.dispose([value, ...Object.values(grads)]);
     }
   }
 
   /**
-   * A step whose loss term `bad` is not finite: stop the run (`trainer.nonFinite: stop`) or
-   * count it as skipped.
+   * The step's loss terms under the gradient tape, kept on the device, and the update gated on
+   * the device by `ok` = every term finite: Adam's (the fused kernel's gate input, or tf.where),
+   * the batch norms' running statistics (the fused kernel's gate, or tf.where for statistics a
+   * model updated itself, compared with `before`). Nothing is read back.
    */
-  async #skip(bad: [string, number]): Promise<void> {
+  #lossAndGatedUpdate(
+    batch: StepBatch,
+    step: StepTensors,
+    lr: number,
+    before: Map<string, tf.Tensor>,
+  ): { names: string[]; device: tf.Tensor; values: null } {
+    const vars = [...this.model.trainable.values()];
+    const { value, grads } = tf.variableGrads(() => stepLoss(this.#parts, batch, step), vars);
+    const names = ["loss", ...step.terms.keys()];
+    const stacked = tf.stack([value, ...step.terms.values()]);
+    const ok = tf.tidy(() => tf.all(tf.isFinite(stacked)));
+    try {
+      tf.tidy(() => {
+        for (const [k, v] of this.model.state) {
+          const old = before.get(k)!;
+          if (v.dataId !== old.dataId) v.assign(tf.where(ok, v, old));
+        }
+      });
+      commitRunningStatistics(ok);
+      this.#optimizer.apply(this.#byName(vars, grads), lr, ok);
+      return { names, device: stacked, values: null };
+    } catch (error) {
+      stacked.dispose();
+      throw error;
+    } finally {
+      tf.dispose([value, ok, ...Object.values(grads)]);
+    }
+  }
+
+  /** The gradients keyed by the trainable variables' names. */
+  #byName(vars: tf.Variable[], grads: tf.NamedTensorMap): Record<string, tf.Tensor> {
+    const names = [...this.model.trainable.keys()];
+    const byName: Record<string, tf.Tensor> = {};
+    vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
+    return byName;
+  }
+
+  /**
+   * A step (0-based `iteration`) whose loss term `bad` is not finite: stop the run
+   * (`trainer.nonFinite: stop`) or count it as skipped.
+   */
+  async #skip(bad: [string, number], iteration: number): Promise<void> {
     if (this.recipe.trainer.nonFinite === "stop") {
+      this.#queue.dispose();
       throw new NonFiniteLossError(
-        `Training stopped at iteration ${this.iteration + 1}: loss term "${bad[0]}" is ` +
+        `Training stopped at iteration ${iteration + 1}: loss term "${bad[0]}" is ` +
           `${bad[1]}` +
           (await this.#runDir?.has("latest")
             ? `; the last good checkpoint is in ${this.runDir} (resume with --resume)`
@@ -387,14 +511,29 @@ export class Trainer {
     let last: Evaluation | null = null;
     if (this.#runDir) this.#metricsFile = await this.#runDir.openMetrics();
     try {
+      /** The read steps' metrics lines and progress (in order, as each step's terms are read). */
+      const record = async (s: ReadStep) => {
+        await this.#appendMetrics({
+          iteration: s.iteration + 1,
+          ...s.values,
+          ...s.host,
+          ...s.times,
+        });
+        progress.update(s.iteration + 1, s.values, startIteration);
+      };
+      const every = r.trainer.checkpointEvery;
       while (this.iteration < total) {
-        const values = await this.step();
-        await this.#appendMetrics({ iteration: this.iteration, ...values, ...this.times() });
-        const shown = Object.fromEntries(
-          Object.entries(values).filter(([k]) => k !== "lr" && k !== "ramp"),
-        );
-        progress.update(this.iteration, shown, startIteration);
-        if (this.iteration % validateEvery === 0 || this.iteration === total) {
+        await this.queueStep();
+        const validating = this.iteration % validateEvery === 0 || this.iteration === total;
+        const checkpointing = every !== undefined && this.iteration % every === 0;
+        // with readback: log, the terms are read here only (one readback for the steps since)
+        if (
+          this.readback === "step" || this.iteration % r.trainer.logEvery === 0 || validating ||
+          checkpointing
+        ) {
+          await this.flushSteps(record);
+        }
+        if (validating) {
           // the final weights are scored on the volumes' source grids too (the summary's)
           const ev = await this.evaluate(
             "validation",
@@ -416,13 +555,11 @@ export class Trainer {
             await this.saveCheckpoint("best.ckpt");
           }
         }
-        const every = r.trainer.checkpointEvery;
-        if (every !== undefined && this.iteration % every === 0) {
-          await this.saveCheckpoint("latest.ckpt");
-        }
+        if (checkpointing) await this.saveCheckpoint("latest.ckpt");
         // Training is synchronous compute: give pending events (SIGINT/SIGTERM) a turn.
         await new Promise((resolve) => setTimeout(resolve, 0));
         if (this.#stopSignal !== null && this.iteration < total) {
+          await this.flushSteps(record);
           await this.saveCheckpoint("latest.ckpt");
           progress.done();
           throw new InterruptedError(
@@ -464,6 +601,7 @@ export class Trainer {
       await this.#runDir?.writeSummary(summary);
       return summary;
     } catch (error) {
+      this.#queue.dispose();
       this.#metricsFile?.close();
       this.#metricsFile = null;
       // A run that fails before its first checkpoint leaves no folder behind (an interrupted
@@ -486,8 +624,9 @@ export class Trainer {
     await this.#metricsFile.write(new TextEncoder().encode(JSON.stringify(record) + "\n"));
   }
 
-  /** Free the model, the optimizer state and every plugin. */
+  /** Free the model, the optimizer state, every plugin and the steps not read. */
   dispose(): void {
+    this.#queue.dispose();
     for (const r of this.regularizers) r.instance.dispose?.();
     this.#optimizer.dispose();
     this.model.dispose();

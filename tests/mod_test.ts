@@ -80,6 +80,7 @@ const EXPORTS = [
   "type RawCase",
   "type ReadHdf5Options",
   "type ReadVolumeOptions",
+  "type ReadStep",
   "type Recipe",
   "type RegisterOptions",
   "Registry",

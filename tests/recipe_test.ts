@@ -94,6 +94,7 @@ Deno.test("a good recipe gets its defaults", async () => {
       logEvery: 10,
       batchNormStatistics: "per-group",
       nonFinite: "stop",
+      readback: "auto",
     },
     optimizer: {
       type: "adam",

@@ -138,6 +138,13 @@ const trainerSchema = z.object({
    * one), or `skip` the step without updating anything (counted in `summary.json`).
    */
   nonFinite: z.enum(["stop", "skip"]).default("stop"),
+  /**
+   * When the loss terms are read back to the host: `step` after every step (the host waits for
+   * the GPU each step), `log` once per logged iteration (`logEvery`), before validation and
+   * checkpoints and at the end, the update of a step whose loss is not finite skipped on the
+   * device; `auto` is `log` on webgpu with the custom kernels, `step` elsewhere.
+   */
+  readback: z.enum(["auto", "step", "log"]).default("auto"),
 }).strict().transform((t) => ({ ...t, validateEvery: t.validateEvery ?? t.iterations }));
 
 const scheduleSchema = z.object({

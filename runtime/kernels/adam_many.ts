@@ -5,7 +5,9 @@
  * per-variable `MiSslAdam` (`adam.ts`) otherwise.
  *
  * Inputs `w0, g0, m0, v0, w1, g1, ...` (weights, gradient, first and second moments of each
- * variable), the attributes of `MiSslAdam`, outputs `[w0', m0', v0', w1', ...]`. An output may be
+ * variable) and optionally `ok`, a one-element tensor: where it is 0 (a step whose loss was not
+ * finite, decided on the device without reading it back), nothing changes; the attributes of
+ * `MiSslAdam`, outputs `[w0', m0', v0', w1', ...]`. An output may be
  * its input's data updated in place (with one more reference, as tfjs's `Reshape` returns its
  * input's data): a kernel may do so only where the input's data has no other holder.
  *
@@ -24,9 +26,13 @@ export interface AdamSlot<T> {
   v: T;
 }
 
-/** The named inputs of `MiSslAdamMany` for `slots`, in order. */
-export function adamManyInputs<T>(slots: AdamSlot<T>[]): Record<string, T> {
+/** The optional gate input of `MiSslAdamMany`: the update applies only where it is not 0. */
+export const ADAM_GATE_INPUT = "ok";
+
+/** The named inputs of `MiSslAdamMany` for `slots`, in order (and the gate `ok`, if given). */
+export function adamManyInputs<T>(slots: AdamSlot<T>[], ok?: T): Record<string, T> {
   const inputs: Record<string, T> = {};
+  if (ok !== undefined) inputs[ADAM_GATE_INPUT] = ok;
   slots.forEach((s, i) => {
     inputs[`w${i}`] = s.w;
     inputs[`g${i}`] = s.g;
@@ -38,7 +44,7 @@ export function adamManyInputs<T>(slots: AdamSlot<T>[]): Record<string, T> {
 
 /** The slots of `MiSslAdamMany`'s named inputs (the inverse of {@linkcode adamManyInputs}). */
 export function adamManySlots(inputs: tf.NamedTensorInfoMap): AdamSlot<tf.TensorInfo>[] {
-  const count = Object.keys(inputs).length / 4;
+  const count = Object.keys(inputs).filter((k) => k !== ADAM_GATE_INPUT).length / 4;
   if (!Number.isInteger(count)) {
     throw new Error(`${ADAM_MANY_KERNEL}: inputs come in fours (w, g, m, v), got ${count * 4}`);
   }

@@ -11,6 +11,13 @@
  * programs have one output). Elsewhere the U-Net composes it (`bnRunningStatistics` returns
  * null).
  *
+ * A trainer that reads the loss back only every few steps (`trainer.readback: log`) cannot know
+ * during the forward pass whether the step will be applied: between
+ * {@linkcode deferRunningStatistics} and {@linkcode commitRunningStatistics} the updates are
+ * queued (the batch statistics kept, the running statistics left as they are), and the commit
+ * runs the same kernel per layer with the step's device-side flag `ok` as an extra input: where
+ * it is 0 the running statistics keep their values. No program is added.
+ *
  * ```ts
  * import { bnRunningStatistics } from "./bn_running_stats.ts";
  * const next = bnRunningStatistics(movingMean, movingVar, mean, variance, { momentum, count });
@@ -25,30 +32,42 @@ import { THREADS } from "./webgpu_bn_programs.ts";
 import type { WebgpuInternals } from "./webgpu_record.ts";
 
 /**
- * Kernel name: inputs `movingMean`, `movingVar` `[C]`, `mean`, `variance` `[G, C]`, attrs
- * `momentum`, `count`; outputs the updated running mean and variance `[C]`.
+ * Kernel name: inputs `movingMean`, `movingVar` `[C]`, `mean`, `variance` `[G, C]` and
+ * optionally `ok` (one element; 0: the outputs are the inputs' values), attrs `momentum`,
+ * `count`; outputs the updated running mean and variance `[C]`.
  */
 export const BN_RUNNING_STATS = "MiSslBnRunningStats";
 
 type TensorInfo = tf.TensorInfo;
 
-/** WGSL updating the running mean and variance, a thread per channel. */
-const RUNNING_STATS_SHADER = program(
-  `struct Uniforms {
+/** WGSL updating the running mean and variance, a thread per channel (gated: by `ok[0]`). */
+function runningStatsShader(gated: boolean): string {
+  return program(
+    `struct Uniforms {
   groups : i32, channels : i32, keep : f32, momentum : f32, scaleVar : f32,
 };`,
-  [
-    ["movingMean", "f32", false],
-    ["movingVar", "f32", false],
-    ["mean", "f32", false],
-    ["variance", "f32", false],
-    ["nextMean", "f32", true],
-    ["nextVar", "f32", true],
-  ],
-  `
+    [
+      ["movingMean", "f32", false],
+      ["movingVar", "f32", false],
+      ["mean", "f32", false],
+      ["variance", "f32", false],
+      ["nextMean", "f32", true],
+      ["nextVar", "f32", true],
+      ...(gated ? [["ok", "u32", false] as [string, string, boolean]] : []),
+    ],
+    `
 fn main() {
   let c = i32(workgroupId.x) * ${THREADS} + i32(localIndex);
-  if (c < uniforms.channels) {
+  if (c < uniforms.channels) {${
+      gated
+        ? `
+    if (ok[0] == 0u) {
+      nextMean[c] = movingMean[c];
+      nextVar[c] = movingVar[c];
+      return;
+    }`
+        : ""
+    }
     var totalMean = 0.0;
     var totalVar = 0.0;
     for (var k = 0; k < uniforms.groups; k = k + 1) {
@@ -60,27 +79,34 @@ fn main() {
     nextVar[c] = movingVar[c] * uniforms.keep + totalVar / g * uniforms.scaleVar * uniforms.momentum;
   }
 }`,
-);
+  );
+}
 
 function runningStatsWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[] {
-  const { movingMean, movingVar, mean, variance } = args.inputs as Record<string, TensorInfo>;
+  const { movingMean, movingVar, mean, variance, ok } = args.inputs as Record<
+    string,
+    TensorInfo
+  >;
   const { momentum, count } = args.attrs as Record<string, number>;
   const [groups, channels] = mean.shape;
-  const ok = (t: TensorInfo, shape: number[]) =>
+  const fits = (t: TensorInfo, shape: number[]) =>
     t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
   if (
-    !ok(movingMean, [channels]) || !ok(movingVar, [channels]) || !ok(mean, [groups, channels]) ||
-    !ok(variance, [groups, channels])
+    !fits(movingMean, [channels]) || !fits(movingVar, [channels]) ||
+    !fits(mean, [groups, channels]) || !fits(variance, [groups, channels])
   ) {
     throw new Error(`${BN_RUNNING_STATS}: [C] and [G, C] inputs expected`);
+  }
+  if (ok !== undefined && ok.shape.reduce((a, d) => a * d, 1) !== 1) {
+    throw new Error(`${BN_RUNNING_STATS}: the gate "ok" must have one element`);
   }
   const b = args.backend as unknown as WebgpuInternals;
   const nextMean = b.makeTensorInfo([channels], "float32");
   const nextVar = b.makeTensorInfo([channels], "float32");
   recordBn(
     b,
-    BN_RUNNING_STATS,
-    () => RUNNING_STATS_SHADER,
+    ok !== undefined ? `${BN_RUNNING_STATS}_gated` : BN_RUNNING_STATS,
+    () => runningStatsShader(ok !== undefined),
     [
       { type: "int32", data: [groups] },
       { type: "int32", data: [channels] },
@@ -88,7 +114,7 @@ function runningStatsWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[] {
       { type: "float32", data: [momentum] },
       { type: "float32", data: [count / Math.max(count - 1, 1)] },
     ],
-    [movingMean, movingVar, mean, variance, nextMean, nextVar],
+    [movingMean, movingVar, mean, variance, nextMean, nextVar, ...(ok !== undefined ? [ok] : [])],
     Math.ceil(channels / THREADS),
   );
   return [nextMean, nextVar];
@@ -118,10 +144,81 @@ export function bnRunningStatistics(
   if (kernelMode() === "builtin" || tf.getKernel(BN_RUNNING_STATS, tf.getBackend()) === undefined) {
     return null;
   }
+  if (deferred !== null && movingMean instanceof tf.Variable && movingVar instanceof tf.Variable) {
+    // the update waits for the step's flag; the caller assigns the statistics' own values
+    deferred.push({
+      movingMean,
+      movingVar,
+      mean: tf.keep(mean),
+      variance: tf.keep(variance),
+      options,
+    });
+    return [tf.clone(movingMean) as tf.Tensor1D, tf.clone(movingVar) as tf.Tensor1D];
+  }
+  return runningStats(movingMean, movingVar, mean, variance, options);
+}
+
+function runningStats(
+  movingMean: tf.Tensor,
+  movingVar: tf.Tensor,
+  mean: tf.Tensor,
+  variance: tf.Tensor,
+  options: { momentum: number; count: number },
+  ok?: tf.Tensor,
+): [tf.Tensor1D, tf.Tensor1D] {
+  const inputs = ok === undefined
+    ? { movingMean, movingVar, mean, variance }
+    : { movingMean, movingVar, mean, variance, ok };
   const [nextMean, nextVar] = tf.engine().runKernel(
     BN_RUNNING_STATS,
-    { movingMean, movingVar, mean, variance } as unknown as tf.NamedTensorMap,
+    inputs as unknown as tf.NamedTensorMap,
     { momentum: options.momentum, count: options.count } as unknown as tf.NamedAttrMap,
   ) as tf.Tensor1D[];
   return [nextMean, nextVar];
+}
+
+/** A running statistics' update waiting for its step's flag. */
+interface Deferred {
+  movingMean: tf.Variable;
+  movingVar: tf.Variable;
+  mean: tf.Tensor;
+  variance: tf.Tensor;
+  options: { momentum: number; count: number };
+}
+
+let deferred: Deferred[] | null = null;
+
+/**
+ * From now until {@linkcode commitRunningStatistics}, the fused updates of
+ * {@linkcode bnRunningStatistics} wait (it returns the statistics' current values).
+ */
+export function deferRunningStatistics(): void {
+  discardRunningStatistics();
+  deferred = [];
+}
+
+/**
+ * Run the waiting updates, each gated by `ok` (a one-element tensor: where it is 0 the running
+ * statistics keep their values), and assign them; returns how many layers were updated.
+ */
+export function commitRunningStatistics(ok: tf.Tensor): number {
+  const pending = deferred ?? [];
+  deferred = null;
+  try {
+    for (const d of pending) {
+      const [m, v] = runningStats(d.movingMean, d.movingVar, d.mean, d.variance, d.options, ok);
+      d.movingMean.assign(m);
+      d.movingVar.assign(v);
+      tf.dispose([m, v]);
+    }
+  } finally {
+    tf.dispose(pending.flatMap((d) => [d.mean, d.variance]));
+  }
+  return pending.length;
+}
+
+/** Drop the waiting updates (a failed step: the running statistics stay as they are). */
+export function discardRunningStatistics(): void {
+  if (deferred !== null) tf.dispose(deferred.flatMap((d) => [d.mean, d.variance]));
+  deferred = null;
 }

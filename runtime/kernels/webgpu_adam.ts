@@ -19,6 +19,12 @@
  * command queue, so tfjs defers releasing a gradient disposed right after the step until the
  * commands are submitted. Under `tf.profile` each program is timed and named like tfjs's own.
  *
+ * With the gate input `ok` (a step's "every loss term is finite", computed on the device so that
+ * the host need not read the loss back before the update), every program first reads it and
+ * leaves weights and moments alone where it is 0. The flag is copied (4 bytes,
+ * `copyBufferToBuffer`, no program) into a small uniform buffer of the kernel's own and bound as
+ * a uniform, so it costs no storage-buffer slot: as many variables a program as without it.
+ *
  * ```ts
  * import { registerWebgpuAdamKernel } from "./webgpu_adam.ts";
  * registerWebgpuAdamKernel(); // with kernels: custom, after tf.setBackend("webgpu")
@@ -29,7 +35,7 @@
 import { tf } from "../../deps.ts";
 import { addKernel, warnFallback } from "../tfjs_internals.ts";
 import { ADAM_KERNEL } from "./adam.ts";
-import { ADAM_MANY_KERNEL, adamManySlots, type AdamSlot } from "./adam_many.ts";
+import { ADAM_GATE_INPUT, ADAM_MANY_KERNEL, adamManySlots, type AdamSlot } from "./adam_many.ts";
 import {
   type GpuBuffer,
   type GpuPipeline,
@@ -54,7 +60,7 @@ const PROGRAM_NAME = "AdamManyProgram";
  * `adam.ts` (L2 weight decay added to the gradient, bias corrections folded into `stepSize` and
  * `c2`), in float32.
  */
-export function adamShader(k: number, workgroup: number): string {
+export function adamShader(k: number, workgroup: number, gated = false): string {
   const fields = Array.from({ length: k }, (_, j) => `n${j} : i32, start${j} : i32,`).join(" ");
   const bindings = Array.from({ length: k }, (_, j) =>
     [
@@ -62,7 +68,8 @@ export function adamShader(k: number, workgroup: number): string {
       `@group(0) @binding(${4 * j + 2}) var<storage, read> g${j} : array<f32>;`,
       `@group(0) @binding(${4 * j + 3}) var<storage, read_write> m${j} : array<f32>;`,
       `@group(0) @binding(${4 * j + 4}) var<storage, read_write> v${j} : array<f32>;`,
-    ].join("\n")).join("\n");
+    ].join("\n")).join("\n") +
+    (gated ? `\n@group(0) @binding(${4 * k + 1}) var<uniform> gate : vec4<u32>;` : "");
   const update = (j: number) => `
     if (t >= u.start${j}) {
       let i = t - u.start${j};
@@ -89,32 +96,59 @@ struct Uniforms {
 ${bindings}
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) li : u32) {
-  let t = (i32(wg.y) * u.groupsX + i32(wg.x)) * ${workgroup} + i32(li);
+  let t = (i32(wg.y) * u.groupsX + i32(wg.x)) * ${workgroup} + i32(li);${
+    gated ? "\n  if (gate.x == 0u) {\n    return;\n  }" : ""
+  }
   ${Array.from({ length: k }, (_, j) => update(k - 1 - j)).join("")}
 }
 `;
 }
 
-const pipelines = new WeakMap<object, Map<number, GpuPipeline>>();
+const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
 
-/** The pipeline updating `k` variables (compiled once per device). */
-function pipeline(b: WebgpuInternals, k: number): GpuPipeline {
-  let byCount = pipelines.get(b.device);
-  if (byCount === undefined) pipelines.set(b.device, byCount = new Map());
-  let p = byCount.get(k);
+/** The pipeline updating `k` variables, gated or not (compiled once per device). */
+function pipeline(b: WebgpuInternals, k: number, gated: boolean): GpuPipeline {
+  let byKey = pipelines.get(b.device);
+  if (byKey === undefined) pipelines.set(b.device, byKey = new Map());
+  const key = `${PROGRAM_NAME}${k}${gated ? "Gated" : ""}`;
+  let p = byKey.get(key);
   if (p === undefined) {
     const module = b.device.createShaderModule({
-      code: adamShader(k, WORKGROUP),
-      label: `${PROGRAM_NAME}${k}`,
+      code: adamShader(k, WORKGROUP, gated),
+      label: key,
     });
     p = b.device.createComputePipeline({
       layout: "auto",
       compute: { module, entryPoint: "main" },
-      label: `${PROGRAM_NAME}${k}`,
+      label: key,
     });
-    byCount.set(k, p);
+    byKey.set(key, p);
   }
   return p;
+}
+
+const gateBuffers = new WeakMap<object, GpuBuffer>();
+
+/**
+ * The gate `ok` copied into the device's uniform buffer of the gated programs (one per device:
+ * the commands run in order, so each step's copy lands after the former step's programs read it).
+ */
+function gateUniform(b: WebgpuInternals, ok: TensorInfo): GpuBuffer {
+  if (ok.shape.reduce((a, d) => a * d, 1) !== 1) {
+    throw new Error(`${ADAM_MANY_KERNEL}: the gate "ok" must have one element`);
+  }
+  let target = gateBuffers.get(b.device);
+  if (target === undefined) {
+    // GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST
+    target = b.device.createBuffer({ size: 16, usage: 0x40 | 0x08, label: "AdamGate" });
+    gateBuffers.set(b.device, target);
+  }
+  const source = gpuBuffer(b, ok);
+  b.ensureCommandEncoderReady();
+  b.endComputePassEncoder();
+  b.commandEncoder!.copyBufferToBuffer(source, 0, target, 0, 4);
+  b.commandQueueOwnedIds.add(ok.dataId);
+  return target;
 }
 
 /** Variables per program on this device: four storage buffers each. */
@@ -159,6 +193,7 @@ function writable(b: WebgpuInternals, t: TensorInfo, n: number, uses: Map<unknow
  */
 export function adamManyWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[] {
   const slots = adamManySlots(args.inputs);
+  const ok = (args.inputs as Record<string, TensorInfo | undefined>)[ADAM_GATE_INPUT];
   const { stepSize, beta1, beta2, epsilon, c2, weightDecay } = args.attrs as Record<
     string,
     number
@@ -201,6 +236,7 @@ export function adamManyWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[]
     (x) => ({ type: "float32", data: [x] }),
   );
   const per = variablesPerProgram(b);
+  const gate = ok !== undefined && live.length > 0 ? gateUniform(b, ok) : null;
   for (let first = 0; first < live.length; first += per) {
     const group = live.slice(first, first + per);
     // the threads of variable j are [starts[j], starts[j] + n_j), each run a whole workgroup
@@ -224,10 +260,10 @@ export function adamManyWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[]
     ];
     const tensors = group.flatMap(({ slot }) => [slot.w, slot.g, slot.m, slot.v]);
     recordProgram(b, {
-      pipeline: pipeline(b, group.length),
+      pipeline: pipeline(b, group.length, gate !== null),
       name: PROGRAM_NAME,
       uniforms,
-      buffers: tensors.map((t) => gpuBuffer(b, t)),
+      buffers: [...tensors.map((t) => gpuBuffer(b, t)), ...(gate !== null ? [gate] : [])],
       dataIds: tensors.map((t) => t.dataId),
       dispatch,
     });

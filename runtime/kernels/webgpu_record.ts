@@ -43,6 +43,7 @@ export interface WebgpuInternals {
       d: { layout: unknown; entries: { binding: number; resource: unknown }[] },
     ): unknown;
     createQuerySet(d: { type: string; count: number }): unknown;
+    createBuffer(d: { size: number; usage: number; label?: string }): GpuBuffer;
   };
   tensorMap: { get(dataId: unknown): { resource?: unknown } | undefined };
   uploadToGPU(dataId: unknown): void;
@@ -101,7 +102,10 @@ export function webgpuInternalsMissing(backend: unknown): string | null {
   return null;
 }
 
-/** One program to record: its pipeline, uniforms (binding 0) and storage buffers (1, 2, ...). */
+/**
+ * One program to record: its pipeline, uniforms (binding 0) and buffers (1, 2, ...: storage
+ * buffers, or a uniform buffer where the shader declares the binding `var<uniform>`).
+ */
 export interface RecordedProgram {
   pipeline: GpuPipeline;
   /** Its name in tfjs's profile. */
