@@ -510,17 +510,17 @@ export class Trainer {
     /** The validation of the final weights, when the loop made it (it is not repeated). */
     let last: Evaluation | null = null;
     if (this.#runDir) this.#metricsFile = await this.#runDir.openMetrics();
+    /** The read steps' metrics lines and progress (in order, as each step's terms are read). */
+    const record = async (s: ReadStep) => {
+      await this.#appendMetrics({
+        iteration: s.iteration + 1,
+        ...s.values,
+        ...s.host,
+        ...s.times,
+      });
+      progress.update(s.iteration + 1, s.values, startIteration);
+    };
     try {
-      /** The read steps' metrics lines and progress (in order, as each step's terms are read). */
-      const record = async (s: ReadStep) => {
-        await this.#appendMetrics({
-          iteration: s.iteration + 1,
-          ...s.values,
-          ...s.host,
-          ...s.times,
-        });
-        progress.update(s.iteration + 1, s.values, startIteration);
-      };
       const every = r.trainer.checkpointEvery;
       while (this.iteration < total) {
         await this.queueStep();
@@ -601,6 +601,9 @@ export class Trainer {
       await this.#runDir?.writeSummary(summary);
       return summary;
     } catch (error) {
+      // steps that ran but were not read yet still get their metrics lines (nothing lost when,
+      // say, a validation fails); a read that fails too leaves them out
+      if (!(error instanceof NonFiniteLossError)) await this.flushSteps(record).catch(() => {});
       this.#queue.dispose();
       this.#metricsFile?.close();
       this.#metricsFile = null;

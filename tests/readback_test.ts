@@ -11,7 +11,11 @@ import { parseRecipe } from "../core/recipe.ts";
 import { readbackMode, StepQueue } from "../core/step_readback.ts";
 import { readbackChecks } from "./_readback_checks.ts";
 import { assertNanGated, assertReads, assertSameMetrics, assertStop } from "./_readback_asserts.ts";
-import { TINY_DATASET, TINY_MODEL } from "./_tiny.ts";
+import { TINY_DATASET, TINY_MODEL, tinyRecipe } from "./_tiny.ts";
+import { regularizers } from "../core/regularizer.ts";
+import { Trainer } from "../core/trainer.ts";
+import { registerBuiltins } from "../plugins/mod.ts";
+import { z } from "../deps.ts";
 
 let result: ReturnType<typeof readbackChecks> | undefined;
 const checks = () => result ??= readbackChecks("wasm");
@@ -99,4 +103,51 @@ Deno.test("readbackMode: auto is log on webgpu with the fused Adam only; bad val
       }, "<test>"),
     /trainer\.readback: expected one of "auto", "step", "log", got "sometimes"/,
   );
+});
+
+Deno.test("readback: log writes the metrics lines of steps not read yet when the run fails", async () => {
+  registerBuiltins();
+  if (!regularizers.has("test-throw-at")) {
+    regularizers.register({
+      id: "test-throw-at",
+      description: "test only: onStepEnd throws at the end of step `at` (0-based)",
+      options: z.object({ at: z.number().int() }).strict(),
+      create: (o: { at: number }) => ({
+        id: "test-throw-at",
+        needsUnlabeled: true,
+        loss: (ctx) => tf.tidy(() => tf.mul(tf.mean(ctx.probsUnlabeled), 0) as tf.Scalar),
+        onStepEnd: ({ iteration }) => {
+          if (iteration === o.at) throw new Error("planted failure");
+        },
+      }),
+    });
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = tinyRecipe({
+      backend: "wasm",
+      regularizers: [{ type: "test-throw-at", at: 4 }],
+      // checkpoint (and read) at 3; step 4 waits in the queue (logEvery 10) when step 5 fails
+      trainer: {
+        iterations: 6,
+        labeledBatch: 2,
+        unlabeledBatch: 2,
+        validateEvery: 6,
+        readback: "log",
+        checkpointEvery: 3,
+        logEvery: 10,
+      },
+    });
+    const t = await Trainer.create(r, { progress: false, log: () => {}, out: `${dir}/run` });
+    try {
+      await assert.rejects(() => t.run(), /planted failure/);
+    } finally {
+      t.dispose();
+    }
+    const lines = (await Deno.readTextFile(`${dir}/run/metrics.jsonl`)).trim().split("\n")
+      .map((l) => JSON.parse(l)).filter((l) => "loss" in l);
+    assert.deepEqual(lines.map((l) => l.iteration), [1, 2, 3, 4]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
