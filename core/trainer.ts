@@ -22,14 +22,8 @@ import type { SegmentationModel } from "./model.ts";
 import { evaluationModelOf, type NamedRegularizer, networkTensors } from "./networks.ts";
 import { Adam, learningRate } from "./optimizer.ts";
 import { callPlugin } from "./plugin_errors.ts";
-import {
-  blameFirstStep,
-  type LossParts,
-  regularizerRef,
-  sigmoidRampUp,
-  stepLoss,
-  type StepTensors,
-} from "./loss_terms.ts";
+import { type LossParts, regularizerRef, sigmoidRampUp, type StepTensors } from "./loss_terms.ts";
+import { lossAndGatedUpdate, lossAndUpdate, type UpdateTarget } from "./update.ts";
 import { Progress } from "./progress.ts";
 import { loadRecipe, type Recipe } from "./recipe.ts";
 import { Rng, type RngState } from "./rng.ts";
@@ -40,15 +34,8 @@ import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
 import type { InvertibleTransform } from "./transform.ts";
 import type { SupervisedLoss } from "./loss.ts";
 import { drawStep, type StepBatch } from "./batch.ts";
+import { firstNonFinite, readbackMode, type ReadStep, StepQueue } from "./step_readback.ts";
 import {
-  firstNonFinite,
-  readbackCount,
-  readbackMode,
-  type ReadStep,
-  StepQueue,
-} from "./step_readback.ts";
-import {
-  commitRunningStatistics,
   deferRunningStatistics,
   discardRunningStatistics,
 } from "../runtime/kernels/bn_running_stats.ts";
@@ -302,8 +289,8 @@ export class Trainer {
     try {
       if (deferred) deferRunningStatistics();
       terms = deferred
-        ? this.#lossAndGatedUpdate(batch, step, lr, stateBefore)
-        : await this.#lossAndUpdate(batch, step, lr);
+        ? lossAndGatedUpdate(this.#updateTarget(), batch, step, lr, stateBefore)
+        : await lossAndUpdate(this.#updateTarget(), batch, step, lr);
     } catch (error) {
       discardRunningStatistics();
       this.#restoreState(stateBefore); // the failed forward pass may have updated them
@@ -360,74 +347,9 @@ export class Trainer {
     return read;
   }
 
-  /**
-   * The step's loss terms under the gradient tape ({@linkcode stepLoss}: step context, loss
-   * terms), read back, then the update: applied when every term is finite, else skipped.
-   */
-  async #lossAndUpdate(
-    batch: StepBatch,
-    step: StepTensors,
-    lr: number,
-  ): Promise<{ names: string[]; device: null; values: number[] }> {
-    const vars = [...this.model.trainable.values()];
-    const { value, grads } = tf.variableGrads(() => stepLoss(this.#parts, batch, step), vars);
-    try {
-      const names = ["loss", ...step.terms.keys()];
-      const stacked = tf.stack([value, ...step.terms.values()]);
-      const numbers = Array.from(await stacked.data());
-      readbackCount.reads++;
-      stacked.dispose();
-      const values = Object.fromEntries(names.map((n, i) => [n, numbers[i]]));
-      const finite = numbers.every((v) => Number.isFinite(v));
-      if (!finite && step.iteration === 0) await blameFirstStep(this.#parts, values, step.logits);
-      if (finite) this.#optimizer.apply(this.#byName(vars, grads), lr);
-      return { names, device: null, values: numbers };
-    } finally {
-      tf.dispose([value, ...Object.values(grads)]);
-    }
-  }
-
-  /**
-   * The step's loss terms under the gradient tape, kept on the device, and the update gated on
-   * the device by `ok` = every term finite: Adam's (the fused kernel's gate input, or tf.where),
-   * the batch norms' running statistics (the fused kernel's gate, or tf.where for statistics a
-   * model updated itself, compared with `before`). Nothing is read back.
-   */
-  #lossAndGatedUpdate(
-    batch: StepBatch,
-    step: StepTensors,
-    lr: number,
-    before: Map<string, tf.Tensor>,
-  ): { names: string[]; device: tf.Tensor; values: null } {
-    const vars = [...this.model.trainable.values()];
-    const { value, grads } = tf.variableGrads(() => stepLoss(this.#parts, batch, step), vars);
-    const names = ["loss", ...step.terms.keys()];
-    const stacked = tf.stack([value, ...step.terms.values()]);
-    const ok = tf.tidy(() => tf.all(tf.isFinite(stacked)));
-    try {
-      tf.tidy(() => {
-        for (const [k, v] of this.model.state) {
-          const old = before.get(k)!;
-          if (v.dataId !== old.dataId) v.assign(tf.where(ok, v, old));
-        }
-      });
-      commitRunningStatistics(ok);
-      this.#optimizer.apply(this.#byName(vars, grads), lr, ok);
-      return { names, device: stacked, values: null };
-    } catch (error) {
-      stacked.dispose();
-      throw error;
-    } finally {
-      tf.dispose([value, ok, ...Object.values(grads)]);
-    }
-  }
-
-  /** The gradients keyed by the trainable variables' names. */
-  #byName(vars: tf.Variable[], grads: tf.NamedTensorMap): Record<string, tf.Tensor> {
-    const names = [...this.model.trainable.keys()];
-    const byName: Record<string, tf.Tensor> = {};
-    vars.forEach((v, i) => (byName[names[i]] = grads[v.name]));
-    return byName;
+  /** What a step's loss and update work on. */
+  #updateTarget(): UpdateTarget {
+    return { model: this.model, optimizer: this.#optimizer, parts: this.#parts };
   }
 
   /**
