@@ -107,20 +107,36 @@ export function maskGradientScale(c: LossCase, loss: number): number {
   return Math.abs(loss) / Math.max(s, 1e-12);
 }
 
-/** `[loss, d/dp, d/dq]` (or `[loss, d/dlogits]`) of `dy * f` for one case. */
-export function evaluate(
+/**
+ * `[loss, d/dp, d/dq]` (or `[loss, d/dlogits]`; with `withMaskGrad`, and `d/dmask` last) of
+ * `dy * f` for one case, on the active backend, read asynchronously (webgpu cannot read
+ * synchronously in Deno).
+ */
+export async function evaluate(
   c: LossCase,
   loss: "kl" | "ce",
   fused: boolean,
   withMaskGrad = false,
-): Float32Array[] {
+): Promise<Float32Array[]> {
+  const outs = compute(c, loss, fused, withMaskGrad);
+  const values = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(outs);
+  return values;
+}
+
+function compute(
+  c: LossCase,
+  loss: "kl" | "ce",
+  fused: boolean,
+  withMaskGrad: boolean,
+): tf.Tensor[] {
   return tf.tidy(() => {
     const mask = c.mask === null ? undefined : tf.tensor(c.mask, [...c.shape.slice(0, -1), 1]);
     const grads = (f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]) => {
       const { value, grads } = tf.valueAndGrads((...ys: tf.Tensor[]) => tf.mul(f(...ys), c.dy))(
         xs,
       );
-      return [value, ...grads].map((t) => t.dataSync() as Float32Array);
+      return [value, ...grads];
     };
     if (loss === "kl") {
       const p = tf.tensor(c.p, c.shape), q = tf.tensor(c.q, c.shape);

@@ -7,10 +7,11 @@
 import assert from "node:assert/strict";
 import { tf } from "../deps.ts";
 import { initBackend } from "../runtime/backend.ts";
-import { setKernelMode } from "../runtime/tfjs_internals.ts";
 import { evaluate, lossCase, lossCases, maskGradientScale, relativeError } from "./_loss_cases.ts";
-import { klFusedAvailable } from "../runtime/kernels/kl_fused.ts";
-import { softmaxCeAvailable } from "../runtime/kernels/softmax_ce.ts";
+import { KL_GRAD_KERNEL, KL_MASKED_KERNEL, klFusedAvailable } from "../runtime/kernels/kl_fused.ts";
+import { CE_GRAD_KERNEL, CE_KERNEL, softmaxCeAvailable } from "../runtime/kernels/softmax_ce.ts";
+import { klConsistency } from "../plugins/regularizers/kl_consistency.ts";
+import { crossEntropy } from "../plugins/losses/cross_entropy.ts";
 
 const TOL = 1e-5;
 const cases = lossCases();
@@ -28,56 +29,66 @@ for (const loss of ["kl", "ce"] as const) {
   Deno.test(`fused ${loss} matches tfjs's composed ops on cpu (values and gradients)`, async () => {
     await initBackend("cpu");
     for (const c of cases) {
-      compare(`${loss} ${c.name}`, evaluate(c, loss, true), evaluate(c, loss, false));
+      compare(`${loss} ${c.name}`, await evaluate(c, loss, true), await evaluate(c, loss, false));
     }
   });
 
   Deno.test(`fused ${loss}: the mask's gradient is the composed ops'`, async () => {
     await initBackend("cpu");
     for (const c of cases.filter((c) => c.mask !== null && c.shape[1] < 50)) {
-      const want = evaluate(c, loss, false, true);
+      const want = await evaluate(c, loss, false, true);
       const floors = want.map((_, i) =>
         i === want.length - 1 ? maskGradientScale(c, want[0][0]) : 0
       );
-      compare(`${loss} ${c.name}`, evaluate(c, loss, true, true), want, floors);
+      compare(`${loss} ${c.name}`, await evaluate(c, loss, true, true), want, floors);
     }
   });
 
   Deno.test(`fused ${loss} on wasm matches cpu`, async () => {
     await initBackend("cpu");
-    const want = cases.map((c) => evaluate(c, loss, false));
+    const want = [];
+    for (const c of cases) want.push(await evaluate(c, loss, false));
     await initBackend("wasm");
-    cases.forEach((c, i) => compare(`${loss} wasm ${c.name}`, evaluate(c, loss, true), want[i]));
+    for (const [i, c] of cases.entries()) {
+      compare(`${loss} wasm ${c.name}`, await evaluate(c, loss, true), want[i]);
+    }
   });
 }
 
-Deno.test("the fused losses are used with kernels: custom and not with builtin", async () => {
-  await initBackend("wasm");
-  assert.ok(klFusedAvailable() && softmaxCeAvailable());
+Deno.test("klConsistency and crossEntropy take the fused kernels with custom, tfjs's with builtin", async () => {
   const c = lossCase([2, 3, 4, 3], "binary", 7);
-  const names = (f: () => void) => {
-    const seen = new Set<string>();
-    const engine = tf.engine() as unknown as {
-      runKernel: (name: string, ...a: unknown[]) => unknown;
-    };
-    const original = engine.runKernel;
-    engine.runKernel = function (name: string, ...a: unknown[]) {
-      seen.add(name);
-      return original.call(this, name, ...a);
-    };
-    try {
-      f();
-    } finally {
-      engine.runKernel = original;
-    }
-    return seen;
+  const kernels = async () => {
+    const p = tf.tensor4d(c.p, c.shape as [number, number, number, number]);
+    const q = tf.tensor4d(c.q, c.shape as [number, number, number, number]);
+    const labels = tf.tensor3d(c.labels, [2, 3, 4], "int32");
+    const mask = tf.tensor4d(c.mask!, [2, 3, 4, 1]);
+    const info = await tf.profile(() => {
+      const g = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.add(
+          klConsistency(a as tf.Tensor4D, b as tf.Tensor4D, { mask }),
+          crossEntropy(a as tf.Tensor4D, labels),
+        )
+      )([p, q]);
+      tf.dispose(g);
+    });
+    tf.dispose([p, q, labels, mask]);
+    return new Set(info.kernels.map((k) => k.name));
   };
-  const custom = names(() => evaluate(c, "kl", true === klFusedAvailable()));
-  assert.ok(custom.has("MiSslKlConsistencyMasked") && custom.has("MiSslKlConsistencyGrad"));
   try {
-    setKernelMode("builtin");
+    await initBackend("wasm", { kernels: "builtin" });
     assert.ok(!klFusedAvailable() && !softmaxCeAvailable());
+    const builtin = await kernels();
+    assert.ok(!builtin.has(KL_MASKED_KERNEL) && !builtin.has(CE_KERNEL), [...builtin].join());
+    assert.ok(builtin.has("Log") && builtin.has("OneHot"));
   } finally {
-    setKernelMode("custom");
+    await initBackend("wasm", { kernels: "custom" });
+  }
+  assert.ok(klFusedAvailable() && softmaxCeAvailable());
+  const custom = await kernels();
+  for (const name of [KL_MASKED_KERNEL, KL_GRAD_KERNEL, CE_KERNEL, CE_GRAD_KERNEL]) {
+    assert.ok(custom.has(name), `${name} not in ${[...custom]}`);
+  }
+  for (const name of ["Log", "OneHot", "Maximum", "Softmax"]) {
+    assert.ok(!custom.has(name), `${name} ran with custom`);
   }
 });

@@ -25,6 +25,8 @@ import { originalKernel, replaceKernel } from "../tfjs_internals.ts";
 import { registerWebgpuAdamKernel } from "./webgpu_adam.ts";
 import { registerWebgpuBatchNormRelu } from "./webgpu_bn.ts";
 import { registerWebgpuConvKernels } from "./webgpu_conv.ts";
+import { registerWebgpuKl } from "./webgpu_kl.ts";
+import { registerWebgpuSoftmaxCe } from "./webgpu_softmax_ce.ts";
 
 type TensorInfo = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -148,13 +150,16 @@ export function unsortedSegmentSumWebgpu(args: KernelArgs): TensorInfo {
 
 /**
  * Register the kernels above, the fused Adam update (`webgpu_adam.ts`), the fused batch norm +
- * ReLU (`webgpu_bn.ts`) and the tiled convolutions (`webgpu_conv.ts`) for webgpu (idempotent;
- * tfjs's own stay as the fallbacks).
+ * ReLU (`webgpu_bn.ts`), the tiled convolutions (`webgpu_conv.ts`) and the fused losses (KL
+ * consistency, `webgpu_kl.ts`; softmax cross-entropy, `webgpu_softmax_ce.ts`) for webgpu
+ * (idempotent; tfjs's own stay as the fallbacks).
  */
 export function registerWebgpuTrainingKernels(): void {
   registerWebgpuAdamKernel();
   registerWebgpuBatchNormRelu();
   registerWebgpuConvKernels();
+  registerWebgpuKl();
+  registerWebgpuSoftmaxCe();
   replaceKernel({
     kernelName: "UnsortedSegmentSum",
     backendName: BACKEND,
