@@ -8,9 +8,13 @@ import { klConsistencyComposed } from "../plugins/regularizers/kl_consistency.ts
 import { klFused } from "../runtime/kernels/kl_fused.ts";
 import { crossEntropyComposed } from "../plugins/losses/cross_entropy.ts";
 import { softmaxCrossEntropyFused } from "../runtime/kernels/softmax_ce.ts";
+import { softmaxFused } from "../runtime/kernels/softmax_fused.ts";
 
 /** The clamp used by the cases. */
 export const EPS = 1e-8;
+
+/** What the cases evaluate: the KL consistency, the cross-entropy, the softmax. */
+export type FusedLoss = "kl" | "ce" | "softmax";
 
 /** A deterministic pseudo-random generator (mulberry32). */
 export function rng(seed: number): () => number {
@@ -108,13 +112,23 @@ export function maskGradientScale(c: LossCase, loss: number): number {
 }
 
 /**
+ * The smallest scale of each output of `loss` for one case: 0, except the softmax's gradient,
+ * `dy y - sum(dy y) y`, a difference of terms of size `dy * max|w|` (the upstream gradient),
+ * where float32 (tfjs's composition) leaves errors of that size times 2^-24.
+ */
+export function outputFloors(c: LossCase, loss: FusedLoss): number[] {
+  if (loss !== "softmax") return [];
+  return [0, c.dy * c.p.reduce((a, v) => Math.max(a, Math.abs(v)), 0)];
+}
+
+/**
  * `[loss, d/dp, d/dq]` (or `[loss, d/dlogits]`; with `withMaskGrad`, and `d/dmask` last) of
  * `dy * f` for one case, on the active backend, read asynchronously (webgpu cannot read
  * synchronously in Deno).
  */
 export async function evaluate(
   c: LossCase,
-  loss: "kl" | "ce",
+  loss: FusedLoss,
   fused: boolean,
   withMaskGrad = false,
 ): Promise<Float32Array[]> {
@@ -126,11 +140,18 @@ export async function evaluate(
 
 function compute(
   c: LossCase,
-  loss: "kl" | "ce",
+  loss: FusedLoss,
   fused: boolean,
   withMaskGrad: boolean,
 ): tf.Tensor[] {
   return tf.tidy(() => {
+    if (loss === "softmax") {
+      // the probabilities, and the gradient of dy * sum(w softmax(l)) for weights w = p
+      const logits = tf.tensor(c.logits, c.shape), w = tf.tensor(c.p, c.shape);
+      const f = fused ? softmaxFused : (x: tf.Tensor) => tf.softmax(x);
+      const g = tf.grad((l: tf.Tensor) => tf.mul(tf.sum(tf.mul(f(l), w)), c.dy))(logits);
+      return [f(logits), g];
+    }
     const mask = c.mask === null ? undefined : tf.tensor(c.mask, [...c.shape.slice(0, -1), 1]);
     const grads = (f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]) => {
       const { value, grads } = tf.valueAndGrads((...ys: tf.Tensor[]) => tf.mul(f(...ys), c.dy))(

@@ -1,7 +1,8 @@
 /**
  * The numbers `webgpu_loss_test.ts` checks, computed in a child process on the WebGPU adapter:
- * the fused KL consistency (`runtime/kernels/webgpu_kl.ts`) and softmax cross-entropy
- * (`webgpu_softmax_ce.ts`) on `webgpu` against tfjs's composed ops on `cpu`, values and
+ * the fused KL consistency (`runtime/kernels/webgpu_kl.ts`), softmax cross-entropy
+ * (`webgpu_softmax_ce.ts`) and softmax (`webgpu_softmax.ts`) on `webgpu` against tfjs's composed
+ * ops on `cpu`, values and
  * gradients, on the cases of `_loss_cases.ts` (odd shapes, every kind of mask, over 65,535
  * pixels); the GPU programs of each kernel; whether a large case is bit-identical on two runs;
  * and whether the losses take the fused kernels with `kernels: custom` and `builtin`. Prints one
@@ -14,7 +15,8 @@ import { initBackend } from "../runtime/backend.ts";
 import { describeAdapter, probeAdapter } from "../runtime/webgpu.ts";
 import { klFusedAvailable } from "../runtime/kernels/kl_fused.ts";
 import { softmaxCeAvailable } from "../runtime/kernels/softmax_ce.ts";
-import { evaluate, lossCases, relativeError } from "./_loss_cases.ts";
+import { softmaxFusedAvailable } from "../runtime/kernels/softmax_fused.ts";
+import { evaluate, type FusedLoss, lossCases, outputFloors, relativeError } from "./_loss_cases.ts";
 
 /** What `webgpu_loss_test.ts` asserts. */
 export interface WebgpuLossChecks {
@@ -31,8 +33,9 @@ export interface WebgpuLossChecks {
 }
 
 /** GPU programs per kernel name of `evaluate` (forward + backward) on the active backend. */
-async function programs(loss: "kl" | "ce"): Promise<Record<string, number>> {
-  const c = lossCases(false)[5]; // [3, 9, 11, 4], binary mask
+async function programs(loss: FusedLoss): Promise<Record<string, number>> {
+  // [3, 9, 11, 4], a binary mask (the softmax: none)
+  const c = lossCases(false)[loss === "softmax" ? 4 : 5];
   const info = await tf.profile(async () => {
     await evaluate(c, loss, true);
   });
@@ -46,9 +49,8 @@ async function programs(loss: "kl" | "ce"): Promise<Record<string, number>> {
 }
 
 function sameBits(a: Float32Array[], b: Float32Array[]): boolean {
-  return a.length === b.length && a.every((x, i) =>
-    x.length === b[i].length && x.every((v, j) => Object.is(v, b[i][j]))
-  );
+  return a.length === b.length &&
+    a.every((x, i) => x.length === b[i].length && x.every((v, j) => Object.is(v, b[i][j])));
 }
 
 if (import.meta.main) {
@@ -58,25 +60,31 @@ if (import.meta.main) {
   const all = lossCases();
   const cases: WebgpuLossChecks["cases"] = [];
   let deterministic = true;
-  for (const loss of ["kl", "ce"] as const) {
+  for (const loss of ["kl", "ce", "softmax"] as const) {
+    const mine = loss === "softmax" ? all.filter((c) => c.mask === null) : all;
     await initBackend("cpu");
     const want: Float32Array[][] = [];
-    for (const c of all) want.push(await evaluate(c, loss, false));
+    for (const c of mine) want.push(await evaluate(c, loss, false));
     await initBackend("webgpu");
-    for (const [i, c] of all.entries()) {
+    for (const [i, c] of mine.entries()) {
       const got = await evaluate(c, loss, true);
+      const floors = outputFloors(c, loss);
       cases.push({
         name: `${loss} ${c.name}`,
-        errors: got.map((g, k) => relativeError(g, want[i][k])),
+        errors: got.map((g, k) => relativeError(g, want[i][k], floors[k])),
       });
       if (c.shape[1] > 100) deterministic &&= sameBits(got, await evaluate(c, loss, true));
     }
   }
-  const counts = { kl: await programs("kl"), ce: await programs("ce") };
-  const custom = klFusedAvailable() && softmaxCeAvailable();
+  const counts = {
+    kl: await programs("kl"),
+    ce: await programs("ce"),
+    softmax: await programs("softmax"),
+  };
+  const custom = klFusedAvailable() && softmaxCeAvailable() && softmaxFusedAvailable();
   // last: `builtin` puts back tfjs's kernels for the rest of the process
   await initBackend("webgpu", { kernels: "builtin" });
-  const builtin = klFusedAvailable() || softmaxCeAvailable();
+  const builtin = klFusedAvailable() || softmaxCeAvailable() || softmaxFusedAvailable();
   const result: WebgpuLossChecks = {
     adapter: describeAdapter(adapter),
     cases,

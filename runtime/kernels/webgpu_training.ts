@@ -27,6 +27,7 @@ import { registerWebgpuBatchNormRelu } from "./webgpu_bn.ts";
 import { registerWebgpuConvKernels } from "./webgpu_conv.ts";
 import { registerWebgpuKl } from "./webgpu_kl.ts";
 import { registerWebgpuSoftmaxCe } from "./webgpu_softmax_ce.ts";
+import { registerWebgpuSoftmax } from "./webgpu_softmax.ts";
 
 type TensorInfo = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -151,7 +152,8 @@ export function unsortedSegmentSumWebgpu(args: KernelArgs): TensorInfo {
 /**
  * Register the kernels above, the fused Adam update (`webgpu_adam.ts`), the fused batch norm +
  * ReLU (`webgpu_bn.ts`), the tiled convolutions (`webgpu_conv.ts`) and the fused losses (KL
- * consistency, `webgpu_kl.ts`; softmax cross-entropy, `webgpu_softmax_ce.ts`) for webgpu
+ * consistency, `webgpu_kl.ts`; softmax cross-entropy, `webgpu_softmax_ce.ts`; the softmax with a
+ * one-program gradient, `webgpu_softmax.ts`) for webgpu
  * (idempotent; tfjs's own stay as the fallbacks).
  */
 export function registerWebgpuTrainingKernels(): void {
@@ -160,6 +162,7 @@ export function registerWebgpuTrainingKernels(): void {
   registerWebgpuConvKernels();
   registerWebgpuKl();
   registerWebgpuSoftmaxCe();
+  registerWebgpuSoftmax();
   replaceKernel({
     kernelName: "UnsortedSegmentSum",
     backendName: BACKEND,
