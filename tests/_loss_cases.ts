@@ -1,5 +1,5 @@
 /**
- * Inputs and evaluations shared by the fused-loss tests (`fused_losses_test.ts` on cpu and wasm,
+ * Inputs and evaluations shared by the fused-loss tests (`fused_losses_test.ts` on cpu,
  * `_webgpu_loss_checks.ts` on webgpu): probability maps with exact zeros and values equal to
  * `eps`, logits, labels (some out of range) and masks (none, random 0/1, all zero, weights).
  */

@@ -1,12 +1,13 @@
 /**
  * The fused losses on `webgpu` (runtime/kernels/webgpu_kl.ts, webgpu_softmax_ce.ts,
  * webgpu_softmax.ts) against tfjs's composed ops on `cpu`: the KL consistency, the softmax
- * cross-entropy and the softmax, values and gradients, on odd shapes, every kind of mask (none, 0/1, all zero, weights), maps with zeros
- * and values equal to `eps`, labels out of range, and two cases over 65,535 pixels (more
- * than one partial sum per thread); 2 GPU programs forward and 1 per gradient (the softmax 1 and 1); bit-identical
- * results on two runs; and `kernels: builtin` keeps tfjs's composition. Skipped, with one line
- * saying why, without an adapter. The numbers come from `_webgpu_loss_checks.ts`, run in a
- * child process with a copy of deno.lock. Tolerance: 1e-5 of the reference's largest value.
+ * cross-entropy and the softmax, values and gradients, on odd shapes, every kind of mask (none,
+ * 0/1, all zero, weights), maps with zeros and values equal to `eps`, labels out of range, and two
+ * cases over 65,535 pixels (more than one partial sum per thread); 2 GPU programs forward and 1
+ * per gradient (the softmax 1 and 1); bit-identical results on two runs; and `kernels: builtin`
+ * keeps tfjs's composition. Skipped, with one line saying why, without an adapter. The numbers
+ * come from `_webgpu_loss_checks.ts`, run in a child process with a copy of deno.lock.
+ * Tolerance: 1e-5 of the reference's largest value.
  */
 import assert from "node:assert/strict";
 import type { WebgpuLossChecks } from "./_webgpu_loss_checks.ts";

@@ -1,13 +1,18 @@
 /**
  * What the fused loss kernels (`kl_fused.ts`, `softmax_ce.ts`) share: a loss that is a
  * (mask-weighted) mean over pixels, `sum_pixels m * loss_pixel / max(sum m, floor)` (the plain
- * mean without a mask), computed as **partial sums**, and the registration of a kernel pair for
- * `wasm` and `cpu`.
+ * mean without a mask), computed as **partial sums**, and the registration of the JavaScript
+ * kernels for the `cpu` backend.
+ *
+ * Only `cpu` and webgpu take them: on `wasm` the composed ops' element-wise kernels are SIMD
+ * polynomials split between the kernel pool's threads (`wasm_pointwise.ts`), and the losses of a
+ * 128 px step (two softmaxes, KL, cross-entropy, forward and backward) took 27-31 ms composed
+ * against 51-81 ms as JavaScript loops at one thread, 20 against 87-98 ms at two.
  *
  * The forward kernel of such a loss returns `[loss, partials]`: `partials` is `[P, 2]`, row `k`
  * holding part `k`'s sums of `m * loss_pixel` and of `m` (of 1 per pixel without a mask). The
  * gradient kernel reads the second column back for the denominator, so it needs no second
- * reduction. On `cpu` and `wasm`, `P = 1` (float64 sums); on webgpu one row per workgroup of
+ * reduction. On `cpu`, `P = 1` (float64 sums); on webgpu one row per workgroup of
  * the first pass (`webgpu_reduce.ts`).
  *
  * @module
@@ -52,18 +57,16 @@ export function pixelLayout(
   return { pixels, channels };
 }
 
-/** Register `kernels` (name to function) for `wasm` and `cpu` (idempotent). */
+/** Register `kernels` (name to function) for `cpu` (idempotent; not `wasm`, see above). */
 export function addCpuKernels(kernels: Record<string, tf.KernelFunc>): void {
-  for (const backendName of ["wasm", "cpu"]) {
-    for (const [kernelName, kernelFunc] of Object.entries(kernels)) {
-      addKernel({ kernelName, backendName, kernelFunc });
-    }
+  for (const [kernelName, kernelFunc] of Object.entries(kernels)) {
+    addKernel({ kernelName, backendName: "cpu", kernelFunc });
   }
 }
 
 /**
  * Whether `kernelName` runs on the active backend: never with `kernels: builtin`; `register`
- * adds the `wasm` and `cpu` kernels (webgpu's come with its training kernels).
+ * adds the `cpu` kernels (webgpu's come with its training kernels; `wasm` has none).
  */
 export function fusedAvailable(kernelName: string, register: () => void): boolean {
   if (kernelMode() === "builtin") return false;

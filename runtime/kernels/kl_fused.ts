@@ -6,8 +6,8 @@
  *
  * for probability maps `p`, `q` `[..., C]` and a mask `m` of one value per pixel (without a mask,
  * the plain mean over pixels). Composed from tfjs ops this is some 11 kernels forward and 20
- * backward (on webgpu each a GPU program); here the forward is one kernel (`cpu`/`wasm`: one
- * loop, float64 sums; webgpu: partial sums + one final pass, `webgpu_kl.ts`) and each input's
+ * backward (on webgpu each a GPU program); here the forward is one kernel (`cpu`: one loop,
+ * float64 sums; webgpu: partial sums + one final pass, `webgpu_kl.ts`) and each input's
  * gradient one kernel, run only where that input needs a gradient:
  *
  * - `dp = g m / D (log max(p, eps) - log max(q, eps) + [p >= eps])`,
@@ -130,7 +130,7 @@ function maskGradient(dy: tf.Tensor, p: tf.Tensor, q: tf.Tensor, mask: tf.Tensor
   });
 }
 
-/** Register the `cpu` and `wasm` kernels and the gradients (idempotent). */
+/** Register the `cpu` kernels and the gradients (idempotent; none for `wasm`: `fused_mean.ts`). */
 export function registerKlFused(): void {
   addCpuKernels({
     [KL_KERNEL]: forwardCpu as tf.KernelFunc,

@@ -8,7 +8,7 @@
  * one-hot, so its pixel adds 0, as with `tf.oneHot`) and optional pixel weights `m` (without
  * them, the plain mean over pixels). Composed from tfjs ops (one-hot, log-softmax, product,
  * sums, mean) this is some 12 kernels forward and 15 backward; here the forward is one kernel
- * (`cpu`/`wasm`: one loop, float64 sums; webgpu: partial sums + one final pass,
+ * (`cpu`: one loop, float64 sums; webgpu: partial sums + one final pass,
  * `webgpu_softmax_ce.ts`) and the logits' gradient one:
  * `dl = g m / D (softmax(l) [y valid] - onehot(y))`. The weights' gradient (not needed in
  * training) is the composed ops', from tfjs ops.
@@ -131,7 +131,7 @@ function maskGradient(dy: tf.Tensor, logits: tf.Tensor, labels: tf.Tensor, mask:
   });
 }
 
-/** Register the `cpu` and `wasm` kernels and the gradients (idempotent). */
+/** Register the `cpu` kernels and the gradients (idempotent; none for `wasm`: `fused_mean.ts`). */
 export function registerSoftmaxCe(): void {
   addCpuKernels({
     [CE_KERNEL]: forwardCpu as tf.KernelFunc,

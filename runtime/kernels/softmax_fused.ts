@@ -2,10 +2,10 @@
  * Softmax over the last axis with a one-kernel gradient. tfjs's `Softmax` is one kernel, but its
  * gradient is four (`dy y`, a sum, a product, a difference: on webgpu four GPU programs); here
  * the gradient is one kernel, `dx = dy y - sum_c(dy y) y` per pixel (tfjs's formula), and so is
- * the forward pass (`y = exp(l - max l) / sum exp(l - max l)`). On `cpu` and `wasm` plain loops
+ * the forward pass (`y = exp(l - max l) / sum exp(l - max l)`). On `cpu` plain loops
  * with float64 sums; on webgpu a thread per pixel (`webgpu_softmax.ts`). The step context's
  * probability maps (`core/step_context.ts`) go through {@linkcode softmaxLastAxis}, which takes
- * tfjs's `tf.softmax` with `kernels: builtin`.
+ * tfjs's `tf.softmax` with `kernels: builtin` and on `wasm` (faster there: `fused_mean.ts`).
  *
  * ```ts
  * import { softmaxLastAxis } from "./softmax_fused.ts";
@@ -71,7 +71,7 @@ function gradCpu(args: KernelArgs): TensorInfo {
   return out;
 }
 
-/** Register the `cpu` and `wasm` kernels and the gradient (idempotent). */
+/** Register the `cpu` kernels and the gradient (idempotent; none for `wasm`: `fused_mean.ts`). */
 export function registerSoftmaxFused(): void {
   addCpuKernels({
     [SOFTMAX_KERNEL]: forwardCpu as tf.KernelFunc,
