@@ -10,9 +10,9 @@ import { softmaxCeAvailable, softmaxCrossEntropyFused } from "../../runtime/kern
 /**
  * Mean pixel-wise cross-entropy of `logits` `[B, H, W, C]` against integer `labels` `[B, H, W]`,
  * in nats. With `mask` `[B, H, W, 1]`, the mask-weighted mean (0 when the mask is empty).
- * With `kernels: custom` one fused softmax cross-entropy kernel and one gradient kernel
- * (`runtime/kernels/softmax_ce.ts`); with `builtin`, tfjs's ops
- * ({@linkcode crossEntropyComposed}).
+ * With `kernels: custom` on `cpu` and webgpu, one fused softmax cross-entropy kernel and one
+ * gradient kernel (`runtime/kernels/softmax_ce.ts`); with `builtin`, and on `wasm` (faster
+ * there), tfjs's ops ({@linkcode crossEntropyComposed}).
  *
  * @example
  * ```ts

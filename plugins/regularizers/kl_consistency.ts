@@ -20,9 +20,9 @@ export interface KlConsistencyOptions {
 
 /**
  * Mean over pixels of `sum_c p_c (log p_c - log q_c)` for probability maps `p`, `q`
- * `[B, H, W, C]`, in nats. With `kernels: custom` one fused kernel and one gradient kernel per
- * input (`runtime/kernels/kl_fused.ts`); with `builtin`, tfjs's ops
- * ({@linkcode klConsistencyComposed}).
+ * `[B, H, W, C]`, in nats. With `kernels: custom` on `cpu` and webgpu, one fused kernel and one
+ * gradient kernel per input (`runtime/kernels/kl_fused.ts`); with `builtin`, and on `wasm`
+ * (faster there), tfjs's ops ({@linkcode klConsistencyComposed}).
  *
  * @example
  * ```ts
