@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { tf } from "../deps.ts";
+import type { tf } from "../deps.ts";
 import type { OptionsSchema } from "./types.ts";
 import type { SegmentationModel } from "./model.ts";
 import { forwardValidMask, type InvertibleTransform } from "./transform.ts";

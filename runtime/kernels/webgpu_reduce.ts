@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { tf } from "../../deps.ts";
+import type { tf } from "../../deps.ts";
 import type { WebgpuBackendLike } from "./webgpu_training.ts";
 
 type TensorInfo = tf.TensorInfo;
