@@ -5,11 +5,12 @@
  *
  * @module
  */
-import { tf } from "../deps.ts";
+import type { tf } from "../deps.ts";
 import type { OptionsSchema } from "./types.ts";
 import type { SegmentationModel } from "./model.ts";
 import { forwardValidMask, type InvertibleTransform } from "./transform.ts";
 import { type Registry, sharedRegistry } from "./registry.ts";
+import { softmaxLastAxis } from "../runtime/kernels/softmax_fused.ts";
 
 /**
  * Everything one training step computed that regularizers may share. Tensors here belong to the
@@ -123,7 +124,7 @@ export function pairSource(ctx: StepContext): tf.Tensor4D {
 /** The transformed image's side of the pair: `T^-1 f(T x)` (inverse) or `f(T x)` (forward). */
 export function pairTarget(ctx: StepContext): tf.Tensor4D {
   if (formOf(ctx) === "inverse") return ctx.probsTransformedBack;
-  return ctx.probsTransformed ?? tf.softmax(ctx.logitsTransformed) as tf.Tensor4D;
+  return ctx.probsTransformed ?? softmaxLastAxis(ctx.logitsTransformed);
 }
 
 /** `[Bu, H, W, 1]`, 1 where both sides of the pair carry information. */

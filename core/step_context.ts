@@ -8,6 +8,7 @@
 import { tf } from "../deps.ts";
 import type { Pairing, StepContext } from "./regularizer.ts";
 import { forwardValidMask } from "./transform.ts";
+import { softmaxLastAxis } from "../runtime/kernels/softmax_fused.ts";
 
 /**
  * What one step's {@linkcode StepContext} is built from: its batches, logits, transform and
@@ -40,8 +41,9 @@ export type StepContextInit =
 export function createStepContext(init: StepContextInit, kept: tf.Tensor[]): StepContext {
   const { transform, transformParams: params } = init;
   const [bu, h, w] = init.xUnlabeled.shape;
-  const probsUnlabeled = tf.softmax(init.logitsUnlabeled) as tf.Tensor4D;
-  const probsTransformed = tf.softmax(init.logitsTransformed) as tf.Tensor4D;
+  // one kernel forward and one backward where available (tf.softmax's gradient is four)
+  const probsUnlabeled = softmaxLastAxis(init.logitsUnlabeled);
+  const probsTransformed = softmaxLastAxis(init.logitsTransformed);
   const lazy = <T extends tf.Tensor>(make: () => T): () => T => {
     let value: T | undefined;
     return () => {

@@ -5,10 +5,14 @@
  */
 import { tf, z } from "../../deps.ts";
 import type { LossFactory } from "../../core/loss.ts";
+import { softmaxCeAvailable, softmaxCrossEntropyFused } from "../../runtime/kernels/softmax_ce.ts";
 
 /**
  * Mean pixel-wise cross-entropy of `logits` `[B, H, W, C]` against integer `labels` `[B, H, W]`,
  * in nats. With `mask` `[B, H, W, 1]`, the mask-weighted mean (0 when the mask is empty).
+ * With `kernels: custom` on `cpu` and webgpu, one fused softmax cross-entropy kernel and one
+ * gradient kernel (`runtime/kernels/softmax_ce.ts`); with `builtin`, and on `wasm` (faster
+ * there), tfjs's ops ({@linkcode crossEntropyComposed}).
  *
  * @example
  * ```ts
@@ -20,6 +24,16 @@ import type { LossFactory } from "../../core/loss.ts";
  * ```
  */
 export function crossEntropy(
+  logits: tf.Tensor4D,
+  labels: tf.Tensor3D,
+  mask?: tf.Tensor4D,
+): tf.Scalar {
+  if (softmaxCeAvailable()) return softmaxCrossEntropyFused(logits, labels, mask);
+  return crossEntropyComposed(logits, labels, mask);
+}
+
+/** {@linkcode crossEntropy} composed from tfjs ops (the reference of the fused kernels). */
+export function crossEntropyComposed(
   logits: tf.Tensor4D,
   labels: tf.Tensor3D,
   mask?: tf.Tensor4D,

@@ -8,6 +8,7 @@
 import { tf, z } from "../../deps.ts";
 import { pairedPredictions, type RegularizerFactory } from "../../core/regularizer.ts";
 import { maskedMean, stopSides } from "./_masked.ts";
+import { klFused, klFusedAvailable } from "../../runtime/kernels/kl_fused.ts";
 
 /** Options of {@linkcode klConsistency}. */
 export interface KlConsistencyOptions {
@@ -19,7 +20,9 @@ export interface KlConsistencyOptions {
 
 /**
  * Mean over pixels of `sum_c p_c (log p_c - log q_c)` for probability maps `p`, `q`
- * `[B, H, W, C]`, in nats.
+ * `[B, H, W, C]`, in nats. With `kernels: custom` on `cpu` and webgpu, one fused kernel and one
+ * gradient kernel per input (`runtime/kernels/kl_fused.ts`); with `builtin`, and on `wasm`
+ * (faster there), tfjs's ops ({@linkcode klConsistencyComposed}).
  *
  * @example
  * ```ts
@@ -31,6 +34,17 @@ export interface KlConsistencyOptions {
  * ```
  */
 export function klConsistency(
+  p: tf.Tensor4D,
+  q: tf.Tensor4D,
+  options: KlConsistencyOptions = {},
+): tf.Scalar {
+  const eps = options.eps ?? 1e-8;
+  if (klFusedAvailable()) return klFused(p, q, { eps, mask: options.mask });
+  return klConsistencyComposed(p, q, options);
+}
+
+/** {@linkcode klConsistency} composed from tfjs ops (the reference of the fused kernels). */
+export function klConsistencyComposed(
   p: tf.Tensor4D,
   q: tf.Tensor4D,
   options: KlConsistencyOptions = {},

@@ -26,6 +26,9 @@ import { registerWebgpuAdamKernel } from "./webgpu_adam.ts";
 import { registerWebgpuBatchNormRelu } from "./webgpu_bn.ts";
 import { registerWebgpuConvKernels } from "./webgpu_conv.ts";
 import { registerWebgpuMiKernels } from "./webgpu_mi.ts";
+import { registerWebgpuKl } from "./webgpu_kl.ts";
+import { registerWebgpuSoftmaxCe } from "./webgpu_softmax_ce.ts";
+import { registerWebgpuSoftmax } from "./webgpu_softmax.ts";
 
 type TensorInfo = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -149,14 +152,19 @@ export function unsortedSegmentSumWebgpu(args: KernelArgs): TensorInfo {
 
 /**
  * Register the kernels above, the fused Adam update (`webgpu_adam.ts`), the fused batch norm +
- * ReLU (`webgpu_bn.ts`), the tiled convolutions (`webgpu_conv.ts`) and the mutual information's
- * fused tail (`webgpu_mi.ts`) for webgpu (idempotent; tfjs's own stay as the fallbacks).
+ * ReLU (`webgpu_bn.ts`), the tiled convolutions (`webgpu_conv.ts`), the mutual information's
+ * fused tail (`webgpu_mi.ts`) and the fused losses (KL consistency, `webgpu_kl.ts`; softmax
+ * cross-entropy, `webgpu_softmax_ce.ts`; the softmax with a one-program gradient,
+ * `webgpu_softmax.ts`) for webgpu (idempotent; tfjs's own stay as the fallbacks).
  */
 export function registerWebgpuTrainingKernels(): void {
   registerWebgpuAdamKernel();
   registerWebgpuBatchNormRelu();
   registerWebgpuConvKernels();
   registerWebgpuMiKernels();
+  registerWebgpuKl();
+  registerWebgpuSoftmaxCe();
+  registerWebgpuSoftmax();
   replaceKernel({
     kernelName: "UnsortedSegmentSum",
     backendName: BACKEND,
