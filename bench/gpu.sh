@@ -23,8 +23,10 @@
 #   --size 256 --labeled 4 --unlabeled 8 --base 16 --depth 5 and at the CPU benchmark's
 #   --size 128 --labeled 4 --unlabeled 4 --base 16 --depth 5; wasm on one CPU thread at both
 #   (the >= 20x target); the webgpu step's per-kernel GPU profile (inside its JSON line, at 256);
-#   tests/webgpu_test.ts's numbers on this GPU (kernels against cpu, losses against wasm); and a
-#   last line of ratios. GPU_BENCH_QUICK=1 runs tiny sizes (to test the script itself).
+#   tests/webgpu_test.ts's numbers on this GPU (kernels against cpu, losses against wasm) and the
+#   other webgpu checks (batch norm, Adam, convolutions, MI, losses, readback); and a last line of
+#   ratios (webgpu's step_ms_mean: queued steps and one wait for the GPU) with the paper's run
+#   (30,000 iterations at 256 px) projected from the webgpu step. GPU_BENCH_QUICK=1 runs tiny sizes (to test the script itself).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 GPU_DIR=${GPU_DIR:-.gpu}
@@ -187,8 +189,9 @@ run() {
   # correctness on this GPU: tests/webgpu_test.ts's numbers (kernels vs cpu, losses vs wasm)
   measure checks 120 "$deno" run "${d[@]}" --allow-read --allow-write --allow-env --allow-sys \
     tests/_webgpu_checks.ts
-  # the fused batch norm, the fused Adam and the tiled convolutions against cpu on this GPU
-  for k in bn adam conv; do
+  # the fused batch norm, Adam, convolutions, MI, losses and the deferred readback against cpu /
+  # wasm on this GPU
+  for k in bn adam conv mi loss readback; do
     measure "checks-$k" 45 "$deno" run "${d[@]}" --allow-read --allow-write --allow-env \
       --allow-sys "tests/_webgpu_${k}_checks.ts"
   done
@@ -197,14 +200,23 @@ run() {
     "${small[@]}" --steps 1 --warmup 1 --profile --progress
   "$deno" eval --cached-only --lock="$GPU_DIR/deno.lock" '
     const rows = Deno.readTextFileSync(Deno.args[0]).trim().split("\n").map((l) => JSON.parse(l));
-    const ms = (n) => rows.find((r) => r.run === n)?.result?.step_ms_median ??
-      rows.find((r) => r.run === n)?.result?.step_ms ?? null;
+    // step_ms_mean: the timed steps and one wait for the GPU (webgpu queues steps without
+    // waiting, trainer.readback: log, so its per-step median is host time only)
+    const ms = (n) => {
+      const r = rows.find((r) => r.run === n)?.result;
+      return r?.step_ms_mean ?? r?.step_ms_median ?? r?.step_ms ?? null;
+    };
     const ratio = (a, b) => (ms(a) && ms(b) ? Math.round((ms(a) / ms(b)) * 100) / 100 : null);
     console.log(JSON.stringify({
       webgpu_over_torch_cuda_256: ratio("webgpu-256", "torch-cuda-256"),
       webgpu_over_torch_cuda_128: ratio("webgpu-128", "torch-cuda-128"),
       wasm_1thread_over_webgpu_256: ratio("wasm-1thread-256", "webgpu-256"),
       wasm_1thread_over_webgpu_128: ratio("wasm-1thread-128", "webgpu-128"),
+      // the paper'"'"'s protocol (recipes/acdc/ours-kl.yaml: 256 px, 4 + 8, U-Net 16x5, 30,000
+      // iterations) at this step time, data loading and validation left out
+      paper_run_hours_projected: ms("webgpu-256")
+        ? Math.round((30000 * ms("webgpu-256")) / 3.6e6 * 10) / 10
+        : null,
     }));' "$lines"
 }
 
