@@ -149,9 +149,20 @@ run() {
   fi
   local py=${PYTHON:-python3}
   local lines="$WORK/lines"
+  # the whole run, unpacking included, stays within GPU_BENCH_BUDGET seconds (default 8 minutes):
+  # each measurement gets its own limit or what is left, whichever is less, and is skipped with
+  # under 5 s left (SECONDS counts from the script's start)
+  local deadline=${GPU_BENCH_BUDGET:-480}
   measure() { # name, timeout (s), command...
     local name=$1 limit=$2
     shift 2
+    local left=$((deadline - SECONDS))
+    if [ "$left" -lt 5 ]; then
+      echo "{\"run\":\"$name\",\"error\":\"skipped: the ${GPU_BENCH_BUDGET:-480} s budget is spent\"}" |
+        tee -a "$lines"
+      return
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
     note "$name"
     local out
     if out=$(timeout "$limit" "$@" | tail -1) && [ -n "$out" ]; then
