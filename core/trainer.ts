@@ -33,7 +33,7 @@ import { RUN_FILES, RunDir, type Summary } from "./run_dir.ts";
 import { setUpRun, type TrainerOptions, type TrainerParts } from "./setup.ts";
 import type { InvertibleTransform } from "./transform.ts";
 import type { SupervisedLoss } from "./loss.ts";
-import { drawStep, type StepBatch } from "./batch.ts";
+import { drawStep } from "./batch.ts";
 import { firstNonFinite, readbackMode, type ReadStep, StepQueue } from "./step_readback.ts";
 import {
   deferRunningStatistics,
