@@ -9,50 +9,14 @@
  */
 import { tf } from "../deps.ts";
 import { loadCheckpoint } from "../core/checkpoint.ts";
-import { regularizers } from "../core/regularizer.ts";
 import { NonFiniteLossError, Trainer } from "../core/trainer.ts";
 import { readbackCount } from "../core/step_readback.ts";
-import { registerBuiltins } from "../plugins/mod.ts";
+import { registerTestPlugins } from "./_test_plugins.ts";
 import { tinyRecipe } from "./_tiny.ts";
-import { z } from "../deps.ts";
 
 const quiet = { progress: false, log: () => {} };
 
-registerBuiltins();
-if (!regularizers.has("test-nan-at")) {
-  regularizers.register({
-    id: "test-nan-at",
-    description: "test only: NaN at iteration `at`",
-    options: z.object({ at: z.number().int() }).strict(),
-    create: (o: { at: number }) => ({
-      id: "test-nan-at",
-      needsUnlabeled: true,
-      loss: (ctx) =>
-        tf.tidy(() =>
-          ctx.iteration === o.at
-            ? tf.mul(tf.mean(ctx.probsUnlabeled), NaN) as tf.Scalar
-            : tf.mul(tf.mean(ctx.probsUnlabeled), 0) as tf.Scalar
-        ),
-    }),
-  });
-}
-
-if (!regularizers.has("test-copy-checkpoint")) {
-  // copies `from` to `to` at the end of step `at` (0-based): a checkpoint the run overwrites later
-  regularizers.register({
-    id: "test-copy-checkpoint",
-    description: "test only: copy a file at the end of step `at`",
-    options: z.object({ at: z.number().int(), from: z.string(), to: z.string() }).strict(),
-    create: (o: { at: number; from: string; to: string }) => ({
-      id: "test-copy-checkpoint",
-      needsUnlabeled: false,
-      loss: (ctx) => tf.tidy(() => tf.mul(tf.mean(ctx.probsUnlabeled), 0) as tf.Scalar),
-      onStepEnd: ({ iteration }) => {
-        if (iteration === o.at) Deno.copyFileSync(o.from, o.to);
-      },
-    }),
-  });
-}
+registerTestPlugins();
 
 type Backend = "wasm" | "webgpu";
 

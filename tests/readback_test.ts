@@ -12,10 +12,8 @@ import { readbackMode, StepQueue } from "../core/step_readback.ts";
 import { readbackChecks } from "./_readback_checks.ts";
 import { assertNanGated, assertReads, assertSameMetrics, assertStop } from "./_readback_asserts.ts";
 import { TINY_DATASET, TINY_MODEL, tinyRecipe } from "./_tiny.ts";
-import { regularizers } from "../core/regularizer.ts";
 import { Trainer } from "../core/trainer.ts";
-import { registerBuiltins } from "../plugins/mod.ts";
-import { z } from "../deps.ts";
+import { registerTestPlugins } from "./_test_plugins.ts";
 
 let result: ReturnType<typeof readbackChecks> | undefined;
 const checks = () => result ??= readbackChecks("wasm");
@@ -106,22 +104,7 @@ Deno.test("readbackMode: auto is log on webgpu with the fused Adam only; bad val
 });
 
 Deno.test("readback: log writes the metrics lines of steps not read yet when the run fails", async () => {
-  registerBuiltins();
-  if (!regularizers.has("test-throw-at")) {
-    regularizers.register({
-      id: "test-throw-at",
-      description: "test only: onStepEnd throws at the end of step `at` (0-based)",
-      options: z.object({ at: z.number().int() }).strict(),
-      create: (o: { at: number }) => ({
-        id: "test-throw-at",
-        needsUnlabeled: true,
-        loss: (ctx) => tf.tidy(() => tf.mul(tf.mean(ctx.probsUnlabeled), 0) as tf.Scalar),
-        onStepEnd: ({ iteration }) => {
-          if (iteration === o.at) throw new Error("planted failure");
-        },
-      }),
-    });
-  }
+  registerTestPlugins();
   const dir = await Deno.makeTempDir();
   try {
     const r = tinyRecipe({

@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { tf } from "../deps.ts";
 import { loadCheckpoint } from "../core/checkpoint.ts";
 import { UserError } from "../core/errors.ts";
 import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
-import { regularizers } from "../core/regularizer.ts";
 import { NonFiniteLossError, Trainer } from "../core/trainer.ts";
-import { registerBuiltins } from "../plugins/mod.ts";
+import { registerTestPlugins } from "./_test_plugins.ts";
 import { tinyRecipe } from "./_tiny.ts";
-import { z } from "../deps.ts";
 
 const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const MOD = new URL("../mod.ts", import.meta.url).href;
@@ -148,25 +145,8 @@ for (let i = 1; ; i++) {
   }
 });
 
-// A regularizer that returns NaN at one iteration, to test the bad-number paths.
-registerBuiltins();
-if (!regularizers.has("test-nan-at")) {
-  regularizers.register({
-    id: "test-nan-at",
-    description: "test only: NaN at iteration `at`",
-    options: z.object({ at: z.number().int() }).strict(),
-    create: (o: { at: number }) => ({
-      id: "test-nan-at",
-      needsUnlabeled: true,
-      loss: (ctx) =>
-        tf.tidy(() =>
-          ctx.iteration === o.at
-            ? tf.mul(tf.mean(ctx.probsUnlabeled), NaN) as tf.Scalar
-            : tf.mul(tf.mean(ctx.probsUnlabeled), 0) as tf.Scalar
-        ),
-    }),
-  });
-}
+// test-nan-at: a regularizer that returns NaN at one iteration, for the bad-number paths.
+registerTestPlugins();
 
 Deno.test("a NaN loss term stops the run naming the term and iteration, keeping the last good checkpoint", async () => {
   const dir = await Deno.makeTempDir();

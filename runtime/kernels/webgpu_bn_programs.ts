@@ -13,9 +13,10 @@
  *
  * @module
  */
+import { FLAT_THREADS, FlatProgram } from "./webgpu_flat_program.ts";
 
 /** Threads per workgroup of the reduction programs. */
-export const THREADS = 256;
+export const THREADS = FLAT_THREADS;
 /** Most channels a reduction workgroup takes. */
 const MAX_TILE = 64;
 /** Pixels each lane accumulates per block of the first pass. */
@@ -127,22 +128,7 @@ export const GROUP_OF = `
 `;
 
 /** Fields every program of the batch norm has (tfjs-backend-webgpu's `WebGPUProgram`). */
-export abstract class BnProgram {
-  abstract readonly variableNames: string[];
-  readonly uniforms: string = "";
-  readonly workgroupSize: [number, number, number] = [THREADS, 1, 1];
-  readonly dispatchLayout = { x: [0] };
-  readonly outputShape: number[];
-  readonly dispatch: [number, number, number];
-  abstract readonly shaderKey: string;
-
-  constructor(outputSize: number, workgroups: number) {
-    this.outputShape = [outputSize];
-    // tfjs spreads more than 65,535 workgroups over y and z; the code flattens them back
-    this.dispatch = [workgroups, 1, 1];
-  }
-  abstract getUserCode(): string;
-}
+export abstract class BnProgram extends FlatProgram {}
 
 /** Uniforms of the programs over blocks and groups (values: {@linkcode bnUniforms}). */
 export const GEOMETRY_UNIFORMS = "images : i32, pixels : i32, channels : i32, groups : i32, " +

@@ -16,13 +16,14 @@
  *
  * @module
  */
+import { FLAT_THREADS, FlatProgram } from "./webgpu_flat_program.ts";
 import type { tf } from "../../deps.ts";
 import type { WebgpuBackendLike } from "./webgpu_training.ts";
 
 type TensorInfo = tf.TensorInfo;
 
 /** Threads per workgroup, and the most partial rows. */
-export const THREADS = 256;
+export const THREADS = FLAT_THREADS;
 
 /** Rows of the partials for `pixels` pixels. */
 export function partsFor(pixels: number): number {
@@ -52,21 +53,8 @@ export function lossUniforms(
 }
 
 /** Fields of tfjs-backend-webgpu's `WebGPUProgram` the loss programs share. */
-export abstract class LossProgram {
-  abstract readonly variableNames: string[];
-  readonly uniforms = LOSS_UNIFORMS;
-  readonly workgroupSize: [number, number, number] = [THREADS, 1, 1];
-  readonly dispatchLayout = { x: [0] };
-  readonly outputShape: number[];
-  readonly dispatch: [number, number, number];
-  abstract readonly shaderKey: string;
-
-  constructor(outputSize: number, workgroups: number) {
-    this.outputShape = [outputSize];
-    // tfjs spreads more than 65,535 workgroups over y and z; flatWorkgroup() flattens them back
-    this.dispatch = [workgroups, 1, 1];
-  }
-  abstract getUserCode(): string;
+export abstract class LossProgram extends FlatProgram {
+  override readonly uniforms = LOSS_UNIFORMS;
 }
 
 /** WGSL: two workgroup arrays and a pairwise tree sum of them into slot 0. */
