@@ -102,13 +102,14 @@ export async function plotRuns(paths: string[], options: PlotOptions): Promise<s
   for (const [method, group] of byMethod) {
     const own: RunCurves[] = [];
     for (const i of group) {
-      let text = "";
+      let text: string | null = null;
       try {
-        text = await Deno.readTextFile(new RunDir(i.dir).file("metrics"));
+        text = await new RunDir(i.dir).readMetrics();
       } catch {
-        log(`note: ${i.dir} has no ${RUN_FILES.metrics}`);
+        // unreadable: said below like a missing one
       }
-      own.push(parseMetrics(text, i.label));
+      if (text === null) log(`note: ${i.dir} has no ${RUN_FILES.metrics}`);
+      own.push(parseMetrics(text ?? "", i.label));
     }
     // several seeds of a method: their mean, with the seeds' range as a band
     const seeds = group.map((i) => i.seed);

@@ -23,6 +23,11 @@ export const RUN_FILES = {
   splits: "splits.json",
   /** One JSON line per iteration and validation. */
   metrics: "metrics.jsonl",
+  /**
+   * `metrics.jsonl` gzipped, as `results/` keeps finished runs (a quarter of the size; read in its
+   * place by {@linkcode RunDir.readMetrics} where there is no `metrics.jsonl`).
+   */
+  metricsGz: "metrics.jsonl.gz",
   /** The final evaluation: a finished run has one. */
   summary: "summary.json",
   /** The checkpoint `--resume` continues from. */
@@ -45,7 +50,13 @@ export interface RunInfo {
 }
 
 /** The files that make a folder a run (what a new run would overwrite or append to). */
-const HOLDS_A_RUN = [RUN_FILES.summary, RUN_FILES.latest, RUN_FILES.best, RUN_FILES.metrics];
+const HOLDS_A_RUN = [
+  RUN_FILES.summary,
+  RUN_FILES.latest,
+  RUN_FILES.best,
+  RUN_FILES.metrics,
+  RUN_FILES.metricsGz,
+];
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -158,8 +169,9 @@ export class RunDir {
     if (summary?.dice && typeof summary.dice === "object") {
       return ["background", ...Object.keys(summary.dice)];
     }
-    try {
-      const lines = (await Deno.readTextFile(this.file("metrics"))).split("\n");
+    const metrics = await this.readMetrics();
+    if (metrics !== null) {
+      const lines = metrics.split("\n");
       for (const line of lines.reverse()) {
         if (!line.includes("val_dice")) continue;
         try {
@@ -169,13 +181,33 @@ export class RunDir {
           // a cut line
         }
       }
-    } catch {
-      // no metrics
     }
     throw new UserError(
       `Cannot tell the classes of "${this.path}": neither ${RUN_FILES.info}, ` +
         `${RUN_FILES.summary} nor ${RUN_FILES.metrics} names them`,
     );
+  }
+
+  /**
+   * The text of `metrics.jsonl`, else of `metrics.jsonl.gz` unzipped (finished runs in
+   * `results/` are kept gzipped), or `null` when the run has neither.
+   */
+  async readMetrics(): Promise<string | null> {
+    try {
+      return await Deno.readTextFile(this.file("metrics"));
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    let gz: Uint8Array;
+    try {
+      gz = await Deno.readFile(this.file("metricsGz"));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw error;
+    }
+    const stream = new Blob([gz as Uint8Array<ArrayBuffer>]).stream()
+      .pipeThrough(new DecompressionStream("gzip"));
+    return await new Response(stream).text();
   }
 
   /** `summary.json` parsed (unchecked), or `null` when there is none. */

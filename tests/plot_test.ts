@@ -12,6 +12,7 @@ import {
   plotRuns,
 } from "../app/plot.ts";
 import { Trainer } from "../core/trainer.ts";
+import { RunDir } from "../core/run_dir.ts";
 import { tinyRecipe } from "./_tiny.ts";
 import { registerBuiltins } from "../plugins/mod.ts";
 
@@ -242,5 +243,51 @@ Deno.test("plot: two runs of one method and seed are named by their folder; seve
     assert.ok(mean.includes("<polygon "));
   } finally {
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a run keeping metrics.jsonl.gz (as results/ does) reads as one keeping metrics.jsonl", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const text = [
+      `{"iteration":1,"loss":1.5,"sup":1.4,"lr":0.001}`,
+      `{"iteration":2,"loss":1.25,"sup":1.2,"lr":0.001}`,
+      `{"iteration":2,"val_dice":{"RV":0.5,"Myo":0.25},"val_dice_mean":0.375}`,
+      "",
+    ].join("\n");
+    await Deno.mkdir(`${dir}/plain`);
+    await Deno.writeTextFile(`${dir}/plain/metrics.jsonl`, text);
+    await Deno.mkdir(`${dir}/gz`);
+    for (const which of ["plain", "gz"]) {
+      await Deno.writeTextFile(`${dir}/${which}/recipe.yaml`, "method: ours-kl\nseed: 1\n");
+    }
+    const gz = await new Response(
+      new Blob([new TextEncoder().encode(text)]).stream().pipeThrough(
+        new CompressionStream("gzip"),
+      ),
+    ).bytes();
+    await Deno.writeFile(`${dir}/gz/metrics.jsonl.gz`, gz);
+    assert.equal(await new RunDir(`${dir}/gz`).readMetrics(), text);
+    assert.equal(await new RunDir(`${dir}/plain`).readMetrics(), text);
+    assert.equal(await new RunDir(dir).readMetrics(), null);
+    // the classes come from the last validation line of either
+    assert.deepEqual(await new RunDir(`${dir}/gz`).classNames(), ["background", "RV", "Myo"]);
+    // plot's learning curves: the same SVG from either
+    const svgs: string[] = [];
+    for (const which of ["plain", "gz"]) {
+      const lines: string[] = [];
+      await plotRuns([`${dir}/${which}`], {
+        out: `${dir}/plot-${which}`,
+        log: (l) => lines.push(l),
+      });
+      assert.ok(!lines.some((l) => l.includes("has no")), lines.join("\n"));
+      svgs.push(
+        (await Deno.readTextFile(`${dir}/plot-${which}/learning-curves.svg`)).replaceAll(which, ""),
+      );
+    }
+    assert.equal(svgs[1], svgs[0]);
+    assert.ok(svgs[0].includes("sup"), "the curves are drawn");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
