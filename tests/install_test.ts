@@ -231,7 +231,7 @@ Deno.test("deno task from another folder: validate and table resolve paths where
     assert.match(validate.stdout, /ok r\.yaml/);
     // a run folder beside the user, not in the repository
     await Deno.mkdir(join(dir, "mine"));
-    for (const f of ["recipe.yaml", "summary.json", "metrics.jsonl"]) {
+    for (const f of ["recipe.yaml", "summary.json", "metrics.jsonl.gz"]) {
       await Deno.copyFile(
         join(ROOT, "results", "phantom", "consistency", "seed1", f),
         join(dir, "mine", f),
