@@ -1,7 +1,7 @@
 /**
  * The fused Adam update on the CPU: one sweep over a float32 variable on the backend's own arrays,
  * registered for `wasm` and `cpu` (the wasm training kernels replace it with a float32 SIMD sweep,
- * `wasm_training.ts`; webgpu has its own WGSL version, `webgpu_adam.ts`). `Adam` in
+ * `wasm_adam.ts`; webgpu has its own WGSL version, `webgpu_adam.ts`). `Adam` in
  * core/optimizer.ts runs it when it is registered.
  *
  * @module
@@ -16,7 +16,7 @@ export const ADAM_KERNEL = "MiSslAdam";
  * One Adam update of a float32 variable in one sweep, on the backend's own arrays: inputs
  * `w, g, m, v`, outputs `[w', m', v']`. The same arithmetic as the op-by-op path (in double
  * precision, rounded once), a dozen fewer kernels per variable. (The wasm training kernels
- * replace it with a float32 SIMD sweep split between the threads, `wasm_training.ts`.)
+ * replace it with a float32 SIMD sweep split between the threads, `wasm_adam.ts`.)
  */
 export function adamKernel(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const { w, g, m, v } = args.inputs as Record<string, tf.TensorInfo>;

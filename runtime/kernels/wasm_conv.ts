@@ -2,7 +2,7 @@
  * Stride-1 NHWC convolutions (forward, input gradient, filter gradient) for the wasm backend on
  * the SIMD matrix-product kernels of {@linkcode "./wasm_gemm.ts"}, run on the backend's heap.
  * Each function returns `null` where it does not apply (the caller then uses XNNPACK or the
- * other formulations in `wasm_training.ts`).
+ * other formulations in `wasm_conv_forward.ts` and `wasm_conv_grad.ts`).
  *
  * @module
  */

@@ -439,7 +439,7 @@ function segmentSum(): Fn {
 
 /**
  * Register tiles `[rows, vectors]` of `mm_tn_<rows>x<vectors>` (at most 12 accumulators: x64 has
- * 16 SIMD registers), the tallest first for each width (`wasm_training.ts` takes the first that
+ * 16 SIMD registers), the tallest first for each width (`wasm_matmul.ts` takes the first that
  * fits).
  */
 export const MM_TN_TILES: [number, number][] = [

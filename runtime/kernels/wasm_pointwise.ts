@@ -8,7 +8,7 @@
  * corners). tfjs's own kernels run these on one thread, `Softmax` through XNNPACK with a per-row
  * set-up and the broadcasting ones element by element (0.7-1.5 ms each on a `[4, 128, 128, 4]` map
  * here, the ACDC protocol's unlabeled batch). The kernels that choose them (and give anything else
- * to tfjs's) are in `wasm_training.ts`.
+ * to tfjs's) are in `wasm_elementwise.ts`.
  *
  * @module
  */
