@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { gunzipSync } from "node:zlib";
 import { dirname, join, resolve } from "node:path";
 import { YAML } from "../deps.ts";
 import { writeFileAtomic } from "./checkpoint.ts";
@@ -205,9 +206,7 @@ export class RunDir {
       if (error instanceof Deno.errors.NotFound) return null;
       throw error;
     }
-    const stream = new Blob([gz as Uint8Array<ArrayBuffer>]).stream()
-      .pipeThrough(new DecompressionStream("gzip"));
-    return await new Response(stream).text();
+    return new TextDecoder().decode(gunzipSync(gz));
   }
 
   /** `summary.json` parsed (unchecked), or `null` when there is none. */

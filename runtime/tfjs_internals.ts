@@ -197,6 +197,13 @@ export function addKernel(config: tf.KernelConfig): void {
   });
 }
 
+/** {@linkcode addKernel} for each of `kernels` (kernel name to function) on `backendName`. */
+export function addKernels(backendName: string, kernels: Record<string, unknown>): void {
+  for (const [kernelName, kernelFunc] of Object.entries(kernels)) {
+    addKernel({ kernelName, backendName, kernelFunc: kernelFunc as tf.KernelFunc });
+  }
+}
+
 /** The kernel tfjs had under `name` before {@linkcode replaceKernel} replaced it. */
 export function originalKernel(name: string, backendName: string): tf.KernelConfig | undefined {
   const ours = registered.get(`${backendName}/${name}`);

@@ -52,6 +52,32 @@ Deno.test("a training step leaks no tensors", async () => {
   }
 });
 
+Deno.test("a training step leaks no tensors with the fused losses (cpu) and with readback: log", async () => {
+  const trainer = { iterations: 4, labeledBatch: 2, unlabeledBatch: 2, validateEvery: 2 };
+  for (
+    const extra of [
+      { backend: "cpu" }, // the fused KL, cross-entropy and softmax kernels run on cpu
+      { trainer: { ...trainer, readback: "log" } }, // steps queued on the device, then read
+    ]
+  ) {
+    const t = await Trainer.create(tinyRecipe(extra), {
+      out: null,
+      progress: false,
+      log: () => {},
+    });
+    try {
+      await t.step();
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 2; i++) await t.queueStep();
+      await t.flushSteps();
+      await t.step();
+      assert.equal(tf.memory().numTensors, before, JSON.stringify(extra));
+    } finally {
+      t.dispose();
+    }
+  }
+});
+
 Deno.test("disposing a trainer frees every tensor it made", async () => {
   const before = tf.memory().numTensors;
   const trainer = await Trainer.create(tinyRecipe(), { out: null, progress: false, log: () => {} });

@@ -1,8 +1,7 @@
 /**
  * What the fused loss kernels (`kl_fused.ts`, `softmax_ce.ts`) share: a loss that is a
  * (mask-weighted) mean over pixels, `sum_pixels m * loss_pixel / max(sum m, floor)` (the plain
- * mean without a mask), computed as **partial sums**, and the registration of the JavaScript
- * kernels for the `cpu` backend.
+ * mean without a mask), computed as **partial sums**, and its gradient in the mask.
  *
  * Only `cpu` and webgpu take them: on `wasm` the composed ops' element-wise kernels are SIMD
  * polynomials split between the kernel pool's threads (`wasm_pointwise.ts`), and the losses of a
@@ -18,7 +17,7 @@
  * @module
  */
 import { tf } from "../../deps.ts";
-import { addKernel, kernelMode } from "../tfjs_internals.ts";
+import { kernelMode } from "../tfjs_internals.ts";
 
 type TensorInfo = tf.TensorInfo;
 
@@ -57,13 +56,6 @@ export function pixelLayout(
   return { pixels, channels };
 }
 
-/** Register `kernels` (name to function) for `cpu` (idempotent; not `wasm`, see above). */
-export function addCpuKernels(kernels: Record<string, tf.KernelFunc>): void {
-  for (const [kernelName, kernelFunc] of Object.entries(kernels)) {
-    addKernel({ kernelName, backendName: "cpu", kernelFunc });
-  }
-}
-
 /**
  * Whether `kernelName` runs on the active backend: never with `kernels: builtin`; `register`
  * adds the `cpu` kernels (webgpu's come with its training kernels; `wasm` has none).
@@ -72,4 +64,25 @@ export function fusedAvailable(kernelName: string, register: () => void): boolea
   if (kernelMode() === "builtin") return false;
   register();
   return tf.getKernel(kernelName, tf.getBackend()) !== undefined;
+}
+
+/**
+ * The gradient in the mask of `sum(m * perPixel) / max(sum m, floor)`, from tfjs ops:
+ * `dy (perPixel / D - [sum m >= floor] sum(m perPixel) / D^2)`, shaped as `mask`.
+ */
+export function maskedMeanMaskGradient(
+  dy: tf.Tensor,
+  perPixel: tf.Tensor,
+  mask: tf.Tensor,
+  floor: number,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const m = tf.reshape(mask, perPixel.shape);
+    const s = tf.sum(m);
+    const d = tf.maximum(s, floor);
+    const total = tf.sum(tf.mul(perPixel, m));
+    const through = tf.cast(tf.greaterEqual(s, floor), "float32");
+    const g = tf.sub(tf.div(perPixel, d), tf.div(tf.mul(total, through), tf.square(d)));
+    return tf.reshape(tf.mul(g, dy), mask.shape);
+  });
 }

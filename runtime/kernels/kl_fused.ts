@@ -25,8 +25,8 @@
  * @module
  */
 import { tf } from "../../deps.ts";
-import { kernelMemory } from "../tfjs_internals.ts";
-import { addCpuKernels, denominator, fusedAvailable, pixelLayout } from "./fused_mean.ts";
+import { addKernels, kernelMemory } from "../tfjs_internals.ts";
+import { denominator, fusedAvailable, maskedMeanMaskGradient, pixelLayout } from "./fused_mean.ts";
 
 /** Forward kernel without a mask: inputs `{p, q}`, outputs `[loss, partials]`. */
 export const KL_KERNEL = "MiSslKlConsistency";
@@ -113,29 +113,23 @@ function gradCpu(args: KernelArgs): TensorInfo {
   return out;
 }
 
-/** The mask's gradient, from tfjs ops: `g (kl_pixel / D - [sum m >= 1] sum(m kl) / D^2)`. */
+/** The mask's gradient: the per-pixel KL through {@linkcode maskedMeanMaskGradient}. */
 function maskGradient(dy: tf.Tensor, p: tf.Tensor, q: tf.Tensor, mask: tf.Tensor, eps: number) {
   return tf.tidy(() => {
     const kl = tf.sum(
       tf.mul(p, tf.sub(tf.log(tf.maximum(p, eps)), tf.log(tf.maximum(q, eps)))),
       -1,
     );
-    const m = tf.reshape(mask, kl.shape);
-    const s = tf.sum(m);
-    const d = tf.maximum(s, KL_FLOOR);
-    const total = tf.sum(tf.mul(kl, m));
-    const through = tf.cast(tf.greaterEqual(s, KL_FLOOR), "float32");
-    const g = tf.sub(tf.div(kl, d), tf.div(tf.mul(total, through), tf.square(d)));
-    return tf.reshape(tf.mul(g, dy), mask.shape);
+    return maskedMeanMaskGradient(dy, kl, mask, KL_FLOOR);
   });
 }
 
 /** Register the `cpu` kernels and the gradients (idempotent; none for `wasm`: `fused_mean.ts`). */
 export function registerKlFused(): void {
-  addCpuKernels({
-    [KL_KERNEL]: forwardCpu as tf.KernelFunc,
-    [KL_MASKED_KERNEL]: forwardCpu as tf.KernelFunc,
-    [KL_GRAD_KERNEL]: gradCpu as tf.KernelFunc,
+  addKernels("cpu", {
+    [KL_KERNEL]: forwardCpu,
+    [KL_MASKED_KERNEL]: forwardCpu,
+    [KL_GRAD_KERNEL]: gradCpu,
   });
   for (const kernelName of [KL_KERNEL, KL_MASKED_KERNEL]) {
     if (tf.getGradient(kernelName) !== undefined) continue;

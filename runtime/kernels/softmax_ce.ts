@@ -21,8 +21,8 @@
  * @module
  */
 import { tf } from "../../deps.ts";
-import { kernelMemory } from "../tfjs_internals.ts";
-import { addCpuKernels, denominator, fusedAvailable, pixelLayout } from "./fused_mean.ts";
+import { addKernels, kernelMemory } from "../tfjs_internals.ts";
+import { denominator, fusedAvailable, maskedMeanMaskGradient, pixelLayout } from "./fused_mean.ts";
 
 /** Forward kernel without weights: inputs `{logits, labels}`, outputs `[loss, partials]`. */
 export const CE_KERNEL = "MiSslSoftmaxCrossEntropy";
@@ -117,26 +117,17 @@ function perPixel(logits: tf.Tensor, labels: tf.Tensor): tf.Tensor {
   return tf.neg(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits, -1)), -1));
 }
 
-/** The weights' gradient: `g (ce_pixel / D - [sum m >= floor] sum(m ce) / D^2)`. */
+/** The weights' gradient: the per-pixel cross-entropy through {@linkcode maskedMeanMaskGradient}. */
 function maskGradient(dy: tf.Tensor, logits: tf.Tensor, labels: tf.Tensor, mask: tf.Tensor) {
-  return tf.tidy(() => {
-    const ce = perPixel(logits, labels);
-    const m = tf.reshape(mask, ce.shape);
-    const s = tf.sum(m);
-    const d = tf.maximum(s, CE_FLOOR);
-    const total = tf.sum(tf.mul(ce, m));
-    const through = tf.cast(tf.greaterEqual(s, CE_FLOOR), "float32");
-    const g = tf.sub(tf.div(ce, d), tf.div(tf.mul(total, through), tf.square(d)));
-    return tf.reshape(tf.mul(g, dy), mask.shape);
-  });
+  return tf.tidy(() => maskedMeanMaskGradient(dy, perPixel(logits, labels), mask, CE_FLOOR));
 }
 
 /** Register the `cpu` kernels and the gradients (idempotent; none for `wasm`: `fused_mean.ts`). */
 export function registerSoftmaxCe(): void {
-  addCpuKernels({
-    [CE_KERNEL]: forwardCpu as tf.KernelFunc,
-    [CE_MASKED_KERNEL]: forwardCpu as tf.KernelFunc,
-    [CE_GRAD_KERNEL]: gradCpu as tf.KernelFunc,
+  addKernels("cpu", {
+    [CE_KERNEL]: forwardCpu,
+    [CE_MASKED_KERNEL]: forwardCpu,
+    [CE_GRAD_KERNEL]: gradCpu,
   });
   for (const kernelName of [CE_KERNEL, CE_MASKED_KERNEL]) {
     if (tf.getGradient(kernelName) !== undefined) continue;

@@ -15,8 +15,8 @@
  * @module
  */
 import { tf } from "../../deps.ts";
-import { kernelMemory } from "../tfjs_internals.ts";
-import { addCpuKernels, fusedAvailable } from "./fused_mean.ts";
+import { addKernels, kernelMemory } from "../tfjs_internals.ts";
+import { fusedAvailable } from "./fused_mean.ts";
 
 /** Forward kernel: inputs `{logits}`, output the probabilities. */
 export const SOFTMAX_KERNEL = "MiSslSoftmax";
@@ -73,10 +73,7 @@ function gradCpu(args: KernelArgs): TensorInfo {
 
 /** Register the `cpu` kernels and the gradient (idempotent; none for `wasm`: `fused_mean.ts`). */
 export function registerSoftmaxFused(): void {
-  addCpuKernels({
-    [SOFTMAX_KERNEL]: forwardCpu as tf.KernelFunc,
-    [SOFTMAX_GRAD_KERNEL]: gradCpu as tf.KernelFunc,
-  });
+  addKernels("cpu", { [SOFTMAX_KERNEL]: forwardCpu, [SOFTMAX_GRAD_KERNEL]: gradCpu });
   if (tf.getGradient(SOFTMAX_KERNEL) !== undefined) return;
   tf.registerGradient({
     kernelName: SOFTMAX_KERNEL,

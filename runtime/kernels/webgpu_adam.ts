@@ -33,12 +33,12 @@
  * @module
  */
 import { tf } from "../../deps.ts";
-import { addKernel, warnFallback } from "../tfjs_internals.ts";
+import { addKernels, warnFallback } from "../tfjs_internals.ts";
 import { ADAM_KERNEL } from "./adam.ts";
 import { ADAM_GATE_INPUT, ADAM_MANY_KERNEL, adamManySlots, type AdamSlot } from "./adam_many.ts";
 import {
+  cachedPipeline,
   type GpuBuffer,
-  type GpuPipeline,
   recordProgram,
   type WebgpuInternals,
   webgpuInternalsMissing,
@@ -102,29 +102,6 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
   ${Array.from({ length: k }, (_, j) => update(k - 1 - j)).join("")}
 }
 `;
-}
-
-const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
-
-/** The pipeline updating `k` variables, gated or not (compiled once per device). */
-function pipeline(b: WebgpuInternals, k: number, gated: boolean): GpuPipeline {
-  let byKey = pipelines.get(b.device);
-  if (byKey === undefined) pipelines.set(b.device, byKey = new Map());
-  const key = `${PROGRAM_NAME}${k}${gated ? "Gated" : ""}`;
-  let p = byKey.get(key);
-  if (p === undefined) {
-    const module = b.device.createShaderModule({
-      code: adamShader(k, WORKGROUP, gated),
-      label: key,
-    });
-    p = b.device.createComputePipeline({
-      layout: "auto",
-      compute: { module, entryPoint: "main" },
-      label: key,
-    });
-    byKey.set(key, p);
-  }
-  return p;
 }
 
 const gateBuffers = new WeakMap<object, GpuBuffer>();
@@ -260,7 +237,12 @@ export function adamManyWebgpu(args: Parameters<tf.KernelFunc>[0]): TensorInfo[]
     ];
     const tensors = group.flatMap(({ slot }) => [slot.w, slot.g, slot.m, slot.v]);
     recordProgram(b, {
-      pipeline: pipeline(b, group.length, gate !== null),
+      pipeline: cachedPipeline(
+        b,
+        `${PROGRAM_NAME}${group.length}${gate !== null ? "Gated" : ""}`,
+        () => adamShader(group.length, WORKGROUP, gate !== null),
+        "main",
+      ),
       name: PROGRAM_NAME,
       uniforms,
       buffers: [...tensors.map((t) => gpuBuffer(b, t)), ...(gate !== null ? [gate] : [])],
@@ -292,16 +274,5 @@ export function registerWebgpuAdamKernel(): void {
     );
     return;
   }
-  for (
-    const [kernelName, kernelFunc] of [
-      [ADAM_MANY_KERNEL, adamManyWebgpu],
-      [ADAM_KERNEL, adamKernelWebgpu],
-    ] as const
-  ) {
-    addKernel({
-      kernelName,
-      backendName: "webgpu",
-      kernelFunc: kernelFunc as unknown as tf.KernelFunc,
-    });
-  }
+  addKernels("webgpu", { [ADAM_MANY_KERNEL]: adamManyWebgpu, [ADAM_KERNEL]: adamKernelWebgpu });
 }

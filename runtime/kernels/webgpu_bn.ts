@@ -29,7 +29,7 @@
  * @module
  */
 import { tf } from "../../deps.ts";
-import { addKernel, warnFallback } from "../tfjs_internals.ts";
+import { addKernels, warnFallback } from "../tfjs_internals.ts";
 import {
   BATCH_NORM_RELU,
   BATCH_NORM_RELU_GRAD,
@@ -191,14 +191,8 @@ export function registerWebgpuBatchNormRelu(): void {
     return;
   }
   registerWebgpuBnRunningStats();
-  addKernel({
-    kernelName: BATCH_NORM_RELU,
-    backendName: "webgpu",
-    kernelFunc: batchNormReluWebgpu as unknown as tf.KernelFunc,
-  });
-  addKernel({
-    kernelName: BATCH_NORM_RELU_GRAD,
-    backendName: "webgpu",
-    kernelFunc: batchNormReluGradWebgpu as unknown as tf.KernelFunc,
+  addKernels("webgpu", {
+    [BATCH_NORM_RELU]: batchNormReluWebgpu,
+    [BATCH_NORM_RELU_GRAD]: batchNormReluGradWebgpu,
   });
 }

@@ -37,8 +37,8 @@ import {
 } from "./webgpu_bn_programs.ts";
 import type { tf } from "../../deps.ts";
 import {
+  cachedPipeline,
   type GpuBuffer,
-  type GpuPipeline,
   recordProgram,
   type WebgpuInternals,
 } from "./webgpu_record.ts";
@@ -287,25 +287,6 @@ fn main() {
   );
 }
 
-const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
-
-/** The pipeline of `code` (compiled once per device and `key`). */
-function pipeline(b: WebgpuInternals, key: string, code: () => string): GpuPipeline {
-  let byKey = pipelines.get(b.device);
-  if (byKey === undefined) pipelines.set(b.device, byKey = new Map());
-  let p = byKey.get(key);
-  if (p === undefined) {
-    const module = b.device.createShaderModule({ code: code(), label: key });
-    p = b.device.createComputePipeline({
-      layout: "auto",
-      compute: { module, entryPoint: "entry" },
-      label: key,
-    });
-    byKey.set(key, p);
-  }
-  return p;
-}
-
 /** The GPU buffer of a tensor (allocated, or uploaded from the CPU, where needed). */
 function gpuBuffer(b: WebgpuInternals, t: tf.TensorInfo): GpuBuffer {
   b.uploadToGPU(t.dataId);
@@ -329,7 +310,7 @@ export function recordBn(
   workgroups: number,
 ): void {
   recordProgram(b, {
-    pipeline: pipeline(b, key, code),
+    pipeline: cachedPipeline(b, key, code, "entry"),
     name: key.replace(/_.*/, ""),
     uniforms,
     buffers: tensors.map((t) => gpuBuffer(b, t)),

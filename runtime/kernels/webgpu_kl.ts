@@ -8,7 +8,7 @@
  * @module
  */
 import type { tf } from "../../deps.ts";
-import { addKernel } from "../tfjs_internals.ts";
+import { addKernels } from "../tfjs_internals.ts";
 import {
   KL_FLOOR,
   KL_GRAD_KERNEL,
@@ -19,12 +19,11 @@ import {
   registerKlFused,
 } from "./kl_fused.ts";
 import {
-  flat,
   GRADIENT_SCALE,
   LossProgram,
   lossUniforms,
   PartialSumsProgram,
-  reshaped,
+  runLossGradient,
   runMeanLoss,
   THREADS,
 } from "./webgpu_reduce.ts";
@@ -118,25 +117,21 @@ export function klGradWebgpu(args: KernelArgs): TensorInfo {
   const size = pixels * channels;
   const backend = args.backend as unknown as WebgpuBackendLike;
   const inputs = [dy!, partials!, p!, q!, ...(mask === undefined ? [] : [mask])];
-  const out = backend.runWebGPUProgram(
+  return runLossGradient(
+    backend,
     new KlGradProgram(size, mask !== undefined, side ?? "p"),
-    inputs.map(flat),
-    "float32",
+    inputs,
     lossUniforms(pixels, channels, eps, KL_FLOOR, size),
+    p!.shape,
   );
-  return reshaped(out, p!.shape);
 }
 
 /** Register the kernels for webgpu (idempotent), and the gradients (`kl_fused.ts`). */
 export function registerWebgpuKl(): void {
   registerKlFused();
-  for (
-    const [kernelName, kernelFunc] of [
-      [KL_KERNEL, klWebgpu],
-      [KL_MASKED_KERNEL, klWebgpu],
-      [KL_GRAD_KERNEL, klGradWebgpu],
-    ] as const
-  ) {
-    addKernel({ kernelName, backendName: "webgpu", kernelFunc: kernelFunc as tf.KernelFunc });
-  }
+  addKernels("webgpu", {
+    [KL_KERNEL]: klWebgpu,
+    [KL_MASKED_KERNEL]: klWebgpu,
+    [KL_GRAD_KERNEL]: klGradWebgpu,
+  });
 }

@@ -19,7 +19,7 @@
  * @module
  */
 import type { tf } from "../../deps.ts";
-import { addKernel } from "../tfjs_internals.ts";
+import { addKernels } from "../tfjs_internals.ts";
 import {
   jointLayout,
   MI_FROM_JOINT,
@@ -235,14 +235,8 @@ function miFromJointGradWebgpu(args: KernelArgs): TensorInfo {
  */
 export function registerWebgpuMiKernels(): void {
   registerMiFromJoint();
-  addKernel({
-    kernelName: MI_FROM_JOINT,
-    backendName: "webgpu",
-    kernelFunc: miFromJointWebgpu as unknown as tf.KernelFunc,
-  });
-  addKernel({
-    kernelName: MI_FROM_JOINT_GRAD,
-    backendName: "webgpu",
-    kernelFunc: miFromJointGradWebgpu as unknown as tf.KernelFunc,
+  addKernels("webgpu", {
+    [MI_FROM_JOINT]: miFromJointWebgpu,
+    [MI_FROM_JOINT_GRAD]: miFromJointGradWebgpu,
   });
 }

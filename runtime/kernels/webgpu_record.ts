@@ -102,6 +102,33 @@ export function webgpuInternalsMissing(backend: unknown): string | null {
   return null;
 }
 
+const pipelines = new WeakMap<object, Map<string, GpuPipeline>>();
+
+/**
+ * The compute pipeline of the WGSL `code()` with entry point `entryPoint`, compiled once per
+ * device and `key` (`code` runs only on the first call).
+ */
+export function cachedPipeline(
+  b: WebgpuInternals,
+  key: string,
+  code: () => string,
+  entryPoint: string,
+): GpuPipeline {
+  let byKey = pipelines.get(b.device);
+  if (byKey === undefined) pipelines.set(b.device, byKey = new Map());
+  let p = byKey.get(key);
+  if (p === undefined) {
+    const module = b.device.createShaderModule({ code: code(), label: key });
+    p = b.device.createComputePipeline({
+      layout: "auto",
+      compute: { module, entryPoint },
+      label: key,
+    });
+    byKey.set(key, p);
+  }
+  return p;
+}
+
 /**
  * One program to record: its pipeline, uniforms (binding 0) and buffers (1, 2, ...: storage
  * buffers, or a uniform buffer where the shader declares the binding `var<uniform>`).

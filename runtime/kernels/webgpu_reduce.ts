@@ -195,3 +195,14 @@ export function runMeanLoss(
   const loss = backend.runWebGPUProgram(new FinalSumProgram(), [partials], "float32", uniforms);
   return [reshaped(loss, []), reshaped(partials, [partials.shape[0] / 2, 2])];
 }
+
+/** Run a gradient program over `inputs` (bound flat); its output gets `shape`. */
+export function runLossGradient(
+  backend: WebgpuBackendLike,
+  program: LossProgram,
+  inputs: TensorInfo[],
+  uniforms: { type: string; data: number[] }[],
+  shape: number[],
+): TensorInfo {
+  return reshaped(backend.runWebGPUProgram(program, inputs.map(flat), "float32", uniforms), shape);
+}

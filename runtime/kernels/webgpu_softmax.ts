@@ -7,7 +7,7 @@
  * @module
  */
 import type { tf } from "../../deps.ts";
-import { addKernel } from "../tfjs_internals.ts";
+import { addKernels } from "../tfjs_internals.ts";
 import {
   registerSoftmaxFused,
   SOFTMAX_GRAD_KERNEL,
@@ -94,14 +94,8 @@ export function softmaxGradWebgpu(args: KernelArgs): TensorInfo {
 /** Register both kernels for webgpu (idempotent), and the gradient (`softmax_fused.ts`). */
 export function registerWebgpuSoftmax(): void {
   registerSoftmaxFused();
-  addKernel({
-    kernelName: SOFTMAX_KERNEL,
-    backendName: "webgpu",
-    kernelFunc: softmaxWebgpu as unknown as tf.KernelFunc,
-  });
-  addKernel({
-    kernelName: SOFTMAX_GRAD_KERNEL,
-    backendName: "webgpu",
-    kernelFunc: softmaxGradWebgpu as unknown as tf.KernelFunc,
+  addKernels("webgpu", {
+    [SOFTMAX_KERNEL]: softmaxWebgpu,
+    [SOFTMAX_GRAD_KERNEL]: softmaxGradWebgpu,
   });
 }

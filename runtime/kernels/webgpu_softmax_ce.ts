@@ -8,7 +8,7 @@
  * @module
  */
 import type { tf } from "../../deps.ts";
-import { addKernel } from "../tfjs_internals.ts";
+import { addKernels } from "../tfjs_internals.ts";
 import {
   CE_FLOOR,
   CE_GRAD_KERNEL,
@@ -18,12 +18,11 @@ import {
   registerSoftmaxCe,
 } from "./softmax_ce.ts";
 import {
-  flat,
   GRADIENT_SCALE,
   LossProgram,
   lossUniforms,
   PartialSumsProgram,
-  reshaped,
+  runLossGradient,
   runMeanLoss,
   THREADS,
 } from "./webgpu_reduce.ts";
@@ -140,25 +139,21 @@ export function softmaxCeGradWebgpu(args: KernelArgs): TensorInfo {
   const size = pixels * channels;
   const backend = args.backend as unknown as WebgpuBackendLike;
   const inputs = [dy!, partials!, logits!, labels!, ...(mask === undefined ? [] : [mask])];
-  const out = backend.runWebGPUProgram(
+  return runLossGradient(
+    backend,
     new CeGradProgram(pixels, size, mask !== undefined),
-    inputs.map(flat),
-    "float32",
+    inputs,
     lossUniforms(pixels, channels, 0, mask === undefined ? 0 : CE_FLOOR, size),
+    logits!.shape,
   );
-  return reshaped(out, logits!.shape);
 }
 
 /** Register the kernels for webgpu (idempotent), and the gradient (`softmax_ce.ts`). */
 export function registerWebgpuSoftmaxCe(): void {
   registerSoftmaxCe();
-  for (
-    const [kernelName, kernelFunc] of [
-      [CE_KERNEL, softmaxCeWebgpu],
-      [CE_MASKED_KERNEL, softmaxCeWebgpu],
-      [CE_GRAD_KERNEL, softmaxCeGradWebgpu],
-    ] as const
-  ) {
-    addKernel({ kernelName, backendName: "webgpu", kernelFunc: kernelFunc as tf.KernelFunc });
-  }
+  addKernels("webgpu", {
+    [CE_KERNEL]: softmaxCeWebgpu,
+    [CE_MASKED_KERNEL]: softmaxCeWebgpu,
+    [CE_GRAD_KERNEL]: softmaxCeGradWebgpu,
+  });
 }
