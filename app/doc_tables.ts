@@ -25,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import { UserError } from "../core/errors.ts";
 import { runnableDeno } from "./child_deno.ts";
 import { buildTable, formatTable, loadRuns, parsePowerPoints } from "./table.ts";
+import { compareTables, formatComparison } from "./protocol_compare.ts";
 
 /** The repository root (where `deno task` runs). */
 export const REPO_ROOT: string = fileURLToPath(new URL("..", import.meta.url));
@@ -86,11 +87,13 @@ export interface TableCommand {
   power?: number;
   /** `--grid network|source`. */
   grid?: "network" | "source";
+  /** `--versus <runs>` (repeatable): a comparison with these runs instead of a table. */
+  versus?: string[];
 }
 
 /**
  * Parse `deno task table <runs...> [--baseline M] [--format md|csv|json] [--grid G] [--per-seed]
- * [--power D]` (the `table` command's arguments).
+ * [--power D] [--versus <runs>]...` (the `table` command's arguments).
  *
  * @throws {UserError} For another command, an unknown flag or a missing value.
  */
@@ -119,6 +122,7 @@ export function parseTableCommand(command: string): TableCommand {
       throw new UserError(`"${command}": ${flag} needs a value`);
     }
     if (flag === "--baseline") out.baseline = value;
+    else if (flag === "--versus") out.versus = [...out.versus ?? [], value];
     else if (flag === "--grid") {
       if (value !== "network" && value !== "source") {
         throw new UserError(`"${command}": --grid is network or source, not "${value}"`);
@@ -131,10 +135,13 @@ export function parseTableCommand(command: string): TableCommand {
       }
       out.format = value;
     } else {throw new UserError(
-        `"${command}": unknown option ${flag} (table takes --baseline, --format, --grid, --per-seed, --power)`,
+        `"${command}": unknown option ${flag} (table takes --baseline, --format, --grid, --per-seed, --power, --versus)`,
       );}
   }
   if (out.paths.length === 0) throw new UserError(`"${command}": no run folder`);
+  if (out.versus && (out.baseline !== undefined || out.perSeed || out.power !== undefined)) {
+    throw new UserError(`"${command}": --versus takes none of --baseline, --per-seed, --power`);
+  }
   return out;
 }
 
@@ -148,7 +155,17 @@ export async function renderTableCommand(
   log: (line: string) => void = () => {},
 ): Promise<string> {
   const c = parseTableCommand(command);
-  const paths = c.paths.map((p) => (isAbsolute(p) ? p : join(root, p)));
+  const abs = (p: string) => (isAbsolute(p) ? p : join(root, p));
+  const paths = c.paths.map(abs);
+  if (c.versus) {
+    const grid = c.grid ?? "network";
+    const cmp = compareTables(
+      buildTable(await loadRuns(paths, log), { log, grid }),
+      buildTable(await loadRuns(c.versus.map(abs), log), { log, grid }),
+      { this: c.paths.join(" "), versus: c.versus.join(" ") },
+    );
+    return formatComparison(cmp, c.format).trimEnd();
+  }
   const runs = await loadRuns(paths, log);
   const table = buildTable(runs, { baseline: c.baseline, log, grid: c.grid });
   return formatTable(table, c.format, { perSeed: c.perSeed, power: c.power }).trimEnd();

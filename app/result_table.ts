@@ -22,6 +22,14 @@ export const PAPER_METHOD_ORDER = [
   "ours-kl",
 ];
 
+/** Sort comparator of method ids: {@linkcode PAPER_METHOD_ORDER}'s first, then the others by name. */
+export function byPaperOrder(a: string, b: string): number {
+  const ia = PAPER_METHOD_ORDER.indexOf(a);
+  const ib = PAPER_METHOD_ORDER.indexOf(b);
+  if (ia >= 0 || ib >= 0) return (ia < 0 ? Infinity : ia) - (ib < 0 ? Infinity : ib);
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** Mean and sample standard deviation of a column over seeds, in percent. */
 export interface TableCell {
   /** Per-seed values (percent), in seed order. */
@@ -210,12 +218,7 @@ export function buildTable(all: RunResult[], options: TableOptions = {}): Result
     for (const c of Object.keys(s.dice)) if (!classes.includes(c)) classes.push(c);
     classesOf.set(s.dataset, classes);
   }
-  const methods = [...new Set(runs.map((r) => r.summary.method))].sort((a, b) => {
-    const ia = PAPER_METHOD_ORDER.indexOf(a);
-    const ib = PAPER_METHOD_ORDER.indexOf(b);
-    if (ia >= 0 || ib >= 0) return (ia < 0 ? Infinity : ia) - (ib < 0 ? Infinity : ib);
-    return a < b ? -1 : a > b ? 1 : 0;
-  });
+  const methods = [...new Set(runs.map((r) => r.summary.method))].sort(byPaperOrder);
   let baseline: string | null = options.baseline ?? "ours-kl";
   if (!methods.includes(baseline)) {
     if (options.baseline !== undefined) {

@@ -10,6 +10,7 @@ import { UserError } from "../core/errors.ts";
 import { plotRuns } from "./plot.ts";
 import { parseSeeds, planRuns, runMany, runState, slurmScript } from "./sweep.ts";
 import { buildTable, formatTable, loadRuns, parsePowerPoints } from "./table.ts";
+import { compareTables, formatComparison } from "./protocol_compare.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -189,6 +190,14 @@ export function addResultCommands(program: Command): void {
         "(80 % power, level 0.05), from each row's measured spread",
       parsePowerPoints,
     )
+    .option(
+      "--versus <runs>",
+      "compare with other runs of the same methods (another protocol; repeatable): each set's " +
+        "mean, and per class the difference over the seeds both have, with a two-sided " +
+        "seed-paired t-test",
+      collect,
+      [],
+    )
     .action(async (
       paths: string[],
       opts: {
@@ -197,6 +206,7 @@ export function addResultCommands(program: Command): void {
         perSeed?: boolean;
         power?: number;
         grid: string;
+        versus: string[];
       },
     ) => {
       if (!["md", "csv", "json"].includes(opts.format)) {
@@ -204,6 +214,22 @@ export function addResultCommands(program: Command): void {
       }
       if (opts.grid !== "network" && opts.grid !== "source") {
         throw new UserError(`Unknown grid "${opts.grid}"; use network or source`);
+      }
+      if (opts.versus.length > 0) {
+        if (opts.baseline !== undefined || opts.perSeed || opts.power !== undefined) {
+          throw new UserError("--versus takes none of --baseline, --per-seed, --power");
+        }
+        const grid = opts.grid as "network" | "source";
+        const printed = formatComparison(
+          compareTables(
+            buildTable(await loadRuns(paths), { grid }),
+            buildTable(await loadRuns(opts.versus), { grid }),
+            { this: paths.join(" "), versus: opts.versus.join(" ") },
+          ),
+          opts.format as "md" | "csv" | "json",
+        );
+        console.log(printed.trimEnd());
+        return;
       }
       const runs = await loadRuns(paths);
       const table = buildTable(runs, { baseline: opts.baseline, grid: opts.grid });

@@ -138,20 +138,12 @@ export function formatTable(
       "\n";
   }
   const { header, rows } = options.perSeed ? perSeedCells(table) : tableCells(table, options);
-  if (format === "csv") {
-    return [header, ...rows].map((r) => r.map(csvField).join(",")).join("\n") + "\n";
-  }
-  const widths = header.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(" | ")} |`;
-  const rule = `| ${
-    widths.map((w, i) => i === 0 ? "-".repeat(w) : "-".repeat(w - 1) + ":").join(" | ")
-  } |`;
+  if (format === "csv") return renderCells(header, rows, "csv");
   if (options.perSeed) {
     const perSeedNote = `3D Dice (%) of each run on the validation volumes${gridNote(table)}; ` +
       "lowest: its lowest class. min: the run's wall time in minutes (summary.json " +
       "seconds_wall)." + leftOutNote(table);
-    return [line(header), rule, ...rows.map(line), "", perSeedNote].join("\n") + "\n";
+    return renderCells(header, rows, "md", perSeedNote);
   }
   const note = `3D Dice (%) on the validation volumes${gridNote(table)}: mean (sample std) over ` +
     "seeds." +
@@ -170,7 +162,29 @@ export function formatTable(
       ? " †: some seeds' summaries predate seconds_wall; their time is the training steps only."
       : "") +
     leftOutNote(table);
-  return [line(header), rule, ...rows.map(line), "", note].join("\n") + "\n";
+  return renderCells(header, rows, "md", note);
+}
+
+/**
+ * A header and rows of strings as CSV, or as a Markdown table (first column left-aligned, the
+ * others right-aligned) with `note` under it.
+ */
+export function renderCells(
+  header: string[],
+  rows: string[][],
+  format: "md" | "csv",
+  note = "",
+): string {
+  if (format === "csv") {
+    return [header, ...rows].map((r) => r.map(csvField).join(",")).join("\n") + "\n";
+  }
+  const widths = header.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join(" | ")} |`;
+  const rule = `| ${
+    widths.map((w, i) => i === 0 ? "-".repeat(w) : "-".repeat(w - 1) + ":").join(" | ")
+  } |`;
+  return [line(header), rule, ...rows.map(line), ...(note ? ["", note] : [])].join("\n") + "\n";
 }
 
 /** How the note names the grid: nothing for the network's (the default, as ever). */

@@ -127,6 +127,23 @@ Deno.test("tables:update fills a marked block with the command's output, and a c
     );
     // a second update changes nothing
     assert.equal((await updateTables(text, "README.md", { root })).changed, 0);
+    // a --versus marker prints the comparison, its note naming the folders as typed
+    const versus = await renderTableCommand(
+      "deno task table results/proto/partial --versus results/proto",
+      root,
+    );
+    assert.match(
+      versus,
+      /^\| partial +\| +3 \| 62\.00 \(1\.00\) \| +3 \| 62\.00 \(1\.00\) \| +3 \| +\+0\.00 \| +n\/a \|$/m,
+    );
+    assert.match(
+      versus,
+      /^\| ours-kl-authors \| +\| +\| +3 \| 74\.00 \(2\.00\) \| +0 \| +\| +\|$/m,
+    );
+    assert.match(
+      versus,
+      /of results\/proto\/partial \(seeds, mean\) and of results\/proto \(versus\)/,
+    );
 
     // one edited number is a difference
     const edited = text.replace("62.00 (1.00)", "62.10 (1.00)");
@@ -224,6 +241,14 @@ Deno.test("table markers: missing runs, a missing closing marker and bad command
     assert.throws(
       () => parseTableCommand("deno task table results/a --grid scan"),
       /--grid is network or source, not "scan"/,
+    );
+    assert.deepEqual(
+      parseTableCommand("deno task table results/b --versus results/a --versus=results/c"),
+      { paths: ["results/b"], format: "md", versus: ["results/a", "results/c"] },
+    );
+    assert.throws(
+      () => parseTableCommand("deno task table results/b --versus results/a --per-seed"),
+      /--versus takes none of --baseline, --per-seed, --power/,
     );
   });
 });

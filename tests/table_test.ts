@@ -381,3 +381,72 @@ Deno.test("table --grid source: the source-grid Dice of the runs that have them,
     assert.match(text(bad.stderr), /Unknown grid "scan"; use network or source/);
   });
 });
+
+Deno.test("table --versus: each set's mean, per-class differences over the shared seeds and a two-sided seed-paired p", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    // this: ours-kl seeds 1-3, means 80, 80, 70; versus: ours-kl seeds 1-2, means 70, 60, and
+    // partial (only in versus). Paired seeds 1, 2: mean differences 10 and 20 (mean 15, sd
+    // 7.071, t = 3, df 1: Student's t with 1 df is Cauchy, two-sided p = 1 - 2 atan(3) / pi).
+    await fakeRun(`${root}/v2/ours/seed1`, "ours-kl", 1, c(0.8, 0.7, 0.9), {});
+    await fakeRun(`${root}/v2/ours/seed2`, "ours-kl", 2, c(0.9, 0.6, 0.9), {});
+    await fakeRun(`${root}/v2/ours/seed3`, "ours-kl", 3, c(0.7, 0.7, 0.7), {});
+    await fakeRun(`${root}/v1/ours/seed1`, "ours-kl", 1, c(0.7, 0.7, 0.7), {});
+    await fakeRun(`${root}/v1/ours/seed2`, "ours-kl", 2, c(0.6, 0.6, 0.6), {});
+    await fakeRun(`${root}/v1/partial/seed1`, "partial", 1, c(0.5, 0.5, 0.5), {});
+    const { compareTables, formatComparison } = await import("../app/protocol_compare.ts");
+    const quiet = { log: () => {} };
+    const cmp = compareTables(
+      buildTable(await loadRuns([`${root}/v2`], () => {}), quiet),
+      buildTable(await loadRuns([`${root}/v1`], () => {}), quiet),
+      { this: "v2", versus: "v1" },
+    );
+    assert.deepEqual(cmp.rows.map((r) => r.method), ["partial", "ours-kl"]);
+    const ours = cmp.rows[1].datasets.acdc;
+    assert.deepEqual(ours.paired, [1, 2]);
+    assertClose(ours.diff.RV, 20, 1e-9);
+    assertClose(ours.diff.Myo, 0, 1e-9);
+    assertClose(ours.diff.LV, 25, 1e-9);
+    assertClose(ours.diff_mean, 15, 1e-9);
+    assertClose(ours.p, 1 - 2 * Math.atan(3) / Math.PI, 1e-9);
+    assertClose(ours.this!.dice_mean.mean, 230 / 3, 1e-9);
+    const partial = cmp.rows[0].datasets.acdc;
+    assert.equal(partial.this, null);
+    assert.deepEqual(partial.paired, []);
+    assert.ok(Number.isNaN(partial.p));
+    const md = formatComparison(cmp, "md");
+    assert.match(
+      md,
+      /\| ours-kl +\| +3 \| 76\.67 \(5\.77\) \| +2 \| 65\.00 \(7\.07\) \| +2 \| \+20\.00 \| \+0\.00 \| \+25\.00 \| \+15\.00 \| +0\.2048 \|/,
+    );
+    assert.match(md, /\| partial +\| +\| +\| +1 \| +50\.00 \| +0 \| +\| +\| +\| +\| +\|/);
+    assert.match(md, /of v2 \(seeds, mean\) and of v1 \(versus\)/);
+    // the other way round: the differences change sign, the two-sided p does not
+    const back = compareTables(
+      buildTable(await loadRuns([`${root}/v1`], () => {}), quiet),
+      buildTable(await loadRuns([`${root}/v2`], () => {}), quiet),
+      { this: "v1", versus: "v2" },
+    ).rows[1].datasets.acdc;
+    assertClose(back.diff_mean, -15, 1e-9);
+    assertClose(back.p, ours.p, 1e-12);
+    // the CLI prints the same; --versus with --baseline is a usage error (exit 2)
+    const run = (args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-read", "--allow-env", CLI, "table", ...args],
+        cwd: root,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    let out = await run(["v2", "--versus", "v1", "--format", "csv"]);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.match(
+      new TextDecoder().decode(out.stdout),
+      /^method,seeds,mean,versus seeds,versus mean,paired,Δ RV,Δ Myo,Δ LV,Δ mean,p seeds\npartial,,,1,50\.00,0,,,,,\nours-kl,3,76\.67 \(5\.77\),2,65\.00 \(7\.07\),2,\+20\.00,\+0\.00,\+25\.00,\+15\.00,0\.2048\n$/,
+    );
+    out = await run(["v2", "--versus", "v1", "--baseline", "ours-kl"]);
+    assert.equal(out.code, 2);
+    assert.match(new TextDecoder().decode(out.stderr), /--versus takes none of --baseline/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
