@@ -6,6 +6,16 @@ import { assertClose } from "./_helpers.ts";
 const CLI = fileURLToPath(new URL("../app/cli.ts", import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
+/** `table <args>` through the CLI, run in `cwd` (default the repository root). */
+function tableCli(args: string[], cwd = ROOT): Promise<Deno.CommandOutput> {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-read", "--allow-env", CLI, "table", ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
 type Dice = Record<string, number>;
 
 /** Write a fabricated `summary.json` (per_volume: volume id -> per-class Dice). */
@@ -203,13 +213,7 @@ Deno.test("table: another baseline, several datasets, globs", async () => {
 
 Deno.test("table CLI: csv from a glob; an unknown baseline exits 2", async () => {
   await withRuns(async (root) => {
-    const run = (args: string[]) =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-read", "--allow-env", CLI, "table", ...args],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+    const run = (args: string[]) => tableCli(args);
     let out = await run([`${root}/*/seed*`, "--format", "csv"]);
     const stdout = new TextDecoder().decode(out.stdout);
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
@@ -287,18 +291,10 @@ Deno.test("table --power: the seeds the seed-level test needs, from the measured
 
 Deno.test("table CLI: --power needs a positive number and a baseline", async () => {
   await withRuns(async (root) => {
-    const bad = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-read", "--allow-env", CLI, "table", root, "--power", "-1"],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const bad = await tableCli([root, "--power", "-1"]);
     assert.equal(bad.code, 2);
     assert.match(new TextDecoder().decode(bad.stderr), /--power takes a positive number/);
-    const ok = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-read", "--allow-env", CLI, "table", root, "--power", "2.4"],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const ok = await tableCli([root, "--power", "2.4"]);
     assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
     assert.match(new TextDecoder().decode(ok.stdout), /seeds for 2\.4/);
   });
@@ -358,13 +354,7 @@ Deno.test("table --grid source: the source-grid Dice of the runs that have them,
     assert.match(formatTable(table, "md", { perSeed: true }), /Left out: 2 run\(s\)/);
 
     // the CLI: notes on standard error, the table on standard output; none with scores: exit 2
-    const run = (args: string[]) =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-read", "--allow-env", CLI, "table", ...args],
-        cwd: ROOT,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+    const run = (args: string[]) => tableCli(args);
     const out = await run([root, "--grid", "source"]);
     const text = (b: Uint8Array) => new TextDecoder().decode(b);
     assert.equal(out.code, 0, text(out.stderr));
@@ -430,13 +420,7 @@ Deno.test("table --versus: each set's mean, per-class differences over the share
     assertClose(back.diff_mean, -15, 1e-9);
     assertClose(back.p, ours.p, 1e-12);
     // the CLI prints the same; --versus with --baseline is a usage error (exit 2)
-    const run = (args: string[]) =>
-      new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-read", "--allow-env", CLI, "table", ...args],
-        cwd: root,
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+    const run = (args: string[]) => tableCli(args, root);
     let out = await run(["v2", "--versus", "v1", "--format", "csv"]);
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
     assert.match(
