@@ -11,8 +11,7 @@
  *
  * @module
  */
-import { isAbsolute, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { Command, CommanderError } from "../deps.ts";
 import { UserError } from "../core/errors.ts";
 import { loadRecipe, validatePluginOptions } from "../core/recipe.ts";
@@ -24,6 +23,7 @@ import { addCacheCommand } from "./cache_command.ts";
 import { collect } from "./commands.ts";
 import { addEvalCommand } from "./eval_command.ts";
 import { addServeCommand } from "./serve.ts";
+import { taskCwd } from "./task_cwd.ts";
 import { initProject } from "./init.ts";
 import { PartialFailure } from "./partial_failure.ts";
 import { addPluginsCommand } from "./plugins_command.ts";
@@ -123,23 +123,6 @@ export async function main(args: string[]): Promise<number> {
       return 2;
     }
     throw error;
-  }
-}
-
-/**
- * The folder a `deno task` command was typed in: deno task runs a task in the project's folder
- * (this framework's root) and passes the folder it was typed in as `INIT_CWD`. `undefined` when
- * the process was started elsewhere (by the launcher, by `mi-ssl`, by `deno run` in another
- * folder) or may not read `INIT_CWD`: then the working directory is the user's already.
- */
-export function taskCwd(): string | undefined {
-  try {
-    const init = Deno.env.get("INIT_CWD");
-    const root = fileURLToPath(new URL("..", import.meta.url));
-    if (!init || !isAbsolute(init) || resolve(Deno.cwd()) !== resolve(root)) return undefined;
-    return Deno.statSync(init).isDirectory ? init : undefined;
-  } catch {
-    return undefined;
   }
 }
 
