@@ -149,7 +149,8 @@ export function comparisonNote(cmp: ProtocolComparison): string {
     cmp.grid === "source" ? ", on each scan's own grid" : ""
   }: mean (sample std) over seeds of ${cmp.labels.this} (seeds, mean) and of ` +
     `${cmp.labels.versus} (versus). paired: the seeds both have (a seed draws the same labeled ` +
-    "patients and initial weights in both). Δ: the first minus the versus, in points, mean over " +
+    "patients in both, and the same initial weights where the model is the same). Δ: the first " +
+    "minus the versus, in points, mean over " +
     "the paired seeds; p seeds: two-sided paired t-test of the mean Dice over them (the seed is " +
     "the unit).";
 }
