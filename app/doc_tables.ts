@@ -23,6 +23,7 @@
 import { isAbsolute, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { UserError } from "../core/errors.ts";
+import { runScript } from "./run_script.ts";
 import { runnableDeno } from "./child_deno.ts";
 import { buildTable, formatTable, loadRuns, parsePowerPoints } from "./table.ts";
 import { compareTables, formatComparison } from "./protocol_compare.ts";
@@ -308,14 +309,4 @@ async function main(argv: string[]): Promise<void> {
   if (blocks === 0) console.log("no <!-- table: ... --> markers in " + files.join(", "));
 }
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    if (error instanceof UserError) {
-      console.error(`error: ${error.message}`);
-      Deno.exit(2);
-    }
-    throw error;
-  }
-}
+if (import.meta.main) await runScript(main);

@@ -13,6 +13,7 @@
 import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { UserError } from "../core/errors.ts";
+import { runScript } from "./run_script.ts";
 import { RunDir } from "../core/run_dir.ts";
 import { readRunSummary } from "./find_runs.ts";
 import { SOURCE_KEYS } from "./source_scores.ts";
@@ -223,14 +224,4 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    if (error instanceof UserError) {
-      console.error(`error: ${error.message}`);
-      Deno.exit(2);
-    }
-    throw error;
-  }
-}
+if (import.meta.main) await runScript(main);
