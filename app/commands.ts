@@ -129,6 +129,12 @@ export const EVAL_COMMAND: CommandSpec = {
       description: "with --grid source: add the source-grid scores to the run's summary.json " +
         "(of latest.ckpt, the final weights it describes), keeping every other key",
     },
+    {
+      flags: "--checkpoint-from <run-dir>",
+      description: "with --write, for a run that kept no checkpoint (a results/ folder): score " +
+        "the latest.ckpt of another run of the same recipe.yaml and seed (a retrain); refused " +
+        "unless its network-grid Dice is the summary's on every volume",
+    },
     GRANT_OPTION,
   ],
 };

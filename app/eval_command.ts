@@ -78,6 +78,7 @@ interface EvalOptions {
   export?: string;
   grid: string;
   write?: boolean;
+  checkpointFrom?: string;
 }
 
 /**
@@ -109,6 +110,12 @@ export function addEvalCommand(program: Command): void {
       if (!["val", "validation", "test"].includes(opts.split)) {
         throw new UserError(`Unknown split "${opts.split}"; known splits: val, test`);
       }
+      if (opts.checkpointFrom !== undefined && !opts.write) {
+        throw new UserError(
+          "--checkpoint-from gives --write another run's weights: add --grid source --write " +
+            "(to evaluate that run, give its folder as <run-dir>)",
+        );
+      }
       if (opts.write) {
         const why = refuseWrite(opts, command.getOptionValueSource("checkpoint") === "cli");
         if (why) throw new UserError(why);
@@ -118,12 +125,15 @@ export function addEvalCommand(program: Command): void {
         throw new UserError(`Unknown checkpoint "${opts.checkpoint}"; use best or latest`);
       }
       const dir = new RunDir(runDir);
-      const ckpt = dir.checkpoint(opts.checkpoint as "best" | "latest");
+      // the run whose weights (and recipe, dataset folder) are evaluated
+      const from = opts.checkpointFrom === undefined ? dir : new RunDir(opts.checkpointFrom);
+      const ckpt = from.checkpoint(opts.checkpoint as "best" | "latest");
       try {
         await Deno.stat(ckpt);
       } catch {
-        throw new UserError(`Cannot evaluate "${runDir}": ${ckpt} does not exist`);
+        throw new UserError(`Cannot evaluate "${from.path}": ${ckpt} does not exist`);
       }
+      const sameRecipe = from === dir ? null : await sameRecipeAs(dir, from);
       const summary = opts.write ? await dir.readSummary() : null;
       if (opts.write && summary === null) {
         throw new UserError(
@@ -131,7 +141,7 @@ export function addEvalCommand(program: Command): void {
             `${RUN_FILES.summary} (unfinished?)`,
         );
       }
-      const recipeFile = dir.file("recipe");
+      const recipeFile = from.file("recipe");
       const set = opts.data
         ? [
           await datasetOverride(opts.data, {
@@ -144,7 +154,7 @@ export function addEvalCommand(program: Command): void {
       const trainer = await Trainer.create(loaded.recipe, {
         source: recipeFile,
         // relative dataset paths of the recipe are relative to where it came from
-        baseDir: (await dir.info()).baseDir,
+        baseDir: (await from.info()).baseDir,
         out: null,
         progress: false,
       });
@@ -185,12 +195,43 @@ export function addEvalCommand(program: Command): void {
           if (s) printTable(s, `${title}, source grid: ${formatDice(s.dice)}`);
         }
         if (opts.write) {
-          await writeSourceScores(dir, summary!, ev, trainer);
+          await writeSourceScores(dir, summary!, ev, trainer, sameRecipe);
         }
       } finally {
         trainer.dispose();
       }
     });
+}
+
+/**
+ * `eval --checkpoint-from`: what the summary records of `from`, the run whose weights are scored
+ * for `dir` (which kept none), after checking that both ran the same recipe (the resolved
+ * `recipe.yaml`s, seed included, are the same text).
+ *
+ * @throws {UserError} When either has no readable recipe.yaml, or they differ.
+ */
+async function sameRecipeAs(dir: RunDir, from: RunDir): Promise<string> {
+  const read = async (d: RunDir) => {
+    try {
+      return await Deno.readTextFile(d.file("recipe"));
+    } catch (error) {
+      throw new UserError(`Cannot read ${d.file("recipe")}: ${(error as Error).message}`);
+    }
+  };
+  const [mine, theirs] = [await read(dir), await read(from)];
+  if (mine.trim() !== theirs.trim()) {
+    const a = mine.trim().split("\n"), b = theirs.trim().split("\n");
+    const line = a.findIndex((l, i) => l !== b[i]);
+    const at = line < 0 ? a.length : line;
+    throw new UserError(
+      `Cannot score "${from.path}" for "${dir.path}": their recipe.yaml differ (line ` +
+        `${at + 1}: ${JSON.stringify(a[at] ?? "")} against ${JSON.stringify(b[at] ?? "")}); ` +
+        `--checkpoint-from takes another run of the same recipe and seed`,
+    );
+  }
+  const seed = /^seed:\s*(\S+)/m.exec(mine)?.[1];
+  return `latest.ckpt of ${from.path}, another run of the same recipe.yaml` +
+    (seed === undefined ? "" : ` (seed ${seed})`) + ` (this run kept no checkpoint)`;
 }
 
 /**
@@ -202,6 +243,7 @@ async function writeSourceScores(
   summary: Record<string, unknown>,
   ev: Evaluation,
   trainer: Trainer,
+  checkpointFrom: string | null,
 ): Promise<void> {
   const file = dir.file("summary");
   if (ev.dice_source === undefined) {
@@ -216,6 +258,7 @@ async function writeSourceScores(
     checkpoint: "latest.ckpt",
     date: new Date().toISOString(),
     environment: await runEnvironment(),
+    ...(checkpointFrom === null ? {} : { checkpoint_from: checkpointFrom }),
   });
   await dir.writeSummary(updated);
   console.error(

@@ -251,6 +251,8 @@ Deno.test("eval --grid source --write adds the source-grid scores to summary.jso
     }
     assert.equal(updated.source_evaluation.checkpoint, "latest.ckpt");
     assert.equal(updated.source_evaluation.command, "eval --grid source --write");
+    assert.equal(updated.source_evaluation.largest_volume_difference, 0);
+    assert.equal(updated.source_evaluation.checkpoint_from, undefined);
     // a summary of other weights (another mean Dice): refused, the file left as it was
     const other = { ...old, dice_mean: old.dice_mean - 0.05 };
     await Deno.writeTextFile(`${run}/summary.json`, JSON.stringify(other));
@@ -261,6 +263,74 @@ Deno.test("eval --grid source --write adds the source-grid scores to summary.jso
     assert.deepEqual(
       [...Deno.readDirSync(run)].map((e) => e.name).filter((n) => n.includes("tmp")),
       [],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("eval --write --checkpoint-from scores a retrain of the same recipe for a run that kept no checkpoint; another recipe or other per-volume Dice is refused", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const run = await levelRun(dir);
+    const net = JSON.parse((await cli(["eval", run, "--json", "--checkpoint", "latest"])).stdout);
+    // a committed result: recipe.yaml and summary.json, no checkpoint, no run.json
+    const kept = `${dir}/results/levels/seed1`;
+    await Deno.mkdir(kept, { recursive: true });
+    await Deno.copyFile(`${run}/recipe.yaml`, `${kept}/recipe.yaml`);
+    const summary = { method: "levels", seed: 1, ...net, extra_key: "kept" };
+    const text = JSON.stringify(summary, null, 2) + "\n";
+    await Deno.writeTextFile(`${kept}/summary.json`, text);
+    const none = await cli(["eval", kept, "--grid", "source", "--write"]);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /latest\.ckpt does not exist/);
+    const alone = await cli(["eval", kept, "--checkpoint-from", run]);
+    assert.equal(alone.code, 2);
+    assert.match(alone.stderr, /--checkpoint-from gives --write another run's weights/);
+    // the same mean Dice, other per-volume Dice (two volumes' scores swapped): refused
+    const [a, b] = Object.keys(net.per_volume);
+    const swapped = {
+      ...summary,
+      per_volume: { [a]: net.per_volume[b], [b]: net.per_volume[a] },
+    };
+    assert.notDeepEqual(net.per_volume[a].dice, net.per_volume[b].dice);
+    await Deno.writeTextFile(`${kept}/summary.json`, JSON.stringify(swapped));
+    const other = await cli([
+      "eval",
+      kept,
+      "--grid",
+      "source",
+      "--write",
+      "--checkpoint-from",
+      run,
+    ]);
+    assert.equal(other.code, 2);
+    assert.match(other.stderr, /differs from the checkpoint's by up to [\d.]+ points on a volume/);
+    assert.equal(await Deno.readTextFile(`${kept}/summary.json`), JSON.stringify(swapped));
+    // another recipe: refused, naming the first line that differs
+    await Deno.writeTextFile(`${kept}/summary.json`, text);
+    const recipe = await Deno.readTextFile(`${run}/recipe.yaml`);
+    await Deno.writeTextFile(`${kept}/recipe.yaml`, "seed: 2\n" + recipe);
+    const seed = await cli(["eval", kept, "--grid", "source", "--write", "--checkpoint-from", run]);
+    assert.equal(seed.code, 2);
+    assert.match(seed.stderr, /recipe\.yaml differ \(line 1: "seed: 2" against "method: levels"\)/);
+    assert.equal(await Deno.readTextFile(`${kept}/summary.json`), text);
+    // the same recipe: the scores are the retrain's, the provenance says whose
+    await Deno.copyFile(`${run}/recipe.yaml`, `${kept}/recipe.yaml`);
+    const res = await cli(["eval", kept, "--grid", "source", "--write", "--checkpoint-from", run]);
+    assert.equal(res.code, 0, res.stderr);
+    const updated = JSON.parse(await Deno.readTextFile(`${kept}/summary.json`));
+    const fresh = JSON.parse((await cli(["eval", run, "--grid", "source", "--json"])).stdout);
+    assert.deepEqual(updated.dice_source, fresh.dice_source);
+    assert.equal(updated.extra_key, "kept");
+    assert.equal(updated.source_evaluation.largest_volume_difference, 0);
+    assert.match(
+      updated.source_evaluation.checkpoint_from,
+      new RegExp(
+        `^latest\\.ckpt of ${
+          run.replaceAll(/[.\\/]/g, "\\$&")
+        }, another run of the same recipe\\.yaml`,
+      ),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
