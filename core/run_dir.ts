@@ -35,6 +35,13 @@ export const RUN_FILES = {
   latest: "latest.ckpt",
   /** The weights of the best validation. */
   best: "best.ckpt",
+  /**
+   * Locked (an OS file lock, which the OS releases when the process ends, however it ends) by
+   * the process training into the folder, so that a second `run --resume` or `--out` of the same
+   * folder is refused instead of overwriting its checkpoints and cutting its metrics; removed
+   * when the run ends.
+   */
+  lock: "run.lock",
 } as const;
 
 /** A run's checkpoints. */
@@ -105,8 +112,16 @@ export interface Summary extends Evaluation {
   environment: RunEnvironment;
 }
 
+/** What `run.lock` says of the process that holds it (for the message of one refused). */
+interface LockHolder {
+  pid: number;
+  started: string;
+}
+
 /** A run folder (which need not exist yet). */
 export class RunDir {
+  #lock: Deno.FsFile | null = null;
+
   /** @param path The folder. */
   constructor(readonly path: string) {}
 
@@ -291,6 +306,8 @@ export class RunDir {
     baseDir: string;
     recipeFile?: string;
     classNames: string[];
+    /** The run is resumed: the folder holds it already (else it must hold no run). */
+    resuming?: boolean;
   }): Promise<void> {
     const dir = this.path;
     try {
@@ -301,6 +318,15 @@ export class RunDir {
     } catch (error) {
       throw new UserError(`Cannot write the run directory "${dir}": ${(error as Error).message}`);
     }
+    await this.lock();
+    try {
+      // checked again under the lock: another process may have started or finished it since
+      if (init.resuming) await this.refuseResume();
+      else await this.refuseExisting();
+    } catch (error) {
+      this.unlock();
+      throw error;
+    }
     await Deno.writeTextFile(this.file("recipe"), YAML.stringify(init.resolved));
     await Deno.writeTextFile(this.file("splits"), JSON.stringify(init.splits, null, 2));
     const info = {
@@ -309,6 +335,60 @@ export class RunDir {
       classNames: init.classNames,
     };
     await Deno.writeTextFile(this.file("info"), JSON.stringify(info, null, 2) + "\n");
+  }
+
+  /**
+   * Take `run.lock` for this process (see {@linkcode RUN_FILES}.lock); {@linkcode RunDir.unlock}
+   * gives it back.
+   *
+   * @throws {UserError} When another process holds it: it is training into this folder.
+   */
+  async lock(): Promise<void> {
+    if (this.#lock !== null) return;
+    const file = this.file("lock");
+    let handle: Deno.FsFile;
+    try {
+      // write-only: a folder that may be written but not read still runs this far
+      handle = await Deno.open(file, { write: true, create: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) throw error; // the launcher names the grant
+      throw new UserError(
+        `Cannot write the run directory "${this.path}": ${(error as Error).message}`,
+      );
+    }
+    if (!(await handle.tryLock(true))) {
+      handle.close();
+      let holder: Partial<LockHolder> = {};
+      try {
+        holder = JSON.parse(await Deno.readTextFile(file));
+      } catch {
+        // being written: the message goes without the pid
+      }
+      const who = holder.pid === undefined
+        ? "another process"
+        : `process ${holder.pid} (since ${holder.started})`;
+      throw new UserError(
+        `"${this.path}" is being trained by ${who}: it holds ${RUN_FILES.lock}. Two runs in ` +
+          `one folder would overwrite each other's checkpoints and metrics; wait for it to end, ` +
+          `or stop it (SIGINT or SIGTERM write a checkpoint) and resume then`,
+      );
+    }
+    const holder: LockHolder = { pid: Deno.pid, started: new Date().toISOString() };
+    await handle.truncate(0);
+    await handle.write(new TextEncoder().encode(JSON.stringify(holder) + "\n"));
+    this.#lock = handle;
+  }
+
+  /** Give back `run.lock` (and remove the file); nothing when this object does not hold it. */
+  unlock(): void {
+    if (this.#lock === null) return;
+    try {
+      Deno.removeSync(this.file("lock"));
+    } catch {
+      // removed with the folder (a run discarded before its first checkpoint)
+    }
+    this.#lock.close(); // closing releases the OS lock
+    this.#lock = null;
   }
 
   /** Open `metrics.jsonl` to append to. */
@@ -348,7 +428,7 @@ export class RunDir {
    */
   async discardUnlessCheckpointed(): Promise<boolean> {
     if (await this.has("latest") || await this.has("best")) return false;
-    for (const role of ["metrics", "info", "splits", "recipe", "summary"] as const) {
+    for (const role of ["metrics", "info", "splits", "recipe", "summary", "lock"] as const) {
       try {
         await Deno.remove(this.file(role));
       } catch {

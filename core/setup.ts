@@ -175,6 +175,7 @@ async function finishSetUp(
       baseDir,
       recipeFile: options.recipeFile,
       classNames: dataset.classNames,
+      resuming: options.resuming,
     });
   }
   log(

@@ -555,5 +555,6 @@ export class Trainer {
     for (const r of this.regularizers) r.instance.dispose?.();
     this.#optimizer.dispose();
     this.model.dispose();
+    this.#runDir?.unlock();
   }
 }

@@ -84,6 +84,79 @@ Deno.test("SIGINT writes a checkpoint, exits 130, and --resume finishes with the
   }
 });
 
+/** Run `command` to its end, or kill it after `ms` (then `code` is that of a killed process). */
+async function outputWithin(command: Deno.Command, ms: number): Promise<Deno.CommandOutput> {
+  const child = command.spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), ms);
+  try {
+    return await child.output();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Read `child`'s stderr until `pattern` appears in it (the text so far), or it ends. */
+async function stderrUntil(child: Deno.ChildProcess, pattern: RegExp): Promise<string> {
+  const reader = child.stderr.getReader();
+  let seen = "";
+  while (!pattern.test(seen)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return seen;
+}
+
+Deno.test("a folder being trained is locked: a second --resume or --out is refused; a killed trainer's lock is the OS's to release", async () => {
+  const dir = await Deno.makeTempDir();
+  const run = `${dir}/run`;
+  try {
+    await Deno.writeTextFile(
+      `${dir}/r.yaml`,
+      TINY.replace("iterations: 40", "iterations: 100000").replace(
+        "validateEvery: 10",
+        "validateEvery: 5, checkpointEvery: 5",
+      ),
+    );
+    const first = cliCommand(["run", `${dir}/r.yaml`, "--out", run, "--quiet"]).spawn();
+    for (let i = 0; i < 1200; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      try {
+        await Deno.stat(`${run}/latest.ckpt`);
+        break;
+      } catch {
+        // not yet
+      }
+    }
+    const lock = JSON.parse(await Deno.readTextFile(`${run}/run.lock`));
+    assert.equal(lock.pid, first.pid);
+    // without the lock it would train on (killed after 120 s, and the test fails)
+    const second = await outputWithin(cliCommand(["run", "--resume", run, "--quiet"]), 120_000);
+    const stderr = new TextDecoder().decode(second.stderr);
+    assert.equal(second.code, 2, stderr);
+    assert.match(stderr, new RegExp(`is being trained by process ${first.pid} \\(since `));
+    const out = await cliCommand(["run", `${dir}/r.yaml`, "--out", run, "--quiet"]).output();
+    assert.equal(out.code, 2);
+    assert.match(new TextDecoder().decode(out.stderr), /already holds a run/);
+    // killed: no handler runs, run.lock stays behind, and the OS has released its lock
+    first.kill("SIGKILL");
+    await first.output();
+    await Deno.stat(`${run}/run.lock`);
+    const resumed = cliCommand(["run", "--resume", run]).spawn();
+    const seen = await stderrUntil(resumed, /resuming .* at iteration \d+/);
+    assert.match(seen, /resuming .* at iteration \d+/);
+    assert.equal(JSON.parse(await Deno.readTextFile(`${run}/run.lock`)).pid, resumed.pid);
+    resumed.kill("SIGINT");
+    const end = await resumed.output();
+    assert.equal(end.code, 130);
+    // a run that ends (here by SIGINT) gives the lock back and removes the file
+    await assert.rejects(() => Deno.stat(`${run}/run.lock`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("--resume of a directory without a checkpoint exits 2", async () => {
   const dir = await Deno.makeTempDir();
   try {
