@@ -130,7 +130,8 @@ export function addEvalCommand(program: Command): void {
       const ckpt = from.checkpoint(opts.checkpoint as "best" | "latest");
       try {
         await Deno.stat(ckpt);
-      } catch {
+      } catch (error) {
+        if (error instanceof Deno.errors.NotCapable) throw error; // the launcher names the grant
         throw new UserError(`Cannot evaluate "${from.path}": ${ckpt} does not exist`);
       }
       const sameRecipe = from === dir ? null : await sameRecipeAs(dir, from);

@@ -101,6 +101,8 @@ export interface EvalArgs {
   export?: string;
   /** `--write`: the run's `summary.json` is rewritten (atomically, beside it). */
   write?: boolean;
+  /** `--checkpoint-from`: the run whose checkpoint (and recipe, dataset) is evaluated. */
+  checkpointFrom?: string;
   grant: string[];
 }
 
@@ -115,9 +117,10 @@ export function parseEvalArgs(args: string[]): EvalArgs {
 }
 
 /**
- * Work out the permissions of `app/cli.ts eval <args>`: read the run directory, the dataset (the
- * run's, or the one `--data` names) and its cache, write the `--export` folder and the cache,
- * and with `--write` the run directory (its `summary.json`, replaced atomically).
+ * Work out the permissions of `app/cli.ts eval <args>`: read the run directory (and the one
+ * `--checkpoint-from` names), the dataset (the evaluated run's, or the one `--data` names) and
+ * its cache, write the `--export` folder and the cache, and with `--write` the run directory
+ * (its `summary.json`, replaced atomically).
  */
 export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promise<LaunchPlan> {
   const plan = new Planner(launch);
@@ -137,8 +140,11 @@ export async function planEval(args: EvalArgs, launch: LaunchEnvironment): Promi
       if (!(error instanceof UserError)) throw error; // the evaluation reports it
     }
   }
-  const info = await plan.runInfo(dir);
-  await plan.runRecipe(dir, set, info.baseDir ?? dir);
+  // the run evaluated: this one, or the one --checkpoint-from names (its dataset folder)
+  const from = args.checkpointFrom === undefined ? dir : resolve(launch.cwd, args.checkpointFrom);
+  addGrant(grants, "read", from);
+  const info = await plan.runInfo(from);
+  await plan.runRecipe(from, set, info.baseDir ?? from);
   if (args.export !== undefined) {
     const out = resolve(launch.cwd, args.export);
     addGrant(grants, "read", out);

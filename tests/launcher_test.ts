@@ -434,6 +434,35 @@ Deno.test("launcher: eval reads the run and the --data recipe's dataset, writes 
   }
 });
 
+Deno.test("launcher: eval --checkpoint-from reads the other run and its dataset folder, writes only the run's summary", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const recipe = "method: partial\ndataset: { type: folder, root: data, size: 16, " +
+      "classes: 2, cache: false, split: { labeled: 1, unlabeled: 1, validation: 2 } }\n" +
+      "trainer: { iterations: 2 }\n";
+    const kept = join(dir, "results", "partial", "seed1"), retrain = join(dir, "retrain");
+    for (const d of [kept, retrain]) {
+      await Deno.mkdir(d, { recursive: true });
+      await Deno.writeTextFile(join(d, "recipe.yaml"), recipe);
+    }
+    await Deno.writeTextFile(
+      join(retrain, "run.json"),
+      JSON.stringify({ baseDir: join(dir, "recipes"), recipe: null }),
+    );
+    const { grants } = await planEval(
+      parseEvalArgs([kept, "--grid", "source", "--write", "--checkpoint-from", retrain]),
+      environment(),
+    );
+    const read = grants.read as string[];
+    assert.ok(read.includes(kept) && read.includes(retrain), read.join(", "));
+    assert.ok(read.includes(join(dir, "recipes", "data")), "the retrain's dataset folder");
+    assert.ok(!read.includes(join(kept, "data")), "not one beside the kept run");
+    assert.deepEqual(grants.write, [kept]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("launcher: backend webgpu and auto get --unstable-webgpu and no other permission; wasm and cpu do not", async () => {
   const plan = (backend?: string) =>
     planLaunch(
