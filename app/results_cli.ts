@@ -75,10 +75,16 @@ export async function runSweep(
     quiet: opts.quiet,
     runInProcess,
   });
-  const done = result.runs.length - result.skipped.length - result.failed.length;
+  const done = result.runs.length - result.skipped.length - result.running.length -
+    result.failed.length;
   console.log(
     `\n${result.runs.length} run(s): ${done} trained, ${result.skipped.length} already ` +
-      `finished, ${result.failed.length} failed`,
+      `finished, ` +
+      (result.running.length
+        ? `${result.running.length} being trained by another process (run the same command ` +
+          `again once they end), `
+        : "") +
+      `${result.failed.length} failed`,
   );
   const bases = [...new Set(result.runs.map((r) => r.dir.replace(/\/[^/]+\/[^/]+$/, "")))];
   console.log(`results: deno task table ${bases.join(" ")}`);

@@ -11,7 +11,7 @@
  * @module
  */
 import { UserError } from "../core/errors.ts";
-import { RUN_FILES, RunDir } from "../core/run_dir.ts";
+import { describeHolder, RUN_FILES, RunDir } from "../core/run_dir.ts";
 import { InterruptedError } from "../core/trainer.ts";
 import {
   type PlannedRun,
@@ -55,6 +55,8 @@ export interface RunManyOptions extends PlanOptions {
 export interface RunManyResult {
   runs: PlannedRun[];
   skipped: PlannedRun[];
+  /** Runs another process was training (their folder's `run.lock` held): left to it. */
+  running: PlannedRun[];
   failed: Array<{ run: PlannedRun; code: number }>;
 }
 
@@ -111,17 +113,24 @@ export async function runMany(files: string[], options: RunManyOptions): Promise
   // the backend is checked with the recipes, before anything runs
   const set = [...(options.set ?? []), ...(options.backend ? [`backend=${options.backend}`] : [])];
   const runs = await planRuns(files, { ...options, set });
-  const result: RunManyResult = { runs, skipped: [], failed: [] };
+  const result: RunManyResult = { runs, skipped: [], running: [], failed: [] };
   const todo: Array<{ run: PlannedRun; state: RunState }> = [];
   for (const run of runs) {
     const state = await runState(run.dir);
     if (state === "finished") {
       log(`skip ${run.dir}: finished (summary.json exists)`);
       result.skipped.push(run);
+    } else if (state === "running") {
+      // resuming it would cut its metrics back (and removing "stale" files would delete them)
+      const holder = await new RunDir(run.dir).lockHolder();
+      log(`skip ${run.dir}: being trained by ${describeHolder(holder ?? {})} (run.lock)`);
+      result.running.push(run);
     } else todo.push({ run, state });
   }
   log(
-    `${runs.length} run(s): ${result.skipped.length} finished, ${todo.length} to run` +
+    `${runs.length} run(s): ${result.skipped.length} finished, ` +
+      (result.running.length ? `${result.running.length} being trained elsewhere, ` : "") +
+      `${todo.length} to run` +
       (todo.length && jobs > 1 ? `, ${Math.min(jobs, todo.length)} at a time` : ""),
   );
   if (todo.length === 0) return result;

@@ -24,7 +24,7 @@ export interface PlannedRun {
 }
 
 /** The state of a planned run's directory. */
-export type RunState = "finished" | "interrupted" | "new";
+export type RunState = "finished" | "running" | "interrupted" | "new";
 
 /**
  * Parse `--seeds`: a comma-separated list of non-negative integers and ranges
@@ -103,10 +103,14 @@ export async function planRuns(files: string[], options: PlanOptions = {}): Prom
   return runs;
 }
 
-/** `finished` (has `summary.json`), `interrupted` (has `latest.ckpt`) or `new`. */
+/**
+ * `finished` (has `summary.json`), `running` (another process trains into it: it holds
+ * `run.lock`), `interrupted` (has `latest.ckpt`) or `new`.
+ */
 export async function runState(dir: string): Promise<RunState> {
   const run = new RunDir(dir);
   if (await run.has("summary")) return "finished";
+  if (await run.lockHolder() !== null) return "running";
   if (await run.has("latest")) return "interrupted";
   return "new";
 }

@@ -113,9 +113,16 @@ export interface Summary extends Evaluation {
 }
 
 /** What `run.lock` says of the process that holds it (for the message of one refused). */
-interface LockHolder {
+export interface LockHolder {
   pid: number;
   started: string;
+}
+
+/** `process 123 (since 2026-...)`, or `another process` when the lock file says nothing yet. */
+export function describeHolder(holder: Partial<LockHolder>): string {
+  return holder.pid === undefined
+    ? "another process"
+    : `process ${holder.pid} (since ${holder.started})`;
 }
 
 /** A run folder (which need not exist yet). */
@@ -364,11 +371,9 @@ export class RunDir {
       } catch {
         // being written: the message goes without the pid
       }
-      const who = holder.pid === undefined
-        ? "another process"
-        : `process ${holder.pid} (since ${holder.started})`;
       throw new UserError(
-        `"${this.path}" is being trained by ${who}: it holds ${RUN_FILES.lock}. Two runs in ` +
+        `"${this.path}" is being trained by ${describeHolder(holder)}: it holds ` +
+          `${RUN_FILES.lock}. Two runs in ` +
           `one folder would overwrite each other's checkpoints and metrics; wait for it to end, ` +
           `or stop it (SIGINT or SIGTERM write a checkpoint) and resume then`,
       );
@@ -377,6 +382,31 @@ export class RunDir {
     await handle.truncate(0);
     await handle.write(new TextEncoder().encode(JSON.stringify(holder) + "\n"));
     this.#lock = handle;
+  }
+
+  /**
+   * Whether another process trains into the folder now (holds `run.lock`), and which: its pid and
+   * start time as it wrote them (empty while it writes them), or `null` when none does.
+   */
+  async lockHolder(): Promise<Partial<LockHolder> | null> {
+    if (this.#lock !== null) return null; // this object's own
+    let handle: Deno.FsFile;
+    try {
+      handle = await Deno.open(this.file("lock"), { write: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return null;
+      throw error;
+    }
+    try {
+      if (await handle.tryLock(true)) return null; // left by a process that is gone
+    } finally {
+      handle.close();
+    }
+    try {
+      return JSON.parse(await Deno.readTextFile(this.file("lock"))) as Partial<LockHolder>;
+    } catch {
+      return {};
+    }
   }
 
   /** Give back `run.lock` (and remove the file); nothing when this object does not hold it. */

@@ -179,9 +179,24 @@ Deno.test("sweep --slurm writes an array job: one task per (recipe, seed), valid
     await Deno.chmod(`${dir}/recorded/deno`, 0o644); // not on this node: the PATH's
     const onPath = await task4({});
     assert.match(new TextDecoder().decode(onPath.stdout), /^deno task --config/m);
-    // a task that died before its first checkpoint: its leftovers go, the run starts afresh
     await Deno.mkdir(out4, { recursive: true });
     await Deno.writeTextFile(`${out4}/metrics.jsonl`, "{}\n");
+    // a task of another submission is training into it (before its first checkpoint): left be
+    await Deno.writeTextFile(`${out4}/run.lock`, '{"pid":4242}\n');
+    const held = await Deno.open(`${out4}/run.lock`, { write: true });
+    assert.ok(await held.tryLock(true));
+    try {
+      const busy = await task4({});
+      assert.equal(busy.code, 0);
+      assert.match(
+        new TextDecoder().decode(busy.stdout),
+        /is being trained by another process \(\{"pid":4242\}\); nothing to do/,
+      );
+      assert.equal(await exists(`${out4}/metrics.jsonl`), true, "its metrics stay");
+    } finally {
+      held.close();
+    }
+    // a task that died before its first checkpoint: its leftovers go, the run starts afresh
     await task4({});
     assert.equal(await exists(`${out4}/metrics.jsonl`), false);
     // an interrupted one resumes
@@ -244,6 +259,37 @@ Deno.test("run with several recipes and seeds: deterministic directories, finish
     assert.equal(res.code, 0, res.stderr);
     assert.match(res.stderr, /tiny-a seed 2 -> .*tiny-a\/seed2 \(resuming\)/);
     assert.ok(await exists(`${out}/tiny-a/seed2/summary.json`));
+    // one another process trains into (it holds run.lock): neither resumed nor cleared
+    const busy = `${out}/tiny-b/seed1`;
+    await Deno.rename(`${busy}/summary.json`, `${dir}/kept.json`);
+    await Deno.writeTextFile(`${busy}/run.lock`, '{"pid":4242,"started":"then"}\n');
+    const metricsBefore = await Deno.readTextFile(`${busy}/metrics.jsonl`);
+    const held = await Deno.open(`${busy}/run.lock`, { write: true });
+    assert.ok(await held.tryLock(true));
+    try {
+      res = await cli(args);
+      assert.equal(res.code, 0, res.stderr);
+      assert.match(
+        res.stderr,
+        /skip .*tiny-b\/seed1: being trained by process 4242 \(since then\)/,
+      );
+      assert.match(res.stdout, /1 being trained by another process/);
+      assert.equal(await Deno.readTextFile(`${busy}/metrics.jsonl`), metricsBefore);
+      assert.equal(await exists(`${busy}/summary.json`), false);
+      const listed = await cli([
+        "sweep",
+        `${dir}/a.yaml`,
+        `${dir}/b.yaml`,
+        "--seeds",
+        "1,2",
+        "--runs",
+        out,
+      ]);
+      assert.match(listed.stdout, /^running +.*tiny-b\/seed1/m);
+    } finally {
+      held.close();
+    }
+    await Deno.rename(`${dir}/kept.json`, `${busy}/summary.json`);
     // the results table over the sweep
     const table = await cli(["table", out]);
     assert.equal(table.code, 0, table.stderr);
