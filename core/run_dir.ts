@@ -392,7 +392,7 @@ export class RunDir {
     if (this.#lock !== null) return null; // this object's own
     let handle: Deno.FsFile;
     try {
-      handle = await Deno.open(this.file("lock"), { write: true });
+      handle = await Deno.open(this.file("lock"), { read: true }); // to look needs no write grant
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return null;
       throw error;
