@@ -19,7 +19,7 @@ import { expandGlob } from "./glob.ts";
  */
 export type RunSummary =
   & Pick<Summary, "method" | "dataset" | "seed" | "dice" | "dice_mean" | "per_volume">
-  & Partial<Pick<Summary, "seconds_wall" | "dice_source" | "dice_source_mean">>
+  & Partial<Pick<Summary, "seconds_wall" | "dice_source" | "dice_source_mean" | "best">>
   & { seconds?: number };
 
 /** One finished run: its directory and `summary.json`. */

@@ -80,6 +80,13 @@ export interface TableEntry {
   seedTest: TableTest | null;
   /** The run directories. */
   runs: string[];
+  /**
+   * Each seed's best validation during training (`summary.json` `best`: the highest mean Dice
+   * on the network's grid, in percent, and its iteration), `null` where the summary has none.
+   * Chosen on the validation volumes themselves: a diagnostic of a run that peaked and fell, not
+   * a result.
+   */
+  best: Array<{ iteration: number; dice_mean: number } | null>;
 }
 
 /** Which Dice a table shows: on the network's grid (`dice`) or on each scan's own (`dice_source`). */
@@ -148,8 +155,9 @@ function runsOnGrid(
   for (const dir of leftOut) {
     log(
       `note: ${dir} has no source-grid Dice, left out (add them: deno task eval ${dir} ` +
-        `--grid source --write, where the folder still has its latest.ckpt; results/ keeps ` +
-        `none, so there: the run's own folder)`,
+        `--grid source --write, where the folder has its latest.ckpt; for one that kept none, ` +
+        `as results/ keeps none, train its recipe and seed again and add --checkpoint-from ` +
+        `<that run>)`,
     );
   }
   if (kept.length === 0) {
@@ -293,6 +301,11 @@ export function buildTable(all: RunResult[], options: TableOptions = {}): Result
         test,
         seedTest,
         runs: seedRuns.map((r) => r.dir),
+        best: seedRuns.map(({ summary: { best } }) =>
+          best && isNumber(best.iteration) && isNumber(best.dice_mean)
+            ? { iteration: best.iteration, dice_mean: 100 * best.dice_mean }
+            : null
+        ),
       };
     }
     return { method, datasets: entries };

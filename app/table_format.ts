@@ -141,7 +141,9 @@ export function formatTable(
   if (format === "csv") return renderCells(header, rows, "csv");
   if (options.perSeed) {
     const perSeedNote = `3D Dice (%) of each run on the validation volumes${gridNote(table)}; ` +
-      "lowest: its lowest class. min: the run's wall time in minutes (summary.json " +
+      "lowest: its lowest class. best: the run's highest validation mean Dice during training " +
+      "(network grid) and its iteration, chosen on these same volumes: it shows a run that " +
+      "peaked and fell, it is no result. min: the run's wall time in minutes (summary.json " +
       "seconds_wall)." + leftOutNote(table);
     return renderCells(header, rows, "md", perSeedNote);
   }
@@ -230,7 +232,7 @@ export function perSeedCells(table: ResultTable): { header: string[]; rows: stri
     if (d.classes.length > 1) { for (const c of d.classes) header.push(`${prefix}${c}`); }
     header.push(`${prefix}mean`);
     if (d.classes.length > 1) header.push(`${prefix}lowest`);
-    header.push(`${prefix}min`);
+    header.push(`${prefix}best (iteration)`, `${prefix}min`);
   }
   const rows: string[][] = [];
   for (const row of table.rows) {
@@ -257,6 +259,8 @@ export function perSeedCells(table: ResultTable): { header: string[]; rows: stri
           );
           out.push(low === null ? "" : `${d.classes[low[1]]} ${low[0].toFixed(2)}`);
         }
+        const best = i >= 0 ? e?.best?.[i] : null;
+        out.push(best ? `${best.dice_mean.toFixed(2)} (${best.iteration})` : "");
         const timed = e !== undefined && i >= 0 && e.seconds.values.length === e.seeds.length;
         out.push(timed ? formatMinutes(cell([e.seconds.values[i]])) : "");
       }

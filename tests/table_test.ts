@@ -42,7 +42,7 @@ async function fakeRun(
     per_volume: Object.fromEntries(
       Object.entries(perVolume).map(([k, d]) => [k, { dice: d, hd95: {} }]),
     ),
-    best: { iteration: 10, dice_mean: 0 },
+    best: { iteration: 100 * seed, dice_mean: 0.5 + seed / 10 }, // seed 2: 70 % at 200
     evaluated: "student",
   };
   await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(summary));
@@ -241,14 +241,14 @@ Deno.test("table: summaries without seconds_wall show their training seconds, st
   });
 });
 
-Deno.test("table --per-seed: one row per run with its lowest class", async () => {
+Deno.test("table --per-seed: one row per run with its lowest class and its best validation", async () => {
   await withRuns(async (root) => {
     const table = buildTable(await loadRuns([root], () => {}));
     const md = formatTable(table, "md", { perSeed: true });
     const lines = md.split("\n");
     assert.match(
       lines[0],
-      /\| method +\| seed \| +RV \| +Myo \| +LV \| +mean \| +lowest \| +min \|/,
+      /\| method +\| seed \| +RV \| +Myo \| +LV \| +mean \| +lowest \| best \(iteration\) \| +min \|/,
     );
     const row = (m: string, seed: number) =>
       lines.find((l) => new RegExp(`^\\| ${m} +\\| +${seed} \\|`).test(l))!.split("|").slice(1, -1)
@@ -262,13 +262,15 @@ Deno.test("table --per-seed: one row per run with its lowest class", async () =>
       "92.00",
       "83.33",
       "Myo 74.00",
+      "70.00 (200)",
       "2.1",
     ]);
     assert.deepEqual(row("mean-teacher", 1)[6], "Myo 68.00");
     assert.equal(lines.filter((l) => /^\| (partial|ours-kl|mean-teacher) /.test(l)).length, 5);
     const csv = formatTable(table, "csv", { perSeed: true }).trim().split("\n");
-    assert.equal(csv[0], "method,seed,RV,Myo,LV,mean,lowest,min");
-    assert.equal(csv[1], "partial,1,70.00,60.00,80.00,70.00,Myo 60.00,1.1");
+    assert.equal(csv[0], "method,seed,RV,Myo,LV,mean,lowest,best (iteration),min");
+    assert.equal(csv[1], "partial,1,70.00,60.00,80.00,70.00,Myo 60.00,60.00 (100),1.1");
+    assert.match(md, /best: the run's highest validation mean Dice during training/);
   });
 });
 
@@ -360,7 +362,7 @@ Deno.test("table --grid source: the source-grid Dice of the runs that have them,
     assert.equal(out.code, 0, text(out.stderr));
     assert.match(
       text(out.stderr),
-      /partial\/seed2 has no source-grid Dice, left out \(add them: .*--grid source --write, where the folder still has its latest\.ckpt/,
+      /partial\/seed2 has no source-grid Dice, left out \(add them: .*--grid source --write, where the folder has its latest\.ckpt; .*add --checkpoint-from <that run>\)/,
     );
     assert.match(text(out.stdout), /^\| partial +\| +1 \| +30\.00 \|/m);
     const none = await run([`${root}/mt`, "--grid", "source"]);
