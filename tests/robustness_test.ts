@@ -145,11 +145,26 @@ Deno.test("a folder being trained is locked: a second --resume or --out is refus
     await Deno.stat(`${run}/run.lock`);
     const resumed = cliCommand(["run", "--resume", run]).spawn();
     const seen = await stderrUntil(resumed, /resuming .* at iteration \d+/);
-    assert.match(seen, /resuming .* at iteration \d+/);
+    const from = Number(/resuming .* at iteration (\d+)/.exec(seen)?.[1]);
+    assert.ok(from > 0, seen);
     assert.equal(JSON.parse(await Deno.readTextFile(`${run}/run.lock`)).pid, resumed.pid);
+    // SIGINT once it trains (its handler is in place from the first step on)
+    for (let i = 0; i < 1200; i++) {
+      const text = await Deno.readTextFile(`${run}/metrics.jsonl`);
+      const past = (line: string) => {
+        try {
+          return JSON.parse(line).iteration > from;
+        } catch {
+          return false; // a line being written
+        }
+      };
+      if (text.split("\n").some(past)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
     resumed.kill("SIGINT");
     const end = await resumed.output();
     assert.equal(end.code, 130);
+    assert.match(new TextDecoder().decode(end.stderr), /Interrupted by SIGINT/);
     // a run that ends (here by SIGINT) gives the lock back and removes the file
     await assert.rejects(() => Deno.stat(`${run}/run.lock`), Deno.errors.NotFound);
   } finally {
