@@ -365,14 +365,10 @@ export class RunDir {
     }
     if (!(await handle.tryLock(true))) {
       handle.close();
-      let holder: Partial<LockHolder> = {};
-      try {
-        holder = JSON.parse(await Deno.readTextFile(file));
-      } catch {
-        // being written: the message goes without the pid
-      }
       throw new UserError(
-        `"${this.path}" is being trained by ${describeHolder(holder)}: it holds ` +
+        `"${this.path}" is being trained by ${
+          describeHolder(await this.#readHolder())
+        }: it holds ` +
           `${RUN_FILES.lock}. Two runs in ` +
           `one folder would overwrite each other's checkpoints and metrics; wait for it to end, ` +
           `or stop it (SIGINT or SIGTERM write a checkpoint) and resume then`,
@@ -402,6 +398,11 @@ export class RunDir {
     } finally {
       handle.close();
     }
+    return await this.#readHolder();
+  }
+
+  /** What `run.lock` says of its holder; empty while it is being written. */
+  async #readHolder(): Promise<Partial<LockHolder>> {
     try {
       return JSON.parse(await Deno.readTextFile(this.file("lock"))) as Partial<LockHolder>;
     } catch {
