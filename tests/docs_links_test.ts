@@ -5,11 +5,9 @@
  * here instead of as a dead link on the front page.
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+import { documentFiles, REPO_ROOT as ROOT } from "../app/doc_tables.ts";
 
 /** GitHub's anchor of a heading: lower case, punctuation dropped (not `-`), spaces to `-`. */
 export function headingAnchor(heading: string): string {
@@ -68,15 +66,8 @@ export function deadReferences(
   return dead;
 }
 
-function documents(): string[] {
-  const docs = readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) =>
-    `docs/${f}`
-  );
-  return ["README.md", ...docs];
-}
-
-Deno.test("every link and tree path in README.md and docs/ reaches a file (and a heading)", () => {
-  const dead = documents().flatMap((f) =>
+Deno.test("every link and tree path in README.md and docs/ reaches a file (and a heading)", async () => {
+  const dead = (await documentFiles(ROOT)).flatMap((f) =>
     deadReferences(readFileSync(join(ROOT, f), "utf8"), f, ROOT)
   );
   assert.deepEqual(dead, [], `dead references:\n${dead.join("\n")}`);
